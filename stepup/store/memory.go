@@ -1,0 +1,279 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"sync"
+	"time"
+)
+
+// Memory is a Store kept in this process's memory. It serves a single
+// Caddy instance only: another instance cannot see its challenges, and a
+// restart forgets them. It exists for development, demos and one-box
+// deployments; use Redis for anything else.
+//
+// Expired records are swept in the background until Close.
+type Memory struct {
+	mu         sync.Mutex
+	challenges map[string]*memChallenge
+	pending    map[string]memPointer
+	failures   map[string]memCounter
+
+	now       func() time.Time
+	stop      chan struct{}
+	closeOnce sync.Once
+}
+
+type memChallenge struct {
+	c      *Challenge
+	expire time.Time // when the record is dropped
+}
+
+type memPointer struct {
+	id     string
+	expire time.Time
+}
+
+type memCounter struct {
+	n      int
+	expire time.Time
+}
+
+// NewMemory returns an empty memory store that sweeps expired records
+// every sweep interval (one minute when sweep is zero).
+func NewMemory(sweep time.Duration) *Memory {
+	if sweep <= 0 {
+		sweep = time.Minute
+	}
+	m := &Memory{
+		challenges: make(map[string]*memChallenge),
+		pending:    make(map[string]memPointer),
+		failures:   make(map[string]memCounter),
+		now:        time.Now,
+		stop:       make(chan struct{}),
+	}
+	go m.sweepLoop(sweep)
+	return m
+}
+
+func (m *Memory) sweepLoop(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case <-t.C:
+			m.sweep(m.now())
+		}
+	}
+}
+
+// sweep drops every record whose time is over.
+func (m *Memory) sweep(now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, v := range m.challenges {
+		if !now.Before(v.expire) {
+			delete(m.challenges, k)
+		}
+	}
+	for k, v := range m.pending {
+		if !now.Before(v.expire) {
+			delete(m.pending, k)
+		}
+	}
+	for k, v := range m.failures {
+		if !now.Before(v.expire) {
+			delete(m.failures, k)
+		}
+	}
+}
+
+// Create implements Store.
+func (m *Memory) Create(_ context.Context, c *Challenge, pending string, retain time.Duration) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if e, ok := m.challenges[c.ID]; ok && m.now().Before(e.expire) {
+		return ErrExists
+	}
+	d := c.clone()
+	d.Sends = 1
+	d.LastSend = c.Created
+	d.Attempts = 0
+	d.Used = time.Time{}
+	m.challenges[c.ID] = &memChallenge{c: d, expire: c.Expires.Add(retain)}
+	if pending != "" {
+		m.pending[pending] = memPointer{id: c.ID, expire: c.Expires}
+	}
+	return nil
+}
+
+// live returns the record of id if it is still retained.
+func (m *Memory) live(id string) *Challenge {
+	e, ok := m.challenges[id]
+	if !ok || !m.now().Before(e.expire) {
+		return nil
+	}
+	return e.c
+}
+
+// Get implements Store.
+func (m *Memory) Get(_ context.Context, id string) (*Challenge, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.live(id)
+	if c == nil {
+		return nil, ErrNotFound
+	}
+	return c.clone(), nil
+}
+
+// Pending implements Store.
+func (m *Memory) Pending(_ context.Context, pending string) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.pending[pending]
+	if !ok || !m.now().Before(p.expire) {
+		return "", ErrNotFound
+	}
+	return p.id, nil
+}
+
+// usable reports why c cannot take an attempt or a resend at now.
+func usable(c *Challenge, now time.Time) error {
+	switch {
+	case c == nil:
+		return ErrNotFound
+	case !c.Used.IsZero():
+		return ErrUsed
+	case !now.Before(c.Expires):
+		return ErrExpired
+	case c.Attempts >= c.MaxAttempts:
+		return ErrExhausted
+	}
+	return nil
+}
+
+// BeginAttempt implements Store.
+func (m *Memory) BeginAttempt(_ context.Context, id string, now time.Time) ([]byte, int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.live(id)
+	if err := usable(c, now); err != nil {
+		return nil, 0, err
+	}
+	c.Attempts++
+	return append([]byte(nil), c.CodeMAC...), c.Attempts, nil
+}
+
+// Consume implements Store.
+func (m *Memory) Consume(_ context.Context, id string, mac []byte, now time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.live(id)
+	switch {
+	case c == nil:
+		return ErrNotFound
+	case !c.Used.IsZero():
+		return ErrUsed
+	case !now.Before(c.Expires):
+		return ErrExpired
+	case !bytes.Equal(c.CodeMAC, mac):
+		return ErrCodeChanged
+	}
+	c.Used = now
+	c.CodeMAC = nil
+	return nil
+}
+
+// Resend implements Store.
+func (m *Memory) Resend(_ context.Context, id string, mac []byte, now time.Time, cooldown time.Duration, maxSends int) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.live(id)
+	if err := usable(c, now); err != nil {
+		return 0, err
+	}
+	if c.Sends >= maxSends {
+		return c.Sends, ErrSendLimit
+	}
+	if !c.LastSend.IsZero() {
+		if wait := cooldown - now.Sub(c.LastSend); wait > 0 {
+			return c.Sends, &CooldownError{RetryAfter: wait}
+		}
+	}
+	c.CodeMAC = append([]byte(nil), mac...)
+	c.Sends++
+	c.LastSend = now
+	c.SentBy = ""
+	c.SendFailed = false
+	return c.Sends, nil
+}
+
+// RecordSend implements Store.
+func (m *Memory) RecordSend(_ context.Context, id string, sentBy string, failed bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	c := m.live(id)
+	if c == nil {
+		return ErrNotFound
+	}
+	if !c.Used.IsZero() {
+		return nil
+	}
+	c.SentBy = sentBy
+	c.SendFailed = failed
+	if failed {
+		c.LastSend = time.Time{}
+	}
+	return nil
+}
+
+// AddFailure implements Store.
+func (m *Memory) AddFailure(_ context.Context, key string, window time.Duration) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	f, ok := m.failures[key]
+	if !ok || !now.Before(f.expire) {
+		f = memCounter{expire: now.Add(window)}
+	}
+	f.n++
+	m.failures[key] = f
+	return f.n, nil
+}
+
+// Failures implements Store.
+func (m *Memory) Failures(_ context.Context, key string) (int, time.Duration, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	f, ok := m.failures[key]
+	if !ok || !now.Before(f.expire) {
+		return 0, 0, nil
+	}
+	return f.n, f.expire.Sub(now), nil
+}
+
+// ClearFailures implements Store.
+func (m *Memory) ClearFailures(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.failures, key)
+	return nil
+}
+
+// Ping implements Store; memory is always reachable.
+func (m *Memory) Ping(context.Context) error { return nil }
+
+// Close stops the background sweep. The records stay readable.
+func (m *Memory) Close() error {
+	m.closeOnce.Do(func() { close(m.stop) })
+	return nil
+}
+
+var _ Store = (*Memory)(nil)

@@ -1,0 +1,381 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Redis is a Store on Redis (standalone, Sentinel or Cluster: any
+// redis.UniversalClient).
+//
+// Keys, under the configured prefix:
+//
+//	PREFIX{ID}        hash: one challenge
+//	PREFIXp:{KEY}     string: pending-challenge pointer
+//	PREFIXf:{KEY}     string: failure counter
+//
+// The braces are Redis Cluster hash tags: each script touches one key, so
+// every operation is atomic and Cluster-safe. Every key has a TTL.
+type Redis struct {
+	client redis.UniversalClient
+	prefix string
+	owned  bool
+}
+
+// NewRedis returns a store on client with keys under prefix ("stepup:"
+// when empty). Close closes the client only when owned is true; a client
+// shared across handlers is closed by whoever shares it.
+func NewRedis(client redis.UniversalClient, prefix string, owned bool) *Redis {
+	if prefix == "" {
+		prefix = "stepup:"
+	}
+	return &Redis{client: client, prefix: prefix, owned: owned}
+}
+
+// Client returns the underlying Redis client.
+func (s *Redis) Client() redis.UniversalClient { return s.client }
+
+func (s *Redis) challengeKey(id string) string { return s.prefix + "{" + id + "}" }
+func (s *Redis) pendingKey(k string) string    { return s.prefix + "p:{" + k + "}" }
+func (s *Redis) failureKey(k string) string    { return s.prefix + "f:{" + k + "}" }
+
+// Hash fields of a challenge. Short names keep a pending challenge well
+// under 1 KiB of Redis memory.
+const (
+	fPolicy   = "p"
+	fUser     = "uk"
+	fSession  = "sk"
+	fPhone    = "ph"
+	fReturn   = "r"
+	fDesc     = "d"
+	fTx       = "tx"
+	fCreated  = "c"
+	fExpires  = "e"
+	fMax      = "x"
+	fMAC      = "m"
+	fAttempts = "a"
+	fSends    = "n"
+	fLastSend = "t"
+	fSentBy   = "b"
+	fFailed   = "f"
+	fUsed     = "u"
+)
+
+// Lua scripts. Each reads and writes a single key (KEYS[1]). Times are
+// Unix milliseconds passed by the caller, so that instances agree with
+// their own clocks and tests can move time.
+var (
+	// KEYS[1] challenge; ARGV: field/value pairs..., px
+	scriptCreate = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 1, #ARGV - 1))
+redis.call('PEXPIRE', KEYS[1], ARGV[#ARGV])
+return 1`)
+
+	// KEYS[1] challenge; ARGV[1] now
+	scriptBegin = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'e', 'u', 'a', 'x', 'm')
+if not v[1] then return {'nf'} end
+if v[2] ~= '0' then return {'used'} end
+if tonumber(v[1]) <= tonumber(ARGV[1]) then return {'exp'} end
+if tonumber(v[3]) >= tonumber(v[4]) then return {'dead'} end
+local a = redis.call('HINCRBY', KEYS[1], 'a', 1)
+return {'ok', v[5], a}`)
+
+	// KEYS[1] challenge; ARGV[1] mac, ARGV[2] now
+	scriptConsume = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'e', 'u', 'm')
+if not v[1] then return 'nf' end
+if v[2] ~= '0' then return 'used' end
+if tonumber(v[1]) <= tonumber(ARGV[2]) then return 'exp' end
+if v[3] ~= ARGV[1] then return 'changed' end
+redis.call('HSET', KEYS[1], 'u', ARGV[2], 'm', '')
+return 'ok'`)
+
+	// KEYS[1] challenge; ARGV[1] mac, ARGV[2] now, ARGV[3] cooldown, ARGV[4] max sends
+	scriptResend = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'e', 'u', 'a', 'x', 'n', 't')
+if not v[1] then return {'nf'} end
+if v[2] ~= '0' then return {'used'} end
+local now = tonumber(ARGV[2])
+if tonumber(v[1]) <= now then return {'exp'} end
+if tonumber(v[3]) >= tonumber(v[4]) then return {'dead'} end
+local n = tonumber(v[5])
+if n >= tonumber(ARGV[4]) then return {'limit', n} end
+local t = tonumber(v[6])
+if t > 0 then
+  local wait = tonumber(ARGV[3]) - (now - t)
+  if wait > 0 then return {'cool', wait} end
+end
+redis.call('HSET', KEYS[1], 'm', ARGV[1], 'n', n + 1, 't', now, 'b', '', 'f', '0')
+return {'ok', n + 1}`)
+
+	// KEYS[1] challenge; ARGV[1] sent by, ARGV[2] failed ("1"/"0")
+	scriptRecordSend = redis.NewScript(`
+local u = redis.call('HGET', KEYS[1], 'u')
+if not u then return 'nf' end
+if u ~= '0' then return 'ok' end
+redis.call('HSET', KEYS[1], 'b', ARGV[1], 'f', ARGV[2])
+if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 't', 0) end
+return 'ok'`)
+
+	// KEYS[1] counter; ARGV[1] window ms
+	scriptAddFailure = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n`)
+)
+
+func ms(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMS(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(v)
+}
+
+// Create implements Store.
+func (s *Redis) Create(ctx context.Context, c *Challenge, pending string, retain time.Duration) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	ttl := c.Expires.Sub(c.Created) + retain
+	args := []any{
+		fPolicy, c.Policy,
+		fUser, c.UserKey,
+		fSession, c.SessionKey,
+		fPhone, c.Phone,
+		fReturn, c.ReturnURL,
+		fCreated, ms(c.Created),
+		fExpires, ms(c.Expires),
+		fMax, c.MaxAttempts,
+		fMAC, c.CodeMAC,
+		fAttempts, 0,
+		fSends, 1,
+		fLastSend, ms(c.Created),
+		fSentBy, "",
+		fFailed, 0,
+		fUsed, 0,
+	}
+	if c.Description != "" {
+		args = append(args, fDesc, c.Description)
+	}
+	if len(c.TxHash) > 0 {
+		args = append(args, fTx, c.TxHash)
+	}
+	args = append(args, ttl.Milliseconds())
+	created, err := scriptCreate.Run(ctx, s.client, []string{s.challengeKey(c.ID)}, args...).Int()
+	if err != nil {
+		return fmt.Errorf("creating challenge: %w", err)
+	}
+	if created == 0 {
+		return ErrExists
+	}
+	if pending != "" {
+		if err := s.client.Set(ctx, s.pendingKey(pending), c.ID, c.Expires.Sub(c.Created)).Err(); err != nil {
+			return fmt.Errorf("recording pending challenge: %w", err)
+		}
+	}
+	return nil
+}
+
+// Get implements Store.
+func (s *Redis) Get(ctx context.Context, id string) (*Challenge, error) {
+	h, err := s.client.HGetAll(ctx, s.challengeKey(id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("reading challenge: %w", err)
+	}
+	if len(h) == 0 {
+		return nil, ErrNotFound
+	}
+	num := func(f string) int64 {
+		n, _ := strconv.ParseInt(h[f], 10, 64)
+		return n
+	}
+	c := &Challenge{
+		ID:          id,
+		Policy:      h[fPolicy],
+		UserKey:     h[fUser],
+		SessionKey:  h[fSession],
+		Phone:       h[fPhone],
+		ReturnURL:   h[fReturn],
+		Description: h[fDesc],
+		Created:     fromMS(num(fCreated)),
+		Expires:     fromMS(num(fExpires)),
+		MaxAttempts: int(num(fMax)),
+		Attempts:    int(num(fAttempts)),
+		Sends:       int(num(fSends)),
+		LastSend:    fromMS(num(fLastSend)),
+		SentBy:      h[fSentBy],
+		SendFailed:  h[fFailed] == "1",
+		Used:        fromMS(num(fUsed)),
+	}
+	if v := h[fTx]; v != "" {
+		c.TxHash = []byte(v)
+	}
+	if v := h[fMAC]; v != "" {
+		c.CodeMAC = []byte(v)
+	}
+	return c, nil
+}
+
+// Pending implements Store.
+func (s *Redis) Pending(ctx context.Context, pending string) (string, error) {
+	id, err := s.client.Get(ctx, s.pendingKey(pending)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading pending challenge: %w", err)
+	}
+	return id, nil
+}
+
+// stateError maps a script's status word to the contract's errors.
+func stateError(status string) error {
+	switch status {
+	case "nf":
+		return ErrNotFound
+	case "used":
+		return ErrUsed
+	case "exp":
+		return ErrExpired
+	case "dead":
+		return ErrExhausted
+	case "changed":
+		return ErrCodeChanged
+	case "limit":
+		return ErrSendLimit
+	}
+	return fmt.Errorf("unexpected script status %q", status)
+}
+
+// BeginAttempt implements Store.
+func (s *Redis) BeginAttempt(ctx context.Context, id string, now time.Time) ([]byte, int, error) {
+	res, err := scriptBegin.Run(ctx, s.client, []string{s.challengeKey(id)}, ms(now)).Slice()
+	if err != nil {
+		return nil, 0, fmt.Errorf("beginning attempt: %w", err)
+	}
+	status, _ := res[0].(string)
+	if status != "ok" || len(res) != 3 {
+		return nil, 0, stateError(status)
+	}
+	mac, _ := res[1].(string)
+	attempts, _ := res[2].(int64)
+	return []byte(mac), int(attempts), nil
+}
+
+// Consume implements Store.
+func (s *Redis) Consume(ctx context.Context, id string, mac []byte, now time.Time) error {
+	status, err := scriptConsume.Run(ctx, s.client, []string{s.challengeKey(id)}, mac, ms(now)).Text()
+	if err != nil {
+		return fmt.Errorf("consuming challenge: %w", err)
+	}
+	if status != "ok" {
+		return stateError(status)
+	}
+	return nil
+}
+
+// Resend implements Store.
+func (s *Redis) Resend(ctx context.Context, id string, mac []byte, now time.Time, cooldown time.Duration, maxSends int) (int, error) {
+	res, err := scriptResend.Run(ctx, s.client, []string{s.challengeKey(id)},
+		mac, ms(now), cooldown.Milliseconds(), maxSends).Slice()
+	if err != nil {
+		return 0, fmt.Errorf("resending code: %w", err)
+	}
+	status, _ := res[0].(string)
+	var n int64
+	if len(res) > 1 {
+		n, _ = res[1].(int64)
+	}
+	switch status {
+	case "ok":
+		return int(n), nil
+	case "cool":
+		return 0, &CooldownError{RetryAfter: time.Duration(n) * time.Millisecond}
+	case "limit":
+		return int(n), ErrSendLimit
+	}
+	return 0, stateError(status)
+}
+
+// RecordSend implements Store.
+func (s *Redis) RecordSend(ctx context.Context, id string, sentBy string, failed bool) error {
+	f := "0"
+	if failed {
+		f = "1"
+	}
+	status, err := scriptRecordSend.Run(ctx, s.client, []string{s.challengeKey(id)}, sentBy, f).Text()
+	if err != nil {
+		return fmt.Errorf("recording send: %w", err)
+	}
+	if status != "ok" {
+		return stateError(status)
+	}
+	return nil
+}
+
+// AddFailure implements Store.
+func (s *Redis) AddFailure(ctx context.Context, key string, window time.Duration) (int, error) {
+	n, err := scriptAddFailure.Run(ctx, s.client, []string{s.failureKey(key)}, window.Milliseconds()).Int()
+	if err != nil {
+		return 0, fmt.Errorf("counting failure: %w", err)
+	}
+	return n, nil
+}
+
+// Failures implements Store.
+func (s *Redis) Failures(ctx context.Context, key string) (int, time.Duration, error) {
+	k := s.failureKey(key)
+	pipe := s.client.Pipeline()
+	get := pipe.Get(ctx, k)
+	pttl := pipe.PTTL(ctx, k)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return 0, 0, fmt.Errorf("reading failures: %w", err)
+	}
+	n, err := get.Int()
+	if errors.Is(err, redis.Nil) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("reading failures: %w", err)
+	}
+	ttl := pttl.Val()
+	if ttl < 0 {
+		ttl = 0
+	}
+	return n, ttl, nil
+}
+
+// ClearFailures implements Store.
+func (s *Redis) ClearFailures(ctx context.Context, key string) error {
+	if err := s.client.Del(ctx, s.failureKey(key)).Err(); err != nil {
+		return fmt.Errorf("clearing failures: %w", err)
+	}
+	return nil
+}
+
+// Ping implements Store.
+func (s *Redis) Ping(ctx context.Context) error { return s.client.Ping(ctx).Err() }
+
+// Close closes the client if the store owns it.
+func (s *Redis) Close() error {
+	if s.owned {
+		return s.client.Close()
+	}
+	return nil
+}
+
+var _ Store = (*Redis)(nil)

@@ -1,0 +1,160 @@
+// Package store holds the state of step-up challenges: the Store contract,
+// an in-memory implementation for a single instance, and a Redis
+// implementation that is the source of truth when several Caddy instances
+// serve one site.
+//
+// Every operation that reads and then changes a challenge is atomic (one
+// Lua script on one hash-tagged key in Redis, one critical section in
+// memory), so concurrent verifications of one code have exactly one winner.
+// Codes never reach the store: only their HMAC does.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Errors returned by Store methods. Callers compare with errors.Is.
+var (
+	// ErrNotFound: no such challenge (never created, or gone past its
+	// retention).
+	ErrNotFound = errors.New("challenge not found")
+	// ErrExpired: the challenge exists but its code lifetime is over.
+	ErrExpired = errors.New("challenge expired")
+	// ErrUsed: the challenge was already verified; it cannot be used again.
+	ErrUsed = errors.New("challenge already used")
+	// ErrExhausted: every attempt of the challenge was spent.
+	ErrExhausted = errors.New("no attempts left")
+	// ErrCodeChanged: the code was replaced by a resend between the
+	// attempt and its consumption.
+	ErrCodeChanged = errors.New("code was replaced")
+	// ErrSendLimit: the challenge reached its maximum number of sends.
+	ErrSendLimit = errors.New("send limit reached")
+	// ErrExists: a challenge with that id already exists.
+	ErrExists = errors.New("challenge already exists")
+)
+
+// CooldownError is returned by Resend when the previous send is too recent.
+type CooldownError struct {
+	// RetryAfter is how long to wait before a resend is allowed.
+	RetryAfter time.Duration
+}
+
+func (e *CooldownError) Error() string {
+	return fmt.Sprintf("resend too early, retry in %s", e.RetryAfter.Round(time.Second))
+}
+
+// Challenge is the stored record of one step-up challenge.
+//
+// The identity is kept only as keyed hashes (UserKey, SessionKey) made by
+// the engine; the phone number is kept in E.164 form because a resend needs
+// it, and expires with the record.
+type Challenge struct {
+	// ID is the random, unguessable challenge id (URL-safe).
+	ID string
+	// Policy is the name of the protect policy that raised the challenge.
+	Policy string
+	// UserKey and SessionKey bind the challenge to who asked and in which
+	// browser session.
+	UserKey    string
+	SessionKey string
+	// Phone is the destination, E.164.
+	Phone string
+	// ReturnURL is the same-origin path the browser goes back to.
+	ReturnURL string
+	// Description is what the code authorizes, as shown to the customer
+	// (transaction mode); empty for a session challenge.
+	Description string
+	// TxHash binds a transaction challenge to one request; empty otherwise.
+	TxHash []byte
+	// Created and Expires bound the code's lifetime.
+	Created time.Time
+	Expires time.Time
+	// MaxAttempts is how many code entries the challenge allows.
+	MaxAttempts int
+
+	// CodeMAC is the HMAC of the current code (replaced on resend).
+	CodeMAC []byte
+	// Attempts is how many code entries were made so far.
+	Attempts int
+	// Sends counts the codes sent (the first one included).
+	Sends int
+	// LastSend is when the current code was sent (zero after a failed
+	// send, so that a resend is allowed at once).
+	LastSend time.Time
+	// SentBy is the sender that delivered the current code.
+	SentBy string
+	// SendFailed reports that the current code could not be delivered.
+	SendFailed bool
+	// Used is when the challenge was verified; zero while pending.
+	Used time.Time
+}
+
+// Store is the state behind step-up: challenges, pending-challenge
+// pointers and failure counters. Implementations must be safe for
+// concurrent use and must make each method atomic.
+type Store interface {
+	// Create stores a new challenge with its first code, counting one
+	// send at c.Created. The record is kept until c.Expires plus retain,
+	// so that late requests learn it expired or was used. When pending is
+	// not empty, it also points pending at the challenge until c.Expires.
+	Create(ctx context.Context, c *Challenge, pending string, retain time.Duration) error
+	// Get returns a copy of a challenge, or ErrNotFound.
+	Get(ctx context.Context, id string) (*Challenge, error)
+	// Pending returns the id a pending pointer refers to, or ErrNotFound.
+	Pending(ctx context.Context, pending string) (string, error)
+	// BeginAttempt spends one attempt on a live challenge and returns the
+	// MAC of its current code and the attempts made, this one included.
+	// It fails with ErrNotFound, ErrUsed, ErrExpired or ErrExhausted,
+	// spending nothing.
+	BeginAttempt(ctx context.Context, id string, now time.Time) (mac []byte, attempts int, err error)
+	// Consume marks a challenge used if it is still pending and its code
+	// is still mac. Of concurrent callers exactly one succeeds; the others
+	// get ErrUsed (or ErrCodeChanged, ErrExpired, ErrNotFound).
+	Consume(ctx context.Context, id string, mac []byte, now time.Time) error
+	// Resend replaces the code of a live challenge with mac, if the
+	// cooldown since the last send has passed (else *CooldownError) and
+	// fewer than maxSends codes were sent (else ErrSendLimit). Attempts
+	// are never reset. It returns the number of sends, this one included.
+	Resend(ctx context.Context, id string, mac []byte, now time.Time, cooldown time.Duration, maxSends int) (sends int, err error)
+	// RecordSend notes the outcome of delivering the current code: who
+	// delivered it, or that delivery failed (which lifts the cooldown).
+	RecordSend(ctx context.Context, id string, sentBy string, failed bool) error
+	// AddFailure counts one failed code entry for key in a window that
+	// starts with the first failure, and returns the count.
+	AddFailure(ctx context.Context, key string, window time.Duration) (int, error)
+	// Failures returns the failures counted for key and how long until
+	// the count is forgotten.
+	Failures(ctx context.Context, key string) (n int, ttl time.Duration, err error)
+	// ClearFailures forgets the failures of key (operator unlock).
+	ClearFailures(ctx context.Context, key string) error
+	// Ping checks that the store is reachable.
+	Ping(ctx context.Context) error
+	// Close releases the store's resources.
+	Close() error
+}
+
+// clone returns a deep copy of c.
+func (c *Challenge) clone() *Challenge {
+	d := *c
+	d.TxHash = append([]byte(nil), c.TxHash...)
+	d.CodeMAC = append([]byte(nil), c.CodeMAC...)
+	return &d
+}
+
+// validate checks what every store needs of a new challenge.
+func (c *Challenge) validate() error {
+	switch {
+	case c.ID == "":
+		return errors.New("challenge without id")
+	case len(c.CodeMAC) == 0:
+		return errors.New("challenge without code")
+	case !c.Expires.After(c.Created):
+		return errors.New("challenge expires before it is created")
+	case c.MaxAttempts < 1:
+		return errors.New("challenge allows no attempt")
+	}
+	return nil
+}

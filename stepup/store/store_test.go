@@ -1,0 +1,136 @@
+package store_test
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-stepup/caddy-stepup/internal/testredis"
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
+	"github.com/caddy-stepup/caddy-stepup/stepup/store/storetest"
+)
+
+var redisServer *testredis.Server
+
+func TestMain(m *testing.M) {
+	s, err := testredis.New("")
+	if err != nil {
+		// Fail loudly: the Redis contract run is part of the suite.
+		println("store tests need redis-server:", err.Error())
+		os.Exit(1)
+	}
+	redisServer = s
+	code := m.Run()
+	s.Stop()
+	os.RemoveAll(s.Dir)
+	os.Exit(code)
+}
+
+func TestMemoryContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store { return store.NewMemory(time.Minute) })
+}
+
+func newRedisStore(t *testing.T) (*store.Redis, *redis.Client) {
+	client := redis.NewClient(&redis.Options{Addr: redisServer.Addr()})
+	prefix := "test:" + strings.ReplaceAll(t.Name(), "/", ":") + ":"
+	return store.NewRedis(client, prefix, true), client
+}
+
+func TestRedisContract(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, _ := newRedisStore(t)
+		return s
+	})
+}
+
+// Every key the Redis store writes has a TTL, and one pending challenge
+// costs less than 1 KiB of Redis memory.
+func TestRedisKeysHaveTTLAndStaySmall(t *testing.T) {
+	ctx := context.Background()
+	s, client := newRedisStore(t)
+	defer s.Close()
+	now := time.Now()
+	c := &store.Challenge{
+		ID:          "Xq3-v9a_Hk2LmN0pQr5sTu",
+		Policy:      "payment-methods",
+		UserKey:     "k5e9cYbqJ2rA0xWvTz7uPg",
+		SessionKey:  "Qm2nB8vC4xZ1aS6dF3gH9j",
+		Phone:       "+919876543210",
+		ReturnURL:   "/account/payment-methods?tab=cards",
+		Created:     now,
+		Expires:     now.Add(5 * time.Minute),
+		MaxAttempts: 5,
+		CodeMAC:     make([]byte, 32),
+	}
+	if err := s.Create(ctx, c, "pending-binding-key-0123456789", 10*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddFailure(ctx, "user-key", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := client.Keys(ctx, "test:"+t.Name()+":*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 3 {
+		t.Fatalf("keys = %v, want challenge, pending pointer and failure counter", keys)
+	}
+	for _, k := range keys {
+		ttl, err := client.PTTL(ctx, k).Result()
+		if err != nil || ttl <= 0 {
+			t.Errorf("key %q has TTL %v (%v)", k, ttl, err)
+		}
+	}
+	used, err := client.MemoryUsage(ctx, "test:"+t.Name()+":{"+c.ID+"}").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("MEMORY USAGE of one pending challenge: %d bytes", used)
+	if used >= 1024 {
+		t.Errorf("a pending challenge costs %d bytes of Redis memory, want < 1024", used)
+	}
+}
+
+// With Redis down, every method returns an error (never a false success),
+// and the store works again once Redis is back, without a new client.
+func TestRedisOutageAndRecovery(t *testing.T) {
+	srv := testredis.Run(t)
+	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
+	s := store.NewRedis(client, "", true)
+	defer s.Close()
+	ctx := context.Background()
+	now := time.Now()
+	c := &store.Challenge{ID: "outage", Created: now, Expires: now.Add(time.Minute), MaxAttempts: 3, CodeMAC: []byte("m")}
+	if err := s.Create(ctx, c, "", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	if _, err := s.Get(ctx, c.ID); err == nil {
+		t.Fatal("Get succeeded with Redis down")
+	}
+	if _, _, err := s.BeginAttempt(ctx, c.ID, now); err == nil {
+		t.Fatal("BeginAttempt succeeded with Redis down")
+	}
+	if err := s.Consume(ctx, c.ID, []byte("m"), now); err == nil {
+		t.Fatal("Consume succeeded with Redis down")
+	}
+	if err := s.Ping(ctx); err == nil {
+		t.Fatal("Ping succeeded with Redis down")
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The data is gone with the process (no persistence in tests), but the
+	// same client works again.
+	c.ID = "after-outage"
+	if err := s.Create(ctx, c, "", time.Minute); err != nil {
+		t.Fatalf("Create after recovery: %v", err)
+	}
+	if _, err := s.Get(ctx, c.ID); err != nil {
+		t.Fatalf("Get after recovery: %v", err)
+	}
+}

@@ -1,0 +1,473 @@
+// Package storetest is the contract every store.Store must pass. The
+// memory and Redis stores run it in their tests; a third-party store can
+// run it too.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
+)
+
+// Factory returns an empty store for one subtest. The suite closes it.
+type Factory func(t *testing.T) store.Store
+
+// Run runs the whole contract against stores made by newStore.
+func Run(t *testing.T, newStore Factory) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, store.Store)
+	}{
+		{"CreateGet", testCreateGet},
+		{"CreateTwice", testCreateTwice},
+		{"CreateInvalid", testCreateInvalid},
+		{"NotFound", testNotFound},
+		{"Pending", testPending},
+		{"AttemptsExhaust", testAttemptsExhaust},
+		{"Expired", testExpired},
+		{"ConsumeOnce", testConsumeOnce},
+		{"ConsumeAfterResend", testConsumeAfterResend},
+		{"ConcurrentConsume", testConcurrentConsume},
+		{"ConcurrentAttempts", testConcurrentAttempts},
+		{"ResendCooldownAndLimit", testResend},
+		{"ResendKeepsAttempts", testResendKeepsAttempts},
+		{"RecordSend", testRecordSend},
+		{"Failures", testFailures},
+		{"FailureWindow", testFailureWindow},
+		{"Ping", testPing},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStore(t)
+			t.Cleanup(func() { _ = s.Close() })
+			tc.fn(t, s)
+		})
+	}
+}
+
+// ID returns a fresh random challenge id.
+func ID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+var t0 = time.UnixMilli(time.Now().UnixMilli())
+
+func newChallenge() *store.Challenge {
+	return &store.Challenge{
+		ID:          ID(),
+		Policy:      "checkout",
+		UserKey:     "user-key",
+		SessionKey:  "session-key",
+		Phone:       "+14155550100",
+		ReturnURL:   "/checkout?step=2",
+		Description: "Pay 10 EUR to Shop",
+		TxHash:      []byte{0, 1, 2, 0xff},
+		Created:     t0,
+		Expires:     t0.Add(5 * time.Minute),
+		MaxAttempts: 3,
+		CodeMAC:     []byte("mac-one\x00\xff"),
+	}
+}
+
+func mustCreate(t *testing.T, s store.Store, c *store.Challenge) {
+	t.Helper()
+	if err := s.Create(context.Background(), c, "", 10*time.Minute); err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+}
+
+func testCreateGet(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	mustCreate(t, s, c)
+	got, err := s.Get(ctx, c.ID)
+	if err != nil {
+		t.Fatalf("Get: %v", err)
+	}
+	want := *c
+	want.Sends = 1
+	want.LastSend = c.Created
+	if got.ID != want.ID || got.Policy != want.Policy || got.UserKey != want.UserKey ||
+		got.SessionKey != want.SessionKey || got.Phone != want.Phone || got.ReturnURL != want.ReturnURL ||
+		got.Description != want.Description || !bytes.Equal(got.TxHash, want.TxHash) ||
+		!got.Created.Equal(want.Created) || !got.Expires.Equal(want.Expires) ||
+		got.MaxAttempts != want.MaxAttempts || !bytes.Equal(got.CodeMAC, want.CodeMAC) ||
+		got.Attempts != 0 || got.Sends != 1 || !got.LastSend.Equal(want.LastSend) ||
+		got.SentBy != "" || got.SendFailed || !got.Used.IsZero() {
+		t.Fatalf("Get returned\n%+v\nwant\n%+v", got, want)
+	}
+	// The copy is the caller's: changing it changes nothing stored.
+	got.CodeMAC[0] = 'X'
+	again, _ := s.Get(ctx, c.ID)
+	if !bytes.Equal(again.CodeMAC, c.CodeMAC) {
+		t.Fatal("Get returned a slice aliased to the stored record")
+	}
+	// Optional fields stay empty.
+	c2 := newChallenge()
+	c2.Description, c2.TxHash = "", nil
+	mustCreate(t, s, c2)
+	got2, _ := s.Get(ctx, c2.ID)
+	if got2.Description != "" || len(got2.TxHash) != 0 {
+		t.Fatalf("optional fields not empty: %+v", got2)
+	}
+}
+
+func testCreateTwice(t *testing.T, s store.Store) {
+	c := newChallenge()
+	mustCreate(t, s, c)
+	if err := s.Create(context.Background(), c, "", time.Minute); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second Create = %v, want ErrExists", err)
+	}
+}
+
+func testCreateInvalid(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	for name, mutate := range map[string]func(*store.Challenge){
+		"no id":       func(c *store.Challenge) { c.ID = "" },
+		"no code":     func(c *store.Challenge) { c.CodeMAC = nil },
+		"no lifetime": func(c *store.Challenge) { c.Expires = c.Created },
+		"no attempts": func(c *store.Challenge) { c.MaxAttempts = 0 },
+	} {
+		c := newChallenge()
+		mutate(c)
+		if err := s.Create(ctx, c, "", time.Minute); err == nil {
+			t.Errorf("%s: Create accepted an invalid challenge", name)
+		}
+	}
+}
+
+func testNotFound(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	id := ID()
+	if _, err := s.Get(ctx, id); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get = %v", err)
+	}
+	if _, _, err := s.BeginAttempt(ctx, id, t0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("BeginAttempt = %v", err)
+	}
+	if err := s.Consume(ctx, id, []byte("x"), t0); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Consume = %v", err)
+	}
+	if _, err := s.Resend(ctx, id, []byte("x"), t0, 0, 3); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Resend = %v", err)
+	}
+	if err := s.RecordSend(ctx, id, "log", false); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("RecordSend = %v", err)
+	}
+	if _, err := s.Pending(ctx, "nothing"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Pending = %v", err)
+	}
+}
+
+func testPending(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	if err := s.Create(ctx, c, "bind-1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	id, err := s.Pending(ctx, "bind-1")
+	if err != nil || id != c.ID {
+		t.Fatalf("Pending = %q, %v; want %q", id, err, c.ID)
+	}
+	c2 := newChallenge()
+	if err := s.Create(ctx, c2, "bind-1", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if id, _ := s.Pending(ctx, "bind-1"); id != c2.ID {
+		t.Fatalf("Pending after a second challenge = %q, want the newer %q", id, c2.ID)
+	}
+}
+
+func testAttemptsExhaust(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	mustCreate(t, s, c)
+	for i := 1; i <= c.MaxAttempts; i++ {
+		mac, n, err := s.BeginAttempt(ctx, c.ID, t0.Add(time.Second))
+		if err != nil || n != i || !bytes.Equal(mac, c.CodeMAC) {
+			t.Fatalf("attempt %d: n=%d err=%v mac=%q", i, n, err, mac)
+		}
+	}
+	if _, _, err := s.BeginAttempt(ctx, c.ID, t0.Add(time.Second)); !errors.Is(err, store.ErrExhausted) {
+		t.Fatalf("attempt past max = %v, want ErrExhausted", err)
+	}
+	got, _ := s.Get(ctx, c.ID)
+	if got.Attempts != c.MaxAttempts {
+		t.Fatalf("a refused attempt was counted: %d", got.Attempts)
+	}
+	if _, err := s.Resend(ctx, c.ID, []byte("m2"), t0.Add(time.Hour/60), 0, 5); !errors.Is(err, store.ErrExhausted) {
+		t.Fatalf("Resend on a dead challenge = %v, want ErrExhausted", err)
+	}
+}
+
+func testExpired(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	mustCreate(t, s, c)
+	late := c.Expires
+	if _, _, err := s.BeginAttempt(ctx, c.ID, late); !errors.Is(err, store.ErrExpired) {
+		t.Fatalf("BeginAttempt at expiry = %v", err)
+	}
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, late); !errors.Is(err, store.ErrExpired) {
+		t.Fatalf("Consume at expiry = %v", err)
+	}
+	if _, err := s.Resend(ctx, c.ID, []byte("m"), late, 0, 5); !errors.Is(err, store.ErrExpired) {
+		t.Fatalf("Resend at expiry = %v", err)
+	}
+	// Still readable: the page can say it expired.
+	if _, err := s.Get(ctx, c.ID); err != nil {
+		t.Fatalf("Get of an expired (retained) challenge: %v", err)
+	}
+}
+
+func testConsumeOnce(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	mustCreate(t, s, c)
+	now := t0.Add(time.Second)
+	if err := s.Consume(ctx, c.ID, []byte("wrong"), now); !errors.Is(err, store.ErrCodeChanged) {
+		t.Fatalf("Consume with another mac = %v, want ErrCodeChanged", err)
+	}
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, now); err != nil {
+		t.Fatalf("Consume: %v", err)
+	}
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, now); !errors.Is(err, store.ErrUsed) {
+		t.Fatalf("second Consume = %v, want ErrUsed", err)
+	}
+	if _, _, err := s.BeginAttempt(ctx, c.ID, now); !errors.Is(err, store.ErrUsed) {
+		t.Fatalf("BeginAttempt after use = %v, want ErrUsed", err)
+	}
+	got, _ := s.Get(ctx, c.ID)
+	if got.Used.IsZero() || len(got.CodeMAC) != 0 {
+		t.Fatalf("used challenge keeps its code or lacks Used: %+v", got)
+	}
+	if err := s.RecordSend(ctx, c.ID, "late", true); err != nil {
+		t.Fatalf("RecordSend after use: %v", err)
+	}
+	if got, _ := s.Get(ctx, c.ID); got.SentBy == "late" {
+		t.Fatal("RecordSend changed a used challenge")
+	}
+}
+
+func testConsumeAfterResend(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	mustCreate(t, s, c)
+	now := t0.Add(time.Minute)
+	mac, _, err := s.BeginAttempt(ctx, c.ID, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Resend(ctx, c.ID, []byte("mac-two"), now, 30*time.Second, 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Consume(ctx, c.ID, mac, now); !errors.Is(err, store.ErrCodeChanged) {
+		t.Fatalf("Consume of a replaced code = %v, want ErrCodeChanged", err)
+	}
+	if err := s.Consume(ctx, c.ID, []byte("mac-two"), now); err != nil {
+		t.Fatalf("Consume of the new code: %v", err)
+	}
+}
+
+func testConcurrentConsume(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	c.MaxAttempts = 10
+	mustCreate(t, s, c)
+	var ok, used, other atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(time.Second))
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, store.ErrUsed):
+				used.Add(1)
+			default:
+				other.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 1 || used.Load() != 99 || other.Load() != 0 {
+		t.Fatalf("100 concurrent Consume: ok=%d used=%d other=%d; want 1/99/0", ok.Load(), used.Load(), other.Load())
+	}
+}
+
+func testConcurrentAttempts(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	c.MaxAttempts = 5
+	mustCreate(t, s, c)
+	var granted atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := s.BeginAttempt(ctx, c.ID, t0.Add(time.Second)); err == nil {
+				granted.Add(1)
+			} else if !errors.Is(err, store.ErrExhausted) {
+				t.Errorf("BeginAttempt: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if granted.Load() != 5 {
+		t.Fatalf("50 concurrent attempts on a 5-attempt challenge: %d granted", granted.Load())
+	}
+}
+
+func testResend(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	mustCreate(t, s, c)
+	cool := 30 * time.Second
+	_, err := s.Resend(ctx, c.ID, []byte("m2"), t0.Add(10*time.Second), cool, 3)
+	var ce *store.CooldownError
+	if !errors.As(err, &ce) || ce.RetryAfter != 20*time.Second {
+		t.Fatalf("early Resend = %v, want a 20s cooldown", err)
+	}
+	n, err := s.Resend(ctx, c.ID, []byte("m2"), t0.Add(30*time.Second), cool, 3)
+	if err != nil || n != 2 {
+		t.Fatalf("Resend = %d, %v", n, err)
+	}
+	got, _ := s.Get(ctx, c.ID)
+	if !bytes.Equal(got.CodeMAC, []byte("m2")) || got.Sends != 2 || !got.LastSend.Equal(t0.Add(30*time.Second)) {
+		t.Fatalf("after Resend: %+v", got)
+	}
+	if n, err = s.Resend(ctx, c.ID, []byte("m3"), t0.Add(61*time.Second), cool, 3); err != nil || n != 3 {
+		t.Fatalf("third send = %d, %v", n, err)
+	}
+	if _, err = s.Resend(ctx, c.ID, []byte("m4"), t0.Add(2*time.Minute), cool, 3); !errors.Is(err, store.ErrSendLimit) {
+		t.Fatalf("fourth send = %v, want ErrSendLimit", err)
+	}
+	if got, _ := s.Get(ctx, c.ID); !bytes.Equal(got.CodeMAC, []byte("m3")) {
+		t.Fatal("a refused resend replaced the code")
+	}
+}
+
+func testResendKeepsAttempts(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	mustCreate(t, s, c)
+	for i := 0; i < 2; i++ {
+		if _, _, err := s.BeginAttempt(ctx, c.ID, t0.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Resend(ctx, c.ID, []byte("m2"), t0.Add(time.Minute), time.Second, 3); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Get(ctx, c.ID)
+	if got.Attempts != 2 {
+		t.Fatalf("attempts after resend = %d, want 2 (a resend never resets them)", got.Attempts)
+	}
+}
+
+func testRecordSend(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	mustCreate(t, s, c)
+	if err := s.RecordSend(ctx, c.ID, "twilio", false); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Get(ctx, c.ID)
+	if got.SentBy != "twilio" || got.SendFailed || !got.LastSend.Equal(t0) {
+		t.Fatalf("after a good send: %+v", got)
+	}
+	if err := s.RecordSend(ctx, c.ID, "", true); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Get(ctx, c.ID)
+	if !got.SendFailed || !got.LastSend.IsZero() {
+		t.Fatalf("after a failed send: %+v", got)
+	}
+	// A failed send lifts the cooldown.
+	if _, err := s.Resend(ctx, c.ID, []byte("m2"), t0.Add(time.Second), time.Hour, 3); err != nil {
+		t.Fatalf("Resend after a failed send: %v", err)
+	}
+	got, _ = s.Get(ctx, c.ID)
+	if got.SendFailed || got.SentBy != "" {
+		t.Fatalf("a resend keeps the old outcome: %+v", got)
+	}
+}
+
+func testFailures(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	key := ID()
+	if n, ttl, err := s.Failures(ctx, key); err != nil || n != 0 || ttl != 0 {
+		t.Fatalf("Failures of a new key = %d, %v, %v", n, ttl, err)
+	}
+	for i := 1; i <= 3; i++ {
+		n, err := s.AddFailure(ctx, key, time.Hour)
+		if err != nil || n != i {
+			t.Fatalf("AddFailure = %d, %v; want %d", n, err, i)
+		}
+	}
+	n, ttl, err := s.Failures(ctx, key)
+	if err != nil || n != 3 || ttl <= 59*time.Minute || ttl > time.Hour {
+		t.Fatalf("Failures = %d, %v, %v", n, ttl, err)
+	}
+	if err := s.ClearFailures(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if n, _, _ := s.Failures(ctx, key); n != 0 {
+		t.Fatalf("Failures after Clear = %d", n)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); _, _ = s.AddFailure(ctx, key, time.Hour) }()
+	}
+	wg.Wait()
+	if n, _, _ := s.Failures(ctx, key); n != 40 {
+		t.Fatalf("40 concurrent failures counted as %d", n)
+	}
+}
+
+func testFailureWindow(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	key := ID()
+	if _, err := s.AddFailure(ctx, key, 150*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	// A later failure does not extend the window.
+	time.Sleep(80 * time.Millisecond)
+	if n, _ := s.AddFailure(ctx, key, 150*time.Millisecond); n != 2 {
+		t.Fatalf("second failure = %d", n)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		n, _, err := s.Failures(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("failure count %d never expired", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func testPing(t *testing.T, s store.Store) {
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+}
