@@ -1,0 +1,115 @@
+// Package sender delivers one-time codes: the Sender interface, the
+// providers that implement it, failover across a list of them, and the
+// phone-number handling (E.164 parsing and masking) they share.
+//
+// The package knows nothing of challenges or policies beyond the few
+// strings a Message carries; the step-up engine (package stepup) builds the
+// message and decides when to send. It never imports stepup.
+package sender
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Channel names the medium a code travels on.
+type Channel string
+
+// The channels a sender can deliver on.
+const (
+	SMS      Channel = "sms"
+	WhatsApp Channel = "whatsapp"
+	Voice    Channel = "voice"
+	Email    Channel = "email"
+)
+
+// Message is one code to deliver.
+//
+// Code is the secret: implementations put it on the wire and nowhere else
+// (never in an error, a log line or a metric label).
+type Message struct {
+	// To is the destination in E.164 form ("+14155550100"), or an e-mail
+	// address for the email channel.
+	To string
+	// Code is the one-time code, digits only.
+	Code string
+	// Text is the full message text, already rendered (it contains Code).
+	Text string
+	// Channel is the medium asked for; senders that serve one channel only
+	// may ignore it.
+	Channel Channel
+	// Policy is the name of the protect policy the code is for.
+	Policy string
+	// Challenge is the challenge id, useful to correlate deliveries.
+	Challenge string
+	// TTL is how long the code stays valid; providers that support a
+	// validity period (Twilio ValidityPeriod, Vonage ttl) use it.
+	TTL time.Duration
+}
+
+// Sender delivers a message through one provider.
+//
+// Send must honour ctx (its deadline bounds the whole delivery, retries
+// included) and return nil only when the provider accepted the message. The
+// error it returns should be an *Error so that failover can tell a
+// temporary failure from a permanent one; any other error is treated as
+// temporary.
+type Sender interface {
+	// Name identifies the sender in logs, metrics and the challenge record
+	// ("webhook", "twilio", or the name the operator gave it).
+	Name() string
+	// Send delivers msg.
+	Send(ctx context.Context, msg *Message) error
+}
+
+// Error is a failed delivery. It never contains the code.
+type Error struct {
+	// Sender is the name of the sender that failed.
+	Sender string
+	// Status is the provider's status: an HTTP status code, or 0 when the
+	// request did not complete.
+	Status int
+	// Code is the provider's own error code, when it gave one.
+	Code string
+	// Temporary reports whether trying again later (or another sender)
+	// may succeed: network errors, timeouts, throttling, 5xx.
+	Temporary bool
+	// Err is the underlying error, when there is one.
+	Err error
+	// Msg is a short description for logs.
+	Msg string
+}
+
+// Error returns "sender: message", followed by the status, the
+// provider's code and the underlying error when there are any.
+func (e *Error) Error() string {
+	s := e.Sender + ": " + e.Msg
+	if e.Status != 0 {
+		s += fmt.Sprintf(" (status %d)", e.Status)
+	}
+	if e.Code != "" {
+		s += " (code " + e.Code + ")"
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// IsTemporary reports whether err is worth retrying: an *Error marked
+// Temporary, a context deadline, or any error that is not an *Error.
+func IsTemporary(err error) bool {
+	if err == nil {
+		return false
+	}
+	var se *Error
+	if errors.As(err, &se) {
+		return se.Temporary
+	}
+	return true
+}
