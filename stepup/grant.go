@@ -1,0 +1,110 @@
+package stepup
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"strings"
+	"time"
+)
+
+// GrantKind tells what a grant opens.
+type GrantKind byte
+
+// Grant kinds.
+const (
+	// SessionGrant opens its policy until it expires.
+	SessionGrant GrantKind = 's'
+	// TransactionGrant opens one request (its hash is bound in the store).
+	TransactionGrant GrantKind = 't'
+)
+
+// Grant is what a verified code buys: a policy opened for one identity in
+// one session until Expires.
+type Grant struct {
+	Kind     GrantKind
+	Policy   string
+	IssuedAt time.Time
+	Expires  time.Time
+	// ID is random; it names the grant for single use and revocation.
+	ID string
+}
+
+// Token layout: base64url(payload) "." base64url(mac[:16]), where payload
+// is version(1) kind(1) issued(8) expires(8) id(12), big-endian Unix
+// seconds, and mac = HMAC(grant key, payload, policy, user, session).
+// Nothing in the token names the user: it only verifies for the same
+// identity, so a token copied to another login is worthless.
+const (
+	grantVersion    = 1
+	grantPayloadLen = 30
+	grantMACLen     = 16
+	grantTokenLen   = 40 + 1 + 22 // base64url lengths of 30 and 16 bytes
+	// MaxGrantTokenLen bounds what the parser reads from a cookie or header.
+	MaxGrantTokenLen = 128
+)
+
+// issueGrant returns the token for g, bound to user and session.
+func (k *keys) issueGrant(g Grant, user, session string) string {
+	var p [grantPayloadLen]byte
+	p[0] = grantVersion
+	p[1] = byte(g.Kind)
+	binary.BigEndian.PutUint64(p[2:10], uint64(g.IssuedAt.Unix()))
+	binary.BigEndian.PutUint64(p[10:18], uint64(g.Expires.Unix()))
+	if g.ID == "" {
+		_, _ = rand.Read(p[18:30])
+	} else if id, err := b64.DecodeString(g.ID); err == nil && len(id) == 12 {
+		copy(p[18:30], id)
+	} else {
+		_, _ = rand.Read(p[18:30])
+	}
+	m := k.grantMAC(p[:], g.Policy, user, session)
+	var b strings.Builder
+	b.Grow(grantTokenLen)
+	b.WriteString(b64.EncodeToString(p[:]))
+	b.WriteByte('.')
+	b.WriteString(b64.EncodeToString(m[:grantMACLen]))
+	return b.String()
+}
+
+func (k *keys) grantMAC(payload []byte, policy, user, session string) []byte {
+	h := hmac.New(sha256.New, k.grant)
+	h.Write(payload)
+	writeParts(h, policy, user, session)
+	return h.Sum(nil)
+}
+
+// verifyGrant parses token and checks that it was issued for policy, user
+// and session and is unexpired at now. It never panics on any input.
+func (k *keys) verifyGrant(token, policy, user, session string, now time.Time) (Grant, bool) {
+	if len(token) != grantTokenLen || token[40] != '.' {
+		return Grant{}, false
+	}
+	var p [grantPayloadLen]byte
+	var m [grantMACLen]byte
+	if n, err := b64Strict.Decode(p[:], []byte(token[:40])); err != nil || n != grantPayloadLen {
+		return Grant{}, false
+	}
+	if n, err := b64Strict.Decode(m[:], []byte(token[41:])); err != nil || n != grantMACLen {
+		return Grant{}, false
+	}
+	if p[0] != grantVersion {
+		return Grant{}, false
+	}
+	want := k.grantMAC(p[:], policy, user, session)
+	if !hmac.Equal(m[:], want[:grantMACLen]) {
+		return Grant{}, false
+	}
+	g := Grant{
+		Kind:     GrantKind(p[1]),
+		Policy:   policy,
+		IssuedAt: time.Unix(int64(binary.BigEndian.Uint64(p[2:10])), 0),
+		Expires:  time.Unix(int64(binary.BigEndian.Uint64(p[10:18])), 0),
+		ID:       b64.EncodeToString(p[18:30]),
+	}
+	if !now.Before(g.Expires) {
+		return Grant{}, false
+	}
+	return g, true
+}

@@ -1,0 +1,92 @@
+package stepup
+
+import (
+	"errors"
+	"net/http"
+	"net/textproto"
+)
+
+// Identity is who a request comes from, as an identity source found it.
+// All sources (headers, OIDC, a legacy cookie) produce the same value, so
+// policies, challenges and grants do not care where it came from.
+type Identity struct {
+	// User is the stable user id (a login name, an OIDC "sub").
+	User string
+	// Session identifies the login session when the source knows one (an
+	// OIDC "sid", a legacy session cookie). Empty: the engine keeps its
+	// own browser-session cookie.
+	Session string
+	// Phone is where codes go, as the source found it (parsed to E.164
+	// by the engine).
+	Phone string
+	// Email is the user's e-mail address, when known (fallback channel).
+	Email string
+}
+
+// Source finds the identity of a request.
+type Source interface {
+	// Identify returns the request's identity, or an error wrapping
+	// ErrNoIdentity when there is none (no login), or another error when
+	// the source could not tell (its backend failed: fail closed).
+	Identify(r *http.Request) (Identity, error)
+}
+
+// ErrNoIdentity means the request carries no usable identity: the user
+// is not logged in.
+var ErrNoIdentity = errors.New("no identity")
+
+// Bounds on identity values, so that a hostile header cannot make us
+// store or hash megabytes.
+const (
+	maxUserLen  = 256
+	maxPhoneLen = 32
+	maxEmailLen = 254
+)
+
+// HeaderSource reads the identity from request headers set by a trusted
+// handler that runs before stepup (forward_auth with copy_headers, an
+// authentication module). Clients must never be able to set these headers
+// themselves: the handler in front must overwrite or remove them.
+type HeaderSource struct {
+	// UserHeader holds the user id (required).
+	UserHeader string
+	// PhoneHeader holds the phone number in E.164 form.
+	PhoneHeader string
+	// EmailHeader holds the e-mail address (optional).
+	EmailHeader string
+	// SessionHeader holds a session id (optional).
+	SessionHeader string
+}
+
+// Identify implements Source.
+func (s *HeaderSource) Identify(r *http.Request) (Identity, error) {
+	id := Identity{
+		User:    headerValue(r.Header, s.UserHeader),
+		Phone:   headerValue(r.Header, s.PhoneHeader),
+		Email:   headerValue(r.Header, s.EmailHeader),
+		Session: headerValue(r.Header, s.SessionHeader),
+	}
+	if id.User == "" {
+		return Identity{}, ErrNoIdentity
+	}
+	if len(id.User) > maxUserLen || len(id.Phone) > maxPhoneLen || len(id.Email) > maxEmailLen || len(id.Session) > maxUserLen {
+		return Identity{}, errors.New("identity header too long")
+	}
+	return id, nil
+}
+
+// headerValue returns the single value of a canonical header name, or ""
+// when it is absent or given more than once (ambiguous).
+func headerValue(h http.Header, name string) string {
+	if name == "" {
+		return ""
+	}
+	v := h[name]
+	if v == nil {
+		v = h[textproto.CanonicalMIMEHeaderKey(name)]
+	}
+	if len(v) != 1 {
+		return ""
+	}
+	return v[0]
+}
