@@ -1,0 +1,396 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-stepup/caddy-stepup/stepup"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("stepup", parseCaddyfile)
+	// After authentication (basic_auth, forward_auth) has said who the user
+	// is, before anything that answers or proxies the request.
+	httpcaddyfile.RegisterDirectiveOrder("stepup", httpcaddyfile.After, "forward_auth")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	var s Handler
+	err := s.UnmarshalCaddyfile(h.Dispenser)
+	return &s, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	stepup {
+//		redis <url> [{
+//			key_prefix <prefix>
+//		}]
+//		secret <secret>
+//		path_prefix <path>
+//
+//		identity header {
+//			user    <header>
+//			phone   <header>
+//			[email   <header>]
+//			[session <header>]
+//		}
+//		sender <module> [<args...>] [{
+//			...
+//		}]
+//
+//		code_length    <digits>
+//		code_ttl       <duration>
+//		max_attempts   <n>
+//		resend_after   <duration>
+//		max_sends      <n>
+//		max_failures   <n>
+//		failure_window <duration>
+//		default_region <ISO 3166 code>
+//		site_name      <name>
+//		message        <template>
+//		send_timeout   <duration>
+//		headers {
+//			policy      <header>
+//			user        <header>
+//			verified_at <header>
+//		}
+//
+//		protect <name> {
+//			match {
+//				<matchers...>
+//			}
+//			mode      session|transaction|monitor
+//			grant_ttl <duration>
+//			describe  <template>
+//		}
+//	}
+//
+// Senders are tried in the order given. Policies are checked in the
+// order given; the first that matches a request applies.
+func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "redis":
+			if err := s.parseRedis(d); err != nil {
+				return err
+			}
+		case "secret":
+			v, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(v, "{") && len(v) < stepup.MinSecretLen {
+				return d.Errf("secret is %d bytes, need at least %d (use a placeholder such as {env.STEPUP_SECRET})", len(v), stepup.MinSecretLen)
+			}
+			s.Secret = v
+		case "path_prefix":
+			v, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			if !strings.HasPrefix(v, "/") || strings.HasSuffix(v, "/") || len(v) < 2 {
+				return d.Errf("path_prefix %q must start with '/' and not end with '/'", v)
+			}
+			s.PathPrefix = v
+		case "identity":
+			if s.IdentityRaw != nil {
+				return d.Err("identity already set")
+			}
+			raw, err := guestModule(d, "http.stepup.identity", "source")
+			if err != nil {
+				return err
+			}
+			s.IdentityRaw = raw
+		case "sender":
+			raw, err := guestModule(d, "http.stepup.senders", "sender")
+			if err != nil {
+				return err
+			}
+			s.SendersRaw = append(s.SendersRaw, raw)
+		case "code_length":
+			n, err := intArg(d, stepup.MinCodeLength, stepup.MaxCodeLength)
+			if err != nil {
+				return err
+			}
+			s.CodeLength = n
+		case "code_ttl":
+			v, err := durationArg(d, 30*time.Second, stepup.MaxCodeTTL)
+			if err != nil {
+				return err
+			}
+			s.CodeTTL = v
+		case "max_attempts":
+			n, err := intArg(d, 1, stepup.MaxMaxAttempts)
+			if err != nil {
+				return err
+			}
+			s.MaxAttempts = n
+		case "resend_after":
+			v, err := durationArg(d, time.Second, stepup.MaxCodeTTL)
+			if err != nil {
+				return err
+			}
+			s.ResendAfter = v
+		case "max_sends":
+			n, err := intArg(d, 1, 10)
+			if err != nil {
+				return err
+			}
+			s.MaxSends = n
+		case "max_failures":
+			n, err := intArg(d, 1, stepup.MaxMaxFailures)
+			if err != nil {
+				return err
+			}
+			s.MaxFailures = n
+		case "failure_window":
+			v, err := durationArg(d, time.Minute, 30*24*time.Hour)
+			if err != nil {
+				return err
+			}
+			s.FailureWindow = v
+		case "default_region":
+			v, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			if len(v) != 2 {
+				return d.Errf("default_region %q: want a two-letter region code such as IN or US", v)
+			}
+			s.DefaultRegion = strings.ToUpper(v)
+		case "site_name":
+			v, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			s.SiteName = v
+		case "message":
+			v, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(v, "{code}") {
+				return d.Err("message must contain {code}")
+			}
+			s.Message = v
+		case "send_timeout":
+			v, err := durationArg(d, time.Second, 2*time.Minute)
+			if err != nil {
+				return err
+			}
+			s.SendTimeout = v
+		case "headers":
+			if err := s.parseHeaders(d); err != nil {
+				return err
+			}
+		case "protect":
+			p, err := parsePolicy(d)
+			if err != nil {
+				return err
+			}
+			for _, q := range s.Policies {
+				if q.Name == p.Name {
+					return d.Errf("policy %q defined twice", p.Name)
+				}
+			}
+			s.Policies = append(s.Policies, p)
+		default:
+			return d.Errf("unrecognized subdirective '%s'", d.Val())
+		}
+	}
+	if s.IdentityRaw == nil {
+		return d.Err("stepup needs an identity source (identity header {...})")
+	}
+	if len(s.SendersRaw) == 0 {
+		return d.Err("stepup needs at least one sender (sender webhook <url>, or sender log for development)")
+	}
+	return nil
+}
+
+func (s *Handler) parseRedis(d *caddyfile.Dispenser) error {
+	if s.Redis != nil {
+		return d.Err("redis already set")
+	}
+	s.Redis = &RedisConfig{}
+	if d.NextArg() {
+		s.Redis.URL = d.Val()
+		if d.NextArg() {
+			return d.ArgErr()
+		}
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "url":
+			v, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			s.Redis.URL = v
+		case "key_prefix":
+			v, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			s.Redis.KeyPrefix = v
+		default:
+			return d.Errf("unrecognized redis option '%s'", d.Val())
+		}
+	}
+	if s.Redis.URL == "" {
+		return d.Err("redis needs a URL, such as redis://127.0.0.1:6379/0")
+	}
+	if !strings.Contains(s.Redis.URL, "{") && !strings.HasPrefix(s.Redis.URL, "redis://") && !strings.HasPrefix(s.Redis.URL, "rediss://") && !strings.HasPrefix(s.Redis.URL, "unix://") {
+		return d.Errf("redis URL %q: want redis://, rediss:// or unix://", s.Redis.URL)
+	}
+	return nil
+}
+
+func (s *Handler) parseHeaders(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	s.Headers = &HeadersConfig{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		v, err := singleArg(d)
+		if err != nil {
+			return err
+		}
+		switch key {
+		case "policy":
+			s.Headers.Policy = v
+		case "user":
+			s.Headers.User = v
+		case "verified_at":
+			s.Headers.VerifiedAt = v
+		default:
+			return d.Errf("unrecognized headers option '%s'", key)
+		}
+	}
+	return nil
+}
+
+func parsePolicy(d *caddyfile.Dispenser) (*Policy, error) {
+	if !d.NextArg() {
+		return nil, d.Err("protect needs a policy name")
+	}
+	p := &Policy{Name: d.Val()}
+	if err := (&stepup.Policy{Name: p.Name}).Validate(); err != nil {
+		return nil, d.Err(err.Error())
+	}
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "match":
+			if p.MatcherSetsRaw != nil {
+				return nil, d.Errf("policy %s: match already set", p.Name)
+			}
+			set, err := caddyhttp.ParseCaddyfileNestedMatcherSet(d)
+			if err != nil {
+				return nil, err
+			}
+			p.MatcherSetsRaw = caddyhttp.RawMatcherSets{set}
+		case "mode":
+			v, err := singleArg(d)
+			if err != nil {
+				return nil, err
+			}
+			if _, err := stepup.ParseMode(v); err != nil {
+				return nil, d.Err(err.Error())
+			}
+			p.Mode = v
+		case "grant_ttl":
+			v, err := durationArg(d, time.Second, stepup.MaxGrantTTL)
+			if err != nil {
+				return nil, err
+			}
+			p.GrantTTL = v
+		case "describe":
+			v, err := singleArg(d)
+			if err != nil {
+				return nil, err
+			}
+			p.Describe = v
+		default:
+			return nil, d.Errf("unrecognized protect option '%s'", d.Val())
+		}
+	}
+	return p, nil
+}
+
+// guestModule parses "NAME [args] [{...}]" into the JSON of module
+// namespace.NAME with its name under inlineKey.
+func guestModule(d *caddyfile.Dispenser, namespace, inlineKey string) (json.RawMessage, error) {
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	name := d.Val()
+	unm, err := caddyfile.UnmarshalModule(d, namespace+"."+name)
+	if err != nil {
+		return nil, err
+	}
+	var warnings []caddyconfig.Warning
+	raw := caddyconfig.JSONModuleObject(unm, inlineKey, name, &warnings)
+	return raw, nil
+}
+
+func singleArg(d *caddyfile.Dispenser) (string, error) {
+	if !d.NextArg() {
+		return "", d.ArgErr()
+	}
+	v := d.Val()
+	if d.NextArg() {
+		return "", d.ArgErr()
+	}
+	return v, nil
+}
+
+func intArg(d *caddyfile.Dispenser, lo, hi int) (int, error) {
+	name := d.Val()
+	v, err := singleArg(d)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, d.Errf("%s: %q is not a number", name, v)
+	}
+	if n < lo || n > hi {
+		return 0, d.Errf("%s %d out of range (%d to %d)", name, n, lo, hi)
+	}
+	return n, nil
+}
+
+func durationArg(d *caddyfile.Dispenser, lo, hi time.Duration) (caddy.Duration, error) {
+	name := d.Val()
+	v, err := singleArg(d)
+	if err != nil {
+		return 0, err
+	}
+	dur, err := caddy.ParseDuration(v)
+	if err != nil {
+		return 0, d.Errf("%s: %v", name, err)
+	}
+	if dur < lo || dur > hi {
+		return 0, d.Errf("%s %s out of range (%s to %s)", name, dur, lo, hi)
+	}
+	return caddy.Duration(dur), nil
+}
+
+// Interface guard
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

@@ -1,0 +1,385 @@
+// Package caddymodule registers caddy-stepup with Caddy: the HTTP handler
+// module http.handlers.stepup, its Caddyfile directive stepup, and the
+// guest modules for identity sources (http.stepup.identity.*) and code
+// senders (http.stepup.senders.*).
+//
+// The step-up logic itself lives in package stepup; this package only
+// adapts configuration, matchers, placeholders and shared resources.
+package caddymodule
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler adds step-up authentication by one-time code in front of the
+// routes it wraps. Requests matching a policy's matchers must present a
+// grant for that policy, won by entering a code sent to the user's phone;
+// all other requests pass through untouched.
+//
+// On verified requests the upstream receives the headers Stepup-Policy,
+// Stepup-User and Stepup-Verified-At (names configurable); copies of any
+// Stepup-* header sent by a client are always removed.
+//
+// Placeholders set for later handlers and logs:
+//
+//	{http.stepup.policy}  name of the policy that matched the request
+//	{http.stepup.user}    the verified user, when a grant was used
+type Handler struct {
+	// Redis holds the shared state. Without it, an in-memory store serves
+	// this instance only.
+	Redis *RedisConfig `json:"redis,omitempty"`
+
+	// Secret keys every MAC (codes at rest, grants, form tokens): at least
+	// 32 bytes, the same on every instance, usually a placeholder such as
+	// {env.STEPUP_SECRET}. It may be omitted only with the memory store,
+	// in which case a random per-process secret is used.
+	Secret string `json:"secret,omitempty"`
+
+	// PathPrefix is where the plugin's own pages live. Default: /.stepup
+	PathPrefix string `json:"path_prefix,omitempty"`
+
+	// IdentityRaw is the identity source module (http.stepup.identity.*).
+	IdentityRaw json.RawMessage `json:"identity,omitempty" caddy:"namespace=http.stepup.identity inline_key=source"`
+
+	// SendersRaw are the code senders (http.stepup.senders.*), tried in
+	// order until one delivers.
+	SendersRaw []json.RawMessage `json:"senders,omitempty" caddy:"namespace=http.stepup.senders inline_key=sender"`
+
+	// CodeLength is the number of digits of a code (6 to 10). Default: 6
+	CodeLength int `json:"code_length,omitempty"`
+	// CodeTTL is how long a code is valid (at most 10m). Default: 5m
+	CodeTTL caddy.Duration `json:"code_ttl,omitempty"`
+	// MaxAttempts is how many codes may be tried per challenge (1 to 10).
+	// Default: 5
+	MaxAttempts int `json:"max_attempts,omitempty"`
+	// ResendAfter is the cooldown between two sends. Default: 30s
+	ResendAfter caddy.Duration `json:"resend_after,omitempty"`
+	// MaxSends is how many codes one challenge may send. Default: 3
+	MaxSends int `json:"max_sends,omitempty"`
+	// MaxFailures is how many wrong codes a user may enter within
+	// FailureWindow before being locked out (at most 100). Default: 20
+	MaxFailures int `json:"max_failures,omitempty"`
+	// FailureWindow is the period failures are counted in. Default: 24h
+	FailureWindow caddy.Duration `json:"failure_window,omitempty"`
+	// DefaultRegion lets national phone numbers parse (ISO 3166 code such
+	// as "IN"). Default: none; numbers must be in E.164 form.
+	DefaultRegion string `json:"default_region,omitempty"`
+	// SiteName is shown on the page and in messages. Default: the host.
+	SiteName string `json:"site_name,omitempty"`
+	// Message is the text template of a code message, with {code},
+	// {site} and {ttl}. A WebOTP line "@host #code" is appended.
+	Message string `json:"message,omitempty"`
+	// SendTimeout bounds the delivery of one code across all senders.
+	// Default: 10s
+	SendTimeout caddy.Duration `json:"send_timeout,omitempty"`
+	// Headers renames the headers sent upstream on verified requests.
+	Headers *HeadersConfig `json:"headers,omitempty"`
+
+	// Policies are the protected areas, checked in order; the first whose
+	// matchers match a request applies.
+	Policies []*Policy `json:"policies,omitempty"`
+
+	engine   *stepup.Engine
+	logger   *zap.Logger
+	poolKeys []string
+}
+
+// RedisConfig says where the shared state lives.
+type RedisConfig struct {
+	// URL is a redis:// or rediss:// URL (user, password, db, options).
+	URL string `json:"url,omitempty"`
+	// KeyPrefix is put before every key. Default: "stepup:"
+	KeyPrefix string `json:"key_prefix,omitempty"`
+}
+
+// HeadersConfig names the headers sent upstream on verified requests.
+type HeadersConfig struct {
+	Policy     string `json:"policy,omitempty"`
+	User       string `json:"user,omitempty"`
+	VerifiedAt string `json:"verified_at,omitempty"`
+}
+
+// Policy is one protected area.
+type Policy struct {
+	// Name identifies the policy (letters, digits, '-', '_').
+	Name string `json:"name"`
+	// MatcherSetsRaw selects the requests the policy covers; any Caddy
+	// request matcher may be used. No matcher: every request.
+	MatcherSetsRaw caddyhttp.RawMatcherSets `json:"match,omitempty" caddy:"namespace=http.matchers"`
+	// Mode is session (default), transaction or monitor.
+	Mode string `json:"mode,omitempty"`
+	// GrantTTL is how long a session-mode verification lasts. Default: 15m
+	GrantTTL caddy.Duration `json:"grant_ttl,omitempty"`
+	// Describe is what a transaction authorizes, with placeholders from
+	// the request ("Pay {form.amount} to {form.merchant}").
+	Describe string `json:"describe,omitempty"`
+
+	matchers caddyhttp.MatcherSets
+	policy   *stepup.Policy
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.stepup",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision sets up the handler. It never contacts Redis, so that
+// `caddy validate` and a start during a Redis outage both work.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+
+	st, err := h.provisionStore(repl)
+	if err != nil {
+		return err
+	}
+	secret, err := h.provisionSecret(repl)
+	if err != nil {
+		return err
+	}
+
+	if h.IdentityRaw == nil {
+		return errors.New("an identity source is required (identity header {...})")
+	}
+	idMod, err := ctx.LoadModule(h, "IdentityRaw")
+	if err != nil {
+		return fmt.Errorf("loading identity source: %v", err)
+	}
+	source, ok := idMod.(stepup.Source)
+	if !ok {
+		return fmt.Errorf("identity module %T is not an identity source", idMod)
+	}
+
+	if len(h.SendersRaw) == 0 {
+		return errors.New("at least one sender is required (sender webhook URL, or sender log for development)")
+	}
+	sMods, err := ctx.LoadModule(h, "SendersRaw")
+	if err != nil {
+		return fmt.Errorf("loading senders: %v", err)
+	}
+	var senders []sender.Sender
+	for _, m := range sMods.([]any) {
+		s, ok := m.(sender.Sender)
+		if !ok {
+			return fmt.Errorf("sender module %T is not a sender", m)
+		}
+		senders = append(senders, s)
+	}
+
+	policies := make([]*stepup.Policy, 0, len(h.Policies))
+	for _, p := range h.Policies {
+		if err := p.provision(ctx); err != nil {
+			return err
+		}
+		policies = append(policies, p.policy)
+	}
+
+	cfg := stepup.Config{
+		Secret:        secret,
+		PathPrefix:    h.PathPrefix,
+		CodeLength:    h.CodeLength,
+		CodeTTL:       time.Duration(h.CodeTTL),
+		MaxAttempts:   h.MaxAttempts,
+		ResendAfter:   time.Duration(h.ResendAfter),
+		MaxSends:      h.MaxSends,
+		MaxFailures:   h.MaxFailures,
+		FailureWindow: time.Duration(h.FailureWindow),
+		DefaultRegion: h.DefaultRegion,
+		SiteName:      h.SiteName,
+		Message:       h.Message,
+		SendTimeout:   time.Duration(h.SendTimeout),
+	}
+	if h.Headers != nil {
+		cfg.Headers = stepup.Headers{Policy: h.Headers.Policy, User: h.Headers.User, VerifiedAt: h.Headers.VerifiedAt}
+	}
+	sendTimeout := cfg.SendTimeout
+	if sendTimeout == 0 {
+		sendTimeout = 10 * time.Second
+	}
+	h.engine, err = stepup.New(cfg, policies, stepup.Options{
+		Store:    st,
+		Identity: source,
+		Sender:   sender.NewChain(senders, sender.ChainOptions{Timeout: sendTimeout, Logger: h.logger}),
+		Logger:   h.logger,
+		ClientIP: clientIP,
+	})
+	if err != nil {
+		return fmt.Errorf("configuring step-up: %v", err)
+	}
+	return nil
+}
+
+// provisionStore acquires the shared store this handler uses.
+func (h *Handler) provisionStore(repl *caddy.Replacer) (store.Store, error) {
+	if h.Redis == nil {
+		h.logger.Warn("no redis configured: using the in-memory store, which serves this single instance only; " +
+			"challenges and grants are not shared with other instances and are lost on restart")
+		st, key, err := acquireMemory()
+		if err != nil {
+			return nil, err
+		}
+		h.poolKeys = append(h.poolKeys, key)
+		return st, nil
+	}
+	url := repl.ReplaceKnown(h.Redis.URL, "")
+	if url == "" {
+		return nil, errors.New("redis: url is empty")
+	}
+	client, key, err := acquireRedis(url)
+	if err != nil {
+		return nil, fmt.Errorf("configuring redis: %v", err)
+	}
+	h.poolKeys = append(h.poolKeys, key)
+	prefix := h.Redis.KeyPrefix
+	if prefix == "" {
+		prefix = "stepup:"
+	}
+	return store.NewRedis(client, prefix, false), nil
+}
+
+// processSecret is the random secret used when none is configured with
+// the memory store: one per process, so that grants survive reloads.
+var processSecret = sync.OnceValue(func() []byte {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return b
+})
+
+func (h *Handler) provisionSecret(repl *caddy.Replacer) ([]byte, error) {
+	if h.Secret == "" {
+		if h.Redis != nil {
+			return nil, errors.New("secret is required with redis: every instance must share it")
+		}
+		h.logger.Warn("no secret configured: using a random per-process secret; grants end when Caddy restarts")
+		return processSecret(), nil
+	}
+	s := repl.ReplaceKnown(h.Secret, "")
+	if s == "" {
+		return nil, errors.New("secret is empty after placeholder replacement (is its environment variable set?)")
+	}
+	if strings.Contains(s, "{") && strings.Contains(h.Secret, "{") && s == h.Secret {
+		return nil, fmt.Errorf("secret placeholder %q could not be resolved", h.Secret)
+	}
+	if len(s) < stepup.MinSecretLen {
+		return nil, fmt.Errorf("secret is %d bytes, need at least %d", len(s), stepup.MinSecretLen)
+	}
+	return []byte(s), nil
+}
+
+func (p *Policy) provision(ctx caddy.Context) error {
+	mode, err := stepup.ParseMode(p.Mode)
+	if err != nil {
+		return fmt.Errorf("policy %s: %v", p.Name, err)
+	}
+	p.policy = &stepup.Policy{Name: p.Name, Mode: mode, GrantTTL: time.Duration(p.GrantTTL), Describe: p.Describe}
+	if err := p.policy.Validate(); err != nil {
+		return err
+	}
+	if p.MatcherSetsRaw != nil {
+		mods, err := ctx.LoadModule(p, "MatcherSetsRaw")
+		if err != nil {
+			return fmt.Errorf("policy %s: loading matchers: %v", p.Name, err)
+		}
+		if err := p.matchers.FromInterface(mods); err != nil {
+			return fmt.Errorf("policy %s: %v", p.Name, err)
+		}
+	}
+	return nil
+}
+
+// Validate checks what Provision could not.
+func (h *Handler) Validate() error {
+	if h.engine == nil {
+		return errors.New("not provisioned")
+	}
+	return nil
+}
+
+// Cleanup releases the shared store this handler acquired. It runs after
+// a failed Provision too, so it releases only what was taken.
+func (h *Handler) Cleanup() error {
+	var errs []error
+	for _, k := range h.poolKeys {
+		if _, err := pool.Delete(k); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	h.poolKeys = nil
+	return errors.Join(errs...)
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	h.engine.StripHeaders(r.Header)
+	if h.engine.IsEndpoint(r.URL.Path) {
+		return h.engine.ServeEndpoint(w, r)
+	}
+	for _, p := range h.Policies {
+		match := true
+		if len(p.matchers) > 0 {
+			var err error
+			if match, err = p.matchers.AnyMatchWithError(r); err != nil {
+				return caddyhttp.Error(http.StatusInternalServerError, err)
+			}
+		}
+		if !match {
+			continue
+		}
+		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+		if repl != nil {
+			repl.Set("http.stepup.policy", p.Name)
+		}
+		return h.engine.Protect(w, r, p.policy, func(w http.ResponseWriter, r *http.Request) error {
+			if repl != nil {
+				if u := r.Header.Get(h.engine.Config().Headers.User); u != "" {
+					repl.Set("http.stepup.user", u)
+				}
+			}
+			return next.ServeHTTP(w, r)
+		})
+	}
+	return next.ServeHTTP(w, r)
+}
+
+// clientIP is the client address as Caddy determined it, honouring the
+// server's trusted_proxies.
+func clientIP(r *http.Request) string {
+	if ip, ok := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string); ok && ip != "" {
+		return ip
+	}
+	i := strings.LastIndexByte(r.RemoteAddr, ':')
+	if i < 0 {
+		return r.RemoteAddr
+	}
+	return strings.Trim(r.RemoteAddr[:i], "[]")
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,349 @@
+// Package e2e drives a real Caddy binary with caddy-stepup over HTTP on
+// 127.0.0.1, against a real redis-server, a local webhook receiver and a
+// local upstream.
+//
+// The binary is STEPUP_CADDY_BIN when set (./xcaddy.sh test sets it to
+// the xcaddy-built ./caddy); otherwise TestMain builds one with go build,
+// once per test run.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-stepup/caddy-stepup/internal/testredis"
+	"github.com/caddy-stepup/caddy-stepup/sender"
+)
+
+var (
+	caddyBin    string
+	repoRoot    string
+	sharedRedis *testredis.Server
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	wd, _ := os.Getwd()
+	repoRoot = filepath.Dir(wd)
+	tmp, err := os.MkdirTemp("", "stepup-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(tmp)
+
+	caddyBin = os.Getenv("STEPUP_CADDY_BIN")
+	if caddyBin == "" {
+		caddyBin = filepath.Join(tmp, "caddy")
+		fmt.Fprintln(os.Stderr, "e2e: building Caddy with the plugin (go build ./internal/caddybin)")
+		cmd := exec.Command("go", "build", "-o", caddyBin, "./internal/caddybin")
+		cmd.Dir = repoRoot
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: building caddy:", err)
+			return 1
+		}
+	}
+	out, err := exec.Command(caddyBin, "list-modules").Output()
+	if err != nil || !bytes.Contains(out, []byte("http.handlers.stepup\n")) {
+		fmt.Fprintf(os.Stderr, "e2e: %s has no http.handlers.stepup module (%v)\n", caddyBin, err)
+		return 1
+	}
+
+	sharedRedis, err = testredis.New(filepath.Join(tmp))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e needs redis-server:", err)
+		return 1
+	}
+	defer sharedRedis.Stop()
+	return m.Run()
+}
+
+// caddyProc is one running Caddy.
+type caddyProc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	port   int
+	admin  int
+	logs   *syncBuffer
+	exited chan struct{}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	p, err := testredis.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startCaddy runs caddy with a Caddyfile in which {PORT} and {ADMIN} are
+// replaced by free ports, and waits until it serves.
+func startCaddy(t *testing.T, caddyfile string, env ...string) *caddyProc {
+	t.Helper()
+	dir := t.TempDir()
+	p := &caddyProc{t: t, port: freePort(t), admin: freePort(t), logs: &syncBuffer{}, exited: make(chan struct{})}
+	caddyfile = strings.NewReplacer("{PORT}", fmt.Sprint(p.port), "{ADMIN}", fmt.Sprint(p.admin)).Replace(caddyfile)
+	path := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(path, []byte(caddyfile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd = exec.Command(caddyBin, "run", "--config", path, "--adapter", "caddyfile")
+	p.cmd.Dir = dir
+	p.cmd.Env = append(os.Environ(),
+		"HOME="+dir, "XDG_CONFIG_HOME="+dir, "XDG_DATA_HOME="+dir,
+		"STEPUP_SECRET=e2e-secret-0123456789abcdef0123456789")
+	p.cmd.Env = append(p.cmd.Env, env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(p.stop)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-p.exited:
+			t.Fatalf("caddy exited at start:\n%s", p.logs)
+		default:
+		}
+		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p.port), 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("caddy did not listen within 30s:\n%s", p.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (p *caddyProc) url(path string) string {
+	return fmt.Sprintf("http://127.0.0.1:%d%s", p.port, path)
+}
+
+func (p *caddyProc) stop() {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// upstream is the app behind Caddy: it counts and records requests.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	seen []*http.Request
+	hits atomic.Int32
+}
+
+func newUpstream(t *testing.T) *upstream {
+	u := &upstream{}
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		u.hits.Add(1)
+		u.mu.Lock()
+		u.seen = append(u.seen, r.Clone(context.Background()))
+		u.mu.Unlock()
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintf(w, "upstream %s %s policy=%s user=%s", r.Method, r.URL.RequestURI(),
+			r.Header.Get("Stepup-Policy"), r.Header.Get("Stepup-User"))
+	}))
+	t.Cleanup(u.Close)
+	return u
+}
+
+func (u *upstream) last() *http.Request {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.seen) == 0 {
+		return nil
+	}
+	return u.seen[len(u.seen)-1]
+}
+
+// receiver is the SMS gateway: it checks the webhook's signature and wire
+// format and keeps the codes.
+type receiver struct {
+	*httptest.Server
+	key   []byte
+	mu    sync.Mutex
+	msgs  []webhookMsg
+	fails atomic.Int32 // answer this many requests with 503 first
+}
+
+type webhookMsg struct {
+	To, Code, Message, Channel, Policy, Challenge string
+	ID                                            string
+}
+
+const signingSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+func newReceiver(t *testing.T) *receiver {
+	key, err := sender.ParseWebhookSecret(signingSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := &receiver{key: key}
+	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.Method != http.MethodPost || r.URL.Path != "/sms" || r.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("webhook: %s %s %s", r.Method, r.URL.Path, r.Header.Get("Content-Type"))
+			w.WriteHeader(400)
+			return
+		}
+		if err := sender.VerifyWebhook(rc.key, r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"),
+			r.Header.Get("webhook-signature"), body, time.Now(), 5*time.Minute); err != nil {
+			t.Errorf("webhook signature: %v", err)
+			w.WriteHeader(401)
+			return
+		}
+		if rc.fails.Load() > 0 {
+			rc.fails.Add(-1)
+			w.WriteHeader(503)
+			return
+		}
+		var m struct {
+			To, Code, Message, Channel, Policy, Challenge string
+		}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&m); err != nil {
+			t.Errorf("webhook body %s: %v", body, err)
+		}
+		rc.mu.Lock()
+		rc.msgs = append(rc.msgs, webhookMsg{m.To, m.Code, m.Message, m.Channel, m.Policy, m.Challenge, r.Header.Get("webhook-id")})
+		rc.mu.Unlock()
+		w.WriteHeader(204)
+	}))
+	t.Cleanup(rc.Close)
+	return rc
+}
+
+func (rc *receiver) count() int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return len(rc.msgs)
+}
+
+func (rc *receiver) last(t *testing.T) webhookMsg {
+	t.Helper()
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.msgs) == 0 {
+		t.Fatal("no code reached the webhook receiver")
+	}
+	return rc.msgs[len(rc.msgs)-1]
+}
+
+// browser is a cookie jar and identity headers, as a trusted front end
+// would set them.
+type browser struct {
+	t      *testing.T
+	client *http.Client
+	user   string
+	phone  string
+}
+
+func newBrowser(t *testing.T, user, phone string) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{t: t, user: user, phone: phone, client: &http.Client{
+		Jar:           jar,
+		Timeout:       20 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+func (b *browser) do(method, rawURL string, form url.Values) (*http.Response, string) {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, rawURL, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	req.Header.Set("Accept", "text/html,application/xhtml+xml")
+	req.Header.Set("Sec-Fetch-Mode", "navigate")
+	if b.user != "" {
+		req.Header.Set("X-Remote-User", b.user)
+	}
+	if b.phone != "" {
+		req.Header.Set("X-Remote-Phone", b.phone)
+	}
+	resp, err := b.client.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp, string(data)
+}
+
+var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func csrfOf(t *testing.T, page string) string {
+	t.Helper()
+	m := csrfRE.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no csrf field in:\n%s", page)
+	}
+	return m[1]
+}
+
+// resolve makes a Location header absolute against base.
+func resolve(base, loc string) string {
+	b, _ := url.Parse(base)
+	l, _ := url.Parse(loc)
+	return b.ResolveReference(l).String()
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Build, run and test a Caddy that contains caddy-stepup.
+#
+#   ./xcaddy.sh build   build ./caddy with xcaddy (pinned in tools/go.mod)
+#   ./xcaddy.sh run     build if needed, then run the demo (Caddyfile.example)
+#   ./xcaddy.sh test    every check and test: gofmt, vet, staticcheck, and
+#                       go test -race ./... against a real redis-server and a
+#                       real Caddy (installs Debian's redis-server if missing)
+#   ./xcaddy.sh lint    gofmt, go vet and staticcheck only
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$ROOT"
+MODULE=github.com/caddy-stepup/caddy-stepup
+CADDY_VERSION=$(go list -m -f '{{.Version}}' github.com/caddyserver/caddy/v2)
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'xcaddy.sh: %s\n' "$*" >&2; exit 1; }
+
+# needs_build: ./caddy is missing or older than any Go source or module file.
+needs_build() {
+	[ -x "$ROOT/caddy" ] || return 0
+	[ -n "$(find "$ROOT" -path "$ROOT/.git" -prune -o \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' -o -name '*.html' \) -newer "$ROOT/caddy" -print -quit)" ]
+}
+
+build() {
+	say "building ./caddy (Caddy $CADDY_VERSION + $MODULE) with xcaddy"
+	# xcaddy runs from the tools module, where it is pinned; the plugin is
+	# this checkout, so the build uses this go.mod's versions.
+	(cd "$ROOT/tools" && XCADDY_SKIP_CLEANUP=0 go tool xcaddy build "$CADDY_VERSION" \
+		--output "$ROOT/caddy" \
+		--with "$MODULE=$ROOT")
+	"$ROOT/caddy" list-modules | grep -qx 'http.handlers.stepup' || die "built ./caddy lacks http.handlers.stepup"
+	say "built $ROOT/caddy"
+}
+
+ensure_redis() {
+	if command -v redis-server >/dev/null 2>&1; then
+		return
+	fi
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		say "installing Debian's redis-server package"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get install -y --no-install-recommends redis-server >/dev/null 2>&1 ||
+			{ apt-get update >/dev/null && apt-get install -y --no-install-recommends redis-server >/dev/null; } ||
+			die "could not install redis-server with apt-get"
+	fi
+	command -v redis-server >/dev/null 2>&1 ||
+		die "redis-server is required by the tests and could not be installed (run as root on Debian, or install redis-server)"
+}
+
+lint() {
+	say "gofmt"
+	local unformatted
+	unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+	[ -z "$unformatted" ] || die "gofmt would change: $unformatted"
+	say "go vet"
+	go vet ./...
+	say "staticcheck"
+	mkdir -p "$ROOT/.bin"
+	(cd "$ROOT/tools" && go build -o "$ROOT/.bin/staticcheck" honnef.co/go/tools/cmd/staticcheck)
+	"$ROOT/.bin/staticcheck" ./...
+}
+
+run_tests() {
+	ensure_redis
+	lint
+	build
+	say "go test -race ./... (real redis-server, real Caddy at ./caddy)"
+	STEPUP_CADDY_BIN="$ROOT/caddy" go test -race -count=1 -timeout 40m ./...
+	say "all tests passed"
+}
+
+case "${1:-}" in
+build)
+	build
+	;;
+run)
+	if needs_build; then build; fi
+	if [ -z "${STEPUP_SECRET:-}" ]; then
+		STEPUP_SECRET=$(head -c 32 /dev/urandom | base64 | tr -d '\n')
+		export STEPUP_SECRET
+		say "STEPUP_SECRET was not set: using a random one for this run"
+	fi
+	say "demo shop on http://localhost:8080 (codes appear below, from 'sender log')"
+	exec "$ROOT/caddy" run --config "$ROOT/Caddyfile.example" --adapter caddyfile
+	;;
+test)
+	run_tests
+	;;
+lint)
+	lint
+	;;
+*)
+	sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+	exit 2
+	;;
+esac
