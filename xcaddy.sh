@@ -25,11 +25,14 @@ needs_build() {
 
 build() {
 	say "building ./caddy (Caddy $CADDY_VERSION + $MODULE) with xcaddy"
-	# xcaddy runs from the tools module, where it is pinned; the plugin is
-	# this checkout, so the build uses this go.mod's versions.
-	(cd "$ROOT/tools" && XCADDY_SKIP_CLEANUP=0 go tool xcaddy build "$CADDY_VERSION" \
+	# xcaddy runs from the tools module, where it is pinned. The plugin is
+	# this checkout (--replace), so the build uses this go.mod's versions.
+	# The placeholder version keeps `go get` from asking the module proxy
+	# for a published release of the plugin.
+	(cd "$ROOT/tools" && go tool xcaddy build "$CADDY_VERSION" \
 		--output "$ROOT/caddy" \
-		--with "$MODULE=$ROOT")
+		--with "$MODULE@v0.0.0-00010101000000-000000000000" \
+		--replace "$MODULE=$ROOT")
 	"$ROOT/caddy" list-modules | grep -qx 'http.handlers.stepup' || die "built ./caddy lacks http.handlers.stepup"
 	say "built $ROOT/caddy"
 }

@@ -459,7 +459,7 @@ func TestAttemptsAndLockout(t *testing.T) {
 		h.clock.add(time.Second)
 		loc, csrf = alice.start("/account/payment-methods?third=1")
 		code = h.out.last(t).Code
-		resp, page = alice.do("POST", loc, url.Values{"csrf": {csrf}, "code": {wrongFor(code)}})
+		resp, _ = alice.do("POST", loc, url.Values{"csrf": {csrf}, "code": {wrongFor(code)}})
 		if resp.StatusCode != http.StatusUnprocessableEntity {
 			t.Fatalf("6th failure = %d", resp.StatusCode)
 		}
