@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 
 	"github.com/caddy-stepup/caddy-stepup/stepup"
 )
@@ -58,6 +59,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		site_name      <name>
 //		message        <template>
 //		send_timeout   <duration>
+//		max_body       <size>
 //		headers {
 //			policy      <header>
 //			user        <header>
@@ -196,6 +198,19 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := s.parseHeaders(d); err != nil {
 				return err
 			}
+		case "max_body":
+			v, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil {
+				return d.Errf("max_body: %v", err)
+			}
+			if n < 1 || n > uint64(stepup.MaxMaxBody) {
+				return d.Errf("max_body %s out of range (1B to %s)", v, humanize.IBytes(uint64(stepup.MaxMaxBody)))
+			}
+			s.MaxBody = int64(n)
 		case "protect":
 			p, err := parsePolicy(d)
 			if err != nil {
@@ -324,6 +339,9 @@ func parsePolicy(d *caddyfile.Dispenser) (*Policy, error) {
 			v, err := singleArg(d)
 			if err != nil {
 				return nil, err
+			}
+			if err := (&stepup.Policy{Name: p.Name, Describe: v}).Validate(); err != nil {
+				return nil, d.Err(err.Error())
 			}
 			p.Describe = v
 		default:

@@ -93,6 +93,10 @@ type Handler struct {
 	SendTimeout caddy.Duration `json:"send_timeout,omitempty"`
 	// Headers renames the headers sent upstream on verified requests.
 	Headers *HeadersConfig `json:"headers,omitempty"`
+	// MaxBody bounds, in bytes, a request body preserved across a
+	// challenge or bound to a transaction. Larger requests get 413.
+	// Default: 1 MiB
+	MaxBody int64 `json:"max_body,omitempty"`
 
 	// Policies are the protected areas, checked in order; the first whose
 	// matchers match a request applies.
@@ -210,6 +214,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		SiteName:      h.SiteName,
 		Message:       h.Message,
 		SendTimeout:   time.Duration(h.SendTimeout),
+		MaxBody:       h.MaxBody,
 	}
 	if h.Headers != nil {
 		cfg.Headers = stepup.Headers{Policy: h.Headers.Policy, User: h.Headers.User, VerifiedAt: h.Headers.VerifiedAt}
@@ -224,6 +229,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Sender:   sender.NewChain(senders, sender.ChainOptions{Timeout: sendTimeout, Logger: h.logger}),
 		Logger:   h.logger,
 		ClientIP: clientIP,
+		OnVerified: func(r *http.Request, _, user string) {
+			if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+				repl.Set("http.stepup.user", user)
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("configuring step-up: %v", err)
@@ -332,35 +342,28 @@ func (h *Handler) Cleanup() error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	h.engine.StripHeaders(r.Header)
-	if h.engine.IsEndpoint(r.URL.Path) {
-		return h.engine.ServeEndpoint(w, r)
-	}
+	return h.engine.Serve(w, r, h, next)
+}
+
+// MatchPolicy implements stepup.Matcher: the first policy whose matchers
+// match the request applies.
+func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 	for _, p := range h.Policies {
-		match := true
 		if len(p.matchers) > 0 {
-			var err error
-			if match, err = p.matchers.AnyMatchWithError(r); err != nil {
-				return caddyhttp.Error(http.StatusInternalServerError, err)
+			match, err := p.matchers.AnyMatchWithError(r)
+			if err != nil {
+				return nil, caddyhttp.Error(http.StatusInternalServerError, err)
+			}
+			if !match {
+				continue
 			}
 		}
-		if !match {
-			continue
-		}
-		repl, _ := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-		if repl != nil {
+		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 			repl.Set("http.stepup.policy", p.Name)
 		}
-		return h.engine.Protect(w, r, p.policy, func(w http.ResponseWriter, r *http.Request) error {
-			if repl != nil {
-				if u := r.Header.Get(h.engine.Config().Headers.User); u != "" {
-					repl.Set("http.stepup.user", u)
-				}
-			}
-			return next.ServeHTTP(w, r)
-		})
+		return p.policy, nil
 	}
-	return next.ServeHTTP(w, r)
+	return nil, nil
 }
 
 // clientIP is the client address as Caddy determined it, honouring the
@@ -382,4 +385,5 @@ var (
 	_ caddy.Validator             = (*Handler)(nil)
 	_ caddy.CleanerUpper          = (*Handler)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ stepup.Matcher              = (*Handler)(nil)
 )

@@ -1,12 +1,14 @@
 package stepup
 
 import (
+	"context"
 	"crypto/hmac"
 	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -14,19 +16,34 @@ import (
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
-// maxFormBytes bounds the body of the engine's own forms.
+// maxFormBytes bounds the body of the engine's own forms and JSON.
 const maxFormBytes = 4 << 10
 
-// ServeEndpoint serves the engine's own pages under Config.PathPrefix:
+// ServeEndpoint serves the engine's own pages and API under
+// Config.PathPrefix:
 //
 //	GET  {prefix}/challenge/{id}          the code page
 //	POST {prefix}/challenge/{id}          verify a code (form: csrf, code)
 //	POST {prefix}/challenge/{id}/resend   send a new code (form: csrf)
+//	POST {prefix}/verify                  API: {"challenge":ID,"code":"123456"}
+//	POST {prefix}/resend                  API: {"challenge":ID}
 //
 // Anything else under the prefix is 404. These requests never reach the
 // upstream.
 func (e *Engine) ServeEndpoint(w http.ResponseWriter, r *http.Request) error {
 	rest := strings.TrimPrefix(r.URL.Path, e.cfg.PathPrefix)
+	switch rest {
+	case "/verify", "/resend":
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", "POST")
+			e.renderStatus(w, r, http.StatusMethodNotAllowed, stateError, nil)
+			return nil
+		}
+		if rest == "/verify" {
+			return e.apiVerify(w, r)
+		}
+		return e.apiResend(w, r)
+	}
 	id, action, _ := strings.Cut(strings.TrimPrefix(rest, "/challenge/"), "/")
 	if !strings.HasPrefix(rest, "/challenge/") || !validID(id) {
 		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
@@ -81,7 +98,7 @@ type bound struct {
 // identity and session it was made for. Anyone else gets the same 404 as
 // for a challenge that does not exist. ok is false when a response was
 // written.
-func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string) (b bound, ok bool, err error) {
+func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api bool) (b bound, ok bool, err error) {
 	ident, err := e.identity.Identify(r)
 	if err != nil {
 		return b, false, e.identityError(w, r, "", err)
@@ -94,7 +111,7 @@ func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string) (b boun
 	if err != nil {
 		return b, false, e.storeError(w, r, "get", err)
 	}
-	session := e.session(r, ident)
+	session := e.session(r, ident, api)
 	sessionKey := e.keys.sessionKey(session)
 	userOK := hmac.Equal([]byte(c.UserKey), []byte(e.keys.userKey(ident.User)))
 	sessionOK := session != "" && hmac.Equal([]byte(c.SessionKey), []byte(sessionKey))
@@ -109,7 +126,7 @@ func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string) (b boun
 
 // showChallenge renders the code page in the state the challenge is in.
 func (e *Engine) showChallenge(w http.ResponseWriter, r *http.Request, id string) error {
-	b, ok, err := e.load(w, r, id)
+	b, ok, err := e.load(w, r, id, false)
 	if !ok {
 		return err
 	}
@@ -121,19 +138,24 @@ func (e *Engine) showChallenge(w http.ResponseWriter, r *http.Request, id string
 	return nil
 }
 
-// renderChallenge renders the page for b in whatever state it is in.
-func (e *Engine) renderChallenge(w http.ResponseWriter, r *http.Request, status int, b bound, errMsg, notice string) {
-	c := b.c
-	now := e.now()
+// challengeState is the state a challenge is in at now.
+func challengeState(c *store.Challenge, now time.Time) state {
 	switch {
 	case !c.Used.IsZero():
-		e.renderStatus(w, r, http.StatusGone, stateUsed, e.finishedData(c))
-		return
+		return stateUsed
 	case !now.Before(c.Expires):
-		e.renderStatus(w, r, http.StatusGone, stateExpired, e.finishedData(c))
-		return
+		return stateExpired
 	case c.Attempts >= c.MaxAttempts:
-		e.renderStatus(w, r, http.StatusGone, stateExhausted, e.finishedData(c))
+		return stateExhausted
+	}
+	return stateChallenge
+}
+
+// renderChallenge renders the page for b in whatever state it is in.
+func (e *Engine) renderChallenge(w http.ResponseWriter, r *http.Request, status int, b bound, errMsg, notice string) {
+	now := e.now()
+	if st := challengeState(b.c, now); st != stateChallenge {
+		e.renderStatus(w, r, http.StatusGone, st, e.finishedData(b.c))
 		return
 	}
 	d := e.challengeData(r, b, now)
@@ -148,7 +170,11 @@ func (e *Engine) finishedData(c *store.Challenge) *pageData {
 	if !ok {
 		ret = "/"
 	}
-	return &pageData{ContinueURL: ret}
+	d := &pageData{ContinueURL: ret, Description: c.Description}
+	if c.HasStash && c.Used.IsZero() {
+		d.Text = stateText[stateExpired][1] + " Your request was not sent."
+	}
+	return d
 }
 
 // sameOrigin refuses cross-site form posts: a browser says where a
@@ -191,7 +217,7 @@ func (e *Engine) checkForm(w http.ResponseWriter, r *http.Request, id string) (b
 	if !e.readForm(w, r) {
 		return bound{}, false, nil
 	}
-	b, ok, err := e.load(w, r, id)
+	b, ok, err := e.load(w, r, id, false)
 	if !ok {
 		return b, false, err
 	}
@@ -203,122 +229,187 @@ func (e *Engine) checkForm(w http.ResponseWriter, r *http.Request, id string) (b
 	return b, true, nil
 }
 
-// verify checks a submitted code.
+// outcome is what checking a code came to.
+type outcome int
+
+const (
+	verified outcome = iota
+	badFormat
+	wrongCode
+	lockedOut
+	codeReplaced
+	finished // used, expired or out of attempts: see the challenge state
+	vanished // gone from the store
+)
+
+// checkCode verifies code against b's challenge. It spends an attempt
+// before comparing (so concurrent guesses cannot outrun the limit),
+// compares in constant time, counts failures against the user, and
+// consumes the challenge on success: of concurrent right answers exactly
+// one gets verified. lock is how long a lockout lasts.
+func (e *Engine) checkCode(ctx context.Context, b *bound, code string) (res outcome, lock time.Duration, err error) {
+	c := b.c
+	if locked, retry, err := e.lockedOut(ctx, c.UserKey); err != nil {
+		return 0, 0, err
+	} else if locked {
+		return lockedOut, retry, nil
+	}
+	code, ok := normalizeCode(code, e.cfg.CodeLength)
+	if !ok {
+		return badFormat, 0, nil // nothing compared, nothing spent
+	}
+	now := e.now()
+	stored, attempts, err := e.store.BeginAttempt(ctx, c.ID, now)
+	if err != nil {
+		return e.stateOutcome(b, err, now)
+	}
+	c.Attempts = attempts
+	if !hmac.Equal(stored, e.keys.codeMAC(c.ID, code)) {
+		n, err := e.store.AddFailure(ctx, c.UserKey, e.cfg.FailureWindow)
+		if err != nil {
+			return 0, 0, err
+		}
+		e.log.Info("verify_failed", zap.String("policy", c.Policy), zap.Int("attempts", attempts), zap.Int("failures", n))
+		if n >= e.cfg.MaxFailures {
+			e.log.Warn("locked", zap.String("policy", c.Policy))
+			_, ttl, _ := e.store.Failures(ctx, c.UserKey)
+			return lockedOut, ttl, nil
+		}
+		return wrongCode, 0, nil
+	}
+	if err := e.store.Consume(ctx, c.ID, stored, now); err != nil {
+		if errors.Is(err, store.ErrCodeChanged) {
+			return codeReplaced, 0, nil
+		}
+		return e.stateOutcome(b, err, now)
+	}
+	c.Used = now
+	e.log.Info("verified", zap.String("policy", c.Policy), zap.String("to", sender.MaskPhone(c.Phone)), zap.Int("attempts", attempts))
+	return verified, 0, nil
+}
+
+// stateOutcome maps a store state error onto b's challenge.
+func (e *Engine) stateOutcome(b *bound, err error, now time.Time) (outcome, time.Duration, error) {
+	switch {
+	case errors.Is(err, store.ErrUsed):
+		if b.c.Used.IsZero() {
+			b.c.Used = now
+		}
+	case errors.Is(err, store.ErrExpired):
+		b.c.Expires = now
+	case errors.Is(err, store.ErrExhausted):
+		b.c.Attempts = b.c.MaxAttempts
+	case errors.Is(err, store.ErrNotFound):
+		return vanished, 0, nil
+	default:
+		return 0, 0, err
+	}
+	return finished, 0, nil
+}
+
+// verify checks a code submitted from the page.
 func (e *Engine) verify(w http.ResponseWriter, r *http.Request, id string) error {
 	b, ok, err := e.checkForm(w, r, id)
 	if !ok {
 		return err
 	}
-	ctx := r.Context()
-	c := b.c
-	if locked, retry, err := e.lockedOut(ctx, c.UserKey); err != nil {
-		return e.storeError(w, r, "failures", err)
-	} else if locked {
-		e.renderLocked(w, r, retry)
-		return nil
+	res, lock, err := e.checkCode(r.Context(), &b, r.PostForm.Get("code"))
+	if err != nil {
+		return e.storeError(w, r, "verify", err)
 	}
-	code, ok := normalizeCode(r.PostForm.Get("code"), e.cfg.CodeLength)
-	if !ok {
-		// Nothing was compared, so nothing is spent.
+	switch res {
+	case badFormat:
 		e.renderChallenge(w, r, http.StatusUnprocessableEntity, b, e.codeFormatError(), "")
 		return nil
-	}
-	now := e.now()
-	stored, attempts, err := e.store.BeginAttempt(ctx, c.ID, now)
-	if err != nil {
-		return e.challengeStateError(w, r, b, err)
-	}
-	c.Attempts = attempts
-	if !hmac.Equal(stored, e.keys.codeMAC(c.ID, code)) {
-		return e.wrongCode(w, r, b)
-	}
-	switch err := e.store.Consume(ctx, c.ID, stored, now); {
-	case errors.Is(err, store.ErrCodeChanged):
+	case wrongCode:
+		e.renderChallenge(w, r, http.StatusUnprocessableEntity, b, "That code is not correct. Check the latest message and try again.", "")
+		return nil
+	case codeReplaced:
 		e.renderChallenge(w, r, http.StatusUnprocessableEntity, b, "A newer code was sent. Enter the code from the latest message.", "")
 		return nil
-	case err != nil:
-		return e.challengeStateError(w, r, b, err)
+	case lockedOut:
+		e.renderLocked(w, r, lock)
+		return nil
+	case finished:
+		e.renderChallenge(w, r, http.StatusGone, b, "", "")
+		return nil
+	case vanished:
+		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+		return nil
 	}
 
+	c := b.c
+	now := c.Used
 	p := e.policies[c.Policy]
-	ttl := DefaultGrantTTL
-	if p != nil {
-		ttl = p.GrantTTL
+	if p == nil || p.Mode == Session {
+		ttl := DefaultGrantTTL
+		if p != nil {
+			ttl = p.GrantTTL
+		}
+		tok := e.keys.issueGrant(Grant{Kind: SessionGrant, Policy: c.Policy, IssuedAt: now, Expires: now.Add(ttl)}, b.id.User, b.session, "")
+		setGrantCookie(w, r, c.Policy, tok, ttl)
 	}
-	tok := e.keys.issueGrant(Grant{Kind: SessionGrant, Policy: c.Policy, IssuedAt: now, Expires: now.Add(ttl)}, b.id.User, b.session)
-	setGrantCookie(w, r, c.Policy, tok, ttl)
-	e.log.Info("verified", zap.String("policy", c.Policy), zap.String("to", sender.MaskPhone(c.Phone)),
-		zap.Int("attempts", attempts), zap.String("client_ip", e.clientIP(r)))
 	ret, ok := SafeReturnPath(c.ReturnURL)
 	if !ok {
 		ret = "/"
+	}
+	if c.HasStash {
+		// The preserved request goes out when the browser arrives back at
+		// its URL, so that the upstream's answer shows there.
+		e.setReplayCookie(w, r, c.ID, b.sessionKey, ret)
 	}
 	http.Redirect(w, r, ret, http.StatusSeeOther)
 	return nil
 }
 
-// wrongCode counts a failed attempt against the challenge (already done
-// by BeginAttempt) and the user, and says so.
-func (e *Engine) wrongCode(w http.ResponseWriter, r *http.Request, b bound) error {
+// resendCode replaces the code of b's challenge and sends it, within the
+// cooldown and the send limit. The attempts already spent stay spent.
+func (e *Engine) resendCode(r *http.Request, b *bound) (retry time.Duration, limit bool, err error) {
 	c := b.c
-	n, err := e.store.AddFailure(r.Context(), c.UserKey, e.cfg.FailureWindow)
-	if err != nil {
-		return e.storeError(w, r, "add_failure", err)
-	}
-	e.log.Info("verify_failed", zap.String("policy", c.Policy), zap.Int("attempts", c.Attempts),
-		zap.Int("failures", n), zap.String("client_ip", e.clientIP(r)))
-	if n >= e.cfg.MaxFailures {
-		e.log.Warn("locked", zap.String("policy", c.Policy), zap.String("client_ip", e.clientIP(r)))
-		_, ttl, _ := e.store.Failures(r.Context(), c.UserKey)
-		e.renderLocked(w, r, ttl)
-		return nil
-	}
-	e.renderChallenge(w, r, http.StatusUnprocessableEntity, b, "That code is not correct. Check the latest message and try again.", "")
-	return nil
-}
-
-// challengeStateError answers a store error about a challenge's state.
-func (e *Engine) challengeStateError(w http.ResponseWriter, r *http.Request, b bound, err error) error {
+	code := newCode(e.cfg.CodeLength)
+	_, err = e.store.Resend(r.Context(), c.ID, e.keys.codeMAC(c.ID, code), e.now(), e.cfg.ResendAfter, e.cfg.MaxSends)
+	var cool *store.CooldownError
 	switch {
-	case errors.Is(err, store.ErrUsed):
-		e.renderStatus(w, r, http.StatusGone, stateUsed, e.finishedData(b.c))
-	case errors.Is(err, store.ErrExpired):
-		e.renderStatus(w, r, http.StatusGone, stateExpired, e.finishedData(b.c))
-	case errors.Is(err, store.ErrExhausted):
-		e.renderStatus(w, r, http.StatusGone, stateExhausted, e.finishedData(b.c))
-	case errors.Is(err, store.ErrNotFound):
-		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
-	default:
-		return e.storeError(w, r, "challenge", err)
+	case errors.As(err, &cool):
+		return cool.RetryAfter, false, nil
+	case errors.Is(err, store.ErrSendLimit):
+		return 0, true, nil
+	case err != nil:
+		return 0, false, err
 	}
-	return nil
+	e.log.Info("code_resent", zap.String("policy", c.Policy), zap.String("client_ip", e.clientIP(r)))
+	e.deliver(r, c, code)
+	return 0, false, nil
 }
 
-// resend sends a new code for the challenge, within its cooldown and
-// send limit. The attempts already spent stay spent.
+// resend sends a new code from the page.
 func (e *Engine) resend(w http.ResponseWriter, r *http.Request, id string) error {
 	b, ok, err := e.checkForm(w, r, id)
 	if !ok {
 		return err
 	}
-	c := b.c
-	code := newCode(e.cfg.CodeLength)
-	mac := e.keys.codeMAC(c.ID, code)
-	_, err = e.store.Resend(r.Context(), c.ID, mac, e.now(), e.cfg.ResendAfter, e.cfg.MaxSends)
-	var cool *store.CooldownError
+	retry, limit, err := e.resendCode(r, &b)
 	switch {
-	case errors.As(err, &cool):
+	case retry > 0:
+		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
 		e.renderChallenge(w, r, http.StatusTooManyRequests, b, "Please wait a little before asking for a new code.", "")
 		return nil
-	case errors.Is(err, store.ErrSendLimit):
+	case limit:
 		e.renderChallenge(w, r, http.StatusTooManyRequests, b, "No more codes can be sent for this request. Use the last code you received.", "")
 		return nil
 	case err != nil:
-		return e.challengeStateError(w, r, b, err)
+		res, _, err := e.stateOutcome(&b, err, e.now())
+		if err != nil {
+			return e.storeError(w, r, "resend", err)
+		}
+		if res == vanished {
+			e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+			return nil
+		}
+		e.renderChallenge(w, r, http.StatusGone, b, "", "")
+		return nil
 	}
-	e.log.Info("code_resent", zap.String("policy", c.Policy), zap.String("client_ip", e.clientIP(r)))
-	e.deliver(r, c, code)
-	http.Redirect(w, r, e.challengeURL(c.ID)+"?sent=1", http.StatusSeeOther)
+	http.Redirect(w, r, e.challengeURL(b.c.ID)+"?sent=1", http.StatusSeeOther)
 	return nil
 }
 

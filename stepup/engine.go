@@ -90,12 +90,20 @@ type Config struct {
 	Retain time.Duration
 	// SendTimeout bounds the delivery of one code, failover included.
 	SendTimeout time.Duration
+	// MaxBody bounds a request body preserved across a challenge (and
+	// read to bind a transaction). Larger requests get 413.
+	MaxBody int64
 }
 
 // DefaultMessage is the code message unless configured otherwise. The
 // last line lets Android Chrome fill the code in (WebOTP); it is added
 // only when the host is known.
 const DefaultMessage = "{code} is your {site} verification code. It expires in {ttl}. Do not share it."
+
+// DefaultTransactionMessage replaces DefaultMessage when a transaction
+// has a description, so the customer sees what the code approves
+// (PSD2 dynamic linking).
+const DefaultTransactionMessage = "{code} is your {site} code to approve: {describe}. It expires in {ttl}. Do not share it."
 
 // setDefaults fills zero values and checks bounds.
 func (c *Config) setDefaults() error {
@@ -168,6 +176,12 @@ func (c *Config) setDefaults() error {
 	if c.SendTimeout == 0 {
 		c.SendTimeout = 10 * time.Second
 	}
+	if c.MaxBody == 0 {
+		c.MaxBody = DefaultMaxBody
+	}
+	if c.MaxBody < 1 || c.MaxBody > MaxMaxBody {
+		return fmt.Errorf("max_body %d out of range (1 to %d bytes)", c.MaxBody, MaxMaxBody)
+	}
 	return nil
 }
 
@@ -188,6 +202,9 @@ type Options struct {
 	ClientIP func(*http.Request) string
 	// Now is the clock; nil uses time.Now.
 	Now func() time.Time
+	// OnVerified, when set, is called for every request that goes
+	// upstream on a verified grant (the Caddy adapter sets placeholders).
+	OnVerified func(r *http.Request, policy, user string)
 }
 
 // Engine runs step-up for a set of policies. It is safe for concurrent
@@ -203,8 +220,10 @@ type Engine struct {
 	now      func() time.Time
 	policies map[string]*Policy
 	page     *pageRenderer
-	// stripHeaders are the header names never accepted from a client.
-	custom []string
+	// custom are configured upstream header names outside Stepup-*,
+	// also never accepted from a client.
+	custom     []string
+	onVerified func(r *http.Request, policy, user string)
 }
 
 // New returns an engine for policies.
@@ -220,15 +239,16 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 		return nil, errors.New("engine needs a store, an identity source and a sender")
 	}
 	e := &Engine{
-		cfg:      cfg,
-		keys:     k,
-		store:    opts.Store,
-		identity: opts.Identity,
-		sender:   opts.Sender,
-		log:      opts.Logger,
-		clientIP: opts.ClientIP,
-		now:      opts.Now,
-		policies: make(map[string]*Policy, len(policies)),
+		cfg:        cfg,
+		keys:       k,
+		store:      opts.Store,
+		identity:   opts.Identity,
+		sender:     opts.Sender,
+		log:        opts.Logger,
+		clientIP:   opts.ClientIP,
+		now:        opts.Now,
+		policies:   make(map[string]*Policy, len(policies)),
+		onVerified: opts.OnVerified,
 	}
 	if e.log == nil {
 		e.log = zap.NewNop()
@@ -283,267 +303,4 @@ func (e *Engine) StripHeaders(h http.Header) {
 	for _, k := range e.custom {
 		delete(h, k)
 	}
-}
-
-// Next is the rest of the handler chain.
-type Next func(w http.ResponseWriter, r *http.Request) error
-
-// Protect runs policy p on a request that matched it: it calls next when
-// the request may pass (valid grant, or monitor mode) and otherwise
-// answers with a challenge or an error page itself.
-func (e *Engine) Protect(w http.ResponseWriter, r *http.Request, p *Policy, next Next) error {
-	if p.Mode == Monitor {
-		e.monitor(r, p)
-		return next(w, r)
-	}
-	id, err := e.identity.Identify(r)
-	if err != nil {
-		return e.identityError(w, r, p.Name, err)
-	}
-	session := e.session(r, id)
-	if g, ok := e.grantFor(r, p, id.User, session); ok {
-		e.setUpstreamHeaders(r, p, id.User, g.IssuedAt)
-		if c := e.log.Check(zap.DebugLevel, "grant used"); c != nil {
-			c.Write(zap.String("policy", p.Name), zap.String("client_ip", e.clientIP(r)))
-		}
-		return next(w, r)
-	}
-	if p.Mode == Transaction {
-		// Transaction mode needs request preservation (a later
-		// milestone): refuse rather than let anything through.
-		e.renderStatus(w, r, http.StatusNotImplemented, stateUnsupported, nil)
-		return nil
-	}
-	return e.challenge(w, r, p, id, session)
-}
-
-// monitor logs what enforcing the policy would have done.
-func (e *Engine) monitor(r *http.Request, p *Policy) {
-	c := e.log.Check(zap.InfoLevel, "monitor_would_challenge")
-	if c == nil {
-		return
-	}
-	outcome := "challenge"
-	id, err := e.identity.Identify(r)
-	switch {
-	case err != nil:
-		outcome = "no_identity"
-	default:
-		if _, ok := e.grantFor(r, p, id.User, e.session(r, id)); ok {
-			return
-		}
-	}
-	c.Write(zap.String("policy", p.Name), zap.String("would", outcome),
-		zap.String("client_ip", e.clientIP(r)), zap.String("method", r.Method))
-}
-
-// session returns the session a grant or challenge binds to: the
-// identity's own, or the engine's browser-session cookie.
-func (e *Engine) session(r *http.Request, id Identity) string {
-	if id.Session != "" {
-		return "id:" + id.Session
-	}
-	if v := cookieValue(r, sessionCookie(r)); v != "" && len(v) <= 64 {
-		return "sid:" + v
-	}
-	return ""
-}
-
-// grantFor returns a valid grant of the request for p, from its cookie.
-func (e *Engine) grantFor(r *http.Request, p *Policy, user, session string) (Grant, bool) {
-	if session == "" {
-		return Grant{}, false
-	}
-	tok := cookieValue(r, grantCookie(r, p.Name))
-	if tok == "" || len(tok) > MaxGrantTokenLen {
-		return Grant{}, false
-	}
-	g, ok := e.keys.verifyGrant(tok, p.Name, user, session, e.now())
-	if !ok || g.Kind != SessionGrant {
-		return Grant{}, false
-	}
-	return g, true
-}
-
-// setUpstreamHeaders tells the upstream what was verified.
-func (e *Engine) setUpstreamHeaders(r *http.Request, p *Policy, user string, at time.Time) {
-	h := e.cfg.Headers
-	r.Header.Set(h.Policy, p.Name)
-	r.Header.Set(h.User, user)
-	r.Header.Set(h.VerifiedAt, at.UTC().Format(time.RFC3339))
-}
-
-// identityError answers a protected request whose identity is missing or
-// could not be read.
-func (e *Engine) identityError(w http.ResponseWriter, r *http.Request, policy string, err error) error {
-	if errors.Is(err, ErrNoIdentity) {
-		e.log.Info("no identity on a protected request", zap.String("policy", policy), zap.String("client_ip", e.clientIP(r)))
-		e.renderStatus(w, r, http.StatusUnauthorized, stateNoIdentity, nil)
-		return nil
-	}
-	e.log.Error("reading identity", zap.String("policy", policy), zap.Error(err))
-	e.renderStatus(w, r, http.StatusServiceUnavailable, stateUnavailable, nil)
-	return nil
-}
-
-// storeError answers when the store failed: fail closed.
-func (e *Engine) storeError(w http.ResponseWriter, r *http.Request, op string, err error) error {
-	e.log.Error("store unavailable, failing closed", zap.String("op", op), zap.Error(err))
-	w.Header().Set("Retry-After", "5")
-	e.renderStatus(w, r, http.StatusServiceUnavailable, stateUnavailable, nil)
-	return nil
-}
-
-// challenge starts (or resumes) a challenge for p and redirects the
-// browser to its page.
-func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id Identity, session string) error {
-	ctx := r.Context()
-	phone, err := sender.ParsePhone(id.Phone, e.cfg.DefaultRegion)
-	if err != nil {
-		e.log.Warn("no usable phone number for the user", zap.String("policy", p.Name), zap.String("reason", phoneReason(id.Phone)))
-		e.renderStatus(w, r, http.StatusBadRequest, stateBadPhone, nil)
-		return nil
-	}
-	userKey := e.keys.userKey(id.User)
-	if locked, retry, err := e.lockedOut(ctx, userKey); err != nil {
-		return e.storeError(w, r, "failures", err)
-	} else if locked {
-		e.renderLocked(w, r, retry)
-		return nil
-	}
-	returnURL, ok := SafeReturnPath(r.URL.RequestURI())
-	if !ok {
-		returnURL = "/"
-	}
-	if session == "" {
-		sid := randomID()
-		setSessionCookie(w, r, sid)
-		session = "sid:" + sid
-	}
-	sessionKey := e.keys.sessionKey(session)
-	pending := e.keys.short("pending", p.Name, userKey, sessionKey, r.Method, returnURL)
-	if existing, ok, err := e.resume(ctx, pending, userKey, sessionKey); err != nil {
-		return e.storeError(w, r, "pending", err)
-	} else if ok {
-		http.Redirect(w, r, e.challengeURL(existing), http.StatusSeeOther)
-		return nil
-	}
-
-	now := e.now()
-	c := &store.Challenge{
-		ID:          randomID(),
-		Policy:      p.Name,
-		UserKey:     userKey,
-		SessionKey:  sessionKey,
-		Phone:       phone.E164,
-		ReturnURL:   returnURL,
-		Created:     now,
-		Expires:     now.Add(e.cfg.CodeTTL),
-		MaxAttempts: e.cfg.MaxAttempts,
-	}
-	code := newCode(e.cfg.CodeLength)
-	c.CodeMAC = e.keys.codeMAC(c.ID, code)
-	if err := e.store.Create(ctx, c, pending, e.cfg.Retain); err != nil {
-		return e.storeError(w, r, "create", err)
-	}
-	e.log.Info("challenge_created", zap.String("policy", p.Name), zap.String("to", phone.Masked()),
-		zap.String("client_ip", e.clientIP(r)))
-	e.deliver(r, c, code)
-	http.Redirect(w, r, e.challengeURL(c.ID), http.StatusSeeOther)
-	return nil
-}
-
-// resume returns the pending challenge for the same user, session, policy
-// and URL when it can still be answered, so that a reload does not send
-// another code.
-func (e *Engine) resume(ctx context.Context, pending, userKey, sessionKey string) (string, bool, error) {
-	id, err := e.store.Pending(ctx, pending)
-	if errors.Is(err, store.ErrNotFound) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, err
-	}
-	c, err := e.store.Get(ctx, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, err
-	}
-	now := e.now()
-	if c.UserKey != userKey || c.SessionKey != sessionKey || !c.Used.IsZero() ||
-		!now.Before(c.Expires) || c.Attempts >= c.MaxAttempts {
-		return "", false, nil
-	}
-	return c.ID, true, nil
-}
-
-// lockedOut reports whether the user entered too many wrong codes.
-func (e *Engine) lockedOut(ctx context.Context, userKey string) (bool, time.Duration, error) {
-	n, ttl, err := e.store.Failures(ctx, userKey)
-	if err != nil {
-		return false, 0, err
-	}
-	return n >= e.cfg.MaxFailures, ttl, nil
-}
-
-// deliver sends code for challenge c and records the outcome. A failed
-// delivery leaves the challenge usable: the page offers a resend.
-func (e *Engine) deliver(r *http.Request, c *store.Challenge, code string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), e.cfg.SendTimeout)
-	defer cancel()
-	msg := &sender.Message{
-		To:        c.Phone,
-		Code:      code,
-		Text:      e.messageText(r, code),
-		Channel:   sender.SMS,
-		Policy:    c.Policy,
-		Challenge: c.ID,
-		TTL:       e.cfg.CodeTTL,
-	}
-	start := e.now()
-	by, err := e.sender.Send(ctx, msg)
-	masked := sender.MaskPhone(c.Phone)
-	if err != nil {
-		e.log.Error("code_send_failed", zap.String("policy", c.Policy), zap.String("to", masked), zap.Error(err))
-	} else {
-		e.log.Info("code_sent", zap.String("policy", c.Policy), zap.String("to", masked),
-			zap.String("sender", by), zap.Duration("took", e.now().Sub(start)))
-	}
-	if rerr := e.store.RecordSend(ctx, c.ID, by, err != nil); rerr != nil {
-		e.log.Error("recording send outcome", zap.Error(rerr))
-	}
-}
-
-// messageText renders the code message for the request's site.
-func (e *Engine) messageText(r *http.Request, code string) string {
-	host := requestHost(r)
-	site := e.cfg.SiteName
-	if site == "" {
-		site = host
-	}
-	text := strings.NewReplacer(
-		"{code}", code,
-		"{site}", site,
-		"{ttl}", humanDuration(e.cfg.CodeTTL),
-		"{describe}", "",
-	).Replace(e.cfg.Message)
-	if host != "" && !strings.Contains(e.cfg.Message, "#{code}") {
-		text += "\n\n@" + host + " #" + code
-	}
-	return text
-}
-
-// challengeURL is the page of challenge id.
-func (e *Engine) challengeURL(id string) string {
-	return e.cfg.PathPrefix + "/challenge/" + id
-}
-
-// phoneReason says why a phone value is unusable without revealing it.
-func phoneReason(raw string) string {
-	if raw == "" {
-		return "missing"
-	}
-	return "invalid"
 }

@@ -94,6 +94,7 @@ type harness struct {
 	clock    *clock
 	upstream atomic.Int32
 	lastUp   atomic.Pointer[http.Header]
+	lastBody atomic.Pointer[[]byte]
 	store    store.Store
 }
 
@@ -133,26 +134,30 @@ func newHarness(t *testing.T, st store.Store, mutate func(*Config, []*Policy)) *
 		t.Fatal(err)
 	}
 	h.e = e
-	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.StripHeaders(r.Header)
-		if e.IsEndpoint(r.URL.Path) {
-			_ = e.ServeEndpoint(w, r)
-			return
-		}
-		next := func(w http.ResponseWriter, r *http.Request) error {
-			h.upstream.Add(1)
-			hdr := r.Header.Clone()
-			h.lastUp.Store(&hdr)
-			_, _ = io.WriteString(w, "upstream "+r.URL.Path)
-			return nil
-		}
+	next := NextFunc(func(w http.ResponseWriter, r *http.Request) error {
+		h.upstream.Add(1)
+		body, _ := io.ReadAll(r.Body)
+		hdr := r.Header.Clone()
+		h.lastUp.Store(&hdr)
+		h.lastBody.Store(&body)
+		w.Header().Set("X-Upstream", "yes")
+		_, _ = io.WriteString(w, "upstream "+r.URL.Path)
+		return nil
+	})
+	match := MatchFunc(func(r *http.Request) (*Policy, error) {
 		switch {
 		case strings.HasPrefix(r.URL.Path, "/account/payment-methods"):
-			_ = e.Protect(w, r, e.Policy("payment-methods"), next)
+			return e.Policy("payment-methods"), nil
 		case strings.HasPrefix(r.URL.Path, "/admin/"):
-			_ = e.Protect(w, r, e.Policy("admin"), next)
-		default:
-			_ = next(w, r)
+			return e.Policy("admin"), nil
+		case r.URL.Path == "/checkout" && r.Method == http.MethodPost && e.Policy("checkout") != nil:
+			return e.Policy("checkout"), nil
+		}
+		return nil, nil
+	})
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := e.Serve(w, r, match, next); err != nil {
+			t.Errorf("Serve: %v", err)
 		}
 	}))
 	t.Cleanup(func() { h.srv.Close(); _ = st.Close() })

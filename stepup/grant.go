@@ -33,7 +33,8 @@ type Grant struct {
 
 // Token layout: base64url(payload) "." base64url(mac[:16]), where payload
 // is version(1) kind(1) issued(8) expires(8) id(12), big-endian Unix
-// seconds, and mac = HMAC(grant key, payload, policy, user, session).
+// seconds, and mac = HMAC(grant key, payload, policy, user, session,
+// bind), bind being the transaction hash of a transaction grant.
 // Nothing in the token names the user: it only verifies for the same
 // identity, so a token copied to another login is worthless.
 const (
@@ -45,8 +46,9 @@ const (
 	MaxGrantTokenLen = 128
 )
 
-// issueGrant returns the token for g, bound to user and session.
-func (k *keys) issueGrant(g Grant, user, session string) string {
+// issueGrant returns the token for g, bound to user, session and bind
+// (a transaction hash, or "").
+func (k *keys) issueGrant(g Grant, user, session, bind string) string {
 	var p [grantPayloadLen]byte
 	p[0] = grantVersion
 	p[1] = byte(g.Kind)
@@ -59,7 +61,7 @@ func (k *keys) issueGrant(g Grant, user, session string) string {
 	} else {
 		_, _ = rand.Read(p[18:30])
 	}
-	m := k.grantMAC(p[:], g.Policy, user, session)
+	m := k.grantMAC(p[:], g.Policy, user, session, bind)
 	var b strings.Builder
 	b.Grow(grantTokenLen)
 	b.WriteString(b64.EncodeToString(p[:]))
@@ -68,16 +70,17 @@ func (k *keys) issueGrant(g Grant, user, session string) string {
 	return b.String()
 }
 
-func (k *keys) grantMAC(payload []byte, policy, user, session string) []byte {
+func (k *keys) grantMAC(payload []byte, policy, user, session, bind string) []byte {
 	h := hmac.New(sha256.New, k.grant)
 	h.Write(payload)
-	writeParts(h, policy, user, session)
+	writeParts(h, policy, user, session, bind)
 	return h.Sum(nil)
 }
 
-// verifyGrant parses token and checks that it was issued for policy, user
-// and session and is unexpired at now. It never panics on any input.
-func (k *keys) verifyGrant(token, policy, user, session string, now time.Time) (Grant, bool) {
+// verifyGrant parses token and checks that it was issued for policy,
+// user, session and bind and is unexpired at now. It never panics on any
+// input.
+func (k *keys) verifyGrant(token, policy, user, session, bind string, now time.Time) (Grant, bool) {
 	if len(token) != grantTokenLen || token[40] != '.' {
 		return Grant{}, false
 	}
@@ -92,7 +95,7 @@ func (k *keys) verifyGrant(token, policy, user, session string, now time.Time) (
 	if p[0] != grantVersion {
 		return Grant{}, false
 	}
-	want := k.grantMAC(p[:], policy, user, session)
+	want := k.grantMAC(p[:], policy, user, session, bind)
 	if !hmac.Equal(m[:], want[:grantMACLen]) {
 		return Grant{}, false
 	}

@@ -29,6 +29,8 @@ type keys struct {
 	grant   []byte // grant tokens
 	csrf    []byte // form tokens
 	binding []byte // user, session and pending-challenge keys
+	stash   []byte // AES-256-GCM key of preserved requests
+	replay  []byte // replay cookies
 }
 
 func deriveKeys(secret []byte) (keys, error) {
@@ -47,6 +49,8 @@ func deriveKeys(secret []byte) (keys, error) {
 		grant:   derive("grant"),
 		csrf:    derive("csrf"),
 		binding: derive("binding"),
+		stash:   derive("stash"),
+		replay:  derive("replay"),
 	}, nil
 }
 

@@ -65,6 +65,8 @@ type Policy struct {
 	// Describe is the template of what a transaction authorizes, shown on
 	// the page and in the message ("Pay {form.amount} to {form.merchant}").
 	Describe string
+
+	desc *describer
 }
 
 var policyName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$`)
@@ -82,6 +84,13 @@ func (p *Policy) Validate() error {
 	}
 	if p.GrantTTL < time.Second || p.GrantTTL > MaxGrantTTL {
 		return fmt.Errorf("policy %s: grant_ttl %s out of range (1s to %s)", p.Name, p.GrantTTL, MaxGrantTTL)
+	}
+	if p.Describe != "" {
+		d, err := parseDescribe(p.Describe)
+		if err != nil {
+			return fmt.Errorf("policy %s: %v", p.Name, err)
+		}
+		p.desc = d
 	}
 	return nil
 }

@@ -71,11 +71,11 @@ func TestGrantToken(t *testing.T) {
 	k := testKeys(t)
 	now := time.Now()
 	g := Grant{Kind: SessionGrant, Policy: "p", IssuedAt: now, Expires: now.Add(time.Minute)}
-	tok := k.issueGrant(g, "alice", "sid:1")
+	tok := k.issueGrant(g, "alice", "sid:1", "")
 	if len(tok) != grantTokenLen {
 		t.Fatalf("token length %d", len(tok))
 	}
-	got, ok := k.verifyGrant(tok, "p", "alice", "sid:1", now)
+	got, ok := k.verifyGrant(tok, "p", "alice", "sid:1", "", now)
 	if !ok || got.Kind != SessionGrant || got.IssuedAt.Unix() != now.Unix() || got.ID == "" {
 		t.Fatalf("verify = %+v, %v", got, ok)
 	}
@@ -84,10 +84,11 @@ func TestGrantToken(t *testing.T) {
 		"other user":    {tok, "p", "bob", "sid:1"},
 		"other session": {tok, "p", "alice", "sid:2"},
 		"shifted parts": {tok, "p", "alic", "esid:1"},
+		"empty policy":  {tok, "", "alice", "sid:1"},
 		"truncated":     {tok[:len(tok)-1], "p", "alice", "sid:1"},
 		"empty":         {"", "p", "alice", "sid:1"},
 	} {
-		if _, ok := k.verifyGrant(tc[0], tc[1], tc[2], tc[3], now); ok {
+		if _, ok := k.verifyGrant(tc[0], tc[1], tc[2], tc[3], "", now); ok {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -99,16 +100,16 @@ func TestGrantToken(t *testing.T) {
 		} else {
 			b[i] = 'A'
 		}
-		if _, ok := k.verifyGrant(string(b), "p", "alice", "sid:1", now); ok {
+		if _, ok := k.verifyGrant(string(b), "p", "alice", "sid:1", "", now); ok {
 			t.Errorf("token with byte %d changed accepted", i)
 		}
 	}
-	if _, ok := k.verifyGrant(tok, "p", "alice", "sid:1", now.Add(time.Minute)); ok {
+	if _, ok := k.verifyGrant(tok, "p", "alice", "sid:1", "", now.Add(time.Minute)); ok {
 		t.Error("expired grant accepted")
 	}
 	// Another secret: refused.
 	other, _ := deriveKeys([]byte(strings.Repeat("x", 32)))
-	if _, ok := other.verifyGrant(tok, "p", "alice", "sid:1", now); ok {
+	if _, ok := other.verifyGrant(tok, "p", "alice", "sid:1", "", now); ok {
 		t.Error("grant accepted under another secret")
 	}
 }
@@ -116,16 +117,17 @@ func TestGrantToken(t *testing.T) {
 func FuzzGrantToken(f *testing.F) {
 	k := testKeys(f)
 	now := time.Unix(1_800_000_000, 0)
-	f.Add(k.issueGrant(Grant{Kind: SessionGrant, Policy: "p", IssuedAt: now, Expires: now.Add(time.Hour)}, "u", "s"))
+	f.Add(k.issueGrant(Grant{Kind: SessionGrant, Policy: "p", IssuedAt: now, Expires: now.Add(time.Hour)}, "u", "s", ""))
+	f.Add(k.issueGrant(Grant{Kind: TransactionGrant, Policy: "p", IssuedAt: now, Expires: now.Add(time.Hour)}, "u", "s", "tx"))
 	f.Add("")
 	f.Add(strings.Repeat("A", grantTokenLen))
 	f.Add(strings.Repeat("A", 40) + "." + strings.Repeat("_", 22))
 	f.Fuzz(func(t *testing.T, tok string) {
-		g, ok := k.verifyGrant(tok, "p", "u", "s", now)
+		g, ok := k.verifyGrant(tok, "p", "u", "s", "", now)
 		if ok {
 			// Only a token we issued verifies: re-issuing its fields under
 			// the same key yields the same token.
-			again := k.issueGrant(g, "u", "s")
+			again := k.issueGrant(g, "u", "s", "")
 			if again != tok {
 				t.Fatalf("accepted a token we did not issue: %q (would issue %q)", tok, again)
 			}

@@ -18,6 +18,7 @@ type Memory struct {
 	challenges map[string]*memChallenge
 	pending    map[string]memPointer
 	failures   map[string]memCounter
+	grants     map[string]time.Time
 
 	now       func() time.Time
 	stop      chan struct{}
@@ -27,6 +28,8 @@ type Memory struct {
 type memChallenge struct {
 	c      *Challenge
 	expire time.Time // when the record is dropped
+	stash  []byte
+	taken  bool
 }
 
 type memPointer struct {
@@ -49,6 +52,7 @@ func NewMemory(sweep time.Duration) *Memory {
 		challenges: make(map[string]*memChallenge),
 		pending:    make(map[string]memPointer),
 		failures:   make(map[string]memCounter),
+		grants:     make(map[string]time.Time),
 		now:        time.Now,
 		stop:       make(chan struct{}),
 	}
@@ -88,6 +92,11 @@ func (m *Memory) sweep(now time.Time) {
 			delete(m.failures, k)
 		}
 	}
+	for k, v := range m.grants {
+		if !now.Before(v) {
+			delete(m.grants, k)
+		}
+	}
 }
 
 // Create implements Store.
@@ -105,7 +114,12 @@ func (m *Memory) Create(_ context.Context, c *Challenge, pending string, retain 
 	d.LastSend = c.Created
 	d.Attempts = 0
 	d.Used = time.Time{}
-	m.challenges[c.ID] = &memChallenge{c: d, expire: c.Expires.Add(retain)}
+	e := &memChallenge{c: d, expire: c.Expires.Add(retain)}
+	if len(c.Stash) > 0 {
+		e.stash = append([]byte(nil), c.Stash...)
+		d.HasStash = true
+	}
+	m.challenges[c.ID] = e
 	if pending != "" {
 		m.pending[pending] = memPointer{id: c.ID, expire: c.Expires}
 	}
@@ -212,6 +226,36 @@ func (m *Memory) Resend(_ context.Context, id string, mac []byte, now time.Time,
 	c.SentBy = ""
 	c.SendFailed = false
 	return c.Sends, nil
+}
+
+// TakeStash implements Store.
+func (m *Memory) TakeStash(_ context.Context, id string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.challenges[id]
+	if !ok || !m.now().Before(e.expire) || !e.c.HasStash {
+		return nil, ErrNotFound
+	}
+	if e.c.Used.IsZero() {
+		return nil, ErrPending
+	}
+	if e.taken {
+		return nil, ErrReplayed
+	}
+	s := e.stash
+	e.stash, e.taken = nil, true
+	return s, nil
+}
+
+// UseGrant implements Store.
+func (m *Memory) UseGrant(_ context.Context, grantID string, expires time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if exp, ok := m.grants[grantID]; ok && m.now().Before(exp) {
+		return ErrGrantUsed
+	}
+	m.grants[grantID] = expires
+	return nil
 }
 
 // RecordSend implements Store.

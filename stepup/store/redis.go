@@ -16,8 +16,10 @@ import (
 // Keys, under the configured prefix:
 //
 //	PREFIX{ID}        hash: one challenge
+//	PREFIX{ID}:s      string: its stashed request (empty once sent)
 //	PREFIXp:{KEY}     string: pending-challenge pointer
 //	PREFIXf:{KEY}     string: failure counter
+//	PREFIXg:{ID}      string: a used single-use grant
 //
 // The braces are Redis Cluster hash tags: each script touches one key, so
 // every operation is atomic and Cluster-safe. Every key has a TTL.
@@ -41,6 +43,8 @@ func NewRedis(client redis.UniversalClient, prefix string, owned bool) *Redis {
 func (s *Redis) Client() redis.UniversalClient { return s.client }
 
 func (s *Redis) challengeKey(id string) string { return s.prefix + "{" + id + "}" }
+func (s *Redis) stashKey(id string) string     { return s.prefix + "{" + id + "}:s" }
+func (s *Redis) grantKey(id string) string     { return s.prefix + "g:{" + id + "}" }
 func (s *Redis) pendingKey(k string) string    { return s.prefix + "p:{" + k + "}" }
 func (s *Redis) failureKey(k string) string    { return s.prefix + "f:{" + k + "}" }
 
@@ -64,18 +68,34 @@ const (
 	fSentBy   = "b"
 	fFailed   = "f"
 	fUsed     = "u"
+	fStash    = "s"
 )
 
 // Lua scripts. Each reads and writes a single key (KEYS[1]). Times are
 // Unix milliseconds passed by the caller, so that instances agree with
 // their own clocks and tests can move time.
 var (
-	// KEYS[1] challenge; ARGV: field/value pairs..., px
+	// KEYS[1] challenge, KEYS[2] stash; ARGV: stash ("" for none),
+	// field/value pairs..., px. Both keys share the {ID} hash tag.
 	scriptCreate = redis.NewScript(`
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 1, #ARGV - 1))
+redis.call('HSET', KEYS[1], unpack(ARGV, 2, #ARGV - 1))
 redis.call('PEXPIRE', KEYS[1], ARGV[#ARGV])
+if ARGV[1] ~= '' then
+  redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[#ARGV])
+end
 return 1`)
+
+	// KEYS[1] challenge, KEYS[2] stash
+	scriptTakeStash = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'u', 's')
+if not v[1] or v[2] ~= '1' then return {'nf'} end
+if v[1] == '0' then return {'pending'} end
+local s = redis.call('GET', KEYS[2])
+if not s then return {'nf'} end
+if s == '' then return {'sent'} end
+redis.call('SET', KEYS[2], '', 'KEEPTTL')
+return {'ok', s}`)
 
 	// KEYS[1] challenge; ARGV[1] now
 	scriptBegin = redis.NewScript(`
@@ -174,8 +194,15 @@ func (s *Redis) Create(ctx context.Context, c *Challenge, pending string, retain
 	if len(c.TxHash) > 0 {
 		args = append(args, fTx, c.TxHash)
 	}
+	stash := c.Stash
+	if len(stash) > 0 {
+		args = append(args, fStash, 1)
+	} else {
+		stash = []byte{}
+	}
+	args = append([]any{stash}, args...)
 	args = append(args, ttl.Milliseconds())
-	created, err := scriptCreate.Run(ctx, s.client, []string{s.challengeKey(c.ID)}, args...).Int()
+	created, err := scriptCreate.Run(ctx, s.client, []string{s.challengeKey(c.ID), s.stashKey(c.ID)}, args...).Int()
 	if err != nil {
 		return fmt.Errorf("creating challenge: %w", err)
 	}
@@ -220,6 +247,7 @@ func (s *Redis) Get(ctx context.Context, id string) (*Challenge, error) {
 		SentBy:      h[fSentBy],
 		SendFailed:  h[fFailed] == "1",
 		Used:        fromMS(num(fUsed)),
+		HasStash:    h[fStash] == "1",
 	}
 	if v := h[fTx]; v != "" {
 		c.TxHash = []byte(v)
@@ -309,6 +337,41 @@ func (s *Redis) Resend(ctx context.Context, id string, mac []byte, now time.Time
 		return int(n), ErrSendLimit
 	}
 	return 0, stateError(status)
+}
+
+// TakeStash implements Store.
+func (s *Redis) TakeStash(ctx context.Context, id string) ([]byte, error) {
+	res, err := scriptTakeStash.Run(ctx, s.client, []string{s.challengeKey(id), s.stashKey(id)}).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("taking stash: %w", err)
+	}
+	status, _ := res[0].(string)
+	switch status {
+	case "ok":
+		v, _ := res[1].(string)
+		return []byte(v), nil
+	case "pending":
+		return nil, ErrPending
+	case "sent":
+		return nil, ErrReplayed
+	}
+	return nil, stateError(status)
+}
+
+// UseGrant implements Store.
+func (s *Redis) UseGrant(ctx context.Context, grantID string, expires time.Time) error {
+	ttl := time.Until(expires)
+	if ttl < time.Second {
+		ttl = time.Second
+	}
+	ok, err := s.client.SetNX(ctx, s.grantKey(grantID), 1, ttl).Result()
+	if err != nil {
+		return fmt.Errorf("using grant: %w", err)
+	}
+	if !ok {
+		return ErrGrantUsed
+	}
+	return nil
 }
 
 // RecordSend implements Store.

@@ -34,6 +34,13 @@ var (
 	ErrSendLimit = errors.New("send limit reached")
 	// ErrExists: a challenge with that id already exists.
 	ErrExists = errors.New("challenge already exists")
+	// ErrPending: the challenge is not verified yet, so its stash cannot
+	// be taken.
+	ErrPending = errors.New("challenge not verified")
+	// ErrReplayed: the stashed request was already taken (sent).
+	ErrReplayed = errors.New("stashed request already sent")
+	// ErrGrantUsed: a single-use grant was already used.
+	ErrGrantUsed = errors.New("grant already used")
 )
 
 // CooldownError is returned by Resend when the previous send is too recent.
@@ -69,6 +76,11 @@ type Challenge struct {
 	Description string
 	// TxHash binds a transaction challenge to one request; empty otherwise.
 	TxHash []byte
+	// Stash is the preserved request (opaque, encrypted by the engine),
+	// stored by Create beside the challenge under the same lifetime. Get
+	// does not return it (see TakeStash); HasStash says it exists.
+	Stash    []byte
+	HasStash bool
 	// Created and Expires bound the code's lifetime.
 	Created time.Time
 	Expires time.Time
@@ -119,6 +131,14 @@ type Store interface {
 	// fewer than maxSends codes were sent (else ErrSendLimit). Attempts
 	// are never reset. It returns the number of sends, this one included.
 	Resend(ctx context.Context, id string, mac []byte, now time.Time, cooldown time.Duration, maxSends int) (sends int, err error)
+	// TakeStash returns the stash of a verified challenge, once: later
+	// calls get ErrReplayed. It fails with ErrPending before the
+	// challenge is consumed, and ErrNotFound when there is no stash (or
+	// it expired).
+	TakeStash(ctx context.Context, id string) ([]byte, error)
+	// UseGrant marks a single-use grant used until expires; a second use
+	// gets ErrGrantUsed.
+	UseGrant(ctx context.Context, grantID string, expires time.Time) error
 	// RecordSend notes the outcome of delivering the current code: who
 	// delivered it, or that delivery failed (which lifts the cooldown).
 	RecordSend(ctx context.Context, id string, sentBy string, failed bool) error
@@ -141,6 +161,7 @@ func (c *Challenge) clone() *Challenge {
 	d := *c
 	d.TxHash = append([]byte(nil), c.TxHash...)
 	d.CodeMAC = append([]byte(nil), c.CodeMAC...)
+	d.Stash = nil
 	return &d
 }
 

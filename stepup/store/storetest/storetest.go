@@ -42,6 +42,10 @@ func Run(t *testing.T, newStore Factory) {
 		{"RecordSend", testRecordSend},
 		{"Failures", testFailures},
 		{"FailureWindow", testFailureWindow},
+		{"StashTakeOnce", testStashTakeOnce},
+		{"StashConcurrentTake", testStashConcurrentTake},
+		{"NoStash", testNoStash},
+		{"UseGrant", testUseGrant},
 		{"Ping", testPing},
 	}
 	for _, tc := range tests {
@@ -469,5 +473,107 @@ func testFailureWindow(t *testing.T, s store.Store) {
 func testPing(t *testing.T, s store.Store) {
 	if err := s.Ping(context.Background()); err != nil {
 		t.Fatalf("Ping: %v", err)
+	}
+}
+
+func testStashTakeOnce(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	c.Stash = make([]byte, 1<<20)
+	_, _ = rand.Read(c.Stash)
+	c.Stash[0], c.Stash[1] = 0, '\n'
+	mustCreate(t, s, c)
+	got, err := s.Get(ctx, c.ID)
+	if err != nil || !got.HasStash || got.Stash != nil {
+		t.Fatalf("Get of a stashed challenge: HasStash=%v Stash=%d bytes err=%v", got.HasStash, len(got.Stash), err)
+	}
+	if _, err := s.TakeStash(ctx, c.ID); !errors.Is(err, store.ErrPending) {
+		t.Fatalf("TakeStash before verification = %v, want ErrPending", err)
+	}
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.TakeStash(ctx, c.ID)
+	if err != nil || !bytes.Equal(b, c.Stash) {
+		t.Fatalf("TakeStash = %d bytes, %v; want the %d bytes stored", len(b), err, len(c.Stash))
+	}
+	if _, err := s.TakeStash(ctx, c.ID); !errors.Is(err, store.ErrReplayed) {
+		t.Fatalf("second TakeStash = %v, want ErrReplayed", err)
+	}
+}
+
+func testStashConcurrentTake(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	c.Stash = []byte("POST /checkout")
+	mustCreate(t, s, c)
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	var ok, replayed atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.TakeStash(ctx, c.ID)
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, store.ErrReplayed):
+				replayed.Add(1)
+			default:
+				t.Errorf("TakeStash: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 1 || replayed.Load() != 19 {
+		t.Fatalf("20 concurrent TakeStash: %d got it, %d replayed", ok.Load(), replayed.Load())
+	}
+}
+
+func testNoStash(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	mustCreate(t, s, c)
+	if got, _ := s.Get(ctx, c.ID); got.HasStash {
+		t.Fatal("HasStash without a stash")
+	}
+	_ = s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(time.Second))
+	if _, err := s.TakeStash(ctx, c.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("TakeStash without stash = %v, want ErrNotFound", err)
+	}
+	if _, err := s.TakeStash(ctx, ID()); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("TakeStash of an unknown challenge = %v", err)
+	}
+}
+
+func testUseGrant(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	id := ID()
+	exp := time.Now().Add(time.Minute)
+	var ok, used atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch err := s.UseGrant(ctx, id, exp); {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, store.ErrGrantUsed):
+				used.Add(1)
+			default:
+				t.Errorf("UseGrant: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 1 || used.Load() != 49 {
+		t.Fatalf("50 concurrent UseGrant: %d ok, %d used", ok.Load(), used.Load())
+	}
+	if err := s.UseGrant(ctx, ID(), exp); err != nil {
+		t.Fatalf("another grant: %v", err)
 	}
 }

@@ -1,0 +1,211 @@
+package stepup
+
+import (
+	"encoding/json"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
+)
+
+// The API protocol, for clients that are not browsers navigating (no
+// text/html in Accept, no Sec-Fetch-Mode: navigate):
+//
+//  1. A protected request gets 401, WWW-Authenticate: StepUp
+//     challenge="ID", and a JSON body (apiChallengeBody) naming the
+//     verify and resend URLs.
+//  2. The client posts {"challenge":ID,"code":"123456"} to verify_url and
+//     gets {"grant":TOKEN,"expires_at":...}.
+//  3. It retries the original request with Stepup-Grant: TOKEN. A session
+//     grant opens the policy until it expires; a transaction grant opens
+//     exactly one request with the same method, URI and body.
+
+// apiChallengeBody is the JSON of a 401 step-up challenge.
+type apiChallengeBody struct {
+	Error       string `json:"error"`
+	Challenge   string `json:"challenge"`
+	Policy      string `json:"policy"`
+	Mode        string `json:"mode"`
+	Description string `json:"description,omitempty"`
+	To          string `json:"to"`
+	CodeLength  int    `json:"code_length"`
+	ExpiresAt   string `json:"expires_at"`
+	VerifyURL   string `json:"verify_url"`
+	ResendURL   string `json:"resend_url"`
+	SendFailed  bool   `json:"send_failed,omitempty"`
+}
+
+// apiChallenge answers an API client's protected request with 401.
+func (e *Engine) apiChallenge(w http.ResponseWriter, r *http.Request, p *Policy, c *store.Challenge) {
+	w.Header().Set("WWW-Authenticate", `StepUp challenge="`+c.ID+`", policy="`+p.Name+`"`)
+	writeJSON(w, http.StatusUnauthorized, apiChallengeBody{
+		Error:       "step_up_required",
+		Challenge:   c.ID,
+		Policy:      p.Name,
+		Mode:        p.Mode.String(),
+		Description: c.Description,
+		To:          sender.MaskPhone(c.Phone),
+		CodeLength:  e.cfg.CodeLength,
+		ExpiresAt:   c.Expires.UTC().Format(time.RFC3339),
+		VerifyURL:   e.cfg.PathPrefix + "/verify",
+		ResendURL:   e.cfg.PathPrefix + "/resend",
+		SendFailed:  c.SendFailed,
+	})
+}
+
+// writeJSON writes v with the engine's page headers.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	pageHeaders(w.Header(), "")
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// apiError writes {"error":code,"message":...} plus extra fields.
+func apiError(w http.ResponseWriter, status int, code, message string, extra map[string]any) {
+	body := map[string]any{"error": code, "message": message}
+	for k, v := range extra {
+		body[k] = v
+	}
+	writeJSON(w, status, body)
+}
+
+// apiRequest is the body of the verify and resend calls.
+type apiRequest struct {
+	Challenge string `json:"challenge"`
+	Code      string `json:"code"`
+}
+
+// readAPI decodes a small JSON body. Requiring application/json keeps
+// cross-site forms out: a browser cannot send it cross-origin without a
+// CORS preflight, which we never grant.
+func (e *Engine) readAPI(w http.ResponseWriter, r *http.Request) (apiRequest, bool) {
+	var req apiRequest
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+		apiError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send the request as application/json", nil)
+		return req, false
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxFormBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || !validID(req.Challenge) || len(req.Code) > 64 {
+		apiError(w, http.StatusBadRequest, "bad_request", `send {"challenge":ID,"code":"123456"}`, nil)
+		return req, false
+	}
+	return req, true
+}
+
+// apiVerify checks an API client's code and returns its grant.
+func (e *Engine) apiVerify(w http.ResponseWriter, r *http.Request) error {
+	req, ok := e.readAPI(w, r)
+	if !ok {
+		return nil
+	}
+	b, ok, err := e.load(w, r, req.Challenge, true)
+	if !ok {
+		return err
+	}
+	res, lock, err := e.checkCode(r.Context(), &b, req.Code)
+	if err != nil {
+		return e.storeError(w, r, "verify", err)
+	}
+	c := b.c
+	switch res {
+	case badFormat:
+		apiError(w, http.StatusUnprocessableEntity, "invalid_code", e.codeFormatError(),
+			map[string]any{"attempts_left": c.MaxAttempts - c.Attempts})
+		return nil
+	case wrongCode, codeReplaced:
+		left := c.MaxAttempts - c.Attempts
+		if left <= 0 {
+			apiError(w, http.StatusGone, string(stateExhausted), stateText[stateExhausted][1], nil)
+			return nil
+		}
+		apiError(w, http.StatusUnprocessableEntity, "invalid_code", "the code is not correct", map[string]any{"attempts_left": left})
+		return nil
+	case lockedOut:
+		e.renderLocked(w, r, lock)
+		return nil
+	case finished:
+		st := challengeState(c, e.now())
+		apiError(w, http.StatusGone, string(st), stateText[st][1], nil)
+		return nil
+	case vanished:
+		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+		return nil
+	}
+	now := c.Used
+	g := Grant{Policy: c.Policy, IssuedAt: now}
+	var bind string
+	p := e.policies[c.Policy]
+	if p != nil && p.Mode == Transaction {
+		g.Kind, g.Expires, bind = TransactionGrant, now.Add(e.cfg.CodeTTL), string(c.TxHash)
+	} else {
+		ttl := DefaultGrantTTL
+		if p != nil {
+			ttl = p.GrantTTL
+		}
+		g.Kind, g.Expires = SessionGrant, now.Add(ttl)
+	}
+	kind := "session"
+	if g.Kind == TransactionGrant {
+		kind = "transaction"
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"grant":      e.keys.issueGrant(g, b.id.User, b.session, bind),
+		"policy":     c.Policy,
+		"kind":       kind,
+		"expires_at": g.Expires.UTC().Format(time.RFC3339),
+		"header":     GrantHeader,
+	})
+	return nil
+}
+
+// apiResend sends a new code for an API client's challenge.
+func (e *Engine) apiResend(w http.ResponseWriter, r *http.Request) error {
+	req, ok := e.readAPI(w, r)
+	if !ok {
+		return nil
+	}
+	b, ok, err := e.load(w, r, req.Challenge, true)
+	if !ok {
+		return err
+	}
+	retry, limit, err := e.resendCode(r, &b)
+	switch {
+	case retry > 0:
+		secs := int(retry.Seconds()) + 1
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		apiError(w, http.StatusTooManyRequests, "resend_too_early", "wait before asking for a new code", map[string]any{"retry_after": secs})
+		return nil
+	case limit:
+		apiError(w, http.StatusTooManyRequests, "send_limit", "no more codes can be sent for this challenge", nil)
+		return nil
+	case err != nil:
+		res, _, err := e.stateOutcome(&b, err, e.now())
+		if err != nil {
+			return e.storeError(w, r, "resend", err)
+		}
+		if res == vanished {
+			e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+			return nil
+		}
+		st := challengeState(b.c, e.now())
+		apiError(w, http.StatusGone, string(st), stateText[st][1], nil)
+		return nil
+	}
+	c, err := e.store.Get(r.Context(), b.c.ID)
+	if err != nil {
+		return e.storeError(w, r, "get", err)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"challenge":    c.ID,
+		"to":           sender.MaskPhone(c.Phone),
+		"sent":         !c.SendFailed,
+		"resend_after": int(e.cfg.ResendAfter.Seconds()),
+		"expires_at":   c.Expires.UTC().Format(time.RFC3339),
+	})
+	return nil
+}

@@ -1,0 +1,455 @@
+package stepup
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
+)
+
+// Next is the rest of the handler chain (caddyhttp.Handler satisfies it).
+type Next interface {
+	ServeHTTP(w http.ResponseWriter, r *http.Request) error
+}
+
+// NextFunc adapts a function to Next.
+type NextFunc func(w http.ResponseWriter, r *http.Request) error
+
+// ServeHTTP implements Next.
+func (f NextFunc) ServeHTTP(w http.ResponseWriter, r *http.Request) error { return f(w, r) }
+
+// Matcher finds the policy that applies to a request, or nil.
+type Matcher interface {
+	MatchPolicy(r *http.Request) (*Policy, error)
+}
+
+// MatchFunc adapts a function to Matcher.
+type MatchFunc func(r *http.Request) (*Policy, error)
+
+// MatchPolicy implements Matcher.
+func (f MatchFunc) MatchPolicy(r *http.Request) (*Policy, error) { return f(r) }
+
+// GrantHeader carries an API client's grant token on the retried request.
+const GrantHeader = "Stepup-Grant"
+
+// Serve runs step-up for one request: it removes client-supplied Stepup-*
+// headers, serves the engine's own endpoints, replays a preserved request
+// after its verification, and applies the policy m finds, if any. Requests
+// no policy matches go to next untouched.
+func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, m Matcher, next Next) error {
+	var grant string
+	if v := r.Header[GrantHeader]; len(v) > 0 {
+		grant = v[0]
+	}
+	e.StripHeaders(r.Header)
+	if e.IsEndpoint(r.URL.Path) {
+		return e.ServeEndpoint(w, r)
+	}
+	if hasReplayCookie(r) {
+		if done, err := e.replay(w, r, next); done {
+			return err
+		}
+	}
+	p, err := m.MatchPolicy(r)
+	if err != nil {
+		return err
+	}
+	if p == nil {
+		return next.ServeHTTP(w, r)
+	}
+	return e.Protect(w, r, p, grant, next)
+}
+
+// Protect runs policy p on a request that matched it: it calls next when
+// the request may pass (a valid grant, or monitor mode) and otherwise
+// answers with a challenge or an error itself. grant is the request's
+// Stepup-Grant header (API clients), read before StripHeaders.
+func (e *Engine) Protect(w http.ResponseWriter, r *http.Request, p *Policy, grant string, next Next) error {
+	if p.Mode == Monitor {
+		e.monitor(r, p)
+		return next.ServeHTTP(w, r)
+	}
+	id, err := e.identity.Identify(r)
+	if err != nil {
+		return e.identityError(w, r, p.Name, err)
+	}
+	api := !wantsHTML(r)
+	session := e.session(r, id, api)
+	if grant != "" {
+		return e.useGrantHeader(w, r, p, id, session, grant, next)
+	}
+	if p.Mode == Session {
+		if g, ok := e.grantFor(r, p, id.User, session); ok {
+			e.setUpstreamHeaders(r, p, id.User, g.IssuedAt)
+			if c := e.log.Check(zap.DebugLevel, "grant_used"); c != nil {
+				c.Write(zap.String("policy", p.Name), zap.String("client_ip", e.clientIP(r)))
+			}
+			return next.ServeHTTP(w, r)
+		}
+	}
+	return e.challenge(w, r, p, id, session, api)
+}
+
+// monitor logs what enforcing the policy would have done.
+func (e *Engine) monitor(r *http.Request, p *Policy) {
+	c := e.log.Check(zap.InfoLevel, "monitor_would_challenge")
+	if c == nil {
+		return
+	}
+	outcome := "challenge"
+	id, err := e.identity.Identify(r)
+	switch {
+	case err != nil:
+		outcome = "no_identity"
+	default:
+		if _, ok := e.grantFor(r, p, id.User, e.session(r, id, false)); ok {
+			return
+		}
+	}
+	c.Write(zap.String("policy", p.Name), zap.String("would", outcome),
+		zap.String("client_ip", e.clientIP(r)), zap.String("method", r.Method))
+}
+
+// apiSession is the session of API clients whose identity source knows
+// none: they keep no cookies, so their grants are bearer tokens bound to
+// the user.
+const apiSession = "api"
+
+// session returns the session a grant or challenge binds to: the
+// identity's own, the engine's browser-session cookie, or apiSession.
+func (e *Engine) session(r *http.Request, id Identity, api bool) string {
+	if id.Session != "" {
+		return "id:" + id.Session
+	}
+	if api {
+		return apiSession
+	}
+	if v := cookieValue(r, sessionCookie(r)); v != "" && len(v) <= 64 {
+		return "sid:" + v
+	}
+	return ""
+}
+
+// grantFor returns a valid session grant of the request for p, from its
+// cookie.
+func (e *Engine) grantFor(r *http.Request, p *Policy, user, session string) (Grant, bool) {
+	if session == "" || session == apiSession {
+		return Grant{}, false
+	}
+	tok := cookieValue(r, grantCookie(r, p.Name))
+	if tok == "" || len(tok) > MaxGrantTokenLen {
+		return Grant{}, false
+	}
+	g, ok := e.keys.verifyGrant(tok, p.Name, user, session, "", e.now())
+	if !ok || g.Kind != SessionGrant {
+		return Grant{}, false
+	}
+	return g, true
+}
+
+// useGrantHeader lets an API client's retried request through with the
+// grant it got from the verify endpoint: a session grant until it
+// expires, a transaction grant once, for the very same request.
+func (e *Engine) useGrantHeader(w http.ResponseWriter, r *http.Request, p *Policy, id Identity, session, tok string, next Next) error {
+	if len(tok) > MaxGrantTokenLen {
+		return e.refuseGrant(w, r, p, "malformed")
+	}
+	var bind string
+	kind := SessionGrant
+	if p.Mode == Transaction {
+		body, err := readBody(r, e.cfg.MaxBody)
+		if errors.Is(err, errBodyTooLarge) {
+			e.renderStatus(w, r, http.StatusRequestEntityTooLarge, stateTooLarge, nil)
+			return nil
+		}
+		if err != nil {
+			e.renderStatus(w, r, http.StatusBadRequest, stateBadForm, nil)
+			return nil
+		}
+		bind = string(txHash(p.Name, r.Method, r.URL.RequestURI(), body, id.User))
+		kind = TransactionGrant
+	}
+	g, ok := e.keys.verifyGrant(tok, p.Name, id.User, session, bind, e.now())
+	if !ok || g.Kind != kind {
+		return e.refuseGrant(w, r, p, "invalid")
+	}
+	if kind == TransactionGrant {
+		switch err := e.store.UseGrant(r.Context(), g.ID, g.Expires); {
+		case errors.Is(err, store.ErrGrantUsed):
+			return e.refuseGrant(w, r, p, "used")
+		case err != nil:
+			return e.storeError(w, r, "use_grant", err)
+		}
+	}
+	e.setUpstreamHeaders(r, p, id.User, g.IssuedAt)
+	e.log.Info("grant_used", zap.String("policy", p.Name), zap.String("kind", string(kind)), zap.String("client_ip", e.clientIP(r)))
+	return next.ServeHTTP(w, r)
+}
+
+// refuseGrant answers a grant token that does not open this request: it
+// was made for another request body, policy, identity or session, it
+// expired, or (transactions) it was used already. Nothing goes upstream.
+func (e *Engine) refuseGrant(w http.ResponseWriter, r *http.Request, p *Policy, why string) error {
+	e.log.Warn("grant_refused", zap.String("policy", p.Name), zap.String("reason", why), zap.String("client_ip", e.clientIP(r)))
+	w.Header().Set("WWW-Authenticate", `StepUp error="invalid_grant"`)
+	e.renderStatus(w, r, http.StatusForbidden, stateInvalidGrant, nil)
+	return nil
+}
+
+// setUpstreamHeaders tells the upstream what was verified.
+func (e *Engine) setUpstreamHeaders(r *http.Request, p *Policy, user string, at time.Time) {
+	h := e.cfg.Headers
+	r.Header.Set(h.Policy, p.Name)
+	r.Header.Set(h.User, user)
+	r.Header.Set(h.VerifiedAt, at.UTC().Format(time.RFC3339))
+	if e.onVerified != nil {
+		e.onVerified(r, p.Name, user)
+	}
+}
+
+// identityError answers a request whose identity is missing or could not
+// be read.
+func (e *Engine) identityError(w http.ResponseWriter, r *http.Request, policy string, err error) error {
+	if errors.Is(err, ErrNoIdentity) {
+		e.log.Info("no identity on a protected request", zap.String("policy", policy), zap.String("client_ip", e.clientIP(r)))
+		e.renderStatus(w, r, http.StatusUnauthorized, stateNoIdentity, nil)
+		return nil
+	}
+	e.log.Error("reading identity", zap.String("policy", policy), zap.Error(err))
+	e.renderStatus(w, r, http.StatusServiceUnavailable, stateUnavailable, nil)
+	return nil
+}
+
+// storeError answers when the store failed: fail closed.
+func (e *Engine) storeError(w http.ResponseWriter, r *http.Request, op string, err error) error {
+	e.log.Error("store unavailable, failing closed", zap.String("op", op), zap.Error(err))
+	w.Header().Set("Retry-After", "5")
+	e.renderStatus(w, r, http.StatusServiceUnavailable, stateUnavailable, nil)
+	return nil
+}
+
+// safeMethod reports methods that change nothing, whose requests need no
+// preserving: after verification the browser simply asks again.
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions || m == http.MethodTrace
+}
+
+// challenge starts (or resumes) a challenge for p. Browsers are sent to
+// the code page; API clients get 401 with the challenge in JSON.
+func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id Identity, session string, api bool) error {
+	ctx := r.Context()
+	phone, err := sender.ParsePhone(id.Phone, e.cfg.DefaultRegion)
+	if err != nil {
+		e.log.Warn("no usable phone number for the user", zap.String("policy", p.Name), zap.String("reason", phoneReason(id.Phone)))
+		e.renderStatus(w, r, http.StatusBadRequest, stateBadPhone, nil)
+		return nil
+	}
+	userKey := e.keys.userKey(id.User)
+	if locked, retry, err := e.lockedOut(ctx, userKey); err != nil {
+		return e.storeError(w, r, "failures", err)
+	} else if locked {
+		e.renderLocked(w, r, retry)
+		return nil
+	}
+
+	// A transaction is bound to its body; a browser's non-GET request is
+	// preserved so that it can be sent once the code is verified.
+	var body []byte
+	preserve := !api && (p.Mode == Transaction || !safeMethod(r.Method))
+	if p.Mode == Transaction || preserve {
+		body, err = readBody(r, e.cfg.MaxBody)
+		if errors.Is(err, errBodyTooLarge) {
+			e.log.Info("request too large to preserve", zap.String("policy", p.Name), zap.Int64("max_body", e.cfg.MaxBody))
+			e.renderStatus(w, r, http.StatusRequestEntityTooLarge, stateTooLarge, nil)
+			return nil
+		}
+		if err != nil {
+			e.renderStatus(w, r, http.StatusBadRequest, stateBadForm, nil)
+			return nil
+		}
+	}
+	var tx []byte
+	var description string
+	if p.Mode == Transaction {
+		tx = txHash(p.Name, r.Method, r.URL.RequestURI(), body, id.User)
+		if p.desc != nil {
+			description = p.desc.render(r, body)
+		}
+	}
+
+	returnURL, ok := SafeReturnPath(r.URL.RequestURI())
+	if !ok {
+		returnURL = "/"
+	}
+	if session == "" {
+		sid := randomID()
+		setSessionCookie(w, r, sid)
+		session = "sid:" + sid
+	}
+	sessionKey := e.keys.sessionKey(session)
+	var bodyKey string
+	if preserve || tx != nil {
+		sum := sha256.Sum256(body)
+		bodyKey = string(sum[:])
+	}
+	pending := e.keys.short("pending", p.Name, userKey, sessionKey, r.Method, returnURL, bodyKey, strconv.FormatBool(api))
+	existing, err := e.resume(ctx, pending, userKey, sessionKey)
+	if err != nil {
+		return e.storeError(w, r, "pending", err)
+	}
+	if existing != nil {
+		return e.challenged(w, r, p, existing, api)
+	}
+
+	now := e.now()
+	c := &store.Challenge{
+		ID:          randomID(),
+		Policy:      p.Name,
+		UserKey:     userKey,
+		SessionKey:  sessionKey,
+		Phone:       phone.E164,
+		ReturnURL:   returnURL,
+		Description: description,
+		TxHash:      tx,
+		Created:     now,
+		Expires:     now.Add(e.cfg.CodeTTL),
+		MaxAttempts: e.cfg.MaxAttempts,
+	}
+	if preserve {
+		c.Stash = e.keys.seal(c.ID, newStash(r, body).marshal())
+		c.HasStash = true
+	}
+	code := newCode(e.cfg.CodeLength)
+	c.CodeMAC = e.keys.codeMAC(c.ID, code)
+	if err := e.store.Create(ctx, c, pending, e.cfg.Retain); err != nil {
+		return e.storeError(w, r, "create", err)
+	}
+	e.log.Info("challenge_created", zap.String("policy", p.Name), zap.String("mode", p.Mode.String()),
+		zap.String("to", phone.Masked()), zap.Bool("preserved", preserve), zap.Bool("api", api),
+		zap.String("client_ip", e.clientIP(r)))
+	e.deliver(r, c, code)
+	if api {
+		// The answer reports the delivery outcome.
+		if fresh, err := e.store.Get(ctx, c.ID); err == nil {
+			c = fresh
+		}
+	}
+	return e.challenged(w, r, p, c, api)
+}
+
+// challenged answers a request that now has challenge c.
+func (e *Engine) challenged(w http.ResponseWriter, r *http.Request, p *Policy, c *store.Challenge, api bool) error {
+	if api {
+		e.apiChallenge(w, r, p, c)
+		return nil
+	}
+	http.Redirect(w, r, e.challengeURL(c.ID), http.StatusSeeOther)
+	return nil
+}
+
+// resume returns the pending challenge for the same user, session,
+// policy and request when it can still be answered, so that a reload or a
+// double submit does not send another code.
+func (e *Engine) resume(ctx context.Context, pending, userKey, sessionKey string) (*store.Challenge, error) {
+	id, err := e.store.Pending(ctx, pending)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	c, err := e.store.Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	now := e.now()
+	if c.UserKey != userKey || c.SessionKey != sessionKey || !c.Used.IsZero() ||
+		!now.Before(c.Expires) || c.Attempts >= c.MaxAttempts {
+		return nil, nil
+	}
+	return c, nil
+}
+
+// lockedOut reports whether the user entered too many wrong codes.
+func (e *Engine) lockedOut(ctx context.Context, userKey string) (bool, time.Duration, error) {
+	n, ttl, err := e.store.Failures(ctx, userKey)
+	if err != nil {
+		return false, 0, err
+	}
+	return n >= e.cfg.MaxFailures, ttl, nil
+}
+
+// deliver sends code for challenge c and records the outcome. A failed
+// delivery leaves the challenge usable: the page offers a resend.
+func (e *Engine) deliver(r *http.Request, c *store.Challenge, code string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), e.cfg.SendTimeout)
+	defer cancel()
+	msg := &sender.Message{
+		To:        c.Phone,
+		Code:      code,
+		Text:      e.messageText(r, code, c.Description),
+		Channel:   sender.SMS,
+		Policy:    c.Policy,
+		Challenge: c.ID,
+		TTL:       e.cfg.CodeTTL,
+	}
+	start := e.now()
+	by, err := e.sender.Send(ctx, msg)
+	masked := sender.MaskPhone(c.Phone)
+	if err != nil {
+		e.log.Error("code_send_failed", zap.String("policy", c.Policy), zap.String("to", masked), zap.Error(err))
+	} else {
+		e.log.Info("code_sent", zap.String("policy", c.Policy), zap.String("to", masked),
+			zap.String("sender", by), zap.Duration("took", e.now().Sub(start)))
+	}
+	if rerr := e.store.RecordSend(ctx, c.ID, by, err != nil); rerr != nil {
+		e.log.Error("recording send outcome", zap.Error(rerr))
+	}
+}
+
+// messageText renders the code message for the request's site.
+func (e *Engine) messageText(r *http.Request, code, description string) string {
+	host := requestHost(r)
+	site := e.cfg.SiteName
+	if site == "" {
+		site = host
+	}
+	tmpl := e.cfg.Message
+	if tmpl == DefaultMessage && description != "" {
+		tmpl = DefaultTransactionMessage
+	}
+	text := strings.NewReplacer(
+		"{code}", code,
+		"{site}", site,
+		"{ttl}", humanDuration(e.cfg.CodeTTL),
+		"{describe}", description,
+	).Replace(tmpl)
+	if host != "" && !strings.Contains(tmpl, "#{code}") {
+		text += "\n\n@" + host + " #" + code
+	}
+	return text
+}
+
+// challengeURL is the page of challenge id.
+func (e *Engine) challengeURL(id string) string {
+	return e.cfg.PathPrefix + "/challenge/" + id
+}
+
+// phoneReason says why a phone value is unusable without revealing it.
+func phoneReason(raw string) string {
+	if raw == "" {
+		return "missing"
+	}
+	return "invalid"
+}

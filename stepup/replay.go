@@ -1,0 +1,164 @@
+package stepup
+
+import (
+	"crypto/hmac"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
+)
+
+// After a browser verifies a code for a preserved request, it is sent back
+// (303) to the request's URL with a short-lived replay cookie scoped to
+// that path. That GET, and only that one, is turned into the preserved
+// request and sent upstream, so the upstream's answer (a page, a
+// redirect) shows at the original URL. The store hands the stash out once:
+// a reload, a second tab or a double submit never sends it again.
+
+const (
+	replayCookieName = "stepup_replay"
+	replayCookieTTL  = 2 * time.Minute
+)
+
+// replayCookie is the cookie name: __Secure- on HTTPS (the path scope
+// rules out __Host-).
+func replayCookie(r *http.Request) string {
+	if secure(r) {
+		return "__Secure-" + replayCookieName
+	}
+	return replayCookieName
+}
+
+// hasReplayCookie is the cheap test every request pays: a substring
+// search of the Cookie header, no parsing.
+func hasReplayCookie(r *http.Request) bool {
+	for _, v := range r.Header["Cookie"] {
+		if strings.Contains(v, replayCookieName+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// replayMAC binds a replay cookie to its challenge, the browser session
+// and the path it may be used on.
+func (k *keys) replayMAC(id, sessionKey, path string) string {
+	return b64.EncodeToString(mac(k.replay, id, sessionKey, path)[:16])
+}
+
+// cookiePath returns path if it can be a cookie Path attribute, else "/".
+func cookiePath(path string) string {
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; c <= ' ' || c == ';' || c == ',' || c == '"' || c == '\\' || c >= 0x7f {
+			return "/"
+		}
+	}
+	return path
+}
+
+func (e *Engine) setReplayCookie(w http.ResponseWriter, r *http.Request, id, sessionKey, returnURL string) {
+	path, _, _ := strings.Cut(returnURL, "?")
+	http.SetCookie(w, &http.Cookie{
+		Name:     replayCookie(r),
+		Value:    id + "." + e.keys.replayMAC(id, sessionKey, path),
+		Path:     cookiePath(path),
+		MaxAge:   int(replayCookieTTL / time.Second),
+		HttpOnly: true,
+		Secure:   secure(r),
+		SameSite: http.SameSiteLaxMode,
+	})
+}
+
+func clearReplayCookie(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{
+		Name:     replayCookie(r),
+		Value:    "",
+		Path:     cookiePath(r.URL.Path),
+		MaxAge:   -1,
+		HttpOnly: true,
+		Secure:   secure(r),
+		SameSite: http.SameSiteLaxMode,
+	})
+}
+
+// replay sends the preserved request of a verified challenge upstream, if
+// r is the browser coming back for it. done is false when r is not a
+// replay (no valid cookie for this path and session): it then goes on as
+// any other request.
+func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done bool, err error) {
+	if r.Method != http.MethodGet {
+		return false, nil
+	}
+	v := cookieValue(r, replayCookie(r))
+	id, tag, ok := strings.Cut(v, ".")
+	if !ok || !validID(id) || len(tag) > 32 {
+		return false, nil
+	}
+	ident, err := e.identity.Identify(r)
+	if err != nil {
+		return false, nil
+	}
+	session := e.session(r, ident, false)
+	if session == "" {
+		return false, nil
+	}
+	sessionKey := e.keys.sessionKey(session)
+	if !hmac.Equal([]byte(tag), []byte(e.keys.replayMAC(id, sessionKey, r.URL.Path))) {
+		return false, nil
+	}
+
+	// From here on the request is ours: the cookie goes, whatever happens.
+	clearReplayCookie(w, r)
+	ctx := r.Context()
+	c, err := e.store.Get(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		e.renderStatus(w, r, http.StatusGone, stateStashExpired, &pageData{ContinueURL: "/"})
+		return true, nil
+	case err != nil:
+		return true, e.storeError(w, r, "get", err)
+	}
+	if !hmac.Equal([]byte(c.UserKey), []byte(e.keys.userKey(ident.User))) {
+		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+		return true, nil
+	}
+	blob, err := e.store.TakeStash(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrReplayed):
+		e.log.Info("replay_refused", zap.String("policy", c.Policy), zap.String("reason", "already_sent"), zap.String("client_ip", e.clientIP(r)))
+		e.renderStatus(w, r, http.StatusConflict, stateAlreadySent, &pageData{ContinueURL: "/", Description: c.Description})
+		return true, nil
+	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrPending):
+		e.renderStatus(w, r, http.StatusGone, stateStashExpired, &pageData{ContinueURL: "/", Description: c.Description})
+		return true, nil
+	case err != nil:
+		return true, e.storeError(w, r, "take_stash", err)
+	}
+	plain, err := e.keys.open(id, blob)
+	var st *stash
+	if err == nil {
+		st, err = unmarshalStash(plain)
+	}
+	var rr *http.Request
+	if err == nil {
+		rr, err = replayRequest(r, st)
+	}
+	if err != nil {
+		// Sealed with another secret, or damaged: nothing goes upstream.
+		e.log.Error("preserved request unreadable", zap.String("policy", c.Policy), zap.Error(err))
+		e.renderStatus(w, r, http.StatusGone, stateStashExpired, &pageData{ContinueURL: "/"})
+		return true, nil
+	}
+	p := e.policies[c.Policy]
+	if p == nil {
+		p = &Policy{Name: c.Policy}
+	}
+	e.setUpstreamHeaders(rr, p, ident.User, c.Used)
+	e.log.Info("replayed", zap.String("policy", c.Policy), zap.String("method", st.Method),
+		zap.Int("bytes", len(st.Body)), zap.String("client_ip", e.clientIP(r)))
+	return true, next.ServeHTTP(w, rr)
+}
