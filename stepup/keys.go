@@ -1,6 +1,8 @@
 package stepup
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/rand"
@@ -31,6 +33,10 @@ type keys struct {
 	binding []byte // user, session and pending-challenge keys
 	stash   []byte // AES-256-GCM key of preserved requests
 	replay  []byte // replay cookies
+
+	// aead is the stash cipher under the stash key (AES-256-GCM, safe
+	// for concurrent use).
+	aead cipher.AEAD
 }
 
 func deriveKeys(secret []byte) (keys, error) {
@@ -44,13 +50,23 @@ func deriveKeys(secret []byte) (keys, error) {
 		}
 		return k
 	}
+	stash := derive("stash")
+	block, err := aes.NewCipher(stash)
+	if err != nil {
+		return keys{}, err
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return keys{}, err
+	}
 	return keys{
 		code:    derive("code"),
 		grant:   derive("grant"),
 		csrf:    derive("csrf"),
 		binding: derive("binding"),
-		stash:   derive("stash"),
+		stash:   stash,
 		replay:  derive("replay"),
+		aead:    aead,
 	}, nil
 }
 

@@ -2,8 +2,6 @@ package stepup
 
 import (
 	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -198,14 +196,14 @@ func unmarshalStash(b []byte) (*stash, error) {
 // seal encrypts a stash for challenge id (AES-256-GCM, the id as
 // associated data, so a stash cannot be moved to another challenge).
 func (k *keys) seal(id string, plain []byte) []byte {
-	aead := k.stashAEAD()
+	aead := k.aead
 	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(plain)+aead.Overhead())
 	_, _ = rand.Read(nonce)
 	return aead.Seal(nonce, nonce, plain, []byte(id))
 }
 
 func (k *keys) open(id string, sealed []byte) ([]byte, error) {
-	aead := k.stashAEAD()
+	aead := k.aead
 	if len(sealed) < aead.NonceSize() {
 		return nil, errBadStash
 	}
@@ -214,18 +212,6 @@ func (k *keys) open(id string, sealed []byte) ([]byte, error) {
 		return nil, errBadStash
 	}
 	return plain, nil
-}
-
-func (k *keys) stashAEAD() cipher.AEAD {
-	block, err := aes.NewCipher(k.stash)
-	if err != nil {
-		panic(err) // the key is always 32 bytes
-	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		panic(err)
-	}
-	return aead
 }
 
 // txHash binds a transaction to its request and identity: any change of
