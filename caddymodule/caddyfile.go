@@ -278,12 +278,7 @@ func (s *Handler) parseHeaders(d *caddyfile.Dispenser) error {
 		return d.ArgErr()
 	}
 	s.Headers = &HeadersConfig{}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		key := d.Val()
-		v, err := singleArg(d)
-		if err != nil {
-			return err
-		}
+	return keyValues(d, func(key, v string) error {
 		switch key {
 		case "policy":
 			s.Headers.Policy = v
@@ -294,8 +289,8 @@ func (s *Handler) parseHeaders(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized headers option '%s'", key)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func parsePolicy(d *caddyfile.Dispenser) (*Policy, error) {
@@ -365,6 +360,22 @@ func guestModule(d *caddyfile.Dispenser, namespace, inlineKey string) (json.RawM
 	var warnings []caddyconfig.Warning
 	raw := caddyconfig.JSONModuleObject(unm, inlineKey, name, &warnings)
 	return raw, nil
+}
+
+// keyValues parses a block of "key value" lines, calling set for each;
+// set returns an error for an unknown key.
+func keyValues(d *caddyfile.Dispenser, set func(key, value string) error) error {
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		v, err := singleArg(d)
+		if err != nil {
+			return err
+		}
+		if err := set(key, v); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func singleArg(d *caddyfile.Dispenser) (string, error) {

@@ -73,15 +73,7 @@ func (h *HeaderIdentity) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		key := d.Val()
-		if !d.NextArg() {
-			return d.ArgErr()
-		}
-		v := d.Val()
-		if d.NextArg() {
-			return d.ArgErr()
-		}
+	err := keyValues(d, func(key, v string) error {
 		switch key {
 		case "user":
 			h.User = v
@@ -94,6 +86,10 @@ func (h *HeaderIdentity) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized identity header option '%s'", key)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if h.User == "" || h.Phone == "" {
 		return d.Err("identity header needs both 'user' and 'phone' headers")

@@ -82,15 +82,7 @@ func (w *WebhookSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		key := d.Val()
-		if !d.NextArg() {
-			return d.ArgErr()
-		}
-		v := d.Val()
-		if d.NextArg() {
-			return d.ArgErr()
-		}
+	err := keyValues(d, func(key, v string) error {
 		switch key {
 		case "url":
 			w.URL = v
@@ -101,6 +93,10 @@ func (w *WebhookSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized webhook option '%s'", key)
 		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if w.URL == "" {
 		return d.Err("sender webhook needs a URL")

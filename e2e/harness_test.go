@@ -176,27 +176,53 @@ func (p *caddyProc) stop() {
 	}
 }
 
-// upstream is the app behind Caddy: it counts and records requests.
+// upstream is the app behind Caddy: it counts and records requests,
+// bodies included.
 type upstream struct {
 	*httptest.Server
-	mu   sync.Mutex
-	seen []*http.Request
-	hits atomic.Int32
+	mu     sync.Mutex
+	seen   []*http.Request
+	bodies [][]byte
+	hits   atomic.Int32
 }
 
 func newUpstream(t *testing.T) *upstream {
 	u := &upstream{}
 	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			t.Errorf("upstream reading body: %v", err)
+		}
 		u.hits.Add(1)
 		u.mu.Lock()
 		u.seen = append(u.seen, r.Clone(context.Background()))
+		u.bodies = append(u.bodies, body)
 		u.mu.Unlock()
+		if r.Method == http.MethodPost && r.URL.Path == "/redirecting" {
+			http.Redirect(w, r, "/orders/42", http.StatusSeeOther)
+			return
+		}
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprintf(w, "upstream %s %s policy=%s user=%s", r.Method, r.URL.RequestURI(),
 			r.Header.Get("Stepup-Policy"), r.Header.Get("Stepup-User"))
 	}))
 	t.Cleanup(u.Close)
 	return u
+}
+
+// posts returns the non-GET requests seen and their bodies.
+func (u *upstream) posts() ([]*http.Request, [][]byte) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	var rs []*http.Request
+	var bs [][]byte
+	for i, r := range u.seen {
+		if r.Method != http.MethodGet {
+			rs = append(rs, r)
+			bs = append(bs, u.bodies[i])
+		}
+	}
+	return rs, bs
 }
 
 func (u *upstream) last() *http.Request {

@@ -291,6 +291,26 @@ func TestDemo(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(body, "Stepup-Policy: payment-methods") || !strings.Contains(body, "Stepup-User: demo-customer") {
 		t.Fatalf("verified page = %d\n%s", resp.StatusCode, body)
 	}
+	// Checkout is a transaction: the SMS names amount and payee, and the
+	// order form reaches the app after the code, at /checkout.
+	resp = shopper.post(home+"checkout", "application/x-www-form-urlencoded", []byte("amount=EUR+24.90&merchant=Demo+Shop+GmbH"))
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("place order = %d", resp.StatusCode)
+	}
+	if !strings.Contains(p.logs.String(), "Pay EUR 24.90 to Demo Shop GmbH") {
+		t.Fatal("the logged message does not describe the order")
+	}
+	challenge = resolve(home, resp.Header.Get("Location"))
+	_, page = shopper.do("GET", challenge, nil)
+	m := logCodeRE.FindAllStringSubmatch(p.logs.String(), -1)
+	resp, _ = shopper.do("POST", challenge, url.Values{"csrf": {csrfOf(t, page)}, "code": {m[len(m)-1][1]}})
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/checkout" {
+		t.Fatalf("verify order = %d %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	resp, body = shopper.do("GET", home+"checkout", nil)
+	if resp.StatusCode != 200 || !strings.Contains(body, "reached the shop exactly once") || !strings.Contains(body, "Stepup-Policy: checkout") {
+		t.Fatalf("order placed page = %d\n%s", resp.StatusCode, body)
+	}
 	// Monitor mode: never challenged.
 	if resp, _ := shopper.do("GET", home+"admin/", nil); resp.StatusCode != 200 {
 		t.Fatalf("admin (monitor) = %d", resp.StatusCode)

@@ -173,8 +173,17 @@ func (e *Engine) apiResend(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return err
 	}
-	retry, limit, err := e.resendCode(r, &b)
+	retry, limit, res, err := e.resendCode(r, &b)
 	switch {
+	case err != nil:
+		return e.storeError(w, r, "resend", err)
+	case res == vanished:
+		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+		return nil
+	case res == finished:
+		st := challengeState(b.c, e.now())
+		apiError(w, http.StatusGone, string(st), stateText[st][1], nil)
+		return nil
 	case retry > 0:
 		secs := int(retry.Seconds()) + 1
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
@@ -182,18 +191,6 @@ func (e *Engine) apiResend(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	case limit:
 		apiError(w, http.StatusTooManyRequests, "send_limit", "no more codes can be sent for this challenge", nil)
-		return nil
-	case err != nil:
-		res, _, err := e.stateOutcome(&b, err, e.now())
-		if err != nil {
-			return e.storeError(w, r, "resend", err)
-		}
-		if res == vanished {
-			e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
-			return nil
-		}
-		st := challengeState(b.c, e.now())
-		apiError(w, http.StatusGone, string(st), stateText[st][1], nil)
 		return nil
 	}
 	c, err := e.store.Get(r.Context(), b.c.ID)

@@ -364,22 +364,26 @@ func (e *Engine) verify(w http.ResponseWriter, r *http.Request, id string) error
 
 // resendCode replaces the code of b's challenge and sends it, within the
 // cooldown and the send limit. The attempts already spent stay spent.
-func (e *Engine) resendCode(r *http.Request, b *bound) (retry time.Duration, limit bool, err error) {
+// res is verified when a code went out, finished or vanished when the
+// challenge can take no resend (its state is then in b.c).
+func (e *Engine) resendCode(r *http.Request, b *bound) (retry time.Duration, limit bool, res outcome, err error) {
 	c := b.c
 	code := newCode(e.cfg.CodeLength)
-	_, err = e.store.Resend(r.Context(), c.ID, e.keys.codeMAC(c.ID, code), e.now(), e.cfg.ResendAfter, e.cfg.MaxSends)
+	now := e.now()
+	_, err = e.store.Resend(r.Context(), c.ID, e.keys.codeMAC(c.ID, code), now, e.cfg.ResendAfter, e.cfg.MaxSends)
 	var cool *store.CooldownError
 	switch {
 	case errors.As(err, &cool):
-		return cool.RetryAfter, false, nil
+		return cool.RetryAfter, false, verified, nil
 	case errors.Is(err, store.ErrSendLimit):
-		return 0, true, nil
+		return 0, true, verified, nil
 	case err != nil:
-		return 0, false, err
+		res, _, err := e.stateOutcome(b, err, now)
+		return 0, false, res, err
 	}
 	e.log.Info("code_resent", zap.String("policy", c.Policy), zap.String("client_ip", e.clientIP(r)))
 	e.deliver(r, c, code)
-	return 0, false, nil
+	return 0, false, verified, nil
 }
 
 // resend sends a new code from the page.
@@ -388,28 +392,22 @@ func (e *Engine) resend(w http.ResponseWriter, r *http.Request, id string) error
 	if !ok {
 		return err
 	}
-	retry, limit, err := e.resendCode(r, &b)
+	retry, limit, res, err := e.resendCode(r, &b)
 	switch {
+	case err != nil:
+		return e.storeError(w, r, "resend", err)
+	case res == vanished:
+		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+	case res == finished:
+		e.renderChallenge(w, r, http.StatusGone, b, "", "")
 	case retry > 0:
 		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
 		e.renderChallenge(w, r, http.StatusTooManyRequests, b, "Please wait a little before asking for a new code.", "")
-		return nil
 	case limit:
 		e.renderChallenge(w, r, http.StatusTooManyRequests, b, "No more codes can be sent for this request. Use the last code you received.", "")
-		return nil
-	case err != nil:
-		res, _, err := e.stateOutcome(&b, err, e.now())
-		if err != nil {
-			return e.storeError(w, r, "resend", err)
-		}
-		if res == vanished {
-			e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
-			return nil
-		}
-		e.renderChallenge(w, r, http.StatusGone, b, "", "")
-		return nil
+	default:
+		http.Redirect(w, r, e.challengeURL(b.c.ID)+"?sent=1", http.StatusSeeOther)
 	}
-	http.Redirect(w, r, e.challengeURL(b.c.ID)+"?sent=1", http.StatusSeeOther)
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package stepup
 
 import (
+	"bytes"
 	"context"
 	"html"
 	"io"
@@ -178,16 +179,24 @@ func (h *harness) browser(user, phone string) *browser {
 
 func (b *browser) do(method, path string, form url.Values, extra ...string) (*http.Response, string) {
 	b.h.t.Helper()
-	var body io.Reader
+	var body []byte
+	ctype := ""
 	if form != nil {
-		body = strings.NewReader(form.Encode())
+		body, ctype = []byte(form.Encode()), "application/x-www-form-urlencoded"
 	}
-	req, err := http.NewRequest(method, b.h.srv.URL+path, body)
+	return b.raw(method, path, ctype, body, extra...)
+}
+
+// raw sends a request with an exact body and content type, the
+// browser's identity headers and cookies, and keeps the cookies set.
+func (b *browser) raw(method, path, ctype string, body []byte, extra ...string) (*http.Response, string) {
+	b.h.t.Helper()
+	req, err := http.NewRequest(method, b.h.srv.URL+path, bytes.NewReader(body))
 	if err != nil {
 		b.h.t.Fatal(err)
 	}
-	if form != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
 	}
 	req.Header.Set("Accept", "text/html")
 	if b.user != "" {

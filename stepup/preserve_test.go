@@ -28,37 +28,6 @@ func newTxHarness(t *testing.T, st store.Store) *harness {
 	return newHarness(t, st, withCheckout("Pay {form.amount} to {form.merchant}"))
 }
 
-// raw sends a request with an exact body and content type.
-func (b *browser) raw(method, path, ctype string, body []byte, extra ...string) (*http.Response, string) {
-	b.h.t.Helper()
-	req, _ := http.NewRequest(method, b.h.srv.URL+path, bytes.NewReader(body))
-	req.Header.Set("Content-Type", ctype)
-	req.Header.Set("Accept", "text/html")
-	req.Header.Set("X-Remote-User", b.user)
-	req.Header.Set("X-Remote-Phone", b.phone)
-	for i := 0; i+1 < len(extra); i += 2 {
-		req.Header.Set(extra[i], extra[i+1])
-	}
-	for k, v := range b.jar {
-		req.AddCookie(&http.Cookie{Name: k, Value: v})
-	}
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	resp, err := client.Do(req)
-	if err != nil {
-		b.h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	for _, c := range resp.Cookies() {
-		if c.MaxAge < 0 {
-			delete(b.jar, c.Name)
-		} else {
-			b.jar[c.Name] = c.Value
-		}
-	}
-	return resp, string(data)
-}
-
 // verifyLast answers the challenge at loc with the last code sent.
 func (b *browser) verifyLast(loc string) *http.Response {
 	b.h.t.Helper()
