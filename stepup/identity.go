@@ -32,8 +32,21 @@ type Source interface {
 }
 
 // ErrNoIdentity means the request carries no usable identity: the user
-// is not logged in.
+// is not logged in, or the credential is expired, forged or for another
+// audience. Sources wrap it with the reason (never the credential).
 var ErrNoIdentity = errors.New("no identity")
+
+// ErrPhoneUnverified means the identity is valid but its phone number is
+// not verified by the identity provider, and the source requires that it
+// is: no code may be sent to it.
+var ErrPhoneUnverified = errors.New("phone number not verified")
+
+// LoginRedirector is implemented by sources that can send a browser
+// without a valid identity to a login page instead of answering 401.
+type LoginRedirector interface {
+	// LoginURL returns where to send the browser, or "" for a plain 401.
+	LoginURL(r *http.Request) string
+}
 
 // Bounds on identity values, so that a hostile header cannot make us
 // store or hash megabytes.

@@ -24,45 +24,47 @@ type state string
 
 // The page states.
 const (
-	stateChallenge    state = "challenge"
-	stateExpired      state = "expired"
-	stateUsed         state = "already_used"
-	stateExhausted    state = "attempts_exhausted"
-	stateLocked       state = "locked"
-	stateNotFound     state = "not_found"
-	stateNoIdentity   state = "unauthenticated"
-	stateBadPhone     state = "phone_unusable"
-	stateUnavailable  state = "unavailable"
-	stateUnsupported  state = "unsupported"
-	stateForbidden    state = "forbidden"
-	stateBadForm      state = "bad_request"
-	stateError        state = "error"
-	stateTooLarge     state = "request_too_large"
-	stateAlreadySent  state = "already_sent"
-	stateStashExpired state = "request_expired"
-	stateInvalidGrant state = "invalid_grant"
+	stateChallenge       state = "challenge"
+	stateExpired         state = "expired"
+	stateUsed            state = "already_used"
+	stateExhausted       state = "attempts_exhausted"
+	stateLocked          state = "locked"
+	stateNotFound        state = "not_found"
+	stateNoIdentity      state = "unauthenticated"
+	stateBadPhone        state = "phone_unusable"
+	stateUnavailable     state = "unavailable"
+	stateUnsupported     state = "unsupported"
+	stateForbidden       state = "forbidden"
+	stateBadForm         state = "bad_request"
+	stateError           state = "error"
+	stateTooLarge        state = "request_too_large"
+	stateAlreadySent     state = "already_sent"
+	stateStashExpired    state = "request_expired"
+	stateInvalidGrant    state = "invalid_grant"
+	statePhoneUnverified state = "phone_unverified"
 )
 
 // stateText is the heading and text of each state. No text says which
 // part of a verification was wrong, nor whether a user exists.
 var stateText = map[state][2]string{
-	stateChallenge:    {"Confirm it’s you", ""},
-	stateExpired:      {"This code has expired", "For your security, codes are only valid for a few minutes. Start again to get a new one."},
-	stateUsed:         {"This code was already used", "This verification is complete. You can continue where you were."},
-	stateExhausted:    {"Too many attempts", "This code can no longer be used. Start again to get a new one."},
-	stateLocked:       {"Please try again later", "Too many incorrect codes were entered, so verification is paused for your security."},
-	stateNotFound:     {"This page is no longer valid", "The verification link has expired or belongs to another session. Go back and try again."},
-	stateNoIdentity:   {"Please sign in", "You need to be signed in to continue."},
-	stateBadPhone:     {"A mobile number is needed", "We could not find a valid mobile number on your account. Add one in your account settings, then try again."},
-	stateUnavailable:  {"Verification is temporarily unavailable", "We could not check your verification right now. Nothing was sent or changed. Please try again in a moment."},
-	stateUnsupported:  {"This action cannot be verified", "This kind of request cannot be verified on this site yet. Please contact support."},
-	stateForbidden:    {"This form has expired", "For your security, reload the verification page and try again."},
-	stateBadForm:      {"Something was wrong with the form", "Reload the page and try again."},
-	stateError:        {"Something went wrong", "Please go back and try again."},
-	stateTooLarge:     {"This request is too large to verify", "The form you sent is larger than this site accepts for verification. Nothing was sent."},
-	stateAlreadySent:  {"This request was already sent", "Your verified request was sent once and will not be sent again. Check your account or order history for the result."},
-	stateStashExpired: {"This request has expired", "Your request was not sent, because it waited too long for verification. Go back and submit it again."},
-	stateInvalidGrant: {"This approval cannot be used", "The approval does not match this request, or it was already used or has expired. Nothing was sent."},
+	stateChallenge:       {"Confirm it’s you", ""},
+	stateExpired:         {"This code has expired", "For your security, codes are only valid for a few minutes. Start again to get a new one."},
+	stateUsed:            {"This code was already used", "This verification is complete. You can continue where you were."},
+	stateExhausted:       {"Too many attempts", "This code can no longer be used. Start again to get a new one."},
+	stateLocked:          {"Please try again later", "Too many incorrect codes were entered, so verification is paused for your security."},
+	stateNotFound:        {"This page is no longer valid", "The verification link has expired or belongs to another session. Go back and try again."},
+	stateNoIdentity:      {"Please sign in", "You need to be signed in to continue."},
+	stateBadPhone:        {"A mobile number is needed", "We could not find a valid mobile number on your account. Add one in your account settings, then try again."},
+	stateUnavailable:     {"Verification is temporarily unavailable", "We could not check your verification right now. Nothing was sent or changed. Please try again in a moment."},
+	stateUnsupported:     {"This action cannot be verified", "This kind of request cannot be verified on this site yet. Please contact support."},
+	stateForbidden:       {"This form has expired", "For your security, reload the verification page and try again."},
+	stateBadForm:         {"Something was wrong with the form", "Reload the page and try again."},
+	stateError:           {"Something went wrong", "Please go back and try again."},
+	stateTooLarge:        {"This request is too large to verify", "The form you sent is larger than this site accepts for verification. Nothing was sent."},
+	stateAlreadySent:     {"This request was already sent", "Your verified request was sent once and will not be sent again. Check your account or order history for the result."},
+	stateStashExpired:    {"This request has expired", "Your request was not sent, because it waited too long for verification. Go back and submit it again."},
+	statePhoneUnverified: {"Your mobile number is not verified", "Your account's mobile number has not been verified yet, so we cannot send a code to it. Verify it in your account settings, then try again."},
+	stateInvalidGrant:    {"This approval cannot be used", "The approval does not match this request, or it was already used or has expired. Nothing was sent."},
 }
 
 // pageData is what the page template sees.

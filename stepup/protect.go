@@ -218,9 +218,22 @@ func (e *Engine) setUpstreamHeaders(r *http.Request, p *Policy, user string, at 
 // identityError answers a request whose identity is missing or could not
 // be read.
 func (e *Engine) identityError(w http.ResponseWriter, r *http.Request, policy string, err error) error {
-	if errors.Is(err, ErrNoIdentity) {
-		e.log.Info("no identity on a protected request", zap.String("policy", policy), zap.String("client_ip", e.clientIP(r)))
+	switch {
+	case errors.Is(err, ErrNoIdentity):
+		e.log.Info("no identity on a protected request", zap.String("policy", policy),
+			zap.String("reason", err.Error()), zap.String("client_ip", e.clientIP(r)))
+		if lr, ok := e.identity.(LoginRedirector); ok && wantsHTML(r) {
+			if u := lr.LoginURL(r); u != "" {
+				http.Redirect(w, r, u, http.StatusSeeOther)
+				return nil
+			}
+		}
 		e.renderStatus(w, r, http.StatusUnauthorized, stateNoIdentity, nil)
+		return nil
+	case errors.Is(err, ErrPhoneUnverified):
+		e.log.Warn("phone number not verified by the identity provider", zap.String("policy", policy),
+			zap.String("client_ip", e.clientIP(r)))
+		e.renderStatus(w, r, http.StatusForbidden, statePhoneUnverified, nil)
 		return nil
 	}
 	e.log.Error("reading identity", zap.String("policy", policy), zap.Error(err))
