@@ -19,6 +19,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
@@ -155,7 +156,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
 
-	st, err := h.provisionStore(repl)
+	st, client, err := h.provisionStore(repl)
 	if err != nil {
 		return err
 	}
@@ -174,6 +175,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	source, ok := idMod.(stepup.Source)
 	if !ok {
 		return fmt.Errorf("identity module %T is not an identity source", idMod)
+	}
+	// Sources that read Redis (a legacy app's phone table) share the
+	// handler's client.
+	if rs, ok := source.(interface{ SetRedis(redis.UniversalClient) }); ok && client != nil {
+		rs.SetRedis(client)
 	}
 
 	if len(h.SendersRaw) == 0 {
@@ -241,32 +247,33 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// provisionStore acquires the shared store this handler uses.
-func (h *Handler) provisionStore(repl *caddy.Replacer) (store.Store, error) {
+// provisionStore acquires the shared store this handler uses, and the
+// Redis client behind it (nil for the memory store).
+func (h *Handler) provisionStore(repl *caddy.Replacer) (store.Store, redis.UniversalClient, error) {
 	if h.Redis == nil {
 		h.logger.Warn("no redis configured: using the in-memory store, which serves this single instance only; " +
 			"challenges and grants are not shared with other instances and are lost on restart")
 		st, key, err := acquireMemory()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		h.poolKeys = append(h.poolKeys, key)
-		return st, nil
+		return st, nil, nil
 	}
 	url := repl.ReplaceKnown(h.Redis.URL, "")
 	if url == "" {
-		return nil, errors.New("redis: url is empty")
+		return nil, nil, errors.New("redis: url is empty")
 	}
 	client, key, err := acquireRedis(url)
 	if err != nil {
-		return nil, fmt.Errorf("configuring redis: %v", err)
+		return nil, nil, fmt.Errorf("configuring redis: %v", err)
 	}
 	h.poolKeys = append(h.poolKeys, key)
 	prefix := h.Redis.KeyPrefix
 	if prefix == "" {
 		prefix = "stepup:"
 	}
-	return store.NewRedis(client, prefix, false), nil
+	return store.NewRedis(client, prefix, false), client, nil
 }
 
 // processSecret is the random secret used when none is configured with
