@@ -36,7 +36,16 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			key_prefix <prefix>
 //		}]
 //		secret <secret>
+//		previous_secrets <secret...>
 //		path_prefix <path>
+//
+//		limits {
+//			per_user    <count>/<period>|off
+//			per_ip      <count>/<period>|off
+//			per_number  <count>/<period>|off
+//			per_country <region|calling code|*> <count>/<period>
+//			global      <count>/<period>|off
+//		}
 //
 //		identity header {
 //			user    <header>
@@ -98,6 +107,21 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("secret is %d bytes, need at least %d (use a placeholder such as {env.STEPUP_SECRET})", len(v), stepup.MinSecretLen)
 			}
 			s.Secret = v
+		case "previous_secrets":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, v := range args {
+				if !strings.Contains(v, "{") && len(v) < stepup.MinSecretLen {
+					return d.Errf("previous secret is %d bytes, need at least %d", len(v), stepup.MinSecretLen)
+				}
+			}
+			s.PreviousSecrets = append(s.PreviousSecrets, args...)
+		case "limits":
+			if err := s.parseLimits(d); err != nil {
+				return err
+			}
 		case "path_prefix":
 			v, err := singleArg(d)
 			if err != nil {
@@ -269,6 +293,51 @@ func (s *Handler) parseRedis(d *caddyfile.Dispenser) error {
 	}
 	if !strings.Contains(s.Redis.URL, "{") && !strings.HasPrefix(s.Redis.URL, "redis://") && !strings.HasPrefix(s.Redis.URL, "rediss://") && !strings.HasPrefix(s.Redis.URL, "unix://") {
 		return d.Errf("redis URL %q: want redis://, rediss:// or unix://", s.Redis.URL)
+	}
+	return nil
+}
+
+func (s *Handler) parseLimits(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if s.Limits == nil {
+		s.Limits = &LimitsConfig{}
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		args := d.RemainingArgs()
+		want := 1
+		if key == "per_country" {
+			want = 2
+		}
+		if len(args) != want {
+			return d.ArgErr()
+		}
+		v := args[want-1]
+		if _, err := stepup.ParseLimit(v); err != nil {
+			return d.Err(err.Error())
+		}
+		switch key {
+		case "per_user":
+			s.Limits.PerUser = v
+		case "per_ip":
+			s.Limits.PerIP = v
+		case "per_number":
+			s.Limits.PerNumber = v
+		case "global":
+			s.Limits.Global = v
+		case "per_country":
+			if _, err := stepup.ParseCountry(args[0]); err != nil {
+				return d.Err(err.Error())
+			}
+			if s.Limits.PerCountry == nil {
+				s.Limits.PerCountry = map[string]string{}
+			}
+			s.Limits.PerCountry[strings.ToUpper(args[0])] = v
+		default:
+			return d.Errf("unrecognized limits option '%s'", key)
+		}
 	}
 	return nil
 }

@@ -55,6 +55,14 @@ type Handler struct {
 	// in which case a random per-process secret is used.
 	Secret string `json:"secret,omitempty"`
 
+	// PreviousSecrets are still accepted for verification while a secret
+	// rotation rolls out (grants, pending challenges, forms); everything
+	// new is made with Secret. Remove them after the longest grant_ttl.
+	PreviousSecrets []string `json:"previous_secrets,omitempty"`
+
+	// Limits bound how often challenges start and codes are sent.
+	Limits *LimitsConfig `json:"limits,omitempty"`
+
 	// PathPrefix is where the plugin's own pages live. Default: /.stepup
 	PathPrefix string `json:"path_prefix,omitempty"`
 
@@ -116,6 +124,64 @@ type RedisConfig struct {
 	KeyPrefix string `json:"key_prefix,omitempty"`
 }
 
+// LimitsConfig bounds how often challenges start and codes are sent. Each
+// value is "COUNT/PERIOD" ("10/1h") or "off"; empty takes the default.
+type LimitsConfig struct {
+	// PerUser: challenges started per user. Default: 10/1h
+	PerUser string `json:"per_user,omitempty"`
+	// PerIP: challenges started per client IP. Default: 30/1h
+	PerIP string `json:"per_ip,omitempty"`
+	// PerNumber: codes sent per phone number. Default: 10/1h
+	PerNumber string `json:"per_number,omitempty"`
+	// PerCountry: codes sent per country, keyed by region code ("IN"),
+	// calling code ("91"), or "*" for every country without its own.
+	PerCountry map[string]string `json:"per_country,omitempty"`
+	// Global: codes sent for the whole site. Default: off
+	Global string `json:"global,omitempty"`
+}
+
+// engineLimits converts the configuration.
+func (l *LimitsConfig) engineLimits() (stepup.Limits, error) {
+	var out stepup.Limits
+	if l == nil {
+		return out, nil
+	}
+	for _, f := range []struct {
+		name string
+		v    string
+		dst  *store.Limit
+	}{
+		{"per_user", l.PerUser, &out.PerUser},
+		{"per_ip", l.PerIP, &out.PerIP},
+		{"per_number", l.PerNumber, &out.PerNumber},
+		{"global", l.Global, &out.Global},
+	} {
+		if f.v == "" {
+			continue
+		}
+		lim, err := stepup.ParseLimit(f.v)
+		if err != nil {
+			return out, fmt.Errorf("limits %s: %v", f.name, err)
+		}
+		*f.dst = lim
+	}
+	if len(l.PerCountry) > 0 {
+		out.PerCountry = make(map[int]store.Limit, len(l.PerCountry))
+		for country, v := range l.PerCountry {
+			cc, err := stepup.ParseCountry(country)
+			if err != nil {
+				return out, fmt.Errorf("limits per_country: %v", err)
+			}
+			lim, err := stepup.ParseLimit(v)
+			if err != nil {
+				return out, fmt.Errorf("limits per_country %s: %v", country, err)
+			}
+			out.PerCountry[cc] = lim
+		}
+	}
+	return out, nil
+}
+
 // HeadersConfig names the headers sent upstream on verified requests.
 type HeadersConfig struct {
 	Policy     string `json:"policy,omitempty"`
@@ -164,6 +230,18 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	var previous [][]byte
+	for i, ps := range h.PreviousSecrets {
+		v := repl.ReplaceKnown(ps, "")
+		if len(v) < stepup.MinSecretLen {
+			return fmt.Errorf("previous_secrets %d: need at least %d bytes after placeholder replacement", i+1, stepup.MinSecretLen)
+		}
+		previous = append(previous, []byte(v))
+	}
+	limits, err := h.Limits.engineLimits()
+	if err != nil {
+		return err
+	}
 
 	if h.IdentityRaw == nil {
 		return errors.New("an identity source is required (identity header {...})")
@@ -207,20 +285,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	cfg := stepup.Config{
-		Secret:        secret,
-		PathPrefix:    h.PathPrefix,
-		CodeLength:    h.CodeLength,
-		CodeTTL:       time.Duration(h.CodeTTL),
-		MaxAttempts:   h.MaxAttempts,
-		ResendAfter:   time.Duration(h.ResendAfter),
-		MaxSends:      h.MaxSends,
-		MaxFailures:   h.MaxFailures,
-		FailureWindow: time.Duration(h.FailureWindow),
-		DefaultRegion: h.DefaultRegion,
-		SiteName:      h.SiteName,
-		Message:       h.Message,
-		SendTimeout:   time.Duration(h.SendTimeout),
-		MaxBody:       h.MaxBody,
+		Secret:          secret,
+		PreviousSecrets: previous,
+		Limits:          limits,
+		PathPrefix:      h.PathPrefix,
+		CodeLength:      h.CodeLength,
+		CodeTTL:         time.Duration(h.CodeTTL),
+		MaxAttempts:     h.MaxAttempts,
+		ResendAfter:     time.Duration(h.ResendAfter),
+		MaxSends:        h.MaxSends,
+		MaxFailures:     h.MaxFailures,
+		FailureWindow:   time.Duration(h.FailureWindow),
+		DefaultRegion:   h.DefaultRegion,
+		SiteName:        h.SiteName,
+		Message:         h.Message,
+		SendTimeout:     time.Duration(h.SendTimeout),
+		MaxBody:         h.MaxBody,
 	}
 	if h.Headers != nil {
 		cfg.Headers = stepup.Headers{Policy: h.Headers.Policy, User: h.Headers.User, VerifiedAt: h.Headers.VerifiedAt}

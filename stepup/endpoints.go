@@ -92,6 +92,9 @@ type bound struct {
 	id         Identity
 	session    string
 	sessionKey string
+	// k are the keys the challenge was made with (the current secret's,
+	// or a previous one's during a rotation).
+	k *keys
 }
 
 // load reads challenge id and checks that the request comes from the
@@ -112,16 +115,24 @@ func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api boo
 		return b, false, e.storeError(w, r, "get", err)
 	}
 	session := e.session(r, ident, api)
-	sessionKey := e.keys.sessionKey(session)
-	userOK := hmac.Equal([]byte(c.UserKey), []byte(e.keys.userKey(ident.User)))
-	sessionOK := session != "" && hmac.Equal([]byte(c.SessionKey), []byte(sessionKey))
-	if !userOK || !sessionOK {
+	var k *keys
+	var sessionKey string
+	for _, kk := range e.all {
+		sk := kk.sessionKey(session)
+		userOK := hmac.Equal([]byte(c.UserKey), []byte(kk.userKey(ident.User)))
+		sessionOK := session != "" && hmac.Equal([]byte(c.SessionKey), []byte(sk))
+		if userOK && sessionOK {
+			k, sessionKey = kk, sk
+			break
+		}
+	}
+	if k == nil {
 		e.log.Warn("challenge requested by another identity or session", zap.String("policy", c.Policy),
 			zap.String("client_ip", e.clientIP(r)))
 		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
 		return b, false, nil
 	}
-	return bound{c: c, id: ident, session: session, sessionKey: sessionKey}, true, nil
+	return bound{c: c, id: ident, session: session, sessionKey: sessionKey, k: k}, true, nil
 }
 
 // showChallenge renders the code page in the state the challenge is in.
@@ -221,7 +232,7 @@ func (e *Engine) checkForm(w http.ResponseWriter, r *http.Request, id string) (b
 	if !ok {
 		return b, false, err
 	}
-	if !e.keys.checkCSRF(r.PostForm.Get("csrf"), b.c.ID, b.sessionKey) {
+	if !b.k.checkCSRF(r.PostForm.Get("csrf"), b.c.ID, b.sessionKey) {
 		e.log.Warn("form token mismatch", zap.String("policy", b.c.Policy), zap.String("client_ip", e.clientIP(r)))
 		e.renderStatus(w, r, http.StatusForbidden, stateForbidden, nil)
 		return b, false, nil
@@ -264,7 +275,7 @@ func (e *Engine) checkCode(ctx context.Context, b *bound, code string) (res outc
 		return e.stateOutcome(b, err, now)
 	}
 	c.Attempts = attempts
-	if !hmac.Equal(stored, e.keys.codeMAC(c.ID, code)) {
+	if !hmac.Equal(stored, b.k.codeMAC(c.ID, code)) {
 		n, err := e.store.AddFailure(ctx, c.UserKey, e.cfg.FailureWindow)
 		if err != nil {
 			return 0, 0, err
@@ -356,7 +367,7 @@ func (e *Engine) verify(w http.ResponseWriter, r *http.Request, id string) error
 	if c.HasStash {
 		// The preserved request goes out when the browser arrives back at
 		// its URL, so that the upstream's answer shows there.
-		e.setReplayCookie(w, r, c.ID, b.sessionKey, ret)
+		e.setReplayCookie(w, r, b.k, c.ID, b.sessionKey, ret)
 	}
 	http.Redirect(w, r, ret, http.StatusSeeOther)
 	return nil
@@ -368,9 +379,22 @@ func (e *Engine) verify(w http.ResponseWriter, r *http.Request, id string) error
 // challenge can take no resend (its state is then in b.c).
 func (e *Engine) resendCode(r *http.Request, b *bound) (retry time.Duration, limit bool, res outcome, err error) {
 	c := b.c
+	phone, perr := sender.ParsePhone(c.Phone, "")
+	if perr != nil {
+		return 0, false, vanished, nil
+	}
+	if st := challengeState(c, e.now()); st != stateChallenge {
+		return 0, false, finished, nil
+	}
+	if lim, err := e.allowSend(r.Context(), phone); err != nil {
+		return 0, false, verified, err
+	} else if lim != nil {
+		e.log.Info("rate_limited", zap.String("policy", c.Policy), zap.String("limit", lim.name), zap.String("client_ip", e.clientIP(r)))
+		return lim.retry, false, verified, nil
+	}
 	code := newCode(e.cfg.CodeLength)
 	now := e.now()
-	_, err = e.store.Resend(r.Context(), c.ID, e.keys.codeMAC(c.ID, code), now, e.cfg.ResendAfter, e.cfg.MaxSends)
+	_, err = e.store.Resend(r.Context(), c.ID, b.k.codeMAC(c.ID, code), now, e.cfg.ResendAfter, e.cfg.MaxSends)
 	var cool *store.CooldownError
 	switch {
 	case errors.As(err, &cool):

@@ -60,6 +60,12 @@ type Config struct {
 	// Secret keys every MAC (codes at rest, grants, forms). At least
 	// MinSecretLen bytes; the same on every instance sharing a store.
 	Secret []byte
+	// PreviousSecrets are still accepted for verification (grants, codes
+	// of pending challenges, forms, preserved requests) while a rotation
+	// rolls out; everything new is made with Secret.
+	PreviousSecrets [][]byte
+	// Limits bound how often challenges start and codes are sent.
+	Limits Limits
 	// PathPrefix is where the engine's pages live ("/.stepup").
 	PathPrefix string
 	// CodeLength is the number of digits (6 to 10).
@@ -176,6 +182,7 @@ func (c *Config) setDefaults() error {
 	if c.SendTimeout == 0 {
 		c.SendTimeout = 10 * time.Second
 	}
+	c.Limits.setDefaults()
 	if c.MaxBody == 0 {
 		c.MaxBody = DefaultMaxBody
 	}
@@ -210,8 +217,10 @@ type Options struct {
 // Engine runs step-up for a set of policies. It is safe for concurrent
 // use.
 type Engine struct {
-	cfg      Config
-	keys     keys
+	cfg  Config
+	keys keys
+	// all holds the current keys first, then those of PreviousSecrets.
+	all      []*keys
 	store    store.Store
 	identity Source
 	sender   Deliverer
@@ -235,6 +244,14 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	all := []*keys{nil}
+	for i, old := range cfg.PreviousSecrets {
+		pk, err := deriveKeys(old)
+		if err != nil {
+			return nil, fmt.Errorf("previous secret %d: %v", i+1, err)
+		}
+		all = append(all, &pk)
+	}
 	if opts.Store == nil || opts.Identity == nil || opts.Sender == nil {
 		return nil, errors.New("engine needs a store, an identity source and a sender")
 	}
@@ -248,6 +265,7 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 		clientIP:   opts.ClientIP,
 		now:        opts.Now,
 		policies:   make(map[string]*Policy, len(policies)),
+		all:        all,
 		onVerified: opts.OnVerified,
 	}
 	if e.log == nil {
@@ -273,6 +291,7 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 			e.custom = append(e.custom, h)
 		}
 	}
+	e.all[0] = &e.keys
 	if e.page, err = newPageRenderer(); err != nil {
 		return nil, err
 	}

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-stepup/caddy-stepup/internal/testredis"
 	"github.com/caddy-stepup/caddy-stepup/sender"
@@ -96,6 +98,10 @@ type harness struct {
 	upstream atomic.Int32
 	lastUp   atomic.Pointer[http.Header]
 	lastBody atomic.Pointer[[]byte]
+	logs     *logBuffer
+	mu       sync.Mutex
+	secrets  []string
+	browsers []*browser
 	store    store.Store
 }
 
@@ -110,7 +116,8 @@ var storeKinds = []storeKind{
 	{"memory", func(t *testing.T) store.Store { return store.NewMemory(time.Minute) }},
 	{"redis", func(t *testing.T) store.Store {
 		c := redis.NewClient(&redis.Options{Addr: redisServer.Addr()})
-		return store.NewRedis(c, "t:"+strings.ReplaceAll(t.Name(), "/", ":")+":", true)
+		// A fresh prefix per run, so that -count=N starts clean.
+		return store.NewRedis(c, "t:"+strings.ReplaceAll(t.Name(), "/", ":")+":"+randomID()+":", true)
 	}},
 }
 
@@ -125,11 +132,20 @@ func newHarness(t *testing.T, st store.Store, mutate func(*Config, []*Policy)) *
 	if mutate != nil {
 		mutate(&cfg, policies)
 	}
+	h.logs = &logBuffer{}
+	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(h.logs), zap.DebugLevel))
 	e, err := New(cfg, policies, Options{
 		Store:    st,
 		Identity: &HeaderSource{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
 		Sender:   h.out,
 		Now:      h.clock.now,
+		Logger:   logger,
+		ClientIP: func(r *http.Request) string {
+			if ip := r.Header.Get("X-Test-Client-IP"); ip != "" {
+				return ip
+			}
+			return remoteIP(r)
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +178,61 @@ func newHarness(t *testing.T, st store.Store, mutate func(*Config, []*Policy)) *
 		}
 	}))
 	t.Cleanup(func() { h.srv.Close(); _ = st.Close() })
+	t.Cleanup(h.checkLogs)
 	return h
+}
+
+// logBuffer collects the engine's log lines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// secret notes a value that must never appear in a log line.
+func (h *harness) secret(s string) {
+	h.mu.Lock()
+	h.secrets = append(h.secrets, s)
+	h.mu.Unlock()
+}
+
+// checkLogs fails the test if any code sent, cookie value, grant token or
+// full phone number of the test reached the engine's logs.
+func (h *harness) checkLogs() {
+	logs := h.logs.String()
+	h.out.mu.Lock()
+	var secrets []string
+	for _, m := range h.out.msgs {
+		secrets = append(secrets, m.Code, strings.TrimPrefix(m.To, "+"))
+	}
+	h.out.mu.Unlock()
+	h.mu.Lock()
+	secrets = append(secrets, h.secrets...)
+	for _, b := range h.browsers {
+		for _, v := range b.jar {
+			secrets = append(secrets, v)
+		}
+		if len(b.phone) > 5 {
+			secrets = append(secrets, strings.TrimPrefix(b.phone, "+"))
+		}
+	}
+	h.mu.Unlock()
+	for _, s := range secrets {
+		if len(s) >= 6 && strings.Contains(logs, s) {
+			h.t.Errorf("a log line carries the secret value %q", s)
+		}
+	}
 }
 
 // browser is a cookie jar plus an identity.
@@ -174,7 +244,11 @@ type browser struct {
 }
 
 func (h *harness) browser(user, phone string) *browser {
-	return &browser{h: h, user: user, phone: phone, jar: map[string]string{}}
+	b := &browser{h: h, user: user, phone: phone, jar: map[string]string{}}
+	h.mu.Lock()
+	h.browsers = append(h.browsers, b)
+	h.mu.Unlock()
+	return b
 }
 
 func (b *browser) do(method, path string, form url.Values, extra ...string) (*http.Response, string) {

@@ -42,6 +42,7 @@ const (
 	stateStashExpired    state = "request_expired"
 	stateInvalidGrant    state = "invalid_grant"
 	statePhoneUnverified state = "phone_unverified"
+	stateRateLimited     state = "rate_limited"
 )
 
 // stateText is the heading and text of each state. No text says which
@@ -63,6 +64,7 @@ var stateText = map[state][2]string{
 	stateTooLarge:        {"This request is too large to verify", "The form you sent is larger than this site accepts for verification. Nothing was sent."},
 	stateAlreadySent:     {"This request was already sent", "Your verified request was sent once and will not be sent again. Check your account or order history for the result."},
 	stateStashExpired:    {"This request has expired", "Your request was not sent, because it waited too long for verification. Go back and submit it again."},
+	stateRateLimited:     {"Please wait a moment", "Too many verification codes were requested. No code was sent this time."},
 	statePhoneUnverified: {"Your mobile number is not verified", "Your account's mobile number has not been verified yet, so we cannot send a code to it. Verify it in your account settings, then try again."},
 	stateInvalidGrant:    {"This approval cannot be used", "The approval does not match this request, or it was already used or has expired. Nothing was sent."},
 }
@@ -201,7 +203,7 @@ func (e *Engine) challengeData(r *http.Request, b bound, now time.Time) *pageDat
 		CodeLength:   e.cfg.CodeLength,
 		Action:       e.challengeURL(c.ID),
 		ResendAction: e.challengeURL(c.ID) + "/resend",
-		CSRF:         e.keys.csrfToken(c.ID, b.sessionKey),
+		CSRF:         b.k.csrfToken(c.ID, b.sessionKey),
 		AttemptsLeft: c.MaxAttempts - c.Attempts,
 		ExpiresIn:    humanDuration(c.Expires.Sub(now)),
 		ExpiresAt:    c.Expires.UTC().Format(time.RFC3339),

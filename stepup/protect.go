@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -51,10 +52,15 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, m Matcher, next N
 	}
 	e.StripHeaders(r.Header)
 	if e.IsEndpoint(r.URL.Path) {
-		return e.ServeEndpoint(w, r)
+		return e.guard(w, r, next, func(Next) error { return e.ServeEndpoint(w, r) })
 	}
 	if hasReplayCookie(r) {
-		if done, err := e.replay(w, r, next); done {
+		var done bool
+		err := e.guard(w, r, next, func(next Next) (err error) {
+			done, err = e.replay(w, r, next)
+			return err
+		})
+		if done {
 			return err
 		}
 	}
@@ -65,7 +71,40 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, m Matcher, next N
 	if p == nil {
 		return next.ServeHTTP(w, r)
 	}
-	return e.Protect(w, r, p, grant, next)
+	return e.guard(w, r, next, func(next Next) error { return e.Protect(w, r, p, grant, next) })
+}
+
+// markedNext notes whether the request was handed on, so that guard can
+// tell a panic of ours from one further down the chain.
+type markedNext struct {
+	Next
+	entered bool
+}
+
+func (m *markedNext) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
+	m.entered = true
+	return m.Next.ServeHTTP(w, r)
+}
+
+// guard runs fn and turns a panic in our own code into a 500 page: the
+// request fails closed, nothing reaches the upstream, and the panic's
+// value (which could hold anything) is not logged, only its type and
+// stack. A panic from the handlers after us goes on up unchanged.
+func (e *Engine) guard(w http.ResponseWriter, r *http.Request, next Next, fn func(Next) error) (err error) {
+	mn := &markedNext{Next: next}
+	defer func() {
+		v := recover()
+		if v == nil {
+			return
+		}
+		if mn.entered {
+			panic(v)
+		}
+		e.log.Error("panic in stepup, request refused", zap.String("panic_type", fmt.Sprintf("%T", v)), zap.Stack("stack"))
+		e.renderStatus(w, r, http.StatusInternalServerError, stateError, nil)
+		err = nil
+	}()
+	return fn(mn)
 }
 
 // Protect runs policy p on a request that matched it: it calls next when
@@ -148,7 +187,7 @@ func (e *Engine) grantFor(r *http.Request, p *Policy, user, session string) (Gra
 	if tok == "" || len(tok) > MaxGrantTokenLen {
 		return Grant{}, false
 	}
-	g, ok := e.keys.verifyGrant(tok, p.Name, user, session, "", e.now())
+	g, ok := e.verifyGrant(tok, p.Name, user, session, "")
 	if !ok || g.Kind != SessionGrant {
 		return Grant{}, false
 	}
@@ -177,7 +216,7 @@ func (e *Engine) useGrantHeader(w http.ResponseWriter, r *http.Request, p *Polic
 		bind = string(txHash(p.Name, r.Method, r.URL.RequestURI(), body, id.User))
 		kind = TransactionGrant
 	}
-	g, ok := e.keys.verifyGrant(tok, p.Name, id.User, session, bind, e.now())
+	g, ok := e.verifyGrant(tok, p.Name, id.User, session, bind)
 	if !ok || g.Kind != kind {
 		return e.refuseGrant(w, r, p, "invalid")
 	}
@@ -192,6 +231,18 @@ func (e *Engine) useGrantHeader(w http.ResponseWriter, r *http.Request, p *Polic
 	e.setUpstreamHeaders(r, p, id.User, g.IssuedAt)
 	e.log.Info("grant_used", zap.String("policy", p.Name), zap.String("kind", string(kind)), zap.String("client_ip", e.clientIP(r)))
 	return next.ServeHTTP(w, r)
+}
+
+// verifyGrant checks a grant token under the current secret, then the
+// previous ones.
+func (e *Engine) verifyGrant(tok, policy, user, session, bind string) (Grant, bool) {
+	now := e.now()
+	for _, k := range e.all {
+		if g, ok := k.verifyGrant(tok, policy, user, session, bind, now); ok {
+			return g, true
+		}
+	}
+	return Grant{}, false
 }
 
 // refuseGrant answers a grant token that does not open this request: it
@@ -259,12 +310,6 @@ func safeMethod(m string) bool {
 // the code page; API clients get 401 with the challenge in JSON.
 func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id Identity, session string, api bool) error {
 	ctx := r.Context()
-	phone, err := sender.ParsePhone(id.Phone, e.cfg.DefaultRegion)
-	if err != nil {
-		e.log.Warn("no usable phone number for the user", zap.String("policy", p.Name), zap.String("reason", phoneReason(id.Phone)))
-		e.renderStatus(w, r, http.StatusBadRequest, stateBadPhone, nil)
-		return nil
-	}
 	userKey := e.keys.userKey(id.User)
 	if locked, retry, err := e.lockedOut(ctx, userKey); err != nil {
 		return e.storeError(w, r, "failures", err)
@@ -276,6 +321,7 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 	// A transaction is bound to its body; a browser's non-GET request is
 	// preserved so that it can be sent once the code is verified.
 	var body []byte
+	var err error
 	preserve := !api && (p.Mode == Transaction || !safeMethod(r.Method))
 	if p.Mode == Transaction || preserve {
 		body, err = readBody(r, e.cfg.MaxBody)
@@ -320,6 +366,24 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 	}
 	if existing != nil {
 		return e.challenged(w, r, p, existing, api)
+	}
+	// The cheapest, most attacker-specific checks first: a refused flood
+	// costs no phone parsing and no send.
+	if lim, err := e.allowStart(ctx, r, userKey); err != nil {
+		return e.storeError(w, r, "rate_limit", err)
+	} else if lim != nil {
+		return e.rateLimited(w, r, p.Name, lim)
+	}
+	phone, err := sender.ParsePhone(id.Phone, e.cfg.DefaultRegion)
+	if err != nil {
+		e.log.Warn("no usable phone number for the user", zap.String("policy", p.Name), zap.String("reason", phoneReason(id.Phone)))
+		e.renderStatus(w, r, http.StatusBadRequest, stateBadPhone, nil)
+		return nil
+	}
+	if lim, err := e.allowSend(ctx, phone); err != nil {
+		return e.storeError(w, r, "rate_limit", err)
+	} else if lim != nil {
+		return e.rateLimited(w, r, p.Name, lim)
 	}
 
 	now := e.now()

@@ -60,11 +60,11 @@ func cookiePath(path string) string {
 	return path
 }
 
-func (e *Engine) setReplayCookie(w http.ResponseWriter, r *http.Request, id, sessionKey, returnURL string) {
+func (e *Engine) setReplayCookie(w http.ResponseWriter, r *http.Request, k *keys, id, sessionKey, returnURL string) {
 	path, _, _ := strings.Cut(returnURL, "?")
 	http.SetCookie(w, &http.Cookie{
 		Name:     replayCookie(r),
-		Value:    id + "." + e.keys.replayMAC(id, sessionKey, path),
+		Value:    id + "." + k.replayMAC(id, sessionKey, path),
 		Path:     cookiePath(path),
 		MaxAge:   int(replayCookieTTL / time.Second),
 		HttpOnly: true,
@@ -106,8 +106,14 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	if session == "" {
 		return false, nil
 	}
-	sessionKey := e.keys.sessionKey(session)
-	if !hmac.Equal([]byte(tag), []byte(e.keys.replayMAC(id, sessionKey, r.URL.Path))) {
+	var k *keys
+	for _, kk := range e.all {
+		if hmac.Equal([]byte(tag), []byte(kk.replayMAC(id, kk.sessionKey(session), r.URL.Path))) {
+			k = kk
+			break
+		}
+	}
+	if k == nil {
 		return false, nil
 	}
 
@@ -122,7 +128,7 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	case err != nil:
 		return true, e.storeError(w, r, "get", err)
 	}
-	if !hmac.Equal([]byte(c.UserKey), []byte(e.keys.userKey(ident.User))) {
+	if !hmac.Equal([]byte(c.UserKey), []byte(k.userKey(ident.User))) {
 		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
 		return true, nil
 	}
@@ -138,7 +144,7 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	case err != nil:
 		return true, e.storeError(w, r, "take_stash", err)
 	}
-	plain, err := e.keys.open(id, blob)
+	plain, err := k.open(id, blob)
 	var st *stash
 	if err == nil {
 		st, err = unmarshalStash(plain)

@@ -19,6 +19,7 @@ type Memory struct {
 	pending    map[string]memPointer
 	failures   map[string]memCounter
 	grants     map[string]time.Time
+	rates      map[string]time.Time // GCRA theoretical arrival times
 
 	now       func() time.Time
 	stop      chan struct{}
@@ -53,6 +54,7 @@ func NewMemory(sweep time.Duration) *Memory {
 		pending:    make(map[string]memPointer),
 		failures:   make(map[string]memCounter),
 		grants:     make(map[string]time.Time),
+		rates:      make(map[string]time.Time),
 		now:        time.Now,
 		stop:       make(chan struct{}),
 	}
@@ -95,6 +97,11 @@ func (m *Memory) sweep(now time.Time) {
 	for k, v := range m.grants {
 		if !now.Before(v) {
 			delete(m.grants, k)
+		}
+	}
+	for k, v := range m.rates {
+		if !now.Before(v) {
+			delete(m.rates, k)
 		}
 	}
 }
@@ -309,6 +316,33 @@ func (m *Memory) ClearFailures(_ context.Context, key string) error {
 	defer m.mu.Unlock()
 	delete(m.failures, key)
 	return nil
+}
+
+// Allow implements Store with the GCRA arithmetic of the Redis store
+// (github.com/go-redis/redis_rate), so both stores limit alike.
+func (m *Memory) Allow(_ context.Context, key string, l Limit) (bool, time.Duration, error) {
+	if l.Off() {
+		return true, 0, nil
+	}
+	burst := l.Burst
+	if burst < 1 {
+		burst = 1
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	interval := l.Period / time.Duration(l.Rate)
+	tat := m.rates[key]
+	if tat.Before(now) {
+		tat = now
+	}
+	newTAT := tat.Add(interval)
+	allowAt := newTAT.Add(-interval * time.Duration(burst))
+	if diff := now.Sub(allowAt); diff < 0 {
+		return false, -diff, nil
+	}
+	m.rates[key] = newTAT
+	return true, 0, nil
 }
 
 // Ping implements Store; memory is always reachable.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -20,13 +21,16 @@ import (
 //	PREFIXp:{KEY}     string: pending-challenge pointer
 //	PREFIXf:{KEY}     string: failure counter
 //	PREFIXg:{ID}      string: a used single-use grant
+//	rate:PREFIXr:{KEY} string: a rate limit (go-redis/redis_rate puts its
+//	                  own "rate:" before every key)
 //
 // The braces are Redis Cluster hash tags: each script touches one key, so
 // every operation is atomic and Cluster-safe. Every key has a TTL.
 type Redis struct {
-	client redis.UniversalClient
-	prefix string
-	owned  bool
+	client  redis.UniversalClient
+	prefix  string
+	owned   bool
+	limiter *redis_rate.Limiter
 }
 
 // NewRedis returns a store on client with keys under prefix ("stepup:"
@@ -36,7 +40,7 @@ func NewRedis(client redis.UniversalClient, prefix string, owned bool) *Redis {
 	if prefix == "" {
 		prefix = "stepup:"
 	}
-	return &Redis{client: client, prefix: prefix, owned: owned}
+	return &Redis{client: client, prefix: prefix, owned: owned, limiter: redis_rate.NewLimiter(client)}
 }
 
 // Client returns the underlying Redis client.
@@ -428,6 +432,27 @@ func (s *Redis) ClearFailures(ctx context.Context, key string) error {
 		return fmt.Errorf("clearing failures: %w", err)
 	}
 	return nil
+}
+
+// Allow implements Store with github.com/go-redis/redis_rate (GCRA in
+// one Lua script on one key, with Redis's clock, so that every instance
+// counts against the same budget).
+func (s *Redis) Allow(ctx context.Context, key string, l Limit) (bool, time.Duration, error) {
+	if l.Off() {
+		return true, 0, nil
+	}
+	burst := l.Burst
+	if burst < 1 {
+		burst = 1
+	}
+	res, err := s.limiter.Allow(ctx, s.prefix+"r:{"+key+"}", redis_rate.Limit{Rate: l.Rate, Period: l.Period, Burst: burst})
+	if err != nil {
+		return false, 0, fmt.Errorf("checking rate limit: %w", err)
+	}
+	if res.Allowed > 0 {
+		return true, 0, nil
+	}
+	return false, res.RetryAfter, nil
 }
 
 // Ping implements Store.

@@ -104,6 +104,17 @@ type Challenge struct {
 	Used time.Time
 }
 
+// Limit is a rate: Rate events per Period, with bursts of up to Burst
+// (GCRA: the budget refills evenly, one event every Period/Rate).
+type Limit struct {
+	Rate   int
+	Period time.Duration
+	Burst  int
+}
+
+// Off reports whether the limit is disabled.
+func (l Limit) Off() bool { return l.Rate <= 0 || l.Period <= 0 }
+
 // Store is the state behind step-up: challenges, pending-challenge
 // pointers and failure counters. Implementations must be safe for
 // concurrent use and must make each method atomic.
@@ -150,6 +161,10 @@ type Store interface {
 	Failures(ctx context.Context, key string) (n int, ttl time.Duration, err error)
 	// ClearFailures forgets the failures of key (operator unlock).
 	ClearFailures(ctx context.Context, key string) error
+	// Allow counts one event for key under l and reports whether it is
+	// within the limit; when it is not, nothing is counted and retry
+	// says when one event would be allowed.
+	Allow(ctx context.Context, key string, l Limit) (ok bool, retry time.Duration, err error)
 	// Ping checks that the store is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.

@@ -46,6 +46,8 @@ func Run(t *testing.T, newStore Factory) {
 		{"StashConcurrentTake", testStashConcurrentTake},
 		{"NoStash", testNoStash},
 		{"UseGrant", testUseGrant},
+		{"RateLimit", testRateLimit},
+		{"RateLimitConcurrent", testRateLimitConcurrent},
 		{"Ping", testPing},
 	}
 	for _, tc := range tests {
@@ -575,5 +577,66 @@ func testUseGrant(t *testing.T, s store.Store) {
 	}
 	if err := s.UseGrant(ctx, ID(), exp); err != nil {
 		t.Fatalf("another grant: %v", err)
+	}
+}
+
+func testRateLimit(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	key := ID()
+	l := store.Limit{Rate: 3, Period: time.Hour, Burst: 3}
+	for i := 0; i < 3; i++ {
+		if ok, _, err := s.Allow(ctx, key, l); !ok || err != nil {
+			t.Fatalf("event %d refused: %v", i+1, err)
+		}
+	}
+	ok, retry, err := s.Allow(ctx, key, l)
+	if ok || err != nil || retry < 19*time.Minute || retry > 20*time.Minute+time.Second {
+		t.Fatalf("4th event = %v, retry %v, %v; want refused for about 20m", ok, retry, err)
+	}
+	// A refused event is not counted: the wait does not grow.
+	_, retry2, _ := s.Allow(ctx, key, l)
+	if retry2 > retry+time.Second {
+		t.Fatalf("a refused event was counted: retry %v then %v", retry, retry2)
+	}
+	// Other keys are independent; an off limit always allows.
+	if ok, _, _ := s.Allow(ctx, ID(), l); !ok {
+		t.Fatal("another key refused")
+	}
+	if ok, _, _ := s.Allow(ctx, key, store.Limit{}); !ok {
+		t.Fatal("an off limit refused")
+	}
+	// A fast limit refills.
+	fast := store.Limit{Rate: 1, Period: 200 * time.Millisecond, Burst: 1}
+	k2 := ID()
+	s.Allow(ctx, k2, fast)
+	if ok, _, _ := s.Allow(ctx, k2, fast); ok {
+		t.Fatal("second event within the period allowed")
+	}
+	time.Sleep(250 * time.Millisecond)
+	if ok, _, _ := s.Allow(ctx, k2, fast); !ok {
+		t.Fatal("limit did not refill")
+	}
+}
+
+func testRateLimitConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	key := ID()
+	l := store.Limit{Rate: 10, Period: time.Hour, Burst: 10}
+	var ok atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if allowed, _, err := s.Allow(ctx, key, l); err != nil {
+				t.Errorf("Allow: %v", err)
+			} else if allowed {
+				ok.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() != 10 {
+		t.Fatalf("100 concurrent events under a burst of 10: %d allowed", ok.Load())
 	}
 }

@@ -1,0 +1,219 @@
+package stepup
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nyaruka/phonenumbers"
+	"go.uber.org/zap"
+
+	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
+)
+
+// Limits bound how often challenges start and codes are sent, so that
+// nobody can make the site send SMS without end (toll fraud, "SMS
+// pumping") or flood one person's phone. A limit with Rate 0 takes its
+// default; a negative Rate switches it off.
+type Limits struct {
+	// PerUser bounds the challenges one user starts. Default 10 per hour.
+	PerUser store.Limit
+	// PerIP bounds the challenges one client address starts (Caddy's
+	// trusted_proxies decide the address). Default 30 per hour.
+	PerIP store.Limit
+	// PerNumber bounds the codes sent to one phone number, resends
+	// included. Default 10 per hour.
+	PerNumber store.Limit
+	// PerCountry bounds the codes sent to each country calling code
+	// (1, 44, 91, ...); the entry 0 applies to every country without its
+	// own. Default: none.
+	PerCountry map[int]store.Limit
+	// Global bounds the codes the whole site sends. Default: none.
+	Global store.Limit
+}
+
+// Default limits (DESIGN's security table).
+var (
+	DefaultPerUser   = store.Limit{Rate: 10, Period: time.Hour, Burst: 10}
+	DefaultPerIP     = store.Limit{Rate: 30, Period: time.Hour, Burst: 30}
+	DefaultPerNumber = store.Limit{Rate: 10, Period: time.Hour, Burst: 10}
+)
+
+func limitOr(l, def store.Limit) store.Limit {
+	switch {
+	case l.Rate < 0:
+		return store.Limit{}
+	case l.Rate == 0:
+		return def
+	}
+	if l.Burst < 1 {
+		l.Burst = l.Rate
+	}
+	return l
+}
+
+func (l *Limits) setDefaults() {
+	l.PerUser = limitOr(l.PerUser, DefaultPerUser)
+	l.PerIP = limitOr(l.PerIP, DefaultPerIP)
+	l.PerNumber = limitOr(l.PerNumber, DefaultPerNumber)
+	l.Global = limitOr(l.Global, store.Limit{})
+	for cc, cl := range l.PerCountry {
+		l.PerCountry[cc] = limitOr(cl, store.Limit{})
+	}
+}
+
+// limited is a rate-limit refusal: which limit, and when to retry.
+type limited struct {
+	name  string
+	retry time.Duration
+}
+
+// allowStart counts a new challenge against the client address and user
+// budgets and returns the first limit that refuses; allowSend then counts
+// its code. Nothing is sent when one refuses.
+func (e *Engine) allowStart(ctx context.Context, r *http.Request, userKey string) (*limited, error) {
+	l := e.cfg.Limits
+	if lim, err := e.allow(ctx, "per_ip", "ip:"+e.clientIP(r), l.PerIP); lim != nil || err != nil {
+		return lim, err
+	}
+	return e.allow(ctx, "per_user", "u:"+userKey, l.PerUser)
+}
+
+// allowSend counts one code sent to phone against the number, country
+// and site budgets.
+func (e *Engine) allowSend(ctx context.Context, phone sender.Phone) (*limited, error) {
+	l := e.cfg.Limits
+	if lim, err := e.allow(ctx, "per_number", "n:"+e.keys.short("number", phone.E164), l.PerNumber); lim != nil || err != nil {
+		return lim, err
+	}
+	cl, ok := l.PerCountry[phone.CountryCode]
+	if !ok {
+		cl = l.PerCountry[0]
+	}
+	cc := strconv.Itoa(phone.CountryCode)
+	if lim, err := e.allow(ctx, "per_country", "cc:"+cc, cl); lim != nil || err != nil {
+		if lim != nil {
+			e.countryAlarm(cc)
+		}
+		return lim, err
+	}
+	return e.allow(ctx, "global", "g", l.Global)
+}
+
+func (e *Engine) allow(ctx context.Context, name, key string, l store.Limit) (*limited, error) {
+	if l.Off() {
+		return nil, nil
+	}
+	ok, retry, err := e.store.Allow(ctx, key, l)
+	if err != nil || ok {
+		return nil, err
+	}
+	return &limited{name: name, retry: retry}, nil
+}
+
+// countryAlarms remembers when each country's alarm last fired, so that a
+// flood logs one line a minute, not one per request.
+var countryAlarms sync.Map
+
+// countryAlarm reports a country whose send rate went over its budget: the
+// typical sign of SMS pumping.
+func (e *Engine) countryAlarm(cc string) {
+	now := time.Now()
+	if last, ok := countryAlarms.Load(cc); ok && now.Sub(last.(time.Time)) < time.Minute {
+		return
+	}
+	countryAlarms.Store(cc, now)
+	e.log.Warn("country_budget_exceeded: codes to this country calling code are over their budget (possible SMS pumping)",
+		zap.String("calling_code", cc))
+}
+
+// rateLimited answers a refused request: a small page or JSON with
+// Retry-After, the same whichever limit refused.
+func (e *Engine) rateLimited(w http.ResponseWriter, r *http.Request, policy string, lim *limited) error {
+	e.log.Info("rate_limited", zap.String("policy", policy), zap.String("limit", lim.name),
+		zap.Duration("retry_after", lim.retry), zap.String("client_ip", e.clientIP(r)))
+	secs := int(lim.retry/time.Second) + 1
+	h := w.Header()
+	pageHeaders(h, "")
+	h.Set("Retry-After", strconv.Itoa(secs))
+	body := rateLimitedHTML
+	if wantsHTML(r) {
+		h.Set("Content-Type", "text/html; charset=utf-8")
+	} else {
+		h.Set("Content-Type", "application/json")
+		body = rateLimitedJSON
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(http.StatusTooManyRequests)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(body)
+	}
+	return nil
+}
+
+// The rate-limited answers are built once: refusing a flood must cost
+// far less than serving a challenge (no template, no per-request data
+// beyond Retry-After).
+var (
+	rateLimitedHTML = []byte(`<!doctype html><html lang="en"><head><meta charset="utf-8">` +
+		`<meta name="viewport" content="width=device-width, initial-scale=1"><title>Please wait a moment</title></head>` +
+		`<body><main><h1>Please wait a moment</h1><p>` + stateText[stateRateLimited][1] +
+		` Try again later.</p></main></body></html>`)
+	rateLimitedJSON = []byte(`{"error":"rate_limited","message":"` + stateText[stateRateLimited][1] + `"}` + "\n")
+)
+
+// ParseLimit parses a limit written "COUNT/PERIOD": "10/1h", "30/h",
+// "500/24h", "5/m", or "off". PERIOD is a duration, or a unit alone (s,
+// m, h, d) meaning one of it.
+func ParseLimit(s string) (store.Limit, error) {
+	if s == "off" {
+		return store.Limit{Rate: -1}, nil
+	}
+	n, per, ok := strings.Cut(s, "/")
+	count, err := strconv.Atoi(n)
+	if !ok || err != nil || count < 1 || count > 1_000_000 {
+		return store.Limit{}, fmt.Errorf("limit %q: want COUNT/PERIOD such as 10/1h, or off", s)
+	}
+	switch per {
+	case "s", "m", "h":
+		per = "1" + per
+	case "d":
+		per = "24h"
+	}
+	if strings.HasSuffix(per, "d") {
+		days, err := strconv.Atoi(strings.TrimSuffix(per, "d"))
+		if err != nil {
+			return store.Limit{}, fmt.Errorf("limit %q: bad period", s)
+		}
+		per = strconv.Itoa(days*24) + "h"
+	}
+	d, err := time.ParseDuration(per)
+	if err != nil || d < time.Second || d > 31*24*time.Hour {
+		return store.Limit{}, fmt.Errorf("limit %q: period must be a duration from 1s to 31d", s)
+	}
+	return store.Limit{Rate: count, Period: d, Burst: count}, nil
+}
+
+// ParseCountry turns a region code ("IN") or a country calling code
+// ("91", "+91") into the calling code; "*" is 0, every other country.
+func ParseCountry(s string) (int, error) {
+	if s == "*" {
+		return 0, nil
+	}
+	if cc, err := strconv.Atoi(strings.TrimPrefix(s, "+")); err == nil {
+		if phonenumbers.GetRegionCodeForCountryCode(cc) == "ZZ" {
+			return 0, fmt.Errorf("country %q: unknown calling code", s)
+		}
+		return cc, nil
+	}
+	cc := phonenumbers.GetCountryCodeForRegion(strings.ToUpper(s))
+	if cc == 0 {
+		return 0, fmt.Errorf("country %q: want a region code (IN, US) or a calling code (91)", s)
+	}
+	return cc, nil
+}
