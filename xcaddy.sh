@@ -7,6 +7,7 @@
 #                       go test -race ./... against a real redis-server and a
 #                       real Caddy (installs Debian's redis-server if missing)
 #   ./xcaddy.sh lint    gofmt, go vet and staticcheck only
+#   ./xcaddy.sh fuzz    every fuzz target for FUZZTIME (default 8s) each
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -65,12 +66,27 @@ lint() {
 	"$ROOT/.bin/staticcheck" ./...
 }
 
+# fuzz runs every fuzz target for a bounded time (FUZZTIME, default 8s),
+# on top of its committed seed corpus (testdata/fuzz), which go test
+# already replays as unit tests.
+fuzz() {
+	local t="${FUZZTIME:-8s}" pkg target
+	for pkg in $(go list ./...); do
+		for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
+			say "fuzz $pkg $target ($t)"
+			go test -run '^$' -fuzz "^${target}\$" -fuzztime "$t" "$pkg" >/dev/null ||
+				die "fuzz target $target in $pkg failed (its failing input is under testdata/fuzz/$target)"
+		done
+	done
+}
+
 run_tests() {
 	ensure_redis
 	lint
 	build
 	say "go test -race ./... (real redis-server, real Caddy at ./caddy)"
 	STEPUP_CADDY_BIN="$ROOT/caddy" go test -race -count=1 -timeout 40m ./...
+	fuzz
 	say "all tests passed"
 }
 
@@ -94,8 +110,11 @@ test)
 lint)
 	lint
 	;;
+fuzz)
+	fuzz
+	;;
 *)
-	sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
 	exit 2
 	;;
 esac

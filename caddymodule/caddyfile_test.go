@@ -60,6 +60,16 @@ func TestUnmarshalCaddyfileFull(t *testing.T) {
 		headers {
 			policy X-Verified-Policy
 		}
+		previous_secrets {env.OLD_SECRET} abcdefghijklmnopqrstuvwxyz0123456789
+		limits {
+			per_user 5/1h
+			per_ip off
+			per_number 3/10m
+			per_country IN 500/1h
+			per_country 44 100/d
+			per_country * 1000/1h
+			global 10000/1d
+		}
 		protect payment-methods {
 			match {
 				path /account/payment-methods*
@@ -97,6 +107,8 @@ func TestUnmarshalCaddyfileFull(t *testing.T) {
 		`"max_sends":2`, `"max_failures":10`, `"failure_window":43200000000000`, `"default_region":"IN"`,
 		`"site_name":"Demo Shop"`, `"message":"{code} is your code"`, `"send_timeout":8000000000`,
 		`"headers":{"policy":"X-Verified-Policy"}`,
+		`"previous_secrets":["{env.OLD_SECRET}","abcdefghijklmnopqrstuvwxyz0123456789"]`,
+		`"limits":{"per_user":"5/1h","per_ip":"off","per_number":"3/10m","per_country":{"*":"1000/1h","44":"100/d","IN":"500/1h"},"global":"10000/1d"}`,
 		`{"name":"payment-methods","match":[{"path":["/account/payment-methods*"]}],"mode":"session","grant_ttl":900000000000}`,
 		`{"name":"checkout","match":[{"method":["POST"],"path":["/checkout"]}],"mode":"transaction","describe":"Pay {form.amount} to {form.merchant}"}`,
 		`{"name":"admin","match":[{"path":["/admin/*"],"remote_ip":{"ranges":["10.0.0.0/8"]}}],"mode":"monitor"}`,
@@ -148,6 +160,11 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		"message without code":     {fmtMinimal("\tmessage hello"), "message must contain {code}"},
 		"headers unknown":          {fmtMinimal("\theaders {\n\t\tcolor X\n\t}"), "unrecognized headers option 'color'"},
 		"argument on directive":    {"stepup extra {\n}", "wrong argument count"},
+		"limit bad rate":           {fmtMinimal("\tlimits {\n\t\tper_ip lots\n\t}"), `limit "lots": want COUNT/PERIOD`},
+		"limit unknown":            {fmtMinimal("\tlimits {\n\t\tper_planet 1/h\n\t}"), "unrecognized limits option 'per_planet'"},
+		"limit bad country":        {fmtMinimal("\tlimits {\n\t\tper_country Atlantis 1/h\n\t}"), `country "Atlantis"`},
+		"limit country no rate":    {fmtMinimal("\tlimits {\n\t\tper_country IN\n\t}"), "wrong argument count"},
+		"short previous secret":    {fmtMinimal("\tprevious_secrets short"), "previous secret is 5 bytes"},
 	} {
 		_, err := parse(t, tc.input)
 		if err == nil {
@@ -299,4 +316,33 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%s: error %q does not say %q", name, err, tc.want)
 		}
 	}
+}
+
+// FuzzUnmarshalCaddyfile feeds arbitrary text into the stepup block: the
+// parser returns an error or a handler, and never panics.
+func FuzzUnmarshalCaddyfile(f *testing.F) {
+	f.Add("\tsecret 0123456789abcdef0123456789abcdef\n\tidentity header {\n\t\tuser U\n\t\tphone P\n\t}\n\tsender log")
+	f.Add("\tprotect a {\n\t\tmatch {\n\t\t\tpath /x*\n\t\t}\n\t\tmode transaction\n\t\tdescribe \"Pay {form.a}\"\n\t}")
+	f.Add("\tlimits {\n\t\tper_country IN 5/1h\n\t}\n\tmax_body 1MiB\n\tcode_ttl 5m")
+	f.Add("\tredis redis://127.0.0.1:6379/0 {\n\t\tkey_prefix x:\n\t}\n\theaders {\n\t\tuser U\n\t}")
+	f.Add("\tsender webhook http://127.0.0.1/ {\n\t\tsigning_secret whsec_x\n\t}\n\tcode_length 8")
+	f.Fuzz(func(t *testing.T, body string) {
+		tokens, err := caddyfile.Tokenize([]byte("stepup {\n"+body+"\n}\n"), "Fuzzfile")
+		if err != nil {
+			return
+		}
+		var h Handler
+		if err := h.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens)); err != nil {
+			return
+		}
+		// What parses marshals to JSON that loads back.
+		raw, err := json.Marshal(&h)
+		if err != nil {
+			t.Fatalf("parsed handler does not marshal: %v", err)
+		}
+		var again Handler
+		if err := json.Unmarshal(raw, &again); err != nil {
+			t.Fatalf("marshalled handler does not unmarshal: %v\n%s", err, raw)
+		}
+	})
 }

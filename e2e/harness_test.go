@@ -87,6 +87,44 @@ type caddyProc struct {
 	admin  int
 	logs   *syncBuffer
 	exited chan struct{}
+	// codesLogged marks a Caddy whose config logs codes on purpose (the
+	// development log sender); its logs are still checked for numbers.
+	codesLogged bool
+}
+
+// secrets are values that must never appear in any Caddy log line of the
+// test run: every code a receiver got, grant tokens, full test numbers.
+var secrets = struct {
+	sync.Mutex
+	codes, other []string
+}{other: []string{"4155550100", "4155550101", "9876543210", "4155550199"}}
+
+func noteCode(code string) {
+	secrets.Lock()
+	secrets.codes = append(secrets.codes, code)
+	secrets.Unlock()
+}
+
+func noteSecret(s string) {
+	secrets.Lock()
+	secrets.other = append(secrets.other, s)
+	secrets.Unlock()
+}
+
+// checkLogs fails the test if this Caddy logged a secret.
+func (p *caddyProc) checkLogs() {
+	logs := p.logs.String()
+	secrets.Lock()
+	defer secrets.Unlock()
+	check := secrets.other
+	if !p.codesLogged {
+		check = append(append([]string(nil), check...), secrets.codes...)
+	}
+	for _, s := range check {
+		if strings.Contains(logs, s) {
+			p.t.Errorf("caddy on port %d logged the secret value %q", p.port, s)
+		}
+	}
 }
 
 type syncBuffer struct {
@@ -137,7 +175,7 @@ func startCaddy(t *testing.T, caddyfile string, env ...string) *caddyProc {
 		t.Fatal(err)
 	}
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(p.stop)
+	t.Cleanup(func() { p.stop(); p.checkLogs() })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
@@ -155,6 +193,17 @@ func startCaddy(t *testing.T, caddyfile string, env ...string) *caddyProc {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// waitLog waits up to 5s for s to appear in the log (Caddy writes its
+// log asynchronously to the answers it sends).
+func (p *caddyProc) waitLog(s string) bool {
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(p.logs.String(), s) {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *caddyProc) url(path string) string {
@@ -283,6 +332,7 @@ func newReceiver(t *testing.T) *receiver {
 		if err := dec.Decode(&m); err != nil {
 			t.Errorf("webhook body %s: %v", body, err)
 		}
+		noteCode(m.Code)
 		rc.mu.Lock()
 		rc.msgs = append(rc.msgs, webhookMsg{m.To, m.Code, m.Message, m.Channel, m.Policy, m.Challenge, r.Header.Get("webhook-id")})
 		rc.mu.Unlock()

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestNewCodeUniform(t *testing.T) {
@@ -205,6 +207,54 @@ func FuzzSafeReturnPath(f *testing.F) {
 		clean := strings.NewReplacer("\\", "/", "\t", "", "\n", "", "\r", "").Replace(s)
 		if strings.HasPrefix(clean, "//") {
 			t.Fatalf("accepted %q, which a browser reads as %q", s, clean)
+		}
+	})
+}
+
+func FuzzNormalizeCode(f *testing.F) {
+	for _, s := range []string{"123456", " 123 456 ", "12-34-56", "１２３４５６", "12345a", "", "1234567890", "\u00a0123456"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, n := range []int{6, 8, 10} {
+			got, ok := normalizeCode(s, n)
+			if !ok {
+				if got != "" {
+					t.Fatalf("refused %q but returned %q", s, got)
+				}
+				continue
+			}
+			if len(got) != n {
+				t.Fatalf("normalizeCode(%q, %d) = %q", s, n, got)
+			}
+			for i := 0; i < len(got); i++ {
+				if got[i] < '0' || got[i] > '9' {
+					t.Fatalf("normalizeCode(%q) = %q: not digits", s, got)
+				}
+			}
+		}
+	})
+}
+
+// FuzzCleanValue: whatever a form field holds, the value shown in an SMS
+// or on the page has no line breaks or control/format characters and is
+// capped.
+func FuzzCleanValue(f *testing.F) {
+	for _, s := range []string{"EUR 10", "10\n\n@evil.example #123456", "\u202eevil", "a\u2028b", "\xff\xfe", "<b>x</b>", strings.Repeat("é", 100)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := cleanValue(s, maxDescribeValue)
+		if !utf8.ValidString(got) {
+			t.Fatalf("cleanValue(%q) = %q: invalid UTF-8", s, got)
+		}
+		if n := utf8.RuneCountInString(got); n > maxDescribeValue+1 {
+			t.Fatalf("cleanValue(%q) has %d runes", s, n)
+		}
+		for _, r := range got {
+			if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) || r == '\u2028' || r == '\u2029' {
+				t.Fatalf("cleanValue(%q) = %q keeps %U", s, got, r)
+			}
 		}
 	})
 }
