@@ -251,7 +251,7 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	if s.IdentityRaw == nil {
-		return d.Err("stepup needs an identity source (identity header {...})")
+		return d.Err("stepup needs an identity source (identity header|oidc|cookie {...})")
 	}
 	if len(s.SendersRaw) == 0 {
 		return d.Err("stepup needs at least one sender (sender webhook <url>, or sender log for development)")

@@ -244,7 +244,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 
 	if h.IdentityRaw == nil {
-		return errors.New("an identity source is required (identity header {...})")
+		return errors.New("an identity source is required (identity header|oidc|cookie {...})")
 	}
 	idMod, err := ctx.LoadModule(h, "IdentityRaw")
 	if err != nil {
@@ -258,6 +258,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// handler's client.
 	if rs, ok := source.(interface{ SetRedis(redis.UniversalClient) }); ok && client != nil {
 		rs.SetRedis(client)
+	}
+	if nr, ok := source.(interface{ NeedsRedis() bool }); ok && nr.NeedsRedis() && client == nil {
+		return errors.New("identity cookie: phone_lookup redis needs the redis option of the stepup block")
 	}
 
 	if len(h.SendersRaw) == 0 {
