@@ -107,7 +107,7 @@ func (e *Engine) apiVerify(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return err
 	}
-	res, lock, err := e.checkCode(r.Context(), &b, req.Code)
+	res, lock, err := e.checkCode(r, &b, req.Code)
 	if err != nil {
 		return e.storeError(w, r, "verify", err)
 	}

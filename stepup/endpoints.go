@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
@@ -127,8 +125,7 @@ func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api boo
 		}
 	}
 	if k == nil {
-		e.log.Warn("challenge requested by another identity or session", zap.String("policy", c.Policy),
-			zap.String("client_ip", e.clientIP(r)))
+		e.emit(r, &Event{Kind: EventVerifyFailed, Policy: c.Policy, Outcome: "foreign_challenge"})
 		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
 		return b, false, nil
 	}
@@ -216,7 +213,7 @@ func (e *Engine) readForm(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if !sameOrigin(r) {
-		e.log.Warn("cross-site form post refused", zap.String("client_ip", e.clientIP(r)))
+		e.emit(r, &Event{Kind: EventVerifyFailed, Outcome: "cross_site"})
 		e.renderStatus(w, r, http.StatusForbidden, stateForbidden, nil)
 		return false
 	}
@@ -233,7 +230,7 @@ func (e *Engine) checkForm(w http.ResponseWriter, r *http.Request, id string) (b
 		return b, false, err
 	}
 	if !b.k.checkCSRF(r.PostForm.Get("csrf"), b.c.ID, b.sessionKey) {
-		e.log.Warn("form token mismatch", zap.String("policy", b.c.Policy), zap.String("client_ip", e.clientIP(r)))
+		e.emit(r, &Event{Kind: EventVerifyFailed, Policy: b.c.Policy, Outcome: "csrf"})
 		e.renderStatus(w, r, http.StatusForbidden, stateForbidden, nil)
 		return b, false, nil
 	}
@@ -258,45 +255,72 @@ const (
 // compares in constant time, counts failures against the user, and
 // consumes the challenge on success: of concurrent right answers exactly
 // one gets verified. lock is how long a lockout lasts.
-func (e *Engine) checkCode(ctx context.Context, b *bound, code string) (res outcome, lock time.Duration, err error) {
+func (e *Engine) checkCode(r *http.Request, b *bound, code string) (res outcome, lock time.Duration, err error) {
+	res, lock, failures, err := e.compareCode(r.Context(), b, code)
+	if err != nil {
+		return res, lock, err
+	}
+	ev := &Event{Policy: b.c.Policy, Attempts: b.c.Attempts, Failures: failures}
+	switch res {
+	case verified:
+		ev.Kind, ev.Outcome, ev.To = EventVerified, "ok", sender.MaskPhone(b.c.Phone)
+	case wrongCode:
+		ev.Kind, ev.Outcome = EventVerifyFailed, "wrong"
+	case codeReplaced:
+		ev.Kind, ev.Outcome = EventVerifyFailed, "replaced"
+	case badFormat:
+		ev.Kind, ev.Outcome = EventVerifyFailed, "malformed"
+	case lockedOut:
+		ev.Kind, ev.Outcome, ev.Duration = EventLocked, "locked", lock
+	case vanished:
+		ev.Kind, ev.Outcome = EventVerifyFailed, "not_found"
+	case finished:
+		ev.Kind, ev.Outcome = EventVerifyFailed, string(challengeState(b.c, e.now()))
+	}
+	e.emit(r, ev)
+	return res, lock, nil
+}
+
+// compareCode does checkCode's work; failures is the user's failure count
+// after a wrong code.
+func (e *Engine) compareCode(ctx context.Context, b *bound, code string) (res outcome, lock time.Duration, failures int, err error) {
 	c := b.c
 	if locked, retry, err := e.lockedOut(ctx, c.UserKey); err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	} else if locked {
-		return lockedOut, retry, nil
+		return lockedOut, retry, 0, nil
 	}
 	code, ok := normalizeCode(code, e.cfg.CodeLength)
 	if !ok {
-		return badFormat, 0, nil // nothing compared, nothing spent
+		return badFormat, 0, 0, nil // nothing compared, nothing spent
 	}
 	now := e.now()
 	stored, attempts, err := e.store.BeginAttempt(ctx, c.ID, now)
 	if err != nil {
-		return e.stateOutcome(b, err, now)
+		res, lock, err := e.stateOutcome(b, err, now)
+		return res, lock, 0, err
 	}
 	c.Attempts = attempts
 	if !hmac.Equal(stored, b.k.codeMAC(c.ID, code)) {
 		n, err := e.store.AddFailure(ctx, c.UserKey, e.cfg.FailureWindow)
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
-		e.log.Info("verify_failed", zap.String("policy", c.Policy), zap.Int("attempts", attempts), zap.Int("failures", n))
 		if n >= e.cfg.MaxFailures {
-			e.log.Warn("locked", zap.String("policy", c.Policy))
 			_, ttl, _ := e.store.Failures(ctx, c.UserKey)
-			return lockedOut, ttl, nil
+			return lockedOut, ttl, n, nil
 		}
-		return wrongCode, 0, nil
+		return wrongCode, 0, n, nil
 	}
 	if err := e.store.Consume(ctx, c.ID, stored, now); err != nil {
 		if errors.Is(err, store.ErrCodeChanged) {
-			return codeReplaced, 0, nil
+			return codeReplaced, 0, 0, nil
 		}
-		return e.stateOutcome(b, err, now)
+		res, lock, err := e.stateOutcome(b, err, now)
+		return res, lock, 0, err
 	}
 	c.Used = now
-	e.log.Info("verified", zap.String("policy", c.Policy), zap.String("to", sender.MaskPhone(c.Phone)), zap.Int("attempts", attempts))
-	return verified, 0, nil
+	return verified, 0, 0, nil
 }
 
 // stateOutcome maps a store state error onto b's challenge.
@@ -324,7 +348,7 @@ func (e *Engine) verify(w http.ResponseWriter, r *http.Request, id string) error
 	if !ok {
 		return err
 	}
-	res, lock, err := e.checkCode(r.Context(), &b, r.PostForm.Get("code"))
+	res, lock, err := e.checkCode(r, &b, r.PostForm.Get("code"))
 	if err != nil {
 		return e.storeError(w, r, "verify", err)
 	}
@@ -389,7 +413,7 @@ func (e *Engine) resendCode(r *http.Request, b *bound) (retry time.Duration, lim
 	if lim, err := e.allowSend(r.Context(), phone); err != nil {
 		return 0, false, verified, err
 	} else if lim != nil {
-		e.log.Info("rate_limited", zap.String("policy", c.Policy), zap.String("limit", lim.name), zap.String("client_ip", e.clientIP(r)))
+		e.emit(r, &Event{Kind: EventRateLimited, Policy: c.Policy, Limit: lim.name, Duration: lim.retry, Outcome: "resend"})
 		return lim.retry, false, verified, nil
 	}
 	code := newCode(e.cfg.CodeLength)
@@ -405,8 +429,7 @@ func (e *Engine) resendCode(r *http.Request, b *bound) (retry time.Duration, lim
 		res, _, err := e.stateOutcome(b, err, now)
 		return 0, false, res, err
 	}
-	e.log.Info("code_resent", zap.String("policy", c.Policy), zap.String("client_ip", e.clientIP(r)))
-	e.deliver(r, c, code)
+	e.deliver(r, c, code, true)
 	return 0, false, verified, nil
 }
 

@@ -212,6 +212,8 @@ type Options struct {
 	// OnVerified, when set, is called for every request that goes
 	// upstream on a verified grant (the Caddy adapter sets placeholders).
 	OnVerified func(r *http.Request, policy, user string)
+	// Observer, when set, receives every step-up event (metrics, audit).
+	Observer Observer
 }
 
 // Engine runs step-up for a set of policies. It is safe for concurrent
@@ -233,6 +235,7 @@ type Engine struct {
 	// also never accepted from a client.
 	custom     []string
 	onVerified func(r *http.Request, policy, user string)
+	observer   Observer
 }
 
 // New returns an engine for policies.
@@ -267,6 +270,7 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 		policies:   make(map[string]*Policy, len(policies)),
 		all:        all,
 		onVerified: opts.OnVerified,
+		observer:   opts.Observer,
 	}
 	if e.log == nil {
 		e.log = zap.NewNop()

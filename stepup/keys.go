@@ -126,3 +126,14 @@ func randomID() string {
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
 	return b64.EncodeToString(b[:])
 }
+
+// UserKey returns the key under which the store keeps a user's failure
+// count and limits, for the given secret: what an operator tool needs to
+// clear a lockout without an engine.
+func UserKey(secret []byte, user string) (string, error) {
+	k, err := deriveKeys(secret)
+	if err != nil {
+		return "", err
+	}
+	return k.userKey(user), nil
+}

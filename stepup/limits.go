@@ -135,8 +135,8 @@ func (e *Engine) countryAlarm(cc string) {
 // rateLimited answers a refused request: a small page or JSON with
 // Retry-After, the same whichever limit refused.
 func (e *Engine) rateLimited(w http.ResponseWriter, r *http.Request, policy string, lim *limited) error {
-	e.log.Info("rate_limited", zap.String("policy", policy), zap.String("limit", lim.name),
-		zap.Duration("retry_after", lim.retry), zap.String("client_ip", e.clientIP(r)))
+	e.emit(r, &Event{Kind: EventRateLimited, Policy: policy, Limit: lim.name, Duration: lim.retry})
+	e.emit(r, &Event{Kind: EventRequest, Policy: policy, Outcome: "refused"})
 	secs := int(lim.retry/time.Second) + 1
 	h := w.Header()
 	pageHeaders(h, "")

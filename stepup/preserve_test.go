@@ -228,6 +228,7 @@ func TestAPITransaction(t *testing.T) {
 			t.Fatalf("verify = %d %v", resp.StatusCode, out)
 		}
 		grant := out["grant"].(string)
+		h.secret(grant)
 
 		// Changed amount: refused, upstream not reached.
 		changed := []byte(`{"order":{"amount":"2500.00","payee":"ACME"}}`)
@@ -283,6 +284,7 @@ func TestAPISessionGrantAndResend(t *testing.T) {
 		t.Fatalf("verify = %d %v", resp.StatusCode, out)
 	}
 	grant := out["grant"].(string)
+	h.secret(grant)
 	for i := 0; i < 3; i++ {
 		if resp, _ := api.apiDo("GET", "/account/payment-methods", nil, "Stepup-Grant", grant); resp.StatusCode != 200 {
 			t.Fatalf("session grant use %d = %d", i, resp.StatusCode)

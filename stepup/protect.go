@@ -128,21 +128,15 @@ func (e *Engine) Protect(w http.ResponseWriter, r *http.Request, p *Policy, gran
 	if p.Mode == Session {
 		if g, ok := e.grantFor(r, p, id.User, session); ok {
 			e.setUpstreamHeaders(r, p, id.User, g.IssuedAt)
-			if c := e.log.Check(zap.DebugLevel, "grant_used"); c != nil {
-				c.Write(zap.String("policy", p.Name), zap.String("client_ip", e.clientIP(r)))
-			}
+			e.emit(r, &Event{Kind: EventGrantUsed, Policy: p.Name, Mode: "session", Outcome: "passed"})
 			return next.ServeHTTP(w, r)
 		}
 	}
 	return e.challenge(w, r, p, id, session, api)
 }
 
-// monitor logs what enforcing the policy would have done.
+// monitor logs and counts what enforcing the policy would have done.
 func (e *Engine) monitor(r *http.Request, p *Policy) {
-	c := e.log.Check(zap.InfoLevel, "monitor_would_challenge")
-	if c == nil {
-		return
-	}
 	outcome := "challenge"
 	id, err := e.identity.Identify(r)
 	switch {
@@ -150,11 +144,13 @@ func (e *Engine) monitor(r *http.Request, p *Policy) {
 		outcome = "no_identity"
 	default:
 		if _, ok := e.grantFor(r, p, id.User, e.session(r, id, false)); ok {
-			return
+			outcome = "pass"
 		}
 	}
-	c.Write(zap.String("policy", p.Name), zap.String("would", outcome),
-		zap.String("client_ip", e.clientIP(r)), zap.String("method", r.Method))
+	if outcome != "pass" {
+		e.emit(r, &Event{Kind: EventMonitor, Policy: p.Name, Mode: "monitor", Outcome: outcome})
+	}
+	e.emit(r, &Event{Kind: EventRequest, Policy: p.Name, Mode: "monitor", Outcome: "monitored"})
 }
 
 // apiSession is the session of API clients whose identity source knows
@@ -229,7 +225,11 @@ func (e *Engine) useGrantHeader(w http.ResponseWriter, r *http.Request, p *Polic
 		}
 	}
 	e.setUpstreamHeaders(r, p, id.User, g.IssuedAt)
-	e.log.Info("grant_used", zap.String("policy", p.Name), zap.String("kind", string(kind)), zap.String("client_ip", e.clientIP(r)))
+	mode := "session"
+	if kind == TransactionGrant {
+		mode = "transaction"
+	}
+	e.emit(r, &Event{Kind: EventGrantUsed, Policy: p.Name, Mode: mode, Outcome: "passed"})
 	return next.ServeHTTP(w, r)
 }
 
@@ -249,7 +249,7 @@ func (e *Engine) verifyGrant(tok, policy, user, session, bind string) (Grant, bo
 // was made for another request body, policy, identity or session, it
 // expired, or (transactions) it was used already. Nothing goes upstream.
 func (e *Engine) refuseGrant(w http.ResponseWriter, r *http.Request, p *Policy, why string) error {
-	e.log.Warn("grant_refused", zap.String("policy", p.Name), zap.String("reason", why), zap.String("client_ip", e.clientIP(r)))
+	e.emit(r, &Event{Kind: EventGrantRefused, Policy: p.Name, Mode: p.Mode.String(), Outcome: why})
 	w.Header().Set("WWW-Authenticate", `StepUp error="invalid_grant"`)
 	e.renderStatus(w, r, http.StatusForbidden, stateInvalidGrant, nil)
 	return nil
@@ -271,8 +271,7 @@ func (e *Engine) setUpstreamHeaders(r *http.Request, p *Policy, user string, at 
 func (e *Engine) identityError(w http.ResponseWriter, r *http.Request, policy string, err error) error {
 	switch {
 	case errors.Is(err, ErrNoIdentity):
-		e.log.Info("no identity on a protected request", zap.String("policy", policy),
-			zap.String("reason", err.Error()), zap.String("client_ip", e.clientIP(r)))
+		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: policy, Outcome: "no_identity", Err: err})
 		if lr, ok := e.identity.(LoginRedirector); ok && wantsHTML(r) {
 			if u := lr.LoginURL(r); u != "" {
 				http.Redirect(w, r, u, http.StatusSeeOther)
@@ -282,19 +281,18 @@ func (e *Engine) identityError(w http.ResponseWriter, r *http.Request, policy st
 		e.renderStatus(w, r, http.StatusUnauthorized, stateNoIdentity, nil)
 		return nil
 	case errors.Is(err, ErrPhoneUnverified):
-		e.log.Warn("phone number not verified by the identity provider", zap.String("policy", policy),
-			zap.String("client_ip", e.clientIP(r)))
+		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: policy, Outcome: "phone_unverified"})
 		e.renderStatus(w, r, http.StatusForbidden, statePhoneUnverified, nil)
 		return nil
 	}
-	e.log.Error("reading identity", zap.String("policy", policy), zap.Error(err))
+	e.emit(r, &Event{Kind: EventIdentityRefused, Policy: policy, Outcome: "source_error", Err: err})
 	e.renderStatus(w, r, http.StatusServiceUnavailable, stateUnavailable, nil)
 	return nil
 }
 
 // storeError answers when the store failed: fail closed.
 func (e *Engine) storeError(w http.ResponseWriter, r *http.Request, op string, err error) error {
-	e.log.Error("store unavailable, failing closed", zap.String("op", op), zap.Error(err))
+	e.emit(r, &Event{Kind: EventStoreError, Outcome: op, Err: err})
 	w.Header().Set("Retry-After", "5")
 	e.renderStatus(w, r, http.StatusServiceUnavailable, stateUnavailable, nil)
 	return nil
@@ -376,7 +374,7 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 	}
 	phone, err := sender.ParsePhone(id.Phone, e.cfg.DefaultRegion)
 	if err != nil {
-		e.log.Warn("no usable phone number for the user", zap.String("policy", p.Name), zap.String("reason", phoneReason(id.Phone)))
+		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: p.Name, Outcome: "phone_" + phoneReason(id.Phone)})
 		e.renderStatus(w, r, http.StatusBadRequest, stateBadPhone, nil)
 		return nil
 	}
@@ -409,10 +407,14 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 	if err := e.store.Create(ctx, c, pending, e.cfg.Retain); err != nil {
 		return e.storeError(w, r, "create", err)
 	}
-	e.log.Info("challenge_created", zap.String("policy", p.Name), zap.String("mode", p.Mode.String()),
-		zap.String("to", phone.Masked()), zap.Bool("preserved", preserve), zap.Bool("api", api),
-		zap.String("client_ip", e.clientIP(r)))
-	e.deliver(r, c, code)
+	outcome := "browser"
+	if api {
+		outcome = "api"
+	} else if preserve {
+		outcome = "browser_preserved"
+	}
+	e.emit(r, &Event{Kind: EventChallengeCreated, Policy: p.Name, Mode: p.Mode.String(), To: phone.Masked(), Outcome: outcome})
+	e.deliver(r, c, code, false)
 	if api {
 		// The answer reports the delivery outcome.
 		if fresh, err := e.store.Get(ctx, c.ID); err == nil {
@@ -424,6 +426,7 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 
 // challenged answers a request that now has challenge c.
 func (e *Engine) challenged(w http.ResponseWriter, r *http.Request, p *Policy, c *store.Challenge, api bool) error {
+	e.emit(r, &Event{Kind: EventRequest, Policy: p.Name, Mode: p.Mode.String(), Outcome: "challenged"})
 	if api {
 		e.apiChallenge(w, r, p, c)
 		return nil
@@ -469,7 +472,7 @@ func (e *Engine) lockedOut(ctx context.Context, userKey string) (bool, time.Dura
 
 // deliver sends code for challenge c and records the outcome. A failed
 // delivery leaves the challenge usable: the page offers a resend.
-func (e *Engine) deliver(r *http.Request, c *store.Challenge, code string) {
+func (e *Engine) deliver(r *http.Request, c *store.Challenge, code string, resend bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), e.cfg.SendTimeout)
 	defer cancel()
 	msg := &sender.Message{
@@ -481,17 +484,16 @@ func (e *Engine) deliver(r *http.Request, c *store.Challenge, code string) {
 		Challenge: c.ID,
 		TTL:       e.cfg.CodeTTL,
 	}
-	start := e.now()
+	start := time.Now()
 	by, err := e.sender.Send(ctx, msg)
-	masked := sender.MaskPhone(c.Phone)
+	ev := &Event{Kind: EventCodeSent, Policy: c.Policy, To: sender.MaskPhone(c.Phone), Sender: by,
+		Duration: time.Since(start), Resend: resend, Outcome: "ok"}
 	if err != nil {
-		e.log.Error("code_send_failed", zap.String("policy", c.Policy), zap.String("to", masked), zap.Error(err))
-	} else {
-		e.log.Info("code_sent", zap.String("policy", c.Policy), zap.String("to", masked),
-			zap.String("sender", by), zap.Duration("took", e.now().Sub(start)))
+		ev.Kind, ev.Outcome, ev.Err = EventCodeSendFailed, "failed", err
 	}
+	e.emit(r, ev)
 	if rerr := e.store.RecordSend(ctx, c.ID, by, err != nil); rerr != nil {
-		e.log.Error("recording send outcome", zap.Error(rerr))
+		e.emit(r, &Event{Kind: EventStoreError, Policy: c.Policy, Outcome: "record_send", Err: rerr})
 	}
 }
 

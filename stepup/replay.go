@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -135,7 +133,7 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	blob, err := e.store.TakeStash(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrReplayed):
-		e.log.Info("replay_refused", zap.String("policy", c.Policy), zap.String("reason", "already_sent"), zap.String("client_ip", e.clientIP(r)))
+		e.emit(r, &Event{Kind: EventReplayRefused, Policy: c.Policy, Outcome: "already_sent"})
 		e.renderStatus(w, r, http.StatusConflict, stateAlreadySent, &pageData{ContinueURL: "/", Description: c.Description})
 		return true, nil
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrPending):
@@ -155,7 +153,7 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	}
 	if err != nil {
 		// Sealed with another secret, or damaged: nothing goes upstream.
-		e.log.Error("preserved request unreadable", zap.String("policy", c.Policy), zap.Error(err))
+		e.emit(r, &Event{Kind: EventReplayRefused, Policy: c.Policy, Outcome: "unreadable", Err: err})
 		e.renderStatus(w, r, http.StatusGone, stateStashExpired, &pageData{ContinueURL: "/"})
 		return true, nil
 	}
@@ -164,7 +162,6 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 		p = &Policy{Name: c.Policy}
 	}
 	e.setUpstreamHeaders(rr, p, ident.User, c.Used)
-	e.log.Info("replayed", zap.String("policy", c.Policy), zap.String("method", st.Method),
-		zap.Int("bytes", len(st.Body)), zap.String("client_ip", e.clientIP(r)))
+	e.emit(r, &Event{Kind: EventReplayed, Policy: c.Policy, Mode: p.Mode.String(), Outcome: st.Method})
 	return true, next.ServeHTTP(w, rr)
 }

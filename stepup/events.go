@@ -1,0 +1,121 @@
+package stepup
+
+import (
+	"net/http"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// EventKind names a step-up event.
+type EventKind string
+
+// The step-up events. Each is logged once, as one structured line whose
+// message is the kind, and handed to the Observer (metrics, audit stream,
+// Caddy events).
+const (
+	EventChallengeCreated EventKind = "challenge_created"
+	EventCodeSent         EventKind = "code_sent"
+	EventCodeSendFailed   EventKind = "code_send_failed"
+	EventVerifyFailed     EventKind = "verify_failed"
+	EventVerified         EventKind = "verified"
+	EventGrantUsed        EventKind = "grant_used"
+	EventGrantRefused     EventKind = "grant_refused"
+	EventLocked           EventKind = "locked"
+	EventRateLimited      EventKind = "rate_limited"
+	EventMonitor          EventKind = "monitor_would_challenge"
+	EventReplayed         EventKind = "replayed"
+	EventReplayRefused    EventKind = "replay_refused"
+	EventIdentityRefused  EventKind = "identity_refused"
+	EventStoreError       EventKind = "store_error"
+	// EventRequest is emitted for every request a policy matched, with
+	// Outcome passed, challenged, monitored or refused; it is logged at
+	// debug level only (it is for metrics).
+	EventRequest EventKind = "policy_request"
+)
+
+// Event is one step-up event. It never carries a code, a token, a cookie
+// or a full phone number: To is masked.
+type Event struct {
+	Kind     EventKind
+	Policy   string
+	Mode     string
+	To       string // masked destination
+	ClientIP string
+	// Sender delivered (or failed to deliver) a code.
+	Sender string
+	// Outcome refines the kind: the verification outcome (wrong,
+	// expired, exhausted, used, locked), the request outcome (passed,
+	// challenged, monitored, refused), a refusal reason.
+	Outcome string
+	// Limit is the limit that refused a request (per_ip, per_user, ...).
+	Limit string
+	// Duration is how long a send took, or a lockout's remaining time.
+	Duration time.Duration
+	// Attempts and Failures count code entries in the challenge and the
+	// user's failure window.
+	Attempts, Failures int
+	// Resend marks a code sent by a resend.
+	Resend bool
+	// Err is what failed (store errors, send errors; never secrets).
+	Err error
+}
+
+// Observer receives every step-up event with the request it happened
+// on. Implementations must be fast and safe for concurrent use; they run
+// on the request's goroutine.
+type Observer interface {
+	Observe(r *http.Request, ev *Event)
+}
+
+// level is the log level of an event.
+func (ev *Event) level() zapcore.Level {
+	switch ev.Kind {
+	case EventRequest:
+		return zapcore.DebugLevel
+	case EventGrantUsed:
+		return zapcore.DebugLevel
+	case EventLocked, EventGrantRefused, EventReplayRefused:
+		return zapcore.WarnLevel
+	case EventCodeSendFailed, EventStoreError:
+		return zapcore.ErrorLevel
+	}
+	return zapcore.InfoLevel
+}
+
+// emit logs ev and hands it to the observer.
+func (e *Engine) emit(r *http.Request, ev *Event) {
+	if ev.ClientIP == "" && r != nil {
+		ev.ClientIP = e.clientIP(r)
+	}
+	if ce := e.log.Check(ev.level(), string(ev.Kind)); ce != nil {
+		fields := make([]zap.Field, 0, 10)
+		add := func(f zap.Field, ok bool) {
+			if ok {
+				fields = append(fields, f)
+			}
+		}
+		add(zap.String("policy", ev.Policy), ev.Policy != "")
+		add(zap.String("mode", ev.Mode), ev.Mode != "")
+		add(zap.String("to", ev.To), ev.To != "")
+		add(zap.String("client_ip", ev.ClientIP), ev.ClientIP != "")
+		add(zap.String("sender", ev.Sender), ev.Sender != "")
+		add(zap.String("outcome", ev.Outcome), ev.Outcome != "")
+		add(zap.String("limit", ev.Limit), ev.Limit != "")
+		add(zap.Duration("duration", ev.Duration), ev.Duration != 0)
+		add(zap.Int("attempts", ev.Attempts), ev.Attempts != 0)
+		add(zap.Int("failures", ev.Failures), ev.Failures != 0)
+		add(zap.Bool("resend", true), ev.Resend)
+		add(zap.Error(ev.Err), ev.Err != nil)
+		if r != nil {
+			if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 128 {
+				fields = append(fields, zap.String("request_id", id))
+			}
+		}
+		ce.Write(fields...)
+	}
+	if e.observer != nil {
+		e.observer.Observe(r, ev)
+	}
+}
