@@ -32,8 +32,31 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	stepup {
-//		redis <url> [{
-//			key_prefix <prefix>
+//		redis [<url>] [{
+//			url           <url>
+//			sentinel {
+//				master   <name>
+//				addrs    <host:port...>
+//				[username <user>]
+//				[password <password>]
+//			}
+//			cluster {
+//				addrs <host:port...>
+//			}
+//			username      <acl user>
+//			password      <password>
+//			db            <n>
+//			tls {
+//				[ca          <file>]
+//				[cert        <file>]
+//				[key         <file>]
+//				[server_name <name>]
+//			}
+//			pool_size     <n>
+//			dial_timeout  <duration>
+//			read_timeout  <duration>
+//			write_timeout <duration>
+//			key_prefix    <prefix>
 //		}]
 //		secret <secret>
 //		previous_secrets <secret...>
@@ -69,6 +92,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		message        <template>
 //		send_timeout   <duration>
 //		max_body       <size>
+//		audit_stream   <key> [maxlen <n>]
 //		headers {
 //			policy      <header>
 //			user        <header>
@@ -222,6 +246,19 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := s.parseHeaders(d); err != nil {
 				return err
 			}
+		case "audit_stream":
+			args := d.RemainingArgs()
+			if len(args) != 1 && !(len(args) == 3 && args[1] == "maxlen") {
+				return d.Err("audit_stream <key> [maxlen <n>]")
+			}
+			s.AuditStream = args[0]
+			if len(args) == 3 {
+				n, err := strconv.ParseInt(args[2], 10, 64)
+				if err != nil || n < 100 {
+					return d.Errf("audit_stream maxlen %q: want a number of at least 100", args[2])
+				}
+				s.AuditMaxLen = n
+			}
 		case "max_body":
 			v, err := singleArg(d)
 			if err != nil {
@@ -263,36 +300,134 @@ func (s *Handler) parseRedis(d *caddyfile.Dispenser) error {
 	if s.Redis != nil {
 		return d.Err("redis already set")
 	}
-	s.Redis = &RedisConfig{}
+	r := &RedisConfig{}
+	s.Redis = r
 	if d.NextArg() {
-		s.Redis.URL = d.Val()
+		r.URL = d.Val()
 		if d.NextArg() {
 			return d.ArgErr()
 		}
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
-		switch d.Val() {
+		opt := d.Val()
+		var err error
+		switch opt {
 		case "url":
-			v, err := singleArg(d)
-			if err != nil {
-				return err
-			}
-			s.Redis.URL = v
+			r.URL, err = singleArg(d)
 		case "key_prefix":
-			v, err := singleArg(d)
-			if err != nil {
-				return err
-			}
-			s.Redis.KeyPrefix = v
+			r.KeyPrefix, err = singleArg(d)
+		case "username":
+			r.Username, err = singleArg(d)
+		case "password":
+			r.Password, err = singleArg(d)
+		case "db":
+			r.DB, err = intArg(d, 0, 1<<16)
+		case "pool_size":
+			r.PoolSize, err = intArg(d, 1, 10000)
+		case "dial_timeout":
+			r.DialTimeout, err = durationArg(d, 10*time.Millisecond, time.Minute)
+		case "read_timeout":
+			r.ReadTimeout, err = durationArg(d, 10*time.Millisecond, time.Minute)
+		case "write_timeout":
+			r.WriteTimeout, err = durationArg(d, 10*time.Millisecond, time.Minute)
+		case "sentinel":
+			r.Sentinel = &SentinelConfig{}
+			err = redisSubBlock(d, func(key string, args []string) error {
+				switch key {
+				case "master":
+					r.Sentinel.Master = args[0]
+				case "addrs":
+					r.Sentinel.Addrs = append(r.Sentinel.Addrs, args...)
+					return nil
+				case "username":
+					r.Sentinel.Username = args[0]
+				case "password":
+					r.Sentinel.Password = args[0]
+				default:
+					return d.Errf("unrecognized sentinel option '%s'", key)
+				}
+				if len(args) != 1 {
+					return d.ArgErr()
+				}
+				return nil
+			})
+		case "cluster":
+			r.Cluster = &ClusterConfig{}
+			err = redisSubBlock(d, func(key string, args []string) error {
+				if key != "addrs" {
+					return d.Errf("unrecognized cluster option '%s'", key)
+				}
+				r.Cluster.Addrs = append(r.Cluster.Addrs, args...)
+				return nil
+			})
+		case "tls":
+			r.TLS = &RedisTLS{}
+			err = redisSubBlock(d, func(key string, args []string) error {
+				if len(args) != 1 {
+					return d.ArgErr()
+				}
+				switch key {
+				case "ca":
+					r.TLS.CA = args[0]
+				case "cert":
+					r.TLS.Cert = args[0]
+				case "key":
+					r.TLS.Key = args[0]
+				case "server_name":
+					r.TLS.ServerName = args[0]
+				default:
+					return d.Errf("unrecognized tls option '%s'", key)
+				}
+				return nil
+			})
 		default:
-			return d.Errf("unrecognized redis option '%s'", d.Val())
+			return d.Errf("unrecognized redis option '%s'", opt)
+		}
+		if err != nil {
+			return err
 		}
 	}
-	if s.Redis.URL == "" {
-		return d.Err("redis needs a URL, such as redis://127.0.0.1:6379/0")
+	modes := 0
+	for _, set := range []bool{r.URL != "", r.Sentinel != nil, r.Cluster != nil} {
+		if set {
+			modes++
+		}
 	}
-	if !strings.Contains(s.Redis.URL, "{") && !strings.HasPrefix(s.Redis.URL, "redis://") && !strings.HasPrefix(s.Redis.URL, "rediss://") && !strings.HasPrefix(s.Redis.URL, "unix://") {
-		return d.Errf("redis URL %q: want redis://, rediss:// or unix://", s.Redis.URL)
+	switch {
+	case modes == 0:
+		return d.Err("redis needs a URL (redis://127.0.0.1:6379/0), a sentinel block or a cluster block")
+	case modes > 1:
+		return d.Err("redis takes one of a URL, a sentinel block and a cluster block")
+	case r.Sentinel != nil && (r.Sentinel.Master == "" || len(r.Sentinel.Addrs) == 0):
+		return d.Err("redis sentinel needs master and addrs")
+	case r.Cluster != nil && len(r.Cluster.Addrs) == 0:
+		return d.Err("redis cluster needs addrs")
+	case r.Cluster != nil && r.DB != 0:
+		return d.Err("redis cluster has no databases: remove db")
+	case r.TLS != nil && (r.TLS.Cert == "") != (r.TLS.Key == ""):
+		return d.Err("redis tls: cert and key go together")
+	}
+	if r.URL != "" && !strings.Contains(r.URL, "{") && !strings.HasPrefix(r.URL, "redis://") &&
+		!strings.HasPrefix(r.URL, "rediss://") && !strings.HasPrefix(r.URL, "unix://") {
+		return d.Errf("redis URL %q: want redis://, rediss:// or unix://", r.URL)
+	}
+	return nil
+}
+
+// redisSubBlock parses a block of "key args..." lines.
+func redisSubBlock(d *caddyfile.Dispenser, set func(key string, args []string) error) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		key := d.Val()
+		args := d.RemainingArgs()
+		if len(args) == 0 {
+			return d.ArgErr()
+		}
+		if err := set(key, args); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
@@ -102,6 +103,12 @@ type Handler struct {
 	SendTimeout caddy.Duration `json:"send_timeout,omitempty"`
 	// Headers renames the headers sent upstream on verified requests.
 	Headers *HeadersConfig `json:"headers,omitempty"`
+	// AuditStream, when set, is a Redis stream that receives every
+	// step-up event (capped at AuditMaxLen entries, default 100000), for
+	// security teams to consume. Requires redis.
+	AuditStream string `json:"audit_stream,omitempty"`
+	AuditMaxLen int64  `json:"audit_max_len,omitempty"`
+
 	// MaxBody bounds, in bytes, a request body preserved across a
 	// challenge or bound to a transaction. Larger requests get 413.
 	// Default: 1 MiB
@@ -116,12 +123,60 @@ type Handler struct {
 	poolKeys []string
 }
 
-// RedisConfig says where the shared state lives.
+// RedisConfig says where the shared state lives: one server (URL), a
+// Sentinel-managed master, or a Cluster. Every string field takes
+// placeholders ({env.REDIS_PASSWORD}).
 type RedisConfig struct {
-	// URL is a redis:// or rediss:// URL (user, password, db, options).
+	// URL is a redis://, rediss:// (TLS) or unix:// URL, with optional ACL
+	// user, password and database: redis://user:pass@host:6379/0.
 	URL string `json:"url,omitempty"`
+	// Sentinel finds the master through Redis Sentinel.
+	Sentinel *SentinelConfig `json:"sentinel,omitempty"`
+	// Cluster connects to a Redis Cluster.
+	Cluster *ClusterConfig `json:"cluster,omitempty"`
+	// Username and Password authenticate (ACL); they override the URL's.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+	// DB selects the database (not with Cluster).
+	DB int `json:"db,omitempty"`
+	// TLS enables TLS with these settings (rediss:// enables it too).
+	TLS *RedisTLS `json:"tls,omitempty"`
+	// PoolSize is the connections per node. Default: go-redis's (10 per CPU).
+	PoolSize int `json:"pool_size,omitempty"`
+	// DialTimeout, ReadTimeout and WriteTimeout bound each operation.
+	// Defaults: 2s, 1s, 1s.
+	DialTimeout  caddy.Duration `json:"dial_timeout,omitempty"`
+	ReadTimeout  caddy.Duration `json:"read_timeout,omitempty"`
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
 	// KeyPrefix is put before every key. Default: "stepup:"
 	KeyPrefix string `json:"key_prefix,omitempty"`
+}
+
+// SentinelConfig names a Sentinel-managed master.
+type SentinelConfig struct {
+	// Master is the master's name in Sentinel.
+	Master string `json:"master,omitempty"`
+	// Addrs are the Sentinels (host:port).
+	Addrs []string `json:"addrs,omitempty"`
+	// Username and Password authenticate to the Sentinels.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+}
+
+// ClusterConfig lists Redis Cluster nodes to start from.
+type ClusterConfig struct {
+	Addrs []string `json:"addrs,omitempty"`
+}
+
+// RedisTLS configures TLS to Redis. File paths are PEM.
+type RedisTLS struct {
+	// CA verifies the server (default: the system roots).
+	CA string `json:"ca,omitempty"`
+	// Cert and Key are a client certificate (mutual TLS).
+	Cert string `json:"cert,omitempty"`
+	Key  string `json:"key,omitempty"`
+	// ServerName overrides the name verified in the server certificate.
+	ServerName string `json:"server_name,omitempty"`
 }
 
 // LimitsConfig bounds how often challenges start and codes are sent. Each
@@ -308,16 +363,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Headers != nil {
 		cfg.Headers = stepup.Headers{Policy: h.Headers.Policy, User: h.Headers.User, VerifiedAt: h.Headers.VerifiedAt}
 	}
+	obs, err := h.provisionObserver(ctx, client)
+	if err != nil {
+		return err
+	}
 	sendTimeout := cfg.SendTimeout
 	if sendTimeout == 0 {
 		sendTimeout = 10 * time.Second
 	}
 	h.engine, err = stepup.New(cfg, policies, stepup.Options{
-		Store:    st,
-		Identity: source,
-		Sender:   sender.NewChain(senders, sender.ChainOptions{Timeout: sendTimeout, Logger: h.logger}),
-		Logger:   h.logger,
-		ClientIP: clientIP,
+		Store:     st,
+		Identity:  source,
+		Sender:    sender.NewChain(senders, sender.ChainOptions{Timeout: sendTimeout, Logger: h.logger}),
+		Logger:    h.logger,
+		ClientIP:  clientIP,
+		Observer:  obs,
+		RequestID: requestID,
 		OnVerified: func(r *http.Request, _, user string) {
 			if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 				repl.Set("http.stepup.user", user)
@@ -343,11 +404,7 @@ func (h *Handler) provisionStore(repl *caddy.Replacer) (store.Store, redis.Unive
 		h.poolKeys = append(h.poolKeys, key)
 		return st, nil, nil
 	}
-	url := repl.ReplaceKnown(h.Redis.URL, "")
-	if url == "" {
-		return nil, nil, errors.New("redis: url is empty")
-	}
-	client, key, err := acquireRedis(url)
+	client, key, err := acquireRedis(h.Redis, repl)
 	if err != nil {
 		return nil, nil, fmt.Errorf("configuring redis: %v", err)
 	}
@@ -357,6 +414,39 @@ func (h *Handler) provisionStore(repl *caddy.Replacer) (store.Store, redis.Unive
 		prefix = "stepup:"
 	}
 	return store.NewRedis(client, prefix, false), client, nil
+}
+
+// provisionObserver registers the metrics and sets up Caddy events and
+// the audit stream.
+func (h *Handler) provisionObserver(ctx caddy.Context, client redis.UniversalClient) (*observer, error) {
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return nil, fmt.Errorf("registering metrics: %v", err)
+	}
+	obs := &observer{ctx: ctx, modes: make(map[string]string, len(h.Policies))}
+	for _, p := range h.Policies {
+		mode := p.Mode
+		if mode == "" {
+			mode = "session"
+		}
+		obs.modes[p.Name] = mode
+	}
+	evApp, err := ctx.App("events")
+	if err != nil {
+		return nil, fmt.Errorf("loading events app: %v", err)
+	}
+	obs.events = evApp.(*caddyevents.App)
+	if h.AuditStream != "" {
+		if client == nil {
+			return nil, errors.New("audit_stream needs redis")
+		}
+		maxLen := h.AuditMaxLen
+		if maxLen == 0 {
+			maxLen = 100000
+		}
+		obs.audit = make(chan map[string]any, 4096)
+		go auditWriter(ctx, client, h.AuditStream, maxLen, obs.audit, h.logger)
+	}
+	return obs, nil
 }
 
 // processSecret is the random secret used when none is configured with

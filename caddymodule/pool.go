@@ -1,6 +1,12 @@
 package caddymodule
 
 import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -23,30 +29,164 @@ type pooledMemory struct{ *store.Memory }
 
 func (p pooledMemory) Destruct() error { return p.Close() }
 
-// acquireRedis returns the shared client for url, creating it on first
-// use. It does not connect: go-redis dials lazily.
-func acquireRedis(url string) (redis.UniversalClient, string, error) {
-	key := "redis:" + url
+// resolved returns a copy of c with placeholders replaced and defaults
+// set; its JSON is the pool key (the key prefix does not matter to the
+// connection and is left out).
+func (c *RedisConfig) resolved(repl *caddy.Replacer) RedisConfig {
+	r := *c
+	r.KeyPrefix = ""
+	r.URL = repl.ReplaceKnown(c.URL, "")
+	r.Username = repl.ReplaceKnown(c.Username, "")
+	r.Password = repl.ReplaceKnown(c.Password, "")
+	if c.Sentinel != nil {
+		s := *c.Sentinel
+		s.Master = repl.ReplaceKnown(s.Master, "")
+		s.Username = repl.ReplaceKnown(s.Username, "")
+		s.Password = repl.ReplaceKnown(s.Password, "")
+		s.Addrs = replaceAll(repl, s.Addrs)
+		r.Sentinel = &s
+	}
+	if c.Cluster != nil {
+		r.Cluster = &ClusterConfig{Addrs: replaceAll(repl, c.Cluster.Addrs)}
+	}
+	if c.TLS != nil {
+		t := *c.TLS
+		t.CA = repl.ReplaceKnown(t.CA, "")
+		t.Cert = repl.ReplaceKnown(t.Cert, "")
+		t.Key = repl.ReplaceKnown(t.Key, "")
+		t.ServerName = repl.ReplaceKnown(t.ServerName, "")
+		r.TLS = &t
+	}
+	if r.DialTimeout == 0 {
+		r.DialTimeout = caddy.Duration(2 * time.Second)
+	}
+	if r.ReadTimeout == 0 {
+		r.ReadTimeout = caddy.Duration(time.Second)
+	}
+	if r.WriteTimeout == 0 {
+		r.WriteTimeout = caddy.Duration(time.Second)
+	}
+	return r
+}
+
+func replaceAll(repl *caddy.Replacer, in []string) []string {
+	out := make([]string, len(in))
+	for i, s := range in {
+		out[i] = repl.ReplaceKnown(s, "")
+	}
+	return out
+}
+
+// acquireRedis returns the shared client for the connection config,
+// creating it on first use. It does not connect: go-redis dials lazily,
+// so Provision never blocks on Redis.
+func acquireRedis(c *RedisConfig, repl *caddy.Replacer) (redis.UniversalClient, string, error) {
+	r := c.resolved(repl)
+	keyJSON, err := json.Marshal(r)
+	if err != nil {
+		return nil, "", err
+	}
+	key := "redis:" + string(keyJSON)
 	v, _, err := pool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		opts, err := redis.ParseURL(url)
+		client, err := newRedisClient(r)
 		if err != nil {
 			return nil, err
 		}
-		if opts.DialTimeout == 0 {
-			opts.DialTimeout = 2 * time.Second
-		}
-		if opts.ReadTimeout == 0 {
-			opts.ReadTimeout = time.Second
-		}
-		if opts.WriteTimeout == 0 {
-			opts.WriteTimeout = time.Second
-		}
-		return pooledRedis{redis.NewClient(opts)}, nil
+		return pooledRedis{client}, nil
 	})
 	if err != nil {
 		return nil, "", err
 	}
 	return v.(pooledRedis).UniversalClient, key, nil
+}
+
+// newRedisClient builds the client for a resolved config.
+func newRedisClient(r RedisConfig) (redis.UniversalClient, error) {
+	modes := 0
+	for _, set := range []bool{r.URL != "", r.Sentinel != nil, r.Cluster != nil} {
+		if set {
+			modes++
+		}
+	}
+	if modes != 1 {
+		return nil, errors.New("set exactly one of url, sentinel and cluster")
+	}
+	tlsConfig, err := r.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	dial, read, write := time.Duration(r.DialTimeout), time.Duration(r.ReadTimeout), time.Duration(r.WriteTimeout)
+	switch {
+	case r.Cluster != nil:
+		if len(r.Cluster.Addrs) == 0 {
+			return nil, errors.New("cluster needs addrs")
+		}
+		if r.DB != 0 {
+			return nil, errors.New("cluster has no databases (db must be 0)")
+		}
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: r.Cluster.Addrs, Username: r.Username, Password: r.Password, TLSConfig: tlsConfig,
+			PoolSize: r.PoolSize, DialTimeout: dial, ReadTimeout: read, WriteTimeout: write,
+		}), nil
+	case r.Sentinel != nil:
+		if r.Sentinel.Master == "" || len(r.Sentinel.Addrs) == 0 {
+			return nil, errors.New("sentinel needs master and addrs")
+		}
+		return redis.NewFailoverClient(&redis.FailoverOptions{
+			MasterName: r.Sentinel.Master, SentinelAddrs: r.Sentinel.Addrs,
+			SentinelUsername: r.Sentinel.Username, SentinelPassword: r.Sentinel.Password,
+			Username: r.Username, Password: r.Password, DB: r.DB, TLSConfig: tlsConfig,
+			PoolSize: r.PoolSize, DialTimeout: dial, ReadTimeout: read, WriteTimeout: write,
+		}), nil
+	}
+	opts, err := redis.ParseURL(r.URL)
+	if err != nil {
+		return nil, err
+	}
+	if r.Username != "" {
+		opts.Username = r.Username
+	}
+	if r.Password != "" {
+		opts.Password = r.Password
+	}
+	if r.DB != 0 {
+		opts.DB = r.DB
+	}
+	if tlsConfig != nil {
+		opts.TLSConfig = tlsConfig
+	}
+	if r.PoolSize != 0 {
+		opts.PoolSize = r.PoolSize
+	}
+	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = dial, read, write
+	return redis.NewClient(opts), nil
+}
+
+// tlsConfig builds the TLS settings, or nil when none are configured.
+func (r RedisConfig) tlsConfig() (*tls.Config, error) {
+	if r.TLS == nil {
+		return nil, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: r.TLS.ServerName}
+	if r.TLS.CA != "" {
+		pem, err := os.ReadFile(r.TLS.CA)
+		if err != nil {
+			return nil, fmt.Errorf("tls ca: %v", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls ca %s: no PEM certificate", r.TLS.CA)
+		}
+		c.RootCAs = pool
+	}
+	if r.TLS.Cert != "" || r.TLS.Key != "" {
+		cert, err := tls.LoadX509KeyPair(r.TLS.Cert, r.TLS.Key)
+		if err != nil {
+			return nil, fmt.Errorf("tls client certificate: %v", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }
 
 // acquireMemory returns the process's shared memory store.

@@ -4,16 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/sony/gobreaker/v2"
 	"go.uber.org/zap"
 )
 
 // Defaults of a Chain.
 const (
-	defaultChainTimeout = 10 * time.Second
-	defaultPerSender    = 5 * time.Second
+	defaultChainTimeout    = 10 * time.Second
+	defaultPerSender       = 5 * time.Second
+	defaultBreakerFailures = 3
+	defaultBreakerCooldown = 30 * time.Second
 )
 
 var (
@@ -22,6 +26,14 @@ var (
 	ErrAllFailed = errors.New("sender: all senders failed")
 	// ErrNoSenders is returned by Chain.Send when the chain is empty.
 	ErrNoSenders = errors.New("sender: no senders configured")
+	// ErrNoRoute is wrapped, with ErrAllFailed, by the error of
+	// Chain.Send when no sender serves the destination: its country or
+	// its kind (phone number or e-mail address). See Regional and
+	// Channeler.
+	ErrNoRoute = errors.New("sender: no sender serves this destination")
+	// ErrCircuitOpen is wrapped by the error recorded for a sender that
+	// the Chain skipped because its circuit breaker is open.
+	ErrCircuitOpen = errors.New("sender: circuit open")
 )
 
 // ChainOptions configures a Chain.
@@ -30,17 +42,45 @@ type ChainOptions struct {
 	// default 10s.
 	Timeout time.Duration
 	// PerSender bounds the time given to one sender, its own retries
-	// included; default 5s. A sender gets the smaller of PerSender and
-	// what remains of Timeout.
+	// included; default 5s. A sender that implements Timeouter gets its
+	// own budget instead. Either way a sender gets no more than what
+	// remains of Timeout.
 	PerSender time.Duration
-	// Logger receives a warning for each sender that fails and an error,
-	// with the stack, for each that panics. Nil discards them.
+	// BreakerFailures is how many consecutive failures of a sender open
+	// its circuit: the sender is then skipped for BreakerCooldown, after
+	// which one message is let through as a probe; its success closes the
+	// circuit, its failure opens it again. Default 3; a negative value
+	// disables the breakers.
+	BreakerFailures int
+	// BreakerCooldown is how long an open circuit skips its sender;
+	// default 30s.
+	BreakerCooldown time.Duration
+	// Logger receives a warning for each sender that fails, one for each
+	// circuit that opens or closes, and an error, with the stack, for
+	// each sender that panics. Nil discards them.
 	Logger *zap.Logger
 }
 
 // Chain delivers a message through the first of several senders that
 // succeeds (failover). Senders are tried in order; any failure, temporary
 // or permanent, moves on to the next.
+//
+// Routing: a sender that implements Regional is offered only the numbers
+// of its countries, and one that implements Channeler only the
+// destinations of its kind (see Channeler); the others are skipped
+// without counting as a failure. This is how Indian numbers go to a
+// provider registered on the DLT platform while the rest of the world
+// goes to another.
+//
+// Circuit breakers: each sender has one (sony/gobreaker). After
+// BreakerFailures consecutive failures the sender is skipped for
+// BreakerCooldown, so that a provider that is down costs no time; then a
+// single probe message goes through it and decides whether it is back.
+// Failures due to the destination (Error.Recipient), to the caller
+// cancelling the delivery, or to a sender being given less than its full
+// budget because earlier senders used the rest do not count. Breakers
+// live as long as the Chain: a new Chain (a config reload) starts with
+// every circuit closed.
 //
 // A sender that panics counts as failed: the panic is recovered and
 // logged, and the next sender is tried.
@@ -53,9 +93,18 @@ type ChainOptions struct {
 type Chain struct {
 	senders   []Sender
 	names     []string
+	routes    []route
+	breakers  []*gobreaker.CircuitBreaker[struct{}] // nil entries: disabled
 	timeout   time.Duration
 	perSender time.Duration
 	logger    *zap.Logger
+}
+
+// route is what a sender accepts, from its optional interfaces.
+type route struct {
+	channel   Channel  // "" when the sender does not say
+	countries []string // upper case; nil: all
+	timeout   time.Duration
 }
 
 // NewChain returns a Chain that tries senders in the order given. Nil
@@ -66,12 +115,6 @@ func NewChain(senders []Sender, opts ChainOptions) *Chain {
 		perSender: opts.PerSender,
 		logger:    opts.Logger,
 	}
-	for _, s := range senders {
-		if s != nil {
-			c.senders = append(c.senders, s)
-			c.names = append(c.names, s.Name())
-		}
-	}
 	if c.timeout <= 0 {
 		c.timeout = defaultChainTimeout
 	}
@@ -81,8 +124,78 @@ func NewChain(senders []Sender, opts ChainOptions) *Chain {
 	if c.logger == nil {
 		c.logger = zap.NewNop()
 	}
+	failures := opts.BreakerFailures
+	if failures == 0 {
+		failures = defaultBreakerFailures
+	}
+	cooldown := opts.BreakerCooldown
+	if cooldown <= 0 {
+		cooldown = defaultBreakerCooldown
+	}
+	for _, s := range senders {
+		if s == nil {
+			continue
+		}
+		name := s.Name()
+		c.senders = append(c.senders, s)
+		c.names = append(c.names, name)
+		c.routes = append(c.routes, routeOf(s))
+		var cb *gobreaker.CircuitBreaker[struct{}]
+		if failures > 0 {
+			cb = c.newBreaker(name, uint32(failures), cooldown)
+		}
+		c.breakers = append(c.breakers, cb)
+	}
 	return c
 }
+
+func routeOf(s Sender) route {
+	var r route
+	if ch, ok := s.(Channeler); ok {
+		r.channel = ch.Channel()
+	}
+	if rg, ok := s.(Regional); ok {
+		for _, code := range rg.Countries() {
+			r.countries = append(r.countries, strings.ToUpper(strings.TrimSpace(code)))
+		}
+	}
+	if t, ok := s.(Timeouter); ok {
+		r.timeout = t.Timeout()
+	}
+	return r
+}
+
+func (c *Chain) newBreaker(name string, failures uint32, cooldown time.Duration) *gobreaker.CircuitBreaker[struct{}] {
+	return gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        name,
+		MaxRequests: 1,
+		Timeout:     cooldown,
+		ReadyToTrip: func(counts gobreaker.Counts) bool {
+			return counts.ConsecutiveFailures >= failures
+		},
+		IsExcluded: func(err error) bool {
+			_, ok := err.(exempt)
+			return ok
+		},
+		OnStateChange: func(name string, from, to gobreaker.State) {
+			// Runs under the breaker's lock: log, nothing else.
+			switch to {
+			case gobreaker.StateOpen:
+				c.logger.Warn("sender circuit opened: skipping the sender",
+					zap.String("sender", name), zap.String("from", from.String()), zap.Duration("cooldown", cooldown))
+			case gobreaker.StateHalfOpen:
+				c.logger.Info("sender circuit half-open: the next message probes the sender", zap.String("sender", name))
+			case gobreaker.StateClosed:
+				c.logger.Info("sender circuit closed: the sender is back", zap.String("sender", name))
+			}
+		},
+	})
+}
+
+// exempt wraps a failure that the breaker must not count.
+type exempt struct{ err error }
+
+func (e exempt) Error() string { return e.err.Error() }
 
 // Names returns the names of the senders, in the order they are tried.
 func (c *Chain) Names() []string { return append([]string(nil), c.names...) }
@@ -90,11 +203,14 @@ func (c *Chain) Names() []string { return append([]string(nil), c.names...) }
 // Send delivers msg through the first sender that succeeds and returns its
 // name.
 //
-// The delivery is bounded by ctx and by the chain's Timeout, and each
-// sender by PerSender. If every sender fails, the error wraps
-// ErrAllFailed and each sender's error (see errors.Join); senders left
-// untried because time ran out add the context's error. An empty chain
-// returns ErrNoSenders.
+// Senders that do not serve the destination (see Chain) and senders whose
+// circuit is open are skipped. The delivery is bounded by ctx and by the
+// chain's Timeout, and each sender by its own budget (PerSender or
+// Timeouter). If every sender fails, the error wraps ErrAllFailed and
+// each tried sender's error (see errors.Join), ErrCircuitOpen for the
+// senders skipped because of their breaker, ErrNoRoute if no sender
+// serves the destination at all; senders left untried because time ran
+// out add the context's error. An empty chain returns ErrNoSenders.
 //
 // Cancelling ctx stops the delivery; a caller that must deliver even
 // after its own request went away should pass context.WithoutCancel(ctx).
@@ -108,16 +224,33 @@ func (c *Chain) Send(ctx context.Context, msg *Message) (sentBy string, err erro
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
+	dest := destinationOf(msg)
 	errs := []error{ErrAllFailed}
+	served := 0
 	for i, s := range c.senders {
+		if !c.routes[i].serves(dest) {
+			continue
+		}
+		served++
 		if ctx.Err() != nil {
-			errs = append(errs, fmt.Errorf("sender: %d of %d senders not tried: %w", len(c.senders)-i, len(c.senders), ctx.Err()))
+			left := 0
+			for j := i; j < len(c.senders); j++ {
+				if c.routes[j].serves(dest) {
+					left++
+				}
+			}
+			errs = append(errs, fmt.Errorf("sender: %d of %d senders not tried: %w", left, len(c.senders), ctx.Err()))
 			break
 		}
 		name := c.names[i]
-		err := c.try(ctx, s, name, msg)
+		err := c.try(ctx, i, s, msg)
 		if err == nil {
 			return name, nil
+		}
+		if errors.Is(err, ErrCircuitOpen) {
+			c.logger.Debug("sender skipped: circuit open", zap.String("sender", name))
+			errs = append(errs, err)
+			continue
 		}
 		err = scrub(name, err, msg)
 		c.logger.Warn("sender failed",
@@ -127,14 +260,122 @@ func (c *Chain) Send(ctx context.Context, msg *Message) (sentBy string, err erro
 		)
 		errs = append(errs, err)
 	}
+	if served == 0 {
+		errs = append(errs, ErrNoRoute)
+	}
 	return "", errors.Join(errs...)
 }
 
-// try runs one sender under the per-sender deadline and turns a panic
-// into an error.
-func (c *Chain) try(ctx context.Context, s Sender, name string, msg *Message) (err error) {
-	ctx, cancel := context.WithTimeout(ctx, c.perSender)
+// destination is what routing looks at.
+type destination struct {
+	phone  bool   // To is a phone number
+	email  bool   // an e-mail address is available (To or Email)
+	region string // the phone's region, "" if unknown
+}
+
+func destinationOf(msg *Message) destination {
+	var d destination
+	if strings.Contains(msg.To, "@") {
+		d.email = true
+		return d
+	}
+	d.phone = true
+	d.email = strings.Contains(msg.Email, "@")
+	if p, err := ParsePhone(msg.To, ""); err == nil {
+		d.region = p.Region
+	}
+	return d
+}
+
+// Serves reports whether a Chain would offer msg to s, from what s
+// declares (Channeler, Regional). When it would not, reason says why, in
+// words fit for an operator ("serves IN only").
+func Serves(s Sender, msg *Message) (ok bool, reason string) {
+	r, d := routeOf(s), destinationOf(msg)
+	if r.serves(d) {
+		return true, ""
+	}
+	switch {
+	case r.channel == Email && d.phone:
+		return false, "an email sender, and no e-mail address is known"
+	case r.channel != "" && r.channel != Email && !d.phone:
+		return false, "a " + string(r.channel) + " sender, and the destination is an e-mail address"
+	case !d.phone:
+		return false, "serves phone numbers of " + strings.Join(r.countries, ", ") + " only"
+	}
+	return false, "serves " + strings.Join(r.countries, ", ") + " only"
+}
+
+func (r route) serves(d destination) bool {
+	switch r.channel {
+	case "":
+		// A webhook or the log: everything, as far as the channel goes.
+	case Email:
+		if !d.email {
+			return false
+		}
+	default:
+		if !d.phone {
+			return false
+		}
+	}
+	if len(r.countries) > 0 {
+		return d.phone && slices.Contains(r.countries, d.region)
+	}
+	return true
+}
+
+// try runs one sender through its breaker under its deadline, and turns
+// a panic into an error.
+func (c *Chain) try(ctx context.Context, i int, s Sender, msg *Message) error {
+	budget := c.perSender
+	if t := c.routes[i].timeout; t > 0 {
+		budget = t
+	}
+	// When earlier senders used most of the time, this one gets less than
+	// its budget; a timeout is then not its fault.
+	short := false
+	if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < budget {
+		short = true
+	}
+	sctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
+
+	run := func() (struct{}, error) {
+		err := c.call(sctx, c.names[i], s, msg)
+		if err == nil {
+			return struct{}{}, nil
+		}
+		var se *Error
+		switch {
+		case errors.As(err, &se) && se.Recipient,
+			ctx.Err() != nil && !errors.Is(context.Cause(ctx), context.DeadlineExceeded),
+			short && sctx.Err() != nil:
+			return struct{}{}, exempt{err}
+		}
+		return struct{}{}, err
+	}
+	cb := c.breakers[i]
+	if cb == nil {
+		_, err := run()
+		return unexempt(err)
+	}
+	_, err := cb.Execute(run)
+	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
+		return &Error{Sender: c.names[i], Temporary: true, Msg: "skipped: circuit open after repeated failures", Err: ErrCircuitOpen}
+	}
+	return unexempt(err)
+}
+
+func unexempt(err error) error {
+	if e, ok := err.(exempt); ok {
+		return e.err
+	}
+	return err
+}
+
+// call runs s.Send and turns a panic into an error.
+func (c *Chain) call(ctx context.Context, name string, s Sender, msg *Message) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			// The panic value is not logged: it may hold the code.
@@ -179,6 +420,9 @@ func secretsOf(msg *Message) []string {
 	var s []string
 	if msg.Code != "" {
 		s = append(s, msg.Code)
+	}
+	if msg.Email != "" {
+		s = append(s, msg.Email)
 	}
 	if msg.To != "" {
 		s = append(s, msg.To)

@@ -64,3 +64,28 @@ func ExampleParsePhone() {
 	// premium_rate <nil>
 	// sender: invalid phone number: not in international form
 }
+
+func ExampleSegments() {
+	fmt.Println(sender.Segments("493817 is your Demo Shop verification code.\n\n@shop.example #493817"))
+	fmt.Println(sender.Segments("Pay €10 to {ACME}"))
+	fmt.Println(sender.Segments("आपका कोड 493817 है"))
+	// Output:
+	// GSM-7 66 1
+	// GSM-7 20 1
+	// UCS-2 18 1
+}
+
+func ExamplePhoneRules() {
+	rules := sender.PhoneRules{Allow: []string{"IN", "GB"}}
+	for _, n := range []string{"+919876543210", "+14155550100", "+449012345678"} {
+		p, err := sender.ParsePhone(n, "")
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(p, rules.Check(p))
+	}
+	// Output:
+	// +91******3210 <nil>
+	// +1******0100 sender: phone number refused: numbers of region US are not accepted
+	// +44******5678 sender: phone number refused: premium_rate numbers are not accepted
+}

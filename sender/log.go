@@ -42,7 +42,7 @@ func (l *Log) Send(ctx context.Context, msg *Message) error {
 		return &Error{Sender: l.Name(), Temporary: true, Msg: "not logged", Err: err}
 	}
 	l.logger.Info("one-time code (log sender, development only)",
-		zap.String("to", maskDestination(msg.To)),
+		zap.String("to", MaskDestination(msg.To)),
 		zap.String("channel", string(msg.Channel)),
 		zap.String("policy", msg.Policy),
 		zap.String("challenge", msg.Challenge),
@@ -52,9 +52,10 @@ func (l *Log) Send(ctx context.Context, msg *Message) error {
 	return nil
 }
 
-// maskDestination masks a phone number (see MaskPhone) or an e-mail
-// address, of which it keeps the first character and the domain.
-func maskDestination(to string) string {
+// MaskDestination masks a phone number (see MaskPhone) or an e-mail
+// address, of which it keeps the first character and the domain
+// ("u***@example.com"), for display and logs.
+func MaskDestination(to string) string {
 	local, domain, ok := strings.Cut(to, "@")
 	if !ok {
 		return MaskPhone(to)

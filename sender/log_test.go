@@ -71,8 +71,8 @@ func TestMaskDestination(t *testing.T) {
 		{"", "+***"},
 	}
 	for _, tt := range tests {
-		if got := maskDestination(tt.in); got != tt.want {
-			t.Errorf("maskDestination(%q) = %q, want %q", tt.in, got, tt.want)
+		if got := MaskDestination(tt.in); got != tt.want {
+			t.Errorf("MaskDestination(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }

@@ -28,7 +28,7 @@ const (
 	Mobile
 	FixedLine
 	// FixedLineOrMobile is a number whose plan does not tell fixed lines
-	// from mobiles (the United States, Canada, China, ...).
+	// from mobiles (the United States, Canada, ...).
 	FixedLineOrMobile
 	// PremiumRate is a number the caller pays extra to reach. Sending codes
 	// to such numbers is refused: it would let an attacker earn money from

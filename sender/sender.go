@@ -1,6 +1,11 @@
 // Package sender delivers one-time codes: the Sender interface, the
-// providers that implement it, failover across a list of them, and the
-// phone-number handling (E.164 parsing and masking) they share.
+// generic Webhook and the development Log sender, failover across a list
+// of senders with a circuit breaker each and per-country routing (Chain),
+// the phone-number handling they share (E.164 parsing, masking,
+// PhoneRules), and the SMS length rules (Segments).
+//
+// The providers live in subpackages: twilio, vonage, msg91, sns,
+// whatsapp and email.
 //
 // The package knows nothing of challenges or policies beyond the few
 // strings a Message carries; the step-up engine (package stepup) builds the
@@ -47,6 +52,10 @@ type Message struct {
 	// TTL is how long the code stays valid; providers that support a
 	// validity period (Twilio ValidityPeriod, Vonage ttl) use it.
 	TTL time.Duration
+	// Email is an optional e-mail address to fall back on: senders of the
+	// email channel deliver to To when it is an address, and to Email
+	// when To is a phone number. Phone senders ignore it.
+	Email string
 }
 
 // Sender delivers a message through one provider.
@@ -64,6 +73,35 @@ type Sender interface {
 	Send(ctx context.Context, msg *Message) error
 }
 
+// Channeler is implemented by senders that deliver on one channel. A
+// Chain offers senders of the email channel only messages with an e-mail
+// destination (To or Email), and senders of the other channels only
+// messages whose To is a phone number. Senders that do not implement it
+// (a webhook, the log) are offered every message.
+type Channeler interface {
+	// Channel returns the medium the sender delivers on.
+	Channel() Channel
+}
+
+// Regional is implemented by senders limited to the phone numbers of some
+// countries (a DLT-registered provider for India, a local gateway). A
+// Chain offers such a sender only the numbers of those regions, and no
+// e-mail destination.
+type Regional interface {
+	// Countries returns the ISO 3166-1 alpha-2 regions served ("IN");
+	// none means every region.
+	Countries() []string
+}
+
+// Timeouter is implemented by senders with a time budget of their own. A
+// Chain gives such a sender that budget (bounded by what remains of the
+// whole delivery) instead of its PerSender default.
+type Timeouter interface {
+	// Timeout returns the sender's budget for one Send, retries
+	// included; zero or less means the Chain's default.
+	Timeout() time.Duration
+}
+
 // Error is a failed delivery. It never contains the code.
 type Error struct {
 	// Sender is the name of the sender that failed.
@@ -76,6 +114,12 @@ type Error struct {
 	// Temporary reports whether trying again later (or another sender)
 	// may succeed: network errors, timeouts, throttling, 5xx.
 	Temporary bool
+	// Recipient reports that the failure concerns this destination only
+	// (an invalid, unreachable, barred or opted-out number, a country the
+	// account may not send to): the sender itself works, so its circuit
+	// breaker does not count the failure. Another sender may still
+	// deliver.
+	Recipient bool
 	// Err is the underlying error, when there is one.
 	Err error
 	// Msg is a short description for logs.

@@ -214,6 +214,8 @@ type Options struct {
 	OnVerified func(r *http.Request, policy, user string)
 	// Observer, when set, receives every step-up event (metrics, audit).
 	Observer Observer
+	// RequestID, when set, returns the id of a request for log lines.
+	RequestID func(*http.Request) string
 }
 
 // Engine runs step-up for a set of policies. It is safe for concurrent
@@ -236,6 +238,8 @@ type Engine struct {
 	custom     []string
 	onVerified func(r *http.Request, policy, user string)
 	observer   Observer
+	requestID  func(*http.Request) string
+	revs       revocations
 }
 
 // New returns an engine for policies.
@@ -271,6 +275,7 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 		all:        all,
 		onVerified: opts.OnVerified,
 		observer:   opts.Observer,
+		requestID:  opts.RequestID,
 	}
 	if e.log == nil {
 		e.log = zap.NewNop()

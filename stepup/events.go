@@ -108,8 +108,8 @@ func (e *Engine) emit(r *http.Request, ev *Event) {
 		add(zap.Int("failures", ev.Failures), ev.Failures != 0)
 		add(zap.Bool("resend", true), ev.Resend)
 		add(zap.Error(ev.Err), ev.Err != nil)
-		if r != nil {
-			if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 128 {
+		if r != nil && e.requestID != nil {
+			if id := e.requestID(r); id != "" {
 				fields = append(fields, zap.String("request_id", id))
 			}
 		}

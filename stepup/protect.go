@@ -127,6 +127,11 @@ func (e *Engine) Protect(w http.ResponseWriter, r *http.Request, p *Policy, gran
 	}
 	if p.Mode == Session {
 		if g, ok := e.grantFor(r, p, id.User, session); ok {
+			if revoked, err := e.revoked(r.Context(), e.keys.userKey(id.User), g.IssuedAt); err != nil {
+				return e.storeError(w, r, "revocation", err)
+			} else if revoked {
+				return e.challenge(w, r, p, id, session, api)
+			}
 			e.setUpstreamHeaders(r, p, id.User, g.IssuedAt)
 			e.emit(r, &Event{Kind: EventGrantUsed, Policy: p.Name, Mode: "session", Outcome: "passed"})
 			return next.ServeHTTP(w, r)
@@ -215,6 +220,11 @@ func (e *Engine) useGrantHeader(w http.ResponseWriter, r *http.Request, p *Polic
 	g, ok := e.verifyGrant(tok, p.Name, id.User, session, bind)
 	if !ok || g.Kind != kind {
 		return e.refuseGrant(w, r, p, "invalid")
+	}
+	if revoked, err := e.revoked(r.Context(), e.keys.userKey(id.User), g.IssuedAt); err != nil {
+		return e.storeError(w, r, "revocation", err)
+	} else if revoked {
+		return e.refuseGrant(w, r, p, "revoked")
 	}
 	if kind == TransactionGrant {
 		switch err := e.store.UseGrant(r.Context(), g.ID, g.Expires); {

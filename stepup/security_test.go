@@ -352,3 +352,66 @@ func BenchmarkRateLimited(b *testing.B) {
 	e, _ := benchEngine(b, func(c *Config) { c.Limits.PerIP = store.Limit{Rate: 1, Period: time.Hour} })
 	benchServe(b, e, func(i int) string { return fmt.Sprintf("user-%d", i) })
 }
+
+// Revoking a user ends their grants (cookie and API) at once on the
+// instance that revoked, and within a second on another one sharing the
+// store; new verifications after the revocation work.
+func TestRevokeUser(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		h := newHarness(t, st, nil)
+		other, err := New(Config{Secret: testSecret}, []*Policy{{Name: "payment-methods"}}, Options{
+			Store: st, Sender: h.out, Identity: &HeaderSource{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		alice := h.browser("alice", "+14155550100")
+		loc, csrf := alice.start("/account/payment-methods")
+		alice.do("POST", loc, url.Values{"csrf": {csrf}, "code": {h.out.last(t).Code}})
+		bob := h.browser("bob", "+14155550101")
+		loc, csrf = bob.start("/account/payment-methods")
+		bob.do("POST", loc, url.Values{"csrf": {csrf}, "code": {h.out.last(t).Code}})
+
+		// The other instance has seen alice's grant (and cached "not revoked").
+		serveOther := func(b *browser) int {
+			req := httptest.NewRequest("GET", "/account/payment-methods", nil)
+			req.Header.Set("X-Remote-User", b.user)
+			req.Header.Set("X-Remote-Phone", b.phone)
+			req.Header.Set("Accept", "text/html")
+			for k, v := range b.jar {
+				req.AddCookie(&http.Cookie{Name: k, Value: v})
+			}
+			w := httptest.NewRecorder()
+			_ = other.Serve(w, req, MatchFunc(func(*http.Request) (*Policy, error) { return other.Policy("payment-methods"), nil }),
+				NextFunc(func(w http.ResponseWriter, _ *http.Request) error { w.WriteHeader(200); return nil }))
+			return w.Code
+		}
+		if code := serveOther(alice); code != 200 {
+			t.Fatalf("alice on the other instance before revocation = %d", code)
+		}
+		h.clock.add(2 * time.Second) // grants carry whole seconds
+		if err := h.e.RevokeUser(context.Background(), "alice"); err != nil {
+			t.Fatal(err)
+		}
+		if resp, _ := alice.do("GET", "/account/payment-methods", nil); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("revoked grant on the revoking instance = %d", resp.StatusCode)
+		}
+		deadline := time.Now().Add(revokeCacheTTL + 500*time.Millisecond)
+		for serveOther(alice) == 200 {
+			if time.Now().After(deadline) {
+				t.Fatal("the other instance still honours the revoked grant after more than a second")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if resp, _ := bob.do("GET", "/account/payment-methods", nil); resp.StatusCode != 200 {
+			t.Fatalf("bob's grant after alice's revocation = %d", resp.StatusCode)
+		}
+		// A new verification after the revocation opens the policy again.
+		h.clock.add(2 * time.Second)
+		loc, csrf = alice.start("/account/payment-methods?again=1")
+		alice.do("POST", loc, url.Values{"csrf": {csrf}, "code": {h.out.last(t).Code}})
+		if resp, _ := alice.do("GET", "/account/payment-methods", nil); resp.StatusCode != 200 {
+			t.Fatalf("new grant after revocation = %d", resp.StatusCode)
+		}
+	})
+}

@@ -20,6 +20,7 @@ type Memory struct {
 	failures   map[string]memCounter
 	grants     map[string]time.Time
 	rates      map[string]time.Time // GCRA theoretical arrival times
+	revoked    map[string]memRevocation
 
 	now       func() time.Time
 	stop      chan struct{}
@@ -31,6 +32,10 @@ type memChallenge struct {
 	expire time.Time // when the record is dropped
 	stash  []byte
 	taken  bool
+}
+
+type memRevocation struct {
+	at, expire time.Time
 }
 
 type memPointer struct {
@@ -55,6 +60,7 @@ func NewMemory(sweep time.Duration) *Memory {
 		failures:   make(map[string]memCounter),
 		grants:     make(map[string]time.Time),
 		rates:      make(map[string]time.Time),
+		revoked:    make(map[string]memRevocation),
 		now:        time.Now,
 		stop:       make(chan struct{}),
 	}
@@ -102,6 +108,11 @@ func (m *Memory) sweep(now time.Time) {
 	for k, v := range m.rates {
 		if !now.Before(v) {
 			delete(m.rates, k)
+		}
+	}
+	for k, v := range m.revoked {
+		if !now.Before(v.expire) {
+			delete(m.revoked, k)
 		}
 	}
 }
@@ -343,6 +354,28 @@ func (m *Memory) Allow(_ context.Context, key string, l Limit) (bool, time.Durat
 	}
 	m.rates[key] = newTAT
 	return true, 0, nil
+}
+
+// Revoke implements Store.
+func (m *Memory) Revoke(_ context.Context, key string, at time.Time, ttl time.Duration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if old, ok := m.revoked[key]; ok && old.at.After(at) && m.now().Before(old.expire) {
+		return nil
+	}
+	m.revoked[key] = memRevocation{at: at, expire: m.now().Add(ttl)}
+	return nil
+}
+
+// RevokedAt implements Store.
+func (m *Memory) RevokedAt(_ context.Context, key string) (time.Time, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.revoked[key]
+	if !ok || !m.now().Before(v.expire) {
+		return time.Time{}, nil
+	}
+	return v.at, nil
 }
 
 // Ping implements Store; memory is always reachable.

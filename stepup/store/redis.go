@@ -21,6 +21,7 @@ import (
 //	PREFIXp:{KEY}     string: pending-challenge pointer
 //	PREFIXf:{KEY}     string: failure counter
 //	PREFIXg:{ID}      string: a used single-use grant
+//	PREFIXrv:{KEY}    string: a user's last revocation (Unix ms)
 //	rate:PREFIXr:{KEY} string: a rate limit (go-redis/redis_rate puts its
 //	                  own "rate:" before every key)
 //
@@ -49,6 +50,7 @@ func (s *Redis) Client() redis.UniversalClient { return s.client }
 func (s *Redis) challengeKey(id string) string { return s.prefix + "{" + id + "}" }
 func (s *Redis) stashKey(id string) string     { return s.prefix + "{" + id + "}:s" }
 func (s *Redis) grantKey(id string) string     { return s.prefix + "g:{" + id + "}" }
+func (s *Redis) revokeKey(k string) string     { return s.prefix + "rv:{" + k + "}" }
 func (s *Redis) pendingKey(k string) string    { return s.prefix + "p:{" + k + "}" }
 func (s *Redis) failureKey(k string) string    { return s.prefix + "f:{" + k + "}" }
 
@@ -147,6 +149,13 @@ if u ~= '0' then return 'ok' end
 redis.call('HSET', KEYS[1], 'b', ARGV[1], 'f', ARGV[2])
 if ARGV[2] == '1' then redis.call('HSET', KEYS[1], 't', 0) end
 return 'ok'`)
+
+	// KEYS[1] revocation; ARGV[1] at ms, ARGV[2] ttl ms
+	scriptRevoke = redis.NewScript(`
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if cur > tonumber(ARGV[1]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`)
 
 	// KEYS[1] counter; ARGV[1] window ms
 	scriptAddFailure = redis.NewScript(`
@@ -453,6 +462,26 @@ func (s *Redis) Allow(ctx context.Context, key string, l Limit) (bool, time.Dura
 		return true, 0, nil
 	}
 	return false, res.RetryAfter, nil
+}
+
+// Revoke implements Store.
+func (s *Redis) Revoke(ctx context.Context, key string, at time.Time, ttl time.Duration) error {
+	if err := scriptRevoke.Run(ctx, s.client, []string{s.revokeKey(key)}, ms(at), ttl.Milliseconds()).Err(); err != nil {
+		return fmt.Errorf("revoking grants: %w", err)
+	}
+	return nil
+}
+
+// RevokedAt implements Store.
+func (s *Redis) RevokedAt(ctx context.Context, key string) (time.Time, error) {
+	v, err := s.client.Get(ctx, s.revokeKey(key)).Int64()
+	if errors.Is(err, redis.Nil) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("reading revocation: %w", err)
+	}
+	return fromMS(v), nil
 }
 
 // Ping implements Store.

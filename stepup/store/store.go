@@ -161,6 +161,12 @@ type Store interface {
 	Failures(ctx context.Context, key string) (n int, ttl time.Duration, err error)
 	// ClearFailures forgets the failures of key (operator unlock).
 	ClearFailures(ctx context.Context, key string) error
+	// Revoke records that every grant of key issued at or before at is
+	// void, for ttl (the longest grant lifetime). A later revocation
+	// replaces an earlier one, never the other way round.
+	Revoke(ctx context.Context, key string, at time.Time, ttl time.Duration) error
+	// RevokedAt returns the last revocation time of key, or the zero time.
+	RevokedAt(ctx context.Context, key string) (time.Time, error)
 	// Allow counts one event for key under l and reports whether it is
 	// within the limit; when it is not, nothing is counted and retry
 	// says when one event would be allowed.

@@ -48,6 +48,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"UseGrant", testUseGrant},
 		{"RateLimit", testRateLimit},
 		{"RateLimitConcurrent", testRateLimitConcurrent},
+		{"Revoke", testRevoke},
 		{"Ping", testPing},
 	}
 	for _, tc := range tests {
@@ -638,5 +639,30 @@ func testRateLimitConcurrent(t *testing.T, s store.Store) {
 	wg.Wait()
 	if ok.Load() != 10 {
 		t.Fatalf("100 concurrent events under a burst of 10: %d allowed", ok.Load())
+	}
+}
+
+func testRevoke(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	key := ID()
+	if at, err := s.RevokedAt(ctx, key); err != nil || !at.IsZero() {
+		t.Fatalf("RevokedAt of a new key = %v, %v", at, err)
+	}
+	t1 := t0.Add(time.Minute)
+	if err := s.Revoke(ctx, key, t1, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if at, _ := s.RevokedAt(ctx, key); !at.Equal(t1) {
+		t.Fatalf("RevokedAt = %v, want %v", at, t1)
+	}
+	// An older revocation does not move the time back.
+	_ = s.Revoke(ctx, key, t0, time.Hour)
+	if at, _ := s.RevokedAt(ctx, key); !at.Equal(t1) {
+		t.Fatalf("RevokedAt after an older revocation = %v, want %v", at, t1)
+	}
+	t2 := t1.Add(time.Minute)
+	_ = s.Revoke(ctx, key, t2, time.Hour)
+	if at, _ := s.RevokedAt(ctx, key); !at.Equal(t2) {
+		t.Fatalf("RevokedAt after a newer revocation = %v, want %v", at, t2)
 	}
 }

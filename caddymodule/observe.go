@@ -1,0 +1,251 @@
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/caddy-stepup/caddy-stepup/stepup"
+)
+
+// Metrics, namespace caddy, subsystem stepup. Created once per process
+// and registered into the registry of every config that provisions a
+// stepup handler, so they keep counting across reloads. Labels are
+// policy and sender names (set by the operator), outcomes and limit
+// names: never users, numbers or addresses.
+var metrics = struct {
+	challenges    *prometheus.CounterVec
+	codesSent     *prometheus.CounterVec
+	sendDuration  *prometheus.HistogramVec
+	verifications *prometheus.CounterVec
+	grantsUsed    *prometheus.CounterVec
+	requests      *prometheus.CounterVec
+	monitor       *prometheus.CounterVec
+	rateLimited   *prometheus.CounterVec
+	storeErrors   *prometheus.CounterVec
+	auditDropped  prometheus.Counter
+}{
+	challenges: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "challenges_created_total",
+		Help: "Challenges created, by policy and mode.",
+	}, []string{"policy", "mode"}),
+	codesSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "codes_sent_total",
+		Help: "Codes sent, by the sender that delivered them (or the last one tried) and outcome (ok, failed).",
+	}, []string{"sender", "outcome"}),
+	sendDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "send_duration_seconds",
+		Help:    "Time to deliver one code, failover included, by sender.",
+		Buckets: []float64{.025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"sender"}),
+	verifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "verifications_total",
+		Help: "Code verifications, by policy and outcome (ok, wrong, expired, attempts_exhausted, already_used, locked, malformed, replaced, not_found, csrf, cross_site, foreign_challenge).",
+	}, []string{"policy", "outcome"}),
+	grantsUsed: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "grants_used_total",
+		Help: "Requests let through on a grant, by policy and mode.",
+	}, []string{"policy", "mode"}),
+	requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "policy_match_total",
+		Help: "Requests a policy matched, by policy, mode and outcome (passed, challenged, monitored, refused); in monitor mode this is the hit rate before enforcing.",
+	}, []string{"policy", "mode", "outcome"}),
+	monitor: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "monitor_would_challenge_total",
+		Help: "Requests a monitor-mode policy would have challenged, by policy.",
+	}, []string{"policy"}),
+	rateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "rate_limited_total",
+		Help: "Requests refused by a rate limit, by limit (per_ip, per_user, per_number, per_country, global).",
+	}, []string{"limit"}),
+	storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "store_errors_total",
+		Help: "Store (Redis) errors that failed a request closed, by operation.",
+	}, []string{"op"}),
+	auditDropped: prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "audit_dropped_total",
+		Help: "Audit events not written to the Redis stream because its queue was full.",
+	}),
+}
+
+// registerMetrics registers the collectors into the config's registry; a
+// second stepup handler in the same config finds them there already.
+func registerMetrics(reg *prometheus.Registry) error {
+	for _, c := range []prometheus.Collector{
+		metrics.challenges, metrics.codesSent, metrics.sendDuration, metrics.verifications,
+		metrics.grantsUsed, metrics.requests, metrics.monitor, metrics.rateLimited,
+		metrics.storeErrors, metrics.auditDropped,
+	} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if !errors.As(err, &are) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// observer turns step-up events into metrics, Caddy events and (when
+// configured) entries of a Redis stream for security teams.
+type observer struct {
+	ctx    caddy.Context
+	events *caddyevents.App
+	audit  chan map[string]any // nil without audit_stream
+	modes  map[string]string   // policy name -> mode
+}
+
+// Observe implements stepup.Observer.
+func (o *observer) Observe(r *http.Request, ev *stepup.Event) {
+	switch ev.Kind {
+	case stepup.EventRequest:
+		metrics.requests.WithLabelValues(ev.Policy, o.mode(ev), ev.Outcome).Inc()
+		return // per request: metrics only
+	case stepup.EventGrantUsed:
+		metrics.grantsUsed.WithLabelValues(ev.Policy, o.mode(ev)).Inc()
+		metrics.requests.WithLabelValues(ev.Policy, o.mode(ev), "passed").Inc()
+		if ev.Mode == "session" {
+			return // per request: not an audit event of its own
+		}
+	case stepup.EventChallengeCreated:
+		metrics.challenges.WithLabelValues(ev.Policy, ev.Mode).Inc()
+	case stepup.EventCodeSent, stepup.EventCodeSendFailed:
+		metrics.codesSent.WithLabelValues(ev.Sender, ev.Outcome).Inc()
+		metrics.sendDuration.WithLabelValues(ev.Sender).Observe(ev.Duration.Seconds())
+	case stepup.EventVerified, stepup.EventVerifyFailed, stepup.EventLocked:
+		metrics.verifications.WithLabelValues(ev.Policy, ev.Outcome).Inc()
+	case stepup.EventMonitor:
+		metrics.monitor.WithLabelValues(ev.Policy).Inc()
+	case stepup.EventRateLimited:
+		metrics.rateLimited.WithLabelValues(ev.Limit).Inc()
+	case stepup.EventStoreError:
+		metrics.storeErrors.WithLabelValues(ev.Outcome).Inc()
+	}
+	name := "stepup." + string(ev.Kind)
+	emit := o.events != nil && o.events.ShouldEmit(name)
+	if !emit && o.audit == nil {
+		return
+	}
+	data := eventData(r, ev)
+	if emit {
+		o.events.Emit(o.ctx, name, data)
+	}
+	if o.audit != nil {
+		select {
+		case o.audit <- data:
+		default:
+			metrics.auditDropped.Inc()
+		}
+	}
+}
+
+func (o *observer) mode(ev *stepup.Event) string {
+	if ev.Mode != "" {
+		return ev.Mode
+	}
+	return o.modes[ev.Policy]
+}
+
+// eventData is an event as a flat map (Caddy event data and stream
+// fields). It holds nothing secret: the number is masked.
+func eventData(r *http.Request, ev *stepup.Event) map[string]any {
+	d := map[string]any{
+		"event": string(ev.Kind),
+		"ts":    time.Now().UTC().Format(time.RFC3339Nano),
+	}
+	for k, v := range map[string]string{
+		"policy": ev.Policy, "mode": ev.Mode, "to": ev.To, "client_ip": ev.ClientIP,
+		"sender": ev.Sender, "outcome": ev.Outcome, "limit": ev.Limit,
+	} {
+		if v != "" {
+			d[k] = v
+		}
+	}
+	if ev.Attempts != 0 {
+		d["attempts"] = ev.Attempts
+	}
+	if ev.Failures != 0 {
+		d["failures"] = ev.Failures
+	}
+	if ev.Duration != 0 {
+		d["duration_ms"] = ev.Duration.Milliseconds()
+	}
+	if r != nil {
+		if id := requestID(r); id != "" {
+			d["request_id"] = id
+		}
+	}
+	return d
+}
+
+// requestID is Caddy's id of the request ({http.request.uuid}).
+func requestID(r *http.Request) string {
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return ""
+	}
+	v, _ := repl.GetString("http.request.uuid")
+	return v
+}
+
+// auditWriter appends queued events to a capped Redis stream until ctx
+// ends. Writing happens off the request path; a full queue drops events
+// (counted in caddy_stepup_audit_dropped_total, while the log line of
+// every event is still written).
+func auditWriter(ctx context.Context, client redis.UniversalClient, stream string, maxLen int64, queue <-chan map[string]any, log *zap.Logger) {
+	var failing bool
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case first := <-queue:
+			batch := []map[string]any{first}
+		drain:
+			for len(batch) < 256 {
+				select {
+				case d := <-queue:
+					batch = append(batch, d)
+				default:
+					break drain
+				}
+			}
+			pipe := client.Pipeline()
+			for _, d := range batch {
+				values := make([]any, 0, 2*len(d))
+				for k, v := range d {
+					values = append(values, k, fieldString(v))
+				}
+				pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, MaxLen: maxLen, Approx: true, Values: values})
+			}
+			_, err := pipe.Exec(ctx)
+			switch {
+			case err != nil && !failing:
+				failing = true
+				log.Error("writing audit events to the redis stream", zap.String("stream", stream), zap.Error(err))
+			case err == nil && failing:
+				failing = false
+				log.Info("audit stream writes recovered", zap.String("stream", stream))
+			}
+		}
+	}
+}
+
+func fieldString(v any) string {
+	switch v := v.(type) {
+	case string:
+		return v
+	case int:
+		return strconv.Itoa(v)
+	case int64:
+		return strconv.FormatInt(v, 10)
+	}
+	return ""
+}

@@ -1,0 +1,78 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-stepup/caddy-stepup/internal/testredis"
+	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
+)
+
+func TestUnlockUser(t *testing.T) {
+	srv := testredis.Run(t)
+	t.Setenv("STEPUP_SECRET", strings.Repeat("k", 40))
+	caddyfile := `{
+	admin off
+}
+http://127.0.0.1:1 {
+	stepup {
+		redis ` + srv.URL() + ` {
+			key_prefix shop:
+		}
+		secret {env.STEPUP_SECRET}
+		identity header {
+			user U
+			phone P
+		}
+		sender log
+	}
+}
+http://127.0.0.1:2 {
+	stepup {
+		identity header {
+			user U
+			phone P
+		}
+		sender log
+	}
+}
+`
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	st := store.NewRedis(redis.NewClient(&redis.Options{Addr: srv.Addr()}), "shop:", true)
+	defer st.Close()
+	key, _ := stepup.UserKey([]byte(strings.Repeat("k", 40)), "alice")
+	other, _ := stepup.UserKey([]byte(strings.Repeat("k", 40)), "bob")
+	for i := 0; i < 20; i++ {
+		_, _ = st.AddFailure(ctx, key, time.Hour)
+	}
+	_, _ = st.AddFailure(ctx, other, time.Hour)
+
+	var out bytes.Buffer
+	n, err := unlockUser(ctx, cfg, "alice", &out)
+	if err != nil || n != 1 {
+		t.Fatalf("unlockUser = %d, %v\n%s", n, err, out.String())
+	}
+	if !strings.Contains(out.String(), "cleared 20 failed attempts") || !strings.Contains(out.String(), "memory store") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+	if got, _, _ := st.Failures(ctx, key); got != 0 {
+		t.Fatalf("alice still has %d failures", got)
+	}
+	if got, _, _ := st.Failures(ctx, other); got != 1 {
+		t.Fatalf("bob's count changed to %d", got)
+	}
+	if _, err := unlockUser(ctx, cfg, "", &out); err == nil {
+		t.Fatal("no --user accepted")
+	}
+}

@@ -1,0 +1,345 @@
+// Package email sends codes by e-mail over SMTP, through
+// github.com/wneessen/go-mail.
+//
+// E-mail is a fallback channel, never the only one: NIST SP 800-63B
+// rev 4 §3.1.3.1 says that e-mail SHALL NOT be used as an out-of-band
+// authenticator, since mailboxes are reached with a password alone and
+// messages cross servers the operator does not control. Offer it to
+// users who cannot receive an SMS, after the phone senders.
+package email
+
+import (
+	"cmp"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	netmail "net/mail"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/wneessen/go-mail"
+
+	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/sender/internal/httpsend"
+)
+
+// TLSMode says how the connection to the SMTP server is protected.
+type TLSMode string
+
+// The TLS modes.
+const (
+	// StartTLS connects in plain text and upgrades with STARTTLS, which
+	// the server must offer: without it nothing is sent. Default port 587.
+	StartTLS TLSMode = "starttls"
+	// ImplicitTLS speaks TLS from the first byte (SMTPS). Default port 465.
+	ImplicitTLS TLSMode = "implicit"
+	// NoTLS sends in plain text. Only for a relay on the same host or a
+	// private network; password authentication is then refused unless the
+	// server is on localhost. Default port 25.
+	NoTLS TLSMode = "none"
+)
+
+// Auth mechanisms.
+const (
+	AuthPlain = "plain"
+	AuthLogin = "login"
+)
+
+// DefaultSubject is the subject of a code message.
+const DefaultSubject = "Your verification code"
+
+// Config configures a Sender.
+type Config struct {
+	// Host is the SMTP server's name; it is also the name its certificate
+	// must carry.
+	Host string
+	// Port is the SMTP server's port; default 587, 465 with ImplicitTLS,
+	// 25 with NoTLS.
+	Port int
+	// TLS is the TLS mode; default StartTLS.
+	TLS TLSMode
+	// TLSConfig replaces the TLS settings (a private CA); its ServerName
+	// defaults to Host.
+	TLSConfig *tls.Config
+	// Username authenticates, with Password, when set.
+	Username string
+	// Password is Username's password.
+	Password string
+	// Auth is the mechanism, AuthPlain (default) or AuthLogin.
+	Auth string
+	// From is the sender address ("Shop <no-reply@shop.example>").
+	From string
+	// Subject is the subject; default DefaultSubject. It never holds the
+	// code, which would show on lock screens and in notifications.
+	Subject string
+	// Name identifies the sender; default "email".
+	Name string
+	// Timeout bounds one Send, retries included; default 10s.
+	Timeout time.Duration
+	// MaxAttempts bounds the attempts of one Send; default 3.
+	MaxAttempts int
+}
+
+// Sender sends codes by e-mail. It is safe for concurrent use.
+//
+// The destination is Message.To when it is an e-mail address, otherwise
+// Message.Email; without either Send fails with Error.Recipient set. The
+// body is the message text as plain text, less its WebOTP line ("@host
+// #code"), which only browsers reading an SMS use. Temporary SMTP
+// failures (4xx replies, connections refused) are retried with backoff
+// and jitter while the deadline allows.
+type Sender struct {
+	host     string
+	port     int
+	mode     TLSMode
+	tlsCfg   *tls.Config
+	user     string
+	pass     string
+	auth     mail.SMTPAuthType
+	from     string
+	subject  string
+	name     string
+	timeout  time.Duration
+	retry    httpsend.Retrier
+	hostname string
+}
+
+var (
+	_ sender.Sender    = (*Sender)(nil)
+	_ sender.Channeler = (*Sender)(nil)
+	_ sender.Timeouter = (*Sender)(nil)
+)
+
+// New returns a Sender for cfg, or an error saying what is missing or
+// malformed. Errors never contain a credential.
+func New(cfg Config) (*Sender, error) {
+	s := &Sender{
+		host:    cfg.Host,
+		port:    cfg.Port,
+		mode:    cmp.Or(cfg.TLS, StartTLS),
+		user:    cfg.Username,
+		pass:    cfg.Password,
+		subject: cmp.Or(cfg.Subject, DefaultSubject),
+		name:    cmp.Or(cfg.Name, "email"),
+		timeout: cmp.Or(cfg.Timeout, httpsend.DefaultTimeout),
+		retry:   httpsend.Retrier{MaxAttempts: cfg.MaxAttempts},
+	}
+	switch {
+	case cfg.Host == "" || strings.ContainsAny(cfg.Host, " /:@"):
+		return nil, errors.New("email: host is required: the SMTP server's name, without port")
+	case cfg.Port < 0 || cfg.Port > 65535:
+		return nil, errors.New("email: port must be between 1 and 65535")
+	case strings.ContainsAny(s.subject, "\r\n"):
+		return nil, errors.New("email: subject must be one line")
+	case (cfg.Username == "") != (cfg.Password == ""):
+		return nil, errors.New("email: set both username and password, or neither")
+	}
+	switch s.mode {
+	case StartTLS:
+		s.port = cmp.Or(s.port, 587)
+	case ImplicitTLS:
+		s.port = cmp.Or(s.port, 465)
+	case NoTLS:
+		s.port = cmp.Or(s.port, 25)
+	default:
+		return nil, fmt.Errorf("email: tls must be %s, %s or %s, not %q", StartTLS, ImplicitTLS, NoTLS, cfg.TLS)
+	}
+	switch strings.ToLower(cmp.Or(cfg.Auth, AuthPlain)) {
+	case AuthPlain:
+		s.auth = mail.SMTPAuthPlain
+	case AuthLogin:
+		s.auth = mail.SMTPAuthLogin
+	default:
+		return nil, fmt.Errorf("email: auth must be %s or %s, not %q", AuthPlain, AuthLogin, cfg.Auth)
+	}
+	from, err := netmail.ParseAddress(cfg.From)
+	if err != nil || strings.ContainsAny(cfg.From, "\r\n") {
+		return nil, errors.New(`email: from must be an address such as "Shop <no-reply@shop.example>"`)
+	}
+	s.from = from.String()
+	if cfg.TLSConfig != nil {
+		s.tlsCfg = cfg.TLSConfig.Clone()
+	} else {
+		s.tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	if s.tlsCfg.ServerName == "" {
+		s.tlsCfg.ServerName = s.host
+	}
+	// The name given in EHLO: the sending domain, so that no local host
+	// name leaks into the headers of the server's Received line.
+	s.hostname = from.Address[strings.LastIndexByte(from.Address, '@')+1:]
+	return s, nil
+}
+
+// Name returns the sender's name.
+func (s *Sender) Name() string { return s.name }
+
+// Channel returns sender.Email.
+func (*Sender) Channel() sender.Channel { return sender.Email }
+
+// Timeout returns the budget of one Send.
+func (s *Sender) Timeout() time.Duration { return s.timeout }
+
+// Send mails msg. The error is a *sender.Error; it never holds the code,
+// the address or the server's replies as such (they are redacted of
+// addresses and numbers).
+func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
+	if msg == nil {
+		return &sender.Error{Sender: s.name, Msg: "no message"}
+	}
+	to := msg.To
+	if !strings.Contains(to, "@") {
+		to = msg.Email
+	}
+	if to == "" {
+		return &sender.Error{Sender: s.name, Recipient: true, Msg: "no e-mail address for this recipient"}
+	}
+	addr, err := netmail.ParseAddress(to)
+	if err != nil || addr.Address != to {
+		return &sender.Error{Sender: s.name, Recipient: true, Msg: "destination is not a plain e-mail address"}
+	}
+	text := StripWebOTP(msg.Text)
+
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.retry.Do(ctx, func(ctx context.Context, _ int) httpsend.Outcome {
+		return s.attempt(ctx, addr.Address, text)
+	})
+}
+
+func (s *Sender) attempt(ctx context.Context, to, text string) httpsend.Outcome {
+	m := mail.NewMsg()
+	if err := m.From(s.from); err != nil {
+		return httpsend.Failed(&sender.Error{Sender: s.name, Msg: "invalid from address"}, false)
+	}
+	if err := m.To(to); err != nil {
+		return httpsend.Failed(&sender.Error{Sender: s.name, Recipient: true, Msg: "invalid destination address"}, false)
+	}
+	m.Subject(s.subject)
+	m.SetDate()
+	m.SetMessageID()
+	m.SetGenHeader(mail.Header("Auto-Submitted"), "auto-generated")
+	m.SetBodyString(mail.TypeTextPlain, text)
+
+	// go-mail bounds each step of the conversation with its timeout: give
+	// it what remains of the deadline.
+	remaining := s.timeout
+	if d, ok := ctx.Deadline(); ok {
+		remaining = time.Until(d)
+	}
+	if remaining <= 0 {
+		return httpsend.Failed(&sender.Error{Sender: s.name, Temporary: true, Msg: "timed out"}, false)
+	}
+	// Dial here rather than in go-mail, to close the connection whatever
+	// happens: go-mail leaves it open when STARTTLS or AUTH fails.
+	var opened []net.Conn
+	defer func() {
+		for _, c := range opened {
+			c.Close()
+		}
+	}()
+	dial := func(ctx context.Context, network, address string) (net.Conn, error) {
+		d := &net.Dialer{}
+		var c net.Conn
+		var err error
+		if s.mode == ImplicitTLS {
+			c, err = (&tls.Dialer{NetDialer: d, Config: s.tlsCfg}).DialContext(ctx, network, address)
+		} else {
+			c, err = d.DialContext(ctx, network, address)
+		}
+		if err != nil {
+			return nil, err
+		}
+		opened = append(opened, c)
+		return c, nil
+	}
+	opts := []mail.Option{
+		mail.WithPort(s.port),
+		mail.WithTimeout(remaining),
+		mail.WithTLSConfig(s.tlsCfg),
+		mail.WithHELO(s.hostname),
+		mail.WithDialContextFunc(dial),
+		// A fresh connection per message: no NOOP to check it, no RSET
+		// to reuse it.
+		mail.WithoutNoop(),
+		mail.WithoutRset(),
+	}
+	switch s.mode {
+	case StartTLS:
+		opts = append(opts, mail.WithTLSPolicy(mail.TLSMandatory))
+	case ImplicitTLS:
+		// The connection is TLS from the start (see dial).
+		opts = append(opts, mail.WithSSL())
+	case NoTLS:
+		opts = append(opts, mail.WithTLSPolicy(mail.NoTLS))
+	}
+	if s.user != "" {
+		opts = append(opts, mail.WithSMTPAuth(s.auth), mail.WithUsername(s.user), mail.WithPassword(s.pass))
+	}
+	c, err := mail.NewClient(s.host, opts...)
+	if err != nil {
+		return httpsend.Failed(&sender.Error{Sender: s.name, Msg: httpsend.WithText("configuring the SMTP client failed", err.Error())}, false)
+	}
+	if err := c.DialAndSendWithContext(ctx, m); err != nil {
+		return classify(s.name, err)
+	}
+	return httpsend.Outcome{}
+}
+
+// classify turns an error of go-mail into an outcome.
+func classify(name string, err error) httpsend.Outcome {
+	se := &sender.Error{Sender: name, Msg: httpsend.WithText("SMTP delivery failed", err.Error())}
+	var sendErr *mail.SendError
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	var certErr *tls.CertificateVerificationError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), isTimeout(err):
+		se.Temporary = true
+		se.Msg = "timed out"
+		return httpsend.Failed(se, false)
+	case errors.As(err, &certErr):
+		se.Msg = "the SMTP server's certificate does not verify"
+		return httpsend.Failed(se, false)
+	case errors.As(err, &sendErr):
+		if code := sendErr.ErrorCode(); code != 0 {
+			se.Code = fmt.Sprint(code)
+		}
+		if sendErr.IsTemp() {
+			se.Temporary = true
+			return httpsend.Failed(se, true)
+		}
+		if sendErr.Reason == mail.ErrSMTPRcptTo {
+			se.Recipient = true
+		}
+		return httpsend.Failed(se, false)
+	case errors.As(err, &opErr) && opErr.Op == "dial", errors.As(err, &dnsErr):
+		se.Temporary = true
+		return httpsend.Failed(se, true)
+	}
+	// STARTTLS missing, authentication refused, a reply out of protocol:
+	// the configuration or the server is wrong.
+	return httpsend.Failed(se, false)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// webOTPLine matches a WebOTP line: "@" a host, one space, "#" a code.
+var webOTPLine = regexp.MustCompile(`^@[^\s@#]+ #[^\s]+$`)
+
+// StripWebOTP returns text without its last line when that line is a
+// WebOTP line ("@shop.example #123456"), and without the blank lines
+// that preceded it.
+func StripWebOTP(text string) string {
+	i := strings.LastIndexByte(text, '\n')
+	if i < 0 || !webOTPLine.MatchString(strings.TrimRight(text[i+1:], "\r")) {
+		return text
+	}
+	return strings.TrimRight(text[:i], "\r\n")
+}

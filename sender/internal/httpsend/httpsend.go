@@ -1,0 +1,239 @@
+// Package httpsend holds what the HTTP providers of package sender share:
+// a default client, one request with a bounded answer, retries with
+// backoff and jitter inside the context's deadline, endpoint checks and
+// the redaction of provider texts that may quote a number or a code.
+package httpsend
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddy-stepup/caddy-stepup/sender"
+)
+
+// UserAgent is sent with every request.
+const UserAgent = "caddy-stepup"
+
+// MaxBody is how much of an answer is read; providers answer in far less.
+const MaxBody = 64 << 10
+
+// DefaultTimeout bounds one Send of a provider, retries included, when
+// its configuration gives none.
+const DefaultTimeout = 10 * time.Second
+
+// DefaultMaxAttempts is how many attempts one Send makes at most.
+const DefaultMaxAttempts = 3
+
+// DefaultClient returns a client with connect, TLS handshake and
+// response header timeouts that follows no redirect: a provider that
+// redirects is misconfigured, and the credentials must not follow.
+func DefaultClient() *http.Client {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           dialer.DialContext,
+			ForceAttemptHTTP2:     true,
+			TLSHandshakeTimeout:   5 * time.Second,
+			ResponseHeaderTimeout: 10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			IdleConnTimeout:       90 * time.Second,
+			MaxIdleConns:          16,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}
+
+// Endpoint checks a provider base URL: absolute http or https, a host, no
+// query, fragment or user info. It returns the URL without a trailing
+// slash, or def when raw is empty. The error never quotes the URL.
+func Endpoint(raw, def string) (string, error) {
+	if raw == "" {
+		raw = def
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return "", fmt.Errorf("invalid endpoint: %w", err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", fmt.Errorf("endpoint must be an http or https URL, not %q", u.Scheme)
+	case u.Host == "":
+		return "", errors.New("endpoint has no host")
+	case u.User != nil:
+		return "", errors.New("endpoint must not carry credentials; use the credential options")
+	case u.RawQuery != "" || u.Fragment != "":
+		return "", errors.New("endpoint must not have a query or a fragment")
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// Response is a provider's answer, its body read up to MaxBody.
+type Response struct {
+	// Status is the HTTP status code.
+	Status int
+	// Header holds the response headers.
+	Header http.Header
+	// Body is the start of the body, at most MaxBody bytes.
+	Body []byte
+}
+
+// Post sends one request and reads the answer. The error is the
+// transport's, without the *url.Error around it (which repeats the URL).
+func Post(ctx context.Context, client *http.Client, rawURL, contentType string, header http.Header, body []byte) (*Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, rawURL, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", UserAgent)
+	resp, err := client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody))
+	if err != nil {
+		return nil, fmt.Errorf("reading the answer: %w", err)
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}, nil
+}
+
+// Outcome is the result of one attempt.
+type Outcome struct {
+	// Err is nil when the provider accepted the message.
+	Err *sender.Error
+	// Retry says that the same sender may try again: the provider said
+	// it did not process the message (throttling, 5xx) or the connection
+	// was never made.
+	Retry bool
+	// After is how long the provider asked to wait (Retry-After), or 0.
+	After time.Duration
+}
+
+// Failed returns an Outcome for err, retried if retry.
+func Failed(err *sender.Error, retry bool) Outcome { return Outcome{Err: err, Retry: retry} }
+
+// TransportFailure classifies an error of Post. Every transport failure
+// is temporary, except a certificate that does not verify. Only a
+// connection that was never made is retried: after a reset or a timeout
+// the provider may have taken the message, and a retry would send it
+// twice.
+func TransportFailure(name string, err error) Outcome {
+	se := &sender.Error{Sender: name, Temporary: true, Msg: "request failed", Err: err}
+	var certErr *tls.CertificateVerificationError
+	if errors.As(err, &certErr) {
+		se.Temporary = false
+		se.Msg = "the provider's certificate does not verify"
+		return Outcome{Err: se}
+	}
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		se.Msg = "timed out"
+		return Outcome{Err: se}
+	}
+	var opErr *net.OpError
+	retry := errors.As(err, &opErr) && opErr.Op == "dial"
+	var dnsErr *net.DNSError
+	if errors.As(err, &dnsErr) {
+		retry = true
+	}
+	return Outcome{Err: se, Retry: retry}
+}
+
+// Retrier runs attempts with exponential backoff and full jitter.
+type Retrier struct {
+	// MaxAttempts bounds the attempts, the first included; 0 means
+	// DefaultMaxAttempts.
+	MaxAttempts int
+	// BaseDelay is the backoff before the second attempt; 0 means 200ms.
+	BaseDelay time.Duration
+	// MaxDelay caps the backoff; 0 means 2s. A provider's Retry-After may
+	// ask for longer and is honoured when the deadline allows it.
+	MaxDelay time.Duration
+}
+
+// Do calls attempt until it succeeds, fails without Retry, runs out of
+// attempts, or the context's deadline leaves no room for the wait before
+// the next one. It returns nil or the last attempt's *sender.Error.
+func (r Retrier) Do(ctx context.Context, attempt func(ctx context.Context, n int) Outcome) error {
+	maxAttempts := r.MaxAttempts
+	if maxAttempts <= 0 {
+		maxAttempts = DefaultMaxAttempts
+	}
+	for n := 1; ; n++ {
+		o := attempt(ctx, n)
+		if o.Err == nil {
+			return nil
+		}
+		if !o.Retry || ctx.Err() != nil {
+			return o.Err
+		}
+		if n >= maxAttempts {
+			o.Err.Msg += fmt.Sprintf("; gave up after %d attempts", n)
+			return o.Err
+		}
+		wait := max(o.After, Backoff(n, r.BaseDelay, r.MaxDelay))
+		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
+			o.Err.Msg += fmt.Sprintf("; no time left for attempt %d", n+1)
+			return o.Err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return o.Err
+		case <-t.C:
+		}
+	}
+}
+
+// E164Digits returns the digits of an E.164 number ("+" and 2 to 15
+// digits, the first not 0), without the "+", and whether s is one.
+func E164Digits(s string) (string, bool) {
+	if len(s) < 3 || len(s) > 16 || s[0] != '+' || s[1] == '0' {
+		return "", false
+	}
+	for i := 1; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return "", false
+		}
+	}
+	return s[1:], true
+}
+
+// NotE164 is the error for a destination that is not an E.164 number.
+func NotE164(name string) *sender.Error {
+	return &sender.Error{Sender: name, Recipient: true, Msg: "destination is not a phone number in E.164 form"}
+}
+
+// WithText returns what, followed by ": " and the provider's redacted
+// text when there is one.
+func WithText(what, providerText string) string {
+	if t := Redact(providerText); t != "" {
+		return what + ": " + t
+	}
+	return what
+}

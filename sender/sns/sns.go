@@ -1,0 +1,269 @@
+// Package sns sends codes by SMS through Amazon SNS (the Publish action
+// with a PhoneNumber), using the AWS SDK for Go v2: requests are signed
+// by the SDK, credentials come from the configuration or the SDK's
+// default chain.
+package sns
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awssns "github.com/aws/aws-sdk-go-v2/service/sns"
+	"github.com/aws/aws-sdk-go-v2/service/sns/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/sender/internal/httpsend"
+)
+
+// The SMS attributes of a Publish.
+const (
+	attrSMSType     = "AWS.SNS.SMS.SMSType"
+	attrSenderID    = "AWS.SNS.SMS.SenderID"
+	attrMaxPrice    = "AWS.SNS.SMS.MaxPrice"
+	attrEntityID    = "AWS.MM.SMS.EntityId"
+	attrTemplateID  = "AWS.MM.SMS.TemplateId"
+	attrOrigination = "AWS.MM.SMS.OriginationNumber"
+)
+
+// Config configures a Sender.
+type Config struct {
+	// Region is the AWS region that sends ("ap-south-1"). Empty: the
+	// region of the SDK's shared configuration or AWS_REGION.
+	Region string
+	// Endpoint replaces the regional SNS endpoint (a VPC endpoint, a test
+	// server).
+	Endpoint string
+	// AccessKeyID is a static access key. Without it, the SDK's default
+	// chain is used: environment, shared files, web identity, ECS or EC2
+	// instance role.
+	AccessKeyID string
+	// SecretAccessKey is the static access key's secret.
+	SecretAccessKey string
+	// SessionToken goes with temporary static credentials.
+	SessionToken string
+	// SenderID is the alphanumeric sender ID, where the destination
+	// country supports one (for India, the DLT-registered header).
+	SenderID string
+	// OriginationNumber is the number or short code to send from, when
+	// the account has several.
+	OriginationNumber string
+	// MaxPrice caps the price of one SMS in USD ("0.50"): SNS refuses to
+	// send a message that would cost more, which limits toll fraud.
+	MaxPrice string
+	// EntityID is India's DLT principal entity ID.
+	EntityID string
+	// TemplateID is India's DLT template ID; set it with EntityID.
+	TemplateID string
+	// Name identifies the sender; default "sns".
+	Name string
+	// Timeout bounds one Send, the SDK's retries included; default 10s.
+	Timeout time.Duration
+	// MaxAttempts bounds the SDK's attempts of one Publish; default the
+	// SDK's (3).
+	MaxAttempts int
+	// HTTPClient replaces the SDK's HTTP client.
+	HTTPClient awssns.HTTPClient
+}
+
+// Sender sends codes through Amazon SNS. It is safe for concurrent use.
+//
+// Every message is Transactional (AWS.SNS.SMS.SMSType), which SNS routes
+// for reliability rather than cost. The SDK retries throttling and 5xx
+// answers with backoff and jitter, within the context's deadline.
+type Sender struct {
+	client  *awssns.Client
+	attrs   map[string]types.MessageAttributeValue
+	name    string
+	timeout time.Duration
+}
+
+var (
+	_ sender.Sender    = (*Sender)(nil)
+	_ sender.Channeler = (*Sender)(nil)
+	_ sender.Timeouter = (*Sender)(nil)
+)
+
+// New returns a Sender for cfg. Without static credentials it loads the
+// SDK's default configuration, which reads the shared files and the
+// environment but contacts no service: credentials are fetched at the
+// first Send. Errors never contain a credential.
+func New(ctx context.Context, cfg Config) (*Sender, error) {
+	if (cfg.AccessKeyID == "") != (cfg.SecretAccessKey == "") {
+		return nil, errors.New("sns: set both access_key_id and secret_access_key, or neither to use the default credential chain")
+	}
+	if cfg.SessionToken != "" && cfg.AccessKeyID == "" {
+		return nil, errors.New("sns: session_token needs access_key_id and secret_access_key")
+	}
+	if (cfg.EntityID == "") != (cfg.TemplateID == "") {
+		return nil, errors.New("sns: India DLT needs both entity_id and template_id")
+	}
+	if cfg.MaxPrice != "" {
+		if p, err := strconv.ParseFloat(cfg.MaxPrice, 64); err != nil || p <= 0 {
+			return nil, errors.New(`sns: max_price must be a positive amount in USD, such as "0.50"`)
+		}
+	}
+	endpoint := ""
+	if cfg.Endpoint != "" {
+		var err error
+		if endpoint, err = httpsend.Endpoint(cfg.Endpoint, ""); err != nil {
+			return nil, errors.New("sns: " + err.Error())
+		}
+	}
+	s := &Sender{
+		name:    cmp.Or(cfg.Name, "sns"),
+		timeout: cmp.Or(cfg.Timeout, httpsend.DefaultTimeout),
+		attrs:   map[string]types.MessageAttributeValue{attrSMSType: str("Transactional")},
+	}
+	for name, v := range map[string]string{
+		attrSenderID:    cfg.SenderID,
+		attrOrigination: cfg.OriginationNumber,
+		attrMaxPrice:    cfg.MaxPrice,
+		attrEntityID:    cfg.EntityID,
+		attrTemplateID:  cfg.TemplateID,
+	} {
+		if v != "" {
+			s.attrs[name] = str(v)
+		}
+	}
+
+	if cfg.AccessKeyID != "" {
+		if cfg.Region == "" {
+			return nil, errors.New("sns: region is required with static credentials")
+		}
+		opts := awssns.Options{
+			Region:           cfg.Region,
+			Credentials:      credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken),
+			RetryMaxAttempts: cfg.MaxAttempts,
+			HTTPClient:       cfg.HTTPClient,
+		}
+		if endpoint != "" {
+			opts.BaseEndpoint = aws.String(endpoint)
+		}
+		s.client = awssns.New(opts)
+		return s, nil
+	}
+
+	var load []func(*config.LoadOptions) error
+	if cfg.Region != "" {
+		load = append(load, config.WithRegion(cfg.Region))
+	}
+	if cfg.MaxAttempts > 0 {
+		load = append(load, config.WithRetryMaxAttempts(cfg.MaxAttempts))
+	}
+	if cfg.HTTPClient != nil {
+		load = append(load, config.WithHTTPClient(cfg.HTTPClient))
+	}
+	awsCfg, err := config.LoadDefaultConfig(ctx, load...)
+	if err != nil {
+		return nil, errors.New("sns: loading the AWS configuration: " + httpsend.Redact(err.Error()))
+	}
+	if awsCfg.Region == "" {
+		return nil, errors.New("sns: no region: set region, or AWS_REGION")
+	}
+	s.client = awssns.NewFromConfig(awsCfg, func(o *awssns.Options) {
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+	})
+	return s, nil
+}
+
+func str(v string) types.MessageAttributeValue {
+	return types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+}
+
+// Name returns the sender's name.
+func (s *Sender) Name() string { return s.name }
+
+// Channel returns sender.SMS.
+func (*Sender) Channel() sender.Channel { return sender.SMS }
+
+// Timeout returns the budget of one Send.
+func (s *Sender) Timeout() time.Duration { return s.timeout }
+
+// Send publishes msg to its phone number. The error is a *sender.Error;
+// it never holds the code, the number or the service's message as such.
+func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
+	if msg == nil {
+		return &sender.Error{Sender: s.name, Msg: "no message"}
+	}
+	if _, ok := httpsend.E164Digits(msg.To); !ok {
+		return httpsend.NotE164(s.name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	_, err := s.client.Publish(ctx, &awssns.PublishInput{
+		PhoneNumber:       aws.String(msg.To),
+		Message:           aws.String(msg.Text),
+		MessageAttributes: s.attrs,
+	})
+	if err != nil {
+		return classify(s.name, err)
+	}
+	return nil
+}
+
+// Error codes worth trying again later, or through another sender.
+var temporaryCodes = map[string]bool{
+	"Throttling":          true,
+	"ThrottlingException": true,
+	"ThrottledException":  true,
+	"KMSThrottling":       true,
+	"InternalError":       true,
+	"InternalFailure":     true,
+	"ServiceUnavailable":  true,
+	"RequestTimeout":      true,
+}
+
+// classify turns an error of Publish into a *sender.Error.
+func classify(name string, err error) *sender.Error {
+	se := &sender.Error{Sender: name}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		se.Status = re.HTTPStatusCode()
+	}
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		// No answer from the service: a network error, a timeout, no
+		// credentials.
+		se.Temporary = true
+		se.Msg = "publish failed"
+		switch {
+		case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			se.Msg = "timed out"
+		case strings.Contains(err.Error(), "credential"):
+			se.Temporary = false
+			se.Msg = "no AWS credentials"
+		}
+		se.Msg = httpsend.WithText(se.Msg, lastPart(err.Error()))
+		return se
+	}
+	se.Code = ae.ErrorCode()
+	se.Msg = httpsend.WithText("SNS refused the message", ae.ErrorMessage())
+	switch {
+	case temporaryCodes[se.Code], ae.ErrorFault() == smithy.FaultServer, se.Status == 429, se.Status >= 500:
+		se.Temporary = true
+		se.Msg = httpsend.WithText("SNS did not take the message", ae.ErrorMessage())
+	case strings.HasPrefix(se.Code, "InvalidParameter") && strings.Contains(ae.ErrorMessage(), "PhoneNumber"),
+		se.Code == "OptedOut":
+		se.Recipient = true
+	}
+	return se
+}
+
+// lastPart returns what follows the SDK's "operation error ...:" prefixes.
+func lastPart(s string) string {
+	if i := strings.LastIndex(s, ": "); i >= 0 {
+		return s[i+2:]
+	}
+	return s
+}

@@ -1,0 +1,295 @@
+// Package whatsapp sends codes through the WhatsApp Business Cloud API as
+// an authentication template with a copy-code button (POST
+// /{version}/{phone_number_id}/messages on the Graph API).
+package whatsapp
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/sender/internal/httpsend"
+)
+
+// Defaults of a Sender.
+const (
+	// DefaultEndpoint is Meta's Graph API.
+	DefaultEndpoint = "https://graph.facebook.com"
+	// DefaultVersion is the Graph API version used.
+	DefaultVersion = "v21.0"
+	// DefaultLanguage is the template language used.
+	DefaultLanguage = "en_US"
+)
+
+// maxCode is the longest code an authentication template takes.
+const maxCode = 15
+
+var (
+	versionRE  = regexp.MustCompile(`^v[0-9]+\.[0-9]+$`)
+	languageRE = regexp.MustCompile(`^[a-z]{2,3}(_[A-Z]{2})?$`)
+	idRE       = regexp.MustCompile(`^[0-9]+$`)
+	templateRE = regexp.MustCompile(`^[a-z0-9_]+$`)
+)
+
+// Config configures a Sender.
+type Config struct {
+	// Endpoint is the API base URL; default DefaultEndpoint.
+	Endpoint string
+	// Version is the Graph API version ("v21.0"); default DefaultVersion.
+	Version string
+	// PhoneNumberID is the WhatsApp Business phone number ID (digits) that
+	// sends.
+	PhoneNumberID string
+	// AccessToken is a system user access token with the
+	// whatsapp_business_messaging permission.
+	AccessToken string
+	// Template is the name of an approved authentication template with a
+	// copy-code button.
+	Template string
+	// Language is the template's language code; default "en_US".
+	Language string
+	// Name identifies the sender; default "whatsapp".
+	Name string
+	// Timeout bounds one Send, retries included; default 10s.
+	Timeout time.Duration
+	// MaxAttempts bounds the attempts of one Send; default 3.
+	MaxAttempts int
+	// Client sends the requests; nil means a client with sensible
+	// timeouts that follows no redirect.
+	Client *http.Client
+}
+
+// Sender sends codes through the WhatsApp Cloud API. It is safe for
+// concurrent use.
+//
+// The message text is not sent: the approved template is the text, and
+// the code goes twice, as the body parameter and as the copy-code
+// button's parameter. Graph API errors are told apart by error.code:
+// 130429 (throughput), 131056 (too many messages to one user), 131048
+// (spam rate limit) and the transient codes are retried with backoff and
+// jitter while the deadline allows, whatever the HTTP status.
+type Sender struct {
+	url      string
+	token    string
+	template string
+	language string
+	name     string
+	timeout  time.Duration
+	client   *http.Client
+	retry    httpsend.Retrier
+}
+
+var (
+	_ sender.Sender    = (*Sender)(nil)
+	_ sender.Channeler = (*Sender)(nil)
+	_ sender.Timeouter = (*Sender)(nil)
+)
+
+// New returns a Sender for cfg, or an error saying what is missing or
+// malformed. Errors never contain a credential.
+func New(cfg Config) (*Sender, error) {
+	base, err := httpsend.Endpoint(cfg.Endpoint, DefaultEndpoint)
+	if err != nil {
+		return nil, errors.New("whatsapp: " + err.Error())
+	}
+	version := cmp.Or(cfg.Version, DefaultVersion)
+	language := cmp.Or(cfg.Language, DefaultLanguage)
+	switch {
+	case !idRE.MatchString(cfg.PhoneNumberID):
+		return nil, errors.New("whatsapp: phone_number_id is required, and is all digits")
+	case cfg.AccessToken == "":
+		return nil, errors.New("whatsapp: access_token is required")
+	case !templateRE.MatchString(cfg.Template):
+		return nil, errors.New("whatsapp: template is required: the name of an approved authentication template (lower case, digits, '_')")
+	case !versionRE.MatchString(version):
+		return nil, errors.New(`whatsapp: version must look like "v21.0"`)
+	case !languageRE.MatchString(language):
+		return nil, errors.New(`whatsapp: language must be a template language code such as "en_US" or "hi"`)
+	}
+	s := &Sender{
+		url:      base + "/" + version + "/" + url.PathEscape(cfg.PhoneNumberID) + "/messages",
+		token:    cfg.AccessToken,
+		template: cfg.Template,
+		language: language,
+		name:     cmp.Or(cfg.Name, "whatsapp"),
+		timeout:  cmp.Or(cfg.Timeout, httpsend.DefaultTimeout),
+		client:   cfg.Client,
+		retry:    httpsend.Retrier{MaxAttempts: cfg.MaxAttempts},
+	}
+	if s.client == nil {
+		s.client = httpsend.DefaultClient()
+	}
+	return s, nil
+}
+
+// Name returns the sender's name.
+func (s *Sender) Name() string { return s.name }
+
+// Channel returns sender.WhatsApp.
+func (*Sender) Channel() sender.Channel { return sender.WhatsApp }
+
+// Timeout returns the budget of one Send.
+func (s *Sender) Timeout() time.Duration { return s.timeout }
+
+// The request body; the field order is the documented one.
+type (
+	request struct {
+		MessagingProduct string   `json:"messaging_product"`
+		RecipientType    string   `json:"recipient_type"`
+		To               string   `json:"to"`
+		Type             string   `json:"type"`
+		Template         template `json:"template"`
+	}
+	template struct {
+		Name       string      `json:"name"`
+		Language   language    `json:"language"`
+		Components []component `json:"components"`
+	}
+	language struct {
+		Code string `json:"code"`
+	}
+	component struct {
+		Type       string      `json:"type"`
+		SubType    string      `json:"sub_type,omitempty"`
+		Index      string      `json:"index,omitempty"`
+		Parameters []parameter `json:"parameters"`
+	}
+	parameter struct {
+		Type string `json:"type"`
+		Text string `json:"text"`
+	}
+)
+
+// Send posts msg to the Cloud API. The error is a *sender.Error; it never
+// holds the code, the number or Meta's answer as such.
+func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
+	if msg == nil {
+		return &sender.Error{Sender: s.name, Msg: "no message"}
+	}
+	digits, ok := httpsend.E164Digits(msg.To)
+	if !ok {
+		return httpsend.NotE164(s.name)
+	}
+	if msg.Code == "" || utf8.RuneCountInString(msg.Code) > maxCode {
+		return &sender.Error{Sender: s.name, Msg: "an authentication template takes a code of 1 to 15 characters"}
+	}
+	code := []parameter{{Type: "text", Text: msg.Code}}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	err := enc.Encode(request{
+		MessagingProduct: "whatsapp",
+		RecipientType:    "individual",
+		To:               digits,
+		Type:             "template",
+		Template: template{
+			Name:     s.template,
+			Language: language{Code: s.language},
+			Components: []component{
+				{Type: "body", Parameters: code},
+				{Type: "button", SubType: "url", Index: "0", Parameters: code},
+			},
+		},
+	})
+	if err != nil {
+		return &sender.Error{Sender: s.name, Msg: "encoding the request failed"}
+	}
+	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	return s.retry.Do(ctx, func(ctx context.Context, _ int) httpsend.Outcome {
+		header := http.Header{}
+		header.Set("Authorization", "Bearer "+s.token)
+		resp, err := httpsend.Post(ctx, s.client, s.url, "application/json", header, body)
+		if err != nil {
+			return httpsend.TransportFailure(s.name, err)
+		}
+		return parseResponse(s.name, resp)
+	})
+}
+
+// graphError is the Graph API's error body.
+type graphError struct {
+	Error struct {
+		Message   string `json:"message"`
+		Type      string `json:"type"`
+		Code      int    `json:"code"`
+		Subcode   int    `json:"error_subcode"`
+		ErrorData struct {
+			Details string `json:"details"`
+		} `json:"error_data"`
+	} `json:"error"`
+}
+
+// success is the Cloud API's answer to an accepted message.
+type success struct {
+	Messages []struct {
+		ID string `json:"id"`
+	} `json:"messages"`
+}
+
+// Graph error codes worth another attempt.
+var retryCodes = map[int]bool{
+	1:      true, // API unknown (transient)
+	2:      true, // API service (temporary)
+	4:      true, // API too many calls (app rate limit)
+	80007:  true, // rate limit issues (WhatsApp Business Account)
+	130429: true, // rate limit hit (throughput)
+	131000: true, // something went wrong
+	131016: true, // service unavailable
+	131048: true, // spam rate limit hit
+	131056: true, // (business account, consumer account) pair rate limit hit
+}
+
+// Graph error codes about the destination.
+var recipientCodes = map[int]bool{
+	131026: true, // message undeliverable (not on WhatsApp, old app, ...)
+	131030: true, // recipient phone number not in allowed list (test numbers)
+	131021: true, // recipient cannot be sender
+}
+
+// parseResponse turns the Graph API's answer into an outcome.
+func parseResponse(name string, resp *httpsend.Response) httpsend.Outcome {
+	if resp.Status >= 200 && resp.Status <= 299 {
+		var ok success
+		if err := json.Unmarshal(resp.Body, &ok); err != nil || len(ok.Messages) == 0 || ok.Messages[0].ID == "" {
+			// Maybe sent, maybe not: do not send it twice.
+			return httpsend.Failed(&sender.Error{Sender: name, Status: resp.Status, Temporary: true,
+				Msg: "WhatsApp gave an answer without a message id"}, false)
+		}
+		return httpsend.Outcome{}
+	}
+	var g graphError
+	_ = json.Unmarshal(resp.Body, &g)
+	e := g.Error
+	se := &sender.Error{Sender: name, Status: resp.Status}
+	if e.Code != 0 {
+		se.Code = strconv.Itoa(e.Code)
+	}
+	text := e.Message
+	if e.ErrorData.Details != "" {
+		text += " (" + e.ErrorData.Details + ")"
+	}
+	switch {
+	case retryCodes[e.Code], e.Code == 0 && (resp.Status == http.StatusTooManyRequests || resp.Status >= 500):
+		se.Temporary = true
+		se.Msg = httpsend.WithText("WhatsApp did not take the message", text)
+		o := httpsend.Failed(se, true)
+		o.After = httpsend.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		return o
+	case recipientCodes[e.Code]:
+		se.Recipient = true
+	}
+	se.Msg = httpsend.WithText("WhatsApp refused the message", text)
+	return httpsend.Failed(se, false)
+}
