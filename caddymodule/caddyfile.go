@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/dustin/go-humanize"
 
+	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup"
 )
 
@@ -88,6 +89,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		max_failures   <n>
 //		failure_window <duration>
 //		default_region <ISO 3166 code>
+//		allow_countries <regions...>
+//		deny_countries  <regions...>
+//		allow_number_types <types...>
 //		site_name      <name>
 //		message        <template>
 //		send_timeout   <duration>
@@ -212,6 +216,32 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			s.FailureWindow = v
+		case "allow_countries", "deny_countries":
+			name := d.Val()
+			args := d.RemainingArgs()
+			regions, err := sender.ParseRegions(args)
+			if err != nil || len(args) == 0 {
+				if err == nil {
+					return d.ArgErr()
+				}
+				return d.Errf("%s: %v", name, err)
+			}
+			if name == "allow_countries" {
+				s.AllowCountries = append(s.AllowCountries, regions...)
+			} else {
+				s.DenyCountries = append(s.DenyCountries, regions...)
+			}
+		case "allow_number_types":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			for _, a := range args {
+				if _, err := sender.ParseNumberType(a); err != nil {
+					return d.Errf("allow_number_types: %v", err)
+				}
+			}
+			s.AllowNumberTypes = append(s.AllowNumberTypes, args...)
 		case "default_region":
 			v, err := singleArg(d)
 			if err != nil {

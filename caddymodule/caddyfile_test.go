@@ -54,6 +54,9 @@ func TestUnmarshalCaddyfileFull(t *testing.T) {
 		max_failures 10
 		failure_window 12h
 		default_region in
+		allow_countries IN us
+		deny_countries GB
+		allow_number_types mobile fixed_line_or_mobile voip
 		site_name "Demo Shop"
 		message "{code} is your code"
 		send_timeout 8s
@@ -105,6 +108,8 @@ func TestUnmarshalCaddyfileFull(t *testing.T) {
 		`"senders":[{"sender":"webhook","signing_secret":"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw","url":"http://127.0.0.1:9999/sms"},{"sender":"log"}]`,
 		`"code_length":8`, `"code_ttl":180000000000`, `"max_attempts":4`, `"resend_after":45000000000`,
 		`"max_sends":2`, `"max_failures":10`, `"failure_window":43200000000000`, `"default_region":"IN"`,
+		`"allow_countries":["IN","US"]`, `"deny_countries":["GB"]`,
+		`"allow_number_types":["mobile","fixed_line_or_mobile","voip"]`,
 		`"site_name":"Demo Shop"`, `"message":"{code} is your code"`, `"send_timeout":8000000000`,
 		`"headers":{"policy":"X-Verified-Policy"}`,
 		`"previous_secrets":["{env.OLD_SECRET}","abcdefghijklmnopqrstuvwxyz0123456789"]`,
@@ -165,6 +170,9 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		"limit bad country":        {fmtMinimal("\tlimits {\n\t\tper_country Atlantis 1/h\n\t}"), `country "Atlantis"`},
 		"limit country no rate":    {fmtMinimal("\tlimits {\n\t\tper_country IN\n\t}"), "wrong argument count"},
 		"short previous secret":    {fmtMinimal("\tprevious_secrets short"), "previous secret is 5 bytes"},
+		"bad allow country":        {fmtMinimal("\tallow_countries Atlantis"), "allow_countries:"},
+		"no deny country":          {fmtMinimal("\tdeny_countries"), "wrong argument count"},
+		"bad number type":          {fmtMinimal("\tallow_number_types satellite"), "allow_number_types:"},
 	} {
 		_, err := parse(t, tc.input)
 		if err == nil {

@@ -90,6 +90,15 @@ type Handler struct {
 	MaxFailures int `json:"max_failures,omitempty"`
 	// FailureWindow is the period failures are counted in. Default: 24h
 	FailureWindow caddy.Duration `json:"failure_window,omitempty"`
+	// AllowCountries, when set, limits codes to numbers of these regions
+	// (ISO 3166-1 alpha-2: "IN", "US"); DenyCountries refuses regions.
+	AllowCountries []string `json:"allow_countries,omitempty"`
+	DenyCountries  []string `json:"deny_countries,omitempty"`
+	// AllowNumberTypes lists the number types codes may go to. Default:
+	// mobile and fixed_line_or_mobile; premium-rate, toll-free, VoIP and
+	// fixed lines are refused (SMS-pumping defense).
+	AllowNumberTypes []string `json:"allow_number_types,omitempty"`
+
 	// DefaultRegion lets national phone numbers parse (ISO 3166 code such
 	// as "IN"). Default: none; numbers must be in E.164 form.
 	DefaultRegion string `json:"default_region,omitempty"`
@@ -297,6 +306,14 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	rules := sender.PhoneRules{Allow: h.AllowCountries, Deny: h.DenyCountries}
+	for _, t := range h.AllowNumberTypes {
+		nt, err := sender.ParseNumberType(t)
+		if err != nil {
+			return fmt.Errorf("allow_number_types: %v", err)
+		}
+		rules.AllowTypes = append(rules.AllowTypes, nt)
+	}
 
 	if h.IdentityRaw == nil {
 		return errors.New("an identity source is required (identity header|oidc|cookie {...})")
@@ -346,6 +363,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		Secret:          secret,
 		PreviousSecrets: previous,
 		Limits:          limits,
+		PhoneRules:      rules,
 		PathPrefix:      h.PathPrefix,
 		CodeLength:      h.CodeLength,
 		CodeTTL:         time.Duration(h.CodeTTL),
@@ -371,6 +389,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if sendTimeout == 0 {
 		sendTimeout = 10 * time.Second
 	}
+	h.warnSenders(senders, cfg)
 	h.engine, err = stepup.New(cfg, policies, stepup.Options{
 		Store:     st,
 		Identity:  source,
@@ -414,6 +433,36 @@ func (h *Handler) provisionStore(repl *caddy.Replacer) (store.Store, redis.Unive
 		prefix = "stepup:"
 	}
 	return store.NewRedis(client, prefix, false), client, nil
+}
+
+// warnSenders warns at start about messages that cost more than one SMS
+// segment and about email as the only channel.
+func (h *Handler) warnSenders(senders []sender.Sender, cfg stepup.Config) {
+	length := cfg.CodeLength
+	if length == 0 {
+		length = stepup.DefaultCodeLength
+	}
+	text, describe := stepup.SampleMessage(cfg, length)
+	enc, chars, n := sender.Segments(text)
+	if n > 1 {
+		h.logger.Warn("the code message costs more than one SMS segment; shorten message or site_name",
+			zap.String("encoding", enc), zap.Int("characters", chars), zap.Int("segments", n))
+	}
+	if describe != "" {
+		if enc, chars, n := sender.Segments(describe); n > 1 {
+			h.logger.Warn("a transaction message with a long description costs more than one SMS segment",
+				zap.String("encoding", enc), zap.Int("characters", chars), zap.Int("segments", n))
+		}
+	}
+	onlyEmail := len(senders) > 0
+	for _, s := range senders {
+		if c, ok := s.(sender.Channeler); !ok || c.Channel() != sender.Email {
+			onlyEmail = false
+		}
+	}
+	if onlyEmail {
+		h.logger.Warn("email is the only channel: NIST SP 800-63B §3.1.3.1 does not accept email as an out-of-band authenticator; add an SMS or WhatsApp sender")
+	}
 }
 
 // provisionObserver registers the metrics and sets up Caddy events and

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -31,8 +32,8 @@ type WebhookSender struct {
 	URL string `json:"url,omitempty"`
 	// SigningSecret is a Standard Webhooks secret ("whsec_" + base64).
 	SigningSecret string `json:"signing_secret,omitempty"`
-	// SenderName names the sender in logs and metrics. Default: webhook
-	SenderName string `json:"name,omitempty"`
+	// SenderOptions adds name (default: webhook), countries and timeout.
+	SenderOptions
 
 	s *sender.Webhook
 }
@@ -47,11 +48,15 @@ func (WebhookSender) CaddyModule() caddy.ModuleInfo {
 
 // Provision resolves placeholders and builds the sender.
 func (w *WebhookSender) Provision(caddy.Context) error {
+	if err := w.validate("webhook"); err != nil {
+		return err
+	}
 	repl := caddy.NewReplacer()
 	s, err := sender.NewWebhook(sender.WebhookConfig{
 		URL:           repl.ReplaceKnown(w.URL, ""),
 		SigningSecret: repl.ReplaceKnown(w.SigningSecret, ""),
 		Name:          w.SenderName,
+		Timeout:       time.Duration(w.SendTimeout),
 	})
 	if err != nil {
 		return fmt.Errorf("webhook sender: %v", err)
@@ -73,28 +78,14 @@ func (w *WebhookSender) Send(ctx context.Context, msg *sender.Message) error {
 //	sender webhook <url> [{
 //		signing_secret <whsec_...>
 //		name           <name>
+//		countries      <regions...>
+//		timeout        <duration>
 //	}]
 func (w *WebhookSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // "webhook"
-	if d.NextArg() {
-		w.URL = d.Val()
-	}
-	if d.NextArg() {
-		return d.ArgErr()
-	}
-	err := keyValues(d, func(key, v string) error {
-		switch key {
-		case "url":
-			w.URL = v
-		case "signing_secret":
-			w.SigningSecret = v
-		case "name":
-			w.SenderName = v
-		default:
-			return d.Errf("unrecognized webhook option '%s'", key)
-		}
-		return nil
-	})
+	err := w.parseBlock(d, "webhook", &w.URL, map[string]*string{
+		"url":            &w.URL,
+		"signing_secret": &w.SigningSecret,
+	}, nil)
 	if err != nil {
 		return err
 	}
@@ -155,6 +146,8 @@ var (
 	_ caddy.Provisioner     = (*WebhookSender)(nil)
 	_ caddyfile.Unmarshaler = (*WebhookSender)(nil)
 	_ sender.Sender         = (*WebhookSender)(nil)
+	_ sender.Regional       = (*WebhookSender)(nil)
+	_ sender.Timeouter      = (*WebhookSender)(nil)
 	_ caddy.Provisioner     = (*LogSender)(nil)
 	_ caddyfile.Unmarshaler = (*LogSender)(nil)
 	_ sender.Sender         = (*LogSender)(nil)

@@ -20,22 +20,12 @@ import (
 	"github.com/caddy-stepup/caddy-stepup/sender"
 )
 
-func init() {
-	caddycmd.RegisterCommand(caddycmd.Command{
-		Name:  "stepup",
-		Usage: "send-test --config <path> [--adapter <name>] --to <number|address> [--sender <name>] [--chain]",
-		Short: "Tools for the stepup handler (send-test)",
+// sendTestCommand is "caddy stepup send-test".
+func sendTestCommand() *cobra.Command {
+	sub := &cobra.Command{
+		Use:   "send-test --config <path> [--adapter <name>] --to <number|address> [--sender <name>] [--chain]",
+		Short: "Sends a test message through the configured senders",
 		Long: `
-Tools for the stepup handler.
-
-  send-test   sends one test message through the senders of every stepup
-              handler in a config and prints what each sender answered.
-`,
-		CobraFunc: func(cmd *cobra.Command) {
-			sub := &cobra.Command{
-				Use:   "send-test --config <path> [--adapter <name>] --to <number|address> [--sender <name>] [--chain]",
-				Short: "Sends a test message through the configured senders",
-				Long: `
 Loads the config (adapting it, for instance from a Caddyfile), finds every
 stepup handler in it, provisions its senders as Caddy would (placeholders
 such as {env.TWILIO_TOKEN} are resolved, so run it with the server's
@@ -54,21 +44,19 @@ challenge would, and prints which sender delivered it.
 "ok" means that the provider accepted the message, not that the handset
 received it. The exit status is 1 when a send failed.
 `,
-				Args: cobra.NoArgs,
-			}
-			sub.RunE = func(cmd *cobra.Command, args []string) error {
-				return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
-					return cmdSendTest(fl, cmd.OutOrStdout())
-				})(cmd, args)
-			}
-			sub.Flags().StringP("config", "c", "", "Configuration file (required)")
-			sub.Flags().StringP("adapter", "a", "", "Name of config adapter to apply")
-			sub.Flags().String("to", "", "Destination: a phone number in E.164 form, or an e-mail address (required)")
-			sub.Flags().String("sender", "", "Only the senders with this name")
-			sub.Flags().Bool("chain", false, "Send one message through the failover chain instead of one per sender")
-			cmd.AddCommand(sub)
-		},
-	})
+		Args: cobra.NoArgs,
+	}
+	sub.RunE = func(cmd *cobra.Command, args []string) error {
+		return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) {
+			return cmdSendTest(fl, cmd.OutOrStdout())
+		})(cmd, args)
+	}
+	sub.Flags().StringP("config", "c", "", "Configuration file (required)")
+	sub.Flags().StringP("adapter", "a", "", "Name of config adapter to apply")
+	sub.Flags().String("to", "", "Destination: a phone number in E.164 form, or an e-mail address (required)")
+	sub.Flags().String("sender", "", "Only the senders with this name")
+	sub.Flags().Bool("chain", false, "Send one message through the failover chain instead of one per sender")
+	return sub
 }
 
 // cmdSendTest runs "caddy stepup send-test", printing on out.

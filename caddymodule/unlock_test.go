@@ -75,4 +75,16 @@ http://127.0.0.1:2 {
 	if _, err := unlockUser(ctx, cfg, "", &out); err == nil {
 		t.Fatal("no --user accepted")
 	}
+
+	// revoke records the time for alice only, and a later revocation wins.
+	out.Reset()
+	if n, err := revokeUser(ctx, cfg, "alice", &out); err != nil || n != 1 || !strings.Contains(out.String(), "revoked every grant") {
+		t.Fatalf("revokeUser = %d, %v\n%s", n, err, out.String())
+	}
+	if at, _ := st.RevokedAt(ctx, key); time.Since(at) > time.Minute {
+		t.Fatalf("alice revoked at %v", at)
+	}
+	if at, _ := st.RevokedAt(ctx, other); !at.IsZero() {
+		t.Fatal("bob was revoked too")
+	}
 }

@@ -429,7 +429,7 @@ func (e *Engine) resendCode(r *http.Request, b *bound) (retry time.Duration, lim
 		res, _, err := e.stateOutcome(b, err, now)
 		return 0, false, res, err
 	}
-	e.deliver(r, c, code, true)
+	e.deliver(r, c, b.id.Email, code, true)
 	return 0, false, verified, nil
 }
 

@@ -66,6 +66,9 @@ type Config struct {
 	PreviousSecrets [][]byte
 	// Limits bound how often challenges start and codes are sent.
 	Limits Limits
+	// PhoneRules decide which numbers codes may go to; the zero value
+	// refuses premium-rate and other non-mobile numbers.
+	PhoneRules sender.PhoneRules
 	// PathPrefix is where the engine's pages live ("/.stepup").
 	PathPrefix string
 	// CodeLength is the number of digits (6 to 10).
@@ -183,6 +186,9 @@ func (c *Config) setDefaults() error {
 		c.SendTimeout = 10 * time.Second
 	}
 	c.Limits.setDefaults()
+	if err := c.PhoneRules.Validate(); err != nil {
+		return fmt.Errorf("phone rules: %v", err)
+	}
 	if c.MaxBody == 0 {
 		c.MaxBody = DefaultMaxBody
 	}

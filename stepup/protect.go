@@ -388,6 +388,14 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 		e.renderStatus(w, r, http.StatusBadRequest, stateBadPhone, nil)
 		return nil
 	}
+	if err := e.cfg.PhoneRules.Check(phone); err != nil {
+		// Premium-rate, non-mobile or not-allowed country: no code goes
+		// there (SMS-pumping defense). The customer sees the "add a
+		// mobile number" page; the log says which rule refused.
+		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: p.Name, To: phone.Masked(), Outcome: "phone_refused", Err: err})
+		e.renderStatus(w, r, http.StatusBadRequest, stateBadPhone, nil)
+		return nil
+	}
 	if lim, err := e.allowSend(ctx, phone); err != nil {
 		return e.storeError(w, r, "rate_limit", err)
 	} else if lim != nil {
@@ -424,7 +432,7 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 		outcome = "browser_preserved"
 	}
 	e.emit(r, &Event{Kind: EventChallengeCreated, Policy: p.Name, Mode: p.Mode.String(), To: phone.Masked(), Outcome: outcome})
-	e.deliver(r, c, code, false)
+	e.deliver(r, c, id.Email, code, false)
 	if api {
 		// The answer reports the delivery outcome.
 		if fresh, err := e.store.Get(ctx, c.ID); err == nil {
@@ -482,7 +490,7 @@ func (e *Engine) lockedOut(ctx context.Context, userKey string) (bool, time.Dura
 
 // deliver sends code for challenge c and records the outcome. A failed
 // delivery leaves the challenge usable: the page offers a resend.
-func (e *Engine) deliver(r *http.Request, c *store.Challenge, code string, resend bool) {
+func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string, resend bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), e.cfg.SendTimeout)
 	defer cancel()
 	msg := &sender.Message{
@@ -493,6 +501,8 @@ func (e *Engine) deliver(r *http.Request, c *store.Challenge, code string, resen
 		Policy:    c.Policy,
 		Challenge: c.ID,
 		TTL:       e.cfg.CodeTTL,
+		// Email senders in the chain use it as the fallback destination.
+		Email: email,
 	}
 	start := time.Now()
 	by, err := e.sender.Send(ctx, msg)
@@ -528,6 +538,27 @@ func (e *Engine) messageText(r *http.Request, code, description string) string {
 		text += "\n\n@" + host + " #" + code
 	}
 	return text
+}
+
+// SampleMessage renders the message templates of cfg with a code of the
+// given length, for an operator's size check: the session message, and
+// the transaction message with a description of typical length ("" when
+// the templates do not use one).
+func SampleMessage(cfg Config, codeLength int) (session, transaction string) {
+	e := &Engine{cfg: cfg}
+	if e.cfg.Message == "" {
+		e.cfg.Message = DefaultMessage
+	}
+	if e.cfg.CodeTTL == 0 {
+		e.cfg.CodeTTL = DefaultCodeTTL
+	}
+	r := &http.Request{Host: "shop.example.com"}
+	code := strings.Repeat("8", codeLength)
+	session = e.messageText(r, code, "")
+	if e.cfg.Message == DefaultMessage || strings.Contains(e.cfg.Message, "{describe}") {
+		transaction = e.messageText(r, code, "Pay EUR 1,234.56 to Example Merchant GmbH")
+	}
+	return session, transaction
 }
 
 // challengeURL is the page of challenge id.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -414,4 +415,26 @@ func TestRevokeUser(t *testing.T) {
 			t.Fatalf("new grant after revocation = %d", resp.StatusCode)
 		}
 	})
+}
+
+// Premium-rate and not-allowed numbers get no code (SMS-pumping defense).
+func TestPhoneRules(t *testing.T) {
+	h := newHarness(t, store.NewMemory(time.Minute), func(c *Config, _ []*Policy) {
+		c.PhoneRules = sender.PhoneRules{Deny: []string{"GB"}}
+	})
+	for _, phone := range []string{"+19002345678", "+447400123456", "+4930123456"} {
+		resp, page := h.browser("u"+phone, phone).do("GET", "/account/payment-methods", nil)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(page, "mobile number") {
+			t.Errorf("%s: %d", phone, resp.StatusCode)
+		}
+	}
+	if h.out.count() != 0 {
+		t.Fatalf("%d codes sent to refused numbers", h.out.count())
+	}
+	if !strings.Contains(h.logs.String(), "phone_refused") {
+		t.Fatal("refusals not logged")
+	}
+	if resp, _ := h.browser("ok", "+919876543210").do("GET", "/account/payment-methods", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("an Indian mobile = %d", resp.StatusCode)
+	}
 }
