@@ -27,9 +27,12 @@ type Server struct {
 	Dir string
 
 	extra []string
-	mu    sync.Mutex
-	cmd   *exec.Cmd
-	done  chan struct{}
+	// confFirst is a config file given before the other arguments
+	// (Sentinel mode needs one).
+	confFirst string
+	mu        sync.Mutex
+	cmd       *exec.Cmd
+	done      chan struct{}
 }
 
 // Addr returns "127.0.0.1:PORT".
@@ -92,7 +95,11 @@ func (s *Server) Start() error {
 	if err != nil {
 		return err
 	}
-	args := []string{
+	var args []string
+	if s.confFirst != "" {
+		args = append(args, s.confFirst)
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.Port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -101,7 +108,7 @@ func (s *Server) Start() error {
 		"--protected-mode", "yes",
 		"--dir", s.Dir,
 		"--logfile", filepath.Join(s.Dir, "redis-"+strconv.Itoa(s.Port)+".log"),
-	}
+	)
 	args = append(args, s.extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = s.Dir
@@ -158,6 +165,27 @@ func (s *Server) ping() error {
 		return fmt.Errorf("unexpected answer to PING: %q", line)
 	}
 	return nil
+}
+
+// portFree reports whether a TCP port on 127.0.0.1 can be listened on.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// Raw runs a command with redis-cli and returns its output.
+func (s *Server) Raw(ctx context.Context, args ...string) (string, error) {
+	out, err := exec.CommandContext(ctx, "redis-cli", append([]string{"-p", strconv.Itoa(s.Port)}, args...)...).CombinedOutput()
+	return string(out), err
+}
+
+// Info returns the INFO section of the server.
+func (s *Server) Info(ctx context.Context, section string) (string, error) {
+	return s.Raw(ctx, "INFO", section)
 }
 
 // Command runs redis-cli-free commands: it sends one command in RESP and

@@ -92,11 +92,21 @@ var (
 	_ sender.Timeouter = (*Sender)(nil)
 )
 
+// sharedHTTPClient is the SDK's buildable client, shared by every SNS
+// sender of the process.
+var sharedHTTPClient = awshttp.NewBuildableClient()
+
 // New returns a Sender for cfg. Without static credentials it loads the
 // SDK's default configuration, which reads the shared files and the
 // environment but contacts no service: credentials are fetched at the
 // first Send. Errors never contain a credential.
 func New(ctx context.Context, cfg Config) (*Sender, error) {
+	if cfg.HTTPClient == nil {
+		// One SDK client (and so one transport) for the process: the
+		// SDK's default builds one per sender, whose idle connections
+		// would outlive config reloads.
+		cfg.HTTPClient = sharedHTTPClient
+	}
 	if (cfg.AccessKeyID == "") != (cfg.SecretAccessKey == "") {
 		return nil, errors.New("sns: set both access_key_id and secret_access_key, or neither to use the default credential chain")
 	}

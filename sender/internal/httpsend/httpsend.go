@@ -33,22 +33,28 @@ const DefaultTimeout = 10 * time.Second
 // DefaultMaxAttempts is how many attempts one Send makes at most.
 const DefaultMaxAttempts = 3
 
-// DefaultClient returns a client with connect, TLS handshake and
-// response header timeouts that follows no redirect: a provider that
-// redirects is misconfigured, and the credentials must not follow.
+// Transport is the process-wide transport of the providers' default
+// clients: one pool of connections however many senders and config
+// reloads there are (a transport per sender would leave its idle
+// connections, and their goroutines, behind at every reload).
+var Transport = &http.Transport{
+	Proxy:                 http.ProxyFromEnvironment,
+	DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	ForceAttemptHTTP2:     true,
+	TLSHandshakeTimeout:   5 * time.Second,
+	ResponseHeaderTimeout: 10 * time.Second,
+	ExpectContinueTimeout: time.Second,
+	IdleConnTimeout:       90 * time.Second,
+	MaxIdleConns:          64,
+	MaxIdleConnsPerHost:   8,
+}
+
+// DefaultClient returns a client on Transport that follows no redirect: a
+// provider that redirects is misconfigured, and the credentials must not
+// follow.
 func DefaultClient() *http.Client {
-	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Client{
-		Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           dialer.DialContext,
-			ForceAttemptHTTP2:     true,
-			TLSHandshakeTimeout:   5 * time.Second,
-			ResponseHeaderTimeout: 10 * time.Second,
-			ExpectContinueTimeout: time.Second,
-			IdleConnTimeout:       90 * time.Second,
-			MaxIdleConns:          16,
-		},
+		Transport: Transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},

@@ -1,0 +1,173 @@
+package testredis
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Cluster is a local Redis Cluster of masters without replicas.
+type Cluster struct {
+	Nodes []*Server
+}
+
+// Addrs returns the nodes' addresses.
+func (c *Cluster) Addrs() []string {
+	var a []string
+	for _, n := range c.Nodes {
+		a = append(a, n.Addr())
+	}
+	return a
+}
+
+// clusterPort returns a port p such that p and its cluster bus port
+// p+10000 were both free a moment ago.
+func clusterPort() (int, error) {
+	for try := 0; try < 50; try++ {
+		p, err := FreePort()
+		if err != nil {
+			return 0, err
+		}
+		if p+10000 > 65535 {
+			continue
+		}
+		if portFree(p + 10000) {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("no free port pair for a cluster node")
+}
+
+// RunCluster starts masters cluster-enabled redis-servers, joins them
+// with redis-cli --cluster create, waits until the cluster is ok, and
+// stops them when the test ends.
+func RunCluster(tb testing.TB, masters int) *Cluster {
+	tb.Helper()
+	cli, err := exec.LookPath("redis-cli")
+	if err != nil {
+		tb.Fatalf("redis-cli not found (Debian's redis-tools, installed with redis-server): %v", err)
+	}
+	dir := tb.TempDir()
+	c := &Cluster{}
+	for i := 0; i < masters; i++ {
+		port, err := clusterPort()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		nodeDir := filepath.Join(dir, strconv.Itoa(port))
+		if err := os.MkdirAll(nodeDir, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		s := &Server{Port: port, Dir: nodeDir, extra: []string{
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf",
+			"--cluster-node-timeout", "2000",
+		}}
+		if err := s.Start(); err != nil {
+			tb.Fatalf("starting cluster node: %v", err)
+		}
+		tb.Cleanup(s.Stop)
+		c.Nodes = append(c.Nodes, s)
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs()...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
+		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok := true
+		for _, n := range c.Nodes {
+			out, _ := exec.Command(cli, "-p", strconv.Itoa(n.Port), "cluster", "info").Output()
+			if !strings.Contains(string(out), "cluster_state:ok") {
+				ok = false
+			}
+		}
+		if ok {
+			return c
+		}
+		if time.Now().After(deadline) {
+			tb.Fatal("the cluster did not reach cluster_state:ok within 20s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Sentinel is a master, one replica and one Sentinel watching them under
+// the name MasterName.
+type Sentinel struct {
+	Master, Replica, Sentinel *Server
+	MasterName                string
+}
+
+// RunSentinel starts a master, a replica of it and a Sentinel with a
+// quick failover (down after 1s), and stops them when the test ends.
+func RunSentinel(tb testing.TB) *Sentinel {
+	tb.Helper()
+	dir := tb.TempDir()
+	start := func(name string, extra ...string) *Server {
+		port, err := FreePort()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		d := filepath.Join(dir, name)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		s := &Server{Port: port, Dir: d, extra: extra}
+		if err := s.Start(); err != nil {
+			tb.Fatalf("starting %s: %v", name, err)
+		}
+		tb.Cleanup(s.Stop)
+		return s
+	}
+	st := &Sentinel{MasterName: "stepup-master"}
+	st.Master = start("master")
+	st.Replica = start("replica", "--replicaof", "127.0.0.1", strconv.Itoa(st.Master.Port))
+
+	port, err := FreePort()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sdir := filepath.Join(dir, "sentinel")
+	if err := os.MkdirAll(sdir, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	conf := filepath.Join(sdir, "sentinel.conf")
+	body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
+		"sentinel monitor %s 127.0.0.1 %d 1\n"+
+		"sentinel down-after-milliseconds %s 1000\n"+
+		"sentinel failover-timeout %s 5000\n"+
+		"sentinel parallel-syncs %s 1\n",
+		port, sdir, st.MasterName, st.Master.Port, st.MasterName, st.MasterName, st.MasterName)
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	// A Sentinel is redis-server in sentinel mode; its config file must
+	// come first on the command line.
+	st.Sentinel = &Server{Port: port, Dir: sdir, confFirst: conf, extra: []string{"--sentinel"}}
+	if err := st.Sentinel.Start(); err != nil {
+		tb.Fatalf("starting sentinel: %v", err)
+	}
+	tb.Cleanup(st.Sentinel.Stop)
+
+	// Wait until the replica is in sync and the Sentinel knows it.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, _ := st.Replica.Info(context.Background(), "replication")
+		known, _ := st.Sentinel.Raw(context.Background(), "SENTINEL", "REPLICAS", st.MasterName)
+		if strings.Contains(info, "master_link_status:up") && strings.Contains(known, strconv.Itoa(st.Replica.Port)) {
+			return st
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("sentinel setup not ready within 20s (replica: %q)", info)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
