@@ -97,6 +97,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		send_timeout   <duration>
 //		max_body       <size>
 //		audit_stream   <key> [maxlen <n>]
+//		assertion {
+//			[header   <name>]
+//			[ttl      <duration>]
+//			[alg      HS256|EdDSA]
+//			key       <secret or base64 Ed25519 seed> | key_file <PEM file>
+//			[issuer   <iss>]
+//			[audience <aud>]
+//		}
 //		headers {
 //			policy      <header>
 //			user        <header>
@@ -276,6 +284,43 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := s.parseHeaders(d); err != nil {
 				return err
 			}
+		case "assertion":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a := &AssertionConfig{}
+			for nesting := d.Nesting(); d.NextBlock(nesting); {
+				opt := d.Val()
+				var err error
+				switch opt {
+				case "header":
+					a.Header, err = singleArg(d)
+				case "ttl":
+					a.TTL, err = durationArg(d, time.Second, time.Hour)
+				case "alg":
+					a.Alg, err = singleArg(d)
+					if err == nil && a.Alg != "HS256" && a.Alg != "EdDSA" {
+						err = d.Errf("assertion alg %q: want HS256 or EdDSA", a.Alg)
+					}
+				case "key":
+					a.Key, err = singleArg(d)
+				case "key_file":
+					a.KeyFile, err = singleArg(d)
+				case "issuer":
+					a.Issuer, err = singleArg(d)
+				case "audience":
+					a.Audience, err = singleArg(d)
+				default:
+					err = d.Errf("unrecognized assertion option '%s'", opt)
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if a.Key == "" && a.KeyFile == "" {
+				return d.Err("assertion needs a key (HS256 secret or EdDSA seed) or a key_file (Ed25519 PEM)")
+			}
+			s.Assertion = a
 		case "audit_stream":
 			args := d.RemainingArgs()
 			if len(args) != 1 && !(len(args) == 3 && args[1] == "maxlen") {

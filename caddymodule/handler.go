@@ -8,11 +8,16 @@
 package caddymodule
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -112,6 +117,10 @@ type Handler struct {
 	SendTimeout caddy.Duration `json:"send_timeout,omitempty"`
 	// Headers renames the headers sent upstream on verified requests.
 	Headers *HeadersConfig `json:"headers,omitempty"`
+	// Assertion, when set, adds a signed JWT to every verified request so
+	// that the upstream can check that step-up happened.
+	Assertion *AssertionConfig `json:"assertion,omitempty"`
+
 	// AuditStream, when set, is a Redis stream that receives every
 	// step-up event (capped at AuditMaxLen entries, default 100000), for
 	// security teams to consume. Requires redis.
@@ -186,6 +195,78 @@ type RedisTLS struct {
 	Key  string `json:"key,omitempty"`
 	// ServerName overrides the name verified in the server certificate.
 	ServerName string `json:"server_name,omitempty"`
+}
+
+// AssertionConfig configures the upstream assertion (a JWT per verified
+// request; see docs/PRODUCTION.md for verifying it).
+type AssertionConfig struct {
+	// Header carries the token. Default: Stepup-Assertion
+	Header string `json:"header,omitempty"`
+	// TTL is the token's lifetime. Default: 60s
+	TTL caddy.Duration `json:"ttl,omitempty"`
+	// Alg is HS256 (shared key) or EdDSA (Ed25519; the public key is
+	// served at {path_prefix}/jwks.json). Default: EdDSA when key_file is
+	// set, else HS256.
+	Alg string `json:"alg,omitempty"`
+	// Key is the HS256 key (at least 32 bytes), or for EdDSA the base64
+	// of a 32-byte Ed25519 seed. Usually a placeholder.
+	Key string `json:"key,omitempty"`
+	// KeyFile is a PEM file with an Ed25519 private key (PKCS #8).
+	KeyFile string `json:"key_file,omitempty"`
+	// Issuer and Audience are the iss and aud claims.
+	Issuer   string `json:"issuer,omitempty"`
+	Audience string `json:"audience,omitempty"`
+}
+
+// build makes the engine's assertion signer.
+func (a *AssertionConfig) build(repl *caddy.Replacer) (*stepup.Assertion, error) {
+	base := stepup.Assertion{Header: a.Header, TTL: time.Duration(a.TTL), Issuer: a.Issuer, Audience: a.Audience}
+	key := repl.ReplaceKnown(a.Key, "")
+	alg := a.Alg
+	if alg == "" {
+		alg = "HS256"
+		if a.KeyFile != "" {
+			alg = "EdDSA"
+		}
+	}
+	switch alg {
+	case "HS256":
+		if a.KeyFile != "" {
+			return nil, errors.New("assertion: key_file is for EdDSA")
+		}
+		return stepup.NewHS256Assertion(base, []byte(key))
+	case "EdDSA":
+		var priv ed25519.PrivateKey
+		switch {
+		case a.KeyFile != "" && key != "":
+			return nil, errors.New("assertion: set key or key_file, not both")
+		case a.KeyFile != "":
+			pemBytes, err := os.ReadFile(repl.ReplaceKnown(a.KeyFile, ""))
+			if err != nil {
+				return nil, fmt.Errorf("assertion: %v", err)
+			}
+			block, _ := pem.Decode(pemBytes)
+			if block == nil {
+				return nil, errors.New("assertion: key_file holds no PEM block")
+			}
+			k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+			if err != nil {
+				return nil, fmt.Errorf("assertion: key_file: %v", err)
+			}
+			var ok bool
+			if priv, ok = k.(ed25519.PrivateKey); !ok {
+				return nil, errors.New("assertion: key_file is not an Ed25519 key")
+			}
+		default:
+			seed, err := base64.StdEncoding.DecodeString(key)
+			if err != nil || len(seed) != ed25519.SeedSize {
+				return nil, errors.New("assertion: an EdDSA key is the base64 of a 32-byte Ed25519 seed")
+			}
+			priv = ed25519.NewKeyFromSeed(seed)
+		}
+		return stepup.NewEdDSAAssertion(base, priv)
+	}
+	return nil, fmt.Errorf("assertion: alg %q: want HS256 or EdDSA", alg)
 }
 
 // LimitsConfig bounds how often challenges start and codes are sent. Each
@@ -385,6 +466,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	var assertion *stepup.Assertion
+	if h.Assertion != nil {
+		if assertion, err = h.Assertion.build(repl); err != nil {
+			return err
+		}
+	}
 	sendTimeout := cfg.SendTimeout
 	if sendTimeout == 0 {
 		sendTimeout = 10 * time.Second
@@ -398,6 +485,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		ClientIP:  clientIP,
 		Observer:  obs,
 		RequestID: requestID,
+		Assertion: assertion,
 		OnVerified: func(r *http.Request, _, user string) {
 			if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 				repl.Set("http.stepup.user", user)

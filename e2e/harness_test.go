@@ -90,6 +90,9 @@ type caddyProc struct {
 	// codesLogged marks a Caddy whose config logs codes on purpose (the
 	// development log sender); its logs are still checked for numbers.
 	codesLogged bool
+	// config is the path of its Caddyfile, env the extra environment.
+	config string
+	env    []string
 }
 
 // secrets are values that must never appear in any Caddy log line of the
@@ -219,6 +222,7 @@ func startCaddy(t *testing.T, caddyfile string, env ...string) *caddyProc {
 	if err := os.WriteFile(path, []byte(caddyfile), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	p.config, p.env = path, env
 	p.cmd = exec.Command(caddyBin, "run", "--config", path, "--adapter", "caddyfile")
 	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(),

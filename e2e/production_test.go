@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-stepup/caddy-stepup/internal/testredis"
@@ -364,5 +368,115 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	if flows.Load() < 10 {
 		t.Errorf("only %d flows ran during the reloads", flows.Load())
+	}
+}
+
+// caddyCommand runs a caddy subcommand with p's environment.
+func (p *caddyProc) caddyCommand(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(caddyBin, args...)
+	cmd.Env = append(os.Environ(), "HOME="+t.TempDir(), "STEPUP_SECRET=e2e-secret-0123456789abcdef0123456789")
+	cmd.Env = append(cmd.Env, p.env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("caddy %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// `caddy stepup revoke` ends a user's grants on every instance within a
+// second; every step-up event lands in the audit stream without secrets;
+// the upstream gets a signed assertion it can verify.
+func TestRevokeAuditAndAssertion(t *testing.T) {
+	up := newUpstream(t)
+	hook := newReceiver(t)
+	key := strings.Repeat("assertion-key-", 3)
+	cfg := prodConfig(`redis `+sharedRedis.URL()+` {
+			key_prefix e2e-revoke:
+		}`, hook.URL, up.URL, `audit_stream e2e-revoke:audit maxlen 1000
+		assertion {
+			key {env.ASSERTION_KEY}
+			audience shop
+			ttl 30s
+		}`)
+	a := startCaddy(t, cfg, "ASSERTION_KEY="+key)
+	b := startCaddy(t, cfg, "ASSERTION_KEY="+key)
+	if err := flow(t, a, hook, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	alice := newBrowser(t, "alice", "+14155550100")
+	target := a.url("/account/payment-methods")
+	resp, _ := alice.do("GET", target, nil)
+	loc := resolve(target, resp.Header.Get("Location"))
+	_, page := alice.do("GET", loc, nil)
+	alice.do("POST", loc, url.Values{"csrf": {csrfOf(t, page)}, "code": {hook.last(t).Code}})
+	for _, p := range []*caddyProc{a, b} {
+		if resp, _ := alice.do("GET", p.url("/account/payment-methods"), nil); resp.StatusCode != 200 {
+			t.Fatalf("grant before revocation = %d", resp.StatusCode)
+		}
+	}
+	// The upstream can verify what happened.
+	tok := up.last().Header.Get("Stepup-Assertion")
+	parsed, err := jwt.ParseSigned(tok, []jose.SignatureAlgorithm{jose.HS256})
+	if err != nil {
+		t.Fatalf("assertion %q: %v", tok, err)
+	}
+	var claims struct {
+		jwt.Claims
+		ACR    string   `json:"acr"`
+		AMR    []string `json:"amr"`
+		Policy string   `json:"policy"`
+	}
+	if err := parsed.Claims([]byte(key), &claims); err != nil {
+		t.Fatalf("the upstream cannot verify the assertion: %v", err)
+	}
+	if claims.Subject != "alice" || claims.ACR != "urn:stepup:sms" || claims.Policy != "payment-methods" || claims.Audience[0] != "shop" {
+		t.Fatalf("assertion claims = %+v", claims)
+	}
+
+	time.Sleep(1100 * time.Millisecond) // grants carry whole seconds
+	out := a.caddyCommand(t, "stepup", "revoke", "--config", a.config, "--adapter", "caddyfile", "--user", "alice")
+	if !strings.Contains(out, "revoked every grant") {
+		t.Fatalf("revoke said:\n%s", out)
+	}
+	start := time.Now()
+	for _, p := range []*caddyProc{a, b} {
+		for {
+			resp, _ := alice.do("GET", p.url("/account/payment-methods"), nil)
+			if resp.StatusCode == http.StatusSeeOther {
+				break
+			}
+			if time.Since(start) > 1500*time.Millisecond {
+				t.Fatalf("instance on port %d still honours the grant %v after revoke", p.port, time.Since(start))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Logf("both instances refused the revoked grant %v after the command", time.Since(start).Round(time.Millisecond))
+
+	// The audit stream has the events, and nothing secret.
+	rc := redis.NewClient(&redis.Options{Addr: sharedRedis.Addr()})
+	defer rc.Close()
+	var entries []redis.XMessage
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		entries, _ = rc.XRange(context.Background(), "e2e-revoke:audit", "-", "+").Result()
+		if len(entries) >= 6 {
+			break
+		}
+	}
+	kinds := map[string]int{}
+	for _, e := range entries {
+		kinds[fmt.Sprint(e.Values["event"])]++
+		for k, v := range e.Values {
+			s := fmt.Sprint(v)
+			if strings.Contains(s, "4155550100") || (k != "ts" && k != "request_id" && containsToken(s, hook.last(t).Code)) {
+				t.Fatalf("audit entry %v carries a secret in %s", e.Values, k)
+			}
+		}
+	}
+	for _, k := range []string{"challenge_created", "code_sent", "verified"} {
+		if kinds[k] == 0 {
+			t.Errorf("no %s event in the audit stream (got %v)", k, kinds)
+		}
 	}
 }

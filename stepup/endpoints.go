@@ -25,12 +25,22 @@ const maxFormBytes = 4 << 10
 //	POST {prefix}/challenge/{id}/resend   send a new code (form: csrf)
 //	POST {prefix}/verify                  API: {"challenge":ID,"code":"123456"}
 //	POST {prefix}/resend                  API: {"challenge":ID}
+//	GET  {prefix}/jwks.json               the assertion's public key (EdDSA)
 //
 // Anything else under the prefix is 404. These requests never reach the
 // upstream.
 func (e *Engine) ServeEndpoint(w http.ResponseWriter, r *http.Request) error {
 	rest := strings.TrimPrefix(r.URL.Path, e.cfg.PathPrefix)
 	switch rest {
+	case "/jwks.json":
+		if e.assertion == nil || e.assertion.JWKS() == nil || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
+			e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+			return nil
+		}
+		w.Header().Set("Content-Type", "application/jwk-set+json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, _ = w.Write(e.assertion.JWKS())
+		return nil
 	case "/verify", "/resend":
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")

@@ -222,6 +222,8 @@ type Options struct {
 	Observer Observer
 	// RequestID, when set, returns the id of a request for log lines.
 	RequestID func(*http.Request) string
+	// Assertion, when set, signs every verified request for the upstream.
+	Assertion *Assertion
 }
 
 // Engine runs step-up for a set of policies. It is safe for concurrent
@@ -246,6 +248,7 @@ type Engine struct {
 	observer   Observer
 	requestID  func(*http.Request) string
 	revs       revocations
+	assertion  *Assertion
 }
 
 // New returns an engine for policies.
@@ -282,6 +285,7 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 		onVerified: opts.OnVerified,
 		observer:   opts.Observer,
 		requestID:  opts.RequestID,
+		assertion:  opts.Assertion,
 	}
 	if e.log == nil {
 		e.log = zap.NewNop()
@@ -301,7 +305,11 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 		}
 		e.policies[p.Name] = p
 	}
-	for _, h := range []string{cfg.Headers.Policy, cfg.Headers.User, cfg.Headers.VerifiedAt} {
+	upstream := []string{cfg.Headers.Policy, cfg.Headers.User, cfg.Headers.VerifiedAt}
+	if opts.Assertion != nil {
+		upstream = append(upstream, opts.Assertion.Header)
+	}
+	for _, h := range upstream {
 		if !strings.HasPrefix(h, "Stepup-") {
 			e.custom = append(e.custom, h)
 		}

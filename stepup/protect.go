@@ -132,7 +132,9 @@ func (e *Engine) Protect(w http.ResponseWriter, r *http.Request, p *Policy, gran
 			} else if revoked {
 				return e.challenge(w, r, p, id, session, api)
 			}
-			e.setUpstreamHeaders(r, p, id.User, g.IssuedAt)
+			if err := e.setUpstreamHeaders(r, p, id.User, g.IssuedAt, nil); err != nil {
+				return err
+			}
 			e.emit(r, &Event{Kind: EventGrantUsed, Policy: p.Name, Mode: "session", Outcome: "passed"})
 			return next.ServeHTTP(w, r)
 		}
@@ -234,7 +236,13 @@ func (e *Engine) useGrantHeader(w http.ResponseWriter, r *http.Request, p *Polic
 			return e.storeError(w, r, "use_grant", err)
 		}
 	}
-	e.setUpstreamHeaders(r, p, id.User, g.IssuedAt)
+	var tx []byte
+	if kind == TransactionGrant {
+		tx = []byte(bind)
+	}
+	if err := e.setUpstreamHeaders(r, p, id.User, g.IssuedAt, tx); err != nil {
+		return err
+	}
 	mode := "session"
 	if kind == TransactionGrant {
 		mode = "transaction"
@@ -265,15 +273,25 @@ func (e *Engine) refuseGrant(w http.ResponseWriter, r *http.Request, p *Policy, 
 	return nil
 }
 
-// setUpstreamHeaders tells the upstream what was verified.
-func (e *Engine) setUpstreamHeaders(r *http.Request, p *Policy, user string, at time.Time) {
+// setUpstreamHeaders tells the upstream what was verified, and signs it
+// when an assertion is configured. tx is the transaction hash, if any.
+// An error (the signer failed) means the request must not go on.
+func (e *Engine) setUpstreamHeaders(r *http.Request, p *Policy, user string, at time.Time, tx []byte) error {
 	h := e.cfg.Headers
 	r.Header.Set(h.Policy, p.Name)
 	r.Header.Set(h.User, user)
 	r.Header.Set(h.VerifiedAt, at.UTC().Format(time.RFC3339))
+	if a := e.assertion; a != nil {
+		tok, err := a.sign(user, p.Name, at, e.now(), tx)
+		if err != nil {
+			return fmt.Errorf("signing the step-up assertion: %w", err)
+		}
+		r.Header.Set(a.Header, tok)
+	}
 	if e.onVerified != nil {
 		e.onVerified(r, p.Name, user)
 	}
+	return nil
 }
 
 // identityError answers a request whose identity is missing or could not

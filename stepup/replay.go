@@ -161,7 +161,9 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	if p == nil {
 		p = &Policy{Name: c.Policy}
 	}
-	e.setUpstreamHeaders(rr, p, ident.User, c.Used)
+	if err := e.setUpstreamHeaders(rr, p, ident.User, c.Used, c.TxHash); err != nil {
+		return true, err
+	}
 	e.emit(r, &Event{Kind: EventReplayed, Policy: c.Policy, Mode: p.Mode.String(), Outcome: st.Method})
 	return true, next.ServeHTTP(w, rr)
 }
