@@ -21,7 +21,7 @@ die() { printf 'xcaddy.sh: %s\n' "$*" >&2; exit 1; }
 # needs_build: ./caddy is missing or older than any Go source or module file.
 needs_build() {
 	[ -x "$ROOT/caddy" ] || return 0
-	[ -n "$(find "$ROOT" -path "$ROOT/.git" -prune -o \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' -o -name '*.html' \) -newer "$ROOT/caddy" -print -quit)" ]
+	[ -n "$(find "$ROOT" \( -path "$ROOT/.git" -o -path "$ROOT/.cache" -o -path "$ROOT/bench/out" \) -prune -o \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' -o -name '*.html' -o -name '*.js' -o -name '*.css' -o -name '*.json' \) -newer "$ROOT/caddy" -print -quit)" ]
 }
 
 build() {
@@ -38,19 +38,30 @@ build() {
 	say "built $ROOT/caddy"
 }
 
-ensure_redis() {
-	if command -v redis-server >/dev/null 2>&1; then
-		return
-	fi
+# ensure_packages installs what the tests need from Debian's packages:
+# redis-server (store, Sentinel and Cluster tests), chromium (the page's
+# browser tests), npm (axe-core for the accessibility check), and fonts
+# for the Hindi and Arabic screenshots. It fails loudly when it cannot.
+ensure_packages() {
+	local missing=()
+	command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+	command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+	command -v npm >/dev/null 2>&1 || missing+=(npm)
+	[ -d /usr/share/fonts/truetype/noto ] || missing+=(fonts-noto-ui-core)
+	[ ${#missing[@]} -eq 0 ] && return
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-		say "installing Debian's redis-server package"
+		say "installing Debian packages: ${missing[*]}"
 		export DEBIAN_FRONTEND=noninteractive
-		apt-get install -y --no-install-recommends redis-server >/dev/null 2>&1 ||
-			{ apt-get update >/dev/null && apt-get install -y --no-install-recommends redis-server >/dev/null; } ||
-			die "could not install redis-server with apt-get"
+		apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 ||
+			{ apt-get update >/dev/null && apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null; } ||
+			die "could not install ${missing[*]} with apt-get"
 	fi
 	command -v redis-server >/dev/null 2>&1 ||
 		die "redis-server is required by the tests and could not be installed (run as root on Debian, or install redis-server)"
+	command -v chromium >/dev/null 2>&1 ||
+		die "chromium is required by the browser tests and could not be installed (run as root on Debian, or install chromium)"
+	command -v npm >/dev/null 2>&1 ||
+		die "npm is required by the accessibility test and could not be installed"
 }
 
 lint() {
@@ -81,7 +92,7 @@ fuzz() {
 }
 
 run_tests() {
-	ensure_redis
+	ensure_packages
 	lint
 	build
 	say "go test -race ./... (real redis-server, real Caddy at ./caddy)"

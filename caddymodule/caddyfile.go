@@ -105,6 +105,14 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			[issuer   <iss>]
 //			[audience <aud>]
 //		}
+//		page {
+//			[title       <shop name>]
+//			[logo        <path|data:image URI>]
+//			[brand_color <rrggbb|"#rrggbb">]
+//			[support_url <url>]
+//			[template    <file>]
+//			[locale      <tag>]
+//		}
 //		headers {
 //			policy      <header>
 //			user        <header>
@@ -282,6 +290,10 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			s.SendTimeout = v
 		case "headers":
 			if err := s.parseHeaders(d); err != nil {
+				return err
+			}
+		case "page":
+			if err := s.parsePage(d); err != nil {
 				return err
 			}
 		case "assertion":
@@ -548,6 +560,42 @@ func (s *Handler) parseLimits(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized limits option '%s'", key)
 		}
+	}
+	return nil
+}
+
+func (s *Handler) parsePage(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if s.Page != nil {
+		return d.Err("page already set")
+	}
+	s.Page = &stepup.PageConfig{}
+	err := keyValues(d, func(key, v string) error {
+		switch key {
+		case "title":
+			s.Page.Title = v
+		case "logo":
+			s.Page.Logo = v
+		case "brand_color":
+			s.Page.BrandColor = v
+		case "support_url":
+			s.Page.SupportURL = v
+		case "template":
+			s.Page.Template = v
+		case "locale":
+			s.Page.Locale = v
+		default:
+			return d.Errf("unrecognized page option '%s'", key)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.Page.Validate(); err != nil {
+		return d.Err(err.Error())
 	}
 	return nil
 }

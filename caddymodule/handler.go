@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -117,6 +118,10 @@ type Handler struct {
 	SendTimeout caddy.Duration `json:"send_timeout,omitempty"`
 	// Headers renames the headers sent upstream on verified requests.
 	Headers *HeadersConfig `json:"headers,omitempty"`
+
+	// Page brands and localizes the challenge page and the code message
+	// (docs/PAGE.md).
+	Page *stepup.PageConfig `json:"page,omitempty"`
 	// Assertion, when set, adds a signed JWT to every verified request so
 	// that the upstream can check that step-up happened.
 	Assertion *AssertionConfig `json:"assertion,omitempty"`
@@ -351,6 +356,10 @@ type Policy struct {
 
 	matchers caddyhttp.MatcherSets
 	policy   *stepup.Policy
+	// prefixes, when not nil, are literal path prefixes one of which a
+	// request's cleaned, lowercased path must start with for the
+	// matchers to possibly match (see pathPrefixes).
+	prefixes []string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -462,6 +471,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Headers != nil {
 		cfg.Headers = stepup.Headers{Policy: h.Headers.Policy, User: h.Headers.User, VerifiedAt: h.Headers.VerifiedAt}
 	}
+	if h.Page != nil {
+		cfg.Page = *h.Page
+		cfg.Page.Template = repl.ReplaceKnown(cfg.Page.Template, "")
+	}
 	obs, err := h.provisionObserver(ctx, client)
 	if err != nil {
 		return err
@@ -494,6 +507,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("configuring step-up: %v", err)
+	}
+	if ri, ok := source.(stepup.RequestIdentity); ok && ri.IdentityFromRequest() {
+		l := h.engine.Config().Limits
+		h.logger.Info("identity request: codes go to numbers taken from the request, so the per_ip and per_number limits are enforced",
+			zap.Int("per_ip", l.PerIP.Rate), zap.Duration("per_ip_period", l.PerIP.Period),
+			zap.Int("per_number", l.PerNumber.Rate), zap.Duration("per_number_period", l.PerNumber.Period))
 	}
 	return nil
 }
@@ -567,11 +586,15 @@ func (h *Handler) provisionObserver(ctx caddy.Context, client redis.UniversalCli
 		}
 		obs.modes[p.Name] = mode
 	}
-	evApp, err := ctx.App("events")
-	if err != nil {
+	// Caddy events go out only when the events app is configured (someone
+	// subscribes); otherwise there is nobody to tell.
+	evApp, err := ctx.AppIfConfigured("events")
+	switch {
+	case err == nil:
+		obs.events = evApp.(*caddyevents.App)
+	case !errors.Is(err, caddy.ErrNotConfigured):
 		return nil, fmt.Errorf("loading events app: %v", err)
 	}
-	obs.events = evApp.(*caddyevents.App)
 	if h.AuditStream != "" {
 		if client == nil {
 			return nil, errors.New("audit_stream needs redis")
@@ -632,8 +655,68 @@ func (p *Policy) provision(ctx caddy.Context) error {
 		if err := p.matchers.FromInterface(mods); err != nil {
 			return fmt.Errorf("policy %s: %v", p.Name, err)
 		}
+		p.prefixes = pathPrefixes(p.matchers)
 	}
 	return nil
+}
+
+// pathPrefixes returns, when every matcher set of a policy has a path
+// matcher whose patterns all begin with a plain literal ("/admin/*",
+// "/checkout"), those literals: Caddy's path matcher only matches a
+// request whose cleaned, lowercased path starts with one of them. Such
+// policies can be skipped for other paths without running their
+// matchers, so that the unprotected routes of a site with many policies
+// cost next to nothing. Any other shape (placeholders, escapes, "//",
+// leading wildcards, non-path matchers only) returns nil: always run the
+// matchers. Caddy's own matchers stay the authority for the rest.
+func pathPrefixes(sets caddyhttp.MatcherSets) []string {
+	if runtime.GOOS == "windows" || len(sets) == 0 {
+		return nil // Caddy normalizes Windows paths further
+	}
+	var out []string
+	for _, set := range sets {
+		var found []string
+		for _, m := range set {
+			var mp caddyhttp.MatchPath
+			switch v := m.(type) {
+			case caddyhttp.MatchPath:
+				mp = v
+			case *caddyhttp.MatchPath:
+				mp = *v
+			default:
+				continue
+			}
+			if found = literalPrefixes(mp); found != nil {
+				break
+			}
+		}
+		if found == nil {
+			return nil
+		}
+		out = append(out, found...)
+	}
+	return out
+}
+
+// literalPrefixes returns the literal part before the first '*' of each
+// pattern (Caddy lowercases patterns at provision), or nil if any
+// pattern is not of that simple shape.
+func literalPrefixes(m caddyhttp.MatchPath) []string {
+	var out []string
+	for _, p := range m {
+		if p == "*" || strings.ContainsAny(p, "{%") || strings.Contains(p, "//") {
+			return nil
+		}
+		lit := p
+		if i := strings.IndexByte(p, '*'); i >= 0 {
+			lit = p[:i]
+		}
+		if lit == "" || strings.ContainsAny(lit, "?[\\") || lit != strings.ToLower(lit) {
+			return nil
+		}
+		out = append(out, lit)
+	}
+	return out
 }
 
 // Validate checks what Provision could not.
@@ -665,7 +748,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // MatchPolicy implements stepup.Matcher: the first policy whose matchers
 // match the request applies.
 func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
+	var clean string
+	var cleaned bool
 	for _, p := range h.Policies {
+		if p.prefixes != nil {
+			if !cleaned {
+				// The same normalization as Caddy's path matcher.
+				clean, cleaned = caddyhttp.CleanPath(strings.ToLower(r.URL.Path), true), true
+			}
+			if !hasAnyPrefix(clean, p.prefixes) {
+				continue
+			}
+		}
 		if len(p.matchers) > 0 {
 			match, err := p.matchers.AnyMatchWithError(r)
 			if err != nil {
@@ -681,6 +775,15 @@ func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 		return p.policy, nil
 	}
 	return nil, nil
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // clientIP is the client address as Caddy determined it, honouring the

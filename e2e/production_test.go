@@ -184,12 +184,17 @@ func TestSentinelFailoverE2E(t *testing.T) {
 	var closed int
 	deadline := time.Now().Add(40 * time.Second)
 	for {
-		resp, _ = alice.do("POST", challenge, url.Values{"csrf": {csrf}, "code": {hook.last(t).Code}})
+		var body string
+		resp, body = alice.do("POST", challenge, url.Values{"csrf": {csrf}, "code": {hook.last(t).Code}})
 		if resp.StatusCode == http.StatusSeeOther {
 			break
 		}
 		if resp.StatusCode != http.StatusServiceUnavailable {
-			t.Fatalf("during failover: %d, want 503 (fail closed) or the verification", resp.StatusCode)
+			info, _ := sn.Replica.Info(context.Background(), "replication")
+			master, _ := sn.Sentinel.Raw(context.Background(), "SENTINEL", "GET-MASTER-ADDR-BY-NAME", sn.MasterName)
+			keys, _ := sn.Replica.Raw(context.Background(), "KEYS", "*")
+			t.Fatalf("during failover: %d, want 503 (fail closed) or the verification\n%s\nreplica: %s\nsentinel master: %s\nkeys on the replica: %s\ncaddy log:\n%s",
+				resp.StatusCode, body[:min(len(body), 300)], info, master, keys, p.logs)
 		}
 		closed++
 		if up.hits.Load() != 0 {

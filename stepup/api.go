@@ -30,7 +30,7 @@ type apiChallengeBody struct {
 	Policy      string `json:"policy"`
 	Mode        string `json:"mode"`
 	Description string `json:"description,omitempty"`
-	To          string `json:"to"`
+	To          string `json:"to,omitempty"`
 	CodeLength  int    `json:"code_length"`
 	ExpiresAt   string `json:"expires_at"`
 	VerifyURL   string `json:"verify_url"`
@@ -47,13 +47,23 @@ func (e *Engine) apiChallenge(w http.ResponseWriter, r *http.Request, p *Policy,
 		Policy:      p.Name,
 		Mode:        p.Mode.String(),
 		Description: c.Description,
-		To:          sender.MaskPhone(c.Phone),
+		To:          maskedTo(c),
 		CodeLength:  e.cfg.CodeLength,
 		ExpiresAt:   c.Expires.UTC().Format(time.RFC3339),
 		VerifyURL:   e.cfg.PathPrefix + "/verify",
 		ResendURL:   e.cfg.PathPrefix + "/resend",
 		SendFailed:  c.SendFailed,
 	})
+}
+
+// maskedTo is the masked destination of c, or "" when the number must
+// not be shown (a reset flow, where it would tell that the account
+// exists).
+func maskedTo(c *store.Challenge) string {
+	if c.Hidden {
+		return ""
+	}
+	return sender.MaskPhone(c.Phone)
 }
 
 // writeJSON writes v with the engine's page headers.
@@ -199,7 +209,7 @@ func (e *Engine) apiResend(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"challenge":    c.ID,
-		"to":           sender.MaskPhone(c.Phone),
+		"to":           maskedTo(c),
 		"sent":         !c.SendFailed,
 		"resend_after": int(e.cfg.ResendAfter.Seconds()),
 		"expires_at":   c.Expires.UTC().Format(time.RFC3339),

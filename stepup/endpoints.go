@@ -110,9 +110,11 @@ type bound struct {
 // for a challenge that does not exist. ok is false when a response was
 // written.
 func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api bool) (b bound, ok bool, err error) {
-	ident, err := e.identity.Identify(r)
-	if err != nil {
-		return b, false, e.identityError(w, r, "", err)
+	var ident Identity
+	if !e.fromRequest {
+		if ident, err = e.identity.Identify(r); err != nil {
+			return b, false, e.identityError(w, r, "", err)
+		}
 	}
 	c, err := e.store.Get(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -121,6 +123,11 @@ func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api boo
 	}
 	if err != nil {
 		return b, false, e.storeError(w, r, "get", err)
+	}
+	if e.fromRequest {
+		// The identity came with the original request (a sign-up or reset
+		// form), not with this one: the challenge binds to the session.
+		ident = Identity{User: c.User}
 	}
 	session := e.session(r, ident, api)
 	var k *keys
@@ -206,6 +213,12 @@ func sameOrigin(r *http.Request) bool {
 	}
 	origin := r.Header.Get("Origin")
 	if origin == "" {
+		return true
+	}
+	if origin == "null" && r.Header.Get("Sec-Fetch-Site") == "same-origin" {
+		// A browser hides the origin under some referrer policies; it
+		// still says, in a header pages cannot set, that the post comes
+		// from this origin.
 		return true
 	}
 	u, err := url.Parse(origin)
@@ -413,20 +426,26 @@ func (e *Engine) verify(w http.ResponseWriter, r *http.Request, id string) error
 // challenge can take no resend (its state is then in b.c).
 func (e *Engine) resendCode(r *http.Request, b *bound) (retry time.Duration, limit bool, res outcome, err error) {
 	c := b.c
-	phone, perr := sender.ParsePhone(c.Phone, "")
-	if perr != nil {
-		return 0, false, vanished, nil
-	}
 	if st := challengeState(c, e.now()); st != stateChallenge {
 		return 0, false, finished, nil
 	}
-	if lim, err := e.allowSend(r.Context(), phone); err != nil {
-		return 0, false, verified, err
-	} else if lim != nil {
-		e.emit(r, &Event{Kind: EventRateLimited, Policy: c.Policy, Limit: lim.name, Duration: lim.retry, Outcome: "resend"})
-		return lim.retry, false, verified, nil
+	// A decoy (no such account, c.Phone empty) goes through the same
+	// cooldown and limits, and waits as long, but nothing is sent: its
+	// "code" is a random value no one knows.
+	code := randomID()
+	if c.Phone != "" {
+		phone, perr := sender.ParsePhone(c.Phone, "")
+		if perr != nil {
+			return 0, false, vanished, nil
+		}
+		if lim, err := e.allowSend(r.Context(), phone); err != nil {
+			return 0, false, verified, err
+		} else if lim != nil {
+			e.emit(r, &Event{Kind: EventRateLimited, Policy: c.Policy, Limit: lim.name, Duration: lim.retry, Outcome: "resend"})
+			return lim.retry, false, verified, nil
+		}
+		code = newCode(e.cfg.CodeLength)
 	}
-	code := newCode(e.cfg.CodeLength)
 	now := e.now()
 	_, err = e.store.Resend(r.Context(), c.ID, b.k.codeMAC(c.ID, code), now, e.cfg.ResendAfter, e.cfg.MaxSends)
 	var cool *store.CooldownError
@@ -439,7 +458,11 @@ func (e *Engine) resendCode(r *http.Request, b *bound) (retry time.Duration, lim
 		res, _, err := e.stateOutcome(b, err, now)
 		return 0, false, res, err
 	}
-	e.deliver(r, c, b.id.Email, code, true)
+	if c.Phone == "" {
+		e.decoyDelay()
+	} else {
+		e.deliver(r, c, b.id.Email, code, true)
+	}
 	return 0, false, verified, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -69,6 +70,9 @@ type Config struct {
 	// PhoneRules decide which numbers codes may go to; the zero value
 	// refuses premium-rate and other non-mobile numbers.
 	PhoneRules sender.PhoneRules
+	// Page brands and localizes the pages and the code message
+	// (docs/PAGE.md).
+	Page PageConfig
 	// PathPrefix is where the engine's pages live ("/.stepup").
 	PathPrefix string
 	// CodeLength is the number of digits (6 to 10).
@@ -249,6 +253,12 @@ type Engine struct {
 	requestID  func(*http.Request) string
 	revs       revocations
 	assertion  *Assertion
+	// fromRequest: the identity comes from the protected request itself
+	// (RequestIdentity), so challenges bind to the browser session.
+	fromRequest bool
+	// sendTime is a moving average of delivery times in nanoseconds, for
+	// decoy challenges to take as long as real ones.
+	sendTime atomic.Int64
 }
 
 // New returns an engine for policies.
@@ -315,7 +325,14 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 		}
 	}
 	e.all[0] = &e.keys
-	if e.page, err = newPageRenderer(); err != nil {
+	if ri, ok := opts.Identity.(RequestIdentity); ok && ri.IdentityFromRequest() {
+		e.fromRequest = true
+		if e.cfg.Limits.PerIP.Off() || e.cfg.Limits.PerNumber.Off() {
+			return nil, errors.New("an identity taken from the request (identity request) needs the per_ip and per_number limits: " +
+				"anyone can name any number or account in a form")
+		}
+	}
+	if e.page, err = newPage(cfg.Page, cfg.SiteName, cfg.CodeLength); err != nil {
 		return nil, err
 	}
 	return e, nil

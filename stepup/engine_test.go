@@ -423,7 +423,7 @@ func TestSessionFlow(t *testing.T) {
 		for k, want := range map[string]string{
 			"Cache-Control":   "no-store",
 			"X-Frame-Options": "DENY",
-			"Referrer-Policy": "no-referrer",
+			"Referrer-Policy": "same-origin",
 		} {
 			if got := resp.Header.Get(k); got != want {
 				t.Errorf("%s = %q, want %q", k, got, want)
@@ -640,7 +640,7 @@ func TestResendAndExpiry(t *testing.T) {
 		loc, csrf := alice.start("/account/payment-methods")
 		first := h.out.last(t).Code
 		_, page := alice.do("GET", loc, nil)
-		if !strings.Contains(page, "new code in 30 seconds") || strings.Contains(page, "/resend") {
+		if !strings.Contains(page, "new code in 30 seconds") || strings.Contains(page, `action="`+loc+`/resend"`) {
 			t.Fatalf("page offers resend during cooldown:\n%s", page)
 		}
 		resp, _ := alice.do("POST", loc+"/resend", url.Values{"csrf": {csrf}})

@@ -21,6 +21,24 @@ type Identity struct {
 	Phone string
 	// Email is the user's e-mail address, when known (fallback channel).
 	Email string
+	// Decoy marks an identity made up for an account that does not exist
+	// (a password reset for an unknown name): the engine answers exactly
+	// as for a real one but sends nothing, so that nobody can learn which
+	// accounts exist.
+	Decoy bool
+	// HideNumber asks the page not to show even the masked number (the
+	// destination came from a lookup the requester must not learn).
+	HideNumber bool
+}
+
+// RequestIdentity is implemented by sources that read the identity from
+// the protected request itself (a sign-up or reset form). Their
+// challenges bind to the browser session and remember the user, because
+// the engine's own pages do not carry the form again; and the engine
+// refuses them unless the per-IP and per-number limits are on, since the
+// destination comes from whoever sends the request.
+type RequestIdentity interface {
+	IdentityFromRequest() bool
 }
 
 // Source finds the identity of a request.

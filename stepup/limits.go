@@ -141,12 +141,11 @@ func (e *Engine) rateLimited(w http.ResponseWriter, r *http.Request, policy stri
 	h := w.Header()
 	pageHeaders(h, "")
 	h.Set("Retry-After", strconv.Itoa(secs))
-	body := rateLimitedHTML
+	body := rateLimitedJSON
 	if wantsHTML(r) {
-		h.Set("Content-Type", "text/html; charset=utf-8")
+		body = e.page.rateLimited(h, r) // prebuilt per locale; sets its own CSP, type and language
 	} else {
 		h.Set("Content-Type", "application/json")
-		body = rateLimitedJSON
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(http.StatusTooManyRequests)
@@ -159,13 +158,7 @@ func (e *Engine) rateLimited(w http.ResponseWriter, r *http.Request, policy stri
 // The rate-limited answers are built once: refusing a flood must cost
 // far less than serving a challenge (no template, no per-request data
 // beyond Retry-After).
-var (
-	rateLimitedHTML = []byte(`<!doctype html><html lang="en"><head><meta charset="utf-8">` +
-		`<meta name="viewport" content="width=device-width, initial-scale=1"><title>Please wait a moment</title></head>` +
-		`<body><main><h1>Please wait a moment</h1><p>` + stateText[stateRateLimited][1] +
-		` Try again later.</p></main></body></html>`)
-	rateLimitedJSON = []byte(`{"error":"rate_limited","message":"` + stateText[stateRateLimited][1] + `"}` + "\n")
-)
+var rateLimitedJSON = []byte(`{"error":"rate_limited","message":"` + stateText[stateRateLimited][1] + `"}` + "\n")
 
 // ParseLimit parses a limit written "COUNT/PERIOD": "10/1h", "30/h",
 // "500/24h", "5/m", or "off". PERIOD is a duration, or a unit alone (s,

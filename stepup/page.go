@@ -3,20 +3,35 @@ package stepup
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"embed"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"html"
 	"html/template"
+	"io"
+	"math"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
-	"github.com/caddy-stepup/caddy-stepup/sender"
+	xhtml "golang.org/x/net/html"
 )
 
-//go:embed templates/*.html
+// The built-in page: its template, stylesheet and script. The stylesheet
+// and the script are inlined into every page under the response's CSP
+// nonce, so the page makes no request of its own.
+//
+//go:embed templates/page.html templates/page.css templates/page.js
 var templateFS embed.FS
 
 // state is what a page tells the customer.
@@ -69,7 +84,127 @@ var stateText = map[state][2]string{
 	stateInvalidGrant:    {"This approval cannot be used", "The approval does not match this request, or it was already used or has expired. Nothing was sent."},
 }
 
-// pageData is what the page template sees.
+// PageConfig brands and localizes the engine's pages (Caddyfile: the
+// stepup directive's page block). The zero value is the built-in page in
+// the customer's language, named after Config.SiteName or the host.
+type PageConfig struct {
+	// Title is the shop's name at the top of the page and in the
+	// browser tab. Default: Config.SiteName, else the request's host.
+	Title string `json:"title,omitempty"`
+	// Logo is shown instead of the title (which becomes its alt text):
+	// a same-origin path ("/static/logo.svg") or a data:image URI. The
+	// page's CSP loads images from nowhere else.
+	Logo string `json:"logo,omitempty"`
+	// BrandColor colors the buttons, links and focus rings: "#rrggbb",
+	// "#rgb", or the same without '#'. Text on it is black or white, whichever contrasts more,
+	// and links are darkened (or, in dark mode, lightened) until they
+	// meet WCAG AA contrast.
+	BrandColor string `json:"brand_color,omitempty"`
+	// SupportURL adds a "Need help? Contact support" link: https://,
+	// http://, mailto:, tel:, or a same-origin path.
+	SupportURL string `json:"support_url,omitempty"`
+	// Template is the path of an html/template file that replaces the
+	// whole page (data model: docs/PAGE.md). It is parsed and rendered
+	// in every state and locale when the engine starts: a broken
+	// template fails the configuration, never a request.
+	Template string `json:"template,omitempty"`
+	// Locale forces one language for the pages and the code messages
+	// ("hi", "pt-BR"); empty follows each request's Accept-Language.
+	Locale string `json:"locale,omitempty"`
+}
+
+// Validate checks the options that need no file: everything but
+// Template, which ParsePageTemplate (and New) check.
+func (pc *PageConfig) Validate() error {
+	if n := utf8.RuneCountInString(pc.Title); n > 80 {
+		return fmt.Errorf("page title is %d characters, at most 80", n)
+	}
+	for _, r := range pc.Title {
+		if unicode.IsControl(r) {
+			return errors.New("page title has a control character")
+		}
+	}
+	if pc.Logo != "" {
+		if err := checkLogo(pc.Logo); err != nil {
+			return err
+		}
+	}
+	if pc.BrandColor != "" {
+		if _, ok := parseColor(pc.BrandColor); !ok {
+			return fmt.Errorf("page brand_color %q: want a hex color such as 7a1fa2 or \"#7a1fa2\" (quoted: # starts a Caddyfile comment)", pc.BrandColor)
+		}
+	}
+	if pc.SupportURL != "" {
+		if err := checkSupportURL(pc.SupportURL); err != nil {
+			return err
+		}
+	}
+	if pc.Locale != "" && findLocale(pc.Locale) == nil {
+		return fmt.Errorf("page locale %q: not shipped (have %s)", pc.Locale, strings.Join(Locales(), ", "))
+	}
+	return nil
+}
+
+// checkLogo accepts a same-origin path or a data:image URI.
+func checkLogo(s string) error {
+	bad := fmt.Errorf("page logo %q: want a same-origin path such as /static/logo.svg, or a data:image URI "+
+		"(the page's Content-Security-Policy loads images from nowhere else)", truncate(s, 60))
+	if rest, ok := strings.CutPrefix(s, "data:"); ok {
+		if len(s) > 64<<10 {
+			return fmt.Errorf("page logo: the data URI is %d bytes, at most 64 KiB", len(s))
+		}
+		mediatype, _, _ := strings.Cut(rest, ",")
+		mediatype, _, _ = strings.Cut(mediatype, ";")
+		switch mediatype {
+		case "image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml", "image/avif":
+			return nil
+		}
+		return bad
+	}
+	u, err := url.Parse(s)
+	if err != nil || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.Contains(s, `\`) ||
+		u.Scheme != "" || u.Host != "" || strings.ContainsAny(s, " \t\r\n\"'<>") {
+		return bad
+	}
+	return nil
+}
+
+// checkSupportURL accepts web, mail and phone links and same-origin paths.
+func checkSupportURL(s string) error {
+	u, err := url.Parse(s)
+	bad := fmt.Errorf("page support_url %q: want an https://, http://, mailto: or tel: URL, or a path starting with /", truncate(s, 60))
+	if err != nil || strings.ContainsAny(s, " \t\r\n\"'<>\\") || len(s) > 2048 {
+		return bad
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https", "http":
+		if u.Host == "" {
+			return bad
+		}
+	case "mailto", "tel":
+		if u.Opaque == "" {
+			return bad
+		}
+	case "":
+		if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") {
+			return bad
+		}
+	default:
+		return bad
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// pageData is what the page template sees: the data model of a `template
+// FILE` (docs/PAGE.md lists every field). Exported fields are set by the
+// engine; T translates a catalog key for the page's locale.
 type pageData struct {
 	State   state
 	Heading string
@@ -99,19 +234,224 @@ type pageData struct {
 	ContinueURL string
 	// Locked: roughly when to retry.
 	RetryIn string
+
+	// Language and direction of the page ("hi", "ltr"; "ar", "rtl").
+	Lang string
+	Dir  string
+	// Branding (PageConfig).
+	Logo       template.URL
+	SupportURL template.URL
+	// PolicyLabel is the policy's name made readable ("Payment methods").
+	PolicyLabel string
+	// CodePattern is the code field's pattern ("[0-9]{6}").
+	CodePattern string
+	// ExpiresSeconds and ResendSeconds are the countdowns' starts;
+	// ResendSeconds is 0 when a new code can be asked for now.
+	ExpiresSeconds int
+	ResendSeconds  int
+	// ContinueText labels the ContinueURL button.
+	ContinueText string
+	// Icon names the state's picture: shield, clock, check, error, info;
+	// IconSVG and ErrorSVG (set with an error, and on the challenge for
+	// errors the script shows) are the built-in pictures (inline SVG).
+	Icon              string
+	IconSVG, ErrorSVG template.HTML
+	// Style and Script are the built-in stylesheet (branding included)
+	// and script; Client is the script's data (JSON). A custom template
+	// may reuse them: <style nonce="{{.Nonce}}">{{.Style}}</style>.
+	Style  template.CSS
+	Script template.JS
+	Client template.JS
+	// Say are the page's words in its language, sentences filled in.
+	Say pageWords
+
+	loc *locale
+	// Durations the page says in its language.
+	expires, resendWait, retry time.Duration
+	timed, retrySet            bool
+	// sentText marks a challenge whose Text the page words itself.
+	sentText bool
 }
 
+// pageWords are the words of the built-in page in its language: fixed
+// labels, and the sentences of this page with their numbers filled in.
+// Looking them up once keeps the template free of calls.
+type pageWords struct {
+	// Fixed words.
+	CodeLabel, Verify, Approving, ContinueTo, SendFailedHint, Resend, ResendRetry,
+	NeverShare, StartAgain, Continue, Help, ContactSupport string
+	// ErrorTitle is the page title when it shows an error ("Error: ...").
+	ErrorTitle string
+	// The challenge's expiry, attempts left and resend cooldown, and a
+	// locked user's wait ("You can try again in about 3 hours.").
+	ExpiresIn, AttemptsLeft, ResendIn, TryAgainIn string
+}
+
+// T returns the catalog message key in the page's language, with
+// placeholders filled from args given as name, value pairs:
+// {{.T "page.attempts_left" "n" .AttemptsLeft}}.
+func (d *pageData) T(key string, args ...any) string {
+	l := d.loc
+	if l == nil {
+		l = en()
+	}
+	return l.text(key, args...)
+}
+
+// pageRenderer renders the pages of one engine configuration.
 type pageRenderer struct {
 	tmpl *template.Template
-	pool sync.Pool
+	cfg  PageConfig
+	// fixed is the configured locale; nil follows Accept-Language.
+	fixed  *locale
+	style  template.CSS
+	script template.JS
+	// limited are the prebuilt rate-limited pages by locale, styled by
+	// a hash in limitedCSP instead of a per-response nonce.
+	limited    map[*locale][]byte
+	limitedCSP string
+	pool       sync.Pool
 }
 
-func newPageRenderer() (*pageRenderer, error) {
-	t, err := template.New("page.html").ParseFS(templateFS, "templates/page.html")
-	if err != nil {
-		return nil, fmt.Errorf("parsing page template: %w", err)
+// The built-in page's parts, read once.
+var (
+	builtinPage = template.Must(template.New("page.html").ParseFS(templateFS, "templates/page.html"))
+	baseCSS     = mustRead("templates/page.css")
+	pageScript  = mustRead("templates/page.js")
+	// icons are the page's pictures (the template's "icon"), by name.
+	icons = renderIcons("shield", "clock", "check", "error", "info")
+)
+
+func renderIcons(names ...string) map[string]template.HTML {
+	m := make(map[string]template.HTML, len(names))
+	for _, name := range names {
+		var b strings.Builder
+		if err := builtinPage.ExecuteTemplate(&b, "icon", name); err != nil {
+			panic("stepup: " + err.Error())
+		}
+		m[name] = template.HTML(strings.TrimSpace(b.String()))
 	}
-	return &pageRenderer{tmpl: t, pool: sync.Pool{New: func() any { return new(bytes.Buffer) }}}, nil
+	return m
+}
+
+func mustRead(name string) string {
+	b, err := templateFS.ReadFile(name)
+	if err != nil {
+		panic("stepup: " + err.Error())
+	}
+	return string(b)
+}
+
+// newPage validates pc and prepares the pages it describes. A custom
+// template is parsed and rendered in every state and locale here, so
+// that a broken one fails the configuration rather than a request.
+func newPage(pc PageConfig, siteName string, codeLength int) (*pageRenderer, error) {
+	if err := pc.Validate(); err != nil {
+		return nil, err
+	}
+	p := &pageRenderer{cfg: pc, tmpl: builtinPage, pool: sync.Pool{New: func() any { return new(bytes.Buffer) }}}
+	if pc.Locale != "" {
+		p.fixed = findLocale(pc.Locale)
+		p.cfg.Locale = p.fixed.tag
+	}
+	css := baseCSS
+	if pc.BrandColor != "" {
+		css += brandCSS(pc.BrandColor)
+	}
+	p.style = template.CSS(css)
+	p.script = template.JS(pageScript)
+	p.buildLimited(siteName)
+	if pc.Template != "" {
+		t, err := parseTemplateFile(pc.Template)
+		if err != nil {
+			return nil, err
+		}
+		p.tmpl = t
+		if err := p.check(codeLength); err != nil {
+			return nil, fmt.Errorf("page template %s: %w", pc.Template, err)
+		}
+	}
+	return p, nil
+}
+
+// maxTemplateSize bounds a custom page template file.
+const maxTemplateSize = 1 << 20
+
+// ParsePageTemplate reads and checks an operator's page template (the
+// page option `template FILE`): it must parse as html/template, render
+// every state in every locale with sample data (docs/PAGE.md has the data
+// model), post the code form to {{.Action}} with the csrf and code
+// fields, and keep to the page's CSP: nonce="{{.Nonce}}" on every script
+// and style, no inline event handlers or style attributes, no resources
+// from other origins. The error says what is wrong and where.
+func ParsePageTemplate(path string) (*template.Template, error) {
+	t, err := parseTemplateFile(path)
+	if err != nil {
+		return nil, err
+	}
+	p := &pageRenderer{tmpl: t, style: template.CSS(baseCSS), script: template.JS(pageScript),
+		pool: sync.Pool{New: func() any { return new(bytes.Buffer) }}}
+	if err := p.check(DefaultCodeLength); err != nil {
+		return nil, fmt.Errorf("page template %s: %w", path, err)
+	}
+	return t, nil
+}
+
+func parseTemplateFile(path string) (*template.Template, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading page template: %v", err)
+	}
+	if fi.IsDir() || fi.Size() > maxTemplateSize {
+		return nil, fmt.Errorf("page template %s: not a file of at most %d bytes", path, maxTemplateSize)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading page template: %v", err)
+	}
+	t, err := template.New(filepath.Base(path)).Parse(string(b))
+	if err != nil {
+		return nil, fmt.Errorf("parsing page template %s: %v", path, err)
+	}
+	return t, nil
+}
+
+// check renders every sample page in every locale with p's template and
+// checks the result against the rules the engine and the CSP rely on.
+func (p *pageRenderer) check(codeLength int) error {
+	var buf bytes.Buffer
+	for _, s := range pageSamples(codeLength) {
+		for _, l := range locales {
+			if s.state == stateRateLimited {
+				continue // prebuilt, never from the template
+			}
+			d := s.data()
+			p.prepare(d, s.state, l, codeLength)
+			d.Site, d.Nonce = "Example Shop", samplePreviewNonce
+			buf.Reset()
+			if err := p.tmpl.Execute(&buf, d); err != nil {
+				return fmt.Errorf("state %s (%s): %v", s.name, l.tag, err)
+			}
+			if err := lintPage(buf.Bytes(), d.Nonce); err != nil {
+				return fmt.Errorf("state %s (%s): %v", s.name, l.tag, err)
+			}
+			if s.state == stateChallenge {
+				if err := checkCodeForm(buf.Bytes(), d.Action, d.CSRF); err != nil {
+					return fmt.Errorf("state %s (%s): %v", s.name, l.tag, err)
+				}
+				// The response says Referrer-Policy: no-referrer, under
+				// which browsers post forms with "Origin: null", and the
+				// engine refuses form posts from an unknown origin. The
+				// page relaxes it to same-origin: still nothing for other
+				// sites.
+				if referrerPolicy(buf.Bytes()) != "same-origin" {
+					return fmt.Errorf(`state %s (%s): the page needs <meta name="referrer" content="same-origin"> `+
+						`(under the response's no-referrer policy browsers post the code form with Origin: null, which is refused)`, s.name, l.tag)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // wantsHTML tells a browser navigation from an API client: browsers send
@@ -123,30 +463,35 @@ func wantsHTML(r *http.Request) bool {
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
+// pageCSP is the page's Content-Security-Policy without its script and
+// style sources: nothing loads from anywhere but the page itself.
+const pageCSP = "default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; img-src 'self' data:"
+
 // pageHeaders are sent with every page and JSON answer of the engine.
+// With a nonce, the page's one stylesheet and one script may run.
 func pageHeaders(h http.Header, nonce string) {
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin")
 	h.Set("X-Frame-Options", "DENY")
-	csp := "default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; img-src 'self' data:"
+	csp := pageCSP
 	if nonce != "" {
-		csp += "; style-src 'nonce-" + nonce + "'"
+		csp += "; style-src 'nonce-" + nonce + "'; script-src 'nonce-" + nonce + "'"
 	}
 	h.Set("Content-Security-Policy", csp)
 }
 
-// renderStatus writes the page (or, for API clients, a JSON body) of st.
+// renderStatus writes the page (or, for API clients, a JSON body) of st,
+// in the language the request asks for.
 func (e *Engine) renderStatus(w http.ResponseWriter, r *http.Request, status int, st state, d *pageData) {
 	if d == nil {
 		d = &pageData{}
 	}
-	txt := stateText[st]
-	d.State, d.Heading = st, txt[0]
-	if d.Text == "" {
-		d.Text = txt[1]
-	}
+	p := e.page
+	loc := p.localeFor(r)
+	p.prepare(d, st, loc, e.cfg.CodeLength)
+	w.Header().Set("Content-Language", loc.tag)
 	if !wantsHTML(r) {
 		pageHeaders(w.Header(), "")
 		w.Header().Set("Content-Type", "application/json")
@@ -158,23 +503,27 @@ func (e *Engine) renderStatus(w http.ResponseWriter, r *http.Request, status int
 		_ = json.NewEncoder(w).Encode(body)
 		return
 	}
-	d.Nonce = newNonce()
 	if d.Site == "" {
-		d.Site = e.cfg.SiteName
-		if d.Site == "" {
-			d.Site = requestHost(r)
-		}
+		d.Site = firstOf(p.cfg.Title, e.cfg.SiteName, requestHost(r))
 	}
-	buf := e.page.pool.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer e.page.pool.Put(buf)
-	if err := e.page.tmpl.Execute(buf, d); err != nil {
-		// Fail closed with a plain answer; the template is ours, so this
-		// is a bug, not an input problem.
+	if err := p.write(w, r, status, d); err != nil {
+		// Fail closed with a plain answer. The built-in template is
+		// ours and a custom one was rendered in every state at start,
+		// so this is a bug, not an input problem.
 		e.log.Error("rendering page: " + err.Error())
 		pageHeaders(w.Header(), "")
 		http.Error(w, "verification page unavailable", http.StatusInternalServerError)
-		return
+	}
+}
+
+// write renders d (prepared) under a fresh nonce and sends it.
+func (p *pageRenderer) write(w http.ResponseWriter, r *http.Request, status int, d *pageData) error {
+	d.Nonce = newNonce()
+	buf := p.pool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer p.pool.Put(buf)
+	if err := p.tmpl.Execute(buf, d); err != nil {
+		return err
 	}
 	pageHeaders(w.Header(), d.Nonce)
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
@@ -183,6 +532,141 @@ func (e *Engine) renderStatus(w http.ResponseWriter, r *http.Request, status int
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(buf.Bytes())
 	}
+	return nil
+}
+
+func firstOf(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// prepare fills in what the template shows for st in l: the texts in
+// the page's language (the engine's English messages are translated),
+// the durations, the branding, and the script's data.
+func (p *pageRenderer) prepare(d *pageData, st state, l *locale, codeLength int) {
+	d.State, d.loc = st, l
+	d.Lang, d.Dir = l.tag, l.dir()
+	d.Heading = l.heading(st)
+	if d.CodeLength == 0 {
+		d.CodeLength = codeLength
+	}
+	switch {
+	case st == stateChallenge && d.sentText && d.SendFailed && d.To == "":
+		d.Text = l.text("page.send_failed_hidden")
+	case st == stateChallenge && d.sentText && d.SendFailed:
+		d.Text = l.text("page.send_failed", "to", l.isolate(d.To))
+	case st == stateChallenge && d.sentText && d.To == "":
+		d.Text = l.text("page.sent_hidden", "n", d.CodeLength)
+	case st == stateChallenge && d.sentText:
+		d.Text = l.text("page.sent_to", "n", d.CodeLength, "to", l.isolate(d.To))
+	case d.Text == "":
+		d.Text = l.stateText(st)
+	default:
+		d.Text = l.translate(d.Text, codeLength)
+	}
+	d.Error = l.translate(d.Error, codeLength)
+	d.Notice = l.translate(d.Notice, codeLength)
+	if d.timed {
+		d.ExpiresIn = l.duration(d.expires)
+		if d.ResendIn != "" {
+			d.ResendIn = l.duration(d.resendWait)
+		}
+	}
+	if d.retrySet {
+		d.RetryIn = l.duration(d.retry)
+	}
+	d.CodePattern = "[0-9]{" + strconv.Itoa(d.CodeLength) + "}"
+	d.Say = l.words
+	d.ContinueText = d.Say.StartAgain
+	if st == stateUsed || st == stateAlreadySent {
+		d.ContinueText = d.Say.Continue
+	}
+	if d.Error != "" {
+		d.Say.ErrorTitle = l.text("page.error_title", "title", d.Heading)
+	}
+	if st == stateChallenge {
+		d.Say.ExpiresIn = l.text("page.expires_in", "time", d.ExpiresIn)
+		d.Say.AttemptsLeft = l.text("page.attempts_left", "n", d.AttemptsLeft)
+		if d.ResendIn != "" {
+			d.Say.ResendIn = l.text("page.resend_in", "time", d.ResendIn)
+		}
+	}
+	if d.RetryIn != "" {
+		d.Say.TryAgainIn = l.text("page.try_again_in", "time", d.RetryIn)
+	}
+	d.Icon = iconFor(st)
+	d.IconSVG = icons[d.Icon]
+	if d.Error != "" || st == stateChallenge {
+		d.ErrorSVG = icons["error"]
+	}
+	d.Logo = template.URL(p.cfg.Logo)
+	d.SupportURL = template.URL(p.cfg.SupportURL)
+	d.Style, d.Script = p.style, p.script
+	if st == stateChallenge {
+		d.Client = clientJSON(d, l)
+	}
+}
+
+// iconFor names the picture of a state.
+func iconFor(st state) string {
+	switch st {
+	case stateChallenge:
+		return "shield"
+	case stateUsed, stateAlreadySent:
+		return "check"
+	case stateExpired, stateStashExpired, stateExhausted, stateLocked, stateRateLimited:
+		return "clock"
+	case stateError, stateUnavailable:
+		return "error"
+	}
+	return "info"
+}
+
+// clientStatic is the part of the script's data that depends on the
+// locale only: its texts. It is marshaled once per locale (i18n.go).
+type clientStatic struct {
+	T   map[string]string `json:"t"`
+	Dur clientDurations   `json:"dur"`
+}
+
+type clientDurations struct {
+	Moment  string  `json:"moment"`
+	Seconds message `json:"seconds"`
+	Minutes message `json:"minutes"`
+	Hours   message `json:"hours"`
+}
+
+// clientJSON is the script's data as JSON for a <script
+// type="application/json"> element: counts, the resend form's address,
+// and the texts the script shows (encoding/json escapes '<', '>' and
+// '&', so the element cannot be closed from inside).
+func clientJSON(d *pageData, l *locale) template.JS {
+	resend, resendURL := -1, ""
+	switch {
+	case d.CanResend:
+		resend = 0
+	case d.ResendIn != "":
+		resend, resendURL = d.ResendSeconds, d.ResendAction
+	}
+	format, _ := json.Marshal(l.text("msg.code_format", "n", d.CodeLength))
+	b := make([]byte, 0, 128+len(resendURL)+len(format)+len(l.client))
+	b = append(b, `{"n":`...)
+	b = strconv.AppendInt(b, int64(d.CodeLength), 10)
+	b = append(b, `,"expires":`...)
+	b = strconv.AppendInt(b, int64(d.ExpiresSeconds), 10)
+	b = append(b, `,"resend":`...)
+	b = strconv.AppendInt(b, int64(resend), 10)
+	if resendURL != "" {
+		u, _ := json.Marshal(resendURL)
+		b = append(append(b, `,"resendUrl":`...), u...)
+	}
+	b = append(append(b, `,"format":`...), format...)
+	b = append(append(b, ','), l.client[1:]...)
+	return template.JS(b)
 }
 
 // renderLocked writes the lockout page.
@@ -190,7 +674,8 @@ func (e *Engine) renderLocked(w http.ResponseWriter, r *http.Request, retry time
 	if retry > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
 	}
-	e.renderStatus(w, r, http.StatusTooManyRequests, stateLocked, &pageData{RetryIn: humanDuration(retry)})
+	e.renderStatus(w, r, http.StatusTooManyRequests, stateLocked,
+		&pageData{RetryIn: humanDuration(retry), retry: retry, retrySet: true})
 }
 
 // challengeData is the page data of a live challenge.
@@ -198,8 +683,9 @@ func (e *Engine) challengeData(r *http.Request, b bound, now time.Time) *pageDat
 	c := b.c
 	d := &pageData{
 		Policy:       c.Policy,
+		PolicyLabel:  policyLabel(c.Policy),
 		Description:  c.Description,
-		To:           sender.MaskPhone(c.Phone),
+		To:           maskedTo(c), // empty when the challenge hides the number (api.go)
 		CodeLength:   e.cfg.CodeLength,
 		Action:       e.challengeURL(c.ID),
 		ResendAction: e.challengeURL(c.ID) + "/resend",
@@ -209,6 +695,13 @@ func (e *Engine) challengeData(r *http.Request, b bound, now time.Time) *pageDat
 		ExpiresAt:    c.Expires.UTC().Format(time.RFC3339),
 		SendsLeft:    e.cfg.MaxSends - c.Sends,
 		SendFailed:   c.SendFailed,
+		expires:      c.Expires.Sub(now),
+		timed:        true,
+		sentText:     true,
+	}
+	d.ExpiresSeconds = int(max(d.expires, 0) / time.Second)
+	if ret, ok := SafeReturnPath(c.ReturnURL); ok {
+		d.ContinueURL = ret
 	}
 	if d.SendsLeft > 0 {
 		wait := time.Duration(0)
@@ -217,16 +710,25 @@ func (e *Engine) challengeData(r *http.Request, b bound, now time.Time) *pageDat
 		}
 		if wait > 0 {
 			d.ResendIn = humanDuration(wait)
+			d.resendWait = wait
+			d.ResendSeconds = int((wait + time.Second - 1) / time.Second)
 		} else {
 			d.CanResend = true
 		}
 	}
-	if d.SendFailed {
-		d.Text = "We could not send your code just now."
-	} else {
-		d.Text = "We sent a " + strconv.Itoa(d.CodeLength) + "-digit code to " + d.To + "."
-	}
+	d.Text = en().text("page.sent_to", "n", d.CodeLength, "to", d.To)
 	return d
+}
+
+// policyLabel makes a policy name readable: "payment-methods" becomes
+// "Payment methods".
+func policyLabel(name string) string {
+	s := strings.NewReplacer("-", " ", "_", " ").Replace(name)
+	r, n := utf8.DecodeRuneInString(s)
+	if n == 0 {
+		return ""
+	}
+	return string(unicode.ToUpper(r)) + s[n:]
 }
 
 // newNonce returns a fresh CSP nonce.
@@ -237,7 +739,9 @@ func newNonce() string {
 }
 
 // humanDuration says a duration the way a page would: "5 minutes",
-// "30 seconds", "about 3 hours".
+// "30 seconds", "about 3 hours". The page and the messages say it in the
+// customer's language (locale.duration); this English form remains for
+// logs and JSON.
 func humanDuration(d time.Duration) string {
 	switch {
 	case d <= 0:
@@ -259,4 +763,315 @@ func plural(n int, unit string) string {
 		return "1 " + unit
 	}
 	return strconv.Itoa(n) + " " + unit + "s"
+}
+
+// Branding colors.
+
+type rgb struct{ r, g, b float64 }
+
+var (
+	white       = rgb{1, 1, 1}
+	lightCard   = rgb{1, 1, 1}
+	lightBg     = rgb{0xf3 / 255.0, 0xf5 / 255.0, 0xf8 / 255.0}
+	darkCard    = rgb{0x16 / 255.0, 0x1b / 255.0, 0x22 / 255.0}
+	darkBg      = rgb{0x0d / 255.0, 0x11 / 255.0, 0x17 / 255.0}
+	pureBlack   = rgb{0, 0, 0}
+	minContrast = 4.5 // WCAG 2.x AA, normal text
+)
+
+// parseColor parses "#rgb" or "#rrggbb", with or without the '#' (a
+// Caddyfile token that starts with '#' is a comment unless quoted).
+func parseColor(s string) (rgb, bool) {
+	h := strings.TrimPrefix(s, "#")
+	if len(h) != 3 && len(h) != 6 || strings.ContainsAny(h, "+-") {
+		return rgb{}, false
+	}
+	if len(h) == 3 {
+		h = string([]byte{h[0], h[0], h[1], h[1], h[2], h[2]})
+	}
+	v, err := strconv.ParseUint(h, 16, 32)
+	if err != nil {
+		return rgb{}, false
+	}
+	return rgb{float64(v>>16&0xff) / 255, float64(v>>8&0xff) / 255, float64(v&0xff) / 255}, true
+}
+
+func (c rgb) hex() string {
+	to := func(f float64) int { return int(math.Round(math.Max(0, math.Min(1, f)) * 255)) }
+	return fmt.Sprintf("#%02x%02x%02x", to(c.r), to(c.g), to(c.b))
+}
+
+// luminance is the WCAG relative luminance.
+func (c rgb) luminance() float64 {
+	lin := func(v float64) float64 {
+		if v <= 0.04045 {
+			return v / 12.92
+		}
+		return math.Pow((v+0.055)/1.055, 2.4)
+	}
+	return 0.2126*lin(c.r) + 0.7152*lin(c.g) + 0.0722*lin(c.b)
+}
+
+// contrast is the WCAG contrast ratio of two colors.
+func contrast(a, b rgb) float64 {
+	la, lb := a.luminance(), b.luminance()
+	if la < lb {
+		la, lb = lb, la
+	}
+	return (la + 0.05) / (lb + 0.05)
+}
+
+func (c rgb) mix(d rgb, t float64) rgb {
+	return rgb{c.r + (d.r-c.r)*t, c.g + (d.g-c.g)*t, c.b + (d.b-c.b)*t}
+}
+
+// readable moves c toward to until it contrasts enough with every
+// background.
+func readable(c, to rgb, bgs ...rgb) rgb {
+	for i := 0; i <= 40; i++ {
+		// Tested as it will be written: rounded to #rrggbb.
+		x, _ := parseColor(c.mix(to, float64(i)/40).hex())
+		ok := true
+		for _, bg := range bgs {
+			if contrast(x, bg) < minContrast {
+				ok = false
+			}
+		}
+		if ok {
+			return x
+		}
+	}
+	return to
+}
+
+// brandCSS overrides the accent colors with the brand color, keeping AA
+// contrast for text on buttons and for links in light and dark mode.
+func brandCSS(hex string) string {
+	c, _ := parseColor(hex)
+	// Black or white: the better of the two always reaches 4.58:1.
+	on := white
+	if contrast(pureBlack, c) > contrast(white, c) {
+		on = pureBlack
+	}
+	light := readable(c, pureBlack, lightCard, lightBg)
+	dark := readable(c, white, darkCard, darkBg)
+	return fmt.Sprintf("\n:root{--accent:%s;--on-accent:%s;--link:%s}\n@media (prefers-color-scheme:dark){:root{--accent:%s;--on-accent:%s;--link:%s}}\n",
+		c.hex(), on.hex(), light.hex(), c.hex(), on.hex(), dark.hex())
+}
+
+// The rate-limited page is prebuilt for every locale, so that refusing a
+// flood costs no template and no per-response nonce: its stylesheet is
+// allowed by hash.
+
+// limitedRules are the stylesheet rules the rate-limited page uses.
+var limitedRules = []string{":root", "@media (prefers-color-scheme", "*,", "html", "body", "main", "@media (min-width:40rem){main",
+	".brand", ".logo", ".site", ".card", "@media (min-width:40rem){.card", ".icon", "h1", "p{", "a{", ".btn:focus-visible", ".help"}
+
+func (p *pageRenderer) buildLimited(siteName string) {
+	var css strings.Builder
+	for _, line := range strings.Split(baseCSS, "\n") {
+		for _, prefix := range limitedRules {
+			if strings.HasPrefix(line, prefix) {
+				css.WriteString(line)
+				css.WriteByte('\n')
+				break
+			}
+		}
+	}
+	if p.cfg.BrandColor != "" {
+		css.WriteString(brandCSS(p.cfg.BrandColor))
+	}
+	sum := sha256.Sum256([]byte(css.String()))
+	p.limitedCSP = pageCSP + "; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	site := firstOf(p.cfg.Title, siteName)
+	p.limited = make(map[*locale][]byte, len(locales))
+	for _, l := range locales {
+		var b strings.Builder
+		esc := html.EscapeString
+		heading := l.heading(stateRateLimited)
+		b.WriteString(`<!doctype html><html lang="` + l.tag + `" dir="` + l.dir() + `"><head><meta charset="utf-8">` +
+			`<meta name="viewport" content="width=device-width, initial-scale=1"><meta name="robots" content="noindex, nofollow">` +
+			`<link rel="icon" href="data:,"><title>` + esc(heading))
+		if site != "" {
+			b.WriteString(" · " + esc(site))
+		}
+		b.WriteString(`</title><style>` + css.String() + `</style></head><body><main><header class="brand">`)
+		switch {
+		case p.cfg.Logo != "":
+			b.WriteString(`<img class="logo" src="` + esc(p.cfg.Logo) + `" alt="` + esc(site) + `">`)
+		case site != "":
+			b.WriteString(`<p class="site">` + esc(site) + `</p>`)
+		}
+		b.WriteString(`</header><div class="card"><span class="icon">` + string(icons["clock"]) + `</span><h1>` + esc(heading) + `</h1><p>` +
+			esc(l.stateText(stateRateLimited)) + `</p><p>` + esc(l.text("rate_limited.more")) + `</p>`)
+		if p.cfg.SupportURL != "" {
+			b.WriteString(`<p class="help">` + esc(l.text("page.help")) + ` <a href="` + esc(p.cfg.SupportURL) + `">` +
+				esc(l.text("page.contact_support")) + `</a></p>`)
+		}
+		b.WriteString("</div></main></body></html>\n")
+		p.limited[l] = []byte(b.String())
+	}
+}
+
+// rateLimited returns the prebuilt rate-limited page for r's language and
+// sets its Content-Security-Policy, Content-Type and Content-Language
+// (limits.go's rateLimited sends it after pageHeaders).
+func (p *pageRenderer) rateLimited(h http.Header, r *http.Request) []byte {
+	l := p.localeFor(r)
+	h.Set("Content-Security-Policy", p.limitedCSP)
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Language", l.tag)
+	return p.limited[l]
+}
+
+// Checking rendered pages.
+
+// lintPage checks a rendered page against what the CSP allows and the
+// engine relies on: every <script> (other than JSON data) and <style>
+// carries the nonce; no inline event handlers, style attributes, <base>,
+// frames or plugins; no resource from another origin (links may point
+// anywhere).
+func lintPage(page []byte, nonce string) error {
+	z := xhtml.NewTokenizer(bytes.NewReader(page))
+	var errs []string
+	for {
+		tt := z.Next()
+		if tt == xhtml.ErrorToken {
+			if z.Err() == io.EOF {
+				break
+			}
+			return z.Err()
+		}
+		if tt != xhtml.StartTagToken && tt != xhtml.SelfClosingTagToken {
+			continue
+		}
+		tok := z.Token()
+		attr := func(k string) (string, bool) {
+			for _, a := range tok.Attr {
+				if a.Key == k {
+					return a.Val, true
+				}
+			}
+			return "", false
+		}
+		for _, a := range tok.Attr {
+			switch {
+			case strings.HasPrefix(a.Key, "on"):
+				errs = append(errs, fmt.Sprintf("<%s %s=...>: inline event handlers are blocked by the CSP; use the page script", tok.Data, a.Key))
+			case a.Key == "style":
+				errs = append(errs, fmt.Sprintf("<%s style=...>: style attributes are blocked by the CSP; use the <style nonce> element", tok.Data))
+			case a.Key == "src" || a.Key == "srcset" || a.Key == "poster" || a.Key == "action" || a.Key == "formaction" ||
+				(a.Key == "href" && tok.Data != "a"):
+				if foreign(a.Val) {
+					errs = append(errs, fmt.Sprintf("<%s %s=%q>: the CSP loads nothing from other origins", tok.Data, a.Key, truncate(a.Val, 60)))
+				}
+			}
+		}
+		switch tok.Data {
+		case "script":
+			typ, _ := attr("type")
+			if t := strings.ToLower(strings.TrimSpace(typ)); t == "application/json" || t == "application/ld+json" {
+				continue
+			}
+			if n, _ := attr("nonce"); n != nonce {
+				errs = append(errs, `<script> without nonce="{{.Nonce}}": blocked by the CSP`)
+			}
+		case "style":
+			if n, _ := attr("nonce"); n != nonce {
+				errs = append(errs, `<style> without nonce="{{.Nonce}}": blocked by the CSP`)
+			}
+		case "link":
+			if rel, _ := attr("rel"); strings.Contains(strings.ToLower(rel), "stylesheet") {
+				if n, _ := attr("nonce"); n != nonce {
+					errs = append(errs, `<link rel="stylesheet"> without nonce="{{.Nonce}}": blocked by the CSP`)
+				}
+			}
+		case "base", "iframe", "frame", "object", "embed":
+			errs = append(errs, fmt.Sprintf("<%s>: not allowed on the verification page", tok.Data))
+		case "meta":
+			if v, _ := attr("http-equiv"); strings.EqualFold(v, "refresh") {
+				errs = append(errs, `<meta http-equiv="refresh">: not allowed (it moves people on before they can read)`)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// foreign reports whether a URL in a resource attribute leaves the page's
+// origin (data: URIs and same-origin paths do not).
+func foreign(u string) bool {
+	u = strings.TrimSpace(strings.ToLower(u))
+	if u == "" || strings.HasPrefix(u, "data:") || strings.HasPrefix(u, "#") {
+		return false
+	}
+	if strings.HasPrefix(u, "//") || strings.HasPrefix(u, `\`) {
+		return true
+	}
+	if i := strings.IndexAny(u, ":/?#"); i >= 0 && u[i] == ':' {
+		return true // a scheme: http:, https:, javascript:, ...
+	}
+	return false
+}
+
+// checkCodeForm checks that a challenge page posts the code form to
+// action with the csrf token and a code field.
+func checkCodeForm(page []byte, action, csrf string) error {
+	z := xhtml.NewTokenizer(bytes.NewReader(page))
+	inForm, hasCSRF, hasCode := false, false, false
+	for {
+		tt := z.Next()
+		if tt == xhtml.ErrorToken {
+			break
+		}
+		tok := z.Token()
+		vals := map[string]string{}
+		for _, a := range tok.Attr {
+			vals[a.Key] = a.Val
+		}
+		switch {
+		case tt == xhtml.StartTagToken && tok.Data == "form":
+			inForm = vals["action"] == action && strings.EqualFold(vals["method"], "post")
+		case tt == xhtml.EndTagToken && tok.Data == "form":
+			if inForm && hasCSRF && hasCode {
+				return nil
+			}
+			inForm, hasCSRF, hasCode = false, false, false
+		case inForm && tok.Data == "input":
+			switch vals["name"] {
+			case "csrf":
+				hasCSRF = vals["value"] == csrf
+			case "code":
+				hasCode = true
+			}
+		}
+	}
+	return errors.New(`the challenge state needs <form method="post" action="{{.Action}}"> with <input type="hidden" name="csrf" value="{{.CSRF}}"> and <input name="code">`)
+}
+
+// referrerPolicy returns the content of the page's <meta name="referrer">.
+func referrerPolicy(page []byte) string {
+	z := xhtml.NewTokenizer(bytes.NewReader(page))
+	for {
+		tt := z.Next()
+		if tt == xhtml.ErrorToken {
+			return ""
+		}
+		if tok := z.Token(); tok.Data == "meta" {
+			name, content := "", ""
+			for _, a := range tok.Attr {
+				switch a.Key {
+				case "name":
+					name = strings.ToLower(a.Val)
+				case "content":
+					content = strings.ToLower(strings.TrimSpace(a.Val))
+				}
+			}
+			if name == "referrer" {
+				return content
+			}
+		}
+	}
 }

@@ -400,7 +400,12 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 	} else if lim != nil {
 		return e.rateLimited(w, r, p.Name, lim)
 	}
-	phone, err := sender.ParsePhone(id.Phone, e.cfg.DefaultRegion)
+	var phone sender.Phone
+	if id.Decoy {
+		// No such account: go through the same motions without a number.
+		return e.decoy(w, r, p, id, userKey, sessionKey, pending, returnURL, api)
+	}
+	phone, err = sender.ParsePhone(id.Phone, e.cfg.DefaultRegion)
 	if err != nil {
 		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: p.Name, Outcome: "phone_" + phoneReason(id.Phone)})
 		e.renderStatus(w, r, http.StatusBadRequest, stateBadPhone, nil)
@@ -433,6 +438,10 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 		Created:     now,
 		Expires:     now.Add(e.cfg.CodeTTL),
 		MaxAttempts: e.cfg.MaxAttempts,
+		Hidden:      id.HideNumber,
+	}
+	if e.fromRequest {
+		c.User = id.User
 	}
 	if preserve {
 		c.Stash = e.keys.seal(c.ID, newStash(r, body).marshal())
@@ -524,6 +533,12 @@ func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string
 	}
 	start := time.Now()
 	by, err := e.sender.Send(ctx, msg)
+	if err == nil {
+		// A moving average (1/8 weight) of real delivery times.
+		took := int64(time.Since(start))
+		old := e.sendTime.Load()
+		e.sendTime.Store(old + (took-old)/8)
+	}
 	ev := &Event{Kind: EventCodeSent, Policy: c.Policy, To: sender.MaskPhone(c.Phone), Sender: by,
 		Duration: time.Since(start), Resend: resend, Outcome: "ok"}
 	if err != nil {
@@ -535,27 +550,10 @@ func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string
 	}
 }
 
-// messageText renders the code message for the request's site.
+// messageText renders the code message for the request's site, in the
+// customer's language (docs/PAGE.md).
 func (e *Engine) messageText(r *http.Request, code, description string) string {
-	host := requestHost(r)
-	site := e.cfg.SiteName
-	if site == "" {
-		site = host
-	}
-	tmpl := e.cfg.Message
-	if tmpl == DefaultMessage && description != "" {
-		tmpl = DefaultTransactionMessage
-	}
-	text := strings.NewReplacer(
-		"{code}", code,
-		"{site}", site,
-		"{ttl}", humanDuration(e.cfg.CodeTTL),
-		"{describe}", description,
-	).Replace(tmpl)
-	if host != "" && !strings.Contains(tmpl, "#{code}") {
-		text += "\n\n@" + host + " #" + code
-	}
-	return text
+	return e.localizedText(r, code, description)
 }
 
 // SampleMessage renders the message templates of cfg with a code of the
@@ -590,4 +588,47 @@ func phoneReason(raw string) string {
 		return "missing"
 	}
 	return "invalid"
+}
+
+// decoy answers a request for an account that does not exist exactly as
+// for one that does: the same limits were counted, a challenge is made
+// (no code can open it: its code is random and was never sent), the
+// answer takes about as long as a real delivery, and the page and JSON
+// look the same. Nobody can tell from outside which accounts exist.
+func (e *Engine) decoy(w http.ResponseWriter, r *http.Request, p *Policy, id Identity,
+	userKey, sessionKey, pending, returnURL string, api bool) error {
+	now := e.now()
+	c := &store.Challenge{
+		ID:          randomID(),
+		Policy:      p.Name,
+		UserKey:     userKey,
+		SessionKey:  sessionKey,
+		ReturnURL:   returnURL,
+		Created:     now,
+		Expires:     now.Add(e.cfg.CodeTTL),
+		MaxAttempts: e.cfg.MaxAttempts,
+		Hidden:      true,
+		User:        id.User,
+	}
+	c.CodeMAC = e.keys.codeMAC(c.ID, randomID())
+	if err := e.store.Create(r.Context(), c, pending, e.cfg.Retain); err != nil {
+		return e.storeError(w, r, "create", err)
+	}
+	e.emit(r, &Event{Kind: EventChallengeCreated, Policy: p.Name, Mode: p.Mode.String(), Outcome: "decoy"})
+	e.decoyDelay()
+	if err := e.store.RecordSend(r.Context(), c.ID, "", false); err != nil {
+		return e.storeError(w, r, "record_send", err)
+	}
+	return e.challenged(w, r, p, c, api)
+}
+
+// decoyDelay waits about as long as real deliveries have been taking.
+func (e *Engine) decoyDelay() {
+	d := time.Duration(e.sendTime.Load())
+	if d > 2*time.Second {
+		d = 2 * time.Second
+	}
+	if d > 0 {
+		time.Sleep(d)
+	}
 }

@@ -42,10 +42,12 @@ func hasReplayCookie(r *http.Request) bool {
 	return false
 }
 
-// replayMAC binds a replay cookie to its challenge, the browser session
-// and the path it may be used on.
-func (k *keys) replayMAC(id, sessionKey, path string) string {
-	return b64.EncodeToString(mac(k.replay, id, sessionKey, path)[:16])
+// replayMAC binds a replay cookie to its challenge, the browser session,
+// the path it may be used on, and the handler (its path prefix) that
+// stashed the request: another stepup handler in the same chain, even
+// with the same secret, leaves it alone.
+func (k *keys) replayMAC(id, sessionKey, path, prefix string) string {
+	return b64.EncodeToString(mac(k.replay, id, sessionKey, path, prefix)[:16])
 }
 
 // cookiePath returns path if it can be a cookie Path attribute, else "/".
@@ -62,7 +64,7 @@ func (e *Engine) setReplayCookie(w http.ResponseWriter, r *http.Request, k *keys
 	path, _, _ := strings.Cut(returnURL, "?")
 	http.SetCookie(w, &http.Cookie{
 		Name:     replayCookie(r),
-		Value:    id + "." + k.replayMAC(id, sessionKey, path),
+		Value:    id + "." + k.replayMAC(id, sessionKey, path, e.cfg.PathPrefix),
 		Path:     cookiePath(path),
 		MaxAge:   int(replayCookieTTL / time.Second),
 		HttpOnly: true,
@@ -96,9 +98,12 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	if !ok || !validID(id) || len(tag) > 32 {
 		return false, nil
 	}
-	ident, err := e.identity.Identify(r)
-	if err != nil {
-		return false, nil
+	var ident Identity
+	if !e.fromRequest {
+		var err error
+		if ident, err = e.identity.Identify(r); err != nil {
+			return false, nil
+		}
 	}
 	session := e.session(r, ident, false)
 	if session == "" {
@@ -106,7 +111,7 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	}
 	var k *keys
 	for _, kk := range e.all {
-		if hmac.Equal([]byte(tag), []byte(kk.replayMAC(id, kk.sessionKey(session), r.URL.Path))) {
+		if hmac.Equal([]byte(tag), []byte(kk.replayMAC(id, kk.sessionKey(session), r.URL.Path, e.cfg.PathPrefix))) {
 			k = kk
 			break
 		}
@@ -125,6 +130,9 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 		return true, nil
 	case err != nil:
 		return true, e.storeError(w, r, "get", err)
+	}
+	if e.fromRequest {
+		ident.User = c.User // the form that named it is the stashed request
 	}
 	if !hmac.Equal([]byte(c.UserKey), []byte(k.userKey(ident.User))) {
 		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)

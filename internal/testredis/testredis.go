@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -33,6 +34,11 @@ type Server struct {
 	mu        sync.Mutex
 	cmd       *exec.Cmd
 	done      chan struct{}
+	// hold keeps the port of a stopped server bound but not listening,
+	// so that no other test's server takes it while this one is down
+	// (tests in parallel packages start servers on free ports): clients
+	// get "connection refused", as from a dead server. -1: none.
+	hold int
 }
 
 // Addr returns "127.0.0.1:PORT".
@@ -85,12 +91,37 @@ func New(dir string, extra ...string) (*Server, error) {
 		if lastErr = s.Start(); lastErr == nil {
 			return s, nil
 		}
+		s.Release()
 	}
 	return nil, lastErr
 }
 
+// holdPort binds the port without listening.
+func (s *Server) holdPort() {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		return
+	}
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: s.Port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(fd)
+		return
+	}
+	s.hold = fd
+}
+
+// releasePort gives the held port back.
+func (s *Server) releasePort() {
+	if s.hold > 0 {
+		syscall.Close(s.hold)
+		s.hold = 0
+	}
+}
+
 // Start starts (or restarts) the server on its port.
 func (s *Server) Start() error {
+	s.mu.Lock()
+	s.releasePort()
+	s.mu.Unlock()
 	bin, err := Binary()
 	if err != nil {
 		return err
@@ -221,6 +252,16 @@ func (s *Server) Stop() {
 	}
 	_ = cmd.Process.Kill()
 	<-done
+	s.mu.Lock()
+	s.holdPort()
+	s.mu.Unlock()
+}
+
+// Release frees a stopped server's port for good.
+func (s *Server) Release() {
+	s.mu.Lock()
+	s.releasePort()
+	s.mu.Unlock()
 }
 
 // Run starts a server for the test and stops it when the test ends.
@@ -230,6 +271,6 @@ func Run(tb testing.TB, extra ...string) *Server {
 	if err != nil {
 		tb.Fatalf("test redis: %v", err)
 	}
-	tb.Cleanup(s.Stop)
+	tb.Cleanup(func() { s.Stop(); s.Release() })
 	return s
 }

@@ -72,7 +72,7 @@ func RunCluster(tb testing.TB, masters int) *Cluster {
 		if err := s.Start(); err != nil {
 			tb.Fatalf("starting cluster node: %v", err)
 		}
-		tb.Cleanup(s.Stop)
+		tb.Cleanup(func() { s.Stop(); s.Release() })
 		c.Nodes = append(c.Nodes, s)
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
@@ -124,7 +124,7 @@ func RunSentinel(tb testing.TB) *Sentinel {
 		if err := s.Start(); err != nil {
 			tb.Fatalf("starting %s: %v", name, err)
 		}
-		tb.Cleanup(s.Stop)
+		tb.Cleanup(func() { s.Stop(); s.Release() })
 		return s
 	}
 	st := &Sentinel{MasterName: "stepup-master"}
@@ -155,7 +155,7 @@ func RunSentinel(tb testing.TB) *Sentinel {
 	if err := st.Sentinel.Start(); err != nil {
 		tb.Fatalf("starting sentinel: %v", err)
 	}
-	tb.Cleanup(st.Sentinel.Stop)
+	tb.Cleanup(func() { st.Sentinel.Stop(); st.Sentinel.Release() })
 
 	// Wait until the replica is in sync and the Sentinel knows it.
 	deadline := time.Now().Add(20 * time.Second)

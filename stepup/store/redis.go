@@ -75,6 +75,8 @@ const (
 	fFailed   = "f"
 	fUsed     = "u"
 	fStash    = "s"
+	fRawUser  = "us"
+	fHidden   = "hd"
 )
 
 // Lua scripts. Each reads and writes a single key (KEYS[1]). Times are
@@ -207,6 +209,12 @@ func (s *Redis) Create(ctx context.Context, c *Challenge, pending string, retain
 	if len(c.TxHash) > 0 {
 		args = append(args, fTx, c.TxHash)
 	}
+	if c.User != "" {
+		args = append(args, fRawUser, c.User)
+	}
+	if c.Hidden {
+		args = append(args, fHidden, 1)
+	}
 	stash := c.Stash
 	if len(stash) > 0 {
 		args = append(args, fStash, 1)
@@ -261,6 +269,8 @@ func (s *Redis) Get(ctx context.Context, id string) (*Challenge, error) {
 		SendFailed:  h[fFailed] == "1",
 		Used:        fromMS(num(fUsed)),
 		HasStash:    h[fStash] == "1",
+		User:        h[fRawUser],
+		Hidden:      h[fHidden] == "1",
 	}
 	if v := h[fTx]; v != "" {
 		c.TxHash = []byte(v)

@@ -81,6 +81,12 @@ type Challenge struct {
 	// does not return it (see TakeStash); HasStash says it exists.
 	Stash    []byte
 	HasStash bool
+	// User is the user id itself, kept only for identities that come
+	// from the request (sign-up, reset), whose later requests do not
+	// carry it again.
+	User string
+	// Hidden marks a challenge whose page must not show the number.
+	Hidden bool
 	// Created and Expires bound the code's lifetime.
 	Created time.Time
 	Expires time.Time

@@ -119,12 +119,19 @@ func testCreateGet(t *testing.T, s store.Store) {
 	if !bytes.Equal(again.CodeMAC, c.CodeMAC) {
 		t.Fatal("Get returned a slice aliased to the stored record")
 	}
+	// User and Hidden round-trip.
+	c3 := newChallenge()
+	c3.User, c3.Hidden = "signup:+14155550100", true
+	mustCreate(t, s, c3)
+	if got3, _ := s.Get(ctx, c3.ID); got3.User != c3.User || !got3.Hidden {
+		t.Fatalf("User/Hidden = %q/%v", got3.User, got3.Hidden)
+	}
 	// Optional fields stay empty.
 	c2 := newChallenge()
 	c2.Description, c2.TxHash = "", nil
 	mustCreate(t, s, c2)
 	got2, _ := s.Get(ctx, c2.ID)
-	if got2.Description != "" || len(got2.TxHash) != 0 {
+	if got2.Description != "" || len(got2.TxHash) != 0 || got2.User != "" || got2.Hidden {
 		t.Fatalf("optional fields not empty: %+v", got2)
 	}
 }
