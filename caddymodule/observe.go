@@ -112,8 +112,8 @@ func (o *observer) Observe(r *http.Request, ev *stepup.Event) {
 	case stepup.EventGrantUsed:
 		metrics.grantsUsed.WithLabelValues(ev.Policy, o.mode(ev)).Inc()
 		metrics.requests.WithLabelValues(ev.Policy, o.mode(ev), "passed").Inc()
-		if ev.Mode == "session" {
-			return // per request: not an audit event of its own
+		if ev.PerRequest() {
+			return // a session grant: not an audit event of its own
 		}
 	case stepup.EventChallengeCreated:
 		metrics.challenges.WithLabelValues(ev.Policy, ev.Mode).Inc()

@@ -94,6 +94,7 @@ type Chain struct {
 	senders   []Sender
 	names     []string
 	routes    []route
+	regional  bool                                  // some route serves some countries only
 	breakers  []*gobreaker.CircuitBreaker[struct{}] // nil entries: disabled
 	timeout   time.Duration
 	perSender time.Duration
@@ -140,6 +141,7 @@ func NewChain(senders []Sender, opts ChainOptions) *Chain {
 		c.senders = append(c.senders, s)
 		c.names = append(c.names, name)
 		c.routes = append(c.routes, routeOf(s))
+		c.regional = c.regional || len(c.routes[len(c.routes)-1].countries) > 0
 		var cb *gobreaker.CircuitBreaker[struct{}]
 		if failures > 0 {
 			cb = c.newBreaker(name, uint32(failures), cooldown)
@@ -224,7 +226,7 @@ func (c *Chain) Send(ctx context.Context, msg *Message) (sentBy string, err erro
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 
-	dest := destinationOf(msg)
+	dest := destinationOf(msg, c.regional)
 	errs := []error{ErrAllFailed}
 	served := 0
 	for i, s := range c.senders {
@@ -273,7 +275,9 @@ type destination struct {
 	region string // the phone's region, "" if unknown
 }
 
-func destinationOf(msg *Message) destination {
+// destinationOf says where msg goes. The phone's region is worked out
+// only when some route depends on it (region), as parsing costs.
+func destinationOf(msg *Message, region bool) destination {
 	var d destination
 	if strings.Contains(msg.To, "@") {
 		d.email = true
@@ -281,6 +285,9 @@ func destinationOf(msg *Message) destination {
 	}
 	d.phone = true
 	d.email = strings.Contains(msg.Email, "@")
+	if !region {
+		return d
+	}
 	if p, err := ParsePhone(msg.To, ""); err == nil {
 		d.region = p.Region
 	}
@@ -291,7 +298,8 @@ func destinationOf(msg *Message) destination {
 // declares (Channeler, Regional). When it would not, reason says why, in
 // words fit for an operator ("serves IN only").
 func Serves(s Sender, msg *Message) (ok bool, reason string) {
-	r, d := routeOf(s), destinationOf(msg)
+	r := routeOf(s)
+	d := destinationOf(msg, len(r.countries) > 0)
 	if r.serves(d) {
 		return true, ""
 	}

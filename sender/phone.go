@@ -151,14 +151,18 @@ func ParsePhone(raw, defaultRegion string) (Phone, error) {
 	if num.GetExtension() != "" {
 		return Phone{}, invalidPhone("has an extension")
 	}
-	if !phonenumbers.IsValidNumber(num) {
+	// IsValidNumber is GetNumberType != UNKNOWN for the number's own
+	// region; asking for the type once does both (the library's checks
+	// run many regular expressions, and for +1 once per NANP region).
+	typ := phonenumbers.GetNumberType(num)
+	if typ == phonenumbers.UNKNOWN {
 		return Phone{}, invalidPhone("not a valid number")
 	}
 	p := Phone{
 		E164:        phonenumbers.Format(num, phonenumbers.E164),
 		Region:      phonenumbers.GetRegionCodeForNumber(num),
 		CountryCode: int(num.GetCountryCode()),
-		Type:        numberTypeOf(phonenumbers.GetNumberType(num)),
+		Type:        numberTypeOf(typ),
 	}
 	// A few plans (Germany's) have numbers longer than the 15 digits
 	// E.164 allows; no SMS gateway takes them.
@@ -167,6 +171,10 @@ func ParsePhone(raw, defaultRegion string) (Phone, error) {
 	}
 	// The E.164 form is what gets stored and sent; make sure it means the
 	// same number when read back, so that no later step sees another one.
+	// (Input already in that form was just read.)
+	if s == p.E164 {
+		return p, nil
+	}
 	again, err := phonenumbers.Parse(p.E164, "")
 	if err != nil || phonenumbers.Format(again, phonenumbers.E164) != p.E164 {
 		return Phone{}, invalidPhone("no stable E.164 form")

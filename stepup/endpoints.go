@@ -103,6 +103,10 @@ type bound struct {
 	// k are the keys the challenge was made with (the current secret's,
 	// or a previous one's during a rotation).
 	k *keys
+	// failures is the user's failure count, read with the challenge
+	// under failureKey ("" when it was not).
+	failures   store.FailureCount
+	failureKey string
 }
 
 // load reads challenge id and checks that the request comes from the
@@ -116,7 +120,17 @@ func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api boo
 			return b, false, e.identityError(w, r, "", err)
 		}
 	}
-	c, err := e.store.Get(r.Context(), id)
+	// The user's failure count comes with the challenge: a verification
+	// checks it first.
+	var failureKey string
+	var failures store.FailureCount
+	var c *store.Challenge
+	if e.fromRequest {
+		c, err = e.store.Get(r.Context(), id)
+	} else {
+		failureKey = e.keys.userKey(ident.User)
+		c, failures, err = e.store.GetWithFailures(r.Context(), id, failureKey)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
 		return b, false, nil
@@ -146,7 +160,8 @@ func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api boo
 		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
 		return b, false, nil
 	}
-	return bound{c: c, id: ident, session: session, sessionKey: sessionKey, k: k}, true, nil
+	return bound{c: c, id: ident, session: session, sessionKey: sessionKey, k: k,
+		failures: failures, failureKey: failureKey}, true, nil
 }
 
 // showChallenge renders the code page in the state the challenge is in.
@@ -308,10 +323,16 @@ func (e *Engine) checkCode(r *http.Request, b *bound, code string) (res outcome,
 // after a wrong code.
 func (e *Engine) compareCode(ctx context.Context, b *bound, code string) (res outcome, lock time.Duration, failures int, err error) {
 	c := b.c
-	if locked, retry, err := e.lockedOut(ctx, c.UserKey); err != nil {
-		return 0, 0, 0, err
-	} else if locked {
-		return lockedOut, retry, 0, nil
+	f := b.failures
+	if b.failureKey != c.UserKey {
+		// Not read with the challenge (or under another secret's key).
+		var err error
+		if f.N, f.TTL, err = e.store.Failures(ctx, c.UserKey); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	if f.N >= e.cfg.MaxFailures {
+		return lockedOut, f.TTL, 0, nil
 	}
 	code, ok := normalizeCode(code, e.cfg.CodeLength)
 	if !ok {

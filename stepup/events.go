@@ -64,9 +64,17 @@ type Event struct {
 
 // Observer receives every step-up event with the request it happened
 // on. Implementations must be fast and safe for concurrent use; they run
-// on the request's goroutine.
+// on the request's goroutine. Events that happen on every request
+// (PerRequest) carry no ClientIP unless they were also logged.
 type Observer interface {
 	Observe(r *http.Request, ev *Event)
+}
+
+// PerRequest reports whether ev is one that every protected request
+// makes (a policy match, a session grant used): worth counting, not
+// auditing one by one.
+func (ev *Event) PerRequest() bool {
+	return ev.Kind == EventRequest || (ev.Kind == EventGrantUsed && ev.Mode == "session")
 }
 
 // level is the log level of an event.
@@ -86,10 +94,11 @@ func (ev *Event) level() zapcore.Level {
 
 // emit logs ev and hands it to the observer.
 func (e *Engine) emit(r *http.Request, ev *Event) {
-	if ev.ClientIP == "" && r != nil {
+	ce := e.log.Check(ev.level(), string(ev.Kind))
+	if ev.ClientIP == "" && r != nil && (ce != nil || !ev.PerRequest()) {
 		ev.ClientIP = e.clientIP(r)
 	}
-	if ce := e.log.Check(ev.level(), string(ev.Kind)); ce != nil {
+	if ce != nil {
 		fields := make([]zap.Field, 0, 10)
 		add := func(f zap.Field, ok bool) {
 			if ok {

@@ -71,10 +71,13 @@ func (k *keys) issueGrant(g Grant, user, session, bind string) string {
 }
 
 func (k *keys) grantMAC(payload []byte, policy, user, session, bind string) []byte {
-	h := hmac.New(sha256.New, k.grant)
-	h.Write(payload)
-	writeParts(h, policy, user, session, bind)
-	return h.Sum(nil)
+	s := k.grant.get()
+	s.raw(payload)
+	s.part(policy)
+	s.part(user)
+	s.part(session)
+	s.part(bind)
+	return k.grant.sum(s, make([]byte, 0, sha256.Size))
 }
 
 // verifyGrant parses token and checks that it was issued for policy,

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"hash"
 	"strconv"
+	"sync"
 )
 
 // MinSecretLen is the shortest secret accepted, in bytes.
@@ -27,12 +28,12 @@ var (
 // that a MAC made for one use (a code) can never pass for another (a
 // grant).
 type keys struct {
-	code    []byte // code MACs at rest
-	grant   []byte // grant tokens
-	csrf    []byte // form tokens
-	binding []byte // user, session and pending-challenge keys
-	stash   []byte // AES-256-GCM key of preserved requests
-	replay  []byte // replay cookies
+	code    *macKey // code MACs at rest
+	grant   *macKey // grant tokens
+	csrf    *macKey // form tokens
+	binding *macKey // user, session and pending-challenge keys
+	stash   []byte  // AES-256-GCM key of preserved requests
+	replay  *macKey // replay cookies
 
 	// aead is the stash cipher under the stash key (AES-256-GCM, safe
 	// for concurrent use).
@@ -60,31 +61,71 @@ func deriveKeys(secret []byte) (keys, error) {
 		return keys{}, err
 	}
 	return keys{
-		code:    derive("code"),
-		grant:   derive("grant"),
-		csrf:    derive("csrf"),
-		binding: derive("binding"),
+		code:    newMACKey(derive("code")),
+		grant:   newMACKey(derive("grant")),
+		csrf:    newMACKey(derive("csrf")),
+		binding: newMACKey(derive("binding")),
 		stash:   stash,
-		replay:  derive("replay"),
+		replay:  newMACKey(derive("replay")),
 		aead:    aead,
 	}, nil
 }
 
-// mac writes parts, each length-prefixed so that no two lists of parts
-// collide, into an HMAC under key.
-func mac(key []byte, parts ...string) []byte {
-	h := hmac.New(sha256.New, key)
-	writeParts(h, parts...)
-	return h.Sum(nil)
+// macKey is an HMAC-SHA256 key with a pool of hashes keyed with it, so
+// that a MAC (one or more per request) costs neither the key schedule
+// nor the allocation of a new hash.
+type macKey struct {
+	pool sync.Pool // of *macState, reset
 }
 
-func writeParts(h hash.Hash, parts ...string) {
-	var n [binaryLenSize]byte
-	for _, p := range parts {
-		putLen(n[:], len(p))
-		h.Write(n[:])
-		h.Write([]byte(p))
+// macState is a keyed hash and the buffer its input is gathered in, so
+// that it gets a single Write.
+type macState struct {
+	h   hash.Hash
+	buf []byte
+}
+
+func newMACKey(key []byte) *macKey {
+	m := &macKey{}
+	m.pool.New = func() any { return &macState{h: hmac.New(sha256.New, key), buf: make([]byte, 0, 256)} }
+	return m
+}
+
+func (m *macKey) get() *macState { return m.pool.Get().(*macState) }
+
+// raw adds b as it is.
+func (s *macState) raw(b []byte) { s.buf = append(s.buf, b...) }
+
+// part adds p with its length first, so that no two lists of parts
+// collide.
+func (s *macState) part(p string) {
+	var l [binaryLenSize]byte
+	putLen(l[:], len(p))
+	s.buf = append(s.buf, l[:]...)
+	s.buf = append(s.buf, p...)
+}
+
+// sum appends the MAC of what was added to dst and returns s to the
+// pool.
+func (m *macKey) sum(s *macState, dst []byte) []byte {
+	s.h.Write(s.buf)
+	dst = s.h.Sum(dst)
+	s.h.Reset()
+	if cap(s.buf) > 64<<10 {
+		s.buf = make([]byte, 0, 256) // do not keep a huge one
 	}
+	s.buf = s.buf[:0]
+	m.pool.Put(s)
+	return dst
+}
+
+// mac is the MAC of parts (each length-prefixed) under m, in a new slice.
+func mac(m *macKey, parts ...string) []byte {
+	s := m.get()
+	for _, p := range parts {
+		s.part(p)
+	}
+	return m.sum(s, make([]byte, 0, sha256.Size))
 }
 
 const binaryLenSize = 4
@@ -96,7 +137,13 @@ func putLen(b []byte, n int) {
 // short returns a 128-bit keyed hash of parts, base64url (22 chars). It
 // stands for an identity in the store without revealing it.
 func (k *keys) short(kind string, parts ...string) string {
-	return b64.EncodeToString(mac(k.binding, append([]string{kind}, parts...)...)[:16])
+	s := k.binding.get()
+	s.part(kind)
+	for _, p := range parts {
+		s.part(p)
+	}
+	var sum [sha256.Size]byte
+	return b64.EncodeToString(k.binding.sum(s, sum[:0])[:16])
 }
 
 func (k *keys) userKey(user string) string       { return k.short("user", user) }
@@ -136,4 +183,15 @@ func UserKey(secret []byte, user string) (string, error) {
 		return "", err
 	}
 	return k.userKey(user), nil
+}
+
+// writeParts writes parts into h as macState.part does (for plain
+// hashes).
+func writeParts(h hash.Hash, parts ...string) {
+	var n [binaryLenSize]byte
+	for _, p := range parts {
+		putLen(n[:], len(p))
+		h.Write(n[:])
+		h.Write([]byte(p))
+	}
 }

@@ -320,6 +320,13 @@ func (e *Engine) identityError(w http.ResponseWriter, r *http.Request, policy st
 
 // storeError answers when the store failed: fail closed.
 func (e *Engine) storeError(w http.ResponseWriter, r *http.Request, op string, err error) error {
+	if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
+		// The client went away and took its request's context with it:
+		// the store is fine, and nobody reads the answer.
+		e.log.Debug("request canceled by the client", zap.String("op", op))
+		w.WriteHeader(499)
+		return nil
+	}
 	e.emit(r, &Event{Kind: EventStoreError, Outcome: op, Err: err})
 	w.Header().Set("Retry-After", "5")
 	e.renderStatus(w, r, http.StatusServiceUnavailable, stateUnavailable, nil)
@@ -337,12 +344,6 @@ func safeMethod(m string) bool {
 func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id Identity, session string, api bool) error {
 	ctx := r.Context()
 	userKey := e.keys.userKey(id.User)
-	if locked, retry, err := e.lockedOut(ctx, userKey); err != nil {
-		return e.storeError(w, r, "failures", err)
-	} else if locked {
-		e.renderLocked(w, r, retry)
-		return nil
-	}
 
 	// A transaction is bound to its body; a browser's non-GET request is
 	// preserved so that it can be sent once the code is verified.
@@ -386,7 +387,16 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 		bodyKey = string(sum[:])
 	}
 	pending := e.keys.short("pending", p.Name, userKey, sessionKey, r.Method, returnURL, bodyKey, strconv.FormatBool(api))
-	existing, err := e.resume(ctx, pending, userKey, sessionKey)
+	// The lockout and a pending challenge are read together.
+	pendingID, failures, err := e.store.PendingWithFailures(ctx, pending, userKey)
+	if err != nil {
+		return e.storeError(w, r, "pending", err)
+	}
+	if failures.N >= e.cfg.MaxFailures {
+		e.renderLocked(w, r, failures.TTL)
+		return nil
+	}
+	existing, err := e.resume(ctx, pendingID, userKey, sessionKey)
 	if err != nil {
 		return e.storeError(w, r, "pending", err)
 	}
@@ -460,12 +470,6 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 	}
 	e.emit(r, &Event{Kind: EventChallengeCreated, Policy: p.Name, Mode: p.Mode.String(), To: phone.Masked(), Outcome: outcome})
 	e.deliver(r, c, id.Email, code, false)
-	if api {
-		// The answer reports the delivery outcome.
-		if fresh, err := e.store.Get(ctx, c.ID); err == nil {
-			c = fresh
-		}
-	}
 	return e.challenged(w, r, p, c, api)
 }
 
@@ -483,13 +487,9 @@ func (e *Engine) challenged(w http.ResponseWriter, r *http.Request, p *Policy, c
 // resume returns the pending challenge for the same user, session,
 // policy and request when it can still be answered, so that a reload or a
 // double submit does not send another code.
-func (e *Engine) resume(ctx context.Context, pending, userKey, sessionKey string) (*store.Challenge, error) {
-	id, err := e.store.Pending(ctx, pending)
-	if errors.Is(err, store.ErrNotFound) {
+func (e *Engine) resume(ctx context.Context, id, userKey, sessionKey string) (*store.Challenge, error) {
+	if id == "" {
 		return nil, nil
-	}
-	if err != nil {
-		return nil, err
 	}
 	c, err := e.store.Get(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -504,15 +504,6 @@ func (e *Engine) resume(ctx context.Context, pending, userKey, sessionKey string
 		return nil, nil
 	}
 	return c, nil
-}
-
-// lockedOut reports whether the user entered too many wrong codes.
-func (e *Engine) lockedOut(ctx context.Context, userKey string) (bool, time.Duration, error) {
-	n, ttl, err := e.store.Failures(ctx, userKey)
-	if err != nil {
-		return false, 0, err
-	}
-	return n >= e.cfg.MaxFailures, ttl, nil
 }
 
 // deliver sends code for challenge c and records the outcome. A failed
@@ -545,6 +536,8 @@ func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string
 		ev.Kind, ev.Outcome, ev.Err = EventCodeSendFailed, "failed", err
 	}
 	e.emit(r, ev)
+	// c reflects the outcome as the store now records it.
+	c.SentBy, c.SendFailed = by, err != nil
 	if rerr := e.store.RecordSend(ctx, c.ID, by, err != nil); rerr != nil {
 		e.emit(r, &Event{Kind: EventStoreError, Policy: c.Policy, Outcome: "record_send", Err: rerr})
 	}

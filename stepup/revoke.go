@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
 // Revocation: an operator (or the app, through the store) can end every
@@ -13,6 +15,12 @@ import (
 // revokeCacheTTL, so a revocation takes effect everywhere within a
 // second while a grant check costs a store round trip at most once a
 // second per user.
+//
+// Most grants need not even that: the store also keeps the latest
+// revocation of anyone (store.AnyKey), which each instance reads at most
+// once a second for all users. A grant issued after it cannot have been
+// revoked, so only grants older than the last revocation look up their
+// own user's.
 const (
 	revokeCacheTTL = time.Second
 	// revokeStale is how long a cached value still serves when the store
@@ -25,6 +33,10 @@ const (
 type revocations struct {
 	m    sync.Map // user key -> revEntry
 	size atomic.Int64
+	// any is the latest revocation of anyone (a *revEntry); refreshing
+	// it is one request's job at a time.
+	any     atomic.Pointer[revEntry]
+	anyLock sync.Mutex
 }
 
 type revEntry struct {
@@ -34,6 +46,9 @@ type revEntry struct {
 // revoked reports whether a grant of userKey issued at issued was revoked.
 func (e *Engine) revoked(ctx context.Context, userKey string, issued time.Time) (bool, error) {
 	now := time.Now()
+	if last, ok := e.lastRevocation(ctx, now); ok && issued.After(last) {
+		return false, nil
+	}
 	v, cached := e.revs.m.Load(userKey)
 	var ent revEntry
 	if cached {
@@ -58,6 +73,29 @@ func (e *Engine) revoked(ctx context.Context, userKey string, issued time.Time) 
 	return ent.revokes(issued), nil
 }
 
+// lastRevocation returns the latest revocation of any user, as read
+// from the store within the last revokeCacheTTL. ok is false when no
+// such value is at hand (the store failed, or another request is
+// reading it right now); the caller then looks up the user's own.
+func (e *Engine) lastRevocation(ctx context.Context, now time.Time) (last time.Time, ok bool) {
+	if ent := e.revs.any.Load(); ent != nil && now.Sub(ent.fetched) < revokeCacheTTL {
+		return ent.at, true
+	}
+	if !e.revs.anyLock.TryLock() {
+		return time.Time{}, false
+	}
+	defer e.revs.anyLock.Unlock()
+	if ent := e.revs.any.Load(); ent != nil && now.Sub(ent.fetched) < revokeCacheTTL {
+		return ent.at, true
+	}
+	at, err := e.store.RevokedAt(ctx, store.AnyKey)
+	if err != nil {
+		return time.Time{}, false
+	}
+	e.revs.any.Store(&revEntry{at: at, fetched: now})
+	return at, true
+}
+
 // revokes: grants carry their issue time in whole seconds, so a grant
 // issued in the same second as the revocation counts as revoked.
 func (r revEntry) revokes(issued time.Time) bool {
@@ -72,5 +110,6 @@ func (e *Engine) RevokeUser(ctx context.Context, user string) error {
 		return err
 	}
 	e.revs.m.Delete(key)
+	e.revs.any.Store(nil)
 	return nil
 }

@@ -2,6 +2,7 @@ package stepup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -436,5 +437,99 @@ func TestPhoneRules(t *testing.T) {
 	}
 	if resp, _ := h.browser("ok", "+919876543210").do("GET", "/account/payment-methods", nil); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("an Indian mobile = %d", resp.StatusCode)
+	}
+}
+
+// countingStore counts the per-user revocation lookups.
+type countingStore struct {
+	store.Store
+	userLookups atomic.Int64
+}
+
+func (s *countingStore) RevokedAt(ctx context.Context, key string) (time.Time, error) {
+	if key != store.AnyKey {
+		s.userLookups.Add(1)
+	}
+	return s.Store.RevokedAt(ctx, key)
+}
+
+// A grant issued after the last revocation of anyone needs no lookup of
+// its own user's revocation; one issued before it does, and is refused
+// when its user was the one revoked.
+func TestRevocationLookupsOnlyForOlderGrants(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		cs := &countingStore{Store: st}
+		h := newHarness(t, cs, nil)
+		alice := h.browser("alice", "+14155550100")
+		loc, csrf := alice.start("/account/payment-methods")
+		alice.do("POST", loc, url.Values{"csrf": {csrf}, "code": {h.out.last(t).Code}})
+		for i := 0; i < 5; i++ {
+			if resp, _ := alice.do("GET", "/account/payment-methods", nil); resp.StatusCode != 200 {
+				t.Fatalf("granted request %d = %d", i, resp.StatusCode)
+			}
+		}
+		if n := cs.userLookups.Load(); n != 0 {
+			t.Fatalf("%d per-user revocation lookups with no revocation at all, want 0", n)
+		}
+		// Bob is revoked after alice's grant was issued: alice's grant is
+		// now older than the last revocation and is looked up (once, then
+		// cached), and still honoured.
+		h.clock.add(2 * time.Second)
+		if err := h.e.RevokeUser(context.Background(), "bob"); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 3; i++ {
+			if resp, _ := alice.do("GET", "/account/payment-methods", nil); resp.StatusCode != 200 {
+				t.Fatalf("alice after bob's revocation = %d", resp.StatusCode)
+			}
+		}
+		if n := cs.userLookups.Load(); n != 1 {
+			t.Fatalf("%d per-user lookups for a grant older than the last revocation, want 1 (then cached)", n)
+		}
+		h.clock.add(2 * time.Second)
+		if err := h.e.RevokeUser(context.Background(), "alice"); err != nil {
+			t.Fatal(err)
+		}
+		if resp, _ := alice.do("GET", "/account/payment-methods", nil); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("alice's revoked grant = %d, want a new challenge (303)", resp.StatusCode)
+		}
+	})
+}
+
+type eventLog struct {
+	mu     sync.Mutex
+	events []EventKind
+}
+
+func (l *eventLog) Observe(_ *http.Request, ev *Event) {
+	l.mu.Lock()
+	l.events = append(l.events, ev.Kind)
+	l.mu.Unlock()
+}
+
+// A client that goes away mid-request cancels the store call: that is
+// no store error (no error log, no store_errors metric), while a real
+// store failure is one.
+func TestClientGoneIsNoStoreError(t *testing.T) {
+	log := &eventLog{}
+	e, err := New(Config{Secret: testSecret}, []*Policy{{Name: "p"}}, Options{
+		Store: store.NewMemory(0), Sender: &outbox{}, Observer: log,
+		Identity: &HeaderSource{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r := httptest.NewRequest("GET", "/vault", nil).WithContext(ctx)
+	w := httptest.NewRecorder()
+	_ = e.storeError(w, r, "create", fmt.Errorf("creating challenge: %w", context.Canceled))
+	if w.Code != 499 || len(log.events) != 0 {
+		t.Fatalf("canceled request: status %d, events %v; want 499 and none", w.Code, log.events)
+	}
+	w = httptest.NewRecorder()
+	_ = e.storeError(w, httptest.NewRequest("GET", "/vault", nil), "create", errors.New("creating challenge: connection refused"))
+	if w.Code != http.StatusServiceUnavailable || len(log.events) != 1 || log.events[0] != EventStoreError {
+		t.Fatalf("store failure: status %d, events %v; want 503 and store_error", w.Code, log.events)
 	}
 }

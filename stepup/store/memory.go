@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"sync"
 	"time"
 )
@@ -321,6 +322,31 @@ func (m *Memory) Failures(_ context.Context, key string) (int, time.Duration, er
 	return f.n, f.expire.Sub(now), nil
 }
 
+// GetWithFailures implements Store.
+func (m *Memory) GetWithFailures(ctx context.Context, id, failureKey string) (*Challenge, FailureCount, error) {
+	var f FailureCount
+	var err error
+	if f.N, f.TTL, err = m.Failures(ctx, failureKey); err != nil {
+		return nil, f, err
+	}
+	c, err := m.Get(ctx, id)
+	return c, f, err
+}
+
+// PendingWithFailures implements Store.
+func (m *Memory) PendingWithFailures(ctx context.Context, pending, failureKey string) (string, FailureCount, error) {
+	var f FailureCount
+	var err error
+	if f.N, f.TTL, err = m.Failures(ctx, failureKey); err != nil {
+		return "", f, err
+	}
+	id, err := m.Pending(ctx, pending)
+	if errors.Is(err, ErrNotFound) {
+		return "", f, nil
+	}
+	return id, f, err
+}
+
 // ClearFailures implements Store.
 func (m *Memory) ClearFailures(_ context.Context, key string) error {
 	m.mu.Lock()
@@ -360,10 +386,19 @@ func (m *Memory) Allow(_ context.Context, key string, l Limit) (bool, time.Durat
 func (m *Memory) Revoke(_ context.Context, key string, at time.Time, ttl time.Duration) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if old, ok := m.revoked[key]; ok && old.at.After(at) && m.now().Before(old.expire) {
-		return nil
+	expire := m.now().Add(ttl)
+	for _, k := range []string{key, AnyKey} {
+		v := memRevocation{at: at, expire: expire}
+		if old, ok := m.revoked[k]; ok && m.now().Before(old.expire) {
+			if old.at.After(at) {
+				v.at = old.at
+			}
+			if old.expire.After(expire) {
+				v.expire = old.expire
+			}
+		}
+		m.revoked[k] = v
 	}
-	m.revoked[key] = memRevocation{at: at, expire: m.now().Add(ttl)}
 	return nil
 }
 

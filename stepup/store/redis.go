@@ -155,7 +155,10 @@ return 'ok'`)
 	// KEYS[1] revocation; ARGV[1] at ms, ARGV[2] ttl ms
 	scriptRevoke = redis.NewScript(`
 local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if cur > tonumber(ARGV[1]) then return 0 end
+if cur > tonumber(ARGV[1]) then
+	if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+	return 0
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`)
 
@@ -223,17 +226,40 @@ func (s *Redis) Create(ctx context.Context, c *Challenge, pending string, retain
 	}
 	args = append([]any{stash}, args...)
 	args = append(args, ttl.Milliseconds())
-	created, err := scriptCreate.Run(ctx, s.client, []string{s.challengeKey(c.ID), s.stashKey(c.ID)}, args...).Int()
+	keys := []string{s.challengeKey(c.ID), s.stashKey(c.ID)}
+	if pending == "" {
+		created, err := scriptCreate.Run(ctx, s.client, keys, args...).Int()
+		return createdResult(created, err)
+	}
+	// The challenge and its pending pointer in one round trip. The
+	// pointer is written even if the script fails; it then points at
+	// nothing (or, for an id taken already, at a challenge of another
+	// user and session), which readers treat as nothing pending.
+	pipe := s.client.Pipeline()
+	script := scriptCreate.EvalSha(ctx, pipe, keys, args...)
+	set := pipe.Set(ctx, s.pendingKey(pending), c.ID, c.Expires.Sub(c.Created))
+	_, _ = pipe.Exec(ctx)
+	created, err := script.Int()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The first use of the script on this server (or after a
+		// SCRIPT FLUSH): Run loads it.
+		created, err = scriptCreate.Run(ctx, s.client, keys, args...).Int()
+	}
+	if err := createdResult(created, err); err != nil {
+		return err
+	}
+	if err := set.Err(); err != nil {
+		return fmt.Errorf("recording pending challenge: %w", err)
+	}
+	return nil
+}
+
+func createdResult(created int, err error) error {
 	if err != nil {
 		return fmt.Errorf("creating challenge: %w", err)
 	}
 	if created == 0 {
 		return ErrExists
-	}
-	if pending != "" {
-		if err := s.client.Set(ctx, s.pendingKey(pending), c.ID, c.Expires.Sub(c.Created)).Err(); err != nil {
-			return fmt.Errorf("recording pending challenge: %w", err)
-		}
 	}
 	return nil
 }
@@ -244,6 +270,49 @@ func (s *Redis) Get(ctx context.Context, id string) (*Challenge, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading challenge: %w", err)
 	}
+	return parseChallenge(id, h)
+}
+
+// GetWithFailures implements Store.
+func (s *Redis) GetWithFailures(ctx context.Context, id, failureKey string) (*Challenge, FailureCount, error) {
+	pipe := s.client.Pipeline()
+	h := pipe.HGetAll(ctx, s.challengeKey(id))
+	get, pttl := s.queueFailures(ctx, pipe, failureKey)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, FailureCount{}, fmt.Errorf("reading challenge: %w", err)
+	}
+	f, err := failureCount(get, pttl)
+	if err != nil {
+		return nil, f, err
+	}
+	c, err := parseChallenge(id, h.Val())
+	return c, f, err
+}
+
+// PendingWithFailures implements Store.
+func (s *Redis) PendingWithFailures(ctx context.Context, pending, failureKey string) (string, FailureCount, error) {
+	pipe := s.client.Pipeline()
+	p := pipe.Get(ctx, s.pendingKey(pending))
+	get, pttl := s.queueFailures(ctx, pipe, failureKey)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return "", FailureCount{}, fmt.Errorf("reading pending challenge: %w", err)
+	}
+	f, err := failureCount(get, pttl)
+	if err != nil {
+		return "", f, err
+	}
+	id, err := p.Result()
+	if errors.Is(err, redis.Nil) {
+		return "", f, nil
+	}
+	if err != nil {
+		return "", f, fmt.Errorf("reading pending challenge: %w", err)
+	}
+	return id, f, nil
+}
+
+// parseChallenge reads a challenge hash (empty: ErrNotFound).
+func parseChallenge(id string, h map[string]string) (*Challenge, error) {
 	if len(h) == 0 {
 		return nil, ErrNotFound
 	}
@@ -424,25 +493,35 @@ func (s *Redis) AddFailure(ctx context.Context, key string, window time.Duration
 
 // Failures implements Store.
 func (s *Redis) Failures(ctx context.Context, key string) (int, time.Duration, error) {
-	k := s.failureKey(key)
 	pipe := s.client.Pipeline()
-	get := pipe.Get(ctx, k)
-	pttl := pipe.PTTL(ctx, k)
+	get, pttl := s.queueFailures(ctx, pipe, key)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return 0, 0, fmt.Errorf("reading failures: %w", err)
 	}
+	f, err := failureCount(get, pttl)
+	return f.N, f.TTL, err
+}
+
+// queueFailures adds the reads of key's failure count to pipe.
+func (s *Redis) queueFailures(ctx context.Context, pipe redis.Pipeliner, key string) (*redis.StringCmd, *redis.DurationCmd) {
+	k := s.failureKey(key)
+	return pipe.Get(ctx, k), pipe.PTTL(ctx, k)
+}
+
+// failureCount reads the results of queueFailures.
+func failureCount(get *redis.StringCmd, pttl *redis.DurationCmd) (FailureCount, error) {
 	n, err := get.Int()
 	if errors.Is(err, redis.Nil) {
-		return 0, 0, nil
+		return FailureCount{}, nil
 	}
 	if err != nil {
-		return 0, 0, fmt.Errorf("reading failures: %w", err)
+		return FailureCount{}, fmt.Errorf("reading failures: %w", err)
 	}
 	ttl := pttl.Val()
 	if ttl < 0 {
 		ttl = 0
 	}
-	return n, ttl, nil
+	return FailureCount{N: n, TTL: ttl}, nil
 }
 
 // ClearFailures implements Store.
@@ -476,8 +555,15 @@ func (s *Redis) Allow(ctx context.Context, key string, l Limit) (bool, time.Dura
 
 // Revoke implements Store.
 func (s *Redis) Revoke(ctx context.Context, key string, at time.Time, ttl time.Duration) error {
-	if err := scriptRevoke.Run(ctx, s.client, []string{s.revokeKey(key)}, ms(at), ttl.Milliseconds()).Err(); err != nil {
-		return fmt.Errorf("revoking grants: %w", err)
+	// The key's own record first: when the second write fails, the
+	// revocation still holds (checks then look the key up).
+	for _, k := range []string{key, AnyKey} {
+		if err := scriptRevoke.Run(ctx, s.client, []string{s.revokeKey(k)}, ms(at), ttl.Milliseconds()).Err(); err != nil {
+			return fmt.Errorf("revoking grants: %w", err)
+		}
+		if key == AnyKey {
+			break
+		}
 	}
 	return nil
 }

@@ -121,6 +121,18 @@ type Limit struct {
 // Off reports whether the limit is disabled.
 func (l Limit) Off() bool { return l.Rate <= 0 || l.Period <= 0 }
 
+// FailureCount is what Failures returns: the failures counted for a key
+// and how long until the count is forgotten.
+type FailureCount struct {
+	N   int
+	TTL time.Duration
+}
+
+// AnyKey is the revocation key that Revoke keeps at the latest revocation
+// of any key: a grant issued after RevokedAt(AnyKey) cannot be revoked,
+// so checking it needs no lookup of its own key.
+const AnyKey = "*"
+
 // Store is the state behind step-up: challenges, pending-challenge
 // pointers and failure counters. Implementations must be safe for
 // concurrent use and must make each method atomic.
@@ -169,9 +181,20 @@ type Store interface {
 	ClearFailures(ctx context.Context, key string) error
 	// Revoke records that every grant of key issued at or before at is
 	// void, for ttl (the longest grant lifetime). A later revocation
-	// replaces an earlier one, never the other way round.
+	// replaces an earlier one, never the other way round. It also
+	// records at under AnyKey, which so holds the latest revocation of
+	// any key.
 	Revoke(ctx context.Context, key string, at time.Time, ttl time.Duration) error
-	// RevokedAt returns the last revocation time of key, or the zero time.
+	// GetWithFailures is Get(id) and Failures(failureKey) in one round
+	// trip (a verification needs both). The failures are returned with
+	// ErrNotFound too.
+	GetWithFailures(ctx context.Context, id, failureKey string) (*Challenge, FailureCount, error)
+	// PendingWithFailures is Pending(pending) and Failures(failureKey) in
+	// one round trip (starting a challenge needs both); id is "" when no
+	// challenge is pending.
+	PendingWithFailures(ctx context.Context, pending, failureKey string) (id string, f FailureCount, err error)
+	// RevokedAt returns the last revocation time of key (or, for AnyKey,
+	// of any key), or the zero time.
 	RevokedAt(ctx context.Context, key string) (time.Time, error)
 	// Allow counts one event for key under l and reports whether it is
 	// within the limit; when it is not, nothing is counted and retry

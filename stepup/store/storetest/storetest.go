@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"RecordSend", testRecordSend},
 		{"Failures", testFailures},
 		{"FailureWindow", testFailureWindow},
+		{"ReadsWithFailures", testReadsWithFailures},
 		{"StashTakeOnce", testStashTakeOnce},
 		{"StashConcurrentTake", testStashConcurrentTake},
 		{"NoStash", testNoStash},
@@ -199,6 +200,43 @@ func testPending(t *testing.T, s store.Store) {
 	}
 	if id, _ := s.Pending(ctx, "bind-1"); id != c2.ID {
 		t.Fatalf("Pending after a second challenge = %q, want the newer %q", id, c2.ID)
+	}
+}
+
+// GetWithFailures and PendingWithFailures answer as Get, Pending and
+// Failures do one by one.
+func testReadsWithFailures(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	fkey := ID()
+	c := newChallenge()
+	if _, f, err := s.GetWithFailures(ctx, c.ID, fkey); !errors.Is(err, store.ErrNotFound) || f.N != 0 {
+		t.Fatalf("GetWithFailures of nothing = %+v, %v; want ErrNotFound", f, err)
+	}
+	if id, f, err := s.PendingWithFailures(ctx, "bind-"+fkey, fkey); err != nil || id != "" || f.N != 0 {
+		t.Fatalf("PendingWithFailures of nothing = %q, %+v, %v", id, f, err)
+	}
+	if err := s.Create(ctx, c, "bind-"+fkey, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := s.AddFailure(ctx, fkey, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, f, err := s.GetWithFailures(ctx, c.ID, fkey)
+	if err != nil || got.ID != c.ID || got.Phone != c.Phone || !bytes.Equal(got.CodeMAC, c.CodeMAC) {
+		t.Fatalf("GetWithFailures = %+v, %v", got, err)
+	}
+	if f.N != 2 || f.TTL <= 59*time.Minute || f.TTL > time.Hour {
+		t.Fatalf("GetWithFailures failures = %+v, want 2 for about an hour", f)
+	}
+	id, f, err := s.PendingWithFailures(ctx, "bind-"+fkey, fkey)
+	if err != nil || id != c.ID || f.N != 2 || f.TTL <= 59*time.Minute {
+		t.Fatalf("PendingWithFailures = %q, %+v, %v; want %q and 2 failures", id, f, err, c.ID)
+	}
+	// Failures are reported with a missing challenge too.
+	if _, f, err := s.GetWithFailures(ctx, ID(), fkey); !errors.Is(err, store.ErrNotFound) || f.N != 2 {
+		t.Fatalf("GetWithFailures of a missing challenge = %+v, %v; want 2 failures and ErrNotFound", f, err)
 	}
 }
 
@@ -671,5 +709,18 @@ func testRevoke(t *testing.T, s store.Store) {
 	_ = s.Revoke(ctx, key, t2, time.Hour)
 	if at, _ := s.RevokedAt(ctx, key); !at.Equal(t2) {
 		t.Fatalf("RevokedAt after a newer revocation = %v, want %v", at, t2)
+	}
+	// AnyKey holds the latest revocation of any key (other tests may
+	// revoke later ones meanwhile).
+	if at, err := s.RevokedAt(ctx, store.AnyKey); err != nil || at.Before(t2) {
+		t.Fatalf("RevokedAt(AnyKey) = %v, %v; want at least %v", at, err, t2)
+	}
+	other := ID()
+	_ = s.Revoke(ctx, other, t1, time.Hour)
+	if at, _ := s.RevokedAt(ctx, store.AnyKey); at.Before(t2) {
+		t.Fatalf("an older revocation of another key moved AnyKey back to %v", at)
+	}
+	if at, _ := s.RevokedAt(ctx, other); !at.Equal(t1) {
+		t.Fatalf("RevokedAt of the other key = %v, want %v", at, t1)
 	}
 }

@@ -1,0 +1,197 @@
+package stepup
+
+import (
+	"context"
+	"crypto/hmac"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
+)
+
+// The hot paths of the engine, each against the memory store and a real
+// redis-server (the one TestMain starts). Compare runs with benchstat:
+//
+//	go test -run '^$' -bench . -benchmem -count 10 ./stepup > new.txt
+//	go tool -modfile=tools/go.mod benchstat old.txt new.txt
+
+// benchStores runs fn against a memory store and a Redis store.
+func benchStores(b *testing.B, fn func(b *testing.B, st store.Store)) {
+	b.Run("memory", func(b *testing.B) {
+		st := store.NewMemory(0)
+		b.Cleanup(func() { _ = st.Close() })
+		fn(b, st)
+	})
+	b.Run("redis", func(b *testing.B) {
+		client := redis.NewClient(&redis.Options{Addr: redisServer.Addr()})
+		st := store.NewRedis(client, "bench:"+randomID()+":", true)
+		b.Cleanup(func() { _ = st.Close() })
+		fn(b, st)
+	})
+}
+
+// benchEngineOn is an engine with one session policy "p" on st, no rate
+// limits, and an outbox for a sender.
+func benchEngineOn(b *testing.B, st store.Store) *Engine {
+	cfg := Config{Secret: testSecret, Limits: Limits{
+		PerUser: store.Limit{Rate: -1}, PerIP: store.Limit{Rate: -1}, PerNumber: store.Limit{Rate: -1},
+	}}
+	e, err := New(cfg, []*Policy{{Name: "p"}}, Options{
+		Store: st, Sender: &outbox{},
+		Identity: &HeaderSource{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+// BenchmarkCodeMAC: the keyed hash a code is stored and compared as.
+func BenchmarkCodeMAC(b *testing.B) {
+	e := benchEngineOn(b, store.NewMemory(0))
+	id := randomID()
+	stored := e.keys.codeMAC(id, "123456")
+	b.ReportAllocs()
+	for b.Loop() {
+		if !hmac.Equal(stored, e.keys.codeMAC(id, "123456")) {
+			b.Fatal("mismatch")
+		}
+	}
+}
+
+// BenchmarkGrantCheck: a protected request with a valid session grant
+// cookie, through Serve, for one user (the revocation state comes from
+// the per-instance cache) and for a new user each time (each grant
+// issued after the last revocation of anyone: no per-user lookup).
+func BenchmarkGrantCheck(b *testing.B) {
+	benchStores(b, func(b *testing.B, st store.Store) {
+		e := benchEngineOn(b, st)
+		match := MatchFunc(func(*http.Request) (*Policy, error) { return e.Policy("p"), nil })
+		next := NextFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+		now := e.now()
+		cookieFor := func(user string) string {
+			tok := e.keys.issueGrant(Grant{Kind: SessionGrant, Policy: "p", IssuedAt: now, Expires: now.Add(time.Hour)}, user, "sid:s1", "")
+			return sessionCookieName + "=s1; " + grantCookiePrefix + "p=" + tok
+		}
+		for _, users := range []int{1, 10000} {
+			b.Run(fmt.Sprintf("users=%d", users), func(b *testing.B) {
+				names := make([]string, users)
+				cookies := make([]string, users)
+				for i := range names {
+					names[i] = fmt.Sprintf("user-%d", i)
+					cookies[i] = cookieFor(names[i])
+				}
+				r := httptest.NewRequest("GET", "/vault/statement", nil)
+				r.Header.Set("Accept", "text/html")
+				r.Header.Set("X-Remote-Phone", "+14155550100")
+				w := &nopWriter{h: http.Header{}}
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					u := i % users
+					i++
+					r.Header.Set("X-Remote-User", names[u])
+					r.Header.Set("Cookie", cookies[u])
+					w.code = 0
+					if err := e.Serve(w, r, match, next); err != nil || w.code != 0 {
+						b.Fatalf("grant refused: %d, %v", w.code, err)
+					}
+				}
+			})
+		}
+	})
+}
+
+// BenchmarkVerify: POST /.stepup/verify with the right code, one pending
+// challenge per request (made through the store beforehand, so that only
+// the verification is timed), as an API client.
+func BenchmarkVerify(b *testing.B) {
+	benchStores(b, func(b *testing.B, st store.Store) {
+		e := benchEngineOn(b, st)
+		match := MatchFunc(func(*http.Request) (*Policy, error) { return nil, nil })
+		next := NextFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+		ctx := context.Background()
+		type pending struct{ user, body string }
+		var todo []pending
+		b.ReportAllocs()
+		for b.Loop() {
+			if len(todo) == 0 {
+				b.StopTimer()
+				todo = make([]pending, 1000)
+				now := e.now()
+				for i := range todo {
+					user := "v-" + randomID()
+					c := &store.Challenge{
+						ID: randomID(), Policy: "p", UserKey: e.keys.userKey(user),
+						SessionKey: e.keys.sessionKey(apiSession), Phone: "+14155550100", ReturnURL: "/",
+						Created: now, Expires: now.Add(5 * time.Minute), MaxAttempts: 5,
+					}
+					c.CodeMAC = e.keys.codeMAC(c.ID, "123456")
+					if err := st.Create(ctx, c, "", time.Minute); err != nil {
+						b.Fatal(err)
+					}
+					todo[i] = pending{user, `{"challenge":"` + c.ID + `","code":"123456"}`}
+				}
+				b.StartTimer()
+			}
+			p := todo[len(todo)-1]
+			todo = todo[:len(todo)-1]
+			r := httptest.NewRequest("POST", DefaultPathPrefix+"/verify", strings.NewReader(p.body))
+			r.Header.Set("Content-Type", "application/json")
+			r.Header.Set("X-Remote-User", p.user)
+			r.Header.Set("X-Remote-Phone", "+14155550100")
+			w := &nopWriter{h: http.Header{}}
+			if err := e.Serve(w, r, match, next); err != nil || w.code != http.StatusOK {
+				b.Fatalf("verify = %d, %v", w.code, err)
+			}
+		}
+	})
+}
+
+// BenchmarkCreate: a new challenge for a new user, its code sent to the
+// outbox, as an API client (401 with the challenge).
+func BenchmarkCreate(b *testing.B) {
+	benchStores(b, func(b *testing.B, st store.Store) {
+		e := benchEngineOn(b, st)
+		match := MatchFunc(func(*http.Request) (*Policy, error) { return e.Policy("p"), nil })
+		next := NextFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			i++
+			r := httptest.NewRequest("GET", "/vault/new", nil)
+			r.Header.Set("X-Remote-User", fmt.Sprintf("c-%d", i))
+			// A number of its own for each user, as in a sale.
+			r.Header.Set("X-Remote-Phone", fmt.Sprintf("+1415%07d", 2000000+i%7000000))
+			w := &nopWriter{h: http.Header{}}
+			if err := e.Serve(w, r, match, next); err != nil || w.code != http.StatusUnauthorized {
+				b.Fatalf("challenge = %d, %v", w.code, err)
+			}
+		}
+	})
+}
+
+// nopWriter is a ResponseWriter that keeps the status only.
+type nopWriter struct {
+	h    http.Header
+	code int
+}
+
+func (w *nopWriter) Header() http.Header { return w.h }
+func (w *nopWriter) Write(p []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return len(p), nil
+}
+func (w *nopWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+}
