@@ -5,7 +5,8 @@
 #   ./xcaddy.sh run     build if needed, then run the demo (Caddyfile.example)
 #   ./xcaddy.sh test    every check and test: gofmt, vet, staticcheck, and
 #                       go test -race ./... against a real redis-server and a
-#                       real Caddy (installs Debian's redis-server if missing)
+#                       real Caddy (installs Debian's redis-server if missing),
+#                       fuzzing, each Go benchmark once, bench/run.sh --quick
 #   ./xcaddy.sh lint    gofmt, go vet and staticcheck only
 #   ./xcaddy.sh fuzz    every fuzz target for FUZZTIME (default 8s) each
 set -euo pipefail
@@ -98,6 +99,12 @@ run_tests() {
 	say "go test -race ./... (real redis-server, real Caddy at ./caddy)"
 	STEPUP_CADDY_BIN="$ROOT/caddy" go test -race -count=1 -timeout 40m ./...
 	fuzz
+	# Benchmarks report, they do not gate: CI only checks that each Go
+	# benchmark runs once and that the wrk suite runs end to end.
+	say "every Go benchmark once (-benchtime 1x)"
+	go test -run '^$' -bench . -benchtime 1x ./... >/dev/null
+	say "bench/run.sh --quick (the wrk suite end to end; report in bench/out/)"
+	"$ROOT/bench/run.sh" --quick
 	say "all tests passed"
 }
 

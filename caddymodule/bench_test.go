@@ -81,6 +81,24 @@ func BenchmarkUnmatched(b *testing.B) {
 	}
 }
 
+// BenchmarkMatchPolicy: policy matching over 20 policies, for a request
+// the last one matches (it pays for the 19 before it) and for one none
+// matches.
+func BenchmarkMatchPolicy(b *testing.B) {
+	h := benchHandler(b, 20)
+	for _, target := range []string{"/protected-19/page", "/catalog/espresso"} {
+		b.Run(target, func(b *testing.B) {
+			r := prepared("GET", target)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := h.MatchPolicy(r); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // TestUnmatchedAllocatesNothing holds the zero-allocation target for
 // requests no policy matches (allocation counts are deterministic).
 func TestUnmatchedAllocatesNothing(t *testing.T) {

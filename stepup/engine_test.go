@@ -423,7 +423,7 @@ func TestSessionFlow(t *testing.T) {
 		for k, want := range map[string]string{
 			"Cache-Control":   "no-store",
 			"X-Frame-Options": "DENY",
-			"Referrer-Policy": "same-origin",
+			"Referrer-Policy": "no-referrer",
 		} {
 			if got := resp.Header.Get(k); got != want {
 				t.Errorf("%s = %q, want %q", k, got, want)
