@@ -441,7 +441,7 @@ var referenceShots = map[string]bool{
 	"challenge-en-phone": true, "challenge-en-desktop": true,
 	"challenge-transaction-en-phone": true, "challenge-transaction-en-desktop": true,
 	"challenge-wrong-code-en-phone": true, "challenge-wrong-code-en-desktop": true,
-	"challenge-new-code-en-phone": true, "challenge-send-failed-en-phone": true,
+	"challenge-new-code-en-phone": true, "challenge-send-failed-en-phone": true, "challenge-channels-en-phone": true,
 	"expired-en-phone": true, "locked-en-phone": true, "rate_limited-en-phone": true,
 	"unavailable-en-phone": true, "already_used-en-phone": true,
 	"expired-en-desktop": true, "locked-en-desktop": true, "unavailable-en-desktop": true,

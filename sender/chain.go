@@ -202,6 +202,35 @@ func (e exempt) Error() string { return e.err.Error() }
 // Names returns the names of the senders, in the order they are tried.
 func (c *Chain) Names() []string { return append([]string(nil), c.names...) }
 
+// Channels returns the channels that senders of the chain declare and
+// that can reach msg's destination (a phone number, and its e-mail
+// address if any), each once, in the chain's order. Senders that
+// declare no channel (webhook, log) are not counted: they carry
+// whatever channel they are asked for, and the page can offer only
+// channels it knows exist. A customer can be offered "use another
+// channel" when there are two or more.
+func (c *Chain) Channels(msg *Message) []Channel {
+	d := destinationOf(msg, c.regional)
+	d.only = ""
+	var out []Channel
+	for _, r := range c.routes {
+		if r.channel != "" && r.serves(d) && !slices.Contains(out, r.channel) {
+			out = append(out, r.channel)
+		}
+	}
+	return out
+}
+
+// ChannelOf returns the channel the sender named name declares, or "".
+func (c *Chain) ChannelOf(name string) Channel {
+	for i, n := range c.names {
+		if n == name {
+			return c.routes[i].channel
+		}
+	}
+	return ""
+}
+
 // Send delivers msg through the first sender that succeeds and returns its
 // name.
 //
@@ -270,15 +299,19 @@ func (c *Chain) Send(ctx context.Context, msg *Message) (sentBy string, err erro
 
 // destination is what routing looks at.
 type destination struct {
-	phone  bool   // To is a phone number
-	email  bool   // an e-mail address is available (To or Email)
-	region string // the phone's region, "" if unknown
+	phone  bool    // To is a phone number
+	email  bool    // an e-mail address is available (To or Email)
+	region string  // the phone's region, "" if unknown
+	only   Channel // the channel required (Message.ChannelOnly), or ""
 }
 
 // destinationOf says where msg goes. The phone's region is worked out
 // only when some route depends on it (region), as parsing costs.
 func destinationOf(msg *Message, region bool) destination {
 	var d destination
+	if msg.ChannelOnly {
+		d.only = msg.Channel
+	}
 	if strings.Contains(msg.To, "@") {
 		d.email = true
 		return d
@@ -315,6 +348,9 @@ func Serves(s Sender, msg *Message) (ok bool, reason string) {
 }
 
 func (r route) serves(d destination) bool {
+	if d.only != "" && r.channel != "" && r.channel != d.only {
+		return false
+	}
 	switch r.channel {
 	case "":
 		// A webhook or the log: everything, as far as the channel goes.

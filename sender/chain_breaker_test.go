@@ -278,3 +278,62 @@ func TestChainScrubsEmail(t *testing.T) {
 		t.Errorf("error %v: want one without the address", err)
 	}
 }
+
+// Channels lists the declared channels that reach the destination, once
+// each, in order; a message with ChannelOnly goes only to senders of its
+// channel (and to senders that declare none), never failing over to
+// another channel.
+func TestChainChannelsAndChannelOnly(t *testing.T) {
+	sms := &routed{fake: succeed("twilio"), channel: SMS}
+	sms2 := &routed{fake: succeed("vonage"), channel: SMS}
+	wa := &routed{fake: succeed("whatsapp"), channel: WhatsApp}
+	mail := &routed{fake: succeed("email"), channel: Email}
+	c := NewChain([]Sender{sms, sms2, wa, mail}, ChainOptions{})
+	msg := &Message{To: "+14155550100", Code: "123456", Text: "123456"}
+	if got := c.Channels(msg); strings.Join(chans(got), ",") != "sms,whatsapp" {
+		t.Fatalf("Channels without an e-mail address = %v", got)
+	}
+	msg.Email = "alice@example.com"
+	if got := c.Channels(msg); strings.Join(chans(got), ",") != "sms,whatsapp,email" {
+		t.Fatalf("Channels with an e-mail address = %v", got)
+	}
+	if ch := c.ChannelOf("whatsapp"); ch != WhatsApp {
+		t.Fatalf("ChannelOf(whatsapp) = %q", ch)
+	}
+	if ch := c.ChannelOf("nope"); ch != "" {
+		t.Fatalf("ChannelOf(nope) = %q", ch)
+	}
+
+	msg.Channel, msg.ChannelOnly = WhatsApp, true
+	if by, err := c.Send(context.Background(), msg); err != nil || by != "whatsapp" {
+		t.Fatalf("Send on WhatsApp only = %q, %v", by, err)
+	}
+	if sms.calls.Load() != 0 || sms2.calls.Load() != 0 {
+		t.Fatal("an SMS sender was tried for a WhatsApp-only message")
+	}
+	// The chosen channel failing is an error, not a silent SMS.
+	waDown := &routed{fake: fail("whatsapp", &Error{Sender: "whatsapp", Msg: "down"}), channel: WhatsApp}
+	hook := succeed("hook") // declares no channel: carries any
+	c = NewChain([]Sender{sms, waDown}, ChainOptions{})
+	if by, err := c.Send(context.Background(), msg); err == nil {
+		t.Fatalf("Send on WhatsApp only with WhatsApp down went through %q", by)
+	}
+	c = NewChain([]Sender{sms, waDown, hook}, ChainOptions{})
+	if by, err := c.Send(context.Background(), msg); err != nil || by != "hook" {
+		t.Fatalf("Send on WhatsApp only with a generic webhook after it = %q, %v", by, err)
+	}
+	if sms.calls.Load() != 0 {
+		t.Fatal("an SMS sender was tried for a WhatsApp-only message")
+	}
+	if got := c.Channels(msg); strings.Join(chans(got), ",") != "sms,whatsapp" {
+		t.Fatalf("Channels ignore ChannelOnly and generic senders: got %v", got)
+	}
+}
+
+func chans(cs []Channel) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, string(c))
+	}
+	return out
+}

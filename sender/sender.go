@@ -45,6 +45,12 @@ type Message struct {
 	// Channel is the medium asked for; senders that serve one channel only
 	// may ignore it.
 	Channel Channel
+	// ChannelOnly makes Channel a requirement: the customer chose it
+	// ("use another channel"). A Chain then offers the message only to
+	// senders of that channel and to senders that declare none (a
+	// webhook, which passes the channel on); without it, Channel is a
+	// hint and the chain fails over to any sender of the destination.
+	ChannelOnly bool
 	// Policy is the name of the protect policy the code is for.
 	Policy string
 	// Challenge is the challenge id, useful to correlate deliveries.

@@ -36,10 +36,13 @@ type apiChallengeBody struct {
 	VerifyURL   string `json:"verify_url"`
 	ResendURL   string `json:"resend_url"`
 	SendFailed  bool   `json:"send_failed,omitempty"`
+	// Channels the next code can be asked on instead (resend with
+	// "channel"); empty with a single channel.
+	Channels []string `json:"channels"`
 }
 
 // apiChallenge answers an API client's protected request with 401.
-func (e *Engine) apiChallenge(w http.ResponseWriter, r *http.Request, p *Policy, c *store.Challenge) {
+func (e *Engine) apiChallenge(w http.ResponseWriter, r *http.Request, p *Policy, c *store.Challenge, email string) {
 	w.Header().Set("WWW-Authenticate", `StepUp challenge="`+c.ID+`", policy="`+p.Name+`"`)
 	writeJSON(w, http.StatusUnauthorized, apiChallengeBody{
 		Error:       "step_up_required",
@@ -53,6 +56,7 @@ func (e *Engine) apiChallenge(w http.ResponseWriter, r *http.Request, p *Policy,
 		VerifyURL:   e.cfg.PathPrefix + "/verify",
 		ResendURL:   e.cfg.PathPrefix + "/resend",
 		SendFailed:  c.SendFailed,
+		Channels:    channelNames(e.otherChannels(bound{c: c, id: Identity{Email: email}})),
 	})
 }
 
@@ -87,6 +91,9 @@ func apiError(w http.ResponseWriter, status int, code, message string, extra map
 type apiRequest struct {
 	Challenge string `json:"challenge"`
 	Code      string `json:"code"`
+	// Channel (resend only) asks for the code on another channel, one
+	// of the challenge's "channels".
+	Channel string `json:"channel,omitempty"`
 }
 
 // readAPI decodes a small JSON body. Requiring application/json keeps
@@ -183,7 +190,12 @@ func (e *Engine) apiResend(w http.ResponseWriter, r *http.Request) error {
 	if !ok {
 		return err
 	}
-	retry, limit, res, err := e.resendCode(r, &b)
+	channel, ok := e.chosenChannel(b, req.Channel)
+	if !ok {
+		apiError(w, http.StatusBadRequest, "bad_channel", "channel must be one of the challenge's channels", nil)
+		return nil
+	}
+	retry, limit, res, err := e.resendCode(r, &b, channel)
 	switch {
 	case err != nil:
 		return e.storeError(w, r, "resend", err)
@@ -213,6 +225,16 @@ func (e *Engine) apiResend(w http.ResponseWriter, r *http.Request) error {
 		"sent":         !c.SendFailed,
 		"resend_after": int(e.cfg.ResendAfter.Seconds()),
 		"expires_at":   c.Expires.UTC().Format(time.RFC3339),
+		"channels":     channelNames(e.otherChannels(bound{c: c, id: b.id})),
 	})
 	return nil
+}
+
+// channelNames are channels as strings (an empty list, never null).
+func channelNames(cs []sender.Channel) []string {
+	out := make([]string, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, string(c))
+	}
+	return out
 }

@@ -275,6 +275,54 @@ func (e *Engine) checkForm(w http.ResponseWriter, r *http.Request, id string) (b
 	return b, true, nil
 }
 
+// otherChannels are the channels the next code of b's challenge may be
+// asked on, besides the one the last code went by: those that reach the
+// customer, when there are two or more (ChannelChooser). A decoy (no
+// number) is offered the same as a real challenge.
+func (e *Engine) otherChannels(b bound) []sender.Channel {
+	cc, ok := e.sender.(ChannelChooser)
+	if !ok {
+		return nil
+	}
+	all := cc.Channels(&sender.Message{To: b.c.Phone, Email: b.id.Email})
+	if len(all) < 2 {
+		return nil
+	}
+	current := cc.ChannelOf(b.c.SentBy)
+	if current == "" {
+		current = all[0]
+	}
+	out := make([]sender.Channel, 0, len(all)-1)
+	for _, ch := range all {
+		if ch != current {
+			out = append(out, ch)
+		}
+	}
+	return out
+}
+
+// chosenChannel checks a resend's "channel" value: empty (the usual
+// way), or one of the channels offered.
+func (e *Engine) chosenChannel(b bound, v string) (sender.Channel, bool) {
+	if v == "" {
+		return "", true
+	}
+	cc, ok := e.sender.(ChannelChooser)
+	if !ok || len(v) > 16 {
+		return "", false
+	}
+	all := cc.Channels(&sender.Message{To: b.c.Phone, Email: b.id.Email})
+	if len(all) < 2 {
+		return "", false
+	}
+	for _, ch := range all {
+		if string(ch) == v {
+			return ch, true
+		}
+	}
+	return "", false
+}
+
 // outcome is what checking a code came to.
 type outcome int
 
@@ -445,7 +493,7 @@ func (e *Engine) verify(w http.ResponseWriter, r *http.Request, id string) error
 // cooldown and the send limit. The attempts already spent stay spent.
 // res is verified when a code went out, finished or vanished when the
 // challenge can take no resend (its state is then in b.c).
-func (e *Engine) resendCode(r *http.Request, b *bound) (retry time.Duration, limit bool, res outcome, err error) {
+func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (retry time.Duration, limit bool, res outcome, err error) {
 	c := b.c
 	if st := challengeState(c, e.now()); st != stateChallenge {
 		return 0, false, finished, nil
@@ -482,7 +530,7 @@ func (e *Engine) resendCode(r *http.Request, b *bound) (retry time.Duration, lim
 	if c.Phone == "" {
 		e.decoyDelay()
 	} else {
-		e.deliver(r, c, b.id.Email, code, true)
+		e.deliver(r, c, b.id.Email, code, true, channel)
 	}
 	return 0, false, verified, nil
 }
@@ -493,7 +541,12 @@ func (e *Engine) resend(w http.ResponseWriter, r *http.Request, id string) error
 	if !ok {
 		return err
 	}
-	retry, limit, res, err := e.resendCode(r, &b)
+	channel, ok := e.chosenChannel(b, r.PostForm.Get("channel"))
+	if !ok {
+		e.renderStatus(w, r, http.StatusBadRequest, stateBadForm, nil)
+		return nil
+	}
+	retry, limit, res, err := e.resendCode(r, &b, channel)
 	switch {
 	case err != nil:
 		return e.storeError(w, r, "resend", err)

@@ -208,6 +208,16 @@ type Deliverer interface {
 	Send(ctx context.Context, msg *sender.Message) (sentBy string, err error)
 }
 
+// ChannelChooser is implemented by Deliverers that know which channels
+// reach a destination (sender.Chain does). With two or more, the page
+// and the API offer the customer the others ("use another channel").
+type ChannelChooser interface {
+	// Channels returns the channels that can reach msg's destination.
+	Channels(msg *sender.Message) []sender.Channel
+	// ChannelOf returns the channel of the sender named name, or "".
+	ChannelOf(name string) sender.Channel
+}
+
 // Options are the engine's collaborators.
 type Options struct {
 	Store    store.Store

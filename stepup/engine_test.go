@@ -47,6 +47,10 @@ type outbox struct {
 	mu   sync.Mutex
 	msgs []sender.Message
 	fail atomic.Bool
+	// channels, when set, are what it says reaches every destination
+	// (ChannelChooser); its sender "test" is the first, and a message
+	// sent on a chosen channel is sent by the sender named after it.
+	channels []sender.Channel
 }
 
 func (o *outbox) Send(_ context.Context, m *sender.Message) (string, error) {
@@ -56,7 +60,31 @@ func (o *outbox) Send(_ context.Context, m *sender.Message) (string, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.msgs = append(o.msgs, *m)
+	if m.ChannelOnly {
+		return string(m.Channel), nil
+	}
 	return "test", nil
+}
+
+func (o *outbox) setChannels(cs ...sender.Channel) {
+	o.mu.Lock()
+	o.channels = cs
+	o.mu.Unlock()
+}
+
+func (o *outbox) Channels(*sender.Message) []sender.Channel {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.channels
+}
+
+func (o *outbox) ChannelOf(name string) sender.Channel {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if name == "test" && len(o.channels) > 0 {
+		return o.channels[0]
+	}
+	return sender.Channel(name)
 }
 
 func (o *outbox) count() int {

@@ -229,6 +229,10 @@ type pageData struct {
 	SendFailed   bool
 	Error        string
 	Notice       string
+	// Channels are the other channels the next code can be asked on
+	// ("use another channel"): each a resend form that posts its Name as
+	// "channel", labelled in the page's language.
+	Channels []pageChannel
 
 	// Finished states: where to go on.
 	ContinueURL string
@@ -271,6 +275,12 @@ type pageData struct {
 	timed, retrySet            bool
 	// sentText marks a challenge whose Text the page words itself.
 	sentText bool
+}
+
+// pageChannel is a channel the page offers ("whatsapp", "Send the code
+// by WhatsApp instead").
+type pageChannel struct {
+	Name, Label string
 }
 
 // pageWords are the words of the built-in page in its language: fixed
@@ -598,6 +608,9 @@ func (p *pageRenderer) prepare(d *pageData, st state, l *locale, codeLength int)
 	if d.RetryIn != "" {
 		d.Say.TryAgainIn = l.text("page.try_again_in", "time", d.RetryIn)
 	}
+	for i := range d.Channels {
+		d.Channels[i].Label = l.text("page.use_" + d.Channels[i].Name)
+	}
 	d.Icon = iconFor(st)
 	d.IconSVG = icons[d.Icon]
 	if d.Error != "" || st == stateChallenge {
@@ -714,6 +727,9 @@ func (e *Engine) challengeData(r *http.Request, b bound, now time.Time) *pageDat
 			d.ResendSeconds = int((wait + time.Second - 1) / time.Second)
 		} else {
 			d.CanResend = true
+		}
+		for _, ch := range e.otherChannels(b) {
+			d.Channels = append(d.Channels, pageChannel{Name: string(ch)})
 		}
 	}
 	d.Text = en().text("page.sent_to", "n", d.CodeLength, "to", d.To)

@@ -3,6 +3,7 @@ package stepup
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -463,4 +465,66 @@ func benchmarkStashReplay(b *testing.B, size int) {
 func BenchmarkStashReplay(b *testing.B) {
 	b.Run("1KiB", func(b *testing.B) { benchmarkStashReplay(b, 1<<10) })
 	b.Run("512KiB", func(b *testing.B) { benchmarkStashReplay(b, 512<<10) })
+}
+
+// With two or more channels, the page and the API offer the others:
+// the next code goes by the channel chosen (and only by it); a channel
+// not offered is refused; with one channel nothing is offered.
+func TestUseAnotherChannel(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		h := newHarness(t, st, nil)
+		alice := h.browser("alice", "+14155550100")
+		loc, _ := alice.start("/account/payment-methods")
+		_, page := alice.do("GET", loc, nil)
+		if strings.Contains(page, `name="channel"`) {
+			t.Fatal("a channel was offered with a single channel")
+		}
+
+		h.out.setChannels(sender.SMS, sender.WhatsApp)
+		_, page = alice.do("GET", loc, nil)
+		if !strings.Contains(page, `name="channel" value="whatsapp"`) || !strings.Contains(page, "Send the code by WhatsApp instead") ||
+			strings.Contains(page, `name="channel" value="sms"`) {
+			t.Fatalf("the page does not offer WhatsApp (only):\n%s", page)
+		}
+		csrf := csrfOf(t, page)
+		h.clock.add(31 * time.Second)
+		resp, _ := alice.do("POST", loc+"/resend", url.Values{"csrf": {csrf}, "channel": {"email"}})
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("resend on a channel not offered = %d, want 400", resp.StatusCode)
+		}
+		resp, _ = alice.do("POST", loc+"/resend", url.Values{"csrf": {csrf}, "channel": {"whatsapp"}})
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("resend on WhatsApp = %d, want 303", resp.StatusCode)
+		}
+		m := h.out.last(t)
+		if m.Channel != sender.WhatsApp || !m.ChannelOnly || h.out.count() != 2 {
+			t.Fatalf("the new code went as %q (only: %v), %d messages", m.Channel, m.ChannelOnly, h.out.count())
+		}
+		// Now the page offers SMS back, and the WhatsApp code works.
+		_, page = alice.do("GET", loc, nil)
+		if !strings.Contains(page, `name="channel" value="sms"`) || strings.Contains(page, `value="whatsapp"`) {
+			t.Fatalf("after WhatsApp, the page should offer SMS only:\n%s", page)
+		}
+		resp, _ = alice.do("POST", loc, url.Values{"csrf": {csrfOf(t, page)}, "code": {m.Code}})
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("code sent by WhatsApp = %d", resp.StatusCode)
+		}
+
+		// The API: the 401 lists the channels; resend takes one.
+		api := h.browser("bob", "+14155550101")
+		resp, ch := api.apiDo("GET", "/account/payment-methods", nil)
+		if resp.StatusCode != http.StatusUnauthorized || fmt.Sprint(ch["channels"]) != "[whatsapp]" {
+			t.Fatalf("API challenge = %d %v", resp.StatusCode, ch)
+		}
+		id := ch["challenge"].(string)
+		h.clock.add(31 * time.Second)
+		resp, out := api.apiDo("POST", "/.stepup/resend", []byte(`{"challenge":"`+id+`","channel":"fax"}`))
+		if resp.StatusCode != http.StatusBadRequest || out["error"] != "bad_channel" {
+			t.Fatalf("API resend on fax = %d %v", resp.StatusCode, out)
+		}
+		resp, out = api.apiDo("POST", "/.stepup/resend", []byte(`{"challenge":"`+id+`","channel":"whatsapp"}`))
+		if resp.StatusCode != 200 || fmt.Sprint(out["channels"]) != "[sms]" || h.out.last(t).Channel != sender.WhatsApp {
+			t.Fatalf("API resend on WhatsApp = %d %v", resp.StatusCode, out)
+		}
+	})
 }

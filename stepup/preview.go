@@ -81,6 +81,11 @@ func pageSamples(codeLength int) []pageSample {
 			d.SendsLeft--
 		})},
 		{"challenge-can-resend", stateChallenge, http.StatusOK, challenge(canResend)},
+		// Senders of several channels: "use another channel".
+		{"challenge-channels", stateChallenge, http.StatusOK, challenge(func(d *pageData) {
+			canResend(d)
+			d.Channels = []pageChannel{{Name: "whatsapp"}, {Name: "email"}}
+		})},
 		{"challenge-resend-limit", stateChallenge, http.StatusTooManyRequests, challenge(func(d *pageData) {
 			d.Error = en().text("msg.send_limit")
 			d.SendsLeft, d.ResendIn, d.ResendSeconds = 0, "", 0

@@ -401,7 +401,7 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 		return e.storeError(w, r, "pending", err)
 	}
 	if existing != nil {
-		return e.challenged(w, r, p, existing, api)
+		return e.challenged(w, r, p, existing, id.Email, api)
 	}
 	// The cheapest, most attacker-specific checks first: a refused flood
 	// costs no phone parsing and no send.
@@ -469,15 +469,16 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 		outcome = "browser_preserved"
 	}
 	e.emit(r, &Event{Kind: EventChallengeCreated, Policy: p.Name, Mode: p.Mode.String(), To: phone.Masked(), Outcome: outcome})
-	e.deliver(r, c, id.Email, code, false)
-	return e.challenged(w, r, p, c, api)
+	e.deliver(r, c, id.Email, code, false, "")
+	return e.challenged(w, r, p, c, id.Email, api)
 }
 
 // challenged answers a request that now has challenge c.
-func (e *Engine) challenged(w http.ResponseWriter, r *http.Request, p *Policy, c *store.Challenge, api bool) error {
+// email is the identity's address, if any (an email channel can reach it).
+func (e *Engine) challenged(w http.ResponseWriter, r *http.Request, p *Policy, c *store.Challenge, email string, api bool) error {
 	e.emit(r, &Event{Kind: EventRequest, Policy: p.Name, Mode: p.Mode.String(), Outcome: "challenged"})
 	if api {
-		e.apiChallenge(w, r, p, c)
+		e.apiChallenge(w, r, p, c, email)
 		return nil
 	}
 	http.Redirect(w, r, e.challengeURL(c.ID), http.StatusSeeOther)
@@ -508,19 +509,25 @@ func (e *Engine) resume(ctx context.Context, id, userKey, sessionKey string) (*s
 
 // deliver sends code for challenge c and records the outcome. A failed
 // delivery leaves the challenge usable: the page offers a resend.
-func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string, resend bool) {
+// channel, when set, is the one the customer chose: the code goes by it
+// or not at all.
+func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string, resend bool, channel sender.Channel) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), e.cfg.SendTimeout)
 	defer cancel()
 	msg := &sender.Message{
-		To:        c.Phone,
-		Code:      code,
-		Text:      e.messageText(r, code, c.Description),
-		Channel:   sender.SMS,
-		Policy:    c.Policy,
-		Challenge: c.ID,
-		TTL:       e.cfg.CodeTTL,
+		To:          c.Phone,
+		Code:        code,
+		Text:        e.messageText(r, code, c.Description),
+		Channel:     sender.SMS,
+		ChannelOnly: channel != "",
+		Policy:      c.Policy,
+		Challenge:   c.ID,
+		TTL:         e.cfg.CodeTTL,
 		// Email senders in the chain use it as the fallback destination.
 		Email: email,
+	}
+	if channel != "" {
+		msg.Channel = channel
 	}
 	start := time.Now()
 	by, err := e.sender.Send(ctx, msg)
@@ -612,7 +619,7 @@ func (e *Engine) decoy(w http.ResponseWriter, r *http.Request, p *Policy, id Ide
 	if err := e.store.RecordSend(r.Context(), c.ID, "", false); err != nil {
 		return e.storeError(w, r, "record_send", err)
 	}
-	return e.challenged(w, r, p, c, api)
+	return e.challenged(w, r, p, c, id.Email, api)
 }
 
 // decoyDelay waits about as long as real deliveries have been taking.
