@@ -50,7 +50,7 @@ func (s *suite) captureProfiles(ctx context.Context) error {
 		p, err := s.profileOne(ctx, c)
 		// A load that ran out of prepared work (verification) is run
 		// again with more, as the measured runs are.
-		for try := 0; errors.Is(err, errExhausted) && try < 2; try++ {
+		for try := 0; errors.Is(err, errExhausted) && try < maxExhaustedRetries; try++ {
 			p, err = s.profileOne(ctx, c)
 		}
 		if err != nil {
