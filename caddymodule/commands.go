@@ -102,10 +102,15 @@ func eachRedisStore(ctx context.Context, cfg []byte, user string, out io.Writer,
 		for i, s := range append([]string{h.Secret}, h.PreviousSecrets...) {
 			key, err := stepup.UserKey([]byte(repl.ReplaceKnown(s, "")), user)
 			if err != nil {
-				if i == 0 {
-					return done, fmt.Errorf("%s: secret: %v (run with the server's environment)", found.path, err)
+				// A previous secret counts too: instances still on it
+				// during a rotation look users up under its keys, and a
+				// revocation or unlock that skipped it would not reach
+				// them.
+				what := "secret"
+				if i > 0 {
+					what = fmt.Sprintf("previous_secrets[%d]", i-1)
 				}
-				continue
+				return done, fmt.Errorf("%s: %s: %v (run with the server's environment)", found.path, what, err)
 			}
 			keys = append(keys, key)
 		}

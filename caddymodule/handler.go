@@ -578,14 +578,7 @@ func (h *Handler) provisionObserver(ctx caddy.Context, client redis.UniversalCli
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return nil, fmt.Errorf("registering metrics: %v", err)
 	}
-	obs := &observer{ctx: ctx, modes: make(map[string]string, len(h.Policies))}
-	for _, p := range h.Policies {
-		mode := p.Mode
-		if mode == "" {
-			mode = "session"
-		}
-		obs.modes[p.Name] = mode
-	}
+	obs := &observer{ctx: ctx}
 	// Caddy events go out only when the events app is configured (someone
 	// subscribes); otherwise there is nobody to tell.
 	evApp, err := ctx.AppIfConfigured("events")

@@ -100,18 +100,17 @@ type observer struct {
 	ctx    caddy.Context
 	events *caddyevents.App
 	audit  chan map[string]any // nil without audit_stream
-	modes  map[string]string   // policy name -> mode
 }
 
 // Observe implements stepup.Observer.
 func (o *observer) Observe(r *http.Request, ev *stepup.Event) {
 	switch ev.Kind {
 	case stepup.EventRequest:
-		metrics.requests.WithLabelValues(ev.Policy, o.mode(ev), ev.Outcome).Inc()
+		metrics.requests.WithLabelValues(ev.Policy, ev.Mode, ev.Outcome).Inc()
 		return // per request: metrics only
 	case stepup.EventGrantUsed:
-		metrics.grantsUsed.WithLabelValues(ev.Policy, o.mode(ev)).Inc()
-		metrics.requests.WithLabelValues(ev.Policy, o.mode(ev), "passed").Inc()
+		metrics.grantsUsed.WithLabelValues(ev.Policy, ev.Mode).Inc()
+		metrics.requests.WithLabelValues(ev.Policy, ev.Mode, "passed").Inc()
 		if ev.PerRequest() {
 			return // a session grant: not an audit event of its own
 		}
@@ -145,13 +144,6 @@ func (o *observer) Observe(r *http.Request, ev *stepup.Event) {
 			metrics.auditDropped.Inc()
 		}
 	}
-}
-
-func (o *observer) mode(ev *stepup.Event) string {
-	if ev.Mode != "" {
-		return ev.Mode
-	}
-	return o.modes[ev.Policy]
 }
 
 // eventData is an event as a flat map (Caddy event data and stream

@@ -49,7 +49,7 @@ func TestMetricsAfterScriptedFlow(t *testing.T) {
 		}
 	}
 	out := &codes{}
-	obs := &observer{modes: map[string]string{"pay": "session", "admin": "monitor"}}
+	obs := &observer{}
 	e, err := stepup.New(stepup.Config{Secret: []byte(strings.Repeat("s", 32))},
 		[]*stepup.Policy{{Name: "pay"}, {Name: "admin", Mode: stepup.Monitor}},
 		stepup.Options{

@@ -88,3 +88,38 @@ http://127.0.0.1:2 {
 		t.Fatal("bob was revoked too")
 	}
 }
+
+// A previous secret that does not resolve (its variable unset) is an
+// error, not a silent skip: instances still on it would keep the grants
+// and lockouts the operator believes are gone.
+func TestRevokeNeedsEveryPreviousSecret(t *testing.T) {
+	srv := testredis.Run(t)
+	t.Setenv("STEPUP_SECRET", strings.Repeat("k", 40))
+	caddyfile := `{
+	admin off
+}
+http://127.0.0.1:1 {
+	stepup {
+		redis ` + srv.URL() + `
+		secret {env.STEPUP_SECRET}
+		previous_secrets {env.STEPUP_OLD_SECRET_UNSET}
+		identity header {
+			user U
+			phone P
+		}
+		sender log
+	}
+}
+`
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if n, err := revokeUser(context.Background(), cfg, "alice", &out); err == nil || !strings.Contains(err.Error(), "previous_secrets[0]") {
+		t.Fatalf("revokeUser with an unset previous secret = %d, %v; want an error naming it\n%s", n, err, out.String())
+	}
+	if strings.Contains(out.String(), "revoked every grant") {
+		t.Fatalf("reported success:\n%s", out.String())
+	}
+}

@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-stepup/caddy-stepup/internal/logscan"
 	"github.com/caddy-stepup/caddy-stepup/internal/testredis"
 	"github.com/caddy-stepup/caddy-stepup/sender"
 )
@@ -100,7 +101,13 @@ type caddyProc struct {
 var secrets = struct {
 	sync.Mutex
 	codes, other []string
-}{other: []string{"4155550100", "4155550101", "9876543210", "4155550199"}}
+}{other: []string{
+	// National forms, and with the country code: ContainsToken wants a
+	// value standing alone, and "+14155550100" has a digit before
+	// "4155550100". The receivers add every number they are sent to.
+	"4155550100", "4155550101", "9876543210", "4155550199",
+	"14155550100", "14155550101", "919876543210", "14155550199",
+}}
 
 func noteCode(code string) {
 	secrets.Lock()
@@ -114,75 +121,29 @@ func noteSecret(s string) {
 	secrets.Unlock()
 }
 
-// logStrings returns the string values of every JSON log line (numbers,
-// such as timestamps, are left out: a 6-digit code could match inside
-// one by chance), and every line that is not JSON as it is.
-func logStrings(logs string) string {
-	var b strings.Builder
-	var walk func(v any)
-	walk = func(v any) {
-		switch v := v.(type) {
-		case string:
-			b.WriteString(v)
-			b.WriteByte('\n')
-		case map[string]any:
-			for k, x := range v {
-				b.WriteString(k)
-				b.WriteByte('\n')
-				walk(x)
-			}
-		case []any:
-			for _, x := range v {
-				walk(x)
-			}
-		}
-	}
-	for _, line := range strings.Split(logs, "\n") {
-		var v any
-		if json.Unmarshal([]byte(line), &v) == nil {
-			walk(v)
-		} else {
-			b.WriteString(line)
-			b.WriteByte('\n')
-		}
-	}
-	return b.String()
-}
-
-// containsToken reports whether s occurs in text not glued to other
-// letters or digits: a code inside a request id (a UUID) is chance, a
-// code in a field value or between spaces is a leak.
-func containsToken(text, s string) bool {
-	alnum := func(b byte) bool {
-		return b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
-	}
-	for i := 0; ; {
-		j := strings.Index(text[i:], s)
-		if j < 0 {
-			return false
-		}
-		start, end := i+j, i+j+len(s)
-		if (start == 0 || !alnum(text[start-1])) && (end == len(text) || !alnum(text[end])) {
-			return true
-		}
-		i = start + 1
-	}
-}
-
 // checkLogs fails the test if this Caddy logged a secret.
 func (p *caddyProc) checkLogs() {
-	logs := logStrings(p.logs.String())
 	secrets.Lock()
 	defer secrets.Unlock()
 	check := secrets.other
 	if !p.codesLogged {
 		check = append(append([]string(nil), check...), secrets.codes...)
 	}
+	for _, s := range leaked(p.logs.String(), check) {
+		p.t.Errorf("caddy on port %d logged the secret value %q", p.port, s)
+	}
+}
+
+// leaked returns the values of check that stand in logs.
+func leaked(logs string, check []string) []string {
+	text := logscan.Strings(logs)
+	var out []string
 	for _, s := range check {
-		if containsToken(logs, s) {
-			p.t.Errorf("caddy on port %d logged the secret value %q", p.port, s)
+		if logscan.ContainsToken(text, s) {
+			out = append(out, s)
 		}
 	}
+	return out
 }
 
 type syncBuffer struct {
@@ -392,6 +353,9 @@ func newReceiver(t *testing.T) *receiver {
 			t.Errorf("webhook body %s: %v", body, err)
 		}
 		noteCode(m.Code)
+		if m.To != "" {
+			noteSecret(strings.TrimPrefix(m.To, "+"))
+		}
 		rc.mu.Lock()
 		rc.msgs = append(rc.msgs, webhookMsg{m.To, m.Code, m.Message, m.Channel, m.Policy, m.Challenge, r.Header.Get("webhook-id")})
 		rc.mu.Unlock()
@@ -481,4 +445,18 @@ func resolve(base, loc string) string {
 	b, _ := url.Parse(base)
 	l, _ := url.Parse(loc)
 	return b.ResolveReference(l).String()
+}
+
+// The log check finds a full number and a code in a JSON log line, and
+// leaves a masked number and a code inside an id alone.
+func TestLogCheckFindsLeaks(t *testing.T) {
+	logs := `{"level":"info","msg":"code_sent","to":"+14155550100","code":"483920"}` + "\n" +
+		`{"level":"info","msg":"code_sent","to":"+1******0100","request_id":"a483920b"}`
+	got := leaked(logs, []string{"14155550100", "483920"})
+	if len(got) != 2 {
+		t.Fatalf("leaked = %v, want the number and the code", got)
+	}
+	if got := leaked(`{"to":"+1******0100","request_id":"a483920b"}`, []string{"14155550100", "483920"}); len(got) != 0 {
+		t.Fatalf("false positives: %v", got)
+	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-stepup/caddy-stepup/internal/logscan"
 	"github.com/caddy-stepup/caddy-stepup/internal/testredis"
 )
 
@@ -474,7 +475,7 @@ func TestRevokeAuditAndAssertion(t *testing.T) {
 		kinds[fmt.Sprint(e.Values["event"])]++
 		for k, v := range e.Values {
 			s := fmt.Sprint(v)
-			if strings.Contains(s, "4155550100") || (k != "ts" && k != "request_id" && containsToken(s, hook.last(t).Code)) {
+			if strings.Contains(s, "4155550100") || (k != "ts" && k != "request_id" && logscan.ContainsToken(s, hook.last(t).Code)) {
 				t.Fatalf("audit entry %v carries a secret in %s", e.Values, k)
 			}
 		}

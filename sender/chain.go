@@ -264,13 +264,14 @@ func (c *Chain) Send(ctx context.Context, msg *Message) (sentBy string, err erro
 		}
 		served++
 		if ctx.Err() != nil {
-			left := 0
+			left, serving := 0, served-1
 			for j := i; j < len(c.senders); j++ {
 				if c.routes[j].serves(dest) {
 					left++
 				}
 			}
-			errs = append(errs, fmt.Errorf("sender: %d of %d senders not tried: %w", left, len(c.senders), ctx.Err()))
+			serving += left
+			errs = append(errs, fmt.Errorf("sender: %d of %d senders for this destination not tried: %w", left, serving, ctx.Err()))
 			break
 		}
 		name := c.names[i]

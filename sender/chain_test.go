@@ -220,7 +220,7 @@ func TestChainDeadlines(t *testing.T) {
 		if !errors.Is(err, ErrAllFailed) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("error %q, want ErrAllFailed and DeadlineExceeded", err)
 		}
-		if !strings.Contains(err.Error(), "1 of 2 senders not tried") {
+		if !strings.Contains(err.Error(), "1 of 2 senders for this destination not tried") {
 			t.Errorf("error %q does not say that b was not tried", err)
 		}
 		if given <= 0 || given > 150*time.Millisecond {

@@ -13,14 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	mathrand "math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/caddy-stepup/caddy-stepup/sender/internal/netretry"
 )
 
 // Defaults of a Webhook.
@@ -168,26 +167,11 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 
 func defaultWebhookClient() *http.Client {
 	return &http.Client{
-		Transport: webhookTransport,
+		Transport: netretry.Transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
 	}
-}
-
-// webhookTransport is shared by every webhook sender of the process, so
-// that config reloads do not leave idle connections (and their
-// goroutines) behind.
-var webhookTransport = &http.Transport{
-	Proxy:                 http.ProxyFromEnvironment,
-	DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-	ForceAttemptHTTP2:     true,
-	TLSHandshakeTimeout:   5 * time.Second,
-	ResponseHeaderTimeout: 10 * time.Second,
-	ExpectContinueTimeout: time.Second,
-	IdleConnTimeout:       90 * time.Second,
-	MaxIdleConns:          64,
-	MaxIdleConnsPerHost:   8,
 }
 
 // ParseWebhookSecret decodes a Standard Webhooks signing secret,
@@ -384,7 +368,7 @@ func (w *Webhook) post(ctx context.Context, id string, body []byte) (time.Durati
 	case s >= 200 && s <= 299:
 		return 0, nil
 	case s == http.StatusRequestTimeout, s == http.StatusTooManyRequests, s >= 500:
-		wait := parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		wait := netretry.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return wait, &Error{Sender: w.name, Status: s, Temporary: true, Msg: "receiver did not take the message"}
 	case s >= 300 && s <= 399:
 		return 0, &Error{Sender: w.name, Status: s, Msg: "receiver answered with a redirect, which is not followed"}
@@ -393,34 +377,8 @@ func (w *Webhook) post(ctx context.Context, id string, body []byte) (time.Durati
 	}
 }
 
-// backoff returns the wait before attempt n+1: a random duration up to
-// baseDelay·2^(n-1), capped at maxDelay ("full jitter").
+// backoff returns the wait before attempt n+1 (full jitter, up to
+// baseDelay·2^(n-1), capped at maxDelay).
 func (w *Webhook) backoff(n int) time.Duration {
-	d := w.maxDelay
-	if n-1 < 32 {
-		if b := w.baseDelay << (n - 1); b > 0 && b < d {
-			d = b
-		}
-	}
-	return mathrand.N(d)
-}
-
-// parseRetryAfter reads a Retry-After value, delta-seconds or an HTTP
-// date, as a wait from now. It returns 0 for a missing or malformed value
-// and a huge wait for a huge one.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseUint(v, 10, 64); err == nil || errors.Is(err, strconv.ErrRange) {
-		if secs > math.MaxInt64/uint64(time.Second) {
-			return math.MaxInt64
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return max(t.Sub(now), 0)
-	}
-	return 0
+	return netretry.Backoff(n, w.baseDelay, w.maxDelay)
 }

@@ -215,17 +215,15 @@ func (e *Engine) apiResend(w http.ResponseWriter, r *http.Request) error {
 		apiError(w, http.StatusTooManyRequests, "send_limit", "no more codes can be sent for this challenge", nil)
 		return nil
 	}
-	c, err := e.store.Get(r.Context(), b.c.ID)
-	if err != nil {
-		return e.storeError(w, r, "get", err)
-	}
+	// b.c holds the delivery's outcome (deliver records it there too).
+	c := b.c
 	writeJSON(w, http.StatusOK, map[string]any{
 		"challenge":    c.ID,
 		"to":           maskedTo(c),
 		"sent":         !c.SendFailed,
 		"resend_after": int(e.cfg.ResendAfter.Seconds()),
 		"expires_at":   c.Expires.UTC().Format(time.RFC3339),
-		"channels":     channelNames(e.otherChannels(bound{c: c, id: b.id})),
+		"channels":     channelNames(e.otherChannels(b)),
 	})
 	return nil
 }

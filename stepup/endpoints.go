@@ -277,11 +277,12 @@ func (e *Engine) checkForm(w http.ResponseWriter, r *http.Request, id string) (b
 
 // otherChannels are the channels the next code of b's challenge may be
 // asked on, besides the one the last code went by: those that reach the
-// customer, when there are two or more (ChannelChooser). A decoy (no
-// number) is offered the same as a real challenge.
+// customer, when there are two or more (ChannelChooser). A challenge
+// that hides its number (a reset flow, decoys included) is offered none:
+// which channels reach a customer would tell whether the account exists.
 func (e *Engine) otherChannels(b bound) []sender.Channel {
 	cc, ok := e.sender.(ChannelChooser)
-	if !ok {
+	if !ok || b.c.Hidden {
 		return nil
 	}
 	all := cc.Channels(&sender.Message{To: b.c.Phone, Email: b.id.Email})
@@ -302,20 +303,12 @@ func (e *Engine) otherChannels(b bound) []sender.Channel {
 }
 
 // chosenChannel checks a resend's "channel" value: empty (the usual
-// way), or one of the channels offered.
+// way), or one of the channels offered (otherChannels).
 func (e *Engine) chosenChannel(b bound, v string) (sender.Channel, bool) {
 	if v == "" {
 		return "", true
 	}
-	cc, ok := e.sender.(ChannelChooser)
-	if !ok || len(v) > 16 {
-		return "", false
-	}
-	all := cc.Channels(&sender.Message{To: b.c.Phone, Email: b.id.Email})
-	if len(all) < 2 {
-		return "", false
-	}
-	for _, ch := range all {
+	for _, ch := range e.otherChannels(b) {
 		if string(ch) == v {
 			return ch, true
 		}
@@ -498,11 +491,26 @@ func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (
 	if st := challengeState(c, e.now()); st != stateChallenge {
 		return 0, false, finished, nil
 	}
+	// The send cap and the cooldown, as the store will check them, before
+	// any rate-limit budget is spent on a resend that cannot go out.
+	if c.Sends >= e.cfg.MaxSends {
+		return 0, true, verified, nil
+	}
+	if wait := e.cfg.ResendAfter - e.now().Sub(c.LastSend); !c.LastSend.IsZero() && wait > 0 {
+		return wait, false, verified, nil
+	}
 	// A decoy (no such account, c.Phone empty) goes through the same
 	// cooldown and limits, and waits as long, but nothing is sent: its
 	// "code" is a random value no one knows.
 	code := randomID()
-	if c.Phone != "" {
+	if c.Phone == "" {
+		if lim, err := e.allowDecoySend(r.Context(), c.UserKey); err != nil {
+			return 0, false, verified, err
+		} else if lim != nil {
+			e.emit(r, &Event{Kind: EventRateLimited, Policy: c.Policy, Limit: lim.name, Duration: lim.retry, Outcome: "resend"})
+			return lim.retry, false, verified, nil
+		}
+	} else {
 		phone, perr := sender.ParsePhone(c.Phone, "")
 		if perr != nil {
 			return 0, false, vanished, nil

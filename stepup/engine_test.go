@@ -3,7 +3,6 @@ package stepup
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"html"
 	"io"
 	"net/http"
@@ -21,6 +20,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-stepup/caddy-stepup/internal/logscan"
 	"github.com/caddy-stepup/caddy-stepup/internal/testredis"
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
@@ -229,59 +229,6 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
-// logStrings returns the string values of the JSON log lines: numbers
-// (timestamps) are left out, as a 6-digit code could match inside one.
-func logStrings(logs string) string {
-	var b strings.Builder
-	var walk func(v any)
-	walk = func(v any) {
-		switch v := v.(type) {
-		case string:
-			b.WriteString(v)
-			b.WriteByte('\n')
-		case map[string]any:
-			for k, x := range v {
-				b.WriteString(k)
-				b.WriteByte('\n')
-				walk(x)
-			}
-		case []any:
-			for _, x := range v {
-				walk(x)
-			}
-		}
-	}
-	for _, line := range strings.Split(logs, "\n") {
-		var v any
-		if json.Unmarshal([]byte(line), &v) == nil {
-			walk(v)
-		} else {
-			b.WriteString(line)
-			b.WriteByte('\n')
-		}
-	}
-	return b.String()
-}
-
-// containsToken reports whether s occurs in text not glued to other
-// letters or digits (a code inside a UUID is chance, not a leak).
-func containsToken(text, s string) bool {
-	alnum := func(b byte) bool {
-		return b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
-	}
-	for i := 0; ; {
-		j := strings.Index(text[i:], s)
-		if j < 0 {
-			return false
-		}
-		start, end := i+j, i+j+len(s)
-		if (start == 0 || !alnum(text[start-1])) && (end == len(text) || !alnum(text[end])) {
-			return true
-		}
-		i = start + 1
-	}
-}
-
 // secret notes a value that must never appear in a log line.
 func (h *harness) secret(s string) {
 	h.mu.Lock()
@@ -292,7 +239,7 @@ func (h *harness) secret(s string) {
 // checkLogs fails the test if any code sent, cookie value, grant token or
 // full phone number of the test reached the engine's logs.
 func (h *harness) checkLogs() {
-	logs := logStrings(h.logs.String())
+	logs := logscan.Strings(h.logs.String())
 	h.out.mu.Lock()
 	var secrets []string
 	for _, m := range h.out.msgs {
@@ -311,7 +258,7 @@ func (h *harness) checkLogs() {
 	}
 	h.mu.Unlock()
 	for _, s := range secrets {
-		if len(s) >= 6 && containsToken(logs, s) {
+		if len(s) >= 6 && logscan.ContainsToken(logs, s) {
 			h.t.Errorf("a log line carries the secret value %q", s)
 		}
 	}

@@ -38,8 +38,10 @@ const (
 // Event is one step-up event. It never carries a code, a token, a cookie
 // or a full phone number: To is masked.
 type Event struct {
-	Kind     EventKind
-	Policy   string
+	Kind   EventKind
+	Policy string
+	// Mode is the policy's mode (session, transaction, monitor); every
+	// EventRequest and EventGrantUsed carries it.
 	Mode     string
 	To       string // masked destination
 	ClientIP string

@@ -32,7 +32,6 @@ type keys struct {
 	grant   *macKey // grant tokens
 	csrf    *macKey // form tokens
 	binding *macKey // user, session and pending-challenge keys
-	stash   []byte  // AES-256-GCM key of preserved requests
 	replay  *macKey // replay cookies
 
 	// aead is the stash cipher under the stash key (AES-256-GCM, safe
@@ -65,7 +64,6 @@ func deriveKeys(secret []byte) (keys, error) {
 		grant:   newMACKey(derive("grant")),
 		csrf:    newMACKey(derive("csrf")),
 		binding: newMACKey(derive("binding")),
-		stash:   stash,
 		replay:  newMACKey(derive("replay")),
 		aead:    aead,
 	}, nil

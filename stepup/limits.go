@@ -105,6 +105,19 @@ func (e *Engine) allowSend(ctx context.Context, phone sender.Phone) (*limited, e
 	return e.allow(ctx, "global", "g", l.Global)
 }
 
+// allowDecoySend counts a decoy's "send" (an account that does not
+// exist, so no number) as allowSend counts a real one, so that a spent
+// budget answers the same for both: the per-number limit under a stand-in
+// number for the identity, and the global budget. (The per-country
+// budgets cannot be matched without a country.)
+func (e *Engine) allowDecoySend(ctx context.Context, userKey string) (*limited, error) {
+	l := e.cfg.Limits
+	if lim, err := e.allow(ctx, "per_number", "n:"+e.keys.short("number", "decoy:"+userKey), l.PerNumber); lim != nil || err != nil {
+		return lim, err
+	}
+	return e.allow(ctx, "global", "g", l.Global)
+}
+
 func (e *Engine) allow(ctx context.Context, name, key string, l store.Limit) (*limited, error) {
 	if l.Off() {
 		return nil, nil
@@ -134,9 +147,9 @@ func (e *Engine) countryAlarm(cc string) {
 
 // rateLimited answers a refused request: a small page or JSON with
 // Retry-After, the same whichever limit refused.
-func (e *Engine) rateLimited(w http.ResponseWriter, r *http.Request, policy string, lim *limited) error {
-	e.emit(r, &Event{Kind: EventRateLimited, Policy: policy, Limit: lim.name, Duration: lim.retry})
-	e.emit(r, &Event{Kind: EventRequest, Policy: policy, Outcome: "refused"})
+func (e *Engine) rateLimited(w http.ResponseWriter, r *http.Request, p *Policy, lim *limited) error {
+	e.emit(r, &Event{Kind: EventRateLimited, Policy: p.Name, Limit: lim.name, Duration: lim.retry})
+	e.emit(r, &Event{Kind: EventRequest, Policy: p.Name, Mode: p.Mode.String(), Outcome: "refused"})
 	secs := int(lim.retry/time.Second) + 1
 	h := w.Header()
 	pageHeaders(h, "")

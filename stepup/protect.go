@@ -127,7 +127,7 @@ func (e *Engine) Protect(w http.ResponseWriter, r *http.Request, p *Policy, gran
 	}
 	if p.Mode == Session {
 		if g, ok := e.grantFor(r, p, id.User, session); ok {
-			if revoked, err := e.revoked(r.Context(), e.keys.userKey(id.User), g.IssuedAt); err != nil {
+			if revoked, err := e.revoked(r.Context(), id.User, g.IssuedAt); err != nil {
 				return e.storeError(w, r, "revocation", err)
 			} else if revoked {
 				return e.challenge(w, r, p, id, session, api)
@@ -223,7 +223,7 @@ func (e *Engine) useGrantHeader(w http.ResponseWriter, r *http.Request, p *Polic
 	if !ok || g.Kind != kind {
 		return e.refuseGrant(w, r, p, "invalid")
 	}
-	if revoked, err := e.revoked(r.Context(), e.keys.userKey(id.User), g.IssuedAt); err != nil {
+	if revoked, err := e.revoked(r.Context(), id.User, g.IssuedAt); err != nil {
 		return e.storeError(w, r, "revocation", err)
 	} else if revoked {
 		return e.refuseGrant(w, r, p, "revoked")
@@ -320,7 +320,7 @@ func (e *Engine) identityError(w http.ResponseWriter, r *http.Request, policy st
 
 // storeError answers when the store failed: fail closed.
 func (e *Engine) storeError(w http.ResponseWriter, r *http.Request, op string, err error) error {
-	if r.Context().Err() != nil && errors.Is(err, r.Context().Err()) {
+	if errors.Is(r.Context().Err(), context.Canceled) && errors.Is(err, context.Canceled) {
 		// The client went away and took its request's context with it:
 		// the store is fine, and nobody reads the answer.
 		e.log.Debug("request canceled by the client", zap.String("op", op))
@@ -408,7 +408,7 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 	if lim, err := e.allowStart(ctx, r, userKey); err != nil {
 		return e.storeError(w, r, "rate_limit", err)
 	} else if lim != nil {
-		return e.rateLimited(w, r, p.Name, lim)
+		return e.rateLimited(w, r, p, lim)
 	}
 	var phone sender.Phone
 	if id.Decoy {
@@ -432,7 +432,7 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 	if lim, err := e.allowSend(ctx, phone); err != nil {
 		return e.storeError(w, r, "rate_limit", err)
 	} else if lim != nil {
-		return e.rateLimited(w, r, p.Name, lim)
+		return e.rateLimited(w, r, p, lim)
 	}
 
 	now := e.now()
@@ -591,12 +591,17 @@ func phoneReason(raw string) string {
 }
 
 // decoy answers a request for an account that does not exist exactly as
-// for one that does: the same limits were counted, a challenge is made
+// for one that does: the same limits are counted, a challenge is made
 // (no code can open it: its code is random and was never sent), the
 // answer takes about as long as a real delivery, and the page and JSON
 // look the same. Nobody can tell from outside which accounts exist.
 func (e *Engine) decoy(w http.ResponseWriter, r *http.Request, p *Policy, id Identity,
 	userKey, sessionKey, pending, returnURL string, api bool) error {
+	if lim, err := e.allowDecoySend(r.Context(), userKey); err != nil {
+		return e.storeError(w, r, "rate_limit", err)
+	} else if lim != nil {
+		return e.rateLimited(w, r, p, lim)
+	}
 	now := e.now()
 	c := &store.Challenge{
 		ID:          randomID(),

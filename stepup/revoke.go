@@ -43,12 +43,13 @@ type revEntry struct {
 	at, fetched time.Time
 }
 
-// revoked reports whether a grant of userKey issued at issued was revoked.
-func (e *Engine) revoked(ctx context.Context, userKey string, issued time.Time) (bool, error) {
+// revoked reports whether a grant of user issued at issued was revoked.
+func (e *Engine) revoked(ctx context.Context, user string, issued time.Time) (bool, error) {
 	now := time.Now()
 	if last, ok := e.lastRevocation(ctx, now); ok && issued.After(last) {
 		return false, nil
 	}
+	userKey := e.keys.userKey(user)
 	v, cached := e.revs.m.Load(userKey)
 	var ent revEntry
 	if cached {
@@ -74,23 +75,32 @@ func (e *Engine) revoked(ctx context.Context, userKey string, issued time.Time) 
 }
 
 // lastRevocation returns the latest revocation of any user, as read
-// from the store within the last revokeCacheTTL. ok is false when no
-// such value is at hand (the store failed, or another request is
-// reading it right now); the caller then looks up the user's own.
+// from the store within the last revokeCacheTTL; while another request
+// refreshes it, or when the store fails, the value read before serves
+// for up to revokeStale (as a user's own cached value does). ok is false
+// when no such value is at hand; the caller then looks up the user's
+// own.
 func (e *Engine) lastRevocation(ctx context.Context, now time.Time) (last time.Time, ok bool) {
-	if ent := e.revs.any.Load(); ent != nil && now.Sub(ent.fetched) < revokeCacheTTL {
+	ent := e.revs.any.Load()
+	if ent != nil && now.Sub(ent.fetched) < revokeCacheTTL {
 		return ent.at, true
 	}
-	if !e.revs.anyLock.TryLock() {
+	stale := func() (time.Time, bool) {
+		if ent != nil && now.Sub(ent.fetched) < revokeStale {
+			return ent.at, true
+		}
 		return time.Time{}, false
 	}
+	if !e.revs.anyLock.TryLock() {
+		return stale()
+	}
 	defer e.revs.anyLock.Unlock()
-	if ent := e.revs.any.Load(); ent != nil && now.Sub(ent.fetched) < revokeCacheTTL {
+	if ent = e.revs.any.Load(); ent != nil && now.Sub(ent.fetched) < revokeCacheTTL {
 		return ent.at, true
 	}
 	at, err := e.store.RevokedAt(ctx, store.AnyKey)
 	if err != nil {
-		return time.Time{}, false
+		return stale()
 	}
 	e.revs.any.Store(&revEntry{at: at, fetched: now})
 	return at, true
@@ -110,6 +120,10 @@ func (e *Engine) RevokeUser(ctx context.Context, user string) error {
 		return err
 	}
 	e.revs.m.Delete(key)
+	// Under the lock, so that no refresh that began before the
+	// revocation stores its older value after this.
+	e.revs.anyLock.Lock()
 	e.revs.any.Store(nil)
+	e.revs.anyLock.Unlock()
 	return nil
 }

@@ -533,3 +533,82 @@ func TestClientGoneIsNoStoreError(t *testing.T) {
 		t.Fatalf("store failure: status %d, events %v; want 503 and store_error", w.Code, log.events)
 	}
 }
+
+// Resends refused for the cooldown or the send cap spend no rate-limit
+// budget: spamming resend during the cooldown cannot drain the site's
+// budget for everyone else.
+func TestEarlyResendsSpendNoBudget(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		h := newHarness(t, st, func(c *Config, _ []*Policy) {
+			c.Limits.Global = store.Limit{Rate: 2, Period: time.Hour, Burst: 2}
+		})
+		alice := h.browser("alice", "+14155550100")
+		loc, csrf := alice.start("/account/payment-methods") // spends 1 of 2
+		for i := 0; i < 10; i++ {
+			if resp, _ := alice.do("POST", loc+"/resend", url.Values{"csrf": {csrf}}); resp.StatusCode != http.StatusTooManyRequests {
+				t.Fatalf("resend %d during the cooldown = %d, want 429", i, resp.StatusCode)
+			}
+		}
+		h.clock.add(31 * time.Second)
+		resp, _ := alice.do("POST", loc+"/resend", url.Values{"csrf": {csrf}})
+		if resp.StatusCode != http.StatusSeeOther || h.out.count() != 2 {
+			t.Fatalf("resend after the cooldown = %d with %d messages; the early ones must not have spent the budget", resp.StatusCode, h.out.count())
+		}
+	})
+}
+
+// A challenge that hides its number (reset flows, decoys) offers no
+// other channel: which channels reach someone would tell whether the
+// account exists.
+func TestHiddenChallengesOfferNoChannel(t *testing.T) {
+	h := newHarness(t, store.NewMemory(0), nil)
+	h.out.setChannels(sender.SMS, sender.WhatsApp, sender.Email)
+	c := &store.Challenge{Phone: "+14155550100", SentBy: "test"}
+	id := Identity{User: "alice", Email: "alice@example.com"}
+	if got := h.e.otherChannels(bound{c: c, id: id}); len(got) != 2 {
+		t.Fatalf("visible challenge: %v, want whatsapp and email", got)
+	}
+	c.Hidden = true
+	if got := h.e.otherChannels(bound{c: c, id: id}); len(got) != 0 {
+		t.Fatalf("hidden challenge offers %v", got)
+	}
+	if _, ok := h.e.chosenChannel(bound{c: c, id: id}, "whatsapp"); ok {
+		t.Fatal("a hidden challenge accepted a channel")
+	}
+}
+
+// failingRevocations is a store whose revocation reads fail on demand.
+type failingRevocations struct {
+	store.Store
+	fail atomic.Bool
+}
+
+func (s *failingRevocations) RevokedAt(ctx context.Context, key string) (time.Time, error) {
+	if s.fail.Load() {
+		return time.Time{}, errors.New("connection refused")
+	}
+	return s.Store.RevokedAt(ctx, key)
+}
+
+// When the store fails, grants keep working on the revocation state read
+// in the last revokeStale (30s), then fail closed.
+func TestRevocationStateRidesOutShortOutages(t *testing.T) {
+	fs := &failingRevocations{Store: store.NewMemory(0)}
+	h := newHarness(t, fs, nil)
+	alice := h.browser("alice", "+14155550100")
+	loc, csrf := alice.start("/account/payment-methods")
+	alice.do("POST", loc, url.Values{"csrf": {csrf}, "code": {h.out.last(t).Code}})
+	if resp, _ := alice.do("GET", "/account/payment-methods", nil); resp.StatusCode != 200 {
+		t.Fatalf("granted request = %d", resp.StatusCode)
+	}
+	fs.fail.Store(true)
+	time.Sleep(revokeCacheTTL + 100*time.Millisecond) // past the fresh cache
+	if resp, _ := alice.do("GET", "/account/payment-methods", nil); resp.StatusCode != 200 {
+		t.Fatalf("granted request with the store failing for a second = %d, want 200 (cached state)", resp.StatusCode)
+	}
+	// Past revokeStale the cached state no longer serves: fail closed.
+	h.e.revs.any.Store(&revEntry{fetched: time.Now().Add(-revokeStale - time.Second)})
+	if resp, _ := alice.do("GET", "/account/payment-methods", nil); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("granted request with only stale state = %d, want 503", resp.StatusCode)
+	}
+}

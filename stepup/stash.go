@@ -218,7 +218,13 @@ func (k *keys) open(id string, sealed []byte) ([]byte, error) {
 // method, URI, body, user or policy gives another hash.
 func txHash(policy, method, uri string, body []byte, user string) []byte {
 	h := sha256.New()
-	writeParts(h, "stepup-tx-v1", policy, method, uri, string(body), user)
+	writeParts(h, "stepup-tx-v1", policy, method, uri)
+	// The body as writeParts would write it, without copying it.
+	var n [binaryLenSize]byte
+	putLen(n[:], len(body))
+	h.Write(n[:])
+	h.Write(body)
+	writeParts(h, user)
 	return h.Sum(nil)
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/sender/internal/httpsend"
+	"github.com/caddy-stepup/caddy-stepup/sender/internal/netretry"
 )
 
 // DefaultEndpoint is MSG91's production API.
@@ -179,7 +180,7 @@ func parseResponse(name string, resp *httpsend.Response) httpsend.Outcome {
 		se.Temporary = true
 		se.Msg = httpsend.WithText("MSG91 did not take the message", a.Message)
 		o := httpsend.Failed(se, true)
-		o.After = httpsend.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		o.After = netretry.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return o
 	case resp.Status >= 200 && resp.Status <= 299 && a.Type == "success":
 		return httpsend.Outcome{}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/sender/internal/httpsend"
+	"github.com/caddy-stepup/caddy-stepup/sender/internal/netretry"
 )
 
 // DefaultEndpoint is Twilio's production API.
@@ -229,13 +230,13 @@ func parseResponse(name string, resp *httpsend.Response) httpsend.Outcome {
 		se.Temporary = true
 		se.Msg = httpsend.WithText("Twilio is throttling", e.Message)
 		o := httpsend.Failed(se, true)
-		o.After = httpsend.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		o.After = netretry.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return o
 	case resp.Status >= 500:
 		se.Temporary = true
 		se.Msg = httpsend.WithText("Twilio failed", e.Message)
 		o := httpsend.Failed(se, true)
-		o.After = httpsend.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		o.After = netretry.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return o
 	case resp.Status >= 300 && resp.Status <= 399:
 		se.Msg = "Twilio answered with a redirect, which is not followed"

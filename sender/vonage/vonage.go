@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/sender/internal/httpsend"
+	"github.com/caddy-stepup/caddy-stepup/sender/internal/netretry"
 )
 
 // DefaultEndpoint is Vonage's production SMS API.
@@ -217,7 +218,7 @@ func parseResponse(name string, resp *httpsend.Response) httpsend.Outcome {
 		se.Temporary = true
 		se.Msg = "Vonage did not take the message"
 		o := httpsend.Failed(se, true)
-		o.After = httpsend.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		o.After = netretry.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return o
 	case resp.Status < 200 || resp.Status > 299:
 		se.Msg = "Vonage refused the request"

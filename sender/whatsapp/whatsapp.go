@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/sender/internal/httpsend"
+	"github.com/caddy-stepup/caddy-stepup/sender/internal/netretry"
 )
 
 // Defaults of a Sender.
@@ -285,7 +286,7 @@ func parseResponse(name string, resp *httpsend.Response) httpsend.Outcome {
 		se.Temporary = true
 		se.Msg = httpsend.WithText("WhatsApp did not take the message", text)
 		o := httpsend.Failed(se, true)
-		o.After = httpsend.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		o.After = netretry.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 		return o
 	case recipientCodes[e.Code]:
 		se.Recipient = true

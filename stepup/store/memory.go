@@ -387,7 +387,7 @@ func (m *Memory) Revoke(_ context.Context, key string, at time.Time, ttl time.Du
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	expire := m.now().Add(ttl)
-	for _, k := range []string{key, AnyKey} {
+	for _, k := range []string{AnyKey, key} {
 		v := memRevocation{at: at, expire: expire}
 		if old, ok := m.revoked[k]; ok && m.now().Before(old.expire) {
 			if old.at.After(at) {

@@ -555,9 +555,11 @@ func (s *Redis) Allow(ctx context.Context, key string, l Limit) (bool, time.Dura
 
 // Revoke implements Store.
 func (s *Redis) Revoke(ctx context.Context, key string, at time.Time, ttl time.Duration) error {
-	// The key's own record first: when the second write fails, the
-	// revocation still holds (checks then look the key up).
-	for _, k := range []string{key, AnyKey} {
+	// AnyKey first: readers skip the key's own record for grants issued
+	// after AnyKey's time, so it must move before the key's record is
+	// written. If the second write fails, the error says so and grants
+	// merely cost a lookup until the revocation is made again.
+	for _, k := range []string{AnyKey, key} {
 		if err := scriptRevoke.Run(ctx, s.client, []string{s.revokeKey(k)}, ms(at), ttl.Milliseconds()).Err(); err != nil {
 			return fmt.Errorf("revoking grants: %w", err)
 		}

@@ -11,17 +11,16 @@
 package main
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"net/http"
-	"strings"
 	"sync"
+	"time"
+
+	"github.com/caddy-stepup/caddy-stepup/sender"
 )
 
 type receiver struct {
@@ -40,7 +39,7 @@ func main() {
 
 	rc := &receiver{codes: make(map[string]string)}
 	if *secret != "" {
-		key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(*secret, "whsec_"))
+		key, err := sender.ParseWebhookSecret(*secret)
 		if err != nil {
 			log.Fatalf("signing secret: %v", err)
 		}
@@ -54,22 +53,14 @@ func main() {
 	log.Fatal(http.ListenAndServe(*addr, mux))
 }
 
-// signed reports whether the webhook-signature header holds a v1
-// signature of id.timestamp.body under the key.
+// signed reports whether the webhook carries a valid, timely Standard
+// Webhooks signature under the key (as a real SMS gateway checks it).
 func (rc *receiver) signed(r *http.Request, body []byte) bool {
 	if rc.key == nil {
 		return true
 	}
-	m := hmac.New(sha256.New, rc.key)
-	m.Write([]byte(r.Header.Get("webhook-id") + "." + r.Header.Get("webhook-timestamp") + "."))
-	m.Write(body)
-	want := base64.StdEncoding.EncodeToString(m.Sum(nil))
-	for _, s := range strings.Fields(r.Header.Get("webhook-signature")) {
-		if v, sig, ok := strings.Cut(s, ","); ok && v == "v1" && hmac.Equal([]byte(sig), []byte(want)) {
-			return true
-		}
-	}
-	return false
+	return sender.VerifyWebhook(rc.key, r.Header.Get("webhook-id"), r.Header.Get("webhook-timestamp"),
+		r.Header.Get("webhook-signature"), body, time.Now(), 0) == nil
 }
 
 func (rc *receiver) sms(w http.ResponseWriter, r *http.Request) {

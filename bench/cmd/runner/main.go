@@ -146,7 +146,7 @@ type config struct {
 	// after checks a run beyond its statuses.
 	after func(ctx context.Context, r *run) error
 	// exhausted reports a run that ran out of prepared work (and grows
-	// what before prepares): it is made again, at most twice.
+	// what before prepares): it is made again, up to maxExhaustedRetries times.
 	exhausted func(r *run) bool
 
 	runs     []*run

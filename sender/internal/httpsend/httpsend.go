@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/sender/internal/netretry"
 )
 
 // UserAgent is sent with every request.
@@ -33,28 +34,12 @@ const DefaultTimeout = 10 * time.Second
 // DefaultMaxAttempts is how many attempts one Send makes at most.
 const DefaultMaxAttempts = 3
 
-// Transport is the process-wide transport of the providers' default
-// clients: one pool of connections however many senders and config
-// reloads there are (a transport per sender would leave its idle
-// connections, and their goroutines, behind at every reload).
-var Transport = &http.Transport{
-	Proxy:                 http.ProxyFromEnvironment,
-	DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-	ForceAttemptHTTP2:     true,
-	TLSHandshakeTimeout:   5 * time.Second,
-	ResponseHeaderTimeout: 10 * time.Second,
-	ExpectContinueTimeout: time.Second,
-	IdleConnTimeout:       90 * time.Second,
-	MaxIdleConns:          64,
-	MaxIdleConnsPerHost:   8,
-}
-
 // DefaultClient returns a client on Transport that follows no redirect: a
 // provider that redirects is misconfigured, and the credentials must not
 // follow.
 func DefaultClient() *http.Client {
 	return &http.Client{
-		Transport: Transport,
+		Transport: netretry.Transport,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},
@@ -201,7 +186,7 @@ func (r Retrier) Do(ctx context.Context, attempt func(ctx context.Context, n int
 			o.Err.Msg += fmt.Sprintf("; gave up after %d attempts", n)
 			return o.Err
 		}
-		wait := max(o.After, Backoff(n, r.BaseDelay, r.MaxDelay))
+		wait := max(o.After, netretry.Backoff(n, r.BaseDelay, r.MaxDelay))
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
 			o.Err.Msg += fmt.Sprintf("; no time left for attempt %d", n+1)
 			return o.Err

@@ -158,36 +158,6 @@ func TestRetrier(t *testing.T) {
 	})
 }
 
-func TestBackoff(t *testing.T) {
-	for n := 1; n <= 40; n++ {
-		d := Backoff(n, 100*time.Millisecond, time.Second)
-		limit := min(100*time.Millisecond<<min(n-1, 20), time.Second)
-		if d <= 0 || d > limit+1 {
-			t.Errorf("Backoff(%d) = %v, want in (0, %v]", n, d, limit)
-		}
-	}
-}
-
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	for in, want := range map[string]time.Duration{
-		"":                              0,
-		"3":                             3 * time.Second,
-		" 10 ":                          10 * time.Second,
-		"-1":                            0,
-		"soon":                          0,
-		"Thu, 02 Jan 2025 03:04:15 GMT": 10 * time.Second,
-		"Thu, 02 Jan 2025 03:04:00 GMT": 0,
-	} {
-		if got := RetryAfter(in, now); got != want {
-			t.Errorf("RetryAfter(%q) = %v, want %v", in, got, want)
-		}
-	}
-	if got := RetryAfter("99999999999999999999", now); got < 24*time.Hour {
-		t.Errorf("huge Retry-After = %v", got)
-	}
-}
-
 func TestTransportFailure(t *testing.T) {
 	dial := &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")}
 	read := &net.OpError{Op: "read", Net: "tcp", Err: errors.New("connection reset by peer")}

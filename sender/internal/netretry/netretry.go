@@ -1,14 +1,36 @@
-package httpsend
+// Package netretry holds what every HTTP sender of the process shares,
+// the webhook and the providers alike: one transport (one connection
+// pool), the backoff between attempts, and Retry-After parsing. It
+// imports nothing of sender, so that both sender and its providers can
+// use it.
+package netretry
 
 import (
 	"errors"
 	"math"
 	mathrand "math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 )
+
+// Transport is the process-wide transport of the webhook's and the
+// providers' default clients: one pool of connections however many senders and config
+// reloads there are (a transport per sender would leave its idle
+// connections, and their goroutines, behind at every reload).
+var Transport = &http.Transport{
+	Proxy:                 http.ProxyFromEnvironment,
+	DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+	ForceAttemptHTTP2:     true,
+	TLSHandshakeTimeout:   5 * time.Second,
+	ResponseHeaderTimeout: 10 * time.Second,
+	ExpectContinueTimeout: time.Second,
+	IdleConnTimeout:       90 * time.Second,
+	MaxIdleConns:          64,
+	MaxIdleConnsPerHost:   8,
+}
 
 // Backoff returns the wait after attempt n (1 for the first): a random
 // duration up to base·2^(n-1), capped at maxDelay ("full jitter"). Zero
