@@ -19,7 +19,8 @@ import (
 //     verify and resend URLs.
 //  2. The client posts {"challenge":ID,"code":"123456"} to verify_url and
 //     gets {"grant":TOKEN,"expires_at":...}.
-//  3. It retries the original request with Stepup-Grant: TOKEN. A session
+//  3. It retries the original request with the cookie Stepup-Grant=TOKEN
+//     (or, where the operator allows it, the header). A session
 //     grant opens the policy until it expires; a transaction grant opens
 //     exactly one request with the same method, URI and body.
 
@@ -170,13 +171,17 @@ func (e *Engine) apiVerify(w http.ResponseWriter, r *http.Request) error {
 	if g.Kind == TransactionGrant {
 		kind = "transaction"
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	out := map[string]any{
 		"grant":      e.keys.issueGrant(g, b.id.User, b.session, bind),
 		"policy":     c.Policy,
 		"kind":       kind,
 		"expires_at": g.Expires.UTC().Format(time.RFC3339),
-		"header":     GrantHeader,
-	})
+		"cookie":     GrantCookie,
+	}
+	if e.cfg.GrantHeader {
+		out["header"] = GrantHeader
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

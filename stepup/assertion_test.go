@@ -64,7 +64,7 @@ func TestAssertionHS256(t *testing.T) {
 	e := assertionEngine(t, a)
 	r := httptest.NewRequest("POST", "/checkout", nil)
 	at := time.Now().Add(-time.Minute).Truncate(time.Second)
-	tx := txHash("checkout", "POST", "/checkout", []byte("amount=1"), "alice")
+	tx := txHash("checkout", "POST", "/checkout", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte("amount=1"), "alice")
 	if err := e.setUpstreamHeaders(r, e.Policy("checkout"), "alice", at, tx); err != nil {
 		t.Fatal(err)
 	}

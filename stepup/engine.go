@@ -106,7 +106,26 @@ type Config struct {
 	// MaxBody bounds a request body preserved across a challenge (and
 	// read to bind a transaction). Larger requests get 413.
 	MaxBody int64
+	// BodyTimeout bounds the reading of a body that is preserved or
+	// bound: a client that has not sent it all by then gets 408.
+	BodyTimeout time.Duration
+	// AllowCrossSite lets requests that a browser says come from another
+	// site (Sec-Fetch-Site, Origin) be preserved and replayed after the
+	// code. Off by default: the replay would carry the customer's
+	// cookies for a request another site made.
+	AllowCrossSite bool
+	// GrantHeader lets API clients send their grant in the Stepup-Grant
+	// header as well as in the Stepup-Grant cookie. Off by default:
+	// access logs record request headers (Caddy redacts only cookies
+	// and credentials), and a grant must never reach a log.
+	GrantHeader bool
 }
+
+// Bounds of Config.BodyTimeout.
+const (
+	DefaultBodyTimeout = 15 * time.Second
+	MaxBodyTimeout     = 5 * time.Minute
+)
 
 // DefaultMessage is the code message unless configured otherwise. The
 // last line lets Android Chrome fill the code in (WebOTP); it is added
@@ -198,6 +217,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxBody < 1 || c.MaxBody > MaxMaxBody {
 		return fmt.Errorf("max_body %d out of range (1 to %d bytes)", c.MaxBody, MaxMaxBody)
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = DefaultBodyTimeout
+	}
+	if c.BodyTimeout < time.Second || c.BodyTimeout > MaxBodyTimeout {
+		return fmt.Errorf("body_timeout %s out of range (1s to %s)", c.BodyTimeout, MaxBodyTimeout)
 	}
 	return nil
 }

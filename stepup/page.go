@@ -58,6 +58,10 @@ const (
 	stateInvalidGrant    state = "invalid_grant"
 	statePhoneUnverified state = "phone_unverified"
 	stateRateLimited     state = "rate_limited"
+	stateBodyTimeout     state = "request_timeout"
+	stateAmbiguous       state = "ambiguous_request"
+	stateCrossSite       state = "cross_site"
+	stateBadIdentity     state = "bad_identity"
 )
 
 // stateText is the heading and text of each state. No text says which
@@ -82,6 +86,10 @@ var stateText = map[state][2]string{
 	stateRateLimited:     {"Please wait a moment", "Too many verification codes were requested. No code was sent this time."},
 	statePhoneUnverified: {"Your mobile number is not verified", "Your account's mobile number has not been verified yet, so we cannot send a code to it. Verify it in your account settings, then try again."},
 	stateInvalidGrant:    {"This approval cannot be used", "The approval does not match this request, or it was already used or has expired. Nothing was sent."},
+	stateBodyTimeout:     {"This request took too long", "Your form did not arrive in time, so nothing was sent. Check your connection and submit it again."},
+	stateAmbiguous:       {"This request cannot be verified", "The form holds a field twice or in a form we cannot show you exactly, so it cannot be approved. Nothing was sent."},
+	stateCrossSite:       {"This request came from another site", "For your security, a request sent from another website cannot be approved here. Nothing was sent. Go to this site and try again there."},
+	stateBadIdentity:     {"Your sign-in could not be read", "Your account details in this request are not valid. Sign in again, then try again. Nothing was sent."},
 }
 
 // PageConfig brands and localizes the engine's pages (Caddyfile: the

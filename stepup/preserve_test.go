@@ -234,24 +234,24 @@ func TestAPITransaction(t *testing.T) {
 
 		// Changed amount: refused, upstream not reached.
 		changed := []byte(`{"order":{"amount":"2500.00","payee":"ACME"}}`)
-		resp, out = api.apiDo("POST", "/checkout", changed, "Stepup-Grant", grant)
+		resp, out = api.apiDo("POST", "/checkout", changed, "Cookie", GrantCookie+"="+grant)
 		if resp.StatusCode != http.StatusForbidden || out["error"] != "invalid_grant" || h.upstream.Load() != 0 {
 			t.Fatalf("changed amount = %d %v (upstream %d)", resp.StatusCode, out, h.upstream.Load())
 		}
 		// Another identity: refused.
 		bob := h.browser("bob", "+14155550101")
-		if resp, _ := bob.apiDo("POST", "/checkout", body, "Stepup-Grant", grant); resp.StatusCode != http.StatusForbidden {
+		if resp, _ := bob.apiDo("POST", "/checkout", body, "Cookie", GrantCookie+"="+grant); resp.StatusCode != http.StatusForbidden {
 			t.Fatalf("grant used by bob = %d", resp.StatusCode)
 		}
 		// Same body: passes once, body intact.
-		resp, _ = api.apiDo("POST", "/checkout", body, "Stepup-Grant", grant)
+		resp, _ = api.apiDo("POST", "/checkout", body, "Cookie", GrantCookie+"="+grant)
 		if resp.StatusCode != 200 || h.upstream.Load() != 1 || !bytes.Equal(*h.lastBody.Load(), body) {
 			t.Fatalf("grant retry = %d, upstream %d, body %q", resp.StatusCode, h.upstream.Load(), *h.lastBody.Load())
 		}
 		if up := *h.lastUp.Load(); up.Get("Stepup-Grant") != "" || up.Get("Stepup-Policy") != "checkout" {
 			t.Fatalf("upstream headers %v", up)
 		}
-		resp, out = api.apiDo("POST", "/checkout", body, "Stepup-Grant", grant)
+		resp, out = api.apiDo("POST", "/checkout", body, "Cookie", GrantCookie+"="+grant)
 		if resp.StatusCode != http.StatusForbidden || h.upstream.Load() != 1 {
 			t.Fatalf("second use = %d %v", resp.StatusCode, out)
 		}
@@ -288,13 +288,13 @@ func TestAPISessionGrantAndResend(t *testing.T) {
 	grant := out["grant"].(string)
 	h.secret(grant)
 	for i := 0; i < 3; i++ {
-		if resp, _ := api.apiDo("GET", "/account/payment-methods", nil, "Stepup-Grant", grant); resp.StatusCode != 200 {
+		if resp, _ := api.apiDo("GET", "/account/payment-methods", nil, "Cookie", GrantCookie+"="+grant); resp.StatusCode != 200 {
 			t.Fatalf("session grant use %d = %d", i, resp.StatusCode)
 		}
 	}
 	// Not after expiry.
 	h.clock.add(16 * time.Minute)
-	if resp, _ := api.apiDo("GET", "/account/payment-methods", nil, "Stepup-Grant", grant); resp.StatusCode != http.StatusForbidden {
+	if resp, _ := api.apiDo("GET", "/account/payment-methods", nil, "Cookie", GrantCookie+"="+grant); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("expired grant = %d", resp.StatusCode)
 	}
 }

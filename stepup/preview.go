@@ -33,7 +33,9 @@ var sampleStatus = map[state]int{
 	stateUnsupported: http.StatusNotImplemented, stateForbidden: http.StatusForbidden,
 	stateInvalidGrant: http.StatusForbidden, statePhoneUnverified: http.StatusForbidden,
 	stateError: http.StatusInternalServerError, stateTooLarge: http.StatusRequestEntityTooLarge,
-	stateAlreadySent: http.StatusConflict,
+	stateAlreadySent: http.StatusConflict, stateBodyTimeout: http.StatusRequestTimeout,
+	stateAmbiguous: http.StatusBadRequest, stateCrossSite: http.StatusForbidden,
+	stateBadIdentity: http.StatusBadRequest,
 }
 
 // pageSamples returns every designed page: the challenge in its variants,

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -38,19 +39,71 @@ type MatchFunc func(r *http.Request) (*Policy, error)
 // MatchPolicy implements Matcher.
 func (f MatchFunc) MatchPolicy(r *http.Request) (*Policy, error) { return f(r) }
 
-// GrantHeader carries an API client's grant token on the retried request.
+// GrantCookie carries an API client's grant token on the retried
+// request: a cookie, because Caddy's access log (and most others)
+// redact the Cookie header, and the token must never reach a log.
+const GrantCookie = "Stepup-Grant"
+
+// GrantHeader is the header an API client may carry its grant in
+// instead, only where Config.GrantHeader allows it: access logs record
+// it in full unless the operator filters it out.
 const GrantHeader = "Stepup-Grant"
+
+// apiGrant is the grant an API client's request carries: where it came
+// from, and whether it is ambiguous (two of them).
+type apiGrant struct {
+	token      string
+	fromHeader bool
+	ambiguous  bool
+}
+
+// readAPIGrant finds the request's API grant in the Stepup-Grant header
+// (read before StripHeaders removes it) or cookie.
+func readAPIGrant(r *http.Request) apiGrant {
+	var g apiGrant
+	if v := r.Header[GrantHeader]; len(v) > 0 {
+		g.token, g.fromHeader, g.ambiguous = v[0], true, len(v) > 1
+	}
+	if !hasCookieNamed(r, GrantCookie) {
+		return g
+	}
+	cs := r.CookiesNamed(GrantCookie)
+	switch {
+	case len(cs) == 0:
+	case g.token != "" || len(cs) > 1:
+		g.ambiguous = true
+	default:
+		g.token = cs[0].Value
+	}
+	return g
+}
+
+// hasCookieNamed is a cheap test before parsing cookies: a substring
+// search of the Cookie header.
+func hasCookieNamed(r *http.Request, name string) bool {
+	for _, v := range r.Header["Cookie"] {
+		if strings.Contains(v, name) {
+			return true
+		}
+	}
+	return false
+}
 
 // Serve runs step-up for one request: it removes client-supplied Stepup-*
 // headers, serves the engine's own endpoints, replays a preserved request
 // after its verification, and applies the policy m finds, if any. Requests
 // no policy matches go to next untouched.
 func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, m Matcher, next Next) error {
-	var grant string
-	if v := r.Header[GrantHeader]; len(v) > 0 {
-		grant = v[0]
+	var grant apiGrant
+	if len(r.Header) > 0 {
+		grant = readAPIGrant(r)
 	}
 	e.StripHeaders(r.Header)
+	if r.Trailer != nil && r.Body != nil && r.Body != http.NoBody {
+		// Declared trailers arrive with the end of the body, after every
+		// handler has seen the headers: strip them as they arrive.
+		r.Body = &trailerGuard{ReadCloser: r.Body, r: r, e: e}
+	}
 	if e.IsEndpoint(r.URL.Path) {
 		return e.guard(w, r, next, func(Next) error { return e.ServeEndpoint(w, r) })
 	}
@@ -72,6 +125,23 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, m Matcher, next N
 		return next.ServeHTTP(w, r)
 	}
 	return e.guard(w, r, next, func(next Next) error { return e.Protect(w, r, p, grant, next) })
+}
+
+// trailerGuard removes client-sent Stepup-* (and configured upstream)
+// fields from a request's trailers when the body has been read, which is
+// when net/http fills them in and before a proxy forwards them.
+type trailerGuard struct {
+	io.ReadCloser
+	r *http.Request
+	e *Engine
+}
+
+func (g *trailerGuard) Read(p []byte) (int, error) {
+	n, err := g.ReadCloser.Read(p)
+	if err != nil {
+		g.e.StripHeaders(g.r.Trailer)
+	}
+	return n, err
 }
 
 // markedNext notes whether the request was handed on, so that guard can
@@ -110,8 +180,8 @@ func (e *Engine) guard(w http.ResponseWriter, r *http.Request, next Next, fn fun
 // Protect runs policy p on a request that matched it: it calls next when
 // the request may pass (a valid grant, or monitor mode) and otherwise
 // answers with a challenge or an error itself. grant is the request's
-// Stepup-Grant header (API clients), read before StripHeaders.
-func (e *Engine) Protect(w http.ResponseWriter, r *http.Request, p *Policy, grant string, next Next) error {
+// API grant (Stepup-Grant), read before StripHeaders.
+func (e *Engine) Protect(w http.ResponseWriter, r *http.Request, p *Policy, grant apiGrant, next Next) error {
 	if p.Mode == Monitor {
 		e.monitor(r, p)
 		return next.ServeHTTP(w, r)
@@ -122,8 +192,17 @@ func (e *Engine) Protect(w http.ResponseWriter, r *http.Request, p *Policy, gran
 	}
 	api := !wantsHTML(r)
 	session := e.session(r, id, api)
-	if grant != "" {
-		return e.useGrantHeader(w, r, p, id, session, grant, next)
+	switch {
+	case grant.ambiguous:
+		return e.refuseGrant(w, r, p, "ambiguous")
+	case grant.fromHeader && !e.cfg.GrantHeader:
+		e.emit(r, &Event{Kind: EventGrantRefused, Policy: p.Name, Mode: p.Mode.String(), Outcome: "header_disabled"})
+		w.Header().Set("WWW-Authenticate", `StepUp error="invalid_request"`)
+		apiError(w, http.StatusBadRequest, "grant_header_disabled",
+			"send the grant as the cookie "+GrantCookie+"=TOKEN: a header is written to access logs", nil)
+		return nil
+	case grant.token != "":
+		return e.useGrantHeader(w, r, p, id, session, grant.token, next)
 	}
 	if p.Mode == Session {
 		if g, ok := e.grantFor(r, p, id.User, session); ok {
@@ -207,16 +286,11 @@ func (e *Engine) useGrantHeader(w http.ResponseWriter, r *http.Request, p *Polic
 	var bind string
 	kind := SessionGrant
 	if p.Mode == Transaction {
-		body, err := readBody(r, e.cfg.MaxBody)
-		if errors.Is(err, errBodyTooLarge) {
-			e.renderStatus(w, r, http.StatusRequestEntityTooLarge, stateTooLarge, nil)
+		body, ok := e.readBound(w, r, p)
+		if !ok {
 			return nil
 		}
-		if err != nil {
-			e.renderStatus(w, r, http.StatusBadRequest, stateBadForm, nil)
-			return nil
-		}
-		bind = string(txHash(p.Name, r.Method, r.URL.RequestURI(), body, id.User))
+		bind = string(txHash(p.Name, r.Method, r.URL.RequestURI(), r.Header, body, id.User))
 		kind = TransactionGrant
 	}
 	g, ok := e.verifyGrant(tok, p.Name, id.User, session, bind)
@@ -350,22 +424,23 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 	var body []byte
 	var err error
 	preserve := !api && (p.Mode == Transaction || !safeMethod(r.Method))
+	if preserve && !e.cfg.AllowCrossSite && !sameOrigin(r) {
+		// A cross-site request replayed after the code would reach the
+		// app as if the customer had sent it from this site: refused.
+		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: p.Name, Outcome: "cross_site"})
+		e.renderStatus(w, r, http.StatusForbidden, stateCrossSite, nil)
+		return nil
+	}
 	if p.Mode == Transaction || preserve {
-		body, err = readBody(r, e.cfg.MaxBody)
-		if errors.Is(err, errBodyTooLarge) {
-			e.log.Info("request too large to preserve", zap.String("policy", p.Name), zap.Int64("max_body", e.cfg.MaxBody))
-			e.renderStatus(w, r, http.StatusRequestEntityTooLarge, stateTooLarge, nil)
-			return nil
-		}
-		if err != nil {
-			e.renderStatus(w, r, http.StatusBadRequest, stateBadForm, nil)
+		var ok bool
+		if body, ok = e.readBound(w, r, p); !ok {
 			return nil
 		}
 	}
 	var tx []byte
 	var description string
 	if p.Mode == Transaction {
-		tx = txHash(p.Name, r.Method, r.URL.RequestURI(), body, id.User)
+		tx = txHash(p.Name, r.Method, r.URL.RequestURI(), r.Header, body, id.User)
 		if p.desc != nil {
 			description = p.desc.render(r, body)
 		}

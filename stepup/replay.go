@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -50,22 +51,41 @@ func (k *keys) replayMAC(id, sessionKey, path, prefix string) string {
 	return b64.EncodeToString(mac(k.replay, id, sessionKey, path, prefix)[:16])
 }
 
-// cookiePath returns path if it can be a cookie Path attribute, else "/".
-func cookiePath(path string) string {
-	for i := 0; i < len(path); i++ {
-		if c := path[i]; c <= ' ' || c == ';' || c == ',' || c == '"' || c == '\\' || c >= 0x7f {
+// cookiePath returns the longest prefix of an escaped path that a
+// browser sends back byte for byte, to be a cookie's Path attribute:
+// up to the last '/' before anything a browser may re-encode or decode
+// ('%' escapes, which some canonicalize, and characters outside a
+// cookie attribute), or "/".
+func cookiePath(escaped string) string {
+	for i := 0; i < len(escaped); i++ {
+		if c := escaped[i]; c <= ' ' || c == ';' || c == ',' || c == '"' || c == '\\' || c == '%' || c >= 0x7f {
+			if j := strings.LastIndexByte(escaped[:i], '/'); j > 0 {
+				return escaped[:j+1]
+			}
 			return "/"
 		}
 	}
-	return path
+	return escaped
+}
+
+// replayPath is the path a replay cookie is bound to: the decoded path,
+// as r.URL.Path of the browser's request will read it however the
+// browser spells the escapes ("/%63heckout" and "/checkout" are one path
+// to the app, and to the policy that matched it).
+func replayPath(returnURL string) string {
+	u, err := url.ParseRequestURI(returnURL)
+	if err != nil {
+		return ""
+	}
+	return u.Path
 }
 
 func (e *Engine) setReplayCookie(w http.ResponseWriter, r *http.Request, k *keys, id, sessionKey, returnURL string) {
-	path, _, _ := strings.Cut(returnURL, "?")
+	escaped, _, _ := strings.Cut(returnURL, "?")
 	http.SetCookie(w, &http.Cookie{
 		Name:     replayCookie(r),
-		Value:    id + "." + k.replayMAC(id, sessionKey, path, e.cfg.PathPrefix),
-		Path:     cookiePath(path),
+		Value:    id + "." + k.replayMAC(id, sessionKey, replayPath(returnURL), e.cfg.PathPrefix),
+		Path:     cookiePath(escaped),
 		MaxAge:   int(replayCookieTTL / time.Second),
 		HttpOnly: true,
 		Secure:   secure(r),
@@ -77,7 +97,7 @@ func clearReplayCookie(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{
 		Name:     replayCookie(r),
 		Value:    "",
-		Path:     cookiePath(r.URL.Path),
+		Path:     cookiePath(r.URL.EscapedPath()),
 		MaxAge:   -1,
 		HttpOnly: true,
 		Secure:   secure(r),

@@ -3,7 +3,6 @@ package stepup
 import (
 	"bytes"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -52,9 +51,16 @@ var unstashed = map[string]bool{
 // replayedFromStash are the headers that describe the preserved request
 // itself: on replay they come from the stash even though the request that
 // triggers the replay (a GET) has its own.
+// Origin, Referer and the Fetch Metadata headers say where the original
+// request came from: the app's CSRF checks (Go's CrossOriginProtection,
+// Rails, Django) must see those of the request the customer sent, never
+// those of the GET that brings the browser back. The method overrides
+// are bound to the transaction and come from the stash too.
 var replayedFromStash = []string{
 	"Content-Type", "Content-Encoding", "Content-Language", "Content-Md5",
 	"Origin", "Referer", "X-Requested-With", "Accept",
+	"Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest", "Sec-Fetch-User",
+	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
 }
 
 // readBody reads the whole body of r, up to max bytes. A larger body
@@ -212,20 +218,6 @@ func (k *keys) open(id string, sealed []byte) ([]byte, error) {
 		return nil, errBadStash
 	}
 	return plain, nil
-}
-
-// txHash binds a transaction to its request and identity: any change of
-// method, URI, body, user or policy gives another hash.
-func txHash(policy, method, uri string, body []byte, user string) []byte {
-	h := sha256.New()
-	writeParts(h, "stepup-tx-v1", policy, method, uri)
-	// The body as writeParts would write it, without copying it.
-	var n [binaryLenSize]byte
-	putLen(n[:], len(body))
-	h.Write(n[:])
-	h.Write(body)
-	writeParts(h, user)
-	return h.Sum(nil)
 }
 
 // replayRequest builds the preserved request from s, on top of r (the

@@ -1,8 +1,6 @@
 package stepup
 
 import (
-	"bytes"
-	"crypto/sha256"
 	"net/url"
 	"strings"
 	"testing"
@@ -259,16 +257,4 @@ func FuzzCleanValue(f *testing.F) {
 			}
 		}
 	})
-}
-
-// txHash writes the body without copying it, byte for byte as the
-// length-prefixed parts it always was (hashes of pending transactions
-// stay valid across the change).
-func TestTxHashFormat(t *testing.T) {
-	body := []byte(`{"amount":"99.00"}`)
-	h := sha256.New()
-	writeParts(h, "stepup-tx-v1", "api-pay", "POST", "/api/pay?x=1", string(body), "alice")
-	if got := txHash("api-pay", "POST", "/api/pay?x=1", body, "alice"); !bytes.Equal(got, h.Sum(nil)) {
-		t.Fatal("txHash changed its format")
-	}
 }
