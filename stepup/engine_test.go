@@ -127,11 +127,15 @@ type harness struct {
 	upstream atomic.Int32
 	lastUp   atomic.Pointer[http.Header]
 	lastBody atomic.Pointer[[]byte]
-	logs     *logBuffer
-	mu       sync.Mutex
-	secrets  []string
-	browsers []*browser
-	store    store.Store
+	// lastReq is the method and request URI the upstream last got, and
+	// lastTrailer the trailers it read after the body.
+	lastReq     atomic.Pointer[string]
+	lastTrailer atomic.Pointer[http.Header]
+	logs        *logBuffer
+	mu          sync.Mutex
+	secrets     []string
+	browsers    []*browser
+	store       store.Store
 }
 
 var testSecret = []byte("0123456789abcdef0123456789abcdef-test")
@@ -186,6 +190,10 @@ func newHarness(t *testing.T, st store.Store, mutate func(*Config, []*Policy)) *
 		hdr := r.Header.Clone()
 		h.lastUp.Store(&hdr)
 		h.lastBody.Store(&body)
+		req := r.Method + " " + r.URL.RequestURI()
+		h.lastReq.Store(&req)
+		tr := r.Trailer.Clone()
+		h.lastTrailer.Store(&tr)
 		w.Header().Set("X-Upstream", "yes")
 		_, _ = io.WriteString(w, "upstream "+r.URL.Path)
 		return nil

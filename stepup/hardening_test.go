@@ -1,0 +1,281 @@
+package stepup
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
+)
+
+// Regression tests of the hardening review (issue 13). Each names the
+// finding it covers; docs/SECURITY.md maps findings to tests.
+
+// apiVerify posts a code to the API's verify URL.
+func (b *browser) apiVerify(challenge, code string) (*http.Response, map[string]any) {
+	return b.apiDo("POST", "/.stepup/verify", []byte(`{"challenge":"`+challenge+`","code":"`+code+`"}`))
+}
+
+// apiTransaction runs the API flow for body under ctype up to the grant.
+func apiTransaction(t *testing.T, h *harness, ctype string, body []byte) string {
+	t.Helper()
+	api := h.browser("alice", "+14155550100")
+	resp, ch := api.apiDo("POST", "/checkout", body, "Content-Type", ctype)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("challenge = %d %v", resp.StatusCode, ch)
+	}
+	resp, out := api.apiVerify(ch["challenge"].(string), h.out.last(t).Code)
+	if resp.StatusCode != 200 {
+		t.Fatalf("verify = %d %v", resp.StatusCode, out)
+	}
+	return out["grant"].(string)
+}
+
+// Finding 1: the same bytes under another multipart boundary (or another
+// media type) are another request to the app: the grant does not open it.
+func TestGrantBoundToContentType(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		h := newHarness(t, st, withCheckout(""))
+		api := h.browser("alice", "+14155550100")
+		// One body, two readings: under boundary AAA a payment of 1.00 to
+		// Charity; under BBB (the "preamble" of AAA) 9999.00 to Mallory.
+		inner := "--BBB\r\nContent-Disposition: form-data; name=\"amount\"\r\n\r\n9999.00\r\n--BBB--\r\n"
+		body := []byte(inner + "--AAA\r\nContent-Disposition: form-data; name=\"amount\"\r\n\r\n1.00\r\n--AAA--\r\n")
+		grant := apiTransaction(t, h, "multipart/form-data; boundary=AAA", body)
+		for _, ctype := range []string{
+			"multipart/form-data; boundary=BBB",
+			"multipart/form-data; boundary=AAA; charset=utf-16",
+			"application/x-www-form-urlencoded",
+			"application/json",
+		} {
+			resp, out := api.apiDo("POST", "/checkout", body, "Content-Type", ctype, "Cookie", GrantCookie+"="+grant)
+			if resp.StatusCode != http.StatusForbidden || out["error"] != "invalid_grant" {
+				t.Fatalf("%s: %d %v", ctype, resp.StatusCode, out)
+			}
+		}
+		resp, _ := api.apiDo("POST", "/checkout", body, "Content-Type", "multipart/form-data; boundary=AAA",
+			"Content-Encoding", "gzip", "Cookie", GrantCookie+"="+grant)
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("Content-Encoding added: %d", resp.StatusCode)
+		}
+		resp, _ = api.apiDo("POST", "/checkout", body, "Content-Type", "multipart/form-data; boundary=AAA",
+			"X-HTTP-Method-Override", "DELETE", "Cookie", GrantCookie+"="+grant)
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("method override added: %d", resp.StatusCode)
+		}
+		if h.upstream.Load() != 0 {
+			t.Fatal("a request the code did not approve reached the upstream")
+		}
+		// The approved reading passes, once.
+		resp, _ = api.apiDo("POST", "/checkout", body, "Content-Type", "multipart/form-data; boundary=AAA", "Cookie", GrantCookie+"="+grant)
+		if resp.StatusCode != 200 || h.upstream.Load() != 1 {
+			t.Fatalf("approved request = %d", resp.StatusCode)
+		}
+	})
+}
+
+// Finding 1 (ambiguity): a request with two Content-Type fields, which an
+// app may read either way, is refused before any code is sent.
+func TestTwoContentTypesRefused(t *testing.T) {
+	h := newHarness(t, store.NewMemory(time.Minute), withCheckout(""))
+	req, _ := http.NewRequest("POST", h.srv.URL+"/checkout", strings.NewReader("amount=1"))
+	req.Header["Content-Type"] = []string{"application/x-www-form-urlencoded", "application/json"}
+	req.Header.Set("X-Remote-User", "alice")
+	req.Header.Set("X-Remote-Phone", "+14155550100")
+	req.Header.Set("Accept", "text/html")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest || h.out.count() != 0 {
+		t.Fatalf("two Content-Types = %d, %d codes sent", resp.StatusCode, h.out.count())
+	}
+}
+
+// Finding 11: a preserved POST to an escaped path that the policy matched
+// is replayed, byte for byte, whether the browser comes back with the
+// escapes as sent or decoded.
+func TestEscapedPathReplays(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		h := newTxHarness(t, st)
+		for _, tc := range []struct{ path, back string }{
+			{"/%63heckout", "/%63heckout"},
+			{"/%63heckout", "/checkout"}, // a browser that decodes unreserved escapes
+			{"/account/payment-methods/caf%C3%A9", "/account/payment-methods/caf%C3%A9"},
+			{"/account/payment-methods/a%20b?x=%2F", "/account/payment-methods/a%20b?x=%2F"},
+		} {
+			alice := h.browser("alice-"+tc.path+tc.back, "+14155550100")
+			before := h.upstream.Load()
+			body := []byte("amount=1.00&merchant=Shop")
+			resp, _ := alice.raw("POST", tc.path, "application/x-www-form-urlencoded", body)
+			if resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("POST %s = %d", tc.path, resp.StatusCode)
+			}
+			resp = alice.verifyLast(resp.Header.Get("Location"))
+			if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != tc.path {
+				t.Fatalf("verify %s = %d to %q", tc.path, resp.StatusCode, resp.Header.Get("Location"))
+			}
+			resp, got := alice.do("GET", tc.back, nil)
+			if resp.StatusCode != 200 || h.upstream.Load() != before+1 {
+				t.Fatalf("%s back at %s = %d %q", tc.path, tc.back, resp.StatusCode, got)
+			}
+			if req := *h.lastReq.Load(); req != "POST "+tc.path || !bytes.Equal(*h.lastBody.Load(), body) {
+				t.Fatalf("upstream got %q with %q, want the POST to %s", req, *h.lastBody.Load(), tc.path)
+			}
+		}
+	})
+}
+
+// Finding 6: a cross-site POST is not preserved by default; where the
+// operator allows it, the replay carries the original's Origin, Referer
+// and Fetch Metadata, never those of the GET that brings the browser back.
+func TestCrossSiteNotStashed(t *testing.T) {
+	h := newTxHarness(t, store.NewMemory(time.Minute))
+	alice := h.browser("alice", "+14155550100")
+	body := []byte("amount=1.00&merchant=Shop")
+	for _, hdrs := range [][]string{
+		{"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"},
+		{"Sec-Fetch-Site", "same-site", "Origin", "https://evil.shop.example"},
+		{"Origin", "https://evil.example"},
+	} {
+		resp, page := alice.raw("POST", "/checkout", "application/x-www-form-urlencoded", body, hdrs...)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "another site") {
+			t.Fatalf("%v = %d", hdrs, resp.StatusCode)
+		}
+	}
+	if h.out.count() != 0 || h.upstream.Load() != 0 {
+		t.Fatal("a cross-site request sent a code or reached the upstream")
+	}
+
+	h = newHarness(t, store.NewMemory(time.Minute), func(c *Config, ps []*Policy) {
+		withCheckout("")(c, ps)
+		c.AllowCrossSite = true
+	})
+	alice = h.browser("alice", "+14155550100")
+	resp, _ := alice.raw("POST", "/checkout", "application/x-www-form-urlencoded", body,
+		"Sec-Fetch-Site", "cross-site", "Sec-Fetch-Mode", "navigate", "Origin", "https://evil.example", "Referer", "https://evil.example/form")
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("allowed cross-site POST = %d", resp.StatusCode)
+	}
+	alice.verifyLast(resp.Header.Get("Location"))
+	alice.do("GET", "/checkout", nil, "Sec-Fetch-Site", "same-origin", "Sec-Fetch-Mode", "navigate", "Referer", h.srv.URL+"/.stepup/x")
+	up := *h.lastUp.Load()
+	if up.Get("Sec-Fetch-Site") != "cross-site" || up.Get("Origin") != "https://evil.example" || up.Get("Referer") != "https://evil.example/form" {
+		t.Fatalf("replay laundered the request's origin: %v", up)
+	}
+	// A request that carried no Fetch Metadata (a script) is replayed
+	// without any, whatever the returning browser sends.
+	bob := h.browser("bob", "+14155550101")
+	resp, _ = bob.raw("POST", "/checkout", "application/x-www-form-urlencoded", body)
+	bob.verifyLast(resp.Header.Get("Location"))
+	bob.do("GET", "/checkout", nil, "Sec-Fetch-Site", "same-origin", "Sec-Fetch-Mode", "navigate", "Sec-Fetch-Dest", "document")
+	if up := *h.lastUp.Load(); up.Get("Sec-Fetch-Site") != "" || up.Get("Sec-Fetch-Mode") != "" || up.Get("Sec-Fetch-Dest") != "" {
+		t.Fatalf("replay added Fetch Metadata: %v", up)
+	}
+}
+
+// trailingBody sends body, then the trailer fields set in tr.
+type trailingBody struct {
+	r io.Reader
+}
+
+func (b trailingBody) Read(p []byte) (int, error) { return b.r.Read(p) }
+
+// Finding 8: no client-supplied Stepup-* field reaches the upstream as a
+// trailer, on unprotected routes and on granted ones.
+func TestTrailersStripped(t *testing.T) {
+	h := newHarness(t, store.NewMemory(time.Minute), nil)
+	alice := h.browser("alice", "+14155550100")
+	ch, csrf := alice.start("/account/payment-methods")
+	alice.do("POST", ch, url.Values{"csrf": {csrf}, "code": {h.out.last(t).Code}})
+	for _, path := range []string{"/other", "/account/payment-methods/add"} {
+		req, _ := http.NewRequest("POST", h.srv.URL+path, trailingBody{strings.NewReader("a=1")})
+		req.ContentLength = -1
+		req.Trailer = http.Header{"Stepup-User": {"admin"}, "Stepup-Policy": {"admin"}, "X-Other": {"kept"}}
+		req.Header.Set("Accept", "text/html")
+		req.Header.Set("X-Remote-User", "alice")
+		req.Header.Set("X-Remote-Phone", "+14155550100")
+		for k, v := range alice.jar {
+			req.AddCookie(&http.Cookie{Name: k, Value: v})
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s = %d", path, resp.StatusCode)
+		}
+		tr := *h.lastTrailer.Load()
+		if tr.Get("Stepup-User") != "" || tr.Get("Stepup-Policy") != "" || tr.Get("X-Other") != "kept" {
+			t.Fatalf("%s: upstream read trailers %v", path, tr)
+		}
+	}
+}
+
+// Finding 20: a client trickling a preserved body gets 408 when
+// body_timeout passes, and nothing is created or sent.
+func TestBodyReadDeadline(t *testing.T) {
+	h := newHarness(t, store.NewMemory(time.Minute), func(c *Config, ps []*Policy) {
+		withCheckout("")(c, ps)
+		c.BodyTimeout = time.Second
+	})
+	conn, err := net.Dial("tcp", h.srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	start := time.Now()
+	_, _ = io.WriteString(conn, "POST /checkout HTTP/1.1\r\nHost: shop\r\nAccept: text/html\r\n"+
+		"X-Remote-User: alice\r\nX-Remote-Phone: +14155550100\r\n"+
+		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\namount=1")
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	resp.Body.Close()
+	if took := time.Since(start); resp.StatusCode != http.StatusRequestTimeout || took > 5*time.Second {
+		t.Fatalf("stalled body = %d after %s", resp.StatusCode, took)
+	}
+	if h.out.count() != 0 {
+		t.Fatal("a code was sent for a body that never arrived")
+	}
+}
+
+// Finding 15: a grant travels in a cookie (access logs redact cookies);
+// the header is refused with a clear error unless the operator allows it.
+func TestGrantHeaderOptIn(t *testing.T) {
+	for _, allow := range []bool{false, true} {
+		h := newHarness(t, store.NewMemory(time.Minute), func(c *Config, _ []*Policy) { c.GrantHeader = allow })
+		api := h.browser("alice", "+14155550100")
+		resp, ch := api.apiDo("GET", "/account/payment-methods", nil)
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("challenge = %d", resp.StatusCode)
+		}
+		_, out := api.apiVerify(ch["challenge"].(string), h.out.last(t).Code)
+		grant, _ := out["grant"].(string)
+		if out["cookie"] != GrantCookie || (out["header"] != nil) != allow {
+			t.Fatalf("verify answer names %v", out)
+		}
+		resp, out = api.apiDo("GET", "/account/payment-methods", nil, GrantHeader, grant)
+		if allow && resp.StatusCode != 200 || !allow && (resp.StatusCode != http.StatusBadRequest || out["error"] != "grant_header_disabled") {
+			t.Fatalf("allow=%v: header = %d %v", allow, resp.StatusCode, out)
+		}
+		if resp, _ := api.apiDo("GET", "/account/payment-methods", nil, "Cookie", GrantCookie+"="+grant); resp.StatusCode != 200 {
+			t.Fatalf("cookie = %d", resp.StatusCode)
+		}
+		// Two grants (header and cookie, or two cookies) are ambiguous.
+		resp, _ = api.apiDo("GET", "/account/payment-methods", nil, "Cookie", GrantCookie+"="+grant+"; "+GrantCookie+"="+grant)
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("two grant cookies = %d", resp.StatusCode)
+		}
+	}
+}
