@@ -56,7 +56,7 @@ func (e *Engine) apiChallenge(w http.ResponseWriter, r *http.Request, p *Policy,
 		ExpiresAt:   c.Expires.UTC().Format(time.RFC3339),
 		VerifyURL:   e.cfg.PathPrefix + "/verify",
 		ResendURL:   e.cfg.PathPrefix + "/resend",
-		SendFailed:  c.SendFailed,
+		SendFailed:  sendFailed(c),
 		Channels:    channelNames(e.otherChannels(bound{c: c, id: Identity{Email: email}})),
 	})
 }
@@ -70,6 +70,12 @@ func maskedTo(c *store.Challenge) string {
 	}
 	return sender.MaskPhone(c.Phone)
 }
+
+// sendFailed reports whether the customer is told that the last code
+// could not be sent: never for a challenge that hides its number (a
+// reset flow), where it would tell that the account exists (decoys send
+// nothing and never fail).
+func sendFailed(c *store.Challenge) bool { return c.SendFailed && !c.Hidden }
 
 // writeJSON writes v with the engine's page headers.
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -225,7 +231,7 @@ func (e *Engine) apiResend(w http.ResponseWriter, r *http.Request) error {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"challenge":    c.ID,
 		"to":           maskedTo(c),
-		"sent":         !c.SendFailed,
+		"sent":         !sendFailed(c),
 		"resend_after": int(e.cfg.ResendAfter.Seconds()),
 		"expires_at":   c.Expires.UTC().Format(time.RFC3339),
 		"channels":     channelNames(e.otherChannels(b)),

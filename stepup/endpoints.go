@@ -171,7 +171,7 @@ func (e *Engine) showChallenge(w http.ResponseWriter, r *http.Request, id string
 		return err
 	}
 	var notice string
-	if r.URL.Query().Get("sent") == "1" && !b.c.SendFailed {
+	if r.URL.Query().Get("sent") == "1" && !sendFailed(b.c) {
 		notice = "We sent you a new code."
 	}
 	e.renderChallenge(w, r, http.StatusOK, b, "", notice)
@@ -387,7 +387,7 @@ func (e *Engine) compareCode(ctx context.Context, b *bound, code string) (res ou
 	}
 	c.Attempts = attempts
 	if !hmac.Equal(stored, b.k.codeMAC(c.ID, code)) {
-		n, err := e.store.AddFailure(ctx, c.UserKey, e.cfg.FailureWindow)
+		n, err := e.store.AddFailure(ctx, c.UserKey, e.failureWindow())
 		if err != nil {
 			return 0, 0, 0, err
 		}
@@ -406,6 +406,15 @@ func (e *Engine) compareCode(ctx context.Context, b *bound, code string) (res ou
 	}
 	c.Used = now
 	return verified, 0, 0, nil
+}
+
+// failureWindow is how long a user's failed codes are counted: shorter
+// where strangers can name the user (RequestFailureWindow).
+func (e *Engine) failureWindow() time.Duration {
+	if e.fromRequest {
+		return e.cfg.RequestFailureWindow
+	}
+	return e.cfg.FailureWindow
 }
 
 // stateOutcome maps a store state error onto b's challenge.
@@ -500,8 +509,9 @@ func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (
 		return wait, false, verified, nil
 	}
 	// A decoy (no such account, c.Phone empty) goes through the same
-	// cooldown and limits, and waits as long, but nothing is sent: its
-	// "code" is a random value no one knows.
+	// cooldown and limits, but nothing is sent: its "code" is a random
+	// value no one knows. Real resends of such flows are sent after the
+	// answer (deliver), so both answer alike.
 	code := randomID()
 	if c.Phone == "" {
 		if lim, err := e.allowDecoySend(r.Context(), c.UserKey); err != nil {
@@ -535,9 +545,7 @@ func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (
 		res, _, err := e.stateOutcome(b, err, now)
 		return 0, false, res, err
 	}
-	if c.Phone == "" {
-		e.decoyDelay()
-	} else {
+	if c.Phone != "" {
 		e.deliver(r, c, b.id.Email, code, true, channel)
 	}
 	return 0, false, verified, nil

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -119,7 +118,18 @@ type Config struct {
 	// access logs record request headers (Caddy redacts only cookies
 	// and credentials), and a grant must never reach a log.
 	GrantHeader bool
+	// RequestFailureWindow replaces FailureWindow where the identity
+	// comes from the request (sign-up, password reset): anyone can name
+	// anyone's account there, so a lockout that strangers can cause must
+	// end soon. At most MaxRequestFailureWindow.
+	RequestFailureWindow time.Duration
 }
+
+// Bounds of Config.RequestFailureWindow.
+const (
+	DefaultRequestFailureWindow = 15 * time.Minute
+	MaxRequestFailureWindow     = time.Hour
+)
 
 // Bounds of Config.BodyTimeout.
 const (
@@ -218,6 +228,12 @@ func (c *Config) setDefaults() error {
 	if c.MaxBody < 1 || c.MaxBody > MaxMaxBody {
 		return fmt.Errorf("max_body %d out of range (1 to %d bytes)", c.MaxBody, MaxMaxBody)
 	}
+	if c.RequestFailureWindow == 0 {
+		c.RequestFailureWindow = DefaultRequestFailureWindow
+	}
+	if c.RequestFailureWindow < time.Minute || c.RequestFailureWindow > MaxRequestFailureWindow {
+		return fmt.Errorf("request_failure_window %s out of range (1m to %s)", c.RequestFailureWindow, MaxRequestFailureWindow)
+	}
 	if c.BodyTimeout == 0 {
 		c.BodyTimeout = DefaultBodyTimeout
 	}
@@ -291,9 +307,6 @@ type Engine struct {
 	// fromRequest: the identity comes from the protected request itself
 	// (RequestIdentity), so challenges bind to the browser session.
 	fromRequest bool
-	// sendTime is a moving average of delivery times in nanoseconds, for
-	// decoy challenges to take as long as real ones.
-	sendTime atomic.Int64
 }
 
 // New returns an engine for policies.

@@ -715,7 +715,7 @@ func (e *Engine) challengeData(r *http.Request, b bound, now time.Time) *pageDat
 		ExpiresIn:    humanDuration(c.Expires.Sub(now)),
 		ExpiresAt:    c.Expires.UTC().Format(time.RFC3339),
 		SendsLeft:    e.cfg.MaxSends - c.Sends,
-		SendFailed:   c.SendFailed,
+		SendFailed:   sendFailed(c),
 		expires:      c.Expires.Sub(now),
 		timed:        true,
 		sentText:     true,

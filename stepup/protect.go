@@ -493,6 +493,11 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 	phone, err = sender.ParsePhone(id.Phone, e.cfg.DefaultRegion)
 	if err != nil {
 		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: p.Name, Outcome: "phone_" + phoneReason(id.Phone)})
+		if id.HideNumber {
+			// A number on file that cannot take a code must not answer
+			// differently from no account at all.
+			return e.decoy(w, r, p, id, userKey, sessionKey, pending, returnURL, api)
+		}
 		e.renderStatus(w, r, http.StatusBadRequest, stateBadPhone, nil)
 		return nil
 	}
@@ -501,6 +506,9 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 		// there (SMS-pumping defense). The customer sees the "add a
 		// mobile number" page; the log says which rule refused.
 		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: p.Name, To: phone.Masked(), Outcome: "phone_refused", Err: err})
+		if id.HideNumber {
+			return e.decoy(w, r, p, id, userKey, sessionKey, pending, returnURL, api)
+		}
 		e.renderStatus(w, r, http.StatusBadRequest, stateBadPhone, nil)
 		return nil
 	}
@@ -586,9 +594,13 @@ func (e *Engine) resume(ctx context.Context, id, userKey, sessionKey string) (*s
 // delivery leaves the challenge usable: the page offers a resend.
 // channel, when set, is the one the customer chose: the code goes by it
 // or not at all.
+//
+// Where the identity comes from the request (sign-up, password reset),
+// the answer goes out first and the code after: how long a send takes,
+// and whether it fails, must not tell who has an account (decoys send
+// nothing). Elsewhere the send is part of the answer, so that the page
+// can say at once when it failed.
 func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string, resend bool, channel sender.Channel) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), e.cfg.SendTimeout)
-	defer cancel()
 	msg := &sender.Message{
 		To:          c.Phone,
 		Code:        code,
@@ -604,25 +616,32 @@ func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string
 	if channel != "" {
 		msg.Channel = channel
 	}
+	if e.fromRequest {
+		// A detached copy: the request is over when the send runs.
+		dr := r.Clone(context.WithoutCancel(r.Context()))
+		go e.send(dr, c.ID, c.Policy, c.Phone, msg, resend)
+		return
+	}
+	c.SentBy, c.SendFailed = e.send(r, c.ID, c.Policy, c.Phone, msg, resend)
+}
+
+// send delivers msg and records the outcome (who delivered it, or that
+// it failed) in the store and the events.
+func (e *Engine) send(r *http.Request, id, policy, phone string, msg *sender.Message, resend bool) (by string, failed bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), e.cfg.SendTimeout)
+	defer cancel()
 	start := time.Now()
 	by, err := e.sender.Send(ctx, msg)
-	if err == nil {
-		// A moving average (1/8 weight) of real delivery times.
-		took := int64(time.Since(start))
-		old := e.sendTime.Load()
-		e.sendTime.Store(old + (took-old)/8)
-	}
-	ev := &Event{Kind: EventCodeSent, Policy: c.Policy, To: sender.MaskPhone(c.Phone), Sender: by,
+	ev := &Event{Kind: EventCodeSent, Policy: policy, To: sender.MaskPhone(phone), Sender: by,
 		Duration: time.Since(start), Resend: resend, Outcome: "ok"}
 	if err != nil {
 		ev.Kind, ev.Outcome, ev.Err = EventCodeSendFailed, "failed", err
 	}
 	e.emit(r, ev)
-	// c reflects the outcome as the store now records it.
-	c.SentBy, c.SendFailed = by, err != nil
-	if rerr := e.store.RecordSend(ctx, c.ID, by, err != nil); rerr != nil {
-		e.emit(r, &Event{Kind: EventStoreError, Policy: c.Policy, Outcome: "record_send", Err: rerr})
+	if rerr := e.store.RecordSend(ctx, id, by, err != nil); rerr != nil {
+		e.emit(r, &Event{Kind: EventStoreError, Policy: policy, Outcome: "record_send", Err: rerr})
 	}
+	return by, err != nil
 }
 
 // messageText renders the code message for the request's site, in the
@@ -695,20 +714,8 @@ func (e *Engine) decoy(w http.ResponseWriter, r *http.Request, p *Policy, id Ide
 		return e.storeError(w, r, "create", err)
 	}
 	e.emit(r, &Event{Kind: EventChallengeCreated, Policy: p.Name, Mode: p.Mode.String(), Outcome: "decoy"})
-	e.decoyDelay()
 	if err := e.store.RecordSend(r.Context(), c.ID, "", false); err != nil {
 		return e.storeError(w, r, "record_send", err)
 	}
 	return e.challenged(w, r, p, c, id.Email, api)
-}
-
-// decoyDelay waits about as long as real deliveries have been taking.
-func (e *Engine) decoyDelay() {
-	d := time.Duration(e.sendTime.Load())
-	if d > 2*time.Second {
-		d = 2 * time.Second
-	}
-	if d > 0 {
-		time.Sleep(d)
-	}
 }
