@@ -92,8 +92,12 @@ type Config struct {
 	// means numbers must be in international form.
 	DefaultRegion string
 	// SiteName is shown on the page and in the message; defaults to the
-	// request's host.
+	// page title, then Domain.
 	SiteName string
+	// Domain is the site's host name ("shop.example.com"). Code messages
+	// end with the WebOTP line "@domain #code" only when it is set: it
+	// must come from configuration, never from a request's Host header.
+	Domain string
 	// Message is the text template of a code message; see DefaultMessage.
 	Message string
 	// Headers names the upstream headers.
@@ -228,6 +232,9 @@ func (c *Config) setDefaults() error {
 	if c.MaxBody < 1 || c.MaxBody > MaxMaxBody {
 		return fmt.Errorf("max_body %d out of range (1 to %d bytes)", c.MaxBody, MaxMaxBody)
 	}
+	if c.Domain != "" && !validDomain(c.Domain) {
+		return fmt.Errorf("domain %q: want a host name such as shop.example.com (lowercase letters, digits, dots and dashes, no port)", c.Domain)
+	}
 	if c.RequestFailureWindow == 0 {
 		c.RequestFailureWindow = DefaultRequestFailureWindow
 	}
@@ -241,6 +248,20 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("body_timeout %s out of range (1s to %s)", c.BodyTimeout, MaxBodyTimeout)
 	}
 	return nil
+}
+
+// validDomain reports whether s is a lowercase DNS host name.
+func validDomain(s string) bool {
+	if s == "" || len(s) > 253 || s[0] == '.' || s[0] == '-' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Deliverer sends a code through one or more senders and says which one
@@ -382,6 +403,9 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 	}
 	if e.page, err = newPage(cfg.Page, cfg.SiteName, cfg.CodeLength); err != nil {
 		return nil, err
+	}
+	if cfg.Domain == "" {
+		e.log.Warn("no domain configured: code messages carry no WebOTP line (@domain #code), so browsers will not offer to fill codes in; set domain to the site's host name")
 	}
 	return e, nil
 }

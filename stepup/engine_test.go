@@ -157,7 +157,7 @@ var storeKinds = []storeKind{
 func newHarness(t *testing.T, st store.Store, mutate func(*Config, []*Policy)) *harness {
 	t.Helper()
 	h := &harness{t: t, out: &outbox{}, clock: &clock{t: time.Now()}, store: st}
-	cfg := Config{Secret: testSecret, SiteName: "Demo Shop"}
+	cfg := Config{Secret: testSecret, SiteName: "Demo Shop", Domain: "shop.example"}
 	policies := []*Policy{
 		{Name: "payment-methods", Mode: Session, GrantTTL: 15 * time.Minute},
 		{Name: "admin", Mode: Monitor},
@@ -417,7 +417,7 @@ func TestSessionFlow(t *testing.T) {
 		}
 		msg := h.out.last(t)
 		if msg.To != "+14155550100" || msg.Policy != "payment-methods" || len(msg.Code) != 6 ||
-			!strings.Contains(msg.Text, msg.Code) || !strings.HasSuffix(msg.Text, "\n\n@127.0.0.1 #"+msg.Code) {
+			!strings.Contains(msg.Text, msg.Code) || !strings.HasSuffix(msg.Text, "\n\n@shop.example #"+msg.Code) {
 			t.Fatalf("message = %+v", msg)
 		}
 		csrf := csrfOf(t, page)

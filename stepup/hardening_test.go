@@ -279,3 +279,33 @@ func TestGrantHeaderOptIn(t *testing.T) {
 		}
 	}
 }
+
+// Finding 5: the WebOTP line names the configured domain whatever Host
+// the request claims, and there is none without a configured domain.
+func TestWebOTPLineFromConfig(t *testing.T) {
+	h := newHarness(t, store.NewMemory(time.Minute), nil)
+	req, _ := http.NewRequest("GET", h.srv.URL+"/account/payment-methods", nil)
+	req.Host = "login.evil-bank.example"
+	req.Header.Set("Accept", "text/html")
+	req.Header.Set("X-Remote-User", "bob")
+	req.Header.Set("X-Remote-Phone", "+14155550101")
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	msg := h.out.last(t)
+	if strings.Contains(msg.Text, "evil") || !strings.HasSuffix(msg.Text, "\n\n@shop.example #"+msg.Code) {
+		t.Fatalf("message follows the Host header: %q", msg.Text)
+	}
+
+	h = newHarness(t, store.NewMemory(time.Minute), func(c *Config, _ []*Policy) { c.Domain = "" })
+	bob := h.browser("bob", "+14155550101")
+	bob.do("GET", "/account/payment-methods", nil)
+	if text := h.out.last(t).Text; strings.Contains(text, "@") || strings.Contains(text, "127.0.0.1") {
+		t.Fatalf("no domain configured, yet the message names one: %q", text)
+	}
+	if !strings.Contains(h.logs.String(), "no domain configured") {
+		t.Fatal("no warning at start without a domain")
+	}
+}

@@ -444,26 +444,28 @@ func (p *pageRenderer) localeFor(r *http.Request) *locale {
 }
 
 // siteName is the name the code message gives the site: site_name, else
-// the page title, else the request's host.
-func (e *Engine) siteName(r *http.Request) string {
-	if e.cfg.SiteName != "" {
-		return e.cfg.SiteName
-	}
-	if e.page != nil && e.page.cfg.Title != "" {
+// the page title, else the configured domain. Never the request's Host
+// header: whoever sends the request chooses it.
+func (e *Engine) siteName() string {
+	return firstOf(e.cfg.SiteName, e.pageTitle(), e.cfg.Domain)
+}
+
+func (e *Engine) pageTitle() string {
+	if e.page != nil {
 		return e.page.cfg.Title
 	}
-	return requestHost(r)
+	return ""
 }
 
 // localizedText renders the code message for request r in the language
 // the customer's browser (or API client) asks for in Accept-Language, or
 // the page's configured locale. A custom Config.Message is used as it is,
 // in the operator's words: only its {ttl} follows a configured locale.
-// The last line lets Android Chrome fill the code in (WebOTP: "@host
-// #code"); it is added when the host is known and the template does not
-// place it itself.
+// The last line lets Android Chrome fill the code in (WebOTP: "@domain
+// #code"); it is added when a domain is configured (never taken from the
+// request, which would let anyone make it name a phishing site) and the
+// template does not place it itself.
 func (e *Engine) localizedText(r *http.Request, code, description string) string {
-	host := requestHost(r)
 	loc := en()
 	if e.page != nil {
 		loc = e.page.localeFor(r)
@@ -480,12 +482,14 @@ func (e *Engine) localizedText(r *http.Request, code, description string) string
 	}
 	text := strings.NewReplacer(
 		"{code}", code,
-		"{site}", e.siteName(r),
+		"{site}", e.siteName(),
 		"{ttl}", loc.duration(e.cfg.CodeTTL),
 		"{describe}", description,
 	).Replace(tmpl)
-	if host != "" && !strings.Contains(tmpl, "#{code}") {
-		text += "\n\n@" + host + " #" + code
+	// An unnamed site leaves a double space behind.
+	text = strings.ReplaceAll(text, "  ", " ")
+	if e.cfg.Domain != "" && !strings.Contains(tmpl, "#{code}") {
+		text += "\n\n@" + e.cfg.Domain + " #" + code
 	}
 	return text
 }

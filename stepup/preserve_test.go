@@ -347,7 +347,7 @@ func TestDescribeSanitized(t *testing.T) {
 	resp, _ := alice.raw("POST", "/checkout", "application/x-www-form-urlencoded", []byte(form.Encode()))
 	msg := h.out.last(t)
 	lines := strings.Split(msg.Text, "\n")
-	if len(lines) != 3 || !strings.HasPrefix(lines[2], "@127.0.0.1 #") {
+	if len(lines) != 3 || !strings.HasPrefix(lines[2], "@shop.example #") {
 		t.Fatalf("message lines %q", lines)
 	}
 	if strings.ContainsRune(msg.Text, '\u202e') || strings.Contains(msg.Text, strings.Repeat("x", 50)) {
