@@ -178,7 +178,7 @@ func (e *Engine) apiVerify(w http.ResponseWriter, r *http.Request) error {
 		kind = "transaction"
 	}
 	out := map[string]any{
-		"grant":      e.keys.issueGrant(g, b.id.User, b.session, bind),
+		"grant":      e.keys.issueGrant(g, e.binding(r, p, b.id.User, b.session, bind)),
 		"policy":     c.Policy,
 		"kind":       kind,
 		"expires_at": g.Expires.UTC().Format(time.RFC3339),

@@ -76,7 +76,9 @@ func BenchmarkGrantCheck(b *testing.B) {
 		next := NextFunc(func(http.ResponseWriter, *http.Request) error { return nil })
 		now := e.now()
 		cookieFor := func(user string) string {
-			tok := e.keys.issueGrant(Grant{Kind: SessionGrant, Policy: "p", IssuedAt: now, Expires: now.Add(time.Hour)}, user, "sid:s1", "")
+			r := httptest.NewRequest("GET", "/vault/statement", nil)
+			tok := e.keys.issueGrant(Grant{Kind: SessionGrant, Policy: "p", IssuedAt: now, Expires: now.Add(time.Hour)},
+				e.binding(r, e.Policy("p"), user, "sid:s1", ""))
 			return sessionCookieName + "=s1; " + grantCookiePrefix + "p=" + tok
 		}
 		for _, users := range []int{1, 10000} {

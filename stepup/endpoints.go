@@ -475,7 +475,8 @@ func (e *Engine) verify(w http.ResponseWriter, r *http.Request, id string) error
 		if p != nil {
 			ttl = p.GrantTTL
 		}
-		tok := e.keys.issueGrant(Grant{Kind: SessionGrant, Policy: c.Policy, IssuedAt: now, Expires: now.Add(ttl)}, b.id.User, b.session, "")
+		tok := e.keys.issueGrant(Grant{Kind: SessionGrant, Policy: c.Policy, IssuedAt: now, Expires: now.Add(ttl)},
+			e.binding(r, p, b.id.User, b.session, ""))
 		setGrantCookie(w, r, c.Policy, tok, ttl)
 	}
 	ret, ok := SafeReturnPath(c.ReturnURL)

@@ -94,6 +94,12 @@ type Config struct {
 	// SiteName is shown on the page and in the message; defaults to the
 	// page title, then Domain.
 	SiteName string
+	// Scope, when set, lets handlers that share the secret and the store
+	// accept each other's grants for policies of the same name (a
+	// deliberate choice: several sites of one shop). Empty: grants and
+	// challenges are valid only at the site (host and port) and path
+	// prefix they were made at.
+	Scope string
 	// Domain is the site's host name ("shop.example.com"). Code messages
 	// end with the WebOTP line "@domain #code" only when it is set: it
 	// must come from configuration, never from a request's Host header.

@@ -33,12 +33,12 @@ type Grant struct {
 
 // Token layout: base64url(payload) "." base64url(mac[:16]), where payload
 // is version(1) kind(1) issued(8) expires(8) id(12), big-endian Unix
-// seconds, and mac = HMAC(grant key, payload, policy, user, session,
-// bind), bind being the transaction hash of a transaction grant.
+// seconds, and mac = HMAC(grant key, payload, binding), the binding
+// being everything the grant is valid for (grantBinding).
 // Nothing in the token names the user: it only verifies for the same
 // identity, so a token copied to another login is worthless.
 const (
-	grantVersion    = 1
+	grantVersion    = 2
 	grantPayloadLen = 30
 	grantMACLen     = 16
 	grantTokenLen   = 40 + 1 + 22 // base64url lengths of 30 and 16 bytes
@@ -46,9 +46,27 @@ const (
 	MaxGrantTokenLen = 128
 )
 
-// issueGrant returns the token for g, bound to user, session and bind
-// (a transaction hash, or "").
-func (k *keys) issueGrant(g Grant, user, session, bind string) string {
+// grantBinding is what a grant is valid for, beyond its own lifetime:
+// a grant verifies only where every one of these is the same as where
+// it was issued.
+type grantBinding struct {
+	// Policy and Version: the policy's name and its definition when the
+	// grant was issued (a changed policy never honours older grants).
+	Policy, Version string
+	// Scope is the handler's scope: the site and port it serves, or the
+	// configured shared scope.
+	Scope string
+	// Gen is the store generation: after the store lost its data, no
+	// grant issued before verifies.
+	Gen string
+	// User and Session are who verified, and in which session.
+	User, Session string
+	// Tx is the transaction hash of a transaction grant, else "".
+	Tx string
+}
+
+// issueGrant returns the token for g, bound to b.
+func (k *keys) issueGrant(g Grant, b grantBinding) string {
 	var p [grantPayloadLen]byte
 	p[0] = grantVersion
 	p[1] = byte(g.Kind)
@@ -61,29 +79,31 @@ func (k *keys) issueGrant(g Grant, user, session, bind string) string {
 	} else {
 		_, _ = rand.Read(p[18:30])
 	}
-	m := k.grantMAC(p[:], g.Policy, user, session, bind)
-	var b strings.Builder
-	b.Grow(grantTokenLen)
-	b.WriteString(b64.EncodeToString(p[:]))
-	b.WriteByte('.')
-	b.WriteString(b64.EncodeToString(m[:grantMACLen]))
-	return b.String()
+	m := k.grantMAC(p[:], &b)
+	var sb strings.Builder
+	sb.Grow(grantTokenLen)
+	sb.WriteString(b64.EncodeToString(p[:]))
+	sb.WriteByte('.')
+	sb.WriteString(b64.EncodeToString(m[:grantMACLen]))
+	return sb.String()
 }
 
-func (k *keys) grantMAC(payload []byte, policy, user, session, bind string) []byte {
+func (k *keys) grantMAC(payload []byte, b *grantBinding) []byte {
 	s := k.grant.get()
 	s.raw(payload)
-	s.part(policy)
-	s.part(user)
-	s.part(session)
-	s.part(bind)
+	s.part(b.Policy)
+	s.part(b.Version)
+	s.part(b.Scope)
+	s.part(b.Gen)
+	s.part(b.User)
+	s.part(b.Session)
+	s.part(b.Tx)
 	return k.grant.sum(s, make([]byte, 0, sha256.Size))
 }
 
-// verifyGrant parses token and checks that it was issued for policy,
-// user, session and bind and is unexpired at now. It never panics on any
-// input.
-func (k *keys) verifyGrant(token, policy, user, session, bind string, now time.Time) (Grant, bool) {
+// verifyGrant parses token and checks that it was issued for b and is
+// unexpired at now. It never panics on any input.
+func (k *keys) verifyGrant(token string, b *grantBinding, now time.Time) (Grant, bool) {
 	if len(token) != grantTokenLen || token[40] != '.' {
 		return Grant{}, false
 	}
@@ -98,13 +118,13 @@ func (k *keys) verifyGrant(token, policy, user, session, bind string, now time.T
 	if p[0] != grantVersion {
 		return Grant{}, false
 	}
-	want := k.grantMAC(p[:], policy, user, session, bind)
+	want := k.grantMAC(p[:], b)
 	if !hmac.Equal(m[:], want[:grantMACLen]) {
 		return Grant{}, false
 	}
 	g := Grant{
 		Kind:     GrantKind(p[1]),
-		Policy:   policy,
+		Policy:   b.Policy,
 		IssuedAt: time.Unix(int64(binary.BigEndian.Uint64(p[2:10])), 0),
 		Expires:  time.Unix(int64(binary.BigEndian.Uint64(p[10:18])), 0),
 		ID:       b64.EncodeToString(p[18:30]),

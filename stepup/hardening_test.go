@@ -309,3 +309,64 @@ func TestWebOTPLineFromConfig(t *testing.T) {
 		t.Fatal("no warning at start without a domain")
 	}
 }
+
+// Finding 9: two handlers with the same secret, store and policy names
+// (two sites, or two ports) never accept each other's grants, unless a
+// shared scope is configured; a changed policy honours no earlier grant.
+func TestGrantScope(t *testing.T) {
+	st := store.NewMemory(time.Minute)
+	a := newHarness(t, st, nil)
+	b := newHarness(t, st, nil)
+	alice := a.browser("alice", "+14155550100")
+	loc, csrf := alice.start("/account/payment-methods")
+	alice.do("POST", loc, url.Values{"csrf": {csrf}, "code": {a.out.last(t).Code}})
+	api := a.browser("alice", "+14155550100")
+	_, ch := api.apiDo("GET", "/account/payment-methods", nil)
+	_, out := api.apiVerify(ch["challenge"].(string), a.out.last(t).Code)
+	grant := out["grant"].(string)
+	if resp, _ := alice.do("GET", "/account/payment-methods", nil); resp.StatusCode != 200 {
+		t.Fatalf("grant at its own handler = %d", resp.StatusCode)
+	}
+
+	other := b.browser("alice", "+14155550100")
+	other.jar = alice.jar
+	if resp, _ := other.do("GET", "/account/payment-methods", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("cookie grant at another port = %d, want a challenge", resp.StatusCode)
+	}
+	otherAPI := b.browser("alice", "+14155550100")
+	if resp, _ := otherAPI.apiDo("GET", "/account/payment-methods", nil, "Cookie", GrantCookie+"="+grant); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("API grant at another port = %d", resp.StatusCode)
+	}
+	// Another Host at the same port is another site.
+	req, _ := http.NewRequest("GET", a.srv.URL+"/account/payment-methods", nil)
+	req.Host = "other.example"
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("X-Remote-User", "alice")
+	req.Header.Set("X-Remote-Phone", "+14155550100")
+	req.AddCookie(&http.Cookie{Name: GrantCookie, Value: grant})
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("API grant for another host = %d", resp.StatusCode)
+	}
+
+	// A deliberately shared scope: the same grants open both.
+	shared := func(c *Config, _ []*Policy) { c.Scope = "shop" }
+	a2, b2 := newHarness(t, st, shared), newHarness(t, st, shared)
+	api2 := a2.browser("carol", "+14155550102")
+	_, ch = api2.apiDo("GET", "/account/payment-methods", nil)
+	_, out = api2.apiVerify(ch["challenge"].(string), a2.out.last(t).Code)
+	if resp, _ := b2.browser("carol", "+14155550102").apiDo("GET", "/account/payment-methods", nil, "Cookie", GrantCookie+"="+out["grant"].(string)); resp.StatusCode != 200 {
+		t.Fatalf("shared scope = %d", resp.StatusCode)
+	}
+
+	// The same handler after a reload that changed the policy: the old
+	// grant is refused.
+	c2 := newHarness(t, st, func(c *Config, ps []*Policy) { shared(c, ps); ps[0].GrantTTL = time.Hour })
+	if resp, _ := c2.browser("carol", "+14155550102").apiDo("GET", "/account/payment-methods", nil, "Cookie", GrantCookie+"="+out["grant"].(string)); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("grant of a changed policy = %d", resp.StatusCode)
+	}
+}

@@ -1,6 +1,7 @@
 package stepup
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"regexp"
 	"time"
@@ -65,6 +66,12 @@ type Policy struct {
 	// Describe is the template of what a transaction authorizes, shown on
 	// the page and in the message ("Pay {form.amount} to {form.merchant}").
 	Describe string
+	// Version identifies the policy's whole definition (the Caddy
+	// adapter hashes its configuration, matchers included); empty, it
+	// is derived from the fields above. Challenges and grants remember
+	// it: after a reload that changes the policy they expire, so that a
+	// change can never widen what an earlier code approved.
+	Version string
 
 	desc *describer
 }
@@ -84,6 +91,11 @@ func (p *Policy) Validate() error {
 	}
 	if p.GrantTTL < time.Second || p.GrantTTL > MaxGrantTTL {
 		return fmt.Errorf("policy %s: grant_ttl %s out of range (1s to %s)", p.Name, p.GrantTTL, MaxGrantTTL)
+	}
+	if p.Version == "" {
+		sum := sha256.New()
+		writeParts(sum, "policy-v1", p.Name, p.Mode.String(), p.GrantTTL.String(), p.Describe)
+		p.Version = b64.EncodeToString(sum.Sum(nil)[:12])
 	}
 	if p.Describe != "" {
 		d, err := parseDescribe(p.Describe)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -269,7 +270,7 @@ func (e *Engine) grantFor(r *http.Request, p *Policy, user, session string) (Gra
 	if tok == "" || len(tok) > MaxGrantTokenLen {
 		return Grant{}, false
 	}
-	g, ok := e.verifyGrant(tok, p.Name, user, session, "")
+	g, ok := e.verifyGrant(tok, e.binding(r, p, user, session, ""))
 	if !ok || g.Kind != SessionGrant {
 		return Grant{}, false
 	}
@@ -293,7 +294,7 @@ func (e *Engine) useGrantHeader(w http.ResponseWriter, r *http.Request, p *Polic
 		bind = string(txHash(p.Name, r.Method, r.URL.RequestURI(), r.Header, body, id.User))
 		kind = TransactionGrant
 	}
-	g, ok := e.verifyGrant(tok, p.Name, id.User, session, bind)
+	g, ok := e.verifyGrant(tok, e.binding(r, p, id.User, session, bind))
 	if !ok || g.Kind != kind {
 		return e.refuseGrant(w, r, p, "invalid")
 	}
@@ -327,14 +328,45 @@ func (e *Engine) useGrantHeader(w http.ResponseWriter, r *http.Request, p *Polic
 
 // verifyGrant checks a grant token under the current secret, then the
 // previous ones.
-func (e *Engine) verifyGrant(tok, policy, user, session, bind string) (Grant, bool) {
+func (e *Engine) verifyGrant(tok string, b grantBinding) (Grant, bool) {
 	now := e.now()
 	for _, k := range e.all {
-		if g, ok := k.verifyGrant(tok, policy, user, session, bind, now); ok {
+		if g, ok := k.verifyGrant(tok, &b, now); ok {
 			return g, true
 		}
 	}
 	return Grant{}, false
+}
+
+// binding is what a grant of policy p for user in session, made or used
+// at request r, is bound to (tx: the transaction hash, or "").
+func (e *Engine) binding(r *http.Request, p *Policy, user, session, tx string) grantBinding {
+	return grantBinding{Policy: p.Name, Version: p.Version, Scope: e.scope(r), User: user, Session: session, Tx: tx}
+}
+
+// scope names where grants and challenges are valid: the configured
+// shared scope, or else this handler's site: the host the request was
+// for and the local port it came in on, under the engine's path prefix.
+// Two handlers with the same secret and policy names (two sites, two
+// ports) so never accept each other's grants; instances of one config
+// behind a load balancer share them.
+func (e *Engine) scope(r *http.Request) string {
+	if e.cfg.Scope != "" {
+		return "shared\x00" + e.cfg.Scope
+	}
+	host := r.Host
+	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
+		host = host[:i]
+	}
+	var port string
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		if ta, ok := a.(*net.TCPAddr); ok {
+			port = strconv.Itoa(ta.Port)
+		} else if _, p, err := net.SplitHostPort(a.String()); err == nil {
+			port = p
+		}
+	}
+	return "site\x00" + e.cfg.PathPrefix + "\x00" + strings.ToLower(host) + "\x00" + port
 }
 
 // refuseGrant answers a grant token that does not open this request: it

@@ -229,7 +229,9 @@ func TestSecretRotation(t *testing.T) {
 	st := store.NewMemory(time.Minute)
 	oldSecret := []byte("old-secret-0123456789abcdef0123456789")
 	sessionCheckout := func(ps []*Policy) { ps[1] = &Policy{Name: "checkout", Mode: Session} }
-	h1 := newHarness(t, st, func(c *Config, ps []*Policy) { c.Secret = oldSecret; sessionCheckout(ps) })
+	// Two instances of one site (a shared scope: test servers listen on
+	// two ports, instances of one config on one).
+	h1 := newHarness(t, st, func(c *Config, ps []*Policy) { c.Secret = oldSecret; c.Scope = "shop"; sessionCheckout(ps) })
 	alice := h1.browser("alice", "+14155550100")
 	loc, csrf := alice.start("/account/payment-methods")
 	alice.do("POST", loc, url.Values{"csrf": {csrf}, "code": {h1.out.last(t).Code}})
@@ -238,7 +240,11 @@ func TestSecretRotation(t *testing.T) {
 	_, page := alice.do("GET", pendingLoc, nil)
 	pendingCSRF := csrfOf(t, page)
 
-	h2 := newHarness(t, st, func(c *Config, ps []*Policy) { c.PreviousSecrets = [][]byte{oldSecret}; sessionCheckout(ps) })
+	h2 := newHarness(t, st, func(c *Config, ps []*Policy) {
+		c.PreviousSecrets = [][]byte{oldSecret}
+		c.Scope = "shop"
+		sessionCheckout(ps)
+	})
 	h2.out.msgs = h1.out.msgs
 	b2 := h2.browser("alice", "+14155550100")
 	b2.jar = alice.jar
@@ -256,7 +262,7 @@ func TestSecretRotation(t *testing.T) {
 	}
 	// With the old secret gone, the grant it made is refused, and the
 	// one made during the rotation (new secret) still works.
-	h3 := newHarness(t, st, func(_ *Config, ps []*Policy) { sessionCheckout(ps) })
+	h3 := newHarness(t, st, func(c *Config, ps []*Policy) { c.Scope = "shop"; sessionCheckout(ps) })
 	b3 := h3.browser("alice", "+14155550100")
 	b3.jar = alice.jar
 	if resp, _ := b3.do("GET", "/account/payment-methods", nil); resp.StatusCode != http.StatusSeeOther {
@@ -360,8 +366,8 @@ func BenchmarkRateLimited(b *testing.B) {
 // store; new verifications after the revocation work.
 func TestRevokeUser(t *testing.T) {
 	forEachStore(t, func(t *testing.T, st store.Store) {
-		h := newHarness(t, st, nil)
-		other, err := New(Config{Secret: testSecret}, []*Policy{{Name: "payment-methods"}}, Options{
+		h := newHarness(t, st, func(c *Config, _ []*Policy) { c.Scope = "shop" })
+		other, err := New(Config{Secret: testSecret, Scope: "shop"}, []*Policy{{Name: "payment-methods"}}, Options{
 			Store: st, Sender: h.out, Identity: &HeaderSource{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
 		})
 		if err != nil {

@@ -73,24 +73,35 @@ func TestGrantToken(t *testing.T) {
 	k := testKeys(t)
 	now := time.Now()
 	g := Grant{Kind: SessionGrant, Policy: "p", IssuedAt: now, Expires: now.Add(time.Minute)}
-	tok := k.issueGrant(g, "alice", "sid:1", "")
+	base := grantBinding{Policy: "p", Version: "v1", Scope: "site\x00shop", Gen: "g1", User: "alice", Session: "sid:1"}
+	tok := k.issueGrant(g, base)
 	if len(tok) != grantTokenLen {
 		t.Fatalf("token length %d", len(tok))
 	}
-	got, ok := k.verifyGrant(tok, "p", "alice", "sid:1", "", now)
+	got, ok := k.verifyGrant(tok, &base, now)
 	if !ok || got.Kind != SessionGrant || got.IssuedAt.Unix() != now.Unix() || got.ID == "" {
 		t.Fatalf("verify = %+v, %v", got, ok)
 	}
-	for name, tc := range map[string][4]string{
-		"other policy":  {tok, "q", "alice", "sid:1"},
-		"other user":    {tok, "p", "bob", "sid:1"},
-		"other session": {tok, "p", "alice", "sid:2"},
-		"shifted parts": {tok, "p", "alic", "esid:1"},
-		"empty policy":  {tok, "", "alice", "sid:1"},
-		"truncated":     {tok[:len(tok)-1], "p", "alice", "sid:1"},
-		"empty":         {"", "p", "alice", "sid:1"},
+	// Every part of the binding counts (findings 7, 9, 17).
+	for name, change := range map[string]func(b *grantBinding){
+		"other policy":         func(b *grantBinding) { b.Policy = "q" },
+		"changed policy":       func(b *grantBinding) { b.Version = "v2" },
+		"other scope":          func(b *grantBinding) { b.Scope = "site\x00other" },
+		"other generation":     func(b *grantBinding) { b.Gen = "g2" },
+		"other user":           func(b *grantBinding) { b.User = "bob" },
+		"other session":        func(b *grantBinding) { b.Session = "sid:2" },
+		"shifted parts":        func(b *grantBinding) { b.User, b.Session = "alic", "esid:1" },
+		"empty policy":         func(b *grantBinding) { b.Policy = "" },
+		"a transaction's hash": func(b *grantBinding) { b.Tx = "tx" },
 	} {
-		if _, ok := k.verifyGrant(tc[0], tc[1], tc[2], tc[3], "", now); ok {
+		b := base
+		change(&b)
+		if _, ok := k.verifyGrant(tok, &b, now); ok {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	for name, bad := range map[string]string{"truncated": tok[:len(tok)-1], "empty": ""} {
+		if _, ok := k.verifyGrant(bad, &base, now); ok {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -102,16 +113,16 @@ func TestGrantToken(t *testing.T) {
 		} else {
 			b[i] = 'A'
 		}
-		if _, ok := k.verifyGrant(string(b), "p", "alice", "sid:1", "", now); ok {
+		if _, ok := k.verifyGrant(string(b), &base, now); ok {
 			t.Errorf("token with byte %d changed accepted", i)
 		}
 	}
-	if _, ok := k.verifyGrant(tok, "p", "alice", "sid:1", "", now.Add(time.Minute)); ok {
+	if _, ok := k.verifyGrant(tok, &base, now.Add(time.Minute)); ok {
 		t.Error("expired grant accepted")
 	}
 	// Another secret: refused.
 	other, _ := deriveKeys([]byte(strings.Repeat("x", 32)))
-	if _, ok := other.verifyGrant(tok, "p", "alice", "sid:1", "", now); ok {
+	if _, ok := other.verifyGrant(tok, &base, now); ok {
 		t.Error("grant accepted under another secret")
 	}
 }
@@ -119,17 +130,18 @@ func TestGrantToken(t *testing.T) {
 func FuzzGrantToken(f *testing.F) {
 	k := testKeys(f)
 	now := time.Unix(1_800_000_000, 0)
-	f.Add(k.issueGrant(Grant{Kind: SessionGrant, Policy: "p", IssuedAt: now, Expires: now.Add(time.Hour)}, "u", "s", ""))
-	f.Add(k.issueGrant(Grant{Kind: TransactionGrant, Policy: "p", IssuedAt: now, Expires: now.Add(time.Hour)}, "u", "s", "tx"))
+	b := grantBinding{Policy: "p", User: "u", Session: "s"}
+	f.Add(k.issueGrant(Grant{Kind: SessionGrant, Policy: "p", IssuedAt: now, Expires: now.Add(time.Hour)}, b))
+	f.Add(k.issueGrant(Grant{Kind: TransactionGrant, Policy: "p", IssuedAt: now, Expires: now.Add(time.Hour)}, b))
 	f.Add("")
 	f.Add(strings.Repeat("A", grantTokenLen))
 	f.Add(strings.Repeat("A", 40) + "." + strings.Repeat("_", 22))
 	f.Fuzz(func(t *testing.T, tok string) {
-		g, ok := k.verifyGrant(tok, "p", "u", "s", "", now)
+		g, ok := k.verifyGrant(tok, &b, now)
 		if ok {
 			// Only a token we issued verifies: re-issuing its fields under
 			// the same key yields the same token.
-			again := k.issueGrant(g, "u", "s", "")
+			again := k.issueGrant(g, b)
 			if again != tok {
 				t.Fatalf("accepted a token we did not issue: %q (would issue %q)", tok, again)
 			}
