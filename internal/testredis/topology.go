@@ -79,6 +79,7 @@ func RunClusterReplicas(tb testing.TB, masters, replicas int) *Cluster {
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "2000",
+			"--repl-diskless-sync-delay", "0",
 		}}
 		if err := s.Start(); err != nil {
 			tb.Fatalf("starting cluster node: %v", err)
@@ -142,7 +143,8 @@ func (c *Cluster) replicasInSync(want int) bool {
 // replica is in sync, and stops both when the test ends.
 func RunReplicated(tb testing.TB) (master, replica *Server) {
 	tb.Helper()
-	master = Run(tb)
+	// No diskless-sync delay (5s by default): the replica syncs at once.
+	master = Run(tb, "--repl-diskless-sync-delay", "0")
 	replica = Run(tb, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
 	deadline := time.Now().Add(20 * time.Second)
 	for {
