@@ -7,6 +7,13 @@
 // Lua script on one hash-tagged key in Redis, one critical section in
 // memory), so concurrent verifications of one code have exactly one winner.
 // Codes never reach the store: only their HMAC does.
+//
+// A user's failure budget lives apart from the challenges (another hash
+// slot), so a verification spends it in two phases: ReserveFailure before
+// the code is compared, RefundFailure when no wrong code was compared.
+// The budget is then exact under any concurrency across any number of
+// challenges and instances, and a step that is lost leaves the count
+// higher: it fails closed.
 package store
 
 import (
@@ -134,10 +141,10 @@ type Challenge struct {
 	Generation string
 
 	// StashSlot, when set on a challenge with a stash, names the one
-	// stash a user may keep pending under it (the engine derives it from
-	// user and policy). Create points the slot at the new challenge and
-	// deletes the stash of the challenge it pointed at before, if that
-	// one is still pending. It is not stored: Get returns it empty.
+	// pending stash a user may keep under it (the engine derives it from
+	// user and policy): see Create. It is not stored: Get returns it
+	// empty. A replaced challenge stays readable, and TakeStash on it
+	// gets ErrNotFound.
 	StashSlot string
 }
 
@@ -172,6 +179,11 @@ type Store interface {
 	// send at c.Created. The record is kept until c.Expires plus retain,
 	// so that late requests learn it expired or was used. When pending is
 	// not empty, it also points pending at the challenge until c.Expires.
+	// With c.StashSlot set and a stash, it then points the slot at c for
+	// as long as c's record lives and deletes the stash of the pending
+	// challenge the slot pointed at before: a cleanup step after the
+	// create, whose failure leaves that stash to its TTL and is not
+	// reported.
 	Create(ctx context.Context, c *Challenge, pending string, retain time.Duration) error
 	// Get returns a copy of a challenge, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Challenge, error)
