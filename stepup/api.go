@@ -1,6 +1,7 @@
 package stepup
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"mime"
 	"net/http"
@@ -176,6 +177,13 @@ func (e *Engine) apiVerify(w http.ResponseWriter, r *http.Request) error {
 	kind := "session"
 	if g.Kind == TransactionGrant {
 		kind = "transaction"
+		// The store's issuance record is what makes it usable, once.
+		var id [12]byte
+		_, _ = rand.Read(id[:])
+		g.ID = b64.EncodeToString(id[:])
+		if err := e.store.IssueGrant(r.Context(), g.ID, g.Expires); err != nil {
+			return e.storeError(w, r, "issue_grant", err)
+		}
 	}
 	out := map[string]any{
 		"grant":      e.keys.issueGrant(g, e.binding(r, p, b.id.User, b.session, bind)),

@@ -307,6 +307,8 @@ func (e *Engine) useGrantHeader(w http.ResponseWriter, r *http.Request, p *Polic
 		switch err := e.store.UseGrant(r.Context(), g.ID, g.Expires); {
 		case errors.Is(err, store.ErrGrantUsed):
 			return e.refuseGrant(w, r, p, "used")
+		case errors.Is(err, store.ErrGrantUnknown):
+			return e.refuseGrant(w, r, p, "unknown")
 		case err != nil:
 			return e.storeError(w, r, "use_grant", err)
 		}

@@ -274,3 +274,21 @@ func Run(tb testing.TB, extra ...string) *Server {
 	tb.Cleanup(func() { s.Stop(); s.Release() })
 	return s
 }
+
+// Pause stops the server's process (SIGSTOP) without closing its
+// connections: peers see a server that has hung, as a replica that
+// stopped acknowledging. Resume continues it.
+func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT).
+func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) error {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil {
+		return errors.New("server not running")
+	}
+	return cmd.Process.Signal(sig)
+}

@@ -12,9 +12,13 @@ import (
 	"time"
 )
 
-// Cluster is a local Redis Cluster of masters without replicas.
+// Cluster is a local Redis Cluster.
 type Cluster struct {
+	// Nodes are every node, masters and replicas.
 	Nodes []*Server
+	// ReplicasOf lists the replicas of each master, by the master's
+	// port (RunClusterReplicas only).
+	ReplicasOf map[int][]*Server
 }
 
 // Addrs returns the nodes' addresses.
@@ -49,13 +53,20 @@ func clusterPort() (int, error) {
 // stops them when the test ends.
 func RunCluster(tb testing.TB, masters int) *Cluster {
 	tb.Helper()
+	return RunClusterReplicas(tb, masters, 0)
+}
+
+// RunClusterReplicas is RunCluster with replicas replicas per master;
+// it also waits until every replica is in sync with its master.
+func RunClusterReplicas(tb testing.TB, masters, replicas int) *Cluster {
+	tb.Helper()
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {
 		tb.Fatalf("redis-cli not found (Debian's redis-tools, installed with redis-server): %v", err)
 	}
 	dir := tb.TempDir()
 	c := &Cluster{}
-	for i := 0; i < masters; i++ {
+	for i := 0; i < masters*(1+replicas); i++ {
 		port, err := clusterPort()
 		if err != nil {
 			tb.Fatal(err)
@@ -68,6 +79,7 @@ func RunCluster(tb testing.TB, masters int) *Cluster {
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "2000",
+			"--repl-diskless-sync-delay", "0",
 		}}
 		if err := s.Start(); err != nil {
 			tb.Fatalf("starting cluster node: %v", err)
@@ -76,7 +88,7 @@ func RunCluster(tb testing.TB, masters int) *Cluster {
 		c.Nodes = append(c.Nodes, s)
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
-	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	args = append(args, "--cluster-replicas", strconv.Itoa(replicas), "--cluster-yes")
 	if out, err := exec.Command(cli, args...).CombinedOutput(); err != nil {
 		tb.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
 	}
@@ -89,13 +101,61 @@ func RunCluster(tb testing.TB, masters int) *Cluster {
 				ok = false
 			}
 		}
+		if ok && replicas > 0 {
+			ok = c.replicasInSync(masters * replicas)
+		}
 		if ok {
 			return c
 		}
 		if time.Now().After(deadline) {
-			tb.Fatal("the cluster did not reach cluster_state:ok within 20s")
+			tb.Fatal("the cluster did not reach cluster_state:ok (with replicas in sync) within 20s")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// replicasInSync fills c.ReplicasOf and reports whether want replicas
+// have their link to their master up.
+func (c *Cluster) replicasInSync(want int) bool {
+	of := make(map[int][]*Server)
+	n := 0
+	for _, s := range c.Nodes {
+		info, _ := s.Info(context.Background(), "replication")
+		if !strings.Contains(info, "role:slave") {
+			continue
+		}
+		if !strings.Contains(info, "master_link_status:up") {
+			return false
+		}
+		for _, line := range strings.Split(info, "\n") {
+			if p, ok := strings.CutPrefix(strings.TrimSpace(line), "master_port:"); ok {
+				port, _ := strconv.Atoi(p)
+				of[port] = append(of[port], s)
+				n++
+			}
+		}
+	}
+	c.ReplicasOf = of
+	return n == want
+}
+
+// RunReplicated starts a master and one replica of it, waits until the
+// replica is in sync, and stops both when the test ends.
+func RunReplicated(tb testing.TB) (master, replica *Server) {
+	tb.Helper()
+	// No diskless-sync delay (5s by default): the replica syncs at once.
+	master = Run(tb, "--repl-diskless-sync-delay", "0")
+	replica = Run(tb, "--replicaof", "127.0.0.1", strconv.Itoa(master.Port))
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, _ := replica.Info(context.Background(), "replication")
+		if strings.Contains(info, "master_link_status:up") {
+			return master, replica
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("replica not in sync within 20s (%q)", info)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -19,9 +19,11 @@ type Memory struct {
 	challenges map[string]*memChallenge
 	pending    map[string]memPointer
 	failures   map[string]memCounter
-	grants     map[string]time.Time
-	rates      map[string]time.Time // GCRA theoretical arrival times
+	grants     map[string]memGrant
+	slots      map[string]memPointer // stash slots
+	rates      map[string]time.Time  // GCRA theoretical arrival times
 	revoked    map[string]memRevocation
+	generation string
 
 	now       func() time.Time
 	stop      chan struct{}
@@ -31,8 +33,13 @@ type Memory struct {
 type memChallenge struct {
 	c      *Challenge
 	expire time.Time // when the record is dropped
-	stash  []byte
+	stash  []byte    // nil once taken or dropped
 	taken  bool
+}
+
+type memGrant struct {
+	expire time.Time
+	used   bool
 }
 
 type memRevocation struct {
@@ -59,9 +66,11 @@ func NewMemory(sweep time.Duration) *Memory {
 		challenges: make(map[string]*memChallenge),
 		pending:    make(map[string]memPointer),
 		failures:   make(map[string]memCounter),
-		grants:     make(map[string]time.Time),
+		grants:     make(map[string]memGrant),
+		slots:      make(map[string]memPointer),
 		rates:      make(map[string]time.Time),
 		revoked:    make(map[string]memRevocation),
+		generation: newGeneration(),
 		now:        time.Now,
 		stop:       make(chan struct{}),
 	}
@@ -102,8 +111,13 @@ func (m *Memory) sweep(now time.Time) {
 		}
 	}
 	for k, v := range m.grants {
-		if !now.Before(v) {
+		if !now.Before(v.expire) {
 			delete(m.grants, k)
+		}
+	}
+	for k, v := range m.slots {
+		if !now.Before(v.expire) {
+			delete(m.slots, k)
 		}
 	}
 	for k, v := range m.rates {
@@ -141,6 +155,17 @@ func (m *Memory) Create(_ context.Context, c *Challenge, pending string, retain 
 	m.challenges[c.ID] = e
 	if pending != "" {
 		m.pending[pending] = memPointer{id: c.ID, expire: c.Expires}
+	}
+	if c.StashSlot != "" && e.stash != nil {
+		old, ok := m.slots[c.StashSlot]
+		m.slots[c.StashSlot] = memPointer{id: c.ID, expire: e.expire}
+		if ok && old.id != c.ID {
+			// The replaced challenge's stash goes at once, unless it
+			// was verified (its replay may be under way).
+			if o, ok := m.challenges[old.id]; ok && o.c.Used.IsZero() {
+				o.stash = nil
+			}
+		}
 	}
 	return nil
 }
@@ -261,19 +286,41 @@ func (m *Memory) TakeStash(_ context.Context, id string) ([]byte, error) {
 	if e.taken {
 		return nil, ErrReplayed
 	}
+	if e.stash == nil {
+		return nil, ErrNotFound // dropped by a newer challenge
+	}
 	s := e.stash
 	e.stash, e.taken = nil, true
 	return s, nil
 }
 
-// UseGrant implements Store.
-func (m *Memory) UseGrant(_ context.Context, grantID string, expires time.Time) error {
+// IssueGrant implements Store.
+func (m *Memory) IssueGrant(_ context.Context, grantID string, expires time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if exp, ok := m.grants[grantID]; ok && m.now().Before(exp) {
+	if g, ok := m.grants[grantID]; ok && m.now().Before(g.expire) {
+		if g.used {
+			return ErrGrantUsed
+		}
+		return nil
+	}
+	m.grants[grantID] = memGrant{expire: expires}
+	return nil
+}
+
+// UseGrant implements Store.
+func (m *Memory) UseGrant(_ context.Context, grantID string, _ time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g, ok := m.grants[grantID]
+	switch {
+	case !ok || !m.now().Before(g.expire):
+		return ErrGrantUnknown
+	case g.used:
 		return ErrGrantUsed
 	}
-	m.grants[grantID] = expires
+	g.used = true
+	m.grants[grantID] = g
 	return nil
 }
 
@@ -308,6 +355,45 @@ func (m *Memory) AddFailure(_ context.Context, key string, window time.Duration)
 	f.n++
 	m.failures[key] = f
 	return f.n, nil
+}
+
+// ReserveFailure implements Store.
+func (m *Memory) ReserveFailure(_ context.Context, key string, max int, window time.Duration) (int, time.Duration, bool, error) {
+	if window <= 0 {
+		return 0, 0, false, errors.New("failure window must be positive")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := m.now()
+	f, ok := m.failures[key]
+	if !ok || !now.Before(f.expire) {
+		f = memCounter{expire: now.Add(window)}
+	}
+	if f.n >= max {
+		if f.n == 0 {
+			return 0, 0, false, nil
+		}
+		return f.n, f.expire.Sub(now), false, nil
+	}
+	f.n++
+	m.failures[key] = f
+	return f.n, f.expire.Sub(now), true, nil
+}
+
+// RefundFailure implements Store.
+func (m *Memory) RefundFailure(_ context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, ok := m.failures[key]
+	switch {
+	case !ok:
+	case f.n <= 1 || !m.now().Before(f.expire):
+		delete(m.failures, key)
+	default:
+		f.n--
+		m.failures[key] = f
+	}
+	return nil
 }
 
 // Failures implements Store.
@@ -412,6 +498,10 @@ func (m *Memory) RevokedAt(_ context.Context, key string) (time.Time, error) {
 	}
 	return v.at, nil
 }
+
+// Generation implements Store: a random marker made at construction, as
+// the memory store loses everything with its process.
+func (m *Memory) Generation(context.Context) (string, error) { return m.generation, nil }
 
 // Ping implements Store; memory is always reachable.
 func (m *Memory) Ping(context.Context) error { return nil }

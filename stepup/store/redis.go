@@ -19,29 +19,96 @@ import (
 //	PREFIX{ID}        hash: one challenge
 //	PREFIX{ID}:s      string: its stashed request (empty once sent)
 //	PREFIXp:{KEY}     string: pending-challenge pointer
+//	PREFIXss:{SLOT}   string: stash slot, the id of the challenge whose
+//	                  stash the slot keeps
 //	PREFIXf:{KEY}     string: failure counter
-//	PREFIXg:{ID}      string: a used single-use grant
+//	PREFIXg:{ID}      string: a single-use grant's issuance record ("i"
+//	                  while unused, "u" once used)
 //	PREFIXrv:{KEY}    string: a user's last revocation (Unix ms)
+//	PREFIXgen         string: the store generation marker
 //	rate:PREFIXr:{KEY} string: a rate limit (go-redis/redis_rate puts its
 //	                  own "rate:" before every key)
 //
-// The braces are Redis Cluster hash tags: each script touches one key, so
-// every operation is atomic and Cluster-safe. Every key has a TTL.
+// The braces are Redis Cluster hash tags: each script touches one key, or
+// two keys of one tag (a challenge and its stash), so every operation is
+// atomic and Cluster-safe. Every key has a TTL except the generation
+// marker, which must outlive everything else to notice their loss: it is
+// one small key per prefix.
+//
+// Redis must not evict keys (maxmemory-policy noeviction, the default):
+// an evicted failure counter or grant record is lost data, and only the
+// loss of the generation marker itself is noticed.
 type Redis struct {
 	client  redis.UniversalClient
 	prefix  string
 	owned   bool
 	limiter *redis_rate.Limiter
+
+	waitReplicas int
+	waitTimeout  time.Duration
+}
+
+// RedisOptions configure a Redis store made by NewRedisWith.
+type RedisOptions struct {
+	// Prefix goes before every key ("stepup:" when empty).
+	Prefix string
+	// Owned makes Close close the client; a client shared across
+	// handlers is closed by whoever shares it.
+	Owned bool
+	// WaitReplicas, when above 0, makes every single-use consumption
+	// (Consume, UseGrant, TakeStash), every spent failure
+	// (ReserveFailure, AddFailure) and every Revoke wait until that many
+	// replicas acknowledged the write: Redis WAIT, sent in one pipeline
+	// with the write on the same connection to the key's master. Fewer
+	// acknowledgements in time give ErrNotDurable. Writes whose loss in a
+	// failover fails closed by themselves are not waited for: Create,
+	// IssueGrant, RefundFailure, BeginAttempt (its count is bounded by
+	// the waited per-user failure budget) and Resend.
+	WaitReplicas int
+	// WaitTimeout bounds each wait. It is required with WaitReplicas and
+	// must be shorter than the client's read timeout, which the wait's
+	// answer is read under.
+	WaitTimeout time.Duration
 }
 
 // NewRedis returns a store on client with keys under prefix ("stepup:"
 // when empty). Close closes the client only when owned is true; a client
 // shared across handlers is closed by whoever shares it.
 func NewRedis(client redis.UniversalClient, prefix string, owned bool) *Redis {
-	if prefix == "" {
-		prefix = "stepup:"
+	s, _ := NewRedisWith(client, RedisOptions{Prefix: prefix, Owned: owned})
+	return s
+}
+
+// NewRedisWith returns a store on client configured by o. Waiting for
+// replicas needs a *redis.Client (standalone or Sentinel) or a
+// *redis.ClusterClient.
+func NewRedisWith(client redis.UniversalClient, o RedisOptions) (*Redis, error) {
+	if o.Prefix == "" {
+		o.Prefix = "stepup:"
 	}
-	return &Redis{client: client, prefix: prefix, owned: owned, limiter: redis_rate.NewLimiter(client)}
+	s := &Redis{client: client, prefix: o.Prefix, owned: o.Owned, limiter: redis_rate.NewLimiter(client)}
+	switch {
+	case o.WaitReplicas < 0:
+		return nil, errors.New("waiting for a negative number of replicas")
+	case o.WaitReplicas == 0:
+		return s, nil
+	case o.WaitTimeout < time.Millisecond:
+		return nil, errors.New("waiting for replicas needs a timeout of at least 1ms")
+	}
+	var read time.Duration
+	switch c := client.(type) {
+	case *redis.Client:
+		read = c.Options().ReadTimeout
+	case *redis.ClusterClient:
+		read = c.Options().ReadTimeout
+	default:
+		return nil, fmt.Errorf("waiting for replicas needs a standalone, Sentinel or Cluster client, not %T", client)
+	}
+	if read > 0 && o.WaitTimeout >= read {
+		return nil, fmt.Errorf("replica wait timeout %s must be shorter than the client's read timeout %s", o.WaitTimeout, read)
+	}
+	s.waitReplicas, s.waitTimeout = o.WaitReplicas, o.WaitTimeout
+	return s, nil
 }
 
 // Client returns the underlying Redis client.
@@ -53,6 +120,8 @@ func (s *Redis) grantKey(id string) string     { return s.prefix + "g:{" + id + 
 func (s *Redis) revokeKey(k string) string     { return s.prefix + "rv:{" + k + "}" }
 func (s *Redis) pendingKey(k string) string    { return s.prefix + "p:{" + k + "}" }
 func (s *Redis) failureKey(k string) string    { return s.prefix + "f:{" + k + "}" }
+func (s *Redis) slotKey(k string) string       { return s.prefix + "ss:{" + k + "}" }
+func (s *Redis) generationKey() string         { return s.prefix + "gen" }
 
 // Hash fields of a challenge. Short names keep a pending challenge well
 // under 1 KiB of Redis memory.
@@ -77,6 +146,10 @@ const (
 	fStash    = "s"
 	fRawUser  = "us"
 	fHidden   = "hd"
+	fMode     = "md"
+	fPolicyV  = "pv"
+	fScope    = "sc"
+	fGen      = "g"
 )
 
 // Lua scripts. Each reads and writes a single key (KEYS[1]). Times are
@@ -167,6 +240,71 @@ return 1`)
 local n = redis.call('INCR', KEYS[1])
 if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n`)
+
+	// KEYS[1] counter; ARGV[1] max, ARGV[2] window ms. Returns {ok, n, pttl}.
+	scriptReserveFailure = redis.NewScript(`
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+local ttl = redis.call('PTTL', KEYS[1])
+if n >= tonumber(ARGV[1]) then
+  if ttl == -1 then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    ttl = tonumber(ARGV[2])
+  end
+  return {0, n, ttl}
+end
+n = redis.call('INCR', KEYS[1])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  ttl = tonumber(ARGV[2])
+end
+return {1, n, ttl}`)
+
+	// KEYS[1] counter. DECR keeps the TTL; a count back at 0 goes.
+	scriptRefundFailure = redis.NewScript(`
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n <= 1 then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+return redis.call('DECR', KEYS[1])`)
+
+	// KEYS[1] generation marker; ARGV[1] a fresh value. No TTL, by design.
+	scriptGeneration = redis.NewScript(`
+local g = redis.call('GET', KEYS[1])
+if g then return g end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]`)
+
+	// KEYS[1] grant record; ARGV[1] px
+	scriptIssueGrant = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v == 'i' then return 'ok' end
+if v then return 'used' end
+redis.call('SET', KEYS[1], 'i', 'PX', ARGV[1])
+return 'ok'`)
+
+	// KEYS[1] grant record. Any value but "i" (such as the "1" of the
+	// former used-marker design) counts as used.
+	scriptUseGrant = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return 'unknown' end
+if v ~= 'i' then return 'used' end
+redis.call('SET', KEYS[1], 'u', 'KEEPTTL')
+return 'ok'`)
+
+	// KEYS[1] stash slot; ARGV[1] challenge id, ARGV[2] px. Returns the
+	// id it pointed at before, if another.
+	scriptStashSlot = redis.NewScript(`
+local old = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if old and old ~= ARGV[1] then return old end
+return ''`)
+
+	// KEYS[1] challenge, KEYS[2] stash: drops the stash of a challenge
+	// still pending (a verified one may be replaying it).
+	scriptDropStash = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'u') ~= '0' then return 0 end
+return redis.call('DEL', KEYS[2])`)
 )
 
 func ms(t time.Time) int64 {
@@ -218,6 +356,13 @@ func (s *Redis) Create(ctx context.Context, c *Challenge, pending string, retain
 	if c.Hidden {
 		args = append(args, fHidden, 1)
 	}
+	for _, f := range [...]struct{ name, v string }{
+		{fMode, c.Mode}, {fPolicyV, c.PolicyVersion}, {fScope, c.Scope}, {fGen, c.Generation},
+	} {
+		if f.v != "" {
+			args = append(args, f.name, f.v)
+		}
+	}
 	stash := c.Stash
 	if len(stash) > 0 {
 		args = append(args, fStash, 1)
@@ -229,7 +374,11 @@ func (s *Redis) Create(ctx context.Context, c *Challenge, pending string, retain
 	keys := []string{s.challengeKey(c.ID), s.stashKey(c.ID)}
 	if pending == "" {
 		created, err := scriptCreate.Run(ctx, s.client, keys, args...).Int()
-		return createdResult(created, err)
+		if err := createdResult(created, err); err != nil {
+			return err
+		}
+		s.replaceStash(ctx, c, ttl)
+		return nil
 	}
 	// The challenge and its pending pointer in one round trip. The
 	// pointer is written even if the script fails; it then points at
@@ -248,10 +397,27 @@ func (s *Redis) Create(ctx context.Context, c *Challenge, pending string, retain
 	if err := createdResult(created, err); err != nil {
 		return err
 	}
+	s.replaceStash(ctx, c, ttl)
 	if err := set.Err(); err != nil {
 		return fmt.Errorf("recording pending challenge: %w", err)
 	}
 	return nil
+}
+
+// replaceStash points c's stash slot at c, for ttl, and deletes the stash
+// of the challenge it pointed at before if that one is still pending.
+// The slot and the old stash are in other hash slots than c, so this is
+// a step after the create: cleanup, whose failure leaves the old stash
+// to its TTL and fails nothing.
+func (s *Redis) replaceStash(ctx context.Context, c *Challenge, ttl time.Duration) {
+	if c.StashSlot == "" || len(c.Stash) == 0 {
+		return
+	}
+	old, err := scriptStashSlot.Run(ctx, s.client, []string{s.slotKey(c.StashSlot)}, c.ID, ttl.Milliseconds()).Text()
+	if err != nil || old == "" {
+		return
+	}
+	_ = scriptDropStash.Run(ctx, s.client, []string{s.challengeKey(old), s.stashKey(old)}).Err()
 }
 
 func createdResult(created int, err error) error {
@@ -340,6 +506,11 @@ func parseChallenge(id string, h map[string]string) (*Challenge, error) {
 		HasStash:    h[fStash] == "1",
 		User:        h[fRawUser],
 		Hidden:      h[fHidden] == "1",
+
+		Mode:          h[fMode],
+		PolicyVersion: h[fPolicyV],
+		Scope:         h[fScope],
+		Generation:    h[fGen],
 	}
 	if v := h[fTx]; v != "" {
 		c.TxHash = []byte(v)
@@ -381,6 +552,59 @@ func stateError(status string) error {
 	return fmt.Errorf("unexpected script status %q", status)
 }
 
+// runDurable runs script like Script.Run. With WaitReplicas set, the
+// script and a WAIT go in one pipeline on one connection to the master of
+// keys[0] (WAIT covers only its own connection's writes), and the second
+// result is ErrNotDurable (wrapped) when fewer replicas acknowledged in
+// time; callers return it only when the script wrote something.
+func (s *Redis) runDurable(ctx context.Context, script *redis.Script, keys []string, args ...any) (*redis.Cmd, error) {
+	if s.waitReplicas == 0 {
+		return script.Run(ctx, s.client, keys, args...), nil
+	}
+	var conn *redis.Client
+	switch c := s.client.(type) {
+	case *redis.Client:
+		conn = c
+	case *redis.ClusterClient:
+		m, err := c.MasterForKey(ctx, keys[0])
+		if err != nil {
+			cmd := redis.NewCmd(ctx)
+			cmd.SetErr(err)
+			return cmd, nil
+		}
+		conn = m
+	}
+	for try := 0; ; try++ {
+		pipe := conn.Pipeline()
+		var cmd *redis.Cmd
+		if try == 0 {
+			cmd = script.EvalSha(ctx, pipe, keys, args...)
+		} else {
+			cmd = script.Eval(ctx, pipe, keys, args...)
+		}
+		wait := pipe.Do(ctx, "wait", s.waitReplicas, s.waitTimeout.Milliseconds())
+		_, _ = pipe.Exec(ctx)
+		err := cmd.Err()
+		if try == 0 && err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+			continue // first use on this server: Eval loads it
+		}
+		if err != nil {
+			if c, ok := s.client.(*redis.ClusterClient); ok && (redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK")) {
+				c.ReloadState(ctx) // the slot moved: fail this call, find the master next time
+			}
+			return cmd, nil
+		}
+		n, err := wait.Int64()
+		if err != nil {
+			return cmd, fmt.Errorf("%w: %w", ErrNotDurable, err)
+		}
+		if n < int64(s.waitReplicas) {
+			return cmd, fmt.Errorf("%w: %d of %d replicas acknowledged", ErrNotDurable, n, s.waitReplicas)
+		}
+		return cmd, nil
+	}
+}
+
 // BeginAttempt implements Store.
 func (s *Redis) BeginAttempt(ctx context.Context, id string, now time.Time) ([]byte, int, error) {
 	res, err := scriptBegin.Run(ctx, s.client, []string{s.challengeKey(id)}, ms(now)).Slice()
@@ -398,12 +622,16 @@ func (s *Redis) BeginAttempt(ctx context.Context, id string, now time.Time) ([]b
 
 // Consume implements Store.
 func (s *Redis) Consume(ctx context.Context, id string, mac []byte, now time.Time) error {
-	status, err := scriptConsume.Run(ctx, s.client, []string{s.challengeKey(id)}, mac, ms(now)).Text()
+	cmd, durable := s.runDurable(ctx, scriptConsume, []string{s.challengeKey(id)}, mac, ms(now))
+	status, err := cmd.Text()
 	if err != nil {
 		return fmt.Errorf("consuming challenge: %w", err)
 	}
 	if status != "ok" {
 		return stateError(status)
+	}
+	if durable != nil {
+		return fmt.Errorf("consuming challenge: %w", durable)
 	}
 	return nil
 }
@@ -433,13 +661,18 @@ func (s *Redis) Resend(ctx context.Context, id string, mac []byte, now time.Time
 
 // TakeStash implements Store.
 func (s *Redis) TakeStash(ctx context.Context, id string) ([]byte, error) {
-	res, err := scriptTakeStash.Run(ctx, s.client, []string{s.challengeKey(id), s.stashKey(id)}).Slice()
+	cmd, durable := s.runDurable(ctx, scriptTakeStash, []string{s.challengeKey(id), s.stashKey(id)})
+	res, err := cmd.Slice()
 	if err != nil {
 		return nil, fmt.Errorf("taking stash: %w", err)
 	}
 	status, _ := res[0].(string)
 	switch status {
 	case "ok":
+		if durable != nil {
+			// Taken on the master: it is not sent, and not sent again.
+			return nil, fmt.Errorf("taking stash: %w", durable)
+		}
 		v, _ := res[1].(string)
 		return []byte(v), nil
 	case "pending":
@@ -450,20 +683,42 @@ func (s *Redis) TakeStash(ctx context.Context, id string) ([]byte, error) {
 	return nil, stateError(status)
 }
 
-// UseGrant implements Store.
-func (s *Redis) UseGrant(ctx context.Context, grantID string, expires time.Time) error {
+// IssueGrant implements Store. The record is not waited for with
+// WaitReplicas: a record lost in a failover refuses the grant.
+func (s *Redis) IssueGrant(ctx context.Context, grantID string, expires time.Time) error {
 	ttl := time.Until(expires)
 	if ttl < time.Second {
 		ttl = time.Second
 	}
-	ok, err := s.client.SetNX(ctx, s.grantKey(grantID), 1, ttl).Result()
+	status, err := scriptIssueGrant.Run(ctx, s.client, []string{s.grantKey(grantID)}, ttl.Milliseconds()).Text()
 	if err != nil {
-		return fmt.Errorf("using grant: %w", err)
+		return fmt.Errorf("issuing grant: %w", err)
 	}
-	if !ok {
+	if status != "ok" {
 		return ErrGrantUsed
 	}
 	return nil
+}
+
+// UseGrant implements Store.
+func (s *Redis) UseGrant(ctx context.Context, grantID string, _ time.Time) error {
+	cmd, durable := s.runDurable(ctx, scriptUseGrant, []string{s.grantKey(grantID)})
+	status, err := cmd.Text()
+	if err != nil {
+		return fmt.Errorf("using grant: %w", err)
+	}
+	switch status {
+	case "ok":
+		if durable != nil {
+			return fmt.Errorf("using grant: %w", durable)
+		}
+		return nil
+	case "used":
+		return ErrGrantUsed
+	case "unknown":
+		return ErrGrantUnknown
+	}
+	return stateError(status)
 }
 
 // RecordSend implements Store.
@@ -484,11 +739,55 @@ func (s *Redis) RecordSend(ctx context.Context, id string, sentBy string, failed
 
 // AddFailure implements Store.
 func (s *Redis) AddFailure(ctx context.Context, key string, window time.Duration) (int, error) {
-	n, err := scriptAddFailure.Run(ctx, s.client, []string{s.failureKey(key)}, window.Milliseconds()).Int()
+	cmd, durable := s.runDurable(ctx, scriptAddFailure, []string{s.failureKey(key)}, window.Milliseconds())
+	n, err := cmd.Int()
 	if err != nil {
 		return 0, fmt.Errorf("counting failure: %w", err)
 	}
+	if durable != nil {
+		return n, fmt.Errorf("counting failure: %w", durable)
+	}
 	return n, nil
+}
+
+// ReserveFailure implements Store.
+func (s *Redis) ReserveFailure(ctx context.Context, key string, max int, window time.Duration) (int, time.Duration, bool, error) {
+	if window <= 0 {
+		return 0, 0, false, errors.New("failure window must be positive")
+	}
+	cmd, durable := s.runDurable(ctx, scriptReserveFailure, []string{s.failureKey(key)}, max, window.Milliseconds())
+	res, err := cmd.Int64Slice()
+	if err == nil && len(res) != 3 {
+		err = fmt.Errorf("unexpected script answer %v", res)
+	}
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("reserving failure: %w", err)
+	}
+	n, ttl := int(res[1]), time.Duration(max64(res[2], 0))*time.Millisecond
+	if res[0] != 1 {
+		return n, ttl, false, nil
+	}
+	if durable != nil {
+		// The unit stays spent: failing closed counts it as a failure.
+		return n, ttl, false, fmt.Errorf("reserving failure: %w", durable)
+	}
+	return n, ttl, true, nil
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// RefundFailure implements Store. It is not waited for with
+// WaitReplicas: a refund lost in a failover leaves the count higher.
+func (s *Redis) RefundFailure(ctx context.Context, key string) error {
+	if err := scriptRefundFailure.Run(ctx, s.client, []string{s.failureKey(key)}).Err(); err != nil {
+		return fmt.Errorf("refunding failure: %w", err)
+	}
+	return nil
 }
 
 // Failures implements Store.
@@ -560,8 +859,12 @@ func (s *Redis) Revoke(ctx context.Context, key string, at time.Time, ttl time.D
 	// written. If the second write fails, the error says so and grants
 	// merely cost a lookup until the revocation is made again.
 	for _, k := range []string{AnyKey, key} {
-		if err := scriptRevoke.Run(ctx, s.client, []string{s.revokeKey(k)}, ms(at), ttl.Milliseconds()).Err(); err != nil {
+		cmd, durable := s.runDurable(ctx, scriptRevoke, []string{s.revokeKey(k)}, ms(at), ttl.Milliseconds())
+		if err := cmd.Err(); err != nil {
 			return fmt.Errorf("revoking grants: %w", err)
+		}
+		if durable != nil {
+			return fmt.Errorf("revoking grants: %w", durable)
 		}
 		if key == AnyKey {
 			break
@@ -580,6 +883,19 @@ func (s *Redis) RevokedAt(ctx context.Context, key string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("reading revocation: %w", err)
 	}
 	return fromMS(v), nil
+}
+
+// Generation implements Store. The marker has no TTL, by design: it must
+// outlive every other key so that their loss (FLUSHALL, a restart
+// without persistence) shows as a new generation. In a Cluster it lives
+// on one master: a data loss on another master alone does not change it
+// (single-use records there still fail closed; see UseGrant).
+func (s *Redis) Generation(ctx context.Context) (string, error) {
+	g, err := scriptGeneration.Run(ctx, s.client, []string{s.generationKey()}, newGeneration()).Text()
+	if err != nil {
+		return "", fmt.Errorf("reading store generation: %w", err)
+	}
+	return g, nil
 }
 
 // Ping implements Store.

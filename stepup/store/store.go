@@ -7,10 +7,19 @@
 // Lua script on one hash-tagged key in Redis, one critical section in
 // memory), so concurrent verifications of one code have exactly one winner.
 // Codes never reach the store: only their HMAC does.
+//
+// A user's failure budget lives apart from the challenges (another hash
+// slot), so a verification spends it in two phases: ReserveFailure before
+// the code is compared, RefundFailure when no wrong code was compared.
+// The budget is then exact under any concurrency across any number of
+// challenges and instances, and a step that is lost leaves the count
+// higher: it fails closed.
 package store
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -41,6 +50,16 @@ var (
 	ErrReplayed = errors.New("stashed request already sent")
 	// ErrGrantUsed: a single-use grant was already used.
 	ErrGrantUsed = errors.New("grant already used")
+	// ErrGrantUnknown: a single-use grant has no issuance record: it was
+	// never issued, its record expired, or the store lost it. Such a
+	// grant is refused, never taken as unused.
+	ErrGrantUnknown = errors.New("grant not issued")
+	// ErrNotDurable: a single-use consumption (or a spent failure) was
+	// written on the Redis master, but fewer replicas than asked
+	// acknowledged it in time, so a failover could undo it. The write
+	// stays done on the master; the caller must fail closed (refuse, as
+	// if the operation had been used up).
+	ErrNotDurable = errors.New("write not acknowledged by enough replicas")
 )
 
 // CooldownError is returned by Resend when the previous send is too recent.
@@ -108,6 +127,25 @@ type Challenge struct {
 	SendFailed bool
 	// Used is when the challenge was verified; zero while pending.
 	Used time.Time
+
+	// Mode is the policy mode the challenge was created under.
+	Mode string
+	// PolicyVersion identifies the policy's definition at creation (a
+	// short hash made by the engine; keep it within 64 bytes so that a
+	// Redis challenge stays in its compact encoding).
+	PolicyVersion string
+	// Scope is the handler scope the challenge belongs to.
+	Scope string
+	// Generation is the store generation (see Store.Generation) the
+	// challenge was created in.
+	Generation string
+
+	// StashSlot, when set on a challenge with a stash, names the one
+	// pending stash a user may keep under it (the engine derives it from
+	// user and policy): see Create. It is not stored: Get returns it
+	// empty. A replaced challenge stays readable, and TakeStash on it
+	// gets ErrNotFound.
+	StashSlot string
 }
 
 // Limit is a rate: Rate events per Period, with bursts of up to Burst
@@ -141,6 +179,11 @@ type Store interface {
 	// send at c.Created. The record is kept until c.Expires plus retain,
 	// so that late requests learn it expired or was used. When pending is
 	// not empty, it also points pending at the challenge until c.Expires.
+	// With c.StashSlot set and a stash, it then points the slot at c for
+	// as long as c's record lives and deletes the stash of the pending
+	// challenge the slot pointed at before: a cleanup step after the
+	// create, whose failure leaves that stash to its TTL and is not
+	// reported.
 	Create(ctx context.Context, c *Challenge, pending string, retain time.Duration) error
 	// Get returns a copy of a challenge, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Challenge, error)
@@ -165,15 +208,40 @@ type Store interface {
 	// challenge is consumed, and ErrNotFound when there is no stash (or
 	// it expired).
 	TakeStash(ctx context.Context, id string) ([]byte, error)
-	// UseGrant marks a single-use grant used until expires; a second use
-	// gets ErrGrantUsed.
+	// IssueGrant records that the single-use grant grantID was issued
+	// and may be used once until expires. Issuing it again before its use
+	// changes nothing; after its use it fails with ErrGrantUsed.
+	IssueGrant(ctx context.Context, grantID string, expires time.Time) error
+	// UseGrant consumes a single-use grant recorded by IssueGrant. Of
+	// concurrent callers exactly one succeeds; the others get
+	// ErrGrantUsed, as does any later use until the record expires. A
+	// grant without a record (never issued, expired, or lost with the
+	// store's data) gets ErrGrantUnknown: the absence of a record never
+	// means "unused". expires is the grant's own expiry; the record's
+	// lifetime, set by IssueGrant, is what counts.
 	UseGrant(ctx context.Context, grantID string, expires time.Time) error
 	// RecordSend notes the outcome of delivering the current code: who
 	// delivered it, or that delivery failed (which lifts the cooldown).
 	RecordSend(ctx context.Context, id string, sentBy string, failed bool) error
 	// AddFailure counts one failed code entry for key in a window that
-	// starts with the first failure, and returns the count.
+	// starts with the first failure, and returns the count. It checks no
+	// limit: a verification spends its failure with ReserveFailure.
 	AddFailure(ctx context.Context, key string, window time.Duration) (int, error)
+	// ReserveFailure spends one unit of key's failure budget before a
+	// code is compared: if fewer than max failures are counted, it counts
+	// one more (a new count lives for window from its first failure) and
+	// returns ok with the count, this one included, and the time left in
+	// the window. Else it counts nothing and returns ok false with the
+	// count and the time until it is forgotten (the lockout). Of
+	// concurrent callers, at most max minus the count succeed, however
+	// many challenges and instances they verify on. A window <= 0 is an
+	// error.
+	ReserveFailure(ctx context.Context, key string, max int, window time.Duration) (n int, ttl time.Duration, ok bool, err error)
+	// RefundFailure gives back one unit reserved by ReserveFailure, when
+	// the code was right or no comparison took place (BeginAttempt
+	// refused). The count never goes below 0 and keeps its window; a
+	// count back at 0 is forgotten.
+	RefundFailure(ctx context.Context, key string) error
 	// Failures returns the failures counted for key and how long until
 	// the count is forgotten.
 	Failures(ctx context.Context, key string) (n int, ttl time.Duration, err error)
@@ -200,6 +268,12 @@ type Store interface {
 	// within the limit; when it is not, nothing is counted and retry
 	// says when one event would be allowed.
 	Allow(ctx context.Context, key string, l Limit) (ok bool, retry time.Duration, err error)
+	// Generation returns the store's generation marker, creating it when
+	// missing. It stays the same for as long as the store keeps its data
+	// and changes when the data is lost (a flush, a restart without
+	// persistence), so that what was promised in an earlier generation
+	// (grants) can be refused.
+	Generation(ctx context.Context) (string, error)
 	// Ping checks that the store is reachable.
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.
@@ -212,6 +286,7 @@ func (c *Challenge) clone() *Challenge {
 	d.TxHash = append([]byte(nil), c.TxHash...)
 	d.CodeMAC = append([]byte(nil), c.CodeMAC...)
 	d.Stash = nil
+	d.StashSlot = ""
 	return &d
 }
 
@@ -228,4 +303,11 @@ func (c *Challenge) validate() error {
 		return errors.New("challenge allows no attempt")
 	}
 	return nil
+}
+
+// newGeneration returns a fresh random generation marker.
+func newGeneration() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -47,24 +47,29 @@ func TestRedisContract(t *testing.T) {
 	})
 }
 
-// Every key the Redis store writes has a TTL, and one pending challenge
-// costs less than 1 KiB of Redis memory.
+// Every key the Redis store writes has a TTL, except the generation
+// marker (documented), and one pending challenge costs less than 1 KiB of
+// Redis memory, with the creation context the engine stores.
 func TestRedisKeysHaveTTLAndStaySmall(t *testing.T) {
 	ctx := context.Background()
 	s, client := newRedisStore(t)
 	defer s.Close()
 	now := time.Now()
 	c := &store.Challenge{
-		ID:          "Xq3-v9a_Hk2LmN0pQr5sTu",
-		Policy:      "payment-methods",
-		UserKey:     "k5e9cYbqJ2rA0xWvTz7uPg",
-		SessionKey:  "Qm2nB8vC4xZ1aS6dF3gH9j",
-		Phone:       "+919876543210",
-		ReturnURL:   "/account/payment-methods?tab=cards",
-		Created:     now,
-		Expires:     now.Add(5 * time.Minute),
-		MaxAttempts: 5,
-		CodeMAC:     make([]byte, 32),
+		ID:            "Xq3-v9a_Hk2LmN0pQr5sTu",
+		Policy:        "payment-methods",
+		UserKey:       "k5e9cYbqJ2rA0xWvTz7uPg",
+		SessionKey:    "Qm2nB8vC4xZ1aS6dF3gH9j",
+		Phone:         "+919876543210",
+		ReturnURL:     "/account/payment-methods?tab=cards",
+		Created:       now,
+		Expires:       now.Add(5 * time.Minute),
+		MaxAttempts:   5,
+		CodeMAC:       make([]byte, 32),
+		Mode:          "transaction",
+		PolicyVersion: "3f9a1c0b7d2e4f6a8b1c3d5e7f9a0b2c",
+		Scope:         "shop.example.com/payment-methods",
+		Generation:    "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
 	}
 	if err := s.Create(ctx, c, "pending-binding-key-0123456789", 10*time.Minute); err != nil {
 		t.Fatal(err)
@@ -72,26 +77,51 @@ func TestRedisKeysHaveTTLAndStaySmall(t *testing.T) {
 	if _, err := s.AddFailure(ctx, "user-key", time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := client.Keys(ctx, "test:"+t.Name()+":*").Result()
+	if _, _, _, err := s.ReserveFailure(ctx, "user-key-2", 20, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.IssueGrant(ctx, "grant-id", now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	st := &store.Challenge{ID: "stashed", Created: now, Expires: now.Add(time.Minute), MaxAttempts: 1,
+		CodeMAC: []byte("m"), Stash: []byte("POST /"), StashSlot: "user-key/checkout"}
+	if err := s.Create(ctx, st, "", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	gen, err := s.Generation(ctx)
+	if err != nil || gen == "" {
+		t.Fatalf("Generation = %q, %v", gen, err)
+	}
+	prefix := "test:" + t.Name() + ":"
+	keys, err := client.Keys(ctx, prefix+"*").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(keys) != 3 {
-		t.Fatalf("keys = %v, want challenge, pending pointer and failure counter", keys)
+	if len(keys) != 9 {
+		t.Fatalf("keys = %v, want 2 challenges, a stash, a stash slot, a pending pointer, 2 failure counters, a grant record and the generation", keys)
 	}
 	for _, k := range keys {
 		ttl, err := client.PTTL(ctx, k).Result()
+		if k == prefix+"gen" {
+			if ttl != -1 {
+				t.Errorf("the generation marker has TTL %v; it must outlive everything", ttl)
+			}
+			continue
+		}
 		if err != nil || ttl <= 0 {
 			t.Errorf("key %q has TTL %v (%v)", k, ttl, err)
 		}
 	}
-	used, err := client.MemoryUsage(ctx, "test:"+t.Name()+":{"+c.ID+"}").Result()
+	used, err := client.MemoryUsage(ctx, prefix+"{"+c.ID+"}").Result()
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("MEMORY USAGE of one pending challenge: %d bytes", used)
 	if used >= 1024 {
 		t.Errorf("a pending challenge costs %d bytes of Redis memory, want < 1024", used)
+	}
+	if enc, _ := client.ObjectEncoding(ctx, prefix+"{"+c.ID+"}").Result(); enc != "listpack" {
+		t.Errorf("a pending challenge is encoded as %q, want the compact listpack", enc)
 	}
 }
 

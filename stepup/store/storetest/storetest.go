@@ -47,6 +47,13 @@ func Run(t *testing.T, newStore Factory) {
 		{"StashConcurrentTake", testStashConcurrentTake},
 		{"NoStash", testNoStash},
 		{"UseGrant", testUseGrant},
+		{"GrantRecord", testGrantRecord},
+		{"ReserveFailure", testReserveFailure},
+		{"ReserveFailureAcrossChallenges", testReserveAcrossChallenges},
+		{"ReserveRefundConcurrent", testReserveRefundConcurrent},
+		{"Generation", testGeneration},
+		{"StashSlot", testStashSlot},
+		{"StashSlotConcurrent", testStashSlotConcurrent},
 		{"RateLimit", testRateLimit},
 		{"RateLimitConcurrent", testRateLimitConcurrent},
 		{"Revoke", testRevoke},
@@ -119,6 +126,22 @@ func testCreateGet(t *testing.T, s store.Store) {
 	again, _ := s.Get(ctx, c.ID)
 	if !bytes.Equal(again.CodeMAC, c.CodeMAC) {
 		t.Fatal("Get returned a slice aliased to the stored record")
+	}
+	// The creation context round-trips; the stash slot is not stored.
+	if got.Mode != "" || got.PolicyVersion != "" || got.Scope != "" || got.Generation != "" {
+		t.Fatalf("creation context set without being given: %+v", got)
+	}
+	c4 := newChallenge()
+	c4.Mode, c4.PolicyVersion, c4.Scope, c4.Generation = "transaction", "pv-3q2+7w", "shop.example.com/checkout", "0123456789abcdef0123456789abcdef"
+	c4.StashSlot = "slot-" + c4.ID
+	mustCreate(t, s, c4)
+	got4, err := s.Get(ctx, c4.ID)
+	if err != nil || got4.Mode != c4.Mode || got4.PolicyVersion != c4.PolicyVersion ||
+		got4.Scope != c4.Scope || got4.Generation != c4.Generation || got4.StashSlot != "" {
+		t.Fatalf("creation context = %q %q %q %q slot %q, %v", got4.Mode, got4.PolicyVersion, got4.Scope, got4.Generation, got4.StashSlot, err)
+	}
+	if got4, _, err := s.GetWithFailures(ctx, c4.ID, ID()); err != nil || got4.Mode != c4.Mode || got4.Generation != c4.Generation {
+		t.Fatalf("GetWithFailures lost the creation context: %+v, %v", got4, err)
 	}
 	// User and Hidden round-trip.
 	c3 := newChallenge()
@@ -601,6 +624,9 @@ func testUseGrant(t *testing.T, s store.Store) {
 	ctx := context.Background()
 	id := ID()
 	exp := time.Now().Add(time.Minute)
+	if err := s.IssueGrant(ctx, id, exp); err != nil {
+		t.Fatalf("IssueGrant: %v", err)
+	}
 	var ok, used atomic.Int32
 	var wg sync.WaitGroup
 	for i := 0; i < 50; i++ {
@@ -621,8 +647,367 @@ func testUseGrant(t *testing.T, s store.Store) {
 	if ok.Load() != 1 || used.Load() != 49 {
 		t.Fatalf("50 concurrent UseGrant: %d ok, %d used", ok.Load(), used.Load())
 	}
-	if err := s.UseGrant(ctx, ID(), exp); err != nil {
+	if err := s.UseGrant(ctx, id, exp); !errors.Is(err, store.ErrGrantUsed) {
+		t.Fatalf("a later use = %v, want ErrGrantUsed", err)
+	}
+	other := ID()
+	if err := s.IssueGrant(ctx, other, exp); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UseGrant(ctx, other, exp); err != nil {
 		t.Fatalf("another grant: %v", err)
+	}
+}
+
+// A grant is usable only with its issuance record: the absence of a
+// record (never issued, expired, lost) refuses it, and issuing again
+// never makes a used grant usable.
+func testGrantRecord(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	exp := time.Now().Add(time.Minute)
+	if err := s.UseGrant(ctx, ID(), exp); !errors.Is(err, store.ErrGrantUnknown) {
+		t.Fatalf("UseGrant of a grant never issued = %v, want ErrGrantUnknown", err)
+	}
+	id := ID()
+	for i := 0; i < 2; i++ { // issuing twice (a retried write) is one grant
+		if err := s.IssueGrant(ctx, id, exp); err != nil {
+			t.Fatalf("IssueGrant #%d: %v", i+1, err)
+		}
+	}
+	if err := s.UseGrant(ctx, id, exp); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.IssueGrant(ctx, id, exp); !errors.Is(err, store.ErrGrantUsed) {
+		t.Fatalf("IssueGrant after use = %v, want ErrGrantUsed", err)
+	}
+	if err := s.UseGrant(ctx, id, exp); !errors.Is(err, store.ErrGrantUsed) {
+		t.Fatalf("UseGrant after a re-issue = %v, want ErrGrantUsed", err)
+	}
+	// The record lives until the grant expires (stores may round a
+	// short life up to one second), then the grant is unknown.
+	short := ID()
+	if err := s.IssueGrant(ctx, short, time.Now().Add(100*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if err := s.UseGrant(ctx, short, exp); !errors.Is(err, store.ErrGrantUnknown) {
+		t.Fatalf("UseGrant past the record's life = %v, want ErrGrantUnknown", err)
+	}
+}
+
+func testReserveFailure(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	key := ID()
+	if _, _, _, err := s.ReserveFailure(ctx, key, 3, 0); err == nil {
+		t.Fatal("ReserveFailure accepted a zero window")
+	}
+	for i := 1; i <= 3; i++ {
+		n, ttl, ok, err := s.ReserveFailure(ctx, key, 3, time.Hour)
+		if err != nil || !ok || n != i || ttl <= 59*time.Minute || ttl > time.Hour {
+			t.Fatalf("reservation %d = %d, %v, %v, %v", i, n, ttl, ok, err)
+		}
+	}
+	n, ttl, ok, err := s.ReserveFailure(ctx, key, 3, time.Hour)
+	if err != nil || ok || n != 3 || ttl <= 59*time.Minute || ttl > time.Hour {
+		t.Fatalf("reservation past the budget = %d, %v, %v, %v; want refused, 3, about an hour", n, ttl, ok, err)
+	}
+	if f, _, _ := s.Failures(ctx, key); f != 3 {
+		t.Fatalf("a refused reservation was counted: %d", f)
+	}
+	// A refund gives one unit back in the same window.
+	time.Sleep(20 * time.Millisecond)
+	if err := s.RefundFailure(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	f, ttl2, _ := s.Failures(ctx, key)
+	if f != 2 || ttl2 >= ttl || ttl2 <= 59*time.Minute {
+		t.Fatalf("after a refund: %d, %v; want 2 in the window (was %v)", f, ttl2, ttl)
+	}
+	if _, _, ok, _ := s.ReserveFailure(ctx, key, 3, time.Hour); !ok {
+		t.Fatal("a refunded unit cannot be reserved again")
+	}
+	// AddFailure and ReserveFailure count the same failures.
+	if n, _ := s.AddFailure(ctx, key, time.Hour); n != 4 {
+		t.Fatalf("AddFailure after 3 reservations = %d", n)
+	}
+	if n, _, ok, _ := s.ReserveFailure(ctx, key, 5, time.Hour); !ok || n != 5 {
+		t.Fatalf("reservation after AddFailure = %d, %v", n, ok)
+	}
+	// Refunds stop at 0, and a count back at 0 is forgotten: the next
+	// failure starts a new window.
+	for i := 0; i < 7; i++ {
+		if err := s.RefundFailure(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if f, ttl, _ := s.Failures(ctx, key); f != 0 || ttl != 0 {
+		t.Fatalf("after refunding everything: %d, %v", f, ttl)
+	}
+	if n, ttl, ok, _ := s.ReserveFailure(ctx, key, 5, time.Minute); !ok || n != 1 || ttl > time.Minute {
+		t.Fatalf("first reservation after a full refund = %d, %v, %v; want 1 in a new 1m window", n, ttl, ok)
+	}
+	if err := s.RefundFailure(ctx, ID()); err != nil {
+		t.Fatalf("refund of a key without failures: %v", err)
+	}
+	// A budget of 0 refuses everything.
+	if _, _, ok, err := s.ReserveFailure(ctx, ID(), 0, time.Hour); ok || err != nil {
+		t.Fatalf("reservation under a zero budget = %v, %v", ok, err)
+	}
+	// The window starts with the first failure and is not extended.
+	k2 := ID()
+	start := time.Now()
+	s.ReserveFailure(ctx, k2, 10, time.Second)
+	time.Sleep(200 * time.Millisecond)
+	if n, ttl, _, _ := s.ReserveFailure(ctx, k2, 10, time.Second); n == 2 && ttl > time.Second-time.Since(start)+20*time.Millisecond {
+		t.Fatalf("a later reservation extended the window to %v", ttl)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if n, _, _ := s.Failures(ctx, k2); n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("reserved failures never expired")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The engine's verification, as a wrong guess: reserve one unit of the
+// user's budget, spend an attempt on the challenge, compare (wrong: keep
+// the unit). 10 challenges x 5 attempts released at once against a
+// budget of 20 compare exactly 20 codes.
+func testReserveAcrossChallenges(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const challenges, attempts, budget = 10, 5, 20
+	user := ID()
+	ids := make([]string, challenges)
+	for i := range ids {
+		c := newChallenge()
+		c.MaxAttempts = attempts
+		mustCreate(t, s, c)
+		ids[i] = c.ID
+	}
+	var reserved, refused, compared atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < challenges*attempts; i++ {
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			_, _, ok, err := s.ReserveFailure(ctx, user, budget, time.Hour)
+			if err != nil {
+				t.Errorf("ReserveFailure: %v", err)
+				return
+			}
+			if !ok {
+				refused.Add(1)
+				return
+			}
+			reserved.Add(1)
+			if _, _, err := s.BeginAttempt(ctx, id, t0.Add(time.Second)); err != nil {
+				t.Errorf("BeginAttempt: %v", err) // 5 per challenge: never refused here
+				return
+			}
+			compared.Add(1)
+		}(ids[i%challenges])
+	}
+	wg.Wait()
+	if reserved.Load() != budget || compared.Load() != budget || refused.Load() != challenges*attempts-budget {
+		t.Fatalf("%d guesses over %d challenges under a budget of %d: %d reserved, %d compared, %d refused",
+			challenges*attempts, challenges, budget, reserved.Load(), compared.Load(), refused.Load())
+	}
+	if n, _, _ := s.Failures(ctx, user); n != budget {
+		t.Fatalf("failures counted = %d, want %d", n, budget)
+	}
+}
+
+// Reservations, refunds (the right code, or an attempt refused by its
+// challenge) and wrong guesses racing from many goroutines: the count
+// left is exactly the wrong codes compared, never more than the budget,
+// and every comparison spent one attempt of its challenge.
+func testReserveRefundConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	const challenges, attempts, budget, workers = 10, 5, 30, 200
+	user := ID()
+	cs := make([]*store.Challenge, challenges)
+	for i := range cs {
+		c := newChallenge()
+		c.MaxAttempts = attempts
+		mustCreate(t, s, c)
+		cs[i] = c
+	}
+	var wrong, right, begun atomic.Int32
+	var wg sync.WaitGroup
+	for i := 0; i < workers; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			c := cs[i%challenges]
+			_, _, ok, err := s.ReserveFailure(ctx, user, budget, time.Hour)
+			if err != nil || !ok {
+				if err != nil {
+					t.Errorf("ReserveFailure: %v", err)
+				}
+				return
+			}
+			now := t0.Add(time.Second)
+			mac, _, err := s.BeginAttempt(ctx, c.ID, now)
+			if err != nil {
+				// Used or exhausted: nothing compared, the unit goes back.
+				if err := s.RefundFailure(ctx, user); err != nil {
+					t.Errorf("RefundFailure: %v", err)
+				}
+				return
+			}
+			begun.Add(1)
+			if i%9 != 0 {
+				wrong.Add(1) // a wrong code keeps its unit
+				return
+			}
+			if err := s.Consume(ctx, c.ID, mac, now); err == nil {
+				right.Add(1)
+			}
+			if err := s.RefundFailure(ctx, user); err != nil {
+				t.Errorf("RefundFailure: %v", err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	n, _, err := s.Failures(ctx, user)
+	if err != nil || n != int(wrong.Load()) || n > budget {
+		t.Fatalf("failures counted = %d (%v); want the %d wrong codes compared, at most %d", n, err, wrong.Load(), budget)
+	}
+	total := 0
+	for _, c := range cs {
+		got, _ := s.Get(ctx, c.ID)
+		total += got.Attempts
+	}
+	if total != int(begun.Load()) || total > challenges*attempts {
+		t.Fatalf("attempts spent = %d, comparisons = %d", total, begun.Load())
+	}
+	if right.Load() > challenges {
+		t.Fatalf("%d right codes consumed", right.Load())
+	}
+	t.Logf("%d workers: %d wrong codes counted, %d right, %d attempts", workers, n, right.Load(), total)
+}
+
+// The generation marker is stable, and concurrent first reads agree on it.
+func testGeneration(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	gens := make([]string, 20)
+	for i := range gens {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			g, err := s.Generation(ctx)
+			if err != nil {
+				t.Errorf("Generation: %v", err)
+			}
+			gens[i] = g
+		}(i)
+	}
+	wg.Wait()
+	for _, g := range gens {
+		if g == "" || g != gens[0] {
+			t.Fatalf("concurrent Generation calls disagree: %q", gens)
+		}
+	}
+	mustCreate(t, s, newChallenge())
+	if g, err := s.Generation(ctx); err != nil || g != gens[0] {
+		t.Fatalf("Generation later = %q, %v; want %q", g, err, gens[0])
+	}
+}
+
+func stashed(t *testing.T, s store.Store, slot string) *store.Challenge {
+	t.Helper()
+	c := newChallenge()
+	c.Stash = []byte("POST /checkout " + c.ID)
+	c.StashSlot = slot
+	mustCreate(t, s, c)
+	return c
+}
+
+// A new challenge with a stash in the same slot deletes the stash of the
+// pending challenge it replaces; a verified one keeps its stash (its
+// replay may be under way), and a challenge without a stash replaces
+// nothing.
+func testStashSlot(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := t0.Add(time.Second)
+	slot := "slot-" + ID()
+	a := stashed(t, s, slot)
+	b := stashed(t, s, slot)
+	plain := newChallenge()
+	plain.StashSlot = slot
+	mustCreate(t, s, plain)
+	if err := s.Consume(ctx, a.ID, a.CodeMAC, now); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TakeStash(ctx, a.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("TakeStash of a replaced challenge = %v, want ErrNotFound", err)
+	}
+	if err := s.Consume(ctx, b.ID, b.CodeMAC, now); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.TakeStash(ctx, b.ID); err != nil || !bytes.Equal(got, b.Stash) {
+		t.Fatalf("TakeStash of the replacing challenge = %q, %v", got, err)
+	}
+	// Verified before it was replaced: kept.
+	slot2 := "slot-" + ID()
+	v := stashed(t, s, slot2)
+	if err := s.Consume(ctx, v.ID, v.CodeMAC, now); err != nil {
+		t.Fatal(err)
+	}
+	w := stashed(t, s, slot2)
+	if got, err := s.TakeStash(ctx, v.ID); err != nil || !bytes.Equal(got, v.Stash) {
+		t.Fatalf("TakeStash of a verified challenge replaced later = %q, %v", got, err)
+	}
+	// Other slots are untouched.
+	x := stashed(t, s, "slot-"+ID())
+	for _, c := range []*store.Challenge{w, x} {
+		if err := s.Consume(ctx, c.ID, c.CodeMAC, now); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.TakeStash(ctx, c.ID); err != nil {
+			t.Fatalf("TakeStash of a challenge nothing replaced: %v", err)
+		}
+	}
+}
+
+// Concurrent challenges in one slot: exactly one stash is left.
+func testStashSlotConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	slot := "slot-" + ID()
+	cs := make([]*store.Challenge, 20)
+	var wg sync.WaitGroup
+	for i := range cs {
+		c := newChallenge()
+		c.Stash, c.StashSlot = []byte("stash "+c.ID), slot
+		cs[i] = c
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.Create(ctx, c, "", time.Minute); err != nil {
+				t.Errorf("Create: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	kept := 0
+	for _, c := range cs {
+		if err := s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		switch got, err := s.TakeStash(ctx, c.ID); {
+		case err == nil && bytes.Equal(got, c.Stash):
+			kept++
+		case !errors.Is(err, store.ErrNotFound):
+			t.Fatalf("TakeStash = %q, %v", got, err)
+		}
+	}
+	if kept != 1 {
+		t.Fatalf("20 concurrent challenges in one slot left %d stashes, want 1", kept)
 	}
 }
 
