@@ -232,7 +232,7 @@ func apiPost(t *testing.T, rawURL string, body []byte, grant string) (*http.Resp
 	req.Header.Set("X-Remote-User", "api-user")
 	req.Header.Set("X-Remote-Phone", "+919876543210")
 	if grant != "" {
-		req.Header.Set("Stepup-Grant", grant)
+		req.AddCookie(&http.Cookie{Name: "Stepup-Grant", Value: grant})
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -1,7 +1,6 @@
 package stepup
 
 import (
-	"crypto/rand"
 	"encoding/json"
 	"mime"
 	"net/http"
@@ -161,32 +160,16 @@ func (e *Engine) apiVerify(w http.ResponseWriter, r *http.Request) error {
 		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
 		return nil
 	}
-	now := c.Used
-	g := Grant{Policy: c.Policy, IssuedAt: now}
-	var bind string
-	p := e.policies[c.Policy]
-	if p != nil && p.Mode == Transaction {
-		g.Kind, g.Expires, bind = TransactionGrant, now.Add(e.cfg.CodeTTL), string(c.TxHash)
-	} else {
-		ttl := DefaultGrantTTL
-		if p != nil {
-			ttl = p.GrantTTL
-		}
-		g.Kind, g.Expires = SessionGrant, now.Add(ttl)
+	tok, g, err := e.issue(r, &b)
+	if err != nil {
+		return e.storeError(w, r, "issue_grant", err)
 	}
 	kind := "session"
 	if g.Kind == TransactionGrant {
 		kind = "transaction"
-		// The store's issuance record is what makes it usable, once.
-		var id [12]byte
-		_, _ = rand.Read(id[:])
-		g.ID = b64.EncodeToString(id[:])
-		if err := e.store.IssueGrant(r.Context(), g.ID, g.Expires); err != nil {
-			return e.storeError(w, r, "issue_grant", err)
-		}
 	}
 	out := map[string]any{
-		"grant":      e.keys.issueGrant(g, e.binding(r, p, b.id.User, b.session, bind)),
+		"grant":      tok,
 		"policy":     c.Policy,
 		"kind":       kind,
 		"expires_at": g.Expires.UTC().Format(time.RFC3339),

@@ -77,8 +77,11 @@ func BenchmarkGrantCheck(b *testing.B) {
 		now := e.now()
 		cookieFor := func(user string) string {
 			r := httptest.NewRequest("GET", "/vault/statement", nil)
-			tok := e.keys.issueGrant(Grant{Kind: SessionGrant, Policy: "p", IssuedAt: now, Expires: now.Add(time.Hour)},
-				e.binding(r, e.Policy("p"), user, "sid:s1", ""))
+			bind, err := e.binding(r, e.Policy("p"), user, "sid:s1", "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			tok := e.keys.issueGrant(Grant{Kind: SessionGrant, Policy: "p", IssuedAt: now, Expires: now.Add(time.Hour)}, bind)
 			return sessionCookieName + "=s1; " + grantCookiePrefix + "p=" + tok
 		}
 		for _, users := range []int{1, 10000} {

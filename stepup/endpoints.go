@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
@@ -96,7 +98,11 @@ func validID(s string) bool {
 
 // bound is a challenge loaded for the identity and session that own it.
 type bound struct {
-	c          *store.Challenge
+	c *store.Challenge
+	// p is the challenge's policy, as it was when the challenge was
+	// made; nil when it changed since (the challenge then reads as
+	// expired).
+	p          *Policy
 	id         Identity
 	session    string
 	sessionKey string
@@ -155,12 +161,32 @@ func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api boo
 			break
 		}
 	}
-	if k == nil {
+	if k == nil || c.Scope != e.scope(r) {
+		// Another user's, another session's, or another handler's (two
+		// sites sharing a secret and store): as if it did not exist.
 		e.emit(r, &Event{Kind: EventVerifyFailed, Policy: c.Policy, Outcome: "foreign_challenge"})
 		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
 		return b, false, nil
 	}
-	return bound{c: c, id: ident, session: session, sessionKey: sessionKey, k: k,
+	if gen, err := e.generation(r.Context()); err != nil {
+		return b, false, e.storeError(w, r, "generation", err)
+	} else if c.Generation != gen {
+		// Made before the store lost its data: whatever made it single
+		// use may be gone with it.
+		e.emit(r, &Event{Kind: EventVerifyFailed, Policy: c.Policy, Outcome: "old_generation"})
+		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+		return b, false, nil
+	}
+	p := e.policies[c.Policy]
+	if p == nil || c.PolicyVersion != p.Version || c.Mode != p.Mode.String() {
+		// The policy changed (a reload) since the challenge was made:
+		// it expires rather than open more, or other, than it was for.
+		if now := e.now(); now.Before(c.Expires) {
+			c.Expires = now
+		}
+		p = nil
+	}
+	return bound{c: c, p: p, id: ident, session: session, sessionKey: sessionKey, k: k,
 		failures: failures, failureKey: failureKey}, true, nil
 }
 
@@ -364,40 +390,57 @@ func (e *Engine) checkCode(r *http.Request, b *bound, code string) (res outcome,
 // after a wrong code.
 func (e *Engine) compareCode(ctx context.Context, b *bound, code string) (res outcome, lock time.Duration, failures int, err error) {
 	c := b.c
-	f := b.failures
-	if b.failureKey != c.UserKey {
-		// Not read with the challenge (or under another secret's key).
-		var err error
-		if f.N, f.TTL, err = e.store.Failures(ctx, c.UserKey); err != nil {
-			return 0, 0, 0, err
-		}
+	if b.failureKey == c.UserKey && b.failures.N >= e.cfg.MaxFailures {
+		// Locked, as read with the challenge: no need to ask again.
+		return lockedOut, b.failures.TTL, 0, nil
 	}
-	if f.N >= e.cfg.MaxFailures {
-		return lockedOut, f.TTL, 0, nil
+	if b.p == nil || challengeState(c, e.now()) != stateChallenge {
+		// Its policy changed, or it is over as read: nothing to compare.
+		return finished, 0, 0, nil
 	}
 	code, ok := normalizeCode(code, e.cfg.CodeLength)
 	if !ok {
 		return badFormat, 0, 0, nil // nothing compared, nothing spent
 	}
+	// The user's failure budget is spent before the comparison, in one
+	// atomic step: however many requests race, across any number of
+	// challenges and instances, at most MaxFailures codes are compared
+	// in a window. A right code gets its unit back.
+	n, ttl, ok, err := e.store.ReserveFailure(ctx, c.UserKey, e.cfg.MaxFailures, e.failureWindow())
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if !ok {
+		return lockedOut, ttl, n, nil
+	}
+	refund := func() {
+		if err := e.store.RefundFailure(ctx, c.UserKey); err != nil {
+			// The unit stays spent: fail closed, by one failure.
+			e.log.Warn("giving back a failure reservation", zap.Error(err))
+		}
+	}
 	now := e.now()
 	stored, attempts, err := e.store.BeginAttempt(ctx, c.ID, now)
 	if err != nil {
+		refund()
 		res, lock, err := e.stateOutcome(b, err, now)
 		return res, lock, 0, err
 	}
 	c.Attempts = attempts
 	if !hmac.Equal(stored, b.k.codeMAC(c.ID, code)) {
-		n, err := e.store.AddFailure(ctx, c.UserKey, e.failureWindow())
-		if err != nil {
-			return 0, 0, 0, err
-		}
 		if n >= e.cfg.MaxFailures {
-			_, ttl, _ := e.store.Failures(ctx, c.UserKey)
 			return lockedOut, ttl, n, nil
 		}
 		return wrongCode, 0, n, nil
 	}
-	if err := e.store.Consume(ctx, c.ID, stored, now); err != nil {
+	err = e.store.Consume(ctx, c.ID, stored, now)
+	if errors.Is(err, store.ErrNotDurable) {
+		// Consumed on the primary, not acknowledged by its replicas:
+		// fail closed; the challenge cannot be used again either way.
+		return 0, 0, 0, err
+	}
+	refund()
+	if err != nil {
 		if errors.Is(err, store.ErrCodeChanged) {
 			return codeReplaced, 0, 0, nil
 		}
@@ -468,16 +511,12 @@ func (e *Engine) verify(w http.ResponseWriter, r *http.Request, id string) error
 	}
 
 	c := b.c
-	now := c.Used
-	p := e.policies[c.Policy]
-	if p == nil || p.Mode == Session {
-		ttl := DefaultGrantTTL
-		if p != nil {
-			ttl = p.GrantTTL
+	if b.p.Mode == Session {
+		tok, g, err := e.issue(r, &b)
+		if err != nil {
+			return e.storeError(w, r, "issue_grant", err)
 		}
-		tok := e.keys.issueGrant(Grant{Kind: SessionGrant, Policy: c.Policy, IssuedAt: now, Expires: now.Add(ttl)},
-			e.binding(r, p, b.id.User, b.session, ""))
-		setGrantCookie(w, r, c.Policy, tok, ttl)
+		setGrantCookie(w, r, c.Policy, tok, g.Expires.Sub(c.Used))
 	}
 	ret, ok := SafeReturnPath(c.ReturnURL)
 	if !ok {

@@ -133,6 +133,29 @@ type Config struct {
 	// anyone's account there, so a lockout that strangers can cause must
 	// end soon. At most MaxRequestFailureWindow.
 	RequestFailureWindow time.Duration
+	// RevocationGrace is how long an instance keeps honouring session
+	// grants on the revocation state and store generation it read last
+	// while the store is unreachable (at most MaxRevocationGrace). Zero
+	// takes the default; a negative value means none: grant checks fail
+	// closed as soon as the store does.
+	RevocationGrace time.Duration
+}
+
+// Bounds of Config.RevocationGrace.
+const (
+	DefaultRevocationGrace = 30 * time.Second
+	MaxRevocationGrace     = 30 * time.Second
+)
+
+// revocationGrace is RevocationGrace with its default and "none" read.
+func (c *Config) revocationGrace() time.Duration {
+	switch {
+	case c.RevocationGrace < 0:
+		return 0
+	case c.RevocationGrace == 0:
+		return DefaultRevocationGrace
+	}
+	return c.RevocationGrace
 }
 
 // Bounds of Config.RequestFailureWindow.
@@ -241,6 +264,9 @@ func (c *Config) setDefaults() error {
 	if c.Domain != "" && !validDomain(c.Domain) {
 		return fmt.Errorf("domain %q: want a host name such as shop.example.com (lowercase letters, digits, dots and dashes, no port)", c.Domain)
 	}
+	if c.RevocationGrace > MaxRevocationGrace {
+		return fmt.Errorf("revocation_grace %s out of range (off, or up to %s)", c.RevocationGrace, MaxRevocationGrace)
+	}
 	if c.RequestFailureWindow == 0 {
 		c.RequestFailureWindow = DefaultRequestFailureWindow
 	}
@@ -330,6 +356,7 @@ type Engine struct {
 	observer   Observer
 	requestID  func(*http.Request) string
 	revs       revocations
+	gens       generations
 	assertion  *Assertion
 	// fromRequest: the identity comes from the protected request itself
 	// (RequestIdentity), so challenges bind to the browser session.

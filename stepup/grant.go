@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
+	"net/http"
 	"strings"
 	"time"
 )
@@ -133,4 +134,30 @@ func (k *keys) verifyGrant(token string, b *grantBinding, now time.Time) (Grant,
 		return Grant{}, false
 	}
 	return g, true
+}
+
+// issue makes the grant that verifying b's challenge (just consumed)
+// buys, as its policy stood when the challenge was made: a session grant
+// for the policy's grant_ttl, or a single-use transaction grant bound to
+// the challenge's transaction hash, usable once its issuance record is
+// in the store.
+func (e *Engine) issue(r *http.Request, b *bound) (string, Grant, error) {
+	c, p := b.c, b.p
+	g := Grant{Kind: SessionGrant, Policy: c.Policy, IssuedAt: c.Used, Expires: c.Used.Add(p.GrantTTL)}
+	var tx string
+	if p.Mode == Transaction {
+		var id [12]byte
+		_, _ = rand.Read(id[:])
+		g.Kind, g.Expires, g.ID, tx = TransactionGrant, c.Used.Add(e.cfg.CodeTTL), b64.EncodeToString(id[:]), string(c.TxHash)
+	}
+	bind, err := e.binding(r, p, b.id.User, b.session, tx)
+	if err != nil {
+		return "", g, err
+	}
+	if g.Kind == TransactionGrant {
+		if err := e.store.IssueGrant(r.Context(), g.ID, g.Expires); err != nil {
+			return "", g, err
+		}
+	}
+	return e.keys.issueGrant(g, bind), g, nil
 }

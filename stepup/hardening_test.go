@@ -3,14 +3,21 @@ package stepup
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-stepup/caddy-stepup/internal/testredis"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -369,4 +376,160 @@ func TestGrantScope(t *testing.T) {
 	if resp, _ := c2.browser("carol", "+14155550102").apiDo("GET", "/account/payment-methods", nil, "Cookie", GrantCookie+"="+out["grant"].(string)); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("grant of a changed policy = %d", resp.StatusCode)
 	}
+}
+
+// Finding 3: ten challenges of one user, five wrong codes each, released
+// together: exactly max_failures (20) codes are compared, the rest are
+// refused without a comparison.
+func TestFailureCapUnderRace(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		h := newHarness(t, st, func(c *Config, _ []*Policy) { c.Limits.PerUser = store.Limit{Rate: 100, Period: time.Hour} })
+		type guess struct {
+			b         *browser
+			loc, csrf string
+		}
+		var guesses []guess
+		for i := 0; i < 10; i++ {
+			b := h.browser("alice", "+14155550100") // one user, ten sessions
+			loc, csrf := b.start("/account/payment-methods")
+			for j := 0; j < 5; j++ {
+				guesses = append(guesses, guess{b, loc, csrf})
+			}
+		}
+		var wrong, locked atomic.Int32
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for _, g := range guesses {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b := &browser{h: h, user: "alice", phone: "+14155550100", jar: maps.Clone(g.b.jar)}
+				<-start
+				resp, _ := b.do("POST", g.loc, url.Values{"csrf": {g.csrf}, "code": {otherCode(h.out.last(t).Code)}})
+				switch resp.StatusCode {
+				case http.StatusUnprocessableEntity, http.StatusGone: // wrong; wrong and the last attempt
+					wrong.Add(1)
+				case http.StatusTooManyRequests:
+					locked.Add(1)
+				default:
+					t.Errorf("guess = %d", resp.StatusCode)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		// The 20th wrong code locks (429); the 30 refused were never
+		// compared, and the store counts exactly the 20 compared.
+		n, _, err := st.Failures(context.Background(), h.e.keys.userKey("alice"))
+		if err != nil || n != 20 || wrong.Load() != 19 || locked.Load() != 31 {
+			t.Fatalf("50 racing guesses: %d failures counted, %d answered wrong, %d locked; want exactly 20 compared", n, wrong.Load(), locked.Load())
+		}
+		// The right code of a fresh challenge is refused too: locked.
+		b := h.browser("alice", "+14155550100")
+		resp, _ := b.do("GET", "/account/payment-methods", nil)
+		if resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("a new challenge while locked = %d", resp.StatusCode)
+		}
+	})
+}
+
+// Finding 7: after the store loses its data, no earlier grant opens
+// anything: not a used transaction grant, not a session grant, not a
+// revoked one, and no pending challenge.
+func TestDataLossRefusesEarlierGrants(t *testing.T) {
+	srv := testredis.Run(t)
+	st := store.NewRedis(redis.NewClient(&redis.Options{Addr: srv.Addr()}), "stepup:", true)
+	h := newHarness(t, st, withCheckout(""))
+	// A session grant (API), and a transaction grant used once.
+	api := h.browser("alice", "+14155550100")
+	_, ch := api.apiDo("GET", "/account/payment-methods", nil)
+	_, out := api.apiVerify(ch["challenge"].(string), h.out.last(t).Code)
+	session := out["grant"].(string)
+	body := []byte(`{"amount":"1.00"}`)
+	tx := apiTransaction(t, h, "application/json", body)
+	if resp, _ := api.apiDo("POST", "/checkout", body, "Cookie", GrantCookie+"="+tx); resp.StatusCode != 200 {
+		t.Fatalf("transaction grant = %d", resp.StatusCode)
+	}
+	// A pending challenge.
+	bob := h.browser("bob", "+14155550101")
+	_, pending := bob.apiDo("GET", "/account/payment-methods", nil)
+
+	// Redis restarts with no data (no persistence, or a replica that
+	// had not caught up promoted).
+	srv.Stop()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(revokeCacheTTL + 100*time.Millisecond) // the instance reads the generation again
+	if resp, _ := api.apiDo("POST", "/checkout", body, "Cookie", GrantCookie+"="+tx); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("used transaction grant after data loss = %d", resp.StatusCode)
+	}
+	if resp, _ := api.apiDo("GET", "/account/payment-methods", nil, "Cookie", GrantCookie+"="+session); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("session grant after data loss = %d", resp.StatusCode)
+	}
+	if resp, _ := bob.apiVerify(pending["challenge"].(string), h.out.last(t).Code); resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("pending challenge after data loss = %d", resp.StatusCode)
+	}
+	if h.upstream.Load() != 1 {
+		t.Fatalf("upstream reached %d times", h.upstream.Load())
+	}
+	// New grants work in the new generation.
+	_, ch = api.apiDo("GET", "/account/payment-methods", nil)
+	_, out = api.apiVerify(ch["challenge"].(string), h.out.last(t).Code)
+	if resp, _ := api.apiDo("GET", "/account/payment-methods", nil, "Cookie", GrantCookie+"="+out["grant"].(string)); resp.StatusCode != 200 {
+		t.Fatalf("a new grant after data loss = %d", resp.StatusCode)
+	}
+}
+
+// Finding 17: a challenge keeps the mode and definition of the policy it
+// was made under: after a reload that changed the policy it expires, and
+// a transaction code never becomes a session grant.
+func TestPolicyChangeExpiresChallenge(t *testing.T) {
+	st := store.NewMemory(time.Minute)
+	shared := func(c *Config) { c.Scope = "shop" }
+	before := newHarness(t, st, func(c *Config, ps []*Policy) { shared(c); withCheckout("")(c, ps) })
+	api := before.browser("alice", "+14155550100")
+	body := []byte(`{"amount":"1.00"}`)
+	_, ch := api.apiDo("POST", "/checkout", body)
+	after := newHarness(t, st, func(c *Config, ps []*Policy) {
+		shared(c)
+		c.MaxBody = 64 << 10
+		ps[1] = &Policy{Name: "checkout", Mode: Session, GrantTTL: time.Hour}
+	})
+	again := after.browser("alice", "+14155550100")
+	resp, out := again.apiVerify(ch["challenge"].(string), before.out.last(t).Code)
+	if resp.StatusCode != http.StatusGone || out["grant"] != nil {
+		t.Fatalf("code of a changed policy = %d %v", resp.StatusCode, out)
+	}
+}
+
+// Finding 9: a challenge made by one handler cannot be verified at
+// another that shares the secret and the store.
+func TestChallengeScope(t *testing.T) {
+	st := store.NewMemory(time.Minute)
+	a, b := newHarness(t, st, nil), newHarness(t, st, nil)
+	_, ch := a.browser("alice", "+14155550100").apiDo("GET", "/account/payment-methods", nil)
+	resp, out := b.browser("alice", "+14155550100").apiVerify(ch["challenge"].(string), a.out.last(t).Code)
+	if resp.StatusCode != http.StatusNotFound || out["grant"] != nil {
+		t.Fatalf("challenge verified at another handler = %d %v", resp.StatusCode, out)
+	}
+}
+
+// Finding 20: a user's newer preserved request for a policy replaces the
+// older one's stash at once.
+func TestReplacedStashDeleted(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		h := newTxHarness(t, st)
+		alice := h.browser("alice", "+14155550100")
+		resp, _ := alice.raw("POST", "/checkout", "application/x-www-form-urlencoded", []byte("amount=1&merchant=A"))
+		first := resp.Header.Get("Location")
+		firstCode := h.out.last(t).Code
+		alice.raw("POST", "/checkout", "application/x-www-form-urlencoded", []byte("amount=2&merchant=B"))
+		_, page := alice.do("GET", first, nil)
+		alice.do("POST", first, url.Values{"csrf": {csrfOf(t, page)}, "code": {firstCode}})
+		resp, page = alice.do("GET", "/checkout", nil)
+		if resp.StatusCode != http.StatusGone || h.upstream.Load() != 0 {
+			t.Fatalf("replay of a replaced request = %d (upstream %d)\n%s", resp.StatusCode, h.upstream.Load(), page)
+		}
+	})
 }

@@ -206,7 +206,11 @@ func (e *Engine) Protect(w http.ResponseWriter, r *http.Request, p *Policy, gran
 		return e.useGrantHeader(w, r, p, id, session, grant.token, next)
 	}
 	if p.Mode == Session {
-		if g, ok := e.grantFor(r, p, id.User, session); ok {
+		g, ok, err := e.grantFor(r, p, id.User, session)
+		if err != nil {
+			return e.storeError(w, r, "generation", err)
+		}
+		if ok {
 			if revoked, err := e.revoked(r.Context(), id.User, g.IssuedAt); err != nil {
 				return e.storeError(w, r, "revocation", err)
 			} else if revoked {
@@ -230,7 +234,7 @@ func (e *Engine) monitor(r *http.Request, p *Policy) {
 	case err != nil:
 		outcome = "no_identity"
 	default:
-		if _, ok := e.grantFor(r, p, id.User, e.session(r, id, false)); ok {
+		if _, ok, _ := e.grantFor(r, p, id.User, e.session(r, id, false)); ok {
 			outcome = "pass"
 		}
 	}
@@ -262,19 +266,23 @@ func (e *Engine) session(r *http.Request, id Identity, api bool) string {
 
 // grantFor returns a valid session grant of the request for p, from its
 // cookie.
-func (e *Engine) grantFor(r *http.Request, p *Policy, user, session string) (Grant, bool) {
+func (e *Engine) grantFor(r *http.Request, p *Policy, user, session string) (Grant, bool, error) {
 	if session == "" || session == apiSession {
-		return Grant{}, false
+		return Grant{}, false, nil
 	}
 	tok := cookieValue(r, grantCookie(r, p.Name))
 	if tok == "" || len(tok) > MaxGrantTokenLen {
-		return Grant{}, false
+		return Grant{}, false, nil
 	}
-	g, ok := e.verifyGrant(tok, e.binding(r, p, user, session, ""))
+	bind, err := e.binding(r, p, user, session, "")
+	if err != nil {
+		return Grant{}, false, err
+	}
+	g, ok := e.verifyGrant(tok, bind)
 	if !ok || g.Kind != SessionGrant {
-		return Grant{}, false
+		return Grant{}, false, nil
 	}
-	return g, true
+	return g, true, nil
 }
 
 // useGrantHeader lets an API client's retried request through with the
@@ -294,7 +302,11 @@ func (e *Engine) useGrantHeader(w http.ResponseWriter, r *http.Request, p *Polic
 		bind = string(txHash(p.Name, r.Method, r.URL.RequestURI(), r.Header, body, id.User))
 		kind = TransactionGrant
 	}
-	g, ok := e.verifyGrant(tok, e.binding(r, p, id.User, session, bind))
+	b, err := e.binding(r, p, id.User, session, bind)
+	if err != nil {
+		return e.storeError(w, r, "generation", err)
+	}
+	g, ok := e.verifyGrant(tok, b)
 	if !ok || g.Kind != kind {
 		return e.refuseGrant(w, r, p, "invalid")
 	}
@@ -342,8 +354,12 @@ func (e *Engine) verifyGrant(tok string, b grantBinding) (Grant, bool) {
 
 // binding is what a grant of policy p for user in session, made or used
 // at request r, is bound to (tx: the transaction hash, or "").
-func (e *Engine) binding(r *http.Request, p *Policy, user, session, tx string) grantBinding {
-	return grantBinding{Policy: p.Name, Version: p.Version, Scope: e.scope(r), User: user, Session: session, Tx: tx}
+func (e *Engine) binding(r *http.Request, p *Policy, user, session, tx string) (grantBinding, error) {
+	gen, err := e.generation(r.Context())
+	if err != nil {
+		return grantBinding{}, err
+	}
+	return grantBinding{Policy: p.Name, Version: p.Version, Scope: e.scope(r), Gen: gen, User: user, Session: session, Tx: tx}, nil
 }
 
 // scope names where grants and challenges are valid: the configured
@@ -505,7 +521,7 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 		e.renderLocked(w, r, failures.TTL)
 		return nil
 	}
-	existing, err := e.resume(ctx, pendingID, userKey, sessionKey)
+	existing, err := e.resume(r, p, pendingID, userKey, sessionKey)
 	if err != nil {
 		return e.storeError(w, r, "pending", err)
 	}
@@ -552,27 +568,20 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 		return e.rateLimited(w, r, p, lim)
 	}
 
-	now := e.now()
-	c := &store.Challenge{
-		ID:          randomID(),
-		Policy:      p.Name,
-		UserKey:     userKey,
-		SessionKey:  sessionKey,
-		Phone:       phone.E164,
-		ReturnURL:   returnURL,
-		Description: description,
-		TxHash:      tx,
-		Created:     now,
-		Expires:     now.Add(e.cfg.CodeTTL),
-		MaxAttempts: e.cfg.MaxAttempts,
-		Hidden:      id.HideNumber,
+	c, err := e.newChallenge(r, p, userKey, sessionKey, returnURL)
+	if err != nil {
+		return e.storeError(w, r, "generation", err)
 	}
+	c.Phone, c.Description, c.TxHash, c.Hidden = phone.E164, description, tx, id.HideNumber
 	if e.fromRequest {
 		c.User = id.User
 	}
 	if preserve {
 		c.Stash = e.keys.seal(c.ID, newStash(r, body).marshal())
 		c.HasStash = true
+		// A newer preserved request of the user for this policy replaces
+		// this one's stash at once (the store deletes the older).
+		c.StashSlot = e.keys.short("stash", p.Name, userKey)
 	}
 	code := newCode(e.cfg.CodeLength)
 	c.CodeMAC = e.keys.codeMAC(c.ID, code)
@@ -602,23 +611,54 @@ func (e *Engine) challenged(w http.ResponseWriter, r *http.Request, p *Policy, c
 	return nil
 }
 
+// newChallenge returns a new challenge of policy p for the user and
+// session keys, to come back to returnURL: with the policy's mode and
+// version, the handler's scope and the store generation it is made in
+// (a change of any of them later makes it unusable).
+func (e *Engine) newChallenge(r *http.Request, p *Policy, userKey, sessionKey, returnURL string) (*store.Challenge, error) {
+	gen, err := e.generation(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	now := e.now()
+	return &store.Challenge{
+		ID:            randomID(),
+		Policy:        p.Name,
+		Mode:          p.Mode.String(),
+		PolicyVersion: p.Version,
+		Scope:         e.scope(r),
+		Generation:    gen,
+		UserKey:       userKey,
+		SessionKey:    sessionKey,
+		ReturnURL:     returnURL,
+		Created:       now,
+		Expires:       now.Add(e.cfg.CodeTTL),
+		MaxAttempts:   e.cfg.MaxAttempts,
+	}, nil
+}
+
 // resume returns the pending challenge for the same user, session,
 // policy and request when it can still be answered, so that a reload or a
 // double submit does not send another code.
-func (e *Engine) resume(ctx context.Context, id, userKey, sessionKey string) (*store.Challenge, error) {
+func (e *Engine) resume(r *http.Request, p *Policy, id, userKey, sessionKey string) (*store.Challenge, error) {
 	if id == "" {
 		return nil, nil
 	}
-	c, err := e.store.Get(ctx, id)
+	c, err := e.store.Get(r.Context(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
+	gen, err := e.generation(r.Context())
+	if err != nil {
+		return nil, err
+	}
 	now := e.now()
 	if c.UserKey != userKey || c.SessionKey != sessionKey || !c.Used.IsZero() ||
-		!now.Before(c.Expires) || c.Attempts >= c.MaxAttempts {
+		!now.Before(c.Expires) || c.Attempts >= c.MaxAttempts ||
+		c.PolicyVersion != p.Version || c.Mode != p.Mode.String() || c.Scope != e.scope(r) || c.Generation != gen {
 		return nil, nil
 	}
 	return c, nil
@@ -730,19 +770,11 @@ func (e *Engine) decoy(w http.ResponseWriter, r *http.Request, p *Policy, id Ide
 	} else if lim != nil {
 		return e.rateLimited(w, r, p, lim)
 	}
-	now := e.now()
-	c := &store.Challenge{
-		ID:          randomID(),
-		Policy:      p.Name,
-		UserKey:     userKey,
-		SessionKey:  sessionKey,
-		ReturnURL:   returnURL,
-		Created:     now,
-		Expires:     now.Add(e.cfg.CodeTTL),
-		MaxAttempts: e.cfg.MaxAttempts,
-		Hidden:      true,
-		User:        id.User,
+	c, err := e.newChallenge(r, p, userKey, sessionKey, returnURL)
+	if err != nil {
+		return e.storeError(w, r, "generation", err)
 	}
+	c.Hidden, c.User = true, id.User
 	c.CodeMAC = e.keys.codeMAC(c.ID, randomID())
 	if err := e.store.Create(r.Context(), c, pending, e.cfg.Retain); err != nil {
 		return e.storeError(w, r, "create", err)

@@ -23,9 +23,6 @@ import (
 // own user's.
 const (
 	revokeCacheTTL = time.Second
-	// revokeStale is how long a cached value still serves when the store
-	// is unreachable; past it, grant checks fail closed.
-	revokeStale = 30 * time.Second
 	// revokeCacheMax bounds the cache; past it, it starts afresh.
 	revokeCacheMax = 100_000
 )
@@ -60,7 +57,7 @@ func (e *Engine) revoked(ctx context.Context, user string, issued time.Time) (bo
 	}
 	at, err := e.store.RevokedAt(ctx, userKey)
 	if err != nil {
-		if cached && now.Sub(ent.fetched) < revokeStale {
+		if cached && now.Sub(ent.fetched) < e.cfg.revocationGrace() {
 			return ent.revokes(issued), nil
 		}
 		return false, err
@@ -86,7 +83,7 @@ func (e *Engine) lastRevocation(ctx context.Context, now time.Time) (last time.T
 		return ent.at, true
 	}
 	stale := func() (time.Time, bool) {
-		if ent != nil && now.Sub(ent.fetched) < revokeStale {
+		if ent != nil && now.Sub(ent.fetched) < e.cfg.revocationGrace() {
 			return ent.at, true
 		}
 		return time.Time{}, false
