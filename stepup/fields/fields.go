@@ -46,8 +46,9 @@
 //     or backslash-escaped parameters, more than one Content-Disposition,
 //     a disposition other than form-data, a nested multipart part, a
 //     malformed body, more than [MaxFields] parts, and a referenced field
-//     that is sent as a file (filename=, which Go and PHP file away but
-//     Rails and Spring read as the field).
+//     sent as a file with an empty filename (Go reads it as the field, PHP
+//     as a file). A field and a file of the same name are a name that
+//     occurs twice; a file alone is not the field's value (missing).
 //   - a Content-Type given twice or that does not parse, a '*' (RFC 2231)
 //     in it, a charset other than UTF-8 (in Content-Type, a part's
 //     Content-Type or a _charset_ field), and a Content-Encoding on a body

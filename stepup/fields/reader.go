@@ -117,9 +117,10 @@ func isUTF8(cs string) bool { return strings.EqualFold(cs, "utf-8") }
 // pair is one field of an urlencoded or multipart body or a query.
 type pair struct {
 	name, value string
-	// file: a multipart part with a filename parameter.
-	file  bool
-	paths paths
+	// file: a multipart part with a filename parameter; named: one that
+	// is not empty.
+	file, named bool
+	paths       paths
 }
 
 // pairList is the fields of one source, in order.
@@ -250,8 +251,8 @@ func parseMultipart(body []byte, boundary string) (*pairList, string) {
 		if !ok {
 			continue
 		}
-		_, file := params["filename"]
-		p := pair{name: name, file: file, paths: readName(name)}
+		filename, file := params["filename"]
+		p := pair{name: name, file: file, named: filename != "", paths: readName(name)}
 		if !file {
 			v, err := io.ReadAll(part)
 			if err != nil {
@@ -288,8 +289,12 @@ func lookup(l *pairList, f Ref, want *paths) (string, bool, error) {
 		return "", false, ambiguous(f, "occurs more than once")
 	case n > 1 || found == nil:
 		return "", false, ambiguous(f, "clashes with another field's name (case, [], '.' or ' ')")
+	case found.file && !found.named:
+		// Go reads it as the field, PHP as a file that was not chosen.
+		return "", false, ambiguous(f, "is sent as a file without a name")
 	case found.file:
-		return "", false, ambiguous(f, "is sent as a file")
+		// A file: no app reads it as the field's text.
+		return "", false, nil
 	}
 	if err := checkValue(f, found.value); err != nil {
 		return "", false, err

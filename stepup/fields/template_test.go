@@ -44,7 +44,9 @@ func TestRender(t *testing.T) {
 	}{
 		{"Pay {json.a.b.1} {query.q} {form.missing}", req{ctype: js + "; charset=utf-8", query: "q=%E2%82%AC", body: `{"a":{"b":[1,2.50,3]}}`}, "Pay 2.50 € ?"},
 		{"{form.amount}/{form.merchant}", req{ctype: mpct, body: mp(field("amount", "99"),
-			"Content-Disposition: form-data; name=\"merchant\"; filename=\"m.bin\"\r\n\r\n\x00\x01")}, refused},
+			"Content-Disposition: form-data; name=\"merchant\"; filename=\"m.bin\"\r\n\r\n\x00\x01")}, "99/?"},
+		{"{form.amount}/{form.merchant}", req{ctype: mpct, body: mp(field("amount", "99"),
+			"Content-Disposition: form-data; name=\"merchant\"; filename=\"\"\r\n\r\nACME")}, refused},
 		{"{form.amount}/{form.file}", req{ctype: mpct, body: mp(field("amount", "99"),
 			"Content-Disposition: form-data; name=\"receipt\"; filename=\"m.bin\"\r\n\r\n\x00\x01")}, "99/?"},
 		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=EUR+10.00&merchant=Caf%C3%A9+%E6%9D%B1%E4%BA%AC&item=1&item=2"}, "Pay EUR 10.00 to Café 東京"},
