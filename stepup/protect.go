@@ -297,6 +297,9 @@ func (e *Engine) setUpstreamHeaders(r *http.Request, p *Policy, user string, at 
 // identityError answers a request whose identity is missing or could not
 // be read.
 func (e *Engine) identityError(w http.ResponseWriter, r *http.Request, policy string, err error) error {
+	if e.refuseFields(w, r, policy, err) {
+		return nil
+	}
 	switch {
 	case errors.Is(err, ErrNoIdentity):
 		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: policy, Outcome: "no_identity", Err: err})
@@ -367,7 +370,12 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 	if p.Mode == Transaction {
 		tx = txHash(p.Name, r.Method, r.URL.RequestURI(), body, id.User)
 		if p.desc != nil {
-			description = p.desc.render(r, body)
+			if description, err = p.desc.render(r, body); err != nil {
+				if !e.refuseFields(w, r, p.Name, err) {
+					e.renderStatus(w, r, http.StatusBadRequest, stateBadForm, nil)
+				}
+				return nil
+			}
 		}
 	}
 
