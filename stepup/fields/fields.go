@@ -22,7 +22,7 @@
 //     read them ("amount[]" and "amount[x]" make an array of "amount";
 //     PHP turns "." and " " in a name into "_", drops leading spaces and
 //     cuts at NUL) and the way Spring and qs read dots ("a.b" is b inside
-//     a). "Amount", " amount", "amount[]" and "amount.x" all clash with
+//     a, and "a['b']" is "a[b]"). "Amount", " amount", "amount[]" and "amount.x" all clash with
 //     {form.amount}; "user[phone]" clashes with "user" and "user[phone][]",
 //     not with "user[email]".
 //   - a name found in the query and the body at once, for {form.x} and
@@ -104,6 +104,7 @@ type AmbiguousError struct {
 	Reason string
 }
 
+// Error says which reference was refused, and why.
 func (e *AmbiguousError) Error() string {
 	return "request field " + e.Field + ": " + e.Reason
 }
@@ -124,6 +125,8 @@ const (
 	Query
 )
 
+// String returns the source's name in a placeholder: "form", "json" or
+// "query".
 func (s Source) String() string {
 	switch s {
 	case Form:

@@ -57,7 +57,8 @@ func readName(name string) paths {
 // splitBrackets splits "a[b][]" into "a" and the folded segments "b" and
 // wildcard. matched is false when the name has no '[' closed by a later
 // ']'. As in PHP, reading stops at the first character after a ']' that
-// is not '['.
+// is not '['; a quoted segment ("['b']", Spring) is read without its
+// quotes.
 func splitBrackets(n string) (base string, segs []string, matched bool) {
 	i := strings.IndexByte(n, '[')
 	if i < 0 || strings.IndexByte(n[i:], ']') < 0 {
@@ -70,6 +71,9 @@ func splitBrackets(n string) (base string, segs []string, matched bool) {
 			break
 		}
 		seg := rest[1:j]
+		if len(seg) >= 2 && (seg[0] == '\'' || seg[0] == '"') && seg[len(seg)-1] == seg[0] {
+			seg = seg[1 : len(seg)-1] // Spring: map['key'] is map[key]
+		}
 		if seg == "" {
 			segs = append(segs, wildcard)
 		} else {

@@ -138,6 +138,7 @@ var readerCases = []struct {
 	{"rails parent", req{ctype: form, body: "user[phone]=1&user=9999"}, "{form.user[phone]}", refused},
 	{"rails child array", req{ctype: form, body: "user[phone]=1&user[phone][]=9999"}, "{form.user[phone]}", refused},
 	{"rails array index", req{ctype: form, body: "a[0]=1&a[]=9999"}, "{form.a[0]}", refused},
+	{"spring quoted key", req{ctype: form, body: "user[phone]=1&user['phone']=9999"}, "{form.user[phone]}", refused},
 	{"leading zero index", req{ctype: form, body: "a[1]=1&a[01]=9999"}, "{form.a[1]}", refused},
 	{"multipart php array", req{ctype: mpct, body: mp(field("amount", "1"), field("amount[]", "9999"))}, "{form.amount}", refused},
 
