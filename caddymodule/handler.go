@@ -424,6 +424,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if nr, ok := source.(interface{ NeedsRedis() bool }); ok && nr.NeedsRedis() && client == nil {
 		return errors.New("identity cookie: phone_lookup redis needs the redis option of the stepup block")
 	}
+	// Sources that read the request body read it under max_body too.
+	if mb, ok := source.(interface{ SetMaxBody(int64) }); ok {
+		mb.SetMaxBody(h.MaxBody)
+	}
 
 	if len(h.SendersRaw) == 0 {
 		return errors.New("at least one sender is required (sender webhook URL, or sender log for development)")

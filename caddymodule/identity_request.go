@@ -29,7 +29,11 @@ func init() {
 //
 // Because whoever sends the request chooses the destination, the handler
 // refuses this source unless its per_ip and per_number limits are on
-// (they are by default).
+// (they are by default), and refuses a describe that shows text from the
+// request (anyone could have it sent to any number). The field is read
+// strictly: a request in which the app could read another number or
+// account (the field twice, in query and body, ...) gets 400, and a body
+// over the handler's max_body 413.
 type RequestIdentity struct {
 	// Phone is the typed number: {form.NAME}, {json.PATH} or {query.NAME}.
 	Phone string `json:"phone,omitempty"`
@@ -81,6 +85,15 @@ func (s *RequestIdentity) Provision(caddy.Context) error {
 func (s *RequestIdentity) SetRedis(client redis.UniversalClient) {
 	if s.lookup != nil {
 		s.lookup.SetClient(client)
+	}
+}
+
+// SetMaxBody bounds the body the source reads to the handler's max_body
+// (0: the default), so that one cap, and one 413, holds for the whole
+// request.
+func (s *RequestIdentity) SetMaxBody(n int64) {
+	if s.source != nil {
+		s.source.SetMaxBody(n)
 	}
 }
 

@@ -31,6 +31,7 @@ var metrics = struct {
 	monitor       *prometheus.CounterVec
 	rateLimited   *prometheus.CounterVec
 	storeErrors   *prometheus.CounterVec
+	refused       *prometheus.CounterVec
 	auditDropped  prometheus.Counter
 }{
 	challenges: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -70,6 +71,10 @@ var metrics = struct {
 		Namespace: "caddy", Subsystem: "stepup", Name: "store_errors_total",
 		Help: "Store (Redis) errors that failed a request closed, by operation.",
 	}, []string{"op"}),
+	refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "requests_refused_total",
+		Help: "Protected requests refused before a challenge because stepup cannot read them as the app would, by policy and reason (too_large, ambiguous_fields, ambiguous_headers, trailers, cross_site, body_timeout, unreadable_body).",
+	}, []string{"policy", "reason"}),
 	auditDropped: prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "stepup", Name: "audit_dropped_total",
 		Help: "Audit events not written to the Redis stream because its queue was full.",
@@ -82,7 +87,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{
 		metrics.challenges, metrics.codesSent, metrics.sendDuration, metrics.verifications,
 		metrics.grantsUsed, metrics.requests, metrics.monitor, metrics.rateLimited,
-		metrics.storeErrors, metrics.auditDropped,
+		metrics.storeErrors, metrics.refused, metrics.auditDropped,
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
@@ -127,6 +132,8 @@ func (o *observer) Observe(r *http.Request, ev *stepup.Event) {
 		metrics.rateLimited.WithLabelValues(ev.Limit).Inc()
 	case stepup.EventStoreError:
 		metrics.storeErrors.WithLabelValues(ev.Outcome).Inc()
+	case stepup.EventRequestRefused:
+		metrics.refused.WithLabelValues(ev.Policy, ev.Outcome).Inc()
 	}
 	name := "stepup." + string(ev.Kind)
 	emit := o.events != nil && o.events.ShouldEmit(name)

@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"go.uber.org/zap"
 )
 
 // What a transaction code and grant are bound to. The app behind stepup
@@ -78,13 +76,13 @@ func txHash(policy, method, uri string, h http.Header, body []byte, user string)
 }
 
 // ambiguousRequest names what makes a request's reading ambiguous for
-// binding, or "" when there is nothing: a header the app reads once that
+// binding (ambiguous_headers, trailers), or "" when there is nothing: a header the app reads once that
 // occurs twice, or trailers (fields that arrive after the body, which
 // the binding cannot cover and some apps merge into the headers).
 func ambiguousRequest(r *http.Request) string {
 	for _, name := range singleHeaders {
 		if len(r.Header[name]) > 1 {
-			return "duplicate_" + strings.ToLower(strings.ReplaceAll(name, "-", "_"))
+			return "ambiguous_headers"
 		}
 	}
 	for _, vs := range r.Trailer {
@@ -102,22 +100,18 @@ func ambiguousRequest(r *http.Request) string {
 func (e *Engine) readBound(w http.ResponseWriter, r *http.Request, p *Policy) (body []byte, ok bool) {
 	body, err := e.readBodyTimed(w, r)
 	switch {
-	case errors.Is(err, errBodyTooLarge):
-		e.log.Info("request too large to preserve", zap.String("policy", p.Name), zap.Int64("max_body", e.cfg.MaxBody))
-		e.renderStatus(w, r, http.StatusRequestEntityTooLarge, stateTooLarge, nil)
+	case e.refuseFields(w, r, p.Name, err):
 		return nil, false
 	case isTimeout(err):
-		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: p.Name, Outcome: "body_timeout"})
 		w.Header().Set("Connection", "close")
-		e.renderStatus(w, r, http.StatusRequestTimeout, stateBodyTimeout, nil)
+		e.refuse(w, r, p.Name, http.StatusRequestTimeout, stateBodyTimeout, "body_timeout", nil)
 		return nil, false
 	case err != nil:
-		e.renderStatus(w, r, http.StatusBadRequest, stateBadForm, nil)
+		e.refuse(w, r, p.Name, http.StatusBadRequest, stateBadForm, "unreadable_body", nil)
 		return nil, false
 	}
 	if why := ambiguousRequest(r); why != "" {
-		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: p.Name, Outcome: "ambiguous_" + why})
-		e.renderStatus(w, r, http.StatusBadRequest, stateAmbiguous, nil)
+		e.refuse(w, r, p.Name, http.StatusBadRequest, stateAmbiguous, why, nil)
 		return nil, false
 	}
 	return body, true

@@ -433,6 +433,12 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 			return nil, errors.New("an identity taken from the request (identity request) needs the per_ip and per_number limits: " +
 				"anyone can name any number or account in a form")
 		}
+		for _, p := range policies {
+			if p.desc != nil && p.desc.readsRequest() {
+				return nil, fmt.Errorf("policy %s: describe %q shows text from the request, and with identity request anyone "+
+					"could have that text sent to any number: use a describe without placeholders", p.Name, p.Describe)
+			}
+		}
 	}
 	if e.page, err = newPage(cfg.Page, cfg.SiteName, cfg.CodeLength); err != nil {
 		return nil, err

@@ -28,7 +28,12 @@ const (
 	EventReplayed         EventKind = "replayed"
 	EventReplayRefused    EventKind = "replay_refused"
 	EventIdentityRefused  EventKind = "identity_refused"
-	EventStoreError       EventKind = "store_error"
+	// EventRequestRefused: a protected request refused before anything
+	// was created or sent, because stepup cannot read it the way the app
+	// will (Outcome: too_large, ambiguous_fields, ambiguous_headers,
+	// trailers, cross_site, body_timeout, bad_identity).
+	EventRequestRefused EventKind = "request_refused"
+	EventStoreError     EventKind = "store_error"
 	// EventRequest is emitted for every request a policy matched, with
 	// Outcome passed, challenged, monitored or refused; it is logged at
 	// debug level only (it is for metrics).

@@ -371,8 +371,8 @@ func TestDescribeTemplate(t *testing.T) {
 	}
 	r, _ := http.NewRequest("POST", "/x?q=%E2%82%AC", nil)
 	r.Header.Set("Content-Type", "application/json; charset=utf-8")
-	if got := d.render(r, []byte(`{"a":{"b":[1,2.50,3]}}`)); got != "Pay 2.50 € ?" {
-		t.Fatalf("render = %q", got)
+	if got, err := d.render(r, []byte(`{"a":{"b":[1,2.50,3]}}`)); err != nil || got != "Pay 2.50 € ?" {
+		t.Fatalf("render = %q, %v", got, err)
 	}
 	// Multipart fields (files skipped).
 	var buf bytes.Buffer
@@ -381,8 +381,8 @@ func TestDescribeTemplate(t *testing.T) {
 	d2, _ := parseDescribe("{form.amount}/{form.merchant}")
 	r2, _ := http.NewRequest("POST", "/x", nil)
 	r2.Header.Set("Content-Type", "multipart/form-data; boundary=XX")
-	if got := d2.render(r2, buf.Bytes()); got != "99/?" {
-		t.Fatalf("multipart render = %q", got)
+	if got, err := d2.render(r2, buf.Bytes()); err != nil || got != "99/?" {
+		t.Fatalf("multipart render = %q, %v", got, err)
 	}
 }
 

@@ -125,7 +125,7 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, m Matcher, next N
 	if p == nil {
 		return next.ServeHTTP(w, r)
 	}
-	return e.guard(w, r, next, func(next Next) error { return e.Protect(w, r, p, grant, next) })
+	return e.guard(w, r, next, func(next Next) error { return e.protect(w, r, p, grant, next) })
 }
 
 // trailerGuard removes client-sent Stepup-* (and configured upstream)
@@ -180,9 +180,17 @@ func (e *Engine) guard(w http.ResponseWriter, r *http.Request, next Next, fn fun
 
 // Protect runs policy p on a request that matched it: it calls next when
 // the request may pass (a valid grant, or monitor mode) and otherwise
-// answers with a challenge or an error itself. grant is the request's
-// API grant (Stepup-Grant), read before StripHeaders.
-func (e *Engine) Protect(w http.ResponseWriter, r *http.Request, p *Policy, grant apiGrant, next Next) error {
+// answers with a challenge or an error itself. It removes client-supplied
+// Stepup-* headers first, as Serve does.
+func (e *Engine) Protect(w http.ResponseWriter, r *http.Request, p *Policy, next Next) error {
+	grant := readAPIGrant(r)
+	e.StripHeaders(r.Header)
+	return e.protect(w, r, p, grant, next)
+}
+
+// protect is Protect with the request's API grant (Stepup-Grant), read
+// before StripHeaders.
+func (e *Engine) protect(w http.ResponseWriter, r *http.Request, p *Policy, grant apiGrant, next Next) error {
 	if p.Mode == Monitor {
 		e.monitor(r, p)
 		return next.ServeHTTP(w, r)
@@ -421,6 +429,9 @@ func (e *Engine) setUpstreamHeaders(r *http.Request, p *Policy, user string, at 
 // identityError answers a request whose identity is missing or could not
 // be read.
 func (e *Engine) identityError(w http.ResponseWriter, r *http.Request, policy string, err error) error {
+	if e.refuseFields(w, r, policy, err) {
+		return nil
+	}
 	switch {
 	case errors.Is(err, ErrNoIdentity):
 		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: policy, Outcome: "no_identity", Err: err})
@@ -477,8 +488,7 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 	if preserve && !e.cfg.AllowCrossSite && !sameOrigin(r) {
 		// A cross-site request replayed after the code would reach the
 		// app as if the customer had sent it from this site: refused.
-		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: p.Name, Outcome: "cross_site"})
-		e.renderStatus(w, r, http.StatusForbidden, stateCrossSite, nil)
+		e.refuse(w, r, p.Name, http.StatusForbidden, stateCrossSite, "cross_site", nil)
 		return nil
 	}
 	if p.Mode == Transaction || preserve {
@@ -492,7 +502,12 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 	if p.Mode == Transaction {
 		tx = txHash(p.Name, r.Method, r.URL.RequestURI(), r.Header, body, id.User)
 		if p.desc != nil {
-			description = p.desc.render(r, body)
+			if description, err = p.desc.render(r, body); err != nil {
+				if !e.refuseFields(w, r, p.Name, err) {
+					e.renderStatus(w, r, http.StatusBadRequest, stateBadForm, nil)
+				}
+				return nil
+			}
 		}
 	}
 

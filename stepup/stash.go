@@ -5,12 +5,13 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/caddy-stepup/caddy-stepup/stepup/fields"
 )
 
 // Bounds of a stashed request body.
@@ -20,7 +21,7 @@ const (
 )
 
 // errBodyTooLarge: the request body is over max_body.
-var errBodyTooLarge = errors.New("request body too large")
+var errBodyTooLarge = fields.ErrTooLarge
 
 // stash is a request preserved across a challenge, replayed byte for byte
 // once the code is verified.
@@ -63,32 +64,12 @@ var replayedFromStash = []string{
 	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
 }
 
-// readBody reads the whole body of r, up to max bytes. A larger body
-// fails with errBodyTooLarge before anything is kept. Afterwards r.Body
-// reads the same bytes again, so the request can still go on.
+// readBody reads the whole body of r, up to max bytes, with the reader
+// the identity request source shares (a body it read already is not read
+// again). A larger body fails with errBodyTooLarge before anything is
+// kept. Afterwards r.Body reads the same bytes again.
 func readBody(r *http.Request, max int64) ([]byte, error) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil, nil
-	}
-	if r.ContentLength > max {
-		return nil, errBodyTooLarge
-	}
-	size := r.ContentLength
-	if size < 0 || size > max {
-		size = 512
-	}
-	buf := bytes.NewBuffer(make([]byte, 0, size+1))
-	n, err := buf.ReadFrom(io.LimitReader(r.Body, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading request body: %w", err)
-	}
-	if n > max {
-		return nil, errBodyTooLarge
-	}
-	body := buf.Bytes()
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.ContentLength = int64(len(body))
-	return body, nil
+	return fields.ReadBody(r, max)
 }
 
 // newStash captures r (whose body was read into body).

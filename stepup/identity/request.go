@@ -1,24 +1,15 @@
 package identity
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"mime"
-	"mime/multipart"
 	"net/http"
-	"net/url"
-	"strconv"
 	"strings"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/fields"
 )
-
-// maxRequestBody bounds what a request source reads of a form.
-const maxRequestBody = 64 << 10
 
 // RequestConfig configures a request source: the identity of a person
 // who is not logged in, taken from the form they send. Two flows:
@@ -28,6 +19,12 @@ const maxRequestBody = 64 << 10
 //   - password reset: User names the field with the account (an email, a
 //     user name) and Lookup finds the number on file. An unknown account
 //     gets a decoy identity, so that the answer is the same.
+//
+// The field is read strictly by package fields: a request in which the
+// app could find another number or account than the one we read (the
+// field twice, a name PHP or Rails reads as the same, the name in both
+// query and body, ...) is refused with an error matching
+// fields.ErrAmbiguous, and a body over MaxBody with fields.ErrTooLarge.
 type RequestConfig struct {
 	// Phone is a placeholder naming the typed number: {form.phone},
 	// {json.customer.phone} or {query.phone}.
@@ -38,34 +35,23 @@ type RequestConfig struct {
 	Lookup *RedisLookup
 	// DefaultRegion parses typed national numbers ("IN").
 	DefaultRegion string
+	// MaxBody bounds the body read, in bytes: the engine's max_body
+	// (0: stepup.DefaultMaxBody).
+	MaxBody int64
 }
 
 // Request is the request identity source.
 type Request struct {
-	phone, user field
+	phone, user fields.Ref
 	lookup      *RedisLookup
 	region      string
-}
-
-// field is one placeholder: source form, json or query, and its name.
-type field struct {
-	source, name string
-}
-
-func parseField(ph string) (field, error) {
-	if !strings.HasPrefix(ph, "{") || !strings.HasSuffix(ph, "}") {
-		return field{}, fmt.Errorf("%q: want a placeholder such as {form.phone}", ph)
-	}
-	source, name, ok := strings.Cut(ph[1:len(ph)-1], ".")
-	if !ok || name == "" || (source != "form" && source != "json" && source != "query") {
-		return field{}, fmt.Errorf("%q: want {form.NAME}, {json.PATH} or {query.NAME}", ph)
-	}
-	return field{source: source, name: name}, nil
+	maxBody     int64
 }
 
 // NewRequest returns a request source.
 func NewRequest(cfg RequestConfig) (*Request, error) {
 	s := &Request{lookup: cfg.Lookup, region: cfg.DefaultRegion}
+	s.SetMaxBody(cfg.MaxBody)
 	var err error
 	switch {
 	case cfg.User != "" && cfg.Phone != "":
@@ -74,14 +60,14 @@ func NewRequest(cfg RequestConfig) (*Request, error) {
 		if cfg.Lookup == nil {
 			return nil, errors.New("identity request: user needs phone_lookup redis")
 		}
-		if s.user, err = parseField(cfg.User); err != nil {
+		if s.user, err = fields.ParseRef(cfg.User); err != nil {
 			return nil, fmt.Errorf("identity request: user %v", err)
 		}
 	case cfg.Phone != "":
 		if cfg.Lookup != nil {
 			return nil, errors.New("identity request: phone_lookup goes with user, not with phone")
 		}
-		if s.phone, err = parseField(cfg.Phone); err != nil {
+		if s.phone, err = fields.ParseRef(cfg.Phone); err != nil {
 			return nil, fmt.Errorf("identity request: phone %v", err)
 		}
 	default:
@@ -90,17 +76,38 @@ func NewRequest(cfg RequestConfig) (*Request, error) {
 	return s, nil
 }
 
+// SetMaxBody sets the bound of the body read, in bytes (0:
+// stepup.DefaultMaxBody). Call it before the source is used, with the
+// engine's max_body, so that a body the engine would answer with 413 gets
+// 413 here too.
+func (s *Request) SetMaxBody(n int64) {
+	if n <= 0 {
+		n = stepup.DefaultMaxBody
+	}
+	s.maxBody = n
+}
+
 // IdentityFromRequest implements stepup.RequestIdentity.
 func (s *Request) IdentityFromRequest() bool { return true }
 
-// Identify implements stepup.Source.
+// Identify implements stepup.Source. Besides ErrNoIdentity, its errors
+// match fields.ErrTooLarge (the engine answers 413) and
+// fields.ErrAmbiguous (400).
 func (s *Request) Identify(r *http.Request) (stepup.Identity, error) {
-	body, err := readAndRestore(r)
+	body, err := fields.ReadBody(r, s.maxBody)
+	if errors.Is(err, fields.ErrTooLarge) {
+		return stepup.Identity{}, fmt.Errorf("request: %w", err)
+	}
 	if err != nil {
 		return stepup.Identity{}, noIdentity("request: %v", err)
 	}
-	if s.user.source == "" {
-		phone := bounded(fieldValue(r, body, s.phone))
+	rd := fields.NewReader(r, body)
+	if s.user.Source == 0 {
+		v, err := fieldValue(rd, s.phone)
+		if err != nil {
+			return stepup.Identity{}, err
+		}
+		phone := bounded(v)
 		if phone == "" {
 			return stepup.Identity{}, noIdentity("request: the form has no phone number")
 		}
@@ -111,7 +118,11 @@ func (s *Request) Identify(r *http.Request) (stepup.Identity, error) {
 		}
 		return stepup.Identity{User: userFromPhone(phone), Phone: phone}, nil
 	}
-	typed := bounded(fieldValue(r, body, s.user))
+	v, err := fieldValue(rd, s.user)
+	if err != nil {
+		return stepup.Identity{}, err
+	}
+	typed := bounded(v)
 	if typed == "" {
 		return stepup.Identity{}, noIdentity("request: the form names no account")
 	}
@@ -139,75 +150,12 @@ func bounded(v string) string {
 	return v
 }
 
-// readAndRestore reads the body (bounded) and puts an identical one back.
-func readAndRestore(r *http.Request) ([]byte, error) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil, nil
-	}
-	if r.ContentLength > maxRequestBody {
-		return nil, errors.New("form too large")
-	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+// fieldValue reads one field of the request; an ambiguous one is an
+// error.
+func fieldValue(rd *fields.Reader, f fields.Ref) (string, error) {
+	v, _, err := rd.Value(f)
 	if err != nil {
-		return nil, err
+		return "", fmt.Errorf("request: %w", err)
 	}
-	if len(b) > maxRequestBody {
-		return nil, errors.New("form too large")
-	}
-	r.Body = io.NopCloser(bytes.NewReader(b))
-	r.ContentLength = int64(len(b))
-	return b, nil
-}
-
-// fieldValue reads one field of the request.
-func fieldValue(r *http.Request, body []byte, f field) string {
-	if f.source == "query" {
-		return r.URL.Query().Get(f.name)
-	}
-	ctype, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	switch {
-	case f.source == "form" && ctype == "application/x-www-form-urlencoded":
-		v, _ := url.ParseQuery(string(body))
-		return v.Get(f.name)
-	case f.source == "form" && ctype == "multipart/form-data":
-		mr := multipart.NewReader(bytes.NewReader(body), params["boundary"])
-		for {
-			part, err := mr.NextPart()
-			if err != nil {
-				return ""
-			}
-			if part.FileName() == "" && part.FormName() == f.name {
-				v, _ := io.ReadAll(io.LimitReader(part, 1024))
-				return string(v)
-			}
-		}
-	case f.source == "json" && (ctype == "application/json" || strings.HasSuffix(ctype, "+json")):
-		var doc any
-		dec := json.NewDecoder(bytes.NewReader(body))
-		dec.UseNumber()
-		if dec.Decode(&doc) != nil {
-			return ""
-		}
-		for _, key := range strings.Split(f.name, ".") {
-			switch node := doc.(type) {
-			case map[string]any:
-				doc = node[key]
-			case []any:
-				i, err := strconv.Atoi(key)
-				if err != nil || i < 0 || i >= len(node) {
-					return ""
-				}
-				doc = node[i]
-			default:
-				return ""
-			}
-		}
-		switch v := doc.(type) {
-		case string:
-			return v
-		case json.Number:
-			return v.String()
-		}
-	}
-	return ""
+	return v, nil
 }

@@ -194,7 +194,10 @@ func durableOps(t *testing.T, s store.Store) map[string]error {
 // nothing, would count the hung replica and pass).
 func TestRedisWaitReplicas(t *testing.T) {
 	master, replica := testredis.RunReplicated(t)
-	s := newWaitStore(t, master.Addr(), 1, 300*time.Millisecond)
+	// A generous wait while the replica acknowledges (a loaded test
+	// machine can take longer than a real network), a short one once it
+	// hangs.
+	s := newWaitStore(t, master.Addr(), 1, 2*time.Second)
 	ctx := context.Background()
 
 	for op, err := range durableOps(t, s) {
@@ -228,6 +231,7 @@ func TestRedisWaitReplicas(t *testing.T) {
 	if err := replica.Pause(); err != nil {
 		t.Fatal(err)
 	}
+	s = newWaitStore(t, master.Addr(), 1, 300*time.Millisecond)
 	start := time.Now()
 	for op, err := range durableOps(t, s) {
 		if !errors.Is(err, store.ErrNotDurable) {

@@ -1,0 +1,98 @@
+package fields
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+)
+
+// Missing stands for a value the request does not have.
+const Missing = "?"
+
+// Template is a describe template such as "Pay {form.amount} to
+// {form.merchant}": text with references in braces.
+type Template struct {
+	parts []part
+	refs  []Ref
+}
+
+// part is literal text, or the reference refs[ref] when ref >= 0.
+type part struct {
+	text string
+	ref  int
+}
+
+// ParseTemplate compiles a template. A '{' always opens a reference: an
+// unclosed one or an unknown source is an error, so that a typo shows at
+// provision, not in an SMS.
+func ParseTemplate(s string) (*Template, error) {
+	t := &Template{}
+	rest := s
+	for rest != "" {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			t.parts = append(t.parts, part{text: rest, ref: -1})
+			break
+		}
+		if i > 0 {
+			t.parts = append(t.parts, part{text: rest[:i], ref: -1})
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return nil, fmt.Errorf("describe %q: unclosed placeholder", s)
+		}
+		f, err := parseRef(rest[i+1 : i+j])
+		if err != nil {
+			return nil, fmt.Errorf("describe %q: %v", s, err)
+		}
+		t.parts = append(t.parts, part{ref: len(t.refs)})
+		t.refs = append(t.refs, f)
+		rest = rest[i+j+1:]
+	}
+	return t, nil
+}
+
+// Refs returns the template's references, in order.
+func (t *Template) Refs() []Ref { return append([]Ref(nil), t.refs...) }
+
+// ReadsRequest reports whether the template shows anything taken from the
+// request.
+func (t *Template) ReadsRequest() bool { return len(t.refs) > 0 }
+
+// String returns the template as it was parsed.
+func (t *Template) String() string {
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.ref >= 0 {
+			b.WriteString(t.refs[p.ref].String())
+		} else {
+			b.WriteString(p.text)
+		}
+	}
+	return b.String()
+}
+
+// Render fills the template from r and its body (read with [ReadBody]).
+// Each value is cleaned ([Clean]) and cut to [MaxValue] runes; a missing
+// or empty one shows as [Missing]; the whole text is cut to [MaxText]
+// runes. The error matches ErrAmbiguous when the request must be refused.
+func (t *Template) Render(r *http.Request, body []byte) (string, error) {
+	rd := NewReader(r, body)
+	var b strings.Builder
+	for _, p := range t.parts {
+		if p.ref < 0 {
+			b.WriteString(p.text)
+			continue
+		}
+		v, ok, err := rd.Value(t.refs[p.ref])
+		if err != nil {
+			return "", err
+		}
+		v = Clean(v, MaxValue)
+		if !ok || v == "" {
+			v = Missing
+		}
+		b.WriteString(v)
+	}
+	return capText(b.String(), MaxText), nil
+}

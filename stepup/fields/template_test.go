@@ -1,0 +1,82 @@
+package fields
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+func TestParseTemplate(t *testing.T) {
+	for _, bad := range []string{"Pay {amount}", "Pay {form.amount", "{cookie.x}", "{form.}", "{json.a..b}", "{}", "a{b}c"} {
+		if _, err := ParseTemplate(bad); err == nil {
+			t.Errorf("ParseTemplate(%q) accepted", bad)
+		}
+	}
+	for _, s := range []string{"", "Sign up", "Pay } now", "Pay {form.amount} to {form.merchant}", "{json.a.b.0}{query.q}!"} {
+		tp, err := ParseTemplate(s)
+		if err != nil {
+			t.Fatalf("ParseTemplate(%q): %v", s, err)
+		}
+		if tp.String() != s {
+			t.Errorf("%q prints as %q", s, tp.String())
+		}
+	}
+	tp, _ := ParseTemplate("Pay {form.amount} to {json.payee.name}")
+	refs := tp.Refs()
+	if len(refs) != 2 || refs[0].String() != "{form.amount}" || refs[1].String() != "{json.payee.name}" || !tp.ReadsRequest() {
+		t.Fatalf("Refs = %v", refs)
+	}
+	refs[0].Name = "changed"
+	if tp.Refs()[0].Name != "amount" {
+		t.Fatal("Refs shares the template's references")
+	}
+	if lit, _ := ParseTemplate("Sign up for the newsletter"); lit.ReadsRequest() {
+		t.Fatal("a template without placeholders reads the request")
+	}
+}
+
+func TestRender(t *testing.T) {
+	cases := []struct {
+		tmpl string
+		req  req
+		want string // refused for an ambiguous request
+	}{
+		{"Pay {json.a.b.1} {query.q} {form.missing}", req{ctype: js + "; charset=utf-8", query: "q=%E2%82%AC", body: `{"a":{"b":[1,2.50,3]}}`}, "Pay 2.50 € ?"},
+		{"{form.amount}/{form.merchant}", req{ctype: mpct, body: mp(field("amount", "99"),
+			"Content-Disposition: form-data; name=\"merchant\"; filename=\"m.bin\"\r\n\r\n\x00\x01")}, "99/?"},
+		{"{form.amount}/{form.merchant}", req{ctype: mpct, body: mp(field("amount", "99"),
+			"Content-Disposition: form-data; name=\"merchant\"; filename=\"\"\r\n\r\nACME")}, refused},
+		{"{form.amount}/{form.file}", req{ctype: mpct, body: mp(field("amount", "99"),
+			"Content-Disposition: form-data; name=\"receipt\"; filename=\"m.bin\"\r\n\r\n\x00\x01")}, "99/?"},
+		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=EUR+10.00&merchant=Caf%C3%A9+%E6%9D%B1%E4%BA%AC&item=1&item=2"}, "Pay EUR 10.00 to Café 東京"},
+		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=1.00&merchant=Charity&amount=9999.00"}, refused},
+		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=+&merchant=%E2%9C%93"}, "Pay ? to ?"},
+		{"Pay {form.amount} to {form.merchant}", req{ctype: js, body: `{"amount":"1"}`}, "Pay ? to ?"},
+		{"Pay {form.amount}", req{ctype: form, body: "amount=10%0A%0A%40evil.example+%23123456"}, "Pay 10 evil example 123456"},
+		{"Sign up as {form.name}", req{ctype: form, body: "name=WIN+A+PRIZE%21+CALL+%2B1+415+555+0199+NOW+at+http%3A%2F%2Fevil.com"}, "Sign up as WIN A PRIZE CALL 1 415 555 0199 NOW at h…"},
+		{"{form.a} {form.b} {form.c} {form.d}", req{ctype: form, body: "a=" + strings.Repeat("x", 50) + "&b=" + strings.Repeat("y", 50) + "&c=" + strings.Repeat("z", 50) + "&d=" + strings.Repeat("w", 50)},
+			strings.Repeat("x", 40) + "… " + strings.Repeat("y", 40) + "… " + strings.Repeat("z", 40) + "… " + strings.Repeat("w", 14) + "…"},
+		{"Pay\n{form.a}\u202e", req{ctype: form, body: "a=1"}, "Pay 1"},
+	}
+	for _, tc := range cases {
+		tp, err := ParseTemplate(tc.tmpl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, body := tc.req.build(t)
+		got, err := tp.Render(r, body)
+		if tc.want == refused {
+			if !errors.Is(err, ErrAmbiguous) || got != "" {
+				t.Errorf("Render(%q, %q) = %q, %v: want refused", tc.tmpl, tc.req.body, got, err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("Render(%q, %q) = %q, %v\nwant %q", tc.tmpl, tc.req.body, got, err, tc.want)
+		}
+		if n := utf8.RuneCountInString(got); n > MaxText+1 {
+			t.Errorf("Render is %d runes long", n)
+		}
+	}
+}

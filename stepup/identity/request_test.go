@@ -1,0 +1,169 @@
+package identity
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/fields"
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
+)
+
+func signupRequest(t *testing.T, query, ctype, body string) *http.Request {
+	t.Helper()
+	r := httptest.NewRequest("POST", "/signup", strings.NewReader(body))
+	r.URL.RawQuery = query
+	if ctype != "" {
+		r.Header.Set("Content-Type", ctype)
+	}
+	return r
+}
+
+func TestRequestReadsTheTypedNumber(t *testing.T) {
+	const mp = "multipart/form-data; boundary=XX"
+	for _, tc := range []struct{ field, query, ctype, body string }{
+		{"{form.phone}", "", "application/x-www-form-urlencoded", "name=Ann&phone=%2B14155550100&tags=a&tags=b"},
+		{"{form.user[phone]}", "", "application/x-www-form-urlencoded", "user[name]=Ann&user[phone]=%2B14155550100"},
+		{"{form.phone}", "", mp, "--XX\r\nContent-Disposition: form-data; name=\"phone\"\r\n\r\n+14155550100\r\n--XX--\r\n"},
+		{"{json.customer.phone}", "", "application/json", `{"customer":{"phone":"+14155550100"}}`},
+		{"{query.phone}", "phone=%2B14155550100", "", ""},
+	} {
+		s, err := NewRequest(RequestConfig{Phone: tc.field})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := signupRequest(t, tc.query, tc.ctype, tc.body)
+		id, err := s.Identify(r)
+		if err != nil || id.Phone != "+14155550100" {
+			t.Errorf("%s from %q: %+v, %v", tc.field, tc.body, id, err)
+		}
+	}
+}
+
+// A sign-up form in which the app could store another number than the
+// one we text is refused (400), never guessed: the sender of the form
+// would choose which number proves nothing.
+func TestRequestRefusesAmbiguousFields(t *testing.T) {
+	const form = "application/x-www-form-urlencoded"
+	for _, tc := range []struct{ name, field, query, ctype, body string }{
+		{"twice", "{form.phone}", "", form, "phone=%2B14155550100&phone=%2B14155550199"},
+		{"php array", "{form.phone}", "", form, "phone=%2B14155550100&phone[]=%2B14155550199"},
+		{"case", "{form.phone}", "", form, "phone=%2B14155550100&Phone=%2B14155550199"},
+		{"query and body", "{form.phone}", "phone=%2B14155550199", form, "phone=%2B14155550100"},
+		{"body and query", "{query.phone}", "phone=%2B14155550100", form, "phone=%2B14155550199"},
+		{"semicolon", "{form.phone}", "", form, "phone=%2B14155550100;phone=%2B14155550199"},
+		{"multipart twice", "{form.phone}", "", "multipart/form-data; boundary=XX",
+			"--XX\r\nContent-Disposition: form-data; name=\"phone\"\r\n\r\n+14155550100\r\n" +
+				"--XX\r\nContent-Disposition: form-data; name=\"phone\"\r\n\r\n+14155550199\r\n--XX--\r\n"},
+		{"json twice", "{json.phone}", "", "application/json", `{"phone":"+14155550100","phone":"+14155550199"}`},
+		{"json case", "{json.phone}", "", "application/json", `{"phone":"+14155550100","PHONE":"+14155550199"}`},
+		{"email twice", "{form.email}", "", form, "email=ann%40example.com&email=eve%40example.com"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := RequestConfig{Phone: tc.field}
+			if strings.Contains(tc.field, "email") {
+				cfg = RequestConfig{User: tc.field, Lookup: &RedisLookup{Key: "account:{id}"}}
+			}
+			s, err := NewRequest(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			id, err := s.Identify(signupRequest(t, tc.query, tc.ctype, tc.body))
+			if !errors.Is(err, fields.ErrAmbiguous) || errors.Is(err, stepup.ErrNoIdentity) {
+				t.Fatalf("Identify = %+v, %v: want ErrAmbiguous", id, err)
+			}
+			if strings.Contains(err.Error(), "4155550") || strings.Contains(err.Error(), "example.com") {
+				t.Fatalf("error %q shows a value", err)
+			}
+		})
+	}
+}
+
+// The body is read under the engine's max_body, not a cap of its own: a
+// sign-up form over 64 KiB is fine, and one over max_body is too large.
+func TestRequestBodyCap(t *testing.T) {
+	body := "phone=%2B14155550100&bio=" + strings.Repeat("x", 100<<10)
+	s, err := NewRequest(RequestConfig{Phone: "{form.phone}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := signupRequest(t, "", "application/x-www-form-urlencoded", body)
+	if id, err := s.Identify(r); err != nil || id.Phone != "+14155550100" {
+		t.Fatalf("100 KiB form: %+v, %v", id, err)
+	}
+	s.SetMaxBody(64 << 10)
+	_, err = s.Identify(signupRequest(t, "", "application/x-www-form-urlencoded", body))
+	if !errors.Is(err, fields.ErrTooLarge) || errors.Is(err, stepup.ErrNoIdentity) {
+		t.Fatalf("over max_body: %v, want ErrTooLarge", err)
+	}
+}
+
+// outbox keeps the messages the engine sends.
+type outbox struct {
+	mu   sync.Mutex
+	msgs []sender.Message
+}
+
+func (o *outbox) Send(_ context.Context, m *sender.Message) (string, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.msgs = append(o.msgs, *m)
+	return "test", nil
+}
+
+func (o *outbox) count() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.msgs)
+}
+
+// Through the engine: an ambiguous sign-up form gets 400 and no code,
+// a form over max_body 413 (not 401), and a plain form over 64 KiB a
+// challenge.
+func TestRequestSourceThroughEngine(t *testing.T) {
+	src, err := NewRequest(RequestConfig{Phone: "{form.phone}"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const maxBody = 256 << 10
+	src.SetMaxBody(maxBody)
+	out := &outbox{}
+	e, err := stepup.New(stepup.Config{Secret: []byte("0123456789abcdef0123456789abcdef-test"), MaxBody: maxBody},
+		[]*stepup.Policy{{Name: "signup", Mode: stepup.Transaction, Describe: "Create your account"}},
+		stepup.Options{Store: store.NewMemory(time.Minute), Identity: src, Sender: out})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := stepup.NextFunc(func(w http.ResponseWriter, r *http.Request) error {
+		t.Error("the sign-up reached the app")
+		return nil
+	})
+	post := func(body string) int {
+		r := signupRequest(t, "", "application/x-www-form-urlencoded", body)
+		r.Header.Set("Accept", "text/html")
+		w := httptest.NewRecorder()
+		if err := e.Protect(w, r, e.Policy("signup"), next); err != nil {
+			t.Fatal(err)
+		}
+		return w.Code
+	}
+	if code := post("phone=%2B14155550100&phone=%2B14155550199"); code != http.StatusBadRequest || out.count() != 0 {
+		t.Fatalf("phone twice: %d, %d codes sent", code, out.count())
+	}
+	if code := post("phone=%2B14155550100&bio=" + strings.Repeat("x", maxBody)); code != http.StatusRequestEntityTooLarge || out.count() != 0 {
+		t.Fatalf("over max_body: %d, %d codes sent", code, out.count())
+	}
+	if code := post("phone=%2B14155550100&bio=" + strings.Repeat("x", 100<<10)); code != http.StatusSeeOther || out.count() != 1 {
+		t.Fatalf("100 KiB form: %d, %d codes sent", code, out.count())
+	}
+	if to := out.msgs[0].To; to != "+14155550100" {
+		t.Fatalf("code sent to %s", to)
+	}
+}
