@@ -311,6 +311,8 @@ type receiver struct {
 	mu    sync.Mutex
 	msgs  []webhookMsg
 	fails atomic.Int32 // answer this many requests with 503 first
+	// delay holds every answer this long (a slow gateway).
+	delay atomic.Int64
 }
 
 type webhookMsg struct {
@@ -339,6 +341,7 @@ func newReceiver(t *testing.T) *receiver {
 			w.WriteHeader(401)
 			return
 		}
+		time.Sleep(time.Duration(rc.delay.Load()))
 		if rc.fails.Load() > 0 {
 			rc.fails.Add(-1)
 			w.WriteHeader(503)
@@ -369,6 +372,17 @@ func (rc *receiver) count() int {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	return len(rc.msgs)
+}
+
+// wait waits up to 10s until the receiver has got n codes in all (codes
+// of flows without a signed-in user go out after the answer).
+func (rc *receiver) wait(t *testing.T, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); rc.count() < n; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the receiver got %d codes, want %d", rc.count(), n)
+		}
+	}
 }
 
 func (rc *receiver) last(t *testing.T) webhookMsg {

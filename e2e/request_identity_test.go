@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -87,6 +88,7 @@ func TestSignupVerifiesTypedNumber(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/.stepup-account/challenge/") {
 		t.Fatalf("sign-up POST = %d %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
+	hook.wait(t, 1) // sent after the answer
 	if hook.last(t).To != "+14155550123" {
 		t.Fatalf("code went to %q, want the typed number", hook.last(t).To)
 	}
@@ -137,6 +139,7 @@ func TestResetDoesNotRevealAccounts(t *testing.T) {
 		resp := b.post(p.url("/reset"), "application/x-www-form-urlencoded", []byte("email="+url.QueryEscape(email)))
 		status := resp.StatusCode
 		_, page := b.do("GET", resolve(p.url("/"), resp.Header.Get("Location")), nil)
+		time.Sleep(500 * time.Millisecond) // codes go out after the answer
 		return status, resp.Header.Get("Location"), page, hook.count() - before
 	}
 	s1, loc1, page1, sent1 := try("alice@example.com")
@@ -156,10 +159,74 @@ func TestResetDoesNotRevealAccounts(t *testing.T) {
 	}
 	// The known account's code opens the reset, once.
 	b := anonymous(t)
+	before := hook.count()
 	resp := b.post(p.url("/reset"), "application/x-www-form-urlencoded", []byte("email=alice%40example.com"))
+	hook.wait(t, before+1)
 	next := b.passChallenge(p.url("/"), resp, hook)
 	b.do("GET", next, nil)
 	if reqs, _ := up.posts(); len(reqs) != 1 || reqs[0].Header.Get("Stepup-User") != "alice@example.com" {
 		t.Fatalf("reset reached the app %d times", len(reqs))
+	}
+}
+
+// Finding 4: a password reset answers the same for a known account, an
+// unknown one, one whose number on file cannot take a code (a landline),
+// and one whose code cannot be sent: same status, same page, and no
+// difference in time however slow the gateway (the code goes out after
+// the answer).
+func TestResetLeaksNothing(t *testing.T) {
+	up := newUpstream(t)
+	hook := newReceiver(t)
+	p := startCaddy(t, accountConfig(hook.URL, up.URL, "e2e-resetleak:"))
+	rc := redis.NewClient(&redis.Options{Addr: sharedRedis.Addr()})
+	defer rc.Close()
+	ctx := context.Background()
+	for email, phone := range map[string]string{
+		"mobile@example.com":   "+14155550100",
+		"landline@example.com": "+442079460000", // a London landline: no SMS
+	} {
+		if err := rc.HSet(ctx, "e2e-resetleak:account:"+email, "phone", phone).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	type answer struct {
+		status int
+		took   time.Duration
+		page   string
+	}
+	try := func(email string) answer {
+		b := anonymous(t)
+		start := time.Now()
+		resp := b.post(p.url("/reset"), "application/x-www-form-urlencoded", []byte("email="+url.QueryEscape(email)))
+		took := time.Since(start)
+		_, page := b.do("GET", resolve(p.url("/"), resp.Header.Get("Location")), nil)
+		return answer{resp.StatusCode, took, volatileRE.ReplaceAllString(page, "X")}
+	}
+	// A slow gateway: a real send takes a second.
+	hook.delay.Store(int64(time.Second))
+	known := try("mobile@example.com")
+	unknown := try("nobody@example.com")
+	landline := try("landline@example.com")
+	if known.took > 700*time.Millisecond {
+		t.Errorf("a known account's answer waited for the gateway: %s", known.took)
+	}
+	for name, a := range map[string]answer{"unknown": unknown, "landline": landline} {
+		if a.status != known.status || a.page != known.page {
+			t.Errorf("%s account answered %d differently from a known one (%d):\n%s\n---\n%s", name, a.status, known.status, a.page, known.page)
+		}
+	}
+	// A gateway that fails: the page still says nothing of it.
+	hook.delay.Store(0)
+	hook.fails.Store(100)
+	time.Sleep(1500 * time.Millisecond) // the slow send above is done
+	failing := try("mobile@example.com")
+	time.Sleep(300 * time.Millisecond) // its send has failed by now
+	b := anonymous(t)
+	resp := b.post(p.url("/reset"), "application/x-www-form-urlencoded", []byte("email=mobile%40example.com"))
+	time.Sleep(500 * time.Millisecond)
+	_, page := b.do("GET", resolve(p.url("/"), resp.Header.Get("Location")), nil)
+	hook.fails.Store(0)
+	if failing.page != known.page || volatileRE.ReplaceAllString(page, "X") != known.page {
+		t.Errorf("a failing gateway shows on the reset page:\n%s", page)
 	}
 }
