@@ -13,7 +13,11 @@
 // policies, challenges and grants bind the same way whatever the source.
 // Neither ever logs or stores a token or a session cookie: only SHA-256
 // hashes of them. Errors wrap [stepup.ErrNoIdentity] when the request
-// carries no usable login, [stepup.ErrPhoneUnverified] when the identity
+// carries no usable login, [stepup.ErrAmbiguousCredential] when it
+// carries its credential so that the app behind stepup could read
+// another one than stepup verified (see credential.go),
+// [stepup.ErrBadIdentity] when the identity found is malformed (a value
+// over its bound), [stepup.ErrPhoneUnverified] when the identity
 // provider has not verified the number, and are plain errors (the engine
 // fails closed with 503) when a backend could not answer.
 //
@@ -41,9 +45,8 @@ const (
 	// MaxCookieLen bounds a legacy session cookie value, in bytes.
 	MaxCookieLen = 512
 
-	maxUserLen    = 256
-	maxPhoneLen   = 32
-	maxEmailLen   = 254
+	// maxSessionLen bounds a session claim kept as is; longer ones are
+	// hashed.
 	maxSessionLen = 128
 	maxReasonLen  = 200
 )

@@ -1,0 +1,170 @@
+package identity
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+
+	"github.com/caddy-stepup/caddy-stepup/stepup"
+)
+
+// Every way we know of to make some parser read another PHPSESSID than
+// the first plain one, and what a plain request looks like.
+func TestCookieFind(t *testing.T) {
+	const amb = "ambiguous"
+	c := newCookieName("PHPSESSID")
+	for name, tc := range map[string]struct {
+		lines []string
+		want  string // the value, "" for not found, amb for an ambiguous error
+	}{
+		"plain":                 {[]string{"cart=1; PHPSESSID=abc123; theme=dark"}, "abc123"},
+		"no spaces":             {[]string{"cart=1;PHPSESSID=abc123"}, "abc123"},
+		"absent":                {[]string{"cart=1; theme=dark"}, ""},
+		"no Cookie header":      {nil, ""},
+		"empty value":           {[]string{"PHPSESSID="}, "="},
+		"bare name":             {[]string{"PHPSESSID"}, "="},
+		"longer name":           {[]string{"PHPSESSIDX=v; XPHPSESSID=v"}, ""},
+		"percent in value":      {[]string{"PHPSESSID=s%3Aabc.sig"}, "s%3Aabc.sig"},
+		"value with equals":     {[]string{"PHPSESSID=abc=="}, "abc=="},
+		"twice":                 {[]string{"PHPSESSID=mallory; PHPSESSID=victim"}, amb},
+		"twice, same value":     {[]string{"PHPSESSID=abc; PHPSESSID=abc"}, amb},
+		"two lines":             {[]string{"PHPSESSID=mallory", "PHPSESSID=victim"}, amb},
+		"lower case":            {[]string{"PHPSESSID=mallory; phpsessid=victim"}, amb},
+		"only other case":       {[]string{"phpsessid=victim"}, amb},
+		"percent-encoded name":  {[]string{"PHPSESSID=mallory; PHP%53ESSID=victim"}, amb},
+		"double-encoded name":   {[]string{"PHPSESSID=mallory; PHP%2553ESSID=victim"}, amb},
+		"PHP array":             {[]string{"PHPSESSID=mallory; PHPSESSID[x]=victim"}, amb},
+		"leading space encoded": {[]string{"PHPSESSID=mallory; %20PHPSESSID=victim"}, amb},
+		"quoted name":           {[]string{`PHPSESSID=mallory; "PHPSESSID"=victim`}, amb},
+		"dollar name":           {[]string{"PHPSESSID=mallory; $PHPSESSID=victim"}, amb},
+		"Rack 2 comma":          {[]string{"x=1, PHPSESSID=victim; PHPSESSID=mallory"}, amb},
+		"SimpleCookie space":    {[]string{"PHPSESSID=mallory; x=1 PHPSESSID=victim"}, amb},
+		"inside a quoted value": {[]string{`PHPSESSID=mallory; x="a;PHPSESSID=victim"`}, amb},
+		"invalid for Go":        {[]string{`PHPSESSID=mallory; PHPSESSID="\166ictim"`}, amb},
+		"space before equals":   {[]string{"PHPSESSID =victim"}, amb},
+		"value with space":      {[]string{"PHPSESSID=a b"}, amb},
+		"quoted value":          {[]string{`PHPSESSID="abc"`}, amb},
+		"only under a comma":    {[]string{"x=1,PHPSESSID=victim"}, amb},
+	} {
+		h := http.Header{}
+		for _, l := range tc.lines {
+			h.Add("Cookie", l)
+		}
+		v, found, err := c.find(h)
+		switch {
+		case tc.want == amb:
+			if !errors.Is(err, stepup.ErrAmbiguousCredential) {
+				t.Errorf("%s: %q %v %v, want ErrAmbiguousCredential", name, v, found, err)
+			}
+		case err != nil:
+			t.Errorf("%s: %v", name, err)
+		case tc.want == "=":
+			if !found || v != "" {
+				t.Errorf("%s: %q %v, want found and empty", name, v, found)
+			}
+		case found != (tc.want != "") || v != tc.want:
+			t.Errorf("%s: %q %v, want %q", name, v, found, tc.want)
+		}
+	}
+
+	// A name with a dot: PHP reads laravel.session and laravel_session as
+	// the same cookie.
+	dotted := newCookieName("laravel_session")
+	h := http.Header{"Cookie": {"laravel_session=a; laravel.session=b"}}
+	if _, _, err := dotted.find(h); !errors.Is(err, stepup.ErrAmbiguousCredential) {
+		t.Errorf("laravel.session: %v, want ErrAmbiguousCredential", err)
+	}
+	// A Cookie header under a non-canonical key counts too.
+	h = http.Header{"Cookie": {"PHPSESSID=mallory"}, "cookie": {"PHPSESSID=victim"}}
+	if _, _, err := c.find(h); !errors.Is(err, stepup.ErrAmbiguousCredential) {
+		t.Errorf("lower-case Cookie key: %v, want ErrAmbiguousCredential", err)
+	}
+}
+
+func TestHeaderCredential(t *testing.T) {
+	const amb = "ambiguous"
+	for name, tc := range map[string]struct {
+		v      string
+		bearer bool
+		want   string
+	}{
+		"bearer":                 {"Bearer a.b.c", true, "a.b.c"},
+		"bearer lower case":      {"bearer a.b.c", true, "a.b.c"},
+		"bearer tab, spaces":     {"Bearer\t  a.b.c  ", true, "a.b.c"},
+		"basic":                  {"Basic dXNlcjpwYXNz", true, ""},
+		"digest":                 {`Digest username="a", realm="b", nonce="c"`, true, ""},
+		"empty":                  {"", true, ""},
+		"bearer without token":   {"Bearer", true, ""},
+		"bare token, bearer":     {"a.b.c", true, ""},
+		"two bearer tokens":      {"Bearer a.b.c, Bearer d.e.f", true, amb},
+		"bearer, comma":          {"Bearer a.b.c,d.e.f", true, amb},
+		"two tokens, space":      {"Bearer a.b.c d.e.f", true, amb},
+		"basic then bearer":      {"Basic dXNlcjpwYXNz, Bearer d.e.f", true, amb},
+		"basic then bearer case": {"Basic x,bEaReR d.e.f", true, amb},
+		"custom bare":            {"a.b.c", false, "a.b.c"},
+		"custom with Bearer":     {"Bearer a.b.c", false, "a.b.c"},
+		"custom two":             {"a.b.c, d.e.f", false, amb},
+	} {
+		got, err := headerCredential(tc.v, tc.bearer)
+		switch {
+		case tc.want == amb:
+			if !errors.Is(err, stepup.ErrAmbiguousCredential) {
+				t.Errorf("%s: %q %v, want ErrAmbiguousCredential", name, got, err)
+			}
+		case err != nil || got != tc.want:
+			t.Errorf("%s: %q %v, want %q", name, got, err, tc.want)
+		}
+	}
+}
+
+func TestQueryAndPathParams(t *testing.T) {
+	id, access := newCookieName("id_token"), newCookieName("access_token")
+	for q, want := range map[string]int{
+		"":                                 0,
+		"tab=cards":                        0,
+		"id_token=x":                       1,
+		"ID_TOKEN=x":                       1,
+		"id%5Ftoken=x":                     1,
+		"id.token=x":                       1,
+		"a=1;access_token=x&id_token=y":    2,
+		"id_tokens=x&xid_token=y":          0,
+		"access_token[]=x":                 1,
+		"next=%2Faccount%3Fid_token%3Dx":   0,
+		"id_token=a&id_token=b&tab=x&q=id": 2,
+	} {
+		if got := len(queryValues(q, id, access)); got != want {
+			t.Errorf("%q: %d values, want %d", q, got, want)
+		}
+	}
+	if v := queryValues("id_token=a%2Eb", id); len(v) != 1 || v[0] != "a.b" {
+		t.Errorf("values are decoded: %q", v)
+	}
+	js := newCookieName("JSESSIONID")
+	if v := pathParamValues("/shop;jsessionid=ABC/cart;x=1", js); len(v) != 1 || v[0] != "ABC" {
+		t.Errorf("path parameter: %q", v)
+	}
+	if v := pathParamValues("/shop/cart", js); v != nil {
+		t.Errorf("no path parameter: %q", v)
+	}
+}
+
+func TestFoldedHeaderEqual(t *testing.T) {
+	for a, b := range map[string]string{
+		"X-Id-Token":    "X_Id_Token",
+		"Authorization": "authorization",
+		"X-Remote-User": "x.remote user",
+	} {
+		if !foldedHeaderEqual(a, b) {
+			t.Errorf("%q and %q should fold together", a, b)
+		}
+	}
+	for a, b := range map[string]string{
+		"X-Id-Token":    "X-Id-Tokens",
+		"Authorization": "Authorizatiom",
+		"X-Remote-User": "X-Remote-Usex",
+	} {
+		if foldedHeaderEqual(a, b) {
+			t.Errorf("%q and %q should not fold together", a, b)
+		}
+	}
+}
