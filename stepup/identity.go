@@ -129,6 +129,18 @@ func (id Identity) Validate() error {
 // (C0, DEL, C1). Invalid UTF-8 is refused because JSON (the upstream
 // assertion's sub) would carry another value than the one checked.
 func printable(s string) bool {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c == 0x7f:
+			return false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	if ascii {
+		return true
+	}
 	if !utf8.ValidString(s) {
 		return false
 	}
@@ -163,17 +175,27 @@ type HeaderSource struct {
 
 // Identify implements Source.
 func (s *HeaderSource) Identify(r *http.Request) (Identity, error) {
-	names := [...]string{s.UserHeader, s.PhoneHeader, s.EmailHeader, s.SessionHeader}
-	var vals [len(names)]string
-	for i, name := range names {
+	keys := [...]string{s.UserHeader, s.PhoneHeader, s.EmailHeader, s.SessionHeader}
+	var vals [len(keys)]string
+	for i, name := range keys {
 		if name == "" {
 			continue
 		}
-		v, err := headerValue(r.Header, name)
-		if err != nil {
-			return Identity{}, err
+		keys[i] = http.CanonicalHeaderKey(name)
+		switch v := r.Header[keys[i]]; len(v) {
+		case 0:
+		case 1:
+			vals[i] = v[0]
+		default:
+			return Identity{}, fmt.Errorf("%w: identity header %s sent more than once", ErrAmbiguousCredential, keys[i])
 		}
-		vals[i] = v
+	}
+	for k := range r.Header {
+		for _, key := range keys {
+			if key != "" && k != key && foldedHeaderEqual(k, key) {
+				return Identity{}, fmt.Errorf("%w: identity header %s also sent as %q", ErrAmbiguousCredential, key, k)
+			}
+		}
 	}
 	id := Identity{User: vals[0], Phone: vals[1], Email: vals[2], Session: vals[3]}
 	if id.User == "" {
@@ -183,25 +205,6 @@ func (s *HeaderSource) Identify(r *http.Request) (Identity, error) {
 		return Identity{}, fmt.Errorf("identity header: %w", err)
 	}
 	return id, nil
-}
-
-// headerValue returns the value of header name ("" when absent). A header
-// given more than once, or also under another name that folds into the
-// same one, is an error wrapping ErrAmbiguousCredential.
-func headerValue(h http.Header, name string) (string, error) {
-	key := http.CanonicalHeaderKey(name)
-	for k := range h {
-		if k != key && foldedHeaderEqual(k, key) {
-			return "", fmt.Errorf("%w: identity header %s also sent as %q", ErrAmbiguousCredential, key, k)
-		}
-	}
-	switch v := h[key]; len(v) {
-	case 0:
-		return "", nil
-	case 1:
-		return v[0], nil
-	}
-	return "", fmt.Errorf("%w: identity header %s sent more than once", ErrAmbiguousCredential, key)
 }
 
 // foldedHeaderEqual reports whether header names a and b are the same to
