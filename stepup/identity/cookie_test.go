@@ -159,11 +159,6 @@ func TestCookieValueValidation(t *testing.T) {
 			r.Header.Set("Cookie", "PHPSESSID=")
 			return r
 		}(),
-		"control": func() *http.Request {
-			r := httptest.NewRequest("GET", "/", nil)
-			r.Header.Set("Cookie", "PHPSESSID=a\x01b")
-			return r
-		}(),
 	} {
 		if _, err := s.Identify(r); !errors.Is(err, stepup.ErrNoIdentity) {
 			t.Errorf("%s: %v, want ErrNoIdentity", name, err)
@@ -503,6 +498,9 @@ func TestCookieAmbiguousSession(t *testing.T) {
 		"after a space (Python)": {[]string{"PHPSESSID=mallory; x=1 PHPSESSID=victim"}, "/"},
 		"quoted":                 {[]string{`PHPSESSID="mallory"`}, "/"},
 		"value with a space":     {[]string{"PHPSESSID=a b"}, "/"},
+		"control in the value":   {[]string{"PHPSESSID=a\x01b"}, "/"},
+		"NBSP before (Python)":   {[]string{"PHPSESSID=mallory;\xa0PHPSESSID=victim"}, "/"},
+		"one of two lines":       {[]string{"PHPSESSID=mallory", "x"}, "/"},
 		"another in the query":   {[]string{"PHPSESSID=mallory"}, "/account?PHPSESSID=victim"},
 		"another in the path":    {[]string{"PHPSESSID=mallory"}, "/account;PHPSESSID=victim"},
 	} {

@@ -39,10 +39,10 @@ import (
 //     %-decoded. Tomcat tries each JSESSIONID until one is valid.
 //
 // So the credential cookie counts as found more than once when any
-// ';'-, ','- or whitespace-separated word of any Cookie line has a name
-// that equals its name after quotes, a '$' prefix and up to two rounds
-// of %-decoding are removed, PHP's mangling is applied and case is
-// ignored.
+// word of any Cookie line (separated by ';', ',', whitespace, control
+// characters or non-ASCII bytes) has a name that equals its name after
+// quotes, a '$' prefix and up to two rounds of %-decoding are removed,
+// PHP's mangling is applied and case is ignored.
 
 // foldedHeaderEqual reports whether header names a and b are the same to
 // a gateway that ignores case and turns '-', '_', '.' and ' ' into '_'
@@ -156,10 +156,10 @@ func newCookieName(name string) cookieName {
 // PHP's mangling (leading spaces removed, an array index "[...]" cut,
 // ' ' and '.' as '_'). Compare results with strings.EqualFold.
 func foldCookieName(n string) string {
-	if !strings.ContainsAny(n, "\"$%+[. \t") {
+	if plainCookieName(n) {
 		return n // the common case: nothing to fold, no allocation
 	}
-	n = strings.Trim(n, " \t\"")
+	n = strings.TrimFunc(n, func(r rune) bool { return r == '"' || isCookieSeparator(r) })
 	n = strings.TrimPrefix(n, "$")
 	for range 2 {
 		if !strings.ContainsAny(n, "%+") {
@@ -171,11 +171,26 @@ func foldCookieName(n string) string {
 		}
 		n = d
 	}
-	n = strings.TrimLeft(n, " \t")
+	n = strings.TrimFunc(n, isCookieSeparator)
 	if i := strings.IndexByte(n, '['); i >= 0 {
 		n = n[:i]
 	}
 	return strings.NewReplacer(" ", "_", ".", "_").Replace(n)
+}
+
+// plainCookieName reports whether n has nothing foldCookieName changes
+// (no quotes, '$', '%', '+', '[', '.', whitespace, controls or
+// non-ASCII).
+func plainCookieName(n string) bool {
+	for i := 0; i < len(n); i++ {
+		switch c := n[i]; {
+		case c <= ' ' || c >= 0x7f:
+			return false
+		case strings.IndexByte("\"$%+[.", c) >= 0:
+			return false
+		}
+	}
+	return true
 }
 
 // matches reports whether a cookie named n could be read as c.
@@ -186,15 +201,18 @@ func (c cookieName) matches(n string) bool {
 // find returns the value of the credential cookie in h: found is false
 // when no Cookie line has it. The error wraps
 // stepup.ErrAmbiguousCredential when the cookie is there more than once
-// (in one line or several, under its own name or one that folds into
-// it), under another name only, or as more than a plain name=value pair
-// (a value with spaces or commas, or quoted: parsers split or unquote
-// those differently).
+// (under its own name or one that folds into it), under another name
+// only, in a request with more than one Cookie line, or as more than a
+// plain name=value pair (a value with spaces or commas, or quoted:
+// parsers split or unquote those differently).
 func (c cookieName) find(h http.Header) (value string, found bool, err error) {
 	count, clean := 0, false
-	for _, line := range headerLines(h, "Cookie") {
+	lines := headerLines(h, "Cookie")
+	for _, line := range lines {
 		for part := range strings.SplitSeq(line, ";") {
-			part = strings.Trim(part, " \t")
+			// Only leading whitespace goes: in "a=b ;" PHP keeps the space
+			// in the value, so that part is not a plain pair.
+			part = strings.TrimLeft(part, " \t")
 			whole := true // the part is one word
 			for word := range strings.FieldsFuncSeq(part, isCookieSeparator) {
 				whole = whole && len(word) == len(part)
@@ -212,6 +230,12 @@ func (c cookieName) find(h http.Header) (value string, found bool, err error) {
 	switch {
 	case count == 0:
 		return "", false, nil
+	case len(lines) > 1:
+		// Browsers send one Cookie line (HTTP/2 and HTTP/3 crumbs are
+		// joined by the server). Gateways join several differently:
+		// php_fastcgi with ", ", so that the credential's value runs
+		// into the next line.
+		return "", false, ambiguous("cookie %s sent with more than one Cookie header line", c.name)
 	case !clean:
 		return "", false, ambiguous("cookie %s not sent as a plain %s=value pair", c.name, c.name)
 	case strings.ContainsAny(value, "\"\\"):
@@ -220,8 +244,13 @@ func (c cookieName) find(h http.Header) (value string, found bool, err error) {
 	return value, true, nil
 }
 
+// isCookieSeparator reports whether r may end a cookie name or value for
+// some parser: a comma (Rack 2), or whitespace. Python's SimpleCookie
+// matches \s on text decoded as Latin-1, so NEL (0x85) and NBSP (0xa0)
+// separate too; every control character and non-ASCII byte is taken as
+// a separator, which can only find more occurrences, never fewer.
 func isCookieSeparator(r rune) bool {
-	return r == ',' || r == ' ' || r == '\t'
+	return r == ',' || r <= ' ' || r >= 0x7f
 }
 
 // queryValues returns the values of the query parameters of rawQuery

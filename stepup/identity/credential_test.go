@@ -3,7 +3,11 @@ package identity
 import (
 	"errors"
 	"net/http"
+	"net/url"
+	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/caddy-stepup/caddy-stepup/stepup"
 )
@@ -45,6 +49,11 @@ func TestCookieFind(t *testing.T) {
 		"value with space":      {[]string{"PHPSESSID=a b"}, amb},
 		"quoted value":          {[]string{`PHPSESSID="abc"`}, amb},
 		"only under a comma":    {[]string{"x=1,PHPSESSID=victim"}, amb},
+		"NBSP separates":        {[]string{"PHPSESSID=mallory;\xa0PHPSESSID=victim"}, amb},
+		"NEL separates":         {[]string{"PHPSESSID=mallory; x=1\x85PHPSESSID=victim"}, amb},
+		"once, in one of two":   {[]string{"PHPSESSID=mallory", "x"}, amb},
+		"space before ';'":      {[]string{"PHPSESSID=abc ; x=1"}, amb},
+		"other line only":       {[]string{"cart=1", "theme=dark"}, ""},
 	} {
 		h := http.Header{}
 		for _, l := range tc.lines {
@@ -167,4 +176,92 @@ func TestFoldedHeaderEqual(t *testing.T) {
 			t.Errorf("%q and %q should not fold together", a, b)
 		}
 	}
+}
+
+// Models of how apps read a Cookie header, for FuzzCookieFind: PHP
+// (';' only, leading whitespace dropped, names %-decoded and mangled,
+// first wins) and Python's SimpleCookie or Django (whitespace also
+// separates, in Latin-1 text; last wins).
+func phpCookie(lines []string, name string) (string, bool) {
+	for part := range strings.SplitSeq(strings.Join(lines, ", "), ";") {
+		part = strings.TrimLeft(part, " \t\n\v\f\r")
+		n, v, _ := strings.Cut(part, "=")
+		if d, err := url.QueryUnescape(n); err == nil {
+			n = d
+		}
+		n = strings.TrimLeft(n, " ")
+		if i := strings.IndexByte(n, '['); i >= 0 {
+			n = n[:i]
+		}
+		n = strings.NewReplacer(" ", "_", ".", "_").Replace(n)
+		if n == name {
+			if d, err := url.QueryUnescape(v); err == nil {
+				v = d
+			}
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func pythonCookie(lines []string, name string) (string, bool) {
+	var got string
+	found := false
+	for _, line := range lines {
+		for part := range strings.SplitSeq(line, ";") {
+			for word := range strings.FieldsFuncSeq(part, func(r rune) bool {
+				return unicode.IsSpace(r) || r == 0x85 || r == 0xa0 || r >= utf8.RuneSelf
+			}) {
+				if n, v, _ := strings.Cut(word, "="); n == name {
+					got, found = strings.Trim(v, `"`), true
+				}
+			}
+		}
+	}
+	return got, found
+}
+
+// Whatever the header, a value find accepts is the one Go's
+// Request.Cookie, PHP and Python read (PHP %-decoded), or the app reads
+// none: there is never a second reading.
+func FuzzCookieFind(f *testing.F) {
+	for _, s := range []string{
+		"cart=1; PHPSESSID=abc123; theme=dark",
+		"PHPSESSID=mallory; PHPSESSID=victim",
+		"PHPSESSID=mallory; PHP%53ESSID=victim",
+		"x=1, PHPSESSID=victim; PHPSESSID=mallory",
+		"PHPSESSID=mallory; x=1 PHPSESSID=victim",
+		"PHPSESSID=mallory;\xa0PHPSESSID=victim",
+		"PHPSESSID=mallory;\x85PHPSESSID=victim",
+		`PHPSESSID=mallory; x="a;PHPSESSID=victim"`,
+		`PHPSESSID="abc"`,
+		"PHPSESSID=s%3Aabc.sig",
+	} {
+		f.Add(s, "")
+		f.Add(s, "PHPSESSID=second-line")
+	}
+	c := newCookieName("PHPSESSID")
+	f.Fuzz(func(t *testing.T, line1, line2 string) {
+		lines := []string{line1}
+		if line2 != "" {
+			lines = append(lines, line2)
+		}
+		h := http.Header{"Cookie": lines}
+		v, found, err := c.find(h)
+		if err != nil || !found || !cookieOctets(v) {
+			return
+		}
+		r := &http.Request{Header: h}
+		if ck, err := r.Cookie("PHPSESSID"); err != nil || ck.Value != v {
+			t.Fatalf("find read %q, Go's Request.Cookie %v %v", v, ck, err)
+		}
+		if pv, ok := phpCookie(lines, "PHPSESSID"); ok {
+			if want, err := url.QueryUnescape(v); err == nil && pv != want {
+				t.Fatalf("find read %q, PHP %q", v, pv)
+			}
+		}
+		if pv, ok := pythonCookie(lines, "PHPSESSID"); ok && pv != v {
+			t.Fatalf("find read %q, Python %q", v, pv)
+		}
+	})
 }
