@@ -107,9 +107,17 @@ func ambiguous(format string, args ...any) error {
 // one; other schemes (Basic, Digest) hold none for us. Otherwise the
 // line is the bare credential, with an optional "Bearer " before it.
 // A line holding more than one credential ("Bearer a, Bearer b",
-// "Bearer a b") is an ambiguous error: some parsers read the first,
-// some the last, some the whole.
+// "Bearer a b"), or control or non-ASCII characters, is an ambiguous
+// error: some parsers read the first, some the last, some the whole.
 func headerCredential(v string, bearer bool) (string, error) {
+	for i := 0; i < len(v); i++ {
+		// Tokens and Basic credentials are ASCII. Python's str.split()
+		// takes NBSP for a space, so "Bearer\u00a0A" is a bearer token
+		// to some apps and none to others.
+		if c := v[i]; (c < ' ' && c != '\t') || c >= 0x7f {
+			return "", ambiguous("control or non-ASCII characters in a credential header")
+		}
+	}
 	v = strings.Trim(v, " \t")
 	if v == "" {
 		return "", nil

@@ -113,6 +113,10 @@ func TestHeaderCredential(t *testing.T) {
 		"custom bare":            {"a.b.c", false, "a.b.c"},
 		"custom with Bearer":     {"Bearer a.b.c", false, "a.b.c"},
 		"custom two":             {"a.b.c, d.e.f", false, amb},
+		"NBSP after Bearer":      {"Bearer\u00a0a.b.c", true, amb},
+		"NBSP, raw byte":         {"Bearer\xa0a.b.c", true, amb},
+		"control":                {"Bearer a.b.c\x0b", true, amb},
+		"custom, NBSP":           {"a.b.c\u00a0d.e.f", false, amb},
 	} {
 		got, err := headerCredential(tc.v, tc.bearer)
 		switch {
@@ -262,6 +266,32 @@ func FuzzCookieFind(f *testing.F) {
 		}
 		if pv, ok := pythonCookie(lines, "PHPSESSID"); ok && pv != v {
 			t.Fatalf("find read %q, Python %q", v, pv)
+		}
+	})
+}
+
+// A token headerCredential accepts from an Authorization line is what
+// common app code reads from it: Python's value.split() (on the line
+// decoded as Latin-1), and Go's strings.CutPrefix(value, "Bearer ").
+func FuzzHeaderCredential(f *testing.F) {
+	for _, s := range []string{"Bearer a.b.c", "bearer a.b.c", "Bearer  a.b.c", "Bearer a.b.c, Bearer d.e.f",
+		"Basic x, Bearer d.e.f", "Bearer\u00a0a.b.c", "Bearer\ta.b.c", "Bearer a.b.c d.e.f", "Digest a=\"b, c\""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		v, err := headerCredential(line, true)
+		if err != nil || v == "" {
+			return
+		}
+		latin1 := make([]rune, len(line))
+		for i := 0; i < len(line); i++ {
+			latin1[i] = rune(line[i])
+		}
+		if fields := strings.Fields(string(latin1)); len(fields) != 2 || !strings.EqualFold(fields[0], "Bearer") || fields[1] != v {
+			t.Fatalf("%q: read %q, Python's split() %q", line, v, fields)
+		}
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "Bearer "); ok && strings.TrimSpace(rest) != v {
+			t.Fatalf("%q: read %q, CutPrefix %q", line, v, rest)
 		}
 	})
 }
