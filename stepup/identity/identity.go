@@ -137,16 +137,6 @@ func cookieOctets(v string) bool {
 	return true
 }
 
-// singleValue returns the only value of header name, or "" when it is
-// absent or sent more than once (ambiguous).
-func singleValue(h http.Header, name string) string {
-	v := h.Values(name)
-	if len(v) != 1 {
-		return ""
-	}
-	return v[0]
-}
-
 // clip shortens a log reason.
 func clip(s string) string {
 	if len(s) <= maxReasonLen {
