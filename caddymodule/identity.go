@@ -19,6 +19,11 @@ func init() {
 // copy_headers. Clients must never be able to set these headers
 // themselves: the handler in front has to overwrite or delete them on
 // every request (forward_auth's copy_headers does).
+//
+// A header sent twice, or also under a name that CGI-style gateways
+// (php_fastcgi) fold into the same variable, such as X_Remote_User, is
+// refused with stepup.ErrAmbiguousCredential; a value over its bound
+// (user 256 bytes, phone 32) with stepup.ErrBadIdentity: both 400.
 type HeaderIdentity struct {
 	// User is the header holding the user id. Required.
 	User string `json:"user,omitempty"`

@@ -35,6 +35,14 @@ const defaultHTTPLookupCache = 30 * time.Second
 // A Redis lookup uses the stepup handler's Redis client (its redis
 // option), handed over with SetRedis; without one, protected requests
 // fail closed with an error that says so.
+//
+// A request that carries the session cookie so that the app could read
+// another session than stepup looked up (the cookie twice, also under a
+// name some parsers fold into it such as phpsessid or PHP%53ESSID,
+// quoted, or another id in the query or a ";name=" path parameter) is
+// refused with stepup.ErrAmbiguousCredential before any lookup; an
+// account whose values are over their bounds with stepup.ErrBadIdentity:
+// both 400.
 type CookieIdentity struct {
 	// Name is the session cookie's name (PHPSESSID). Required.
 	Name string `json:"name,omitempty"`

@@ -145,6 +145,19 @@ func TestCookieIdentityRedis(t *testing.T) {
 	if id != (stepup.Identity{User: "alice", Session: identity.Hash("abc"), Phone: "+14155550100"}) {
 		t.Fatalf("identity %+v", id)
 	}
+	// Two sessions in one request: refused as ambiguous (400), and a
+	// number over 32 characters as malformed (400), not as an outage.
+	r := req()
+	r.AddCookie(&http.Cookie{Name: "PHPSESSID", Value: "victim"})
+	if _, err := src.Identify(r); !errors.Is(err, stepup.ErrAmbiguousCredential) {
+		t.Fatalf("two PHPSESSID cookies: %v", err)
+	}
+	client.HSet(context.Background(), "shop:s:long", "phone", "+"+strings.Repeat("1", 39), "uid", "bob")
+	r = httptest.NewRequest("GET", "/account", nil)
+	r.AddCookie(&http.Cookie{Name: "PHPSESSID", Value: "long"})
+	if _, err := src.Identify(r); !errors.Is(err, stepup.ErrBadIdentity) || errors.Is(err, stepup.ErrAmbiguousCredential) {
+		t.Fatalf("40-character phone: %v", err)
+	}
 
 	// SetRedis before Provision works too.
 	early := &CookieIdentity{Name: "PHPSESSID", PhoneLookup: &PhoneLookup{Redis: "shop:s:{id}", Field: "phone"}}

@@ -23,9 +23,18 @@ func init() {
 // cookie or sent as "Authorization: Bearer", verified with go-oidc:
 // signature by a key of the issuer's JWKS (fetched at first use, cached,
 // fetched again when a token names a new key), issuer, audience
-// (client_id), expiry and signing algorithm. The user is the token's
-// "sub", the session its "sid" claim (else a SHA-256 of the token), the
-// phone number its phone_number claim.
+// (client_id), expiry and signing algorithm; then the authorized party
+// (azp) when the token has several audiences or names one, an iat not in
+// the future, and a lifetime within max_token_age. The user is the
+// token's "sub", the session its "sid" claim (else a SHA-256 of the
+// token), the phone number its phone_number claim.
+//
+// A request that carries its token so that the app behind could read
+// another one (in the header and the cookie, different; twice; under a
+// cookie name some parsers fold into the configured one; another bearer
+// token in Authorization; another token in the query) is refused with
+// stepup.ErrAmbiguousCredential, and over-long claims with
+// stepup.ErrBadIdentity: both 400.
 //
 // The provider is not contacted at provisioning: Caddy starts while it is
 // down, and protected requests fail closed (503) until discovery works.
@@ -59,6 +68,9 @@ type OIDCIdentity struct {
 	// {return} is replaced by the escaped path and query to come back
 	// to. Default: none (401).
 	LoginPage string `json:"login_url,omitempty"`
+	// MaxTokenAge refuses tokens valid for longer than this: exp more
+	// than this after iat, or after now. Default: 24h; at most 720h.
+	MaxTokenAge caddy.Duration `json:"max_token_age,omitempty"`
 	// Timeout bounds each request to the provider. Default: 10s
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
@@ -98,6 +110,7 @@ func (o *OIDCIdentity) Provision(ctx caddy.Context) error {
 		SessionClaim:         o.SessionClaim,
 		Algorithms:           o.Algorithms,
 		LoginURL:             loginURL,
+		MaxTokenAge:          time.Duration(o.MaxTokenAge),
 		Timeout:              time.Duration(o.Timeout),
 		Context:              ctx,
 		Logger:               ctx.Logger(),
@@ -159,12 +172,14 @@ func (o *OIDCIdentity) LoginURL(r *http.Request) string {
 //		[session_claim <claim>]
 //		[algorithms    <alg...>]
 //		[login_url     <url>]
+//		[max_token_age <duration>]
 //		[timeout       <duration>]
 //	}
 //
 // Without cookie and header, the token is read from Authorization:
-// Bearer. With both, the header is tried first. {return} in login_url
-// is replaced by the escaped path and query to come back to.
+// Bearer. With both, either may hold it, and when both do they must hold
+// the same token. {return} in login_url is replaced by the escaped path
+// and query to come back to.
 func (o *OIDCIdentity) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // "oidc"
 	if d.NextArg() {
@@ -216,6 +231,8 @@ func (o *OIDCIdentity) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "login_url":
 			o.LoginPage, err = singleArg(d)
+		case "max_token_age":
+			o.MaxTokenAge, err = durationArg(d, time.Minute, identity.MaxMaxTokenAge)
 		case "timeout":
 			o.Timeout, err = durationArg(d, 100*time.Millisecond, time.Minute)
 		default:

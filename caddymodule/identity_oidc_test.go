@@ -86,10 +86,11 @@ func TestOIDCIdentityCaddyfile(t *testing.T) {
 		session_claim session_state
 		algorithms RS256 ES256
 		login_url "https://sso.example.com/login?next={return}"
+		max_token_age 12h
 		timeout 5s
 	}`, `{"algorithms":["RS256","ES256"],"client_id":"{env.OIDC_CLIENT}","cookie":"KC_ID_TOKEN","email_claim":"mail",` +
 			`"header":"Authorization","issuer":"{env.OIDC_ISSUER}","login_url":"https://sso.example.com/login?next={return}",` +
-			`"phone_claim":"mobile","phone_verified_claim":"mobile_verified","require_verified_phone":true,` +
+			`"max_token_age":43200000000000,"phone_claim":"mobile","phone_verified_claim":"mobile_verified","require_verified_phone":true,` +
 			`"session_claim":"session_state","source":"oidc","timeout":5000000000}`},
 	} {
 		got, err := parseIdentityJSON(t, identitySite(tc.block))
@@ -113,19 +114,21 @@ func TestOIDCIdentityCaddyfileErrors(t *testing.T) {
 		input string
 		want  string
 	}{
-		"unknown option":       {block(base + "\t\tcolour blue"), "unrecognized identity oidc option 'colour'"},
-		"no issuer":            {block("\t\tclient_id shop"), "needs 'issuer' and 'client_id'"},
-		"no client_id":         {block("\t\tissuer https://sso.example.com"), "needs 'issuer' and 'client_id'"},
-		"issuer not a URL":     {block("\t\tissuer sso.example.com\n\t\tclient_id shop"), `issuer "sso.example.com" is not an http(s) URL`},
-		"issuer twice":         {block(base + "\t\tissuer https://other.example.com"), "issuer already set"},
-		"issuer two args":      {block("\t\tissuer https://a https://b\n\t\tclient_id shop"), "wrong argument count"},
-		"alg none":             {block(base + "\t\talgorithms none"), `algorithm "none" not allowed`},
-		"alg HS256":            {block(base + "\t\talgorithms RS256 HS256"), `algorithm "HS256" not allowed`},
-		"algorithms empty":     {block(base + "\t\talgorithms"), "wrong argument count"},
-		"verified with arg":    {block(base + "\t\trequire_verified_phone yes"), "wrong argument count"},
-		"timeout too long":     {block(base + "\t\ttimeout 5m"), "timeout 5m0s out of range"},
-		"argument on oidc":     {identitySite("\tidentity oidc https://sso.example.com {\n" + base + "\t}"), "wrong argument count"},
-		"cookie without value": {block(base + "\t\tcookie"), "wrong argument count"},
+		"unknown option":         {block(base + "\t\tcolour blue"), "unrecognized identity oidc option 'colour'"},
+		"no issuer":              {block("\t\tclient_id shop"), "needs 'issuer' and 'client_id'"},
+		"no client_id":           {block("\t\tissuer https://sso.example.com"), "needs 'issuer' and 'client_id'"},
+		"issuer not a URL":       {block("\t\tissuer sso.example.com\n\t\tclient_id shop"), `issuer "sso.example.com" is not an http(s) URL`},
+		"issuer twice":           {block(base + "\t\tissuer https://other.example.com"), "issuer already set"},
+		"issuer two args":        {block("\t\tissuer https://a https://b\n\t\tclient_id shop"), "wrong argument count"},
+		"alg none":               {block(base + "\t\talgorithms none"), `algorithm "none" not allowed`},
+		"alg HS256":              {block(base + "\t\talgorithms RS256 HS256"), `algorithm "HS256" not allowed`},
+		"algorithms empty":       {block(base + "\t\talgorithms"), "wrong argument count"},
+		"verified with arg":      {block(base + "\t\trequire_verified_phone yes"), "wrong argument count"},
+		"timeout too long":       {block(base + "\t\ttimeout 5m"), "timeout 5m0s out of range"},
+		"max_token_age too long": {block(base + "\t\tmax_token_age 1000h"), "max_token_age 1000h0m0s out of range"},
+		"max_token_age bad":      {block(base + "\t\tmax_token_age soon"), "max_token_age"},
+		"argument on oidc":       {identitySite("\tidentity oidc https://sso.example.com {\n" + base + "\t}"), "wrong argument count"},
+		"cookie without value":   {block(base + "\t\tcookie"), "wrong argument count"},
 	} {
 		_, err := parseIdentityJSON(t, tc.input)
 		if err == nil {
@@ -171,6 +174,19 @@ func TestOIDCIdentityProvision(t *testing.T) {
 	if _, err := src.Identify(r); !errors.Is(err, stepup.ErrPhoneUnverified) {
 		t.Fatalf("unverified phone: %v", err)
 	}
+	// Through the module too: the session cookie twice is refused as
+	// ambiguous (400), an over-long phone claim as malformed (400).
+	r = httptest.NewRequest("GET", "/account", nil)
+	r.Header.Set("Cookie", "id_token="+is.Token(t, k, "mallory", nil)+"; id_token="+is.Token(t, k, "alice", nil))
+	if _, err := src.Identify(r); !errors.Is(err, stepup.ErrAmbiguousCredential) {
+		t.Fatalf("two id_token cookies: %v", err)
+	}
+	r = httptest.NewRequest("GET", "/account", nil)
+	r.AddCookie(&http.Cookie{Name: "id_token", Value: is.Token(t, k, "alice",
+		map[string]any{"phone_number": "+" + strings.Repeat("1", 39), "phone_number_verified": true})})
+	if _, err := src.Identify(r); !errors.Is(err, stepup.ErrBadIdentity) || errors.Is(err, stepup.ErrAmbiguousCredential) {
+		t.Fatalf("40-character phone: %v", err)
+	}
 	if got := src.LoginURL(httptest.NewRequest("GET", "/account?x=1", nil)); got != "/login?next=%2Faccount%3Fx%3D1" {
 		t.Fatalf("LoginURL = %q", got)
 	}
@@ -182,6 +198,7 @@ func TestOIDCIdentityProvision(t *testing.T) {
 		"bad header":          {`{"source":"oidc","issuer":"https://sso.example.com","client_id":"a","header":"X Y"}`, "invalid header name"},
 		"bad algorithm":       {`{"source":"oidc","issuer":"https://sso.example.com","client_id":"a","algorithms":["none"]}`, `algorithm "none" not allowed`},
 		"bad login url":       {`{"source":"oidc","issuer":"https://sso.example.com","client_id":"a","login_url":"ftp://x/"}`, "login URL"},
+		"max_token_age long":  {`{"source":"oidc","issuer":"https://sso.example.com","client_id":"a","max_token_age":3600000000000000}`, "max token age"},
 	} {
 		_, err := provisionIdentity(t, tc.json)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -2,8 +2,10 @@ package stepup
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
-	"net/textproto"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Identity is who a request comes from, as an identity source found it.
@@ -54,6 +56,25 @@ type Source interface {
 // audience. Sources wrap it with the reason (never the credential).
 var ErrNoIdentity = errors.New("no identity")
 
+// ErrBadIdentity means the request's identity is malformed: a value over
+// its bound (a 300-byte user id, a 40-character number) or not well
+// formed (control characters, invalid UTF-8, a claim of the wrong type),
+// in a header, a token's claims or a lookup's answer. The engine answers
+// 400: the request is refused, and the source is not failing (no outage
+// is counted). Sources wrap it with the reason, never the value.
+var ErrBadIdentity = errors.New("the request's identity is malformed")
+
+// ErrAmbiguousCredential means the request carries its credential in a
+// way that the app behind stepup could read differently from stepup: in
+// two places that disagree (a header and a cookie), twice (two
+// Authorization lines, two tokens on one line, two cookies of the same
+// name, also under names that some parsers fold together such as
+// PHP%53ESSID or X_Remote_User), or in a form that parsers read
+// differently (a quoted cookie value). Had stepup verified one reading
+// and the app acted on another, a code sent to one person would
+// authorize another. It wraps ErrBadIdentity (the engine answers 400).
+var ErrAmbiguousCredential = fmt.Errorf("%w: ambiguous credential", ErrBadIdentity)
+
 // ErrPhoneUnverified means the identity is valid but its phone number is
 // not verified by the identity provider, and the source requires that it
 // is: no code may be sent to it.
@@ -66,18 +87,81 @@ type LoginRedirector interface {
 	LoginURL(r *http.Request) string
 }
 
-// Bounds on identity values, so that a hostile header cannot make us
-// store or hash megabytes.
+// Bounds on identity values, so that a hostile header, token or lookup
+// cannot make us store, hash or log megabytes.
 const (
-	maxUserLen  = 256
-	maxPhoneLen = 32
-	maxEmailLen = 254
+	maxUserLen    = 256
+	maxPhoneLen   = 32
+	maxEmailLen   = 254
+	maxSessionLen = 256
 )
+
+// Validate checks that id's values are within their bounds (user 256
+// bytes, phone 32, e-mail 254, session 256) and well formed (valid UTF-8
+// without control characters), and that it names a user. The error wraps
+// ErrBadIdentity and names the field, never its value. Sources call it
+// on what they found; the engine may call it again on any source's
+// answer.
+func (id Identity) Validate() error {
+	if id.User == "" {
+		return fmt.Errorf("%w: no user id", ErrBadIdentity)
+	}
+	for _, f := range [...]struct {
+		name, v string
+		max     int
+	}{
+		{"user id", id.User, maxUserLen},
+		{"phone number", id.Phone, maxPhoneLen},
+		{"e-mail address", id.Email, maxEmailLen},
+		{"session id", id.Session, maxSessionLen},
+	} {
+		if len(f.v) > f.max {
+			return fmt.Errorf("%w: %s longer than %d bytes", ErrBadIdentity, f.name, f.max)
+		}
+		if !printable(f.v) {
+			return fmt.Errorf("%w: %s is not printable UTF-8", ErrBadIdentity, f.name)
+		}
+	}
+	return nil
+}
+
+// printable reports whether s is valid UTF-8 without control characters
+// (C0, DEL, C1). Invalid UTF-8 is refused because JSON (the upstream
+// assertion's sub) would carry another value than the one checked.
+func printable(s string) bool {
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c < 0x20 || c == 0x7f:
+			return false
+		case c >= utf8.RuneSelf:
+			ascii = false
+		}
+	}
+	if ascii {
+		return true
+	}
+	if !utf8.ValidString(s) {
+		return false
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
 
 // HeaderSource reads the identity from request headers set by a trusted
 // handler that runs before stepup (forward_auth with copy_headers, an
 // authentication module). Clients must never be able to set these headers
 // themselves: the handler in front must overwrite or remove them.
+//
+// A header given twice, or also under a name that CGI-style gateways
+// fold into the same variable (X_Remote_User, x-remote-user: PHP sees
+// both as HTTP_X_REMOTE_USER), is refused with ErrAmbiguousCredential:
+// the handler in front overwrote one of them, and the app could read the
+// other. Values over their bounds are refused with ErrBadIdentity.
 type HeaderSource struct {
 	// UserHeader holds the user id (required).
 	UserHeader string
@@ -91,33 +175,64 @@ type HeaderSource struct {
 
 // Identify implements Source.
 func (s *HeaderSource) Identify(r *http.Request) (Identity, error) {
-	id := Identity{
-		User:    headerValue(r.Header, s.UserHeader),
-		Phone:   headerValue(r.Header, s.PhoneHeader),
-		Email:   headerValue(r.Header, s.EmailHeader),
-		Session: headerValue(r.Header, s.SessionHeader),
+	keys := [...]string{s.UserHeader, s.PhoneHeader, s.EmailHeader, s.SessionHeader}
+	var vals [len(keys)]string
+	for i, name := range keys {
+		if name == "" {
+			continue
+		}
+		keys[i] = http.CanonicalHeaderKey(name)
+		switch v := r.Header[keys[i]]; len(v) {
+		case 0:
+		case 1:
+			vals[i] = v[0]
+		default:
+			return Identity{}, fmt.Errorf("%w: identity header %s sent more than once", ErrAmbiguousCredential, keys[i])
+		}
 	}
+	for k := range r.Header {
+		for _, key := range keys {
+			if key != "" && k != key && foldedHeaderEqual(k, key) {
+				return Identity{}, fmt.Errorf("%w: identity header %s also sent as %q", ErrAmbiguousCredential, key, k)
+			}
+		}
+	}
+	id := Identity{User: vals[0], Phone: vals[1], Email: vals[2], Session: vals[3]}
 	if id.User == "" {
 		return Identity{}, ErrNoIdentity
 	}
-	if len(id.User) > maxUserLen || len(id.Phone) > maxPhoneLen || len(id.Email) > maxEmailLen || len(id.Session) > maxUserLen {
-		return Identity{}, errors.New("identity header too long")
+	if err := id.Validate(); err != nil {
+		return Identity{}, fmt.Errorf("identity header: %w", err)
 	}
 	return id, nil
 }
 
-// headerValue returns the single value of a canonical header name, or ""
-// when it is absent or given more than once (ambiguous).
-func headerValue(h http.Header, name string) string {
-	if name == "" {
-		return ""
+// foldedHeaderEqual reports whether header names a and b are the same to
+// a gateway that ignores case and turns '-', '_', '.' and ' ' into '_'
+// (CGI, FastCGI, WSGI: HTTP_X_REMOTE_USER).
+func foldedHeaderEqual(a, b string) bool {
+	if len(a) != len(b) {
+		return false
 	}
-	v := h[name]
-	if v == nil {
-		v = h[textproto.CanonicalMIMEHeaderKey(name)]
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if x == y {
+			continue
+		}
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x == y || (foldsToUnderscore(x) && foldsToUnderscore(y)) {
+			continue
+		}
+		return false
 	}
-	if len(v) != 1 {
-		return ""
-	}
-	return v[0]
+	return true
+}
+
+func foldsToUnderscore(c byte) bool {
+	return c == '-' || c == '_' || c == '.' || c == ' '
 }

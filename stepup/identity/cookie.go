@@ -83,9 +83,15 @@ type CookieConfig struct {
 //
 // A request without the cookie, or with a malformed one (empty, longer
 // than MaxCookieLen, or not made of RFC 6265 cookie-octets), has no
-// identity.
+// identity. A request that carries the cookie so that the app could read
+// another value than stepup (twice, under a name some parsers fold into
+// it, quoted, or with another session id in the query or a ";name="
+// path parameter) is refused with stepup.ErrAmbiguousCredential; see
+// credential.go. An account whose values are over their bounds is
+// refused with stepup.ErrBadIdentity.
 type Cookie struct {
 	cfg   CookieConfig
+	name  cookieName
 	log   *zap.Logger
 	cache *cache
 }
@@ -121,7 +127,7 @@ func NewCookie(cfg CookieConfig) (*Cookie, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Cookie{cfg: cfg, log: cfg.Logger}
+	s := &Cookie{cfg: cfg, name: newCookieName(cfg.Name), log: cfg.Logger}
 	if cfg.Cache > 0 {
 		s.cache = &cache{max: cfg.CacheSize, m: make(map[string]cacheEntry)}
 	}
@@ -144,14 +150,11 @@ func (s *Cookie) LoginURL(r *http.Request) string {
 
 // Identify implements stepup.Source.
 func (s *Cookie) Identify(r *http.Request) (stepup.Identity, error) {
-	c, err := r.Cookie(s.cfg.Name)
+	value, err := s.sessionCookie(r)
 	if err != nil {
-		return stepup.Identity{}, noIdentity("cookie: no %s cookie", s.cfg.Name)
+		return stepup.Identity{}, err
 	}
-	if !cookieOctets(c.Value) {
-		return stepup.Identity{}, noIdentity("cookie: malformed %s cookie", s.cfg.Name)
-	}
-	session := Hash(c.Value)
+	session := Hash(value)
 	now := s.cfg.Now()
 	if s.cache != nil {
 		if a, ok := s.cache.get(session, now); ok {
@@ -160,12 +163,12 @@ func (s *Cookie) Identify(r *http.Request) (stepup.Identity, error) {
 	}
 
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
-	a, err := s.cfg.Lookup.Lookup(ctx, s.cfg.Name, c.Value)
+	a, err := s.cfg.Lookup.Lookup(ctx, s.cfg.Name, value)
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	cancel()
 	switch {
 	case err == nil:
-	case errors.Is(err, stepup.ErrNoIdentity):
+	case errors.Is(err, stepup.ErrNoIdentity), errors.Is(err, stepup.ErrBadIdentity):
 		return stepup.Identity{}, err
 	case timedOut:
 		return stepup.Identity{}, fmt.Errorf("cookie: %s phone lookup timed out after %s: %w", lookupKind(s.cfg.Lookup), s.cfg.Timeout, err)
@@ -173,25 +176,49 @@ func (s *Cookie) Identify(r *http.Request) (stepup.Identity, error) {
 		return stepup.Identity{}, fmt.Errorf("cookie: %s phone lookup: %w", lookupKind(s.cfg.Lookup), err)
 	}
 
-	if len(a.User) > maxUserLen {
-		return stepup.Identity{}, fmt.Errorf("cookie: %s phone lookup returned a user id longer than %d bytes", lookupKind(s.cfg.Lookup), maxUserLen)
+	id := identityOf(a, session)
+	if err := id.Validate(); err != nil {
+		// The account's data is malformed (a number over 32 characters,
+		// an id over 256 bytes): a 400 for this customer, no outage.
+		return stepup.Identity{}, fmt.Errorf("cookie: the %s phone lookup's answer: %w", lookupKind(s.cfg.Lookup), err)
 	}
-	if len(a.Email) > maxEmailLen {
-		a.Email = ""
-	}
-	switch {
-	case a.Phone == "":
+	if a.Phone == "" {
 		s.log.Info("no phone number on file for the session's account",
 			zap.String("lookup", lookupKind(s.cfg.Lookup)), zap.String("session", session[:12]))
-	case len(a.Phone) > maxPhoneLen:
-		s.log.Info("phone number on file is too long to be one",
-			zap.String("lookup", lookupKind(s.cfg.Lookup)), zap.String("session", session[:12]))
-		a.Phone = ""
 	}
 	if s.cache != nil {
 		s.cache.put(session, a, now, now.Add(s.cfg.Cache))
 	}
-	return identityOf(a, session), nil
+	return id, nil
+}
+
+// sessionCookie returns the value of the session cookie: an error
+// wrapping stepup.ErrNoIdentity when there is none (or a malformed one),
+// or stepup.ErrAmbiguousCredential when the app could read another.
+func (s *Cookie) sessionCookie(r *http.Request) (string, error) {
+	value, found, err := s.name.find(r.Header)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("cookie: %w", err)
+	case !found:
+		return "", noIdentity("cookie: no %s cookie", s.cfg.Name)
+	case !cookieOctets(value):
+		return "", noIdentity("cookie: malformed %s cookie", s.cfg.Name)
+	}
+	// Apps may also take the session id from the URL (PHP without
+	// session.use_only_cookies, servlet containers' ;jsessionid=): one
+	// there must be the same.
+	for _, v := range queryValues(r.URL.RawQuery, s.name) {
+		if v != value {
+			return "", ambiguous("cookie: the query holds another %s than the cookie", s.cfg.Name)
+		}
+	}
+	for _, v := range pathParamValues(r.URL.Path, s.name) {
+		if v != value {
+			return "", ambiguous("cookie: a path parameter holds another %s than the cookie", s.cfg.Name)
+		}
+	}
+	return value, nil
 }
 
 // identityOf builds the identity of a session from its account.

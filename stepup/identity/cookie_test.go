@@ -154,19 +154,9 @@ func TestCookieValueValidation(t *testing.T) {
 			return r
 		}(),
 		"too long": sessionRequest(strings.Repeat("a", MaxCookieLen+1)),
-		"space": func() *http.Request {
-			r := httptest.NewRequest("GET", "/", nil)
-			r.Header.Set("Cookie", "PHPSESSID=a b")
-			return r
-		}(),
 		"empty": func() *http.Request {
 			r := httptest.NewRequest("GET", "/", nil)
 			r.Header.Set("Cookie", "PHPSESSID=")
-			return r
-		}(),
-		"control": func() *http.Request {
-			r := httptest.NewRequest("GET", "/", nil)
-			r.Header.Set("Cookie", "PHPSESSID=a\x01b")
 			return r
 		}(),
 	} {
@@ -252,6 +242,12 @@ func newLegacyApp(t *testing.T) *legacyApp {
 			fmt.Fprintf(w, `{"user":"%s"}`, strings.Repeat("u", maxAccountLen))
 		case "longuser":
 			fmt.Fprintf(w, `{"user":"%s","phone":"+14155550100"}`, strings.Repeat("u", 300))
+		case "longphone":
+			fmt.Fprintf(w, `{"user":"bob","phone":"+%s"}`, strings.Repeat("7", 39))
+		case "longemail":
+			fmt.Fprintf(w, `{"user":"bob","phone":"+14155550100","email":"%s@example.com"}`, strings.Repeat("7", 250))
+		case "ctrluser":
+			fmt.Fprint(w, `{"user":"bob\u0000admin","phone":"+14155550100"}`)
 		case "slow":
 			select {
 			case <-time.After(3 * time.Second):
@@ -289,7 +285,7 @@ func TestCookieHTTPLookup(t *testing.T) {
 			t.Errorf("%s: %v, want ErrNoIdentity", value, err)
 		}
 	}
-	for _, value := range []string{"broken", "busy", "html", "huge", "longuser", "slow"} {
+	for _, value := range []string{"broken", "busy", "html", "huge", "slow"} {
 		start := time.Now()
 		_, err := s.Identify(sessionRequest(value))
 		if err == nil || errors.Is(err, stepup.ErrNoIdentity) {
@@ -426,5 +422,106 @@ func assertNoSecrets(t *testing.T, logs *observer.ObservedLogs, secrets ...strin
 				t.Errorf("log entry %q contains %q", text, s)
 			}
 		}
+	}
+}
+
+// Account values over their bounds are the account's fault, not an
+// outage: ErrBadIdentity (a 400), never cached, never carrying the
+// value; from an HTTP lookup and from Redis alike.
+func TestCookieBadAccountValues(t *testing.T) {
+	app := newLegacyApp(t)
+	s, _ := newCookie(t, CookieConfig{Lookup: &HTTPLookup{URL: app.URL + "/api/me"}, Cache: time.Minute})
+	for _, value := range []string{"longuser", "longphone", "longemail", "ctrluser"} {
+		for range 2 {
+			_, err := s.Identify(sessionRequest(value))
+			if !errors.Is(err, stepup.ErrBadIdentity) || errors.Is(err, stepup.ErrNoIdentity) {
+				t.Errorf("%s: %v, want ErrBadIdentity", value, err)
+			} else if strings.Contains(err.Error(), "7777777") || strings.Contains(err.Error(), "uuuuuuu") || strings.Contains(err.Error(), "admin") {
+				t.Errorf("%s: the error %q carries the value", value, err)
+			}
+		}
+	}
+	if n := app.hits.Load(); n != 8 {
+		t.Errorf("%d lookups for 4 bad accounts asked twice, want 8 (never cached)", n)
+	}
+
+	srv := testredis.Run(t)
+	rc := redisClient(t, srv)
+	ctx := context.Background()
+	rc.Set(ctx, "s:longphone", "+"+strings.Repeat("7", 39), 0)
+	rc.Set(ctx, "s:longuser", `{"user":"`+strings.Repeat("u", 300)+`","phone":"+14155550100"}`, 0)
+	rc.HSet(ctx, "h:longemail", "phone", "+14155550100", "mail", strings.Repeat("7", 250)+"@example.com")
+	str := &RedisLookup{Key: "s:{id}"}
+	str.SetClient(rc)
+	hash := &RedisLookup{Key: "h:{id}", Field: "phone", EmailField: "mail"}
+	hash.SetClient(rc)
+	byString, _ := newCookie(t, CookieConfig{Lookup: str})
+	byHash, _ := newCookie(t, CookieConfig{Lookup: hash})
+	for name, tc := range map[string]struct {
+		s     *Cookie
+		value string
+	}{
+		"redis string, long phone": {byString, "longphone"},
+		"redis JSON, long user":    {byString, "longuser"},
+		"redis hash, long email":   {byHash, "longemail"},
+	} {
+		if _, err := tc.s.Identify(sessionRequest(tc.value)); !errors.Is(err, stepup.ErrBadIdentity) {
+			t.Errorf("%s: %v, want ErrBadIdentity", name, err)
+		}
+	}
+}
+
+// countingLookup records whether it was asked.
+type countingLookup struct{ n atomic.Int32 }
+
+func (l *countingLookup) Lookup(context.Context, string, string) (Account, error) {
+	l.n.Add(1)
+	return Account{User: "someone", Phone: "+14155550100"}, nil
+}
+
+// The session stepup looks up must be the one the app reads: a request
+// that carries the session cookie so that the app could read another
+// one is refused before any lookup (and so before any code is sent).
+func TestCookieAmbiguousSession(t *testing.T) {
+	l := &countingLookup{}
+	s, _ := newCookie(t, CookieConfig{Lookup: l})
+	for name, tc := range map[string]struct {
+		lines []string
+		url   string
+	}{
+		"twice":                  {[]string{"PHPSESSID=mallory; PHPSESSID=victim"}, "/"},
+		"two Cookie lines":       {[]string{"PHPSESSID=mallory", "cart=1; PHPSESSID=victim"}, "/"},
+		"other case":             {[]string{"PHPSESSID=mallory; phpsessid=victim"}, "/"},
+		"percent-encoded name":   {[]string{"PHPSESSID=mallory; PHP%53ESSID=victim"}, "/"},
+		"PHP array name":         {[]string{"PHPSESSID=mallory; PHPSESSID[]=victim"}, "/"},
+		"after a comma (Rack 2)": {[]string{"x=1, PHPSESSID=victim; PHPSESSID=mallory"}, "/"},
+		"after a space (Python)": {[]string{"PHPSESSID=mallory; x=1 PHPSESSID=victim"}, "/"},
+		"quoted":                 {[]string{`PHPSESSID="mallory"`}, "/"},
+		"value with a space":     {[]string{"PHPSESSID=a b"}, "/"},
+		"control in the value":   {[]string{"PHPSESSID=a\x01b"}, "/"},
+		"NBSP before (Python)":   {[]string{"PHPSESSID=mallory;\xa0PHPSESSID=victim"}, "/"},
+		"one of two lines":       {[]string{"PHPSESSID=mallory", "x"}, "/"},
+		"another in the query":   {[]string{"PHPSESSID=mallory"}, "/account?PHPSESSID=victim"},
+		"another in the path":    {[]string{"PHPSESSID=mallory"}, "/account;PHPSESSID=victim"},
+	} {
+		r := httptest.NewRequest("GET", tc.url, nil)
+		for _, line := range tc.lines {
+			r.Header.Add("Cookie", line)
+		}
+		_, err := s.Identify(r)
+		if !errors.Is(err, stepup.ErrAmbiguousCredential) || errors.Is(err, stepup.ErrNoIdentity) {
+			t.Errorf("%s: %v, want ErrAmbiguousCredential", name, err)
+		} else if strings.Contains(err.Error(), "victim") || strings.Contains(err.Error(), "mallory") {
+			t.Errorf("%s: the error carries a session id", name)
+		}
+	}
+	if n := l.n.Load(); n != 0 {
+		t.Fatalf("%d lookups for ambiguous requests, want none", n)
+	}
+	// The same session id in the URL as in the cookie is no ambiguity.
+	r := httptest.NewRequest("GET", "/account?PHPSESSID=abc", nil)
+	r.Header.Set("Cookie", "cart=1; PHPSESSID=abc")
+	if _, err := s.Identify(r); err != nil {
+		t.Fatalf("the same id in query and cookie: %v", err)
 	}
 }

@@ -13,7 +13,11 @@
 // policies, challenges and grants bind the same way whatever the source.
 // Neither ever logs or stores a token or a session cookie: only SHA-256
 // hashes of them. Errors wrap [stepup.ErrNoIdentity] when the request
-// carries no usable login, [stepup.ErrPhoneUnverified] when the identity
+// carries no usable login, [stepup.ErrAmbiguousCredential] when it
+// carries its credential so that the app behind stepup could read
+// another one than stepup verified (see credential.go),
+// [stepup.ErrBadIdentity] when the identity found is malformed (a value
+// over its bound), [stepup.ErrPhoneUnverified] when the identity
 // provider has not verified the number, and are plain errors (the engine
 // fails closed with 503) when a backend could not answer.
 //
@@ -41,9 +45,8 @@ const (
 	// MaxCookieLen bounds a legacy session cookie value, in bytes.
 	MaxCookieLen = 512
 
-	maxUserLen    = 256
-	maxPhoneLen   = 32
-	maxEmailLen   = 254
+	// maxSessionLen bounds a session claim kept as is; longer ones are
+	// hashed.
 	maxSessionLen = 128
 	maxReasonLen  = 200
 )
@@ -132,16 +135,6 @@ func cookieOctets(v string) bool {
 		}
 	}
 	return true
-}
-
-// singleValue returns the only value of header name, or "" when it is
-// absent or sent more than once (ambiguous).
-func singleValue(h http.Header, name string) string {
-	v := h.Values(name)
-	if len(v) != 1 {
-		return ""
-	}
-	return v[0]
 }
 
 // clip shortens a log reason.

@@ -27,6 +27,15 @@ const (
 	DefaultEmailClaim         = "email"
 	DefaultSessionClaim       = "sid"
 	DefaultOIDCTimeout        = 10 * time.Second
+	// DefaultMaxTokenAge bounds how long a token may be valid (see
+	// OIDCConfig.MaxTokenAge). Providers issue ID tokens for minutes to
+	// hours (Keycloak 5m, Entra ID and Google 1h, Auth0 10h).
+	DefaultMaxTokenAge = 24 * time.Hour
+	// MaxMaxTokenAge is the largest MaxTokenAge accepted.
+	MaxMaxTokenAge = 30 * 24 * time.Hour
+	// ClockSkew is how far a token's iat may be ahead of our clock, and
+	// its exp beyond MaxTokenAge from now.
+	ClockSkew = 2 * time.Minute
 )
 
 // Algorithms lists the signing algorithms an OIDC source may be limited
@@ -56,8 +65,13 @@ type OIDCConfig struct {
 	// Header is the name of a header holding the ID token. For
 	// Authorization the value must use the Bearer scheme; any other
 	// header holds the bare token (an optional "Bearer " is removed).
-	// When both Header and Cookie are set, the header is tried first.
 	// Neither set: Authorization.
+	//
+	// When both Header and Cookie are set, either may hold the token, and
+	// when both do, they must hold the same one. A request whose
+	// Authorization header holds a bearer token other than the one
+	// verified is refused even when Header is not Authorization: apps
+	// read bearer tokens there.
 	Header string
 	// PhoneClaim names the claim holding the phone number.
 	// Default: phone_number
@@ -84,6 +98,13 @@ type OIDCConfig struct {
 	// of getting 401; ReturnPlaceholder in it is replaced by the request's
 	// escaped path and query. Empty: 401.
 	LoginURL string
+	// MaxTokenAge bounds how long a token may be valid: a token whose
+	// exp is more than this after its iat, or more than this (plus
+	// ClockSkew) after now, is refused, and so is one whose iat is more
+	// than ClockSkew ahead of now. It caps the harm of a token minted
+	// with a stolen key or a misconfigured lifetime. Default:
+	// DefaultMaxTokenAge; at most MaxMaxTokenAge.
+	MaxTokenAge time.Duration
 	// Timeout bounds each request to the provider (discovery, keys).
 	// Default: 10s
 	Timeout time.Duration
@@ -103,7 +124,17 @@ type OIDCConfig struct {
 // cookie or a header. The token is verified with go-oidc: signature by a
 // key from the issuer's JWKS (fetched at first use, cached, fetched again
 // when a token names a key not yet seen, so rotations need no restart),
-// issuer, audience, expiry and algorithm.
+// issuer, audience, expiry and algorithm; then by this source: the
+// authorized party (azp) when the token has several audiences or names
+// one (OIDC Core 3.1.3.7), an iat not in the future, and a lifetime
+// within MaxTokenAge.
+//
+// A request that carries its token in a way the app could read
+// differently (two tokens, in two places that disagree, a repeated
+// header or cookie, a cookie under a name some parsers fold into the
+// configured one, another token in the query) is refused with
+// stepup.ErrAmbiguousCredential; see credential.go. Values over their
+// bounds are refused with stepup.ErrBadIdentity.
 //
 // The identity is User = "sub", Session = the session claim ("sid") or
 // else the SHA-256 of the token, Phone and Email from their claims.
@@ -117,6 +148,8 @@ type OIDC struct {
 	cfg       OIDCConfig
 	header    string
 	bearer    bool // header is Authorization: Bearer scheme required
+	cookie    cookieName
+	query     []cookieName // query parameters that may hold a token
 	discovery *http.Client
 	keys      *http.Client
 	keysOK    atomic.Bool // the last key set request succeeded
@@ -162,6 +195,12 @@ func NewOIDC(cfg OIDCConfig) (*OIDC, error) {
 	if cfg.Timeout < 0 {
 		return nil, errors.New("oidc: negative timeout")
 	}
+	if cfg.MaxTokenAge < 0 || cfg.MaxTokenAge > MaxMaxTokenAge {
+		return nil, fmt.Errorf("oidc: max token age %s out of range (up to %s)", cfg.MaxTokenAge, MaxMaxTokenAge)
+	}
+	if cfg.MaxTokenAge == 0 {
+		cfg.MaxTokenAge = DefaultMaxTokenAge
+	}
 	setDefault(&cfg.PhoneClaim, DefaultPhoneClaim)
 	setDefault(&cfg.PhoneVerifiedClaim, DefaultPhoneVerifiedClaim)
 	setDefault(&cfg.EmailClaim, DefaultEmailClaim)
@@ -192,6 +231,11 @@ func NewOIDC(cfg OIDCConfig) (*OIDC, error) {
 		s.header = "Authorization"
 	}
 	s.bearer = s.header == "Authorization"
+	s.query = []cookieName{newCookieName("id_token"), newCookieName("access_token")}
+	if cfg.Cookie != "" {
+		s.cookie = newCookieName(cfg.Cookie)
+		s.query = append(s.query, s.cookie)
+	}
 	s.discovery = &http.Client{Timeout: cfg.Timeout, Transport: &limitTransport{base: cfg.Transport}}
 	s.keys = &http.Client{Timeout: cfg.Timeout, Transport: &limitTransport{base: cfg.Transport, ok: &s.keysOK}}
 	s.keysOK.Store(true)
@@ -253,12 +297,12 @@ func (s *OIDC) identity(tok *oidc.IDToken, raw string) (stepup.Identity, error) 
 	if tok.Subject == "" {
 		return stepup.Identity{}, noIdentity("oidc: token has no sub claim")
 	}
-	if len(tok.Subject) > maxUserLen {
-		return stepup.Identity{}, noIdentity("oidc: sub claim longer than %d bytes", maxUserLen)
-	}
 	var claims map[string]json.RawMessage
 	if err := tok.Claims(&claims); err != nil {
 		return stepup.Identity{}, noIdentity("oidc: reading claims: %v", err)
+	}
+	if err := s.checkClaims(tok, claims); err != nil {
+		return stepup.Identity{}, err
 	}
 	id := stepup.Identity{User: tok.Subject}
 
@@ -271,48 +315,136 @@ func (s *OIDC) identity(tok *oidc.IDToken, raw string) (stepup.Identity, error) 
 		id.Session = Hash(raw)
 	}
 
-	if phone, _ := claimString(claims, s.cfg.PhoneClaim); phone != "" && len(phone) <= maxPhoneLen {
-		id.Phone = phone
+	phone, err := optionalClaimString(claims, s.cfg.PhoneClaim)
+	if err != nil {
+		return stepup.Identity{}, err
+	}
+	id.Phone = phone
+	email, err := optionalClaimString(claims, s.cfg.EmailClaim)
+	if err != nil {
+		return stepup.Identity{}, err
+	}
+	if verified, ok := claimBool(claims, "email_verified"); !ok || verified {
+		id.Email = email
+	}
+	if err := id.Validate(); err != nil {
+		return stepup.Identity{}, fmt.Errorf("oidc: %w", err)
 	}
 	if id.Phone != "" && s.cfg.RequireVerifiedPhone {
 		if verified, ok := claimBool(claims, s.cfg.PhoneVerifiedClaim); !ok || !verified {
 			return stepup.Identity{}, fmt.Errorf("%w: oidc: claim %s is not true", stepup.ErrPhoneUnverified, s.cfg.PhoneVerifiedClaim)
 		}
 	}
-	if email, _ := claimString(claims, s.cfg.EmailClaim); email != "" && len(email) <= maxEmailLen {
-		if verified, ok := claimBool(claims, "email_verified"); !ok || verified {
-			id.Email = email
-		}
-	}
 	return id, nil
 }
 
-// token returns the raw ID token of r, or an error wrapping
-// stepup.ErrNoIdentity.
-func (s *OIDC) token(r *http.Request) (string, error) {
-	var raw string
-	if s.header != "" {
-		v := strings.TrimSpace(singleValue(r.Header, s.header))
-		if scheme, rest, ok := strings.Cut(v, " "); ok && strings.EqualFold(scheme, "Bearer") {
-			raw = strings.TrimSpace(rest)
-		} else if !s.bearer {
-			raw = v
+// checkClaims checks what go-oidc leaves to the client: the authorized
+// party (OIDC Core 3.1.3.7, steps 4 and 5: a token issued to another
+// client that also lists us in aud is not ours), an iat in the future,
+// and the token's lifetime.
+func (s *OIDC) checkClaims(tok *oidc.IDToken, claims map[string]json.RawMessage) error {
+	if rawAzp, ok := claims["azp"]; ok || len(tok.Audience) > 1 {
+		if !ok {
+			return noIdentity("oidc: token has several audiences and no azp claim")
+		}
+		var azp string
+		if json.Unmarshal(rawAzp, &azp) != nil || azp != s.cfg.ClientID {
+			return noIdentity("oidc: token's azp claim names another client than client_id")
 		}
 	}
-	if raw == "" && s.cfg.Cookie != "" {
-		if c, err := r.Cookie(s.cfg.Cookie); err == nil {
-			raw = c.Value
+	now := s.cfg.Now()
+	iat := tok.IssuedAt
+	switch {
+	case !iat.IsZero() && iat.After(now.Add(ClockSkew)):
+		return noIdentity("oidc: token issued in the future (iat more than %s ahead)", ClockSkew)
+	case tok.Expiry.After(now.Add(s.cfg.MaxTokenAge + ClockSkew)):
+		return noIdentity("oidc: token expires more than max_token_age (%s) from now", s.cfg.MaxTokenAge)
+	case !iat.IsZero() && tok.Expiry.Sub(iat) > s.cfg.MaxTokenAge:
+		return noIdentity("oidc: token valid for longer than max_token_age (%s)", s.cfg.MaxTokenAge)
+	}
+	return nil
+}
+
+// token returns the raw ID token of r: an error wrapping
+// stepup.ErrNoIdentity when there is none, or
+// stepup.ErrAmbiguousCredential when the request carries more than one
+// token, or one the app behind stepup could read differently.
+func (s *OIDC) token(r *http.Request) (string, error) {
+	var raw, from string
+	take := func(v, place string) error {
+		switch {
+		case v == "":
+		case raw == "":
+			raw, from = v, place
+		case v != raw:
+			return ambiguous("oidc: the %s and the %s hold different credentials", from, place)
+		}
+		return nil
+	}
+	if s.header != "" {
+		v, err := headerToken(r.Header, s.header)
+		if err == nil {
+			err = take(v, s.header+" header")
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	if s.cfg.Cookie != "" {
+		v, _, err := s.cookie.find(r.Header)
+		if err == nil {
+			err = take(v, s.cfg.Cookie+" cookie")
+		}
+		if err != nil {
+			return "", fmt.Errorf("oidc: %w", err)
+		}
+	}
+	if raw == "" {
+		return "", noIdentity("oidc: no ID token")
+	}
+	// Places stepup does not read but apps do: a bearer token in
+	// Authorization, a token in the query.
+	if s.header != "Authorization" {
+		v, err := headerToken(r.Header, "Authorization")
+		if err == nil && v != "" && v != raw {
+			err = ambiguous("oidc: the Authorization header holds another bearer token than the %s", from)
+		}
+		if err != nil {
+			return "", err
+		}
+	}
+	for _, v := range queryValues(r.URL.RawQuery, s.query...) {
+		if v != raw {
+			return "", ambiguous("oidc: the query holds another token than the %s", from)
 		}
 	}
 	switch {
-	case raw == "":
-		return "", noIdentity("oidc: no ID token")
 	case len(raw) > MaxTokenLen:
 		return "", noIdentity("oidc: ID token larger than %d bytes", MaxTokenLen)
-	case strings.Count(raw, ".") != 2:
+	case !jwsShape(raw):
 		return "", noIdentity("oidc: ID token is not a signed JWT")
 	}
 	return raw, nil
+}
+
+// headerToken returns the token in header key ("" when there is none),
+// or an error wrapping stepup.ErrAmbiguousCredential when the header is
+// sent more than once (also under a name that folds into key) or holds
+// more than one credential.
+func headerToken(h http.Header, key string) (string, error) {
+	lines := headerLines(h, key)
+	switch len(lines) {
+	case 0:
+		return "", nil
+	case 1:
+	default:
+		return "", ambiguous("oidc: %s header sent more than once", key)
+	}
+	v, err := headerCredential(lines[0], key == "Authorization")
+	if err != nil {
+		return "", fmt.Errorf("oidc: %s header: %w", key, err)
+	}
+	return v, nil
 }
 
 // getVerifier returns the verifier, running discovery first when it has
@@ -473,6 +605,20 @@ func claimString(claims map[string]json.RawMessage, name string) (string, bool) 
 		return "", false
 	}
 	return s, true
+}
+
+// optionalClaimString returns a string claim, "" when it is absent or
+// null, and an error wrapping stepup.ErrBadIdentity when it is of
+// another type.
+func optionalClaimString(claims map[string]json.RawMessage, name string) (string, error) {
+	if _, present := claims[name]; !present {
+		return "", nil
+	}
+	v, ok := claimString(claims, name)
+	if !ok {
+		return "", fmt.Errorf("%w: oidc: claim %s is not a string", stepup.ErrBadIdentity, name)
+	}
+	return v, nil
 }
 
 // claimBool returns a boolean claim (true/false, or the strings "true"

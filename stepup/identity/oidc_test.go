@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -74,13 +75,30 @@ func TestOIDCValidTokens(t *testing.T) {
 		"ES256 bearer": {esKey, map[string]any{"sid": "sess-2", "phone_number": "+14155550101"},
 			bearerRequest,
 			stepup.Identity{User: "alice", Session: "sess-2", Phone: "+14155550101"}},
+		"the same token in header and cookie": {rsKey, map[string]any{"sid": "sess-4"},
+			func(tok string) *http.Request {
+				r := bearerRequest(tok)
+				r.AddCookie(&http.Cookie{Name: "id_token", Value: tok})
+				return r
+			},
+			stepup.Identity{User: "alice", Session: "sess-4"}},
+		"basic auth beside the cookie": {rsKey, map[string]any{"sid": "sess-5"},
+			func(tok string) *http.Request {
+				r := cookieRequest("id_token", tok)
+				r.SetBasicAuth("staging", "pw")
+				return r
+			},
+			stepup.Identity{User: "alice", Session: "sess-5"}},
+		"the same token in the query": {rsKey, map[string]any{"sid": "sess-6"},
+			func(tok string) *http.Request { r := bearerRequest(tok); r.URL.RawQuery = "id_token=" + tok; return r },
+			stepup.Identity{User: "alice", Session: "sess-6"}},
 		"no phone claim": {rsKey, map[string]any{"sid": "sess-3"},
 			func(tok string) *http.Request { return cookieRequest("id_token", tok) },
 			stepup.Identity{User: "alice", Session: "sess-3"}},
 		"unverified email dropped": {rsKey, map[string]any{"sid": "s", "phone_number": "+14155550100", "email": "a@example.com", "email_verified": false},
 			bearerRequest,
 			stepup.Identity{User: "alice", Session: "s", Phone: "+14155550100"}},
-		"phone claim not a string": {rsKey, map[string]any{"sid": "s", "phone_number": 14155550100},
+		"phone claim null": {rsKey, map[string]any{"sid": "s", "phone_number": json.RawMessage("null")},
 			bearerRequest,
 			stepup.Identity{User: "alice", Session: "s"}},
 	} {
@@ -170,13 +188,8 @@ func TestOIDCRefusesBadTokens(t *testing.T) {
 		}
 	}
 	for name, r := range map[string]*http.Request{
-		"no token":   httptest.NewRequest("GET", "/", nil),
-		"basic auth": func() *http.Request { r := httptest.NewRequest("GET", "/", nil); r.SetBasicAuth("a", "b"); return r }(),
-		"two auth values": func() *http.Request {
-			r := bearerRequest(valid)
-			r.Header.Add("Authorization", "Bearer "+valid)
-			return r
-		}(),
+		"no token":     httptest.NewRequest("GET", "/", nil),
+		"basic auth":   func() *http.Request { r := httptest.NewRequest("GET", "/", nil); r.SetBasicAuth("a", "b"); return r }(),
 		"other cookie": cookieRequest("session", valid),
 	} {
 		if _, err := s.Identify(r); !errors.Is(err, stepup.ErrNoIdentity) {
@@ -461,6 +474,8 @@ func TestNewOIDCErrors(t *testing.T) {
 		"alg HS256":               {OIDCConfig{Issuer: "https://sso.example.com", ClientID: "a", Algorithms: []string{"HS256"}}, `algorithm "HS256" not allowed`},
 		"bad cookie":              {OIDCConfig{Issuer: "https://sso.example.com", ClientID: "a", Cookie: "id token"}, "invalid cookie name"},
 		"bad header":              {OIDCConfig{Issuer: "https://sso.example.com", ClientID: "a", Header: "X:Y"}, "invalid header name"},
+		"negative max token age":  {OIDCConfig{Issuer: "https://sso.example.com", ClientID: "a", MaxTokenAge: -time.Hour}, "max token age"},
+		"max token age too long":  {OIDCConfig{Issuer: "https://sso.example.com", ClientID: "a", MaxTokenAge: 31 * 24 * time.Hour}, "max token age"},
 		"bad login url":           {OIDCConfig{Issuer: "https://sso.example.com", ClientID: "a", LoginURL: "javascript:alert(1)"}, "login URL"},
 		"protocol-relative login": {OIDCConfig{Issuer: "https://sso.example.com", ClientID: "a", LoginURL: "//evil.example/"}, "login URL"},
 	} {
@@ -528,5 +543,170 @@ func TestOIDCForgedTokensFetchBound(t *testing.T) {
 	retries := int(time.Since(start)/retryEvery) + 1
 	if got := is.KeysHits() - before; got > n+retries {
 		t.Fatalf("%d forged tokens caused %d key fetches, want at most %d", n, got, n+retries)
+	}
+}
+
+// Over-long or malformed identity values in a valid token are
+// ErrBadIdentity (the engine answers 400), never taken for an outage,
+// never silently dropped, and the error never carries the value.
+func TestOIDCBadIdentityValues(t *testing.T) {
+	is, k := oidctest.New(t)
+	s, _ := newOIDC(t, is, nil)
+	for name, tc := range map[string]struct {
+		sub   string
+		extra map[string]any
+	}{
+		"300-byte sub":         {"u" + strings.Repeat("7", 299), nil},
+		"40-character phone":   {"alice", map[string]any{"phone_number": "+" + strings.Repeat("7", 39)}},
+		"300-byte email":       {"alice", map[string]any{"email": strings.Repeat("7", 290) + "@example.com"}},
+		"phone not a string":   {"alice", map[string]any{"phone_number": 14155550100}},
+		"email not a string":   {"alice", map[string]any{"email": []string{"a@example.com"}}},
+		"control chars in sub": {"alice\u0000admin", nil},
+		"newline in phone":     {"alice", map[string]any{"phone_number": "+1415555\n0100"}},
+	} {
+		tok := is.Token(t, k, tc.sub, tc.extra)
+		for _, r := range []*http.Request{bearerRequest(tok), cookieRequest("id_token", tok)} {
+			id, err := s.Identify(r)
+			if !errors.Is(err, stepup.ErrBadIdentity) || errors.Is(err, stepup.ErrNoIdentity) {
+				t.Errorf("%s: %+v %v, want ErrBadIdentity", name, id, err)
+				continue
+			}
+			if strings.Contains(err.Error(), "7777777") || strings.Contains(err.Error(), "admin") {
+				t.Errorf("%s: the error %q carries the value", name, err)
+			}
+		}
+	}
+}
+
+// The credential stepup verifies must be the one the app reads: a
+// request that carries a token in a way the app could read another one
+// is refused before anything is verified or sent.
+func TestOIDCAmbiguousCredential(t *testing.T) {
+	is, k := oidctest.New(t)
+	both, _ := newOIDC(t, is, nil) // cookie id_token and header Authorization
+	cookieOnly, _ := newOIDC(t, is, func(c *OIDCConfig) { c.Header = "" })
+	custom, _ := newOIDC(t, is, func(c *OIDCConfig) { c.Header = "X-Id-Token"; c.Cookie = "" })
+	mallory := is.Token(t, k, "mallory", map[string]any{"phone_number": "+14155550666"})
+	victim := is.Token(t, k, "victim", map[string]any{"phone_number": "+14155550100"})
+
+	req := func(lines ...string) *http.Request {
+		r := httptest.NewRequest("GET", "/account", nil)
+		for _, l := range lines {
+			name, v, _ := strings.Cut(l, ": ")
+			r.Header.Add(name, v)
+		}
+		return r
+	}
+	for name, tc := range map[string]struct {
+		s *OIDC
+		r *http.Request
+	}{
+		"bearer and a different cookie": {both, req("Authorization: Bearer "+mallory, "Cookie: id_token="+victim)},
+		"two Authorization lines":       {both, req("Authorization: Bearer "+mallory, "Authorization: Bearer "+victim, "Cookie: id_token="+mallory)},
+		"two Authorization lines alone": {both, req("Authorization: Bearer "+mallory, "Authorization: Bearer "+mallory)},
+		"two tokens on one line":        {both, req("Authorization: Bearer " + mallory + ", Bearer " + victim)},
+		"two tokens, space":             {both, req("Authorization: Bearer " + mallory + " " + victim)},
+		"basic hiding a bearer":         {both, req("Authorization: Basic eDp5, Bearer "+victim, "Cookie: id_token="+mallory)},
+		"cookie twice":                  {both, req("Cookie: id_token=" + mallory + "; id_token=" + victim)},
+		"cookie in two lines":           {both, req("Cookie: id_token="+mallory, "Cookie: id_token="+victim)},
+		"cookie, other case":            {both, req("Cookie: id_token=" + mallory + "; ID_TOKEN=" + victim)},
+		"cookie, encoded name":          {both, req("Cookie: id_token=" + mallory + "; id%5Ftoken=" + victim)},
+		"cookie, dotted name":           {both, req("Cookie: id_token=" + mallory + "; id.token=" + victim)},
+		"cookie after a comma":          {both, req("Cookie: x=1, id_token=" + victim + "; id_token=" + mallory)},
+		"cookie quoted":                 {both, req(`Cookie: id_token="` + mallory + `"`)},
+		"cookie source, other bearer":   {cookieOnly, req("Authorization: Bearer "+victim, "Cookie: id_token="+mallory)},
+		"cookie source, opaque bearer":  {cookieOnly, req("Authorization: Bearer opaque-access-token", "Cookie: id_token="+mallory)},
+		"query id_token":                {both, req("Authorization: Bearer " + mallory)},
+		"query access_token":            {cookieOnly, req("Cookie: id_token=" + mallory)},
+		"custom header twice":           {custom, req("X-Id-Token: "+mallory, "X-Id-Token: "+victim)},
+		"custom header, underscore":     {custom, req("X-Id-Token: "+mallory, "X_Id_Token: "+victim)},
+		"custom header, other bearer":   {custom, req("X-Id-Token: "+mallory, "Authorization: Bearer "+victim)},
+	} {
+		switch name {
+		case "query id_token":
+			tc.r.URL.RawQuery = "tab=cards&id_token=" + victim
+		case "query access_token":
+			tc.r.URL.RawQuery = "access_token=" + victim
+		}
+		id, err := tc.s.Identify(tc.r)
+		if !errors.Is(err, stepup.ErrAmbiguousCredential) || errors.Is(err, stepup.ErrNoIdentity) {
+			t.Errorf("%s: %+v %v, want ErrAmbiguousCredential", name, id, err)
+			continue
+		}
+		for _, tok := range []string{mallory, victim} {
+			for _, p := range strings.Split(tok, ".") {
+				if strings.Contains(err.Error(), p) {
+					t.Errorf("%s: the error carries a piece of a token", name)
+				}
+			}
+		}
+	}
+	if n := is.DiscoveryHits(); n != 0 {
+		t.Errorf("the issuer was asked %d times: ambiguous requests must be refused before any verification", n)
+	}
+}
+
+// azp: a token issued to another client that also lists us in aud is
+// not ours (OIDC Core 3.1.3.7, steps 4 and 5).
+func TestOIDCAuthorizedParty(t *testing.T) {
+	is, k := oidctest.New(t)
+	s, _ := newOIDC(t, is, func(c *OIDCConfig) { c.ClientID = "shop-web" })
+	for name, tc := range map[string]struct {
+		extra map[string]any
+		ok    bool
+	}{
+		"one audience, no azp":          {map[string]any{"aud": "shop-web"}, true},
+		"one audience, our azp":         {map[string]any{"aud": "shop-web", "azp": "shop-web"}, true},
+		"several audiences, our azp":    {map[string]any{"aud": []string{"other-app", "shop-web"}, "azp": "shop-web"}, true},
+		"several audiences, other azp":  {map[string]any{"aud": []string{"other-app", "shop-web"}, "azp": "other-app"}, false},
+		"several audiences, no azp":     {map[string]any{"aud": []string{"other-app", "shop-web"}}, false},
+		"one audience, other azp":       {map[string]any{"aud": "shop-web", "azp": "other-app"}, false},
+		"azp not a string":              {map[string]any{"aud": "shop-web", "azp": []string{"shop-web"}}, false},
+		"audience array of one, no azp": {map[string]any{"aud": []string{"shop-web"}}, true},
+	} {
+		_, err := s.Identify(bearerRequest(is.Token(t, k, "alice", tc.extra)))
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("%s: %v", name, err)
+		case !tc.ok && !errors.Is(err, stepup.ErrNoIdentity):
+			t.Errorf("%s: %v, want ErrNoIdentity", name, err)
+		case !tc.ok && !strings.Contains(err.Error(), "azp"):
+			t.Errorf("%s: %q does not name azp", name, err)
+		}
+	}
+}
+
+// Tokens issued in the future, or valid for longer than max_token_age,
+// are refused.
+func TestOIDCTokenAge(t *testing.T) {
+	is, k := oidctest.New(t)
+	s, _ := newOIDC(t, is, nil)
+	long, _ := newOIDC(t, is, func(c *OIDCConfig) { c.MaxTokenAge = 48 * time.Hour })
+	now := time.Now()
+	at := func(d time.Duration) int64 { return now.Add(d).Unix() }
+	for name, tc := range map[string]struct {
+		s     *OIDC
+		extra map[string]any
+		want  string // "" when accepted
+	}{
+		"an hour":                         {s, nil, ""},
+		"iat a minute ahead (skew)":       {s, map[string]any{"iat": at(time.Minute)}, ""},
+		"iat ten minutes ahead":           {s, map[string]any{"iat": at(10 * time.Minute)}, "issued in the future"},
+		"iat a year ahead":                {s, map[string]any{"iat": at(365 * 24 * time.Hour), "exp": at(366 * 24 * time.Hour)}, "issued in the future"},
+		"exp 23h ahead":                   {s, map[string]any{"exp": at(23 * time.Hour)}, ""},
+		"exp 24h ahead, iat a minute ago": {s, map[string]any{"iat": at(-time.Minute), "exp": at(24*time.Hour - time.Minute)}, ""},
+		"exp 25h ahead":                   {s, map[string]any{"exp": at(25 * time.Hour)}, "max_token_age"},
+		"exp 25h ahead, no iat":           {s, map[string]any{"iat": nil, "exp": at(25 * time.Hour)}, "max_token_age"},
+		"exp in 2100":                     {s, map[string]any{"exp": time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC).Unix()}, "max_token_age"},
+		"lifetime 25h, issued 20h ago":    {s, map[string]any{"iat": at(-20 * time.Hour), "exp": at(5 * time.Hour)}, "max_token_age"},
+		"exp 25h ahead, max age 48h":      {long, map[string]any{"exp": at(25 * time.Hour)}, ""},
+	} {
+		_, err := tc.s.Identify(bearerRequest(is.Token(t, k, "alice", tc.extra)))
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: %v", name, err)
+		case tc.want != "" && (!errors.Is(err, stepup.ErrNoIdentity) || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: %v, want ErrNoIdentity saying %q", name, err, tc.want)
+		}
 	}
 }
