@@ -122,7 +122,7 @@ type bound struct {
 func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api bool) (b bound, ok bool, err error) {
 	var ident Identity
 	if !e.fromRequest {
-		if ident, err = e.identity.Identify(r); err != nil {
+		if ident, err = e.identify(r); err != nil {
 			return b, false, e.identityError(w, r, "", err)
 		}
 	}

@@ -464,13 +464,34 @@ func (e *Engine) IsEndpoint(path string) bool {
 // StripHeaders removes every header a client could use to pretend a
 // verification happened: all "Stepup-*" headers and the configured
 // upstream header names. Call it on every request, protected or not.
+//
+// Names are compared as CGI-style gateways read them (FastCGI, WSGI:
+// case ignored, '-', '_', '.' and ' ' alike), so that "Stepup_User" or
+// "stepup.user" cannot reach an app that reads HTTP_STEPUP_USER.
 func (e *Engine) StripHeaders(h http.Header) {
 	for k := range h {
-		if strings.HasPrefix(k, "Stepup-") {
+		if len(k) >= len("Stepup-") && foldedHeaderEqual(k[:len("Stepup-")], "Stepup-") {
 			delete(h, k)
+			continue
+		}
+		for _, c := range e.custom {
+			if foldedHeaderEqual(k, c) {
+				delete(h, k)
+				break
+			}
 		}
 	}
-	for _, k := range e.custom {
-		delete(h, k)
+}
+
+// identify finds the request's identity and checks its values' bounds,
+// whatever the source.
+func (e *Engine) identify(r *http.Request) (Identity, error) {
+	id, err := e.identity.Identify(r)
+	if err != nil {
+		return id, err
 	}
+	if err := id.Validate(); err != nil {
+		return Identity{}, err
+	}
+	return id, nil
 }

@@ -533,3 +533,43 @@ func TestReplacedStashDeleted(t *testing.T) {
 		}
 	})
 }
+
+// Finding 10: over-long identity values are the client's error (400),
+// never an outage (no source_error, no 503).
+func TestOverlongIdentityIs400(t *testing.T) {
+	h := newHarness(t, store.NewMemory(time.Minute), nil)
+	for _, b := range []*browser{
+		h.browser(strings.Repeat("u", 300), "+14155550100"),
+		h.browser("alice", "+1415555010012345678901234567890123456789"),
+	} {
+		resp, _ := b.do("GET", "/account/payment-methods", nil)
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("over-long identity = %d", resp.StatusCode)
+		}
+	}
+	if strings.Contains(h.logs.String(), "source_error") || h.out.count() != 0 {
+		t.Fatal("an over-long identity counted as an outage or sent a code")
+	}
+}
+
+// Finding 8's class: headers that a CGI-style gateway (php_fastcgi, WSGI)
+// reads as Stepup-* never reach the upstream, whatever their spelling.
+func TestFoldedStepupHeadersStripped(t *testing.T) {
+	h := newHarness(t, store.NewMemory(time.Minute), nil)
+	b := h.browser("alice", "+14155550100")
+	req, _ := http.NewRequest("GET", h.srv.URL+"/other", nil)
+	req.Header["Stepup_User"] = []string{"admin"}
+	req.Header["stepup.policy"] = []string{"admin"}
+	req.Header["STEPUP-VERIFIED-AT"] = []string{"2030-01-01T00:00:00Z"}
+	req.Header["X-Remote-User"] = []string{b.user}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	for k := range *h.lastUp.Load() {
+		if strings.HasPrefix(strings.ToLower(strings.NewReplacer("_", "-", ".", "-").Replace(k)), "stepup-") {
+			t.Fatalf("the upstream got %s", k)
+		}
+	}
+}

@@ -195,7 +195,7 @@ func (e *Engine) protect(w http.ResponseWriter, r *http.Request, p *Policy, gran
 		e.monitor(r, p)
 		return next.ServeHTTP(w, r)
 	}
-	id, err := e.identity.Identify(r)
+	id, err := e.identify(r)
 	if err != nil {
 		return e.identityError(w, r, p.Name, err)
 	}
@@ -237,7 +237,7 @@ func (e *Engine) protect(w http.ResponseWriter, r *http.Request, p *Policy, gran
 // monitor logs and counts what enforcing the policy would have done.
 func (e *Engine) monitor(r *http.Request, p *Policy) {
 	outcome := "challenge"
-	id, err := e.identity.Identify(r)
+	id, err := e.identify(r)
 	switch {
 	case err != nil:
 		outcome = "no_identity"
@@ -446,6 +446,17 @@ func (e *Engine) identityError(w http.ResponseWriter, r *http.Request, policy st
 	case errors.Is(err, ErrPhoneUnverified):
 		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: policy, Outcome: "phone_unverified"})
 		e.renderStatus(w, r, http.StatusForbidden, statePhoneUnverified, nil)
+		return nil
+	}
+	if errors.Is(err, ErrBadIdentity) {
+		// Malformed, over-long or ambiguous (a credential the app could
+		// read differently): the client's doing, not an outage.
+		outcome := "bad_identity"
+		if errors.Is(err, ErrAmbiguousCredential) {
+			outcome = "ambiguous_credential"
+		}
+		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: policy, Outcome: outcome, Err: err})
+		e.renderStatus(w, r, http.StatusBadRequest, stateBadIdentity, nil)
 		return nil
 	}
 	e.emit(r, &Event{Kind: EventIdentityRefused, Policy: policy, Outcome: "source_error", Err: err})

@@ -121,7 +121,7 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	var ident Identity
 	if !e.fromRequest {
 		var err error
-		if ident, err = e.identity.Identify(r); err != nil {
+		if ident, err = e.identify(r); err != nil {
 			return false, nil
 		}
 	}
