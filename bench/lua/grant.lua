@@ -1,5 +1,5 @@
 -- Configuration 3b: requests to a protected route, each with a valid
--- session grant of another user (API clients: the Stepup-Grant header).
+-- session grant of another user (API clients: the Stepup-Grant cookie).
 -- The runner got the grants before the run and wrote them to a file, one
 -- "USER TOKEN" line each; with more users than requests per second, each
 -- user comes back less than once a second, as on a real site.
@@ -18,7 +18,7 @@ function init(args)
     reqs[#reqs + 1] = wrk.format("GET", nil, {
       ["X-Remote-User"] = user,
       ["X-Remote-Phone"] = phone,
-      ["Stepup-Grant"] = token,
+      ["Cookie"] = "Stepup-Grant=" .. token,
     })
   end
   if #reqs == 0 then

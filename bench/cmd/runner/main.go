@@ -445,7 +445,7 @@ func (s *suite) defineConfigs(ctx context.Context) error {
 			load: load{url: s.url(s.ports.Redis, product), headers: signedIn}, want: 200},
 		{key: "3", name: "protected route, valid session grant, Redis store", target: "GET " + vault,
 			load: load{url: s.url(s.ports.Redis, vault), headers: signedIn}, want: 200},
-		{key: "3b", name: fmt.Sprintf("the same, grants of %s users (API, `Stepup-Grant`)", thousands(float64(s.opts.users))),
+		{key: "3b", name: fmt.Sprintf("the same, grants of %s users (API, `Stepup-Grant` cookie)", thousands(float64(s.opts.users))),
 			target: "GET " + vault + ", another user each", want: 200, scripted: true,
 			load: load{url: s.url(s.ports.Redis, vault), script: grantScript, args: []string{grantFile, phone}}},
 		{key: "4", name: "protected route, valid session grant, memory store", target: "GET " + vault,
