@@ -127,7 +127,7 @@ func ParseRegions(regions []string) ([]string, error) {
 	for _, r := range regions {
 		code := strings.ToUpper(strings.TrimSpace(r))
 		if code != NonGeographic {
-			if err := CheckRegion(code); err != nil {
+			if err := CheckRegion(strings.TrimSpace(r)); err != nil {
 				return nil, err
 			}
 		}
@@ -139,15 +139,16 @@ func ParseRegions(regions []string) ([]string, error) {
 }
 
 // CheckRegion returns nil if region is an ISO 3166-1 alpha-2 region the
-// numbering plans know ("IN", "GB"; upper case), such as ParsePhone takes
-// for its default region. "001" is not one: non-geographic numbers are
-// always written in international form.
+// numbering plans know ("IN", "GB"; case is ignored), such as ParsePhone
+// takes for its default region. "001" is not one: non-geographic numbers
+// are always written in international form.
 func CheckRegion(region string) error {
-	if phonenumbers.GetSupportedRegions()[region] {
+	code := strings.ToUpper(region)
+	if phonenumbers.GetSupportedRegions()[code] {
 		return nil
 	}
 	hint := "such as IN, US, GB"
-	switch strings.ToUpper(region) {
+	switch code {
 	case "UK":
 		hint = "the United Kingdom is GB"
 	case NonGeographic:

@@ -156,13 +156,13 @@ func TestPhoneRulesNonGeographic(t *testing.T) {
 }
 
 func TestCheckRegion(t *testing.T) {
-	for _, ok := range []string{"IN", "GB", "US", "DE", "BR"} {
+	for _, ok := range []string{"IN", "GB", "US", "DE", "BR", "in", "Gb"} {
 		if err := CheckRegion(ok); err != nil {
 			t.Errorf("CheckRegion(%q) = %v", ok, err)
 		}
 	}
 	for bad, want := range map[string]string{
-		"UK": "the United Kingdom is GB", "001": "always international", "in": "such as IN", "": "such as IN", "XX": "such as IN",
+		"UK": "the United Kingdom is GB", "uk": `"uk" is not`, "001": "always international", " IN": "such as IN", "": "such as IN", "XX": "such as IN",
 	} {
 		if err := CheckRegion(bad); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("CheckRegion(%q) = %v, want %q", bad, err, want)
