@@ -162,6 +162,9 @@ type Handler struct {
 	engine   *stepup.Engine
 	logger   *zap.Logger
 	poolKeys []string
+	// formMethods are the methods a POST form's _method field could ask
+	// for that a policy's matchers might care about.
+	formMethods []string
 }
 
 // RedisConfig says where the shared state lives: one server (URL), a
@@ -608,8 +611,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err := p.provision(ctx); err != nil {
 			return err
 		}
+		warnExactPaths(h.logger, p)
 		policies = append(policies, p.policy)
 	}
+	h.formMethods = formMethodCandidates(h.Policies)
 
 	obs, err := h.provisionObserver(ctx, client)
 	if err != nil {
@@ -994,9 +999,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // MatchPolicy implements stepup.Matcher: the first policy whose matchers
 // match the request applies.
+//
+// A policy applies if its matchers match under any reading of the method
+// the app behind could make (stepup.Methods): the method as sent,
+// upper-cased ("post" is POST to Symfony and Laravel), HEAD as GET, the
+// method an override header or a _method query parameter asks for, and,
+// for a POST form where it matters, its _method field. A request whose
+// overrides ask for different methods is refused with 400
+// (stepup.ErrAmbiguousMethod) when a session or transaction policy
+// applies: stepup could not know what the app will execute. A request
+// no policy matches costs no allocation.
 func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 	var clean string
 	var cleaned bool
+	var methods methodState
 	for _, p := range h.Policies {
 		if p.prefixes != nil {
 			if !cleaned {
@@ -1007,13 +1023,16 @@ func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 				continue
 			}
 		}
-		if len(p.matchers) > 0 {
-			match, err := p.matchers.AnyMatchWithError(r)
-			if err != nil {
-				return nil, caddyhttp.Error(http.StatusInternalServerError, err)
-			}
-			if !match {
-				continue
+		match, err := h.matchPolicy(p, r, &methods)
+		if err != nil {
+			return nil, caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		if !match {
+			continue
+		}
+		if p.policy.Mode != stepup.Monitor {
+			if err := methods.ambiguous(r); err != nil {
+				return nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("policy %s: %w", p.Name, err))
 			}
 		}
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
