@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -217,6 +218,7 @@ func grantCookie(tb testing.TB, h *Handler, codes *codeReceiver) string {
 var prefilterPatterns = [][]string{
 	{"/account/payment-methods*"}, {"/checkout"}, {"/admin/*"}, {"/api/v1/pay/*", "/api/v2/pay/*"},
 	{"/Mixed/Case/*"}, {"*.php"}, {"/files/*.pdf"}, {"/x/{http.request.host}/*"}, {"/a%2Fb/*"}, {"//double/*"},
+	{"/pay", "/pay/*", "/pay.*", "/pay;*"},
 }
 
 // FuzzPathPrefilter: the prefilter never skips a policy whose Caddy
@@ -244,7 +246,8 @@ func FuzzPathPrefilter(f *testing.F) {
 	}
 	for _, s := range []string{"/account/payment-methods", "/ACCOUNT/Payment-Methods/x", "//account//payment-methods",
 		"/shop/../account/payment-methods/", "/./checkout", "/checkout/", "/CHECKOUT", "/admin", "/admin/", "/api/v2/pay/1",
-		"/mixed/case/x", "/index.php", "/files/a/b.pdf", "/x/example.com/y", "/a%2Fb/c", "//double/x", "/account/payment-methods%2f", ""} {
+		"/mixed/case/x", "/index.php", "/files/a/b.pdf", "/x/example.com/y", "/a%2Fb/c", "//double/x", "/account/payment-methods%2f", "",
+		"/pay;jsessionid=1", "/PAY.json", "/pay/", "/pay%3Bx", "/checkout;x"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
@@ -258,8 +261,9 @@ func FuzzPathPrefilter(f *testing.F) {
 				continue
 			}
 			if !hasAnyPrefix(clean, pol.prefixes) {
+				i, _ := strconv.Atoi(pol.Name[1:])
 				t.Fatalf("path %q matches policy %s (%v) but the prefilter would skip it (clean %q, prefixes %v)",
-					p, pol.Name, prefilterPatterns[pol.Name[1]-'0'], clean, pol.prefixes)
+					p, pol.Name, prefilterPatterns[i], clean, pol.prefixes)
 			}
 		}
 	})

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -92,6 +93,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		allow_countries <regions...>
 //		deny_countries  <regions...>
 //		allow_number_types <types...>
+//		allow_non_geographic
 //		site_name      <name>
 //		message        <template>
 //		send_timeout   <duration>
@@ -131,6 +133,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 // Senders are tried in the order given. Policies are checked in the
 // order given; the first that matches a request applies.
+//
+// The parser only parses. Where it checks a value, so that `caddy adapt`
+// points at the line, it calls the check Provision makes of the same
+// option (the engine's stepup.Bound, sender.PhoneRules, ...), so that a
+// Caddyfile and its JSON are refused with the same words.
 func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -147,8 +154,10 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
-			if !strings.Contains(v, "{") && len(v) < stepup.MinSecretLen {
-				return d.Errf("secret is %d bytes, need at least %d (use a placeholder such as {env.STEPUP_SECRET})", len(v), stepup.MinSecretLen)
+			if !strings.Contains(v, "{") {
+				if err := checkSecret("secret", v); err != nil {
+					return wrap(d, err)
+				}
 			}
 			s.Secret = v
 		case "previous_secrets":
@@ -157,11 +166,13 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			for _, v := range args {
-				if !strings.Contains(v, "{") && len(v) < stepup.MinSecretLen {
-					return d.Errf("previous secret is %d bytes, need at least %d", len(v), stepup.MinSecretLen)
+				s.PreviousSecrets = append(s.PreviousSecrets, v)
+				if !strings.Contains(v, "{") {
+					if err := checkSecret(fmt.Sprintf("previous_secrets %d", len(s.PreviousSecrets)), v); err != nil {
+						return wrap(d, err)
+					}
 				}
 			}
-			s.PreviousSecrets = append(s.PreviousSecrets, args...)
 		case "limits":
 			if err := s.parseLimits(d); err != nil {
 				return err
@@ -171,8 +182,8 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
-			if !strings.HasPrefix(v, "/") || strings.HasSuffix(v, "/") || len(v) < 2 {
-				return d.Errf("path_prefix %q must start with '/' and not end with '/'", v)
+			if err := stepup.CheckPathPrefix(v); err != nil {
+				return wrap(d, err)
 			}
 			s.PathPrefix = v
 		case "identity":
@@ -191,43 +202,43 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			s.SendersRaw = append(s.SendersRaw, raw)
 		case "code_length":
-			n, err := intArg(d, stepup.MinCodeLength, stepup.MaxCodeLength)
+			n, err := boundedInt(d, stepup.CodeLengthBound)
 			if err != nil {
 				return err
 			}
 			s.CodeLength = n
 		case "code_ttl":
-			v, err := durationArg(d, 30*time.Second, stepup.MaxCodeTTL)
+			v, err := boundedDuration(d, stepup.CodeTTLBound)
 			if err != nil {
 				return err
 			}
 			s.CodeTTL = v
 		case "max_attempts":
-			n, err := intArg(d, 1, stepup.MaxMaxAttempts)
+			n, err := boundedInt(d, stepup.MaxAttemptsBound)
 			if err != nil {
 				return err
 			}
 			s.MaxAttempts = n
 		case "resend_after":
-			v, err := durationArg(d, time.Second, stepup.MaxCodeTTL)
+			v, err := boundedDuration(d, stepup.ResendAfterBound)
 			if err != nil {
 				return err
 			}
 			s.ResendAfter = v
 		case "max_sends":
-			n, err := intArg(d, 1, 10)
+			n, err := boundedInt(d, stepup.MaxSendsBound)
 			if err != nil {
 				return err
 			}
 			s.MaxSends = n
 		case "max_failures":
-			n, err := intArg(d, 1, stepup.MaxMaxFailures)
+			n, err := boundedInt(d, stepup.MaxFailuresBound)
 			if err != nil {
 				return err
 			}
 			s.MaxFailures = n
 		case "failure_window":
-			v, err := durationArg(d, time.Minute, 30*24*time.Hour)
+			v, err := boundedDuration(d, stepup.FailureWindowBound)
 			if err != nil {
 				return err
 			}
@@ -235,13 +246,17 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "allow_countries", "deny_countries":
 			name := d.Val()
 			args := d.RemainingArgs()
-			regions, err := sender.ParseRegions(args)
-			if err != nil || len(args) == 0 {
-				if err == nil {
-					return d.ArgErr()
-				}
-				return d.Errf("%s: %v", name, err)
+			if len(args) == 0 {
+				return d.ArgErr()
 			}
+			rules := sender.PhoneRules{Allow: args}
+			if name == "deny_countries" {
+				rules = sender.PhoneRules{Deny: args}
+			}
+			if err := rules.Validate(); err != nil {
+				return wrap(d, err)
+			}
+			regions, _ := sender.ParseRegions(args) // upper case, once each
 			if name == "allow_countries" {
 				s.AllowCountries = append(s.AllowCountries, regions...)
 			} else {
@@ -252,19 +267,22 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
-			for _, a := range args {
-				if _, err := sender.ParseNumberType(a); err != nil {
-					return d.Errf("allow_number_types: %v", err)
-				}
+			if _, err := numberTypes(args); err != nil {
+				return wrap(d, err)
 			}
 			s.AllowNumberTypes = append(s.AllowNumberTypes, args...)
+		case "allow_non_geographic":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			s.AllowNonGeographic = true
 		case "default_region":
 			v, err := singleArg(d)
 			if err != nil {
 				return err
 			}
-			if len(v) != 2 {
-				return d.Errf("default_region %q: want a two-letter region code such as IN or US", v)
+			if err := stepup.CheckDefaultRegion(v); err != nil {
+				return wrap(d, err)
 			}
 			s.DefaultRegion = strings.ToUpper(v)
 		case "site_name":
@@ -278,12 +296,12 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return err
 			}
-			if !strings.Contains(v, "{code}") {
-				return d.Err("message must contain {code}")
+			if err := stepup.CheckMessage(v); err != nil {
+				return wrap(d, err)
 			}
 			s.Message = v
 		case "send_timeout":
-			v, err := durationArg(d, time.Second, 2*time.Minute)
+			v, err := boundedDuration(d, stepup.SendTimeoutBound)
 			if err != nil {
 				return err
 			}
@@ -308,11 +326,11 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				case "header":
 					a.Header, err = singleArg(d)
 				case "ttl":
-					a.TTL, err = durationArg(d, time.Second, time.Hour)
+					a.TTL, err = boundedDuration(d, stepup.AssertionTTLBound)
 				case "alg":
 					a.Alg, err = singleArg(d)
-					if err == nil && a.Alg != "HS256" && a.Alg != "EdDSA" {
-						err = d.Errf("assertion alg %q: want HS256 or EdDSA", a.Alg)
+					if err == nil {
+						err = wrap(d, checkAssertionAlg(a.Alg))
 					}
 				case "key":
 					a.Key, err = singleArg(d)
@@ -329,8 +347,8 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 					return err
 				}
 			}
-			if a.Key == "" && a.KeyFile == "" {
-				return d.Err("assertion needs a key (HS256 secret or EdDSA seed) or a key_file (Ed25519 PEM)")
+			if err := a.check(); err != nil {
+				return wrap(d, err)
 			}
 			s.Assertion = a
 		case "audit_stream":
@@ -341,8 +359,11 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			s.AuditStream = args[0]
 			if len(args) == 3 {
 				n, err := strconv.ParseInt(args[2], 10, 64)
-				if err != nil || n < 100 {
-					return d.Errf("audit_stream maxlen %q: want a number of at least 100", args[2])
+				if err != nil {
+					return d.Errf("audit_stream maxlen %q is not a number", args[2])
+				}
+				if err := auditMaxLenBound.Check(n); err != nil {
+					return wrap(d, err)
 				}
 				s.AuditMaxLen = n
 			}
@@ -352,11 +373,11 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			n, err := humanize.ParseBytes(v)
-			if err != nil {
-				return d.Errf("max_body: %v", err)
+			if err != nil || n > 1<<62 {
+				return d.Errf("max_body %q is not a size (such as 1MiB or 512KB)", v)
 			}
-			if n < 1 || n > uint64(stepup.MaxMaxBody) {
-				return d.Errf("max_body %s out of range (1B to %s)", v, humanize.IBytes(uint64(stepup.MaxMaxBody)))
+			if err := stepup.MaxBodyBound.Check(int64(n)); err != nil {
+				return wrap(d, err)
 			}
 			s.MaxBody = int64(n)
 		case "protect":
@@ -375,10 +396,10 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	if s.IdentityRaw == nil {
-		return d.Err("stepup needs an identity source (identity header|oidc|cookie {...})")
+		return wrap(d, errNoIdentity)
 	}
 	if len(s.SendersRaw) == 0 {
-		return d.Err("stepup needs at least one sender (sender webhook <url>, or sender log for development)")
+		return wrap(d, errNoSender)
 	}
 	return nil
 }
@@ -402,21 +423,23 @@ func (s *Handler) parseRedis(d *caddyfile.Dispenser) error {
 		case "url":
 			r.URL, err = singleArg(d)
 		case "key_prefix":
-			r.KeyPrefix, err = singleArg(d)
+			if r.KeyPrefix, err = singleArg(d); err == nil {
+				err = wrap(d, checkKeyPrefix(r.KeyPrefix))
+			}
 		case "username":
 			r.Username, err = singleArg(d)
 		case "password":
 			r.Password, err = singleArg(d)
 		case "db":
-			r.DB, err = intArg(d, 0, 1<<16)
+			r.DB, err = boundedInt(d, redisDBBound)
 		case "pool_size":
-			r.PoolSize, err = intArg(d, 1, 10000)
+			r.PoolSize, err = boundedInt(d, redisPoolSizeBound)
 		case "dial_timeout":
-			r.DialTimeout, err = durationArg(d, 10*time.Millisecond, time.Minute)
+			r.DialTimeout, err = boundedDuration(d, redisDialTimeoutBound)
 		case "read_timeout":
-			r.ReadTimeout, err = durationArg(d, 10*time.Millisecond, time.Minute)
+			r.ReadTimeout, err = boundedDuration(d, redisReadTimeoutBound)
 		case "write_timeout":
-			r.WriteTimeout, err = durationArg(d, 10*time.Millisecond, time.Minute)
+			r.WriteTimeout, err = boundedDuration(d, redisWriteTimeoutBound)
 		case "sentinel":
 			r.Sentinel = &SentinelConfig{}
 			err = redisSubBlock(d, func(key string, args []string) error {
@@ -474,31 +497,7 @@ func (s *Handler) parseRedis(d *caddyfile.Dispenser) error {
 			return err
 		}
 	}
-	modes := 0
-	for _, set := range []bool{r.URL != "", r.Sentinel != nil, r.Cluster != nil} {
-		if set {
-			modes++
-		}
-	}
-	switch {
-	case modes == 0:
-		return d.Err("redis needs a URL (redis://127.0.0.1:6379/0), a sentinel block or a cluster block")
-	case modes > 1:
-		return d.Err("redis takes one of a URL, a sentinel block and a cluster block")
-	case r.Sentinel != nil && (r.Sentinel.Master == "" || len(r.Sentinel.Addrs) == 0):
-		return d.Err("redis sentinel needs master and addrs")
-	case r.Cluster != nil && len(r.Cluster.Addrs) == 0:
-		return d.Err("redis cluster needs addrs")
-	case r.Cluster != nil && r.DB != 0:
-		return d.Err("redis cluster has no databases: remove db")
-	case r.TLS != nil && (r.TLS.Cert == "") != (r.TLS.Key == ""):
-		return d.Err("redis tls: cert and key go together")
-	}
-	if r.URL != "" && !strings.Contains(r.URL, "{") && !strings.HasPrefix(r.URL, "redis://") &&
-		!strings.HasPrefix(r.URL, "rediss://") && !strings.HasPrefix(r.URL, "unix://") {
-		return d.Errf("redis URL %q: want redis://, rediss:// or unix://", r.URL)
-	}
-	return nil
+	return wrap(d, r.Validate())
 }
 
 // redisSubBlock parses a block of "key args..." lines.
@@ -537,8 +536,11 @@ func (s *Handler) parseLimits(d *caddyfile.Dispenser) error {
 			return d.ArgErr()
 		}
 		v := args[want-1]
-		if _, err := stepup.ParseLimit(v); err != nil {
-			return d.Err(err.Error())
+		var err error
+		if key == "per_country" {
+			_, _, err = parseCountryLimit(args[0], v)
+		} else {
+			_, err = parseLimit(key, v)
 		}
 		switch key {
 		case "per_user":
@@ -550,9 +552,6 @@ func (s *Handler) parseLimits(d *caddyfile.Dispenser) error {
 		case "global":
 			s.Limits.Global = v
 		case "per_country":
-			if _, err := stepup.ParseCountry(args[0]); err != nil {
-				return d.Err(err.Error())
-			}
 			if s.Limits.PerCountry == nil {
 				s.Limits.PerCountry = map[string]string{}
 			}
@@ -560,8 +559,12 @@ func (s *Handler) parseLimits(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized limits option '%s'", key)
 		}
+		if err != nil {
+			return wrap(d, err)
+		}
 	}
-	return nil
+	_, err := s.Limits.engineLimits() // per_country entries naming one country twice
+	return wrap(d, err)
 }
 
 func (s *Handler) parsePage(d *caddyfile.Dispenser) error {
@@ -594,10 +597,7 @@ func (s *Handler) parsePage(d *caddyfile.Dispenser) error {
 	if err != nil {
 		return err
 	}
-	if err := s.Page.Validate(); err != nil {
-		return d.Err(err.Error())
-	}
-	return nil
+	return wrap(d, s.Page.Validate())
 }
 
 func (s *Handler) parseHeaders(d *caddyfile.Dispenser) error {
@@ -626,7 +626,7 @@ func parsePolicy(d *caddyfile.Dispenser) (*Policy, error) {
 	}
 	p := &Policy{Name: d.Val()}
 	if err := (&stepup.Policy{Name: p.Name}).Validate(); err != nil {
-		return nil, d.Err(err.Error())
+		return nil, wrap(d, err)
 	}
 	if d.NextArg() {
 		return nil, d.ArgErr()
@@ -647,23 +647,26 @@ func parsePolicy(d *caddyfile.Dispenser) (*Policy, error) {
 			if err != nil {
 				return nil, err
 			}
-			if _, err := stepup.ParseMode(v); err != nil {
-				return nil, d.Err(err.Error())
+			if _, err := policyMode(p.Name, v); err != nil {
+				return nil, wrap(d, err)
 			}
 			p.Mode = v
 		case "grant_ttl":
-			v, err := durationArg(d, time.Second, stepup.MaxGrantTTL)
+			v, err := durationValue(d)
 			if err != nil {
 				return nil, err
 			}
 			p.GrantTTL = v
+			if err := (&stepup.Policy{Name: p.Name, GrantTTL: time.Duration(v)}).Validate(); err != nil {
+				return nil, wrap(d, err)
+			}
 		case "describe":
 			v, err := singleArg(d)
 			if err != nil {
 				return nil, err
 			}
 			if err := (&stepup.Policy{Name: p.Name, Describe: v}).Validate(); err != nil {
-				return nil, d.Err(err.Error())
+				return nil, wrap(d, err)
 			}
 			p.Describe = v
 		default:
@@ -716,7 +719,9 @@ func singleArg(d *caddyfile.Dispenser) (string, error) {
 	return v, nil
 }
 
-func intArg(d *caddyfile.Dispenser, lo, hi int) (int, error) {
+// boundedInt parses the single number argument of an option and checks it
+// with the option's bound.
+func boundedInt(d *caddyfile.Dispenser, b stepup.Bound[int]) (int, error) {
 	name := d.Val()
 	v, err := singleArg(d)
 	if err != nil {
@@ -726,13 +731,36 @@ func intArg(d *caddyfile.Dispenser, lo, hi int) (int, error) {
 	if err != nil {
 		return 0, d.Errf("%s: %q is not a number", name, v)
 	}
-	if n < lo || n > hi {
-		return 0, d.Errf("%s %d out of range (%d to %d)", name, n, lo, hi)
-	}
-	return n, nil
+	return n, wrap(d, b.Check(n))
 }
 
+// boundedDuration parses the single duration argument of an option and
+// checks it with the option's bound.
+func boundedDuration(d *caddyfile.Dispenser, b stepup.Bound[time.Duration]) (caddy.Duration, error) {
+	v, err := durationValue(d)
+	if err != nil {
+		return 0, err
+	}
+	return v, wrap(d, b.Check(time.Duration(v)))
+}
+
+// durationArg parses the single duration argument of an option and
+// checks that it is within lo to hi (for options of the guest modules,
+// whose bounds their own provisioning also checks).
 func durationArg(d *caddyfile.Dispenser, lo, hi time.Duration) (caddy.Duration, error) {
+	name := d.Val()
+	v, err := durationValue(d)
+	if err != nil {
+		return 0, err
+	}
+	if dur := time.Duration(v); dur < lo || dur > hi {
+		return 0, d.Errf("%s %s out of range (%s to %s)", name, dur, lo, hi)
+	}
+	return v, nil
+}
+
+// durationValue parses the single duration argument of an option.
+func durationValue(d *caddyfile.Dispenser) (caddy.Duration, error) {
 	name := d.Val()
 	v, err := singleArg(d)
 	if err != nil {
@@ -742,10 +770,16 @@ func durationArg(d *caddyfile.Dispenser, lo, hi time.Duration) (caddy.Duration, 
 	if err != nil {
 		return 0, d.Errf("%s: %v", name, err)
 	}
-	if dur < lo || dur > hi {
-		return 0, d.Errf("%s %s out of range (%s to %s)", name, dur, lo, hi)
-	}
 	return caddy.Duration(dur), nil
+}
+
+// wrap gives a check's error the file and line of the current token; nil
+// stays nil.
+func wrap(d *caddyfile.Dispenser, err error) error {
+	if err == nil {
+		return nil
+	}
+	return d.Err(err.Error())
 }
 
 // Interface guard

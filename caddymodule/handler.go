@@ -16,9 +16,12 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
+	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -80,21 +83,28 @@ type Handler struct {
 	// order until one delivers.
 	SendersRaw []json.RawMessage `json:"senders,omitempty" caddy:"namespace=http.stepup.senders inline_key=sender"`
 
+	// The options below take their defaults and bounds from the engine
+	// (stepup.Config); zero or absent means the default. Out-of-range
+	// values are refused at start, from JSON as from a Caddyfile.
+
 	// CodeLength is the number of digits of a code (6 to 10). Default: 6
 	CodeLength int `json:"code_length,omitempty"`
-	// CodeTTL is how long a code is valid (at most 10m). Default: 5m
+	// CodeTTL is how long a code is valid (30s to 10m). Default: 5m
 	CodeTTL caddy.Duration `json:"code_ttl,omitempty"`
 	// MaxAttempts is how many codes may be tried per challenge (1 to 10).
 	// Default: 5
 	MaxAttempts int `json:"max_attempts,omitempty"`
-	// ResendAfter is the cooldown between two sends. Default: 30s
+	// ResendAfter is the cooldown between two sends (1s to less than
+	// code_ttl). Default: 30s
 	ResendAfter caddy.Duration `json:"resend_after,omitempty"`
-	// MaxSends is how many codes one challenge may send. Default: 3
+	// MaxSends is how many codes one challenge may send (1 to 10).
+	// Default: 3
 	MaxSends int `json:"max_sends,omitempty"`
 	// MaxFailures is how many wrong codes a user may enter within
-	// FailureWindow before being locked out (at most 100). Default: 20
+	// FailureWindow before being locked out (1 to 100). Default: 20
 	MaxFailures int `json:"max_failures,omitempty"`
-	// FailureWindow is the period failures are counted in. Default: 24h
+	// FailureWindow is the period failures are counted in (1m to 30d).
+	// Default: 24h
 	FailureWindow caddy.Duration `json:"failure_window,omitempty"`
 	// AllowCountries, when set, limits codes to numbers of these regions
 	// (ISO 3166-1 alpha-2: "IN", "US"); DenyCountries refuses regions.
@@ -104,17 +114,25 @@ type Handler struct {
 	// mobile and fixed_line_or_mobile; premium-rate, toll-free, VoIP and
 	// fixed lines are refused (SMS-pumping defense).
 	AllowNumberTypes []string `json:"allow_number_types,omitempty"`
+	// AllowNonGeographic lets codes go to numbers of the non-geographic
+	// plans: satellite phones (+870, +881, +882 16) and international
+	// networks (+882, +883); the number types still apply, so +800, +808
+	// and +979 stay refused unless allowed by type too. Default: refused,
+	// as they are among the dearest SMS destinations and a classic target
+	// of SMS pumping. ("001" in AllowCountries allows them as well.)
+	AllowNonGeographic bool `json:"allow_non_geographic,omitempty"`
 
-	// DefaultRegion lets national phone numbers parse (ISO 3166 code such
-	// as "IN"). Default: none; numbers must be in E.164 form.
+	// DefaultRegion lets national phone numbers parse (an ISO 3166-1
+	// alpha-2 code with phone numbers, such as "IN" or "GB"). Default:
+	// none; numbers must be in E.164 form.
 	DefaultRegion string `json:"default_region,omitempty"`
 	// SiteName is shown on the page and in messages. Default: the host.
 	SiteName string `json:"site_name,omitempty"`
 	// Message is the text template of a code message, with {code},
 	// {site} and {ttl}. A WebOTP line "@host #code" is appended.
 	Message string `json:"message,omitempty"`
-	// SendTimeout bounds the delivery of one code across all senders.
-	// Default: 10s
+	// SendTimeout bounds the delivery of one code across all senders
+	// (1s to 2m). Default: 10s
 	SendTimeout caddy.Duration `json:"send_timeout,omitempty"`
 	// Headers renames the headers sent upstream on verified requests.
 	Headers *HeadersConfig `json:"headers,omitempty"`
@@ -127,14 +145,14 @@ type Handler struct {
 	Assertion *AssertionConfig `json:"assertion,omitempty"`
 
 	// AuditStream, when set, is a Redis stream that receives every
-	// step-up event (capped at AuditMaxLen entries, default 100000), for
-	// security teams to consume. Requires redis.
+	// step-up event (capped at AuditMaxLen entries, 100 to 10000000,
+	// default 100000), for security teams to consume. Requires redis.
 	AuditStream string `json:"audit_stream,omitempty"`
 	AuditMaxLen int64  `json:"audit_max_len,omitempty"`
 
 	// MaxBody bounds, in bytes, a request body preserved across a
-	// challenge or bound to a transaction. Larger requests get 413.
-	// Default: 1 MiB
+	// challenge or bound to a transaction (1 byte to 32 MiB). Larger
+	// requests get 413. Default: 1 MiB
 	MaxBody int64 `json:"max_body,omitempty"`
 
 	// Policies are the protected areas, checked in order; the first whose
@@ -144,6 +162,9 @@ type Handler struct {
 	engine   *stepup.Engine
 	logger   *zap.Logger
 	poolKeys []string
+	// formMethods are the methods a POST form's _method field could ask
+	// for that a policy's matchers might care about.
+	formMethods []string
 }
 
 // RedisConfig says where the shared state lives: one server (URL), a
@@ -164,15 +185,102 @@ type RedisConfig struct {
 	DB int `json:"db,omitempty"`
 	// TLS enables TLS with these settings (rediss:// enables it too).
 	TLS *RedisTLS `json:"tls,omitempty"`
-	// PoolSize is the connections per node. Default: go-redis's (10 per CPU).
+	// PoolSize is the connections per node (1 to 10000). Default:
+	// go-redis's (10 per CPU).
 	PoolSize int `json:"pool_size,omitempty"`
-	// DialTimeout, ReadTimeout and WriteTimeout bound each operation.
-	// Defaults: 2s, 1s, 1s.
+	// DialTimeout, ReadTimeout and WriteTimeout bound each operation
+	// (10ms to 1m). Defaults: 2s, 1s, 1s.
 	DialTimeout  caddy.Duration `json:"dial_timeout,omitempty"`
 	ReadTimeout  caddy.Duration `json:"read_timeout,omitempty"`
 	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
-	// KeyPrefix is put before every key. Default: "stepup:"
+	// KeyPrefix is put before every key: up to 64 letters, digits and
+	// ':' '_' '-' '.' '/'. Default: "stepup:" (the store's).
 	KeyPrefix string `json:"key_prefix,omitempty"`
+}
+
+// Bounds of the options the Caddy adapter alone has. Like the engine's
+// (stepup.Bound), each is checked in Provision and, on the value as
+// written, by the Caddyfile parser, with the same words.
+var (
+	redisPoolSizeBound     = stepup.Bound[int]{Option: "redis pool_size", Min: 1, Max: 10000}
+	redisDBBound           = stepup.Bound[int]{Option: "redis db", Min: 0, Max: 65535}
+	redisDialTimeoutBound  = stepup.Bound[time.Duration]{Option: "redis dial_timeout", Min: 10 * time.Millisecond, Max: time.Minute}
+	redisReadTimeoutBound  = stepup.Bound[time.Duration]{Option: "redis read_timeout", Min: 10 * time.Millisecond, Max: time.Minute}
+	redisWriteTimeoutBound = stepup.Bound[time.Duration]{Option: "redis write_timeout", Min: 10 * time.Millisecond, Max: time.Minute}
+	auditMaxLenBound       = stepup.Bound[int64]{Option: "audit_max_len", Min: 100, Max: 10_000_000}
+)
+
+// defaultAuditMaxLen caps the audit stream unless audit_max_len says.
+const defaultAuditMaxLen = 100000
+
+// keyPrefixRE is what a key prefix may hold. Braces are left out on
+// purpose: keys carry a {hash tag} so that Redis Cluster keeps each
+// challenge's keys in one slot, and a brace in the prefix would move it.
+var keyPrefixRE = regexp.MustCompile(`^[A-Za-z0-9:_.\-/]{1,64}$`)
+
+// Validate checks the redis block: exactly one of a URL, a sentinel block
+// and a cluster block, and every value within its bounds. Placeholders
+// are checked after replacement, when the client is made.
+func (c *RedisConfig) Validate() error {
+	modes := 0
+	for _, set := range []bool{c.URL != "", c.Sentinel != nil, c.Cluster != nil} {
+		if set {
+			modes++
+		}
+	}
+	switch {
+	case modes == 0:
+		return errors.New("redis needs a URL (redis://127.0.0.1:6379/0), a sentinel block or a cluster block")
+	case modes > 1:
+		return errors.New("redis takes one of a URL, a sentinel block and a cluster block")
+	case c.Sentinel != nil && (c.Sentinel.Master == "" || len(c.Sentinel.Addrs) == 0):
+		return errors.New("redis sentinel needs master and addrs")
+	case c.Cluster != nil && len(c.Cluster.Addrs) == 0:
+		return errors.New("redis cluster needs addrs")
+	case c.Cluster != nil && c.DB != 0:
+		return errors.New("redis cluster has no databases: remove db")
+	case c.TLS != nil && (c.TLS.Cert == "") != (c.TLS.Key == ""):
+		return errors.New("redis tls: cert and key go together")
+	}
+	if err := checkRedisURL(c.URL); err != nil {
+		return err
+	}
+	if err := checkKeyPrefix(c.KeyPrefix); err != nil {
+		return err
+	}
+	if c.PoolSize != 0 {
+		if err := redisPoolSizeBound.Check(c.PoolSize); err != nil {
+			return err
+		}
+	}
+	for _, t := range []struct {
+		b stepup.Bound[time.Duration]
+		v caddy.Duration
+	}{{redisDialTimeoutBound, c.DialTimeout}, {redisReadTimeoutBound, c.ReadTimeout}, {redisWriteTimeoutBound, c.WriteTimeout}} {
+		if t.v != 0 {
+			if err := t.b.Check(time.Duration(t.v)); err != nil {
+				return err
+			}
+		}
+	}
+	return redisDBBound.Check(c.DB)
+}
+
+// checkRedisURL checks the scheme of a URL without placeholders.
+func checkRedisURL(u string) error {
+	if u == "" || strings.Contains(u, "{") || strings.HasPrefix(u, "redis://") ||
+		strings.HasPrefix(u, "rediss://") || strings.HasPrefix(u, "unix://") {
+		return nil
+	}
+	return fmt.Errorf("redis URL %q: want redis://, rediss:// or unix://", u)
+}
+
+// checkKeyPrefix checks a key prefix ("" takes the store's default).
+func checkKeyPrefix(p string) error {
+	if p == "" || keyPrefixRE.MatchString(p) {
+		return nil
+	}
+	return fmt.Errorf("redis key_prefix %q: use 1 to 64 letters, digits and ':' '_' '-' '.' '/' (no braces: keys carry Redis Cluster hash tags)", p)
 }
 
 // SentinelConfig names a Sentinel-managed master.
@@ -207,7 +315,7 @@ type RedisTLS struct {
 type AssertionConfig struct {
 	// Header carries the token. Default: Stepup-Assertion
 	Header string `json:"header,omitempty"`
-	// TTL is the token's lifetime. Default: 60s
+	// TTL is the token's lifetime (1s to 1h). Default: 60s
 	TTL caddy.Duration `json:"ttl,omitempty"`
 	// Alg is HS256 (shared key) or EdDSA (Ed25519; the public key is
 	// served at {path_prefix}/jwks.json). Default: EdDSA when key_file is
@@ -223,8 +331,34 @@ type AssertionConfig struct {
 	Audience string `json:"audience,omitempty"`
 }
 
+// check checks what needs no key material: a key or key file is given,
+// the algorithm is known, the TTL within its bounds.
+func (a *AssertionConfig) check() error {
+	if a.Key == "" && a.KeyFile == "" {
+		return errors.New("assertion needs a key (HS256 secret or EdDSA seed) or a key_file (Ed25519 PEM)")
+	}
+	if err := checkAssertionAlg(a.Alg); err != nil {
+		return err
+	}
+	if a.TTL != 0 {
+		return stepup.AssertionTTLBound.Check(time.Duration(a.TTL))
+	}
+	return nil
+}
+
+func checkAssertionAlg(alg string) error {
+	switch alg {
+	case "", "HS256", "EdDSA":
+		return nil
+	}
+	return fmt.Errorf("assertion alg %q: want HS256 or EdDSA", alg)
+}
+
 // build makes the engine's assertion signer.
 func (a *AssertionConfig) build(repl *caddy.Replacer) (*stepup.Assertion, error) {
+	if err := a.check(); err != nil {
+		return nil, err
+	}
 	base := stepup.Assertion{Header: a.Header, TTL: time.Duration(a.TTL), Issuer: a.Issuer, Audience: a.Audience}
 	key := repl.ReplaceKnown(a.Key, "")
 	alg := a.Alg
@@ -271,7 +405,7 @@ func (a *AssertionConfig) build(repl *caddy.Replacer) (*stepup.Assertion, error)
 		}
 		return stepup.NewEdDSAAssertion(base, priv)
 	}
-	return nil, fmt.Errorf("assertion: alg %q: want HS256 or EdDSA", alg)
+	return nil, checkAssertionAlg(alg)
 }
 
 // LimitsConfig bounds how often challenges start and codes are sent. Each
@@ -309,28 +443,77 @@ func (l *LimitsConfig) engineLimits() (stepup.Limits, error) {
 		if f.v == "" {
 			continue
 		}
-		lim, err := stepup.ParseLimit(f.v)
+		lim, err := parseLimit(f.name, f.v)
 		if err != nil {
-			return out, fmt.Errorf("limits %s: %v", f.name, err)
+			return out, err
 		}
 		*f.dst = lim
 	}
 	if len(l.PerCountry) > 0 {
 		out.PerCountry = make(map[int]store.Limit, len(l.PerCountry))
-		for country, v := range l.PerCountry {
-			cc, err := stepup.ParseCountry(country)
+		seen := make(map[int]string, len(l.PerCountry))
+		for _, country := range slices.Sorted(maps.Keys(l.PerCountry)) {
+			cc, lim, err := parseCountryLimit(country, l.PerCountry[country])
 			if err != nil {
-				return out, fmt.Errorf("limits per_country: %v", err)
+				return out, err
 			}
-			lim, err := stepup.ParseLimit(v)
-			if err != nil {
-				return out, fmt.Errorf("limits per_country %s: %v", country, err)
+			if other, dup := seen[cc]; dup {
+				return out, fmt.Errorf("limits per_country: %s and %s are the same calling code (+%d)", other, country, cc)
 			}
+			seen[cc] = country
 			out.PerCountry[cc] = lim
 		}
 	}
 	return out, nil
 }
+
+// parseLimit parses the limit of option name ("per_ip").
+func parseLimit(name, v string) (store.Limit, error) {
+	lim, err := stepup.ParseLimit(v)
+	if err != nil {
+		return lim, fmt.Errorf("limits %s: %v", name, err)
+	}
+	return lim, nil
+}
+
+// parseCountryLimit parses one per_country entry.
+func parseCountryLimit(country, v string) (int, store.Limit, error) {
+	cc, err := stepup.ParseCountry(country)
+	if err != nil {
+		return 0, store.Limit{}, fmt.Errorf("limits per_country: %v", err)
+	}
+	lim, err := parseLimit("per_country "+country, v)
+	return cc, lim, err
+}
+
+// numberTypes parses allow_number_types.
+func numberTypes(names []string) ([]sender.NumberType, error) {
+	var out []sender.NumberType
+	for _, t := range names {
+		nt, err := sender.ParseNumberType(t)
+		if err != nil {
+			return nil, fmt.Errorf("allow_number_types: %v", err)
+		}
+		out = append(out, nt)
+	}
+	return out, nil
+}
+
+// checkSecret checks a secret (or previous secret, named by what) after
+// placeholder replacement.
+func checkSecret(what, v string) error {
+	if len(v) < stepup.MinSecretLen {
+		return fmt.Errorf("%s is %d bytes, need at least %d (use a placeholder such as {env.STEPUP_SECRET})", what, len(v), stepup.MinSecretLen)
+	}
+	return nil
+}
+
+// Errors for a missing identity source or sender, from Provision and the
+// Caddyfile parser alike.
+var (
+	errNoIdentity = errors.New("stepup needs an identity source (identity header|oidc|cookie {...})")
+	errNoSender   = errors.New("stepup needs at least one sender (sender webhook <url>, or sender log for development)")
+)
 
 // HeadersConfig names the headers sent upstream on verified requests.
 type HeadersConfig struct {
@@ -372,42 +555,27 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision sets up the handler. It never contacts Redis, so that
 // `caddy validate` and a start during a Redis outage both work.
+//
+// Every option is checked here, against the bounds the engine (and, for
+// the options only this adapter has, this package) defines once, so that
+// JSON and Caddyfile configurations are held to the same rules and
+// refused with the same words.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
 
+	if err := h.checkOptions(); err != nil {
+		return err
+	}
+	cfg, err := h.engineConfig(repl)
+	if err != nil {
+		return err
+	}
 	st, client, err := h.provisionStore(repl)
 	if err != nil {
 		return err
 	}
-	secret, err := h.provisionSecret(repl)
-	if err != nil {
-		return err
-	}
-	var previous [][]byte
-	for i, ps := range h.PreviousSecrets {
-		v := repl.ReplaceKnown(ps, "")
-		if len(v) < stepup.MinSecretLen {
-			return fmt.Errorf("previous_secrets %d: need at least %d bytes after placeholder replacement", i+1, stepup.MinSecretLen)
-		}
-		previous = append(previous, []byte(v))
-	}
-	limits, err := h.Limits.engineLimits()
-	if err != nil {
-		return err
-	}
-	rules := sender.PhoneRules{Allow: h.AllowCountries, Deny: h.DenyCountries}
-	for _, t := range h.AllowNumberTypes {
-		nt, err := sender.ParseNumberType(t)
-		if err != nil {
-			return fmt.Errorf("allow_number_types: %v", err)
-		}
-		rules.AllowTypes = append(rules.AllowTypes, nt)
-	}
 
-	if h.IdentityRaw == nil {
-		return errors.New("an identity source is required (identity header|oidc|cookie {...})")
-	}
 	idMod, err := ctx.LoadModule(h, "IdentityRaw")
 	if err != nil {
 		return fmt.Errorf("loading identity source: %v", err)
@@ -429,9 +597,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		mb.SetMaxBody(h.MaxBody)
 	}
 
-	if len(h.SendersRaw) == 0 {
-		return errors.New("at least one sender is required (sender webhook URL, or sender log for development)")
-	}
 	sMods, err := ctx.LoadModule(h, "SendersRaw")
 	if err != nil {
 		return fmt.Errorf("loading senders: %v", err)
@@ -450,35 +615,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if err := p.provision(ctx); err != nil {
 			return err
 		}
+		warnExactPaths(h.logger, p)
 		policies = append(policies, p.policy)
 	}
+	h.formMethods = formMethodCandidates(h.Policies)
 
-	cfg := stepup.Config{
-		Secret:          secret,
-		PreviousSecrets: previous,
-		Limits:          limits,
-		PhoneRules:      rules,
-		PathPrefix:      h.PathPrefix,
-		CodeLength:      h.CodeLength,
-		CodeTTL:         time.Duration(h.CodeTTL),
-		MaxAttempts:     h.MaxAttempts,
-		ResendAfter:     time.Duration(h.ResendAfter),
-		MaxSends:        h.MaxSends,
-		MaxFailures:     h.MaxFailures,
-		FailureWindow:   time.Duration(h.FailureWindow),
-		DefaultRegion:   h.DefaultRegion,
-		SiteName:        h.SiteName,
-		Message:         h.Message,
-		SendTimeout:     time.Duration(h.SendTimeout),
-		MaxBody:         h.MaxBody,
-	}
-	if h.Headers != nil {
-		cfg.Headers = stepup.Headers{Policy: h.Headers.Policy, User: h.Headers.User, VerifiedAt: h.Headers.VerifiedAt}
-	}
-	if h.Page != nil {
-		cfg.Page = *h.Page
-		cfg.Page.Template = repl.ReplaceKnown(cfg.Page.Template, "")
-	}
 	obs, err := h.provisionObserver(ctx, client)
 	if err != nil {
 		return err
@@ -489,15 +630,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
-	sendTimeout := cfg.SendTimeout
-	if sendTimeout == 0 {
-		sendTimeout = 10 * time.Second
-	}
-	h.warnSenders(senders, cfg)
 	h.engine, err = stepup.New(cfg, policies, stepup.Options{
 		Store:     st,
 		Identity:  source,
-		Sender:    sender.NewChain(senders, sender.ChainOptions{Timeout: sendTimeout, Logger: h.logger}),
+		Sender:    sender.NewChain(senders, sender.ChainOptions{Timeout: cfg.SendTimeout, Logger: h.logger}),
 		Logger:    h.logger,
 		ClientIP:  clientIP,
 		Observer:  obs,
@@ -510,8 +646,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		},
 	})
 	if err != nil {
-		return fmt.Errorf("configuring step-up: %v", err)
+		return err
 	}
+	h.warnSenders(senders)
 	if ri, ok := source.(stepup.RequestIdentity); ok && ri.IdentityFromRequest() {
 		l := h.engine.Config().Limits
 		h.logger.Info("identity request: codes go to numbers taken from the request, so the per_ip and per_number limits are enforced",
@@ -519,6 +656,93 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			zap.Int("per_number", l.PerNumber.Rate), zap.Duration("per_number_period", l.PerNumber.Period))
 	}
 	return nil
+}
+
+// checkOptions checks what the engine does not see: the pieces every
+// handler needs and the options only this adapter has.
+func (h *Handler) checkOptions() error {
+	if h.IdentityRaw == nil {
+		return errNoIdentity
+	}
+	if len(h.SendersRaw) == 0 {
+		return errNoSender
+	}
+	if h.Redis != nil {
+		if err := h.Redis.Validate(); err != nil {
+			return err
+		}
+	}
+	if h.AuditStream != "" && h.Redis == nil {
+		return errors.New("audit_stream needs redis")
+	}
+	if h.AuditMaxLen != 0 {
+		if err := auditMaxLenBound.Check(h.AuditMaxLen); err != nil {
+			return err
+		}
+	}
+	if h.Assertion != nil {
+		if err := h.Assertion.check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// engineConfig converts the options to the engine's configuration, with
+// the engine's defaults filled in and its bounds checked.
+func (h *Handler) engineConfig(repl *caddy.Replacer) (stepup.Config, error) {
+	var cfg stepup.Config
+	secret, err := h.provisionSecret(repl)
+	if err != nil {
+		return cfg, err
+	}
+	var previous [][]byte
+	for i, ps := range h.PreviousSecrets {
+		v := repl.ReplaceKnown(ps, "")
+		if err := checkSecret(fmt.Sprintf("previous_secrets %d", i+1), v); err != nil {
+			return cfg, err
+		}
+		previous = append(previous, []byte(v))
+	}
+	limits, err := h.Limits.engineLimits()
+	if err != nil {
+		return cfg, err
+	}
+	types, err := numberTypes(h.AllowNumberTypes)
+	if err != nil {
+		return cfg, err
+	}
+	cfg = stepup.Config{
+		Secret:          secret,
+		PreviousSecrets: previous,
+		Limits:          limits,
+		PhoneRules: sender.PhoneRules{Allow: h.AllowCountries, Deny: h.DenyCountries, AllowTypes: types,
+			AllowNonGeographic: h.AllowNonGeographic},
+		PathPrefix:    h.PathPrefix,
+		CodeLength:    h.CodeLength,
+		CodeTTL:       time.Duration(h.CodeTTL),
+		MaxAttempts:   h.MaxAttempts,
+		ResendAfter:   time.Duration(h.ResendAfter),
+		MaxSends:      h.MaxSends,
+		MaxFailures:   h.MaxFailures,
+		FailureWindow: time.Duration(h.FailureWindow),
+		DefaultRegion: h.DefaultRegion,
+		SiteName:      h.SiteName,
+		Message:       h.Message,
+		SendTimeout:   time.Duration(h.SendTimeout),
+		MaxBody:       h.MaxBody,
+	}
+	if h.Headers != nil {
+		cfg.Headers = stepup.Headers{Policy: h.Headers.Policy, User: h.Headers.User, VerifiedAt: h.Headers.VerifiedAt}
+	}
+	if h.Page != nil {
+		cfg.Page = *h.Page
+		cfg.Page.Template = repl.ReplaceKnown(cfg.Page.Template, "")
+		if err := cfg.Page.Validate(); err != nil {
+			return cfg, err
+		}
+	}
+	return cfg.WithDefaults()
 }
 
 // provisionStore acquires the shared store this handler uses, and the
@@ -539,32 +763,14 @@ func (h *Handler) provisionStore(repl *caddy.Replacer) (store.Store, redis.Unive
 		return nil, nil, fmt.Errorf("configuring redis: %v", err)
 	}
 	h.poolKeys = append(h.poolKeys, key)
-	prefix := h.Redis.KeyPrefix
-	if prefix == "" {
-		prefix = "stepup:"
-	}
-	return store.NewRedis(client, prefix, false), client, nil
+	return store.NewRedis(client, h.Redis.KeyPrefix, false), client, nil
 }
 
-// warnSenders warns at start about messages that cost more than one SMS
-// segment and about email as the only channel.
-func (h *Handler) warnSenders(senders []sender.Sender, cfg stepup.Config) {
-	length := cfg.CodeLength
-	if length == 0 {
-		length = stepup.DefaultCodeLength
-	}
-	text, describe := stepup.SampleMessage(cfg, length)
-	enc, chars, n := sender.Segments(text)
-	if n > 1 {
-		h.logger.Warn("the code message costs more than one SMS segment; shorten message or site_name",
-			zap.String("encoding", enc), zap.Int("characters", chars), zap.Int("segments", n))
-	}
-	if describe != "" {
-		if enc, chars, n := sender.Segments(describe); n > 1 {
-			h.logger.Warn("a transaction message with a long description costs more than one SMS segment",
-				zap.String("encoding", enc), zap.Int("characters", chars), zap.Int("segments", n))
-		}
-	}
+// warnSenders warns at start about code messages that cost more than one
+// SMS segment, in whichever locale costs most, and about email as the
+// only channel.
+func (h *Handler) warnSenders(senders []sender.Sender) {
+	warnSegments(h.logger, h.engine.MessageSamples())
 	onlyEmail := len(senders) > 0
 	for _, s := range senders {
 		if c, ok := s.(sender.Channeler); !ok || c.Channel() != sender.Email {
@@ -573,6 +779,45 @@ func (h *Handler) warnSenders(senders []sender.Sender, cfg stepup.Config) {
 	}
 	if onlyEmail {
 		h.logger.Warn("email is the only channel: NIST SP 800-63B §3.1.3.1 does not accept email as an out-of-band authenticator; add an SMS or WhatsApp sender")
+	}
+}
+
+// warnSegments warns when a code message costs more than one SMS
+// segment, for the locale whose message costs most, listing every locale
+// over one segment: with the page's locale unset, customers get the
+// message in their browser's language, and a Hindi or Arabic message
+// (UCS-2, 70 characters a segment) costs twice what the English one does.
+func warnSegments(log *zap.Logger, samples []stepup.MessageSample) {
+	type cost struct {
+		locale, encoding string
+		chars, segments  int
+	}
+	var session, transaction cost
+	var sessionOver, transactionOver []string
+	note := func(worst *cost, over *[]string, locale, text string) {
+		enc, chars, n := sender.Segments(text)
+		if n > 1 {
+			*over = append(*over, locale)
+		}
+		if n > worst.segments || n == worst.segments && chars > worst.chars {
+			*worst = cost{locale, enc, chars, n}
+		}
+	}
+	for _, s := range samples {
+		note(&session, &sessionOver, s.Locale, s.Session)
+		if s.Transaction != "" {
+			note(&transaction, &transactionOver, s.Locale, s.Transaction)
+		}
+	}
+	if session.segments > 1 {
+		log.Warn("the code message costs more than one SMS segment; shorten message or site_name, or set page locale",
+			zap.String("locale", session.locale), zap.String("encoding", session.encoding),
+			zap.Int("characters", session.chars), zap.Int("segments", session.segments), zap.Strings("locales", sessionOver))
+	}
+	if transaction.segments > 1 {
+		log.Warn("a transaction message with a long description costs more than one SMS segment",
+			zap.String("locale", transaction.locale), zap.String("encoding", transaction.encoding),
+			zap.Int("characters", transaction.chars), zap.Int("segments", transaction.segments), zap.Strings("locales", transactionOver))
 	}
 }
 
@@ -592,13 +837,10 @@ func (h *Handler) provisionObserver(ctx caddy.Context, client redis.UniversalCli
 	case !errors.Is(err, caddy.ErrNotConfigured):
 		return nil, fmt.Errorf("loading events app: %v", err)
 	}
-	if h.AuditStream != "" {
-		if client == nil {
-			return nil, errors.New("audit_stream needs redis")
-		}
+	if h.AuditStream != "" && client != nil {
 		maxLen := h.AuditMaxLen
 		if maxLen == 0 {
-			maxLen = 100000
+			maxLen = defaultAuditMaxLen
 		}
 		obs.audit = make(chan map[string]any, 4096)
 		go auditWriter(ctx, client, h.AuditStream, maxLen, obs.audit, h.logger)
@@ -629,19 +871,36 @@ func (h *Handler) provisionSecret(repl *caddy.Replacer) ([]byte, error) {
 	if strings.Contains(s, "{") && strings.Contains(h.Secret, "{") && s == h.Secret {
 		return nil, fmt.Errorf("secret placeholder %q could not be resolved", h.Secret)
 	}
-	if len(s) < stepup.MinSecretLen {
-		return nil, fmt.Errorf("secret is %d bytes, need at least %d", len(s), stepup.MinSecretLen)
+	if err := checkSecret("secret", s); err != nil {
+		return nil, err
 	}
 	return []byte(s), nil
 }
 
-func (p *Policy) provision(ctx caddy.Context) error {
-	mode, err := stepup.ParseMode(p.Mode)
+// enginePolicy converts and checks a policy's options (not its matchers).
+func (p *Policy) enginePolicy() (*stepup.Policy, error) {
+	mode, err := policyMode(p.Name, p.Mode)
 	if err != nil {
-		return fmt.Errorf("policy %s: %v", p.Name, err)
+		return nil, err
 	}
-	p.policy = &stepup.Policy{Name: p.Name, Mode: mode, GrantTTL: time.Duration(p.GrantTTL), Describe: p.Describe}
-	if err := p.policy.Validate(); err != nil {
+	sp := &stepup.Policy{Name: p.Name, Mode: mode, GrantTTL: time.Duration(p.GrantTTL), Describe: p.Describe}
+	if err := sp.Validate(); err != nil {
+		return nil, err
+	}
+	return sp, nil
+}
+
+func policyMode(name, mode string) (stepup.Mode, error) {
+	m, err := stepup.ParseMode(mode)
+	if err != nil {
+		return m, fmt.Errorf("policy %s: %v", name, err)
+	}
+	return m, nil
+}
+
+func (p *Policy) provision(ctx caddy.Context) error {
+	var err error
+	if p.policy, err = p.enginePolicy(); err != nil {
 		return err
 	}
 	if p.MatcherSetsRaw != nil {
@@ -744,9 +1003,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 // MatchPolicy implements stepup.Matcher: the first policy whose matchers
 // match the request applies.
+//
+// A policy applies if its matchers match under any reading of the method
+// the app behind could make (stepup.Methods): the method as sent,
+// upper-cased ("post" is POST to Symfony and Laravel), HEAD as GET, the
+// method an override header or a _method query parameter asks for, and,
+// for a POST form where it matters, its _method field. A request whose
+// overrides ask for different methods is refused with 400
+// (stepup.ErrAmbiguousMethod) when a session or transaction policy
+// applies: stepup could not know what the app will execute. A request
+// no policy matches costs no allocation.
 func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 	var clean string
 	var cleaned bool
+	var methods methodState
 	for _, p := range h.Policies {
 		if p.prefixes != nil {
 			if !cleaned {
@@ -757,13 +1027,16 @@ func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 				continue
 			}
 		}
-		if len(p.matchers) > 0 {
-			match, err := p.matchers.AnyMatchWithError(r)
-			if err != nil {
-				return nil, caddyhttp.Error(http.StatusInternalServerError, err)
-			}
-			if !match {
-				continue
+		match, err := h.matchPolicy(p, r, &methods)
+		if err != nil {
+			return nil, caddyhttp.Error(http.StatusInternalServerError, err)
+		}
+		if !match {
+			continue
+		}
+		if p.policy.Mode != stepup.Monitor {
+			if err := methods.ambiguous(r); err != nil {
+				return nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("policy %s: %w", p.Name, err))
 			}
 		}
 		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {

@@ -66,7 +66,7 @@ func TestRedisBlockCaddyfile(t *testing.T) {
 		"sentinel unknown": {"\tredis {\n\t\tsentinel {\n\t\t\tquorum 2\n\t\t}\n\t}", "unrecognized sentinel option 'quorum'"},
 		"bad pool":         {"\tredis redis://a:1 {\n\t\tpool_size 0\n\t}", "pool_size 0 out of range"},
 		"audit args":       {"\taudit_stream a b", "audit_stream <key> [maxlen <n>]"},
-		"audit maxlen":     {"\taudit_stream a maxlen 5", "at least 100"},
+		"audit maxlen":     {"\taudit_stream a maxlen 5", "audit_max_len 5 out of range (100 to 10000000)"},
 		"assertion alg":    {"\tassertion {\n\t\talg RS256\n\t\tkey x\n\t}", `assertion alg "RS256"`},
 		"assertion key":    {"\tassertion {\n\t\tttl 1m\n\t}", "assertion needs a key"},
 		"assertion opt":    {"\tassertion {\n\t\tkid 1\n\t}", "unrecognized assertion option 'kid'"},

@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup"
 )
 
 // sendTestCommand is "caddy stepup send-test".
@@ -93,10 +94,6 @@ type sendTestOptions struct {
 // testCode is the fixed, non-secret value sent where a provider's
 // template needs a code.
 const testCode = "000000"
-
-// defaultTestTimeout bounds one test send when the handler has no
-// send_timeout.
-const defaultTestTimeout = 10 * time.Second
 
 // stepupHandler is what send-test reads of a handler's JSON.
 type stepupHandler struct {
@@ -209,7 +206,7 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 		if err != nil {
 			return failed, err
 		}
-		timeout := cmp.Or(time.Duration(hc.SendTimeout), defaultTestTimeout)
+		timeout := cmp.Or(time.Duration(hc.SendTimeout), stepup.DefaultSendTimeout)
 
 		senders := loadSenders(cctx, hc.SendersRaw)
 		var selected []loadedSender

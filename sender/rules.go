@@ -26,44 +26,64 @@ func DefaultAllowedTypes() []NumberType {
 
 // PhoneRules decides which phone numbers codes may be sent to. The zero
 // value accepts the numbers of every region whose type is in
-// DefaultAllowedTypes.
+// DefaultAllowedTypes, and refuses non-geographic numbers.
 type PhoneRules struct {
 	// Allow, when not empty, lists the only ISO 3166-1 alpha-2 regions
 	// ("IN", "GB") whose numbers are accepted. "001" stands for the
-	// non-geographic numbering plans.
+	// non-geographic numbering plans, and listing it allows them as
+	// AllowNonGeographic does.
 	Allow []string
 	// Deny lists regions whose numbers are refused, whatever Allow says.
 	Deny []string
 	// AllowTypes lists the number types accepted; empty means
 	// DefaultAllowedTypes.
 	AllowTypes []NumberType
+	// AllowNonGeographic accepts numbers of the non-geographic numbering
+	// plans (region "001"): satellite phones (+870 Inmarsat, +881
+	// Iridium and Globalstar, +882 16 Thuraya), international networks
+	// (+882, +883), and the global services +800 (freephone), +808
+	// (shared cost) and +979 (premium rate). They are refused by default: few
+	// customers have one, they are among the dearest SMS destinations,
+	// and their ranges are a classic target of SMS pumping. The number
+	// type rules still apply to them.
+	AllowNonGeographic bool
 }
+
+// NonGeographic is the region of the numbers of non-geographic numbering
+// plans (satellite, international networks, global services).
+const NonGeographic = "001"
 
 // Validate checks that every region is one the numbering plans know and
 // every type is a real one. Regions are compared without regard to case.
+// The errors name the options as the configuration spells them
+// (allow_countries, deny_countries, allow_number_types).
 func (r PhoneRules) Validate() error {
 	if _, err := ParseRegions(r.Allow); err != nil {
-		return fmt.Errorf("allowed countries: %w", err)
+		return fmt.Errorf("allow_countries: %w", err)
 	}
 	if _, err := ParseRegions(r.Deny); err != nil {
-		return fmt.Errorf("denied countries: %w", err)
+		return fmt.Errorf("deny_countries: %w", err)
 	}
 	for _, t := range r.AllowTypes {
 		if t < Unknown || int(t) >= len(numberTypeNames) {
-			return fmt.Errorf("sender: unknown number type %d", int(t))
+			return fmt.Errorf("allow_number_types: sender: unknown number type %d", int(t))
 		}
 	}
 	return nil
 }
 
 // Check returns nil if a code may be sent to p, or an error wrapping
-// ErrPhoneRefused that says why: the region is denied or not allowed, or
-// the number type is not accepted. The error names the region or the
+// ErrPhoneRefused that says why: the region is denied or not allowed, the
+// number is non-geographic and those are not allowed, or the number type
+// is not accepted. The error names the region, the calling code or the
 // type, never the number.
 func (r PhoneRules) Check(p Phone) error {
 	region := strings.ToUpper(p.Region)
 	if containsFold(r.Deny, region) {
 		return refused("numbers of region %s are not accepted", region)
+	}
+	if region == NonGeographic && !r.AllowNonGeographic && !containsFold(r.Allow, region) {
+		return refused("non-geographic numbers (+%d: satellite, international networks, global services) are not accepted", p.CountryCode)
 	}
 	if len(r.Allow) > 0 && !containsFold(r.Allow, region) {
 		return refused("numbers of region %s are not accepted", region)
@@ -103,18 +123,38 @@ func (e *refusedError) Unwrap() error { return ErrPhoneRefused }
 // without duplicates, in the order given. "001" (non-geographic numbers)
 // is accepted.
 func ParseRegions(regions []string) ([]string, error) {
-	supported := phonenumbers.GetSupportedRegions()
 	var out []string
 	for _, r := range regions {
 		code := strings.ToUpper(strings.TrimSpace(r))
-		if code != phonenumbers.REGION_CODE_FOR_NON_GEO_ENTITY && !supported[code] {
-			return nil, fmt.Errorf("sender: %q is not an ISO 3166-1 alpha-2 region with phone numbers (such as IN, US, GB)", r)
+		if code != NonGeographic {
+			if err := CheckRegion(strings.TrimSpace(r)); err != nil {
+				return nil, err
+			}
 		}
 		if !slices.Contains(out, code) {
 			out = append(out, code)
 		}
 	}
 	return out, nil
+}
+
+// CheckRegion returns nil if region is an ISO 3166-1 alpha-2 region the
+// numbering plans know ("IN", "GB"; case is ignored), such as ParsePhone
+// takes for its default region. "001" is not one: non-geographic numbers
+// are always written in international form.
+func CheckRegion(region string) error {
+	code := strings.ToUpper(region)
+	if phonenumbers.GetSupportedRegions()[code] {
+		return nil
+	}
+	hint := "such as IN, US, GB"
+	switch code {
+	case "UK":
+		hint = "the United Kingdom is GB"
+	case NonGeographic:
+		hint = "001 holds non-geographic numbers, which are always international"
+	}
+	return fmt.Errorf("sender: %q is not an ISO 3166-1 alpha-2 region with phone numbers (%s)", region, hint)
 }
 
 // ParseNumberType returns the NumberType named s, as NumberType.String

@@ -27,7 +27,8 @@ func TestPhoneRulesCheck(t *testing.T) {
 		{"UK personal number", PhoneRules{}, "+447012345678", "personal_number numbers"},
 		{"UK pager", PhoneRules{}, "+447640123456", "pager numbers"},
 		{"German voicemail", PhoneRules{}, "+49 177 99 1234567", "voicemail numbers"},
-		{"international toll free", PhoneRules{}, "+80012345678", "toll_free numbers"},
+		{"international toll free", PhoneRules{}, "+80012345678", "non-geographic numbers (+800"},
+		{"international toll free, non-geographic allowed", PhoneRules{AllowNonGeographic: true}, "+80012345678", "toll_free numbers"},
 		{"fixed lines allowed", PhoneRules{AllowTypes: []NumberType{Mobile, FixedLine}}, "+441212345678", ""},
 		{"premium never in the list", PhoneRules{AllowTypes: []NumberType{Mobile}}, "+449012345678", "premium_rate"},
 		{"allow list hit", PhoneRules{Allow: []string{"IN", "GB"}}, "+919876543210", ""},
@@ -70,10 +71,11 @@ func TestPhoneRulesValidate(t *testing.T) {
 	}{
 		{PhoneRules{}, ""},
 		{PhoneRules{Allow: []string{"IN", "us", " gb "}, Deny: []string{"001"}, AllowTypes: []NumberType{Mobile, VoIP}}, ""},
-		{PhoneRules{Allow: []string{"XX"}}, "allowed countries"},
-		{PhoneRules{Deny: []string{"India"}}, "denied countries"},
-		{PhoneRules{Allow: []string{""}}, "allowed countries"},
-		{PhoneRules{AllowTypes: []NumberType{NumberType(99)}}, "unknown number type"},
+		{PhoneRules{Allow: []string{"XX"}}, "allow_countries: "},
+		{PhoneRules{Deny: []string{"India"}}, "deny_countries: "},
+		{PhoneRules{Allow: []string{""}}, "allow_countries: "},
+		{PhoneRules{Allow: []string{"UK"}}, "the United Kingdom is GB"},
+		{PhoneRules{AllowTypes: []NumberType{NumberType(99)}}, "allow_number_types: sender: unknown number type"},
 		{PhoneRules{AllowTypes: []NumberType{-1}}, "unknown number type"},
 	}
 	for _, tt := range tests {
@@ -86,6 +88,84 @@ func TestPhoneRulesValidate(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("Validate(%+v) = %v, want %q", tt.rules, err, tt.want)
+		}
+	}
+}
+
+// Non-geographic numbers (region 001: satellite phones, international
+// networks, global services) are refused by default, whatever their type,
+// and accepted with AllowNonGeographic or "001" in Allow, where the type
+// rules still apply. The numbers are valid ones of each range.
+func TestPhoneRulesNonGeographic(t *testing.T) {
+	numbers := []struct {
+		name, number string
+		typ          NumberType
+	}{
+		{"Inmarsat +870", "+870 773 111 632", Mobile},
+		{"Iridium +881 6", "+881 6 3123 4567", Mobile},
+		{"Globalstar +881 8", "+881 8 1001 2345", Mobile},
+		{"international networks +882", "+882 3421 234", Mobile},
+		{"Thuraya +882 16", "+882 16 1234 5678", VoIP},
+		{"international networks +883", "+883 5100 12345", VoIP},
+		{"premium rate +979", "+979 1 2345 6789", PremiumRate},
+		{"freephone +800", "+800 1234 5678", TollFree},
+		{"shared cost +808", "+808 1234 5678", SharedCost},
+	}
+	anyType := []NumberType{Mobile, FixedLineOrMobile, VoIP, TollFree, SharedCost}
+	for _, n := range numbers {
+		t.Run(n.name, func(t *testing.T) {
+			p, err := ParsePhone(n.number, "")
+			if err != nil {
+				t.Fatalf("ParsePhone: %v", err)
+			}
+			if p.Region != NonGeographic || p.Type != n.typ {
+				t.Fatalf("region %s, type %s; want %s, %s", p.Region, p.Type, NonGeographic, n.typ)
+			}
+			cc := "+" + strings.TrimPrefix(n.number, "+")[:3]
+			for _, rules := range []PhoneRules{{}, {AllowTypes: anyType}, {Allow: []string{"IN", "US"}, AllowTypes: anyType}} {
+				err := rules.Check(p)
+				if !errors.Is(err, ErrPhoneRefused) || !strings.Contains(err.Error(), "non-geographic numbers ("+cc) {
+					t.Errorf("%+v: Check = %v, want refused as non-geographic %s", rules, err, cc)
+				}
+				if strings.Contains(err.Error(), p.E164[4:]) {
+					t.Errorf("error %q contains the number", err)
+				}
+			}
+			for _, rules := range []PhoneRules{{AllowNonGeographic: true}, {Allow: []string{"001"}}} {
+				err := rules.Check(p)
+				switch {
+				case n.typ == Mobile && err != nil:
+					t.Errorf("%+v: Check = %v, want accepted", rules, err)
+				case n.typ != Mobile && (err == nil || !strings.Contains(err.Error(), n.typ.String()+" numbers")):
+					t.Errorf("%+v: Check = %v, want refused as %s", rules, err, n.typ)
+				}
+			}
+			// Deny beats every allowance.
+			if err := (PhoneRules{AllowNonGeographic: true, Deny: []string{"001"}}).Check(p); err == nil {
+				t.Error("deny 001 with allow_non_geographic: accepted")
+			}
+			// Geographic numbers are not affected.
+			for _, geo := range []string{"+919876543210", "+14155550100", "+447400123456"} {
+				g, _ := ParsePhone(geo, "")
+				if err := (PhoneRules{}).Check(g); err != nil {
+					t.Errorf("%s: %v", g, err)
+				}
+			}
+		})
+	}
+}
+
+func TestCheckRegion(t *testing.T) {
+	for _, ok := range []string{"IN", "GB", "US", "DE", "BR", "in", "Gb"} {
+		if err := CheckRegion(ok); err != nil {
+			t.Errorf("CheckRegion(%q) = %v", ok, err)
+		}
+	}
+	for bad, want := range map[string]string{
+		"UK": "the United Kingdom is GB", "uk": `"uk" is not`, "001": "always international", " IN": "such as IN", "": "such as IN", "XX": "such as IN",
+	} {
+		if err := CheckRegion(bad); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CheckRegion(%q) = %v, want %q", bad, err, want)
 		}
 	}
 }

@@ -46,6 +46,9 @@ const (
 
 // NewHS256Assertion signs with HMAC-SHA256 under key (at least 32 bytes).
 func NewHS256Assertion(a Assertion, key []byte) (*Assertion, error) {
+	if err := a.checkTTL(); err != nil {
+		return nil, err
+	}
 	if len(key) < 32 {
 		return nil, errors.New("assertion: an HS256 key needs at least 32 bytes")
 	}
@@ -60,6 +63,9 @@ func NewHS256Assertion(a Assertion, key []byte) (*Assertion, error) {
 // NewEdDSAAssertion signs with Ed25519; the public key is published as a
 // JWK set (see JWKS).
 func NewEdDSAAssertion(a Assertion, key ed25519.PrivateKey) (*Assertion, error) {
+	if err := a.checkTTL(); err != nil {
+		return nil, err
+	}
 	if len(key) != ed25519.PrivateKeySize {
 		return nil, errors.New("assertion: not an Ed25519 private key")
 	}
@@ -79,12 +85,20 @@ func NewEdDSAAssertion(a Assertion, key ed25519.PrivateKey) (*Assertion, error) 
 	return a.defaults(), nil
 }
 
+// checkTTL holds a set TTL to AssertionTTLBound (zero takes the default).
+func (a Assertion) checkTTL() error {
+	if a.TTL == 0 {
+		return nil
+	}
+	return AssertionTTLBound.Check(a.TTL)
+}
+
 func (a Assertion) defaults() *Assertion {
 	if a.Header == "" {
 		a.Header = "Stepup-Assertion"
 	}
 	a.Header = http.CanonicalHeaderKey(a.Header)
-	if a.TTL <= 0 {
+	if a.TTL == 0 {
 		a.TTL = time.Minute
 	}
 	if a.Issuer == "" {

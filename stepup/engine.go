@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -22,24 +23,118 @@ import (
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
-// Defaults and bounds of the engine's settings (see DESIGN's security
-// table: OWASP ASVS V2.7, NIST SP 800-63B).
+// Defaults of the engine's settings (see DESIGN's security table: OWASP
+// ASVS V2.7, NIST SP 800-63B). Each is written here only; the Caddy
+// adapter leaves an option unset to get its default.
 const (
 	DefaultPathPrefix    = "/.stepup"
 	DefaultCodeLength    = 6
 	DefaultCodeTTL       = 5 * time.Minute
-	MaxCodeTTL           = 10 * time.Minute
 	DefaultMaxAttempts   = 5
-	MaxMaxAttempts       = 10
 	DefaultResendAfter   = 30 * time.Second
 	DefaultMaxSends      = 3
 	DefaultMaxFailures   = 20
-	MaxMaxFailures       = 100
 	DefaultFailureWindow = 24 * time.Hour
 	// DefaultRetain is how long a finished challenge is kept so that a
 	// late request learns it expired or was used.
 	DefaultRetain = 10 * time.Minute
+	// DefaultSendTimeout bounds the delivery of one code, failover
+	// included.
+	DefaultSendTimeout = 10 * time.Second
 )
+
+// Upper bounds the security table fixes (also in the Bounds below).
+const (
+	MaxCodeTTL     = 10 * time.Minute
+	MaxMaxAttempts = 10
+	MaxMaxFailures = 100
+)
+
+// Bounds of the engine's settings. Each is the one place its option's
+// range is written and checked: Config's defaults check call them, and
+// the Caddy adapter's parser calls the same Check on a value as written,
+// so that a Caddyfile and its JSON are refused with the same words.
+var (
+	CodeLengthBound    = Bound[int]{"code_length", MinCodeLength, MaxCodeLength}
+	CodeTTLBound       = Bound[time.Duration]{"code_ttl", 30 * time.Second, MaxCodeTTL}
+	MaxAttemptsBound   = Bound[int]{"max_attempts", 1, MaxMaxAttempts}
+	ResendAfterBound   = Bound[time.Duration]{"resend_after", time.Second, MaxCodeTTL}
+	MaxSendsBound      = Bound[int]{"max_sends", 1, 10}
+	MaxFailuresBound   = Bound[int]{"max_failures", 1, MaxMaxFailures}
+	FailureWindowBound = Bound[time.Duration]{"failure_window", time.Minute, 30 * 24 * time.Hour}
+	RetainBound        = Bound[time.Duration]{"retain", time.Minute, 24 * time.Hour}
+	SendTimeoutBound   = Bound[time.Duration]{"send_timeout", time.Second, 2 * time.Minute}
+	MaxBodyBound       = Bound[int64]{"max_body", 1, MaxMaxBody}
+	// GrantTTLBound is checked by Policy.Validate.
+	GrantTTLBound = Bound[time.Duration]{"grant_ttl", time.Second, MaxGrantTTL}
+	// AssertionTTLBound bounds an upstream assertion's lifetime.
+	AssertionTTLBound = Bound[time.Duration]{"assertion ttl", time.Second, time.Hour}
+)
+
+// Bound is the allowed range of a numeric option, both ends included.
+type Bound[T int | int64 | time.Duration] struct {
+	// Option names the option as the configuration spells it.
+	Option   string
+	Min, Max T
+}
+
+// Check returns nil if v is within the bound, else an error that names
+// the option, the value and the range:
+// "failure_window 1ns out of range (1m to 30d)".
+func (b Bound[T]) Check(v T) error {
+	if v >= b.Min && v <= b.Max {
+		return nil
+	}
+	return fmt.Errorf("%s %s out of range (%s to %s)", b.Option, b.show(v, false), b.show(b.Min, true), b.show(b.Max, true))
+}
+
+// show writes a value: durations as Go writes them ("90s" is 1m30s), the
+// range's ends shortest ("10m", "30d"), byte sizes of max_body with
+// their unit.
+func (b Bound[T]) show(v T, end bool) string {
+	switch x := any(v).(type) {
+	case time.Duration:
+		if !end {
+			return x.String()
+		}
+		return shortDuration(x)
+	case int64:
+		if b.Option == "max_body" {
+			return byteSize(x)
+		}
+	}
+	return fmt.Sprint(v)
+}
+
+// shortDuration writes a round duration in its largest whole unit ("30d",
+// "24h", "10m", "30s"; days from two on), anything else as Go does.
+func shortDuration(d time.Duration) string {
+	for _, u := range []struct {
+		d    time.Duration
+		name string
+	}{{24 * time.Hour, "d"}, {time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}, {time.Millisecond, "ms"}} {
+		if d >= u.d && d%u.d == 0 && (u.name != "d" || d >= 48*time.Hour) {
+			return strconv.FormatInt(int64(d/u.d), 10) + u.name
+		}
+	}
+	return d.String()
+}
+
+// byteSize writes n bytes in the largest binary unit that divides it.
+func byteSize(n int64) string {
+	for _, u := range []struct {
+		n    int64
+		name string
+	}{{1 << 30, "GiB"}, {1 << 20, "MiB"}, {1 << 10, "KiB"}} {
+		if n >= u.n && n%u.n == 0 {
+			return strconv.FormatInt(n/u.n, 10) + " " + u.name
+		}
+	}
+	if n == 1 {
+		return "1 byte"
+	}
+	return strconv.FormatInt(n, 10) + " bytes"
+}
 
 // Headers names the headers the upstream receives on a verified request.
 type Headers struct {
@@ -180,58 +275,69 @@ const DefaultMessage = "{code} is your {site} verification code. It expires in {
 // (PSD2 dynamic linking).
 const DefaultTransactionMessage = "{code} is your {site} code to approve: {describe}. It expires in {ttl}. Do not share it."
 
-// setDefaults fills zero values and checks bounds.
+// WithDefaults returns c with every zero value replaced by its default,
+// or an error naming the first option out of its bounds. New calls it;
+// callers that need the effective values before making the engine (the
+// Caddy adapter sizes the sender chain by SendTimeout) may call it first,
+// since applying it twice changes nothing.
+func (c Config) WithDefaults() (Config, error) {
+	err := c.setDefaults()
+	return c, err
+}
+
+// setDefaults fills zero values and checks bounds. Every default and
+// bound of the engine's options is applied here (and in Limits and
+// sender.PhoneRules, which it calls), so that every way of configuring
+// the engine is held to the same rules.
 func (c *Config) setDefaults() error {
 	if c.PathPrefix == "" {
 		c.PathPrefix = DefaultPathPrefix
 	}
-	if !strings.HasPrefix(c.PathPrefix, "/") || strings.HasSuffix(c.PathPrefix, "/") || len(c.PathPrefix) < 2 {
-		return fmt.Errorf("path_prefix %q must start with '/' and not end with '/'", c.PathPrefix)
+	if err := CheckPathPrefix(c.PathPrefix); err != nil {
+		return err
 	}
-	if c.CodeLength == 0 {
-		c.CodeLength = DefaultCodeLength
+	setInt(&c.CodeLength, DefaultCodeLength)
+	setDuration(&c.CodeTTL, DefaultCodeTTL)
+	setInt(&c.MaxAttempts, DefaultMaxAttempts)
+	setDuration(&c.ResendAfter, DefaultResendAfter)
+	setInt(&c.MaxSends, DefaultMaxSends)
+	setInt(&c.MaxFailures, DefaultMaxFailures)
+	setDuration(&c.FailureWindow, DefaultFailureWindow)
+	setDuration(&c.Retain, DefaultRetain)
+	setDuration(&c.SendTimeout, DefaultSendTimeout)
+	if c.MaxBody == 0 {
+		c.MaxBody = DefaultMaxBody
 	}
-	if c.CodeLength < MinCodeLength || c.CodeLength > MaxCodeLength {
-		return fmt.Errorf("code_length %d out of range (%d to %d)", c.CodeLength, MinCodeLength, MaxCodeLength)
+	for _, err := range []error{
+		CodeLengthBound.Check(c.CodeLength),
+		CodeTTLBound.Check(c.CodeTTL),
+		MaxAttemptsBound.Check(c.MaxAttempts),
+		ResendAfterBound.Check(c.ResendAfter),
+		MaxSendsBound.Check(c.MaxSends),
+		MaxFailuresBound.Check(c.MaxFailures),
+		FailureWindowBound.Check(c.FailureWindow),
+		RetainBound.Check(c.Retain),
+		SendTimeoutBound.Check(c.SendTimeout),
+		MaxBodyBound.Check(c.MaxBody),
+	} {
+		if err != nil {
+			return err
+		}
 	}
-	if c.CodeTTL == 0 {
-		c.CodeTTL = DefaultCodeTTL
-	}
-	if c.CodeTTL < 30*time.Second || c.CodeTTL > MaxCodeTTL {
-		return fmt.Errorf("code_ttl %s out of range (30s to %s)", c.CodeTTL, MaxCodeTTL)
-	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = DefaultMaxAttempts
-	}
-	if c.MaxAttempts < 1 || c.MaxAttempts > MaxMaxAttempts {
-		return fmt.Errorf("max_attempts %d out of range (1 to %d)", c.MaxAttempts, MaxMaxAttempts)
-	}
-	if c.ResendAfter == 0 {
-		c.ResendAfter = DefaultResendAfter
-	}
-	if c.ResendAfter < time.Second || c.ResendAfter >= c.CodeTTL {
-		return fmt.Errorf("resend_after %s out of range (1s to less than code_ttl)", c.ResendAfter)
-	}
-	if c.MaxSends == 0 {
-		c.MaxSends = DefaultMaxSends
-	}
-	if c.MaxSends < 1 || c.MaxSends > 10 {
-		return fmt.Errorf("max_sends %d out of range (1 to 10)", c.MaxSends)
-	}
-	if c.MaxFailures == 0 {
-		c.MaxFailures = DefaultMaxFailures
-	}
-	if c.MaxFailures < 1 || c.MaxFailures > MaxMaxFailures {
-		return fmt.Errorf("max_failures %d out of range (1 to %d)", c.MaxFailures, MaxMaxFailures)
-	}
-	if c.FailureWindow == 0 {
-		c.FailureWindow = DefaultFailureWindow
+	if c.ResendAfter >= c.CodeTTL {
+		return fmt.Errorf("resend_after %s must be shorter than code_ttl %s: a resend would come after the code expired", c.ResendAfter, c.CodeTTL)
 	}
 	if c.Message == "" {
 		c.Message = DefaultMessage
 	}
-	if !strings.Contains(c.Message, "{code}") {
-		return errors.New("message template must contain {code}")
+	if err := CheckMessage(c.Message); err != nil {
+		return err
+	}
+	if c.DefaultRegion != "" {
+		if err := CheckDefaultRegion(c.DefaultRegion); err != nil {
+			return err
+		}
+		c.DefaultRegion = strings.ToUpper(c.DefaultRegion)
 	}
 	if c.Headers.Policy == "" {
 		c.Headers.Policy = DefaultHeaders.Policy
@@ -245,21 +351,46 @@ func (c *Config) setDefaults() error {
 	c.Headers.Policy = http.CanonicalHeaderKey(c.Headers.Policy)
 	c.Headers.User = http.CanonicalHeaderKey(c.Headers.User)
 	c.Headers.VerifiedAt = http.CanonicalHeaderKey(c.Headers.VerifiedAt)
-	if c.Retain == 0 {
-		c.Retain = DefaultRetain
+	if err := c.Limits.setDefaults(); err != nil {
+		return err
 	}
-	if c.SendTimeout == 0 {
-		c.SendTimeout = 10 * time.Second
+	return c.PhoneRules.Validate()
+}
+
+func setInt(v *int, def int) {
+	if *v == 0 {
+		*v = def
 	}
-	c.Limits.setDefaults()
-	if err := c.PhoneRules.Validate(); err != nil {
-		return fmt.Errorf("phone rules: %v", err)
+}
+
+func setDuration(v *time.Duration, def time.Duration) {
+	if *v == 0 {
+		*v = def
 	}
-	if c.MaxBody == 0 {
-		c.MaxBody = DefaultMaxBody
+}
+
+// CheckPathPrefix checks a path_prefix: it starts with '/', does not end
+// with one, and has a name.
+func CheckPathPrefix(p string) error {
+	if !strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || len(p) < 2 {
+		return fmt.Errorf("path_prefix %q must start with '/' and not end with '/'", p)
 	}
-	if c.MaxBody < 1 || c.MaxBody > MaxMaxBody {
-		return fmt.Errorf("max_body %d out of range (1 to %d bytes)", c.MaxBody, MaxMaxBody)
+	return nil
+}
+
+// CheckDefaultRegion checks a default_region: an ISO 3166-1 alpha-2
+// region with phone numbers, in either case ("GB", not "UK").
+func CheckDefaultRegion(region string) error {
+	if err := sender.CheckRegion(region); err != nil {
+		return fmt.Errorf("default_region: %v", err)
+	}
+	return nil
+}
+
+// CheckMessage checks a message template: it must show the code.
+func CheckMessage(m string) error {
+	if !strings.Contains(m, "{code}") {
+		return errors.New("message must contain {code}")
 	}
 	if c.Domain != "" && !validDomain(c.Domain) {
 		return fmt.Errorf("domain %q: want a host name such as shop.example.com (lowercase letters, digits, dots and dashes, no port)", c.Domain)

@@ -44,10 +44,18 @@ var (
 	DefaultPerNumber = store.Limit{Rate: 10, Period: time.Hour, Burst: 10}
 )
 
+// Bounds of a limit's count and period.
+var (
+	LimitCountBound  = Bound[int]{"count", 1, 1_000_000}
+	LimitPeriodBound = Bound[time.Duration]{"period", time.Second, 31 * 24 * time.Hour}
+)
+
+// limitOr returns l with its default def when unset; a limit switched
+// off stays off (Rate -1), so that applying it twice changes nothing.
 func limitOr(l, def store.Limit) store.Limit {
 	switch {
 	case l.Rate < 0:
-		return store.Limit{}
+		return store.Limit{Rate: -1}
 	case l.Rate == 0:
 		return def
 	}
@@ -57,14 +65,52 @@ func limitOr(l, def store.Limit) store.Limit {
 	return l
 }
 
-func (l *Limits) setDefaults() {
+// checkLimit holds a limit that is on (a positive Rate) to the bounds
+// ParseLimit applies; a rate without a period is refused, not taken as
+// off.
+func checkLimit(name string, l store.Limit) error {
+	if l.Rate <= 0 {
+		return nil
+	}
+	for _, err := range []error{LimitCountBound.Check(l.Rate), LimitPeriodBound.Check(l.Period), LimitCountBound.Check(l.Burst)} {
+		if err != nil {
+			return fmt.Errorf("limits %s: %v", name, err)
+		}
+	}
+	return nil
+}
+
+// setDefaults fills the default limits and checks every limit's bounds
+// and every country of PerCountry. PerCountry is copied, not changed.
+func (l *Limits) setDefaults() error {
 	l.PerUser = limitOr(l.PerUser, DefaultPerUser)
 	l.PerIP = limitOr(l.PerIP, DefaultPerIP)
 	l.PerNumber = limitOr(l.PerNumber, DefaultPerNumber)
 	l.Global = limitOr(l.Global, store.Limit{})
-	for cc, cl := range l.PerCountry {
-		l.PerCountry[cc] = limitOr(cl, store.Limit{})
+	for _, f := range []struct {
+		name string
+		l    store.Limit
+	}{{"per_user", l.PerUser}, {"per_ip", l.PerIP}, {"per_number", l.PerNumber}, {"global", l.Global}} {
+		if err := checkLimit(f.name, f.l); err != nil {
+			return err
+		}
 	}
+	if l.PerCountry == nil {
+		return nil
+	}
+	countries := make(map[int]store.Limit, len(l.PerCountry))
+	for cc, cl := range l.PerCountry {
+		if cc != 0 && phonenumbers.GetRegionCodeForCountryCode(cc) == phonenumbers.UNKNOWN_REGION {
+			return fmt.Errorf("limits per_country: +%d is not a country calling code", cc)
+		}
+		cl = limitOr(cl, store.Limit{})
+		if err := checkLimit("per_country +"+strconv.Itoa(cc), cl); err != nil {
+			return err
+		}
+		countries[cc] = cl
+	}
+	l.PerCountry = countries
+	return nil
 }
 
 // limited is a rate-limit refusal: which limit, and when to retry.
@@ -174,33 +220,38 @@ func (e *Engine) rateLimited(w http.ResponseWriter, r *http.Request, p *Policy, 
 var rateLimitedJSON = []byte(`{"error":"rate_limited","message":"` + stateText[stateRateLimited][1] + `"}` + "\n")
 
 // ParseLimit parses a limit written "COUNT/PERIOD": "10/1h", "30/h",
-// "500/24h", "5/m", or "off". PERIOD is a duration, or a unit alone (s,
-// m, h, d) meaning one of it.
+// "500/24h", "5/m", "100/7d", or "off". PERIOD is a duration, or a unit
+// alone (s, m, h, d) meaning one of it. COUNT and PERIOD are held to
+// LimitCountBound and LimitPeriodBound.
 func ParseLimit(s string) (store.Limit, error) {
 	if s == "off" {
 		return store.Limit{Rate: -1}, nil
 	}
 	n, per, ok := strings.Cut(s, "/")
 	count, err := strconv.Atoi(n)
-	if !ok || err != nil || count < 1 || count > 1_000_000 {
+	if !ok || err != nil {
 		return store.Limit{}, fmt.Errorf("limit %q: want COUNT/PERIOD such as 10/1h, or off", s)
 	}
-	switch per {
-	case "s", "m", "h":
-		per = "1" + per
-	case "d":
-		per = "24h"
+	if err := LimitCountBound.Check(count); err != nil {
+		return store.Limit{}, fmt.Errorf("limit %q: %v", s, err)
 	}
-	if strings.HasSuffix(per, "d") {
-		days, err := strconv.Atoi(strings.TrimSuffix(per, "d"))
-		if err != nil {
+	switch per {
+	case "s", "m", "h", "d":
+		per = "1" + per
+	}
+	if days, ok := strings.CutSuffix(per, "d"); ok {
+		d, err := strconv.Atoi(days)
+		if err != nil || d < 0 || d > 1000 {
 			return store.Limit{}, fmt.Errorf("limit %q: bad period", s)
 		}
-		per = strconv.Itoa(days*24) + "h"
+		per = strconv.Itoa(d*24) + "h"
 	}
 	d, err := time.ParseDuration(per)
-	if err != nil || d < time.Second || d > 31*24*time.Hour {
-		return store.Limit{}, fmt.Errorf("limit %q: period must be a duration from 1s to 31d", s)
+	if err != nil {
+		return store.Limit{}, fmt.Errorf("limit %q: bad period", s)
+	}
+	if err := LimitPeriodBound.Check(d); err != nil {
+		return store.Limit{}, fmt.Errorf("limit %q: %v", s, err)
 	}
 	return store.Limit{Rate: count, Period: d, Burst: count}, nil
 }

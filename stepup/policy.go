@@ -89,8 +89,8 @@ func (p *Policy) Validate() error {
 	if p.GrantTTL == 0 {
 		p.GrantTTL = DefaultGrantTTL
 	}
-	if p.GrantTTL < time.Second || p.GrantTTL > MaxGrantTTL {
-		return fmt.Errorf("policy %s: grant_ttl %s out of range (1s to %s)", p.Name, p.GrantTTL, MaxGrantTTL)
+	if err := GrantTTLBound.Check(p.GrantTTL); err != nil {
+		return fmt.Errorf("policy %s: %v", p.Name, err)
 	}
 	if p.Version == "" {
 		sum := sha256.New()

@@ -1,0 +1,330 @@
+package caddymodule
+
+import (
+	"bytes"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-stepup/caddy-stepup/stepup"
+)
+
+// How MatchPolicy reads a request's method: the app behind stepup may
+// read it in several ways (stepup.Methods), and a policy applies if its
+// matchers match under any of them. The matchers stay Caddy's: each
+// other reading is tried by setting r.Method to it for the call and
+// putting it back, so any matcher that looks at the method (method, not,
+// expression's method()) sees it.
+
+// standardOverrides are the methods a POST's form may ask for with
+// _method (Rails accepts GET, PUT, PATCH and DELETE among others), tried
+// beside the methods the policies name.
+var standardOverrides = []string{http.MethodGet, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// methodState is what MatchPolicy learns about a request's method,
+// computed once, when first needed.
+type methodState struct {
+	done    bool
+	methods stepup.Methods
+	err     error // stepup.ErrAmbiguousMethod
+	// The readings besides r.Method as sent: n of them, the first in
+	// fixed, any further in more (a request with many overrides). No
+	// slice points into the state itself, so that it stays on the
+	// stack of MatchPolicy.
+	n     int
+	fixed [6]string
+	more  []string
+	// form: a POST with a form body, which may carry _method.
+	form bool
+	// The body's _method values, once read; bodyKnown is false when
+	// the body could not be told (too large, encoded, malformed).
+	bodyRead, bodyKnown bool
+	body                []string
+}
+
+func (s *methodState) init(r *http.Request) {
+	if s.done {
+		return
+	}
+	s.done = true
+	s.methods, s.err = stepup.RequestMethods(r)
+	s.add(r.Method, s.methods.Sent)
+	for _, o := range s.methods.Overrides {
+		s.add(r.Method, o)
+	}
+	s.form = s.methods.Sent == http.MethodPost && isFormBody(r.Header)
+}
+
+// add adds m, and GET for a HEAD, unless sent or there already.
+func (s *methodState) add(sent, m string) {
+	for _, v := range [2]string{m, stepup.AsGET(m)} {
+		if s.tried(sent, v) {
+			continue
+		}
+		if s.n < len(s.fixed) {
+			s.fixed[s.n] = v
+		} else {
+			s.more = append(s.more, v)
+		}
+		s.n++
+	}
+}
+
+// reading returns the i-th reading besides the method as sent.
+func (s *methodState) reading(i int) string {
+	if i < len(s.fixed) {
+		return s.fixed[i]
+	}
+	return s.more[i-len(s.fixed)]
+}
+
+// tried reports whether m is r.Method as sent or one of the readings.
+func (s *methodState) tried(sent, m string) bool {
+	if m == sent {
+		return true
+	}
+	for i := 0; i < s.n; i++ {
+		if s.reading(i) == m {
+			return true
+		}
+	}
+	return false
+}
+
+// ambiguous returns ErrAmbiguousMethod when the overrides (headers,
+// query, and a form body if it was read) ask for different methods.
+func (s *methodState) ambiguous(r *http.Request) error {
+	s.init(r)
+	if s.err != nil {
+		return s.err
+	}
+	if len(s.body) > 1 || len(s.body) == 1 && len(s.methods.Overrides) == 1 && s.body[0] != s.methods.Overrides[0] {
+		return stepup.ErrAmbiguousMethod
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// matchPolicy reports whether p's matchers match r under any reading of
+// its method.
+func (h *Handler) matchPolicy(p *Policy, r *http.Request, s *methodState) (bool, error) {
+	if len(p.matchers) == 0 {
+		return true, nil
+	}
+	if ok, err := p.matchers.AnyMatchWithError(r); ok || err != nil {
+		return ok, err
+	}
+	s.init(r)
+	sent := r.Method
+	for i := 0; i < s.n; i++ {
+		if ok, err := matchAs(p.matchers, r, s.reading(i)); ok || err != nil {
+			return ok, err
+		}
+	}
+	if !s.form {
+		return false, nil
+	}
+	// A POST form may carry _method. The body is read only when the
+	// policy would apply under a method the form could ask for.
+	for _, m := range h.formMethods {
+		if s.tried(sent, m) {
+			continue
+		}
+		ok, err := matchAs(p.matchers, r, m)
+		if err != nil || !ok {
+			if err != nil {
+				return false, err
+			}
+			continue
+		}
+		if !s.bodyRead {
+			s.bodyRead = true
+			s.body, s.bodyKnown = formMethodOverrides(r, h.engine.Config().MaxBody)
+		}
+		if !s.bodyKnown {
+			return true, nil // cannot tell: apply the policy
+		}
+		for _, b := range s.body {
+			for _, v := range [2]string{b, stepup.AsGET(b)} {
+				if ok, err := matchAs(p.matchers, r, v); ok || err != nil {
+					return ok, err
+				}
+			}
+		}
+		return false, nil
+	}
+	return false, nil
+}
+
+// matchAs runs the matchers on r as if its method were method.
+func matchAs(sets caddyhttp.MatcherSets, r *http.Request, method string) (bool, error) {
+	sent := r.Method
+	r.Method = method
+	defer func() { r.Method = sent }()
+	return sets.AnyMatchWithError(r)
+}
+
+// isFormBody reports whether a Content-Type is a form's, without
+// allocating.
+func isFormBody(h http.Header) bool {
+	v := h["Content-Type"]
+	if len(v) == 0 {
+		return false
+	}
+	return hasPrefixFold(v[0], "application/x-www-form-urlencoded") || hasPrefixFold(v[0], "multipart/form-data")
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}
+
+// formMethodOverrides reads the _method fields of a POST's form body, as
+// Rails, Laravel and Symfony would, and puts the body back as it was for
+// the engine and the upstream. known is false when the body cannot be
+// told: larger than limit, content-encoded, unreadable, or a malformed
+// multipart body.
+func formMethodOverrides(r *http.Request, limit int64) (methods []string, known bool) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, true
+	}
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		return nil, false
+	}
+	if r.ContentLength > limit {
+		return nil, false
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	r.Body = readCloser{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
+	if err != nil || int64(len(buf)) > limit {
+		return nil, false
+	}
+	add := func(v string) {
+		v = strings.ToUpper(strings.TrimSpace(v))
+		if v != "" && !contains(methods, v) {
+			methods = append(methods, v)
+		}
+	}
+	mediaType, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return nil, false
+	}
+	if mediaType == "application/x-www-form-urlencoded" {
+		stepup.QueryMethodOverrides(string(buf), add)
+		return methods, true
+	}
+	mr := multipart.NewReader(bytes.NewReader(buf), params["boundary"])
+	for {
+		part, err := mr.NextPart()
+		if err == io.EOF {
+			return methods, true
+		}
+		if err != nil {
+			return nil, false
+		}
+		if stepup.IsMethodParam(part.FormName()) {
+			v, err := io.ReadAll(io.LimitReader(part, 64))
+			if err != nil {
+				return nil, false
+			}
+			add(string(v))
+		}
+	}
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// formMethodCandidates returns the methods a POST form's _method may
+// turn it into that could make a policy apply: the standard ones and
+// every method the policies' method matchers name (POST and HEAD aside).
+func formMethodCandidates(policies []*Policy) []string {
+	out := append([]string(nil), standardOverrides...)
+	var walk func(sets []caddyhttp.MatcherSet)
+	walk = func(sets []caddyhttp.MatcherSet) {
+		for _, set := range sets {
+			for _, m := range set {
+				switch v := m.(type) {
+				case caddyhttp.MatchMethod:
+					out = appendMethods(out, v)
+				case *caddyhttp.MatchMethod:
+					out = appendMethods(out, *v)
+				case caddyhttp.MatchNot:
+					walk(v.MatcherSets)
+				case *caddyhttp.MatchNot:
+					walk(v.MatcherSets)
+				}
+			}
+		}
+	}
+	for _, p := range policies {
+		walk(p.matchers)
+	}
+	return out
+}
+
+func appendMethods(out []string, methods []string) []string {
+	for _, m := range methods {
+		m = strings.ToUpper(m)
+		if m != http.MethodPost && m != http.MethodHead && !contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// warnExactPaths warns about path patterns of an enforcing policy that
+// match one exact path: apps commonly route "/checkout/",
+// "/checkout;jsessionid=1" (servlet path parameters) and "/checkout.json"
+// (format suffixes) to the same handler as "/checkout", and those reach
+// the app unchallenged.
+func warnExactPaths(log *zap.Logger, p *Policy) {
+	if p.policy.Mode == stepup.Monitor {
+		return
+	}
+	var walk func(sets []caddyhttp.MatcherSet)
+	walk = func(sets []caddyhttp.MatcherSet) {
+		for _, set := range sets {
+			for _, m := range set {
+				var mp caddyhttp.MatchPath
+				switch v := m.(type) {
+				case caddyhttp.MatchPath:
+					mp = v
+				case *caddyhttp.MatchPath:
+					mp = *v
+				default:
+					continue
+				}
+				for _, pattern := range mp {
+					if strings.ContainsAny(pattern, "*{") {
+						continue
+					}
+					base := strings.TrimSuffix(pattern, "/")
+					escapes := []string{base + "/", base + ";jsessionid=1", base + ".json"}
+					if base != pattern {
+						escapes = []string{base + "/x", base, base + ";jsessionid=1"}
+					}
+					log.Warn("policy path pattern matches one exact path: the app may serve the same page at other paths, which reach it unchallenged; "+
+						"end the pattern with * (or list the variants)",
+						zap.String("policy", p.Name), zap.String("pattern", pattern), zap.Strings("escapes", escapes),
+						zap.String("fix", base+"*"), zap.Strings("or", []string{base, base + "/*", base + ".*", base + ";*"}))
+				}
+			}
+		}
+	}
+	walk(p.matchers)
+}
