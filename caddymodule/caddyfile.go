@@ -59,6 +59,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			read_timeout  <duration>
 //			write_timeout <duration>
 //			key_prefix    <prefix>
+//			wait_replicas <n>
+//			wait_timeout  <duration>
 //		}]
 //		secret <secret>
 //		previous_secrets <secret...>
@@ -94,6 +96,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		deny_countries  <regions...>
 //		allow_number_types <types...>
 //		allow_non_geographic
+//		domain         <host name>
+//		scope          <name>
+//		allow_cross_site
+//		api_grant_header
+//		body_timeout   <duration>
+//		request_failure_window <duration>
+//		revocation_grace <duration>|off
 //		site_name      <name>
 //		message        <template>
 //		send_timeout   <duration>
@@ -285,6 +294,57 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return wrap(d, err)
 			}
 			s.DefaultRegion = strings.ToUpper(v)
+		case "domain":
+			v, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			s.Domain = v
+		case "scope":
+			v, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			s.Scope = v
+		case "allow_cross_site":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			s.AllowCrossSite = true
+		case "api_grant_header":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			s.APIGrantHeader = true
+		case "body_timeout":
+			v, err := boundedDuration(d, stepup.BodyTimeoutBound)
+			if err != nil {
+				return err
+			}
+			s.BodyTimeout = v
+		case "request_failure_window":
+			v, err := boundedDuration(d, stepup.RequestFailureWindowBound)
+			if err != nil {
+				return err
+			}
+			s.RequestFailureWindow = v
+		case "revocation_grace":
+			if d.NextArg() && d.Val() == "off" {
+				if d.NextArg() {
+					return d.ArgErr()
+				}
+				s.RevocationGrace = -1
+				break
+			}
+			d.Prev()
+			v, err := boundedDuration(d, stepup.RevocationGraceBound)
+			if err != nil {
+				return err
+			}
+			if v == 0 {
+				v = -1 // 0s means none, as off does
+			}
+			s.RevocationGrace = v
 		case "site_name":
 			v, err := singleArg(d)
 			if err != nil {
@@ -426,6 +486,10 @@ func (s *Handler) parseRedis(d *caddyfile.Dispenser) error {
 			if r.KeyPrefix, err = singleArg(d); err == nil {
 				err = wrap(d, checkKeyPrefix(r.KeyPrefix))
 			}
+		case "wait_replicas":
+			r.WaitReplicas, err = boundedInt(d, redisWaitReplicasBound)
+		case "wait_timeout":
+			r.WaitTimeout, err = boundedDuration(d, redisWaitTimeoutBound)
 		case "username":
 			r.Username, err = singleArg(d)
 		case "password":

@@ -10,6 +10,7 @@ package caddymodule
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -154,6 +155,37 @@ type Handler struct {
 	// challenge or bound to a transaction (1 byte to 32 MiB). Larger
 	// requests get 413. Default: 1 MiB
 	MaxBody int64 `json:"max_body,omitempty"`
+	// BodyTimeout bounds the reading of a body that is preserved or
+	// bound to a transaction (1s to 5m); a client that has not sent it
+	// by then gets 408. Default: 15s
+	BodyTimeout caddy.Duration `json:"body_timeout,omitempty"`
+
+	// Domain is the site's host name ("shop.example.com"). Code messages
+	// end with the WebOTP line "@domain #code" only when it is set; it is
+	// never taken from a request's Host header. It is also the site's
+	// name in messages when neither site_name nor a page title is set.
+	Domain string `json:"domain,omitempty"`
+	// Scope, when set, lets handlers that share the secret and the store
+	// accept each other's grants for policies of the same name (several
+	// sites of one shop). Default: grants and challenges are valid only
+	// at the site (host and port) and path prefix they were made at.
+	Scope string `json:"scope,omitempty"`
+	// AllowCrossSite lets requests that a browser says come from another
+	// site be preserved and replayed after the code (with their original
+	// Origin, Referer and Sec-Fetch-* headers). Default: refused (403).
+	AllowCrossSite bool `json:"allow_cross_site,omitempty"`
+	// APIGrantHeader lets API clients send their grant in the
+	// Stepup-Grant header as well as the cookie. Default: off, because
+	// access logs record request headers in full.
+	APIGrantHeader bool `json:"api_grant_header,omitempty"`
+	// RequestFailureWindow replaces failure_window for identity request
+	// (sign-up, reset), where strangers can name any account (1m to 1h).
+	// Default: 15m
+	RequestFailureWindow caddy.Duration `json:"request_failure_window,omitempty"`
+	// RevocationGrace is how long session grants keep passing on the
+	// last revocation state and store generation read while Redis is
+	// unreachable (up to 30s; -1 for none). Default: 30s
+	RevocationGrace caddy.Duration `json:"revocation_grace,omitempty"`
 
 	// Policies are the protected areas, checked in order; the first whose
 	// matchers match a request applies.
@@ -196,6 +228,15 @@ type RedisConfig struct {
 	// KeyPrefix is put before every key: up to 64 letters, digits and
 	// ':' '_' '-' '.' '/'. Default: "stepup:" (the store's).
 	KeyPrefix string `json:"key_prefix,omitempty"`
+	// WaitReplicas, when set, makes every single-use write (a code
+	// consumed, a transaction grant used, a preserved request taken, a
+	// failure counted, a revocation) wait until that many replicas have
+	// it (Redis WAIT), so that a failover cannot undo it; fewer within
+	// WaitTimeout fails the request closed.
+	WaitReplicas int `json:"wait_replicas,omitempty"`
+	// WaitTimeout bounds each wait (1ms up to below read_timeout).
+	// Default: 100ms
+	WaitTimeout caddy.Duration `json:"wait_timeout,omitempty"`
 }
 
 // Bounds of the options the Caddy adapter alone has. Like the engine's
@@ -208,7 +249,12 @@ var (
 	redisReadTimeoutBound  = stepup.Bound[time.Duration]{Option: "redis read_timeout", Min: 10 * time.Millisecond, Max: time.Minute}
 	redisWriteTimeoutBound = stepup.Bound[time.Duration]{Option: "redis write_timeout", Min: 10 * time.Millisecond, Max: time.Minute}
 	auditMaxLenBound       = stepup.Bound[int64]{Option: "audit_max_len", Min: 100, Max: 10_000_000}
+	redisWaitReplicasBound = stepup.Bound[int]{Option: "redis wait_replicas", Min: 0, Max: 16}
+	redisWaitTimeoutBound  = stepup.Bound[time.Duration]{Option: "redis wait_timeout", Min: time.Millisecond, Max: time.Minute}
 )
+
+// defaultWaitTimeout bounds a wait for replicas unless wait_timeout says.
+const defaultWaitTimeout = 100 * time.Millisecond
 
 // defaultAuditMaxLen caps the audit stream unless audit_max_len says.
 const defaultAuditMaxLen = 100000
@@ -247,6 +293,14 @@ func (c *RedisConfig) Validate() error {
 	}
 	if err := checkKeyPrefix(c.KeyPrefix); err != nil {
 		return err
+	}
+	if err := redisWaitReplicasBound.Check(c.WaitReplicas); err != nil {
+		return err
+	}
+	if c.WaitTimeout != 0 {
+		if err := redisWaitTimeoutBound.Check(time.Duration(c.WaitTimeout)); err != nil {
+			return err
+		}
 	}
 	if c.PoolSize != 0 {
 		if err := redisPoolSizeBound.Check(c.PoolSize); err != nil {
@@ -718,19 +772,26 @@ func (h *Handler) engineConfig(repl *caddy.Replacer) (stepup.Config, error) {
 		Limits:          limits,
 		PhoneRules: sender.PhoneRules{Allow: h.AllowCountries, Deny: h.DenyCountries, AllowTypes: types,
 			AllowNonGeographic: h.AllowNonGeographic},
-		PathPrefix:    h.PathPrefix,
-		CodeLength:    h.CodeLength,
-		CodeTTL:       time.Duration(h.CodeTTL),
-		MaxAttempts:   h.MaxAttempts,
-		ResendAfter:   time.Duration(h.ResendAfter),
-		MaxSends:      h.MaxSends,
-		MaxFailures:   h.MaxFailures,
-		FailureWindow: time.Duration(h.FailureWindow),
-		DefaultRegion: h.DefaultRegion,
-		SiteName:      h.SiteName,
-		Message:       h.Message,
-		SendTimeout:   time.Duration(h.SendTimeout),
-		MaxBody:       h.MaxBody,
+		PathPrefix:           h.PathPrefix,
+		CodeLength:           h.CodeLength,
+		CodeTTL:              time.Duration(h.CodeTTL),
+		MaxAttempts:          h.MaxAttempts,
+		ResendAfter:          time.Duration(h.ResendAfter),
+		MaxSends:             h.MaxSends,
+		MaxFailures:          h.MaxFailures,
+		FailureWindow:        time.Duration(h.FailureWindow),
+		DefaultRegion:        h.DefaultRegion,
+		SiteName:             h.SiteName,
+		Message:              h.Message,
+		SendTimeout:          time.Duration(h.SendTimeout),
+		MaxBody:              h.MaxBody,
+		BodyTimeout:          time.Duration(h.BodyTimeout),
+		Domain:               h.Domain,
+		Scope:                h.Scope,
+		AllowCrossSite:       h.AllowCrossSite,
+		GrantHeader:          h.APIGrantHeader,
+		RequestFailureWindow: time.Duration(h.RequestFailureWindow),
+		RevocationGrace:      time.Duration(h.RevocationGrace),
 	}
 	if h.Headers != nil {
 		cfg.Headers = stepup.Headers{Policy: h.Headers.Policy, User: h.Headers.User, VerifiedAt: h.Headers.VerifiedAt}
@@ -763,7 +824,16 @@ func (h *Handler) provisionStore(repl *caddy.Replacer) (store.Store, redis.Unive
 		return nil, nil, fmt.Errorf("configuring redis: %v", err)
 	}
 	h.poolKeys = append(h.poolKeys, key)
-	return store.NewRedis(client, h.Redis.KeyPrefix, false), client, nil
+	wait := time.Duration(h.Redis.WaitTimeout)
+	if wait == 0 && h.Redis.WaitReplicas > 0 {
+		wait = defaultWaitTimeout
+	}
+	st, err := store.NewRedisWith(client, store.RedisOptions{Prefix: h.Redis.KeyPrefix,
+		WaitReplicas: h.Redis.WaitReplicas, WaitTimeout: wait})
+	if err != nil {
+		return nil, nil, fmt.Errorf("configuring redis: %v", err)
+	}
+	return st, client, nil
 }
 
 // warnSenders warns at start about code messages that cost more than one
@@ -883,7 +953,16 @@ func (p *Policy) enginePolicy() (*stepup.Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	sp := &stepup.Policy{Name: p.Name, Mode: mode, GrantTTL: time.Duration(p.GrantTTL), Describe: p.Describe}
+	// The policy's version is its whole definition, matchers included
+	// (compacted JSON: the same on every instance of one config), so that
+	// a reload that changes it honours no earlier challenge or grant.
+	def, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %v", p.Name, err)
+	}
+	sum := sha256.Sum256(def)
+	sp := &stepup.Policy{Name: p.Name, Mode: mode, GrantTTL: time.Duration(p.GrantTTL), Describe: p.Describe,
+		Version: base64.RawURLEncoding.EncodeToString(sum[:12])}
 	if err := sp.Validate(); err != nil {
 		return nil, err
 	}

@@ -44,7 +44,7 @@ func TestSegmentWarningFollowsLocale(t *testing.T) {
 		{``, "hi", 2, []any{"ar", "hi"}},
 		{`"message":"{code} is your code",`, "", 0, nil},
 	} {
-		h := provisioned(t, `{"secret":"0123456789abcdef0123456789abcdef",`+tc.page+
+		h := provisioned(t, `{"secret":"0123456789abcdef0123456789abcdef","domain":"shop.example.com",`+tc.page+
 			`"identity":{"source":"header","user":"U","phone":"P"},"senders":[{"sender":"log"}]}`)
 		core, logs := zapobserver.New(zapcore.WarnLevel)
 		warnSegments(zap.New(core), h.engine.MessageSamples())

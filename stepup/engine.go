@@ -65,6 +65,10 @@ var (
 	RetainBound        = Bound[time.Duration]{"retain", time.Minute, 24 * time.Hour}
 	SendTimeoutBound   = Bound[time.Duration]{"send_timeout", time.Second, 2 * time.Minute}
 	MaxBodyBound       = Bound[int64]{"max_body", 1, MaxMaxBody}
+	BodyTimeoutBound   = Bound[time.Duration]{"body_timeout", time.Second, MaxBodyTimeout}
+	// RequestFailureWindowBound is short: strangers can cause the lockout.
+	RequestFailureWindowBound = Bound[time.Duration]{"request_failure_window", time.Minute, MaxRequestFailureWindow}
+	RevocationGraceBound      = Bound[time.Duration]{"revocation_grace", 0, MaxRevocationGrace}
 	// GrantTTLBound is checked by Policy.Validate.
 	GrantTTLBound = Bound[time.Duration]{"grant_ttl", time.Second, MaxGrantTTL}
 	// AssertionTTLBound bounds an upstream assertion's lifetime.
@@ -305,6 +309,8 @@ func (c *Config) setDefaults() error {
 	setDuration(&c.FailureWindow, DefaultFailureWindow)
 	setDuration(&c.Retain, DefaultRetain)
 	setDuration(&c.SendTimeout, DefaultSendTimeout)
+	setDuration(&c.BodyTimeout, DefaultBodyTimeout)
+	setDuration(&c.RequestFailureWindow, DefaultRequestFailureWindow)
 	if c.MaxBody == 0 {
 		c.MaxBody = DefaultMaxBody
 	}
@@ -319,6 +325,9 @@ func (c *Config) setDefaults() error {
 		RetainBound.Check(c.Retain),
 		SendTimeoutBound.Check(c.SendTimeout),
 		MaxBodyBound.Check(c.MaxBody),
+		BodyTimeoutBound.Check(c.BodyTimeout),
+		RequestFailureWindowBound.Check(c.RequestFailureWindow),
+		RevocationGraceBound.Check(c.revocationGrace()),
 	} {
 		if err != nil {
 			return err
@@ -326,6 +335,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ResendAfter >= c.CodeTTL {
 		return fmt.Errorf("resend_after %s must be shorter than code_ttl %s: a resend would come after the code expired", c.ResendAfter, c.CodeTTL)
+	}
+	if c.Domain != "" && !validDomain(c.Domain) {
+		return fmt.Errorf("domain %q: want a host name such as shop.example.com (lowercase letters, digits, dots and dashes, no port)", c.Domain)
 	}
 	if c.Message == "" {
 		c.Message = DefaultMessage
@@ -391,24 +403,6 @@ func CheckDefaultRegion(region string) error {
 func CheckMessage(m string) error {
 	if !strings.Contains(m, "{code}") {
 		return errors.New("message must contain {code}")
-	}
-	if c.Domain != "" && !validDomain(c.Domain) {
-		return fmt.Errorf("domain %q: want a host name such as shop.example.com (lowercase letters, digits, dots and dashes, no port)", c.Domain)
-	}
-	if c.RevocationGrace > MaxRevocationGrace {
-		return fmt.Errorf("revocation_grace %s out of range (off, or up to %s)", c.RevocationGrace, MaxRevocationGrace)
-	}
-	if c.RequestFailureWindow == 0 {
-		c.RequestFailureWindow = DefaultRequestFailureWindow
-	}
-	if c.RequestFailureWindow < time.Minute || c.RequestFailureWindow > MaxRequestFailureWindow {
-		return fmt.Errorf("request_failure_window %s out of range (1m to %s)", c.RequestFailureWindow, MaxRequestFailureWindow)
-	}
-	if c.BodyTimeout == 0 {
-		c.BodyTimeout = DefaultBodyTimeout
-	}
-	if c.BodyTimeout < time.Second || c.BodyTimeout > MaxBodyTimeout {
-		return fmt.Errorf("body_timeout %s out of range (1s to %s)", c.BodyTimeout, MaxBodyTimeout)
 	}
 	return nil
 }

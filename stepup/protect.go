@@ -119,6 +119,12 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, m Matcher, next N
 		}
 	}
 	p, err := m.MatchPolicy(r)
+	if errors.Is(err, ErrAmbiguousMethod) {
+		// Method overrides that disagree: the app may run either, so no
+		// code can say which was approved.
+		e.refuse(w, r, "", http.StatusBadRequest, stateAmbiguous, "ambiguous_method", err)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -750,26 +756,6 @@ func (e *Engine) messageText(r *http.Request, code, description string) string {
 	return e.localizedText(r, code, description)
 }
 
-// SampleMessage renders the message templates of cfg with a code of the
-// given length, for an operator's size check: the session message, and
-// the transaction message with a description of typical length ("" when
-// the templates do not use one).
-func SampleMessage(cfg Config, codeLength int) (session, transaction string) {
-	e := &Engine{cfg: cfg}
-	if e.cfg.Message == "" {
-		e.cfg.Message = DefaultMessage
-	}
-	if e.cfg.CodeTTL == 0 {
-		e.cfg.CodeTTL = DefaultCodeTTL
-	}
-	r := &http.Request{Host: "shop.example.com"}
-	code := strings.Repeat("8", codeLength)
-	session = e.messageText(r, code, "")
-	if e.cfg.Message == DefaultMessage || strings.Contains(e.cfg.Message, "{describe}") {
-		transaction = e.messageText(r, code, "Pay EUR 1,234.56 to Example Merchant GmbH")
-	}
-	return session, transaction
-}
 
 // challengeURL is the page of challenge id.
 func (e *Engine) challengeURL(id string) string {
