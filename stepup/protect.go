@@ -756,7 +756,6 @@ func (e *Engine) messageText(r *http.Request, code, description string) string {
 	return e.localizedText(r, code, description)
 }
 
-
 // challengeURL is the page of challenge id.
 func (e *Engine) challengeURL(id string) string {
 	return e.cfg.PathPrefix + "/challenge/" + id
