@@ -397,9 +397,12 @@ func TestRevokeAuditAndAssertion(t *testing.T) {
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	key := strings.Repeat("assertion-key-", 3)
+	// Two instances on two ports of one machine: a shared scope, as
+	// instances on several machines have by sharing the port.
 	cfg := prodConfig(`redis `+sharedRedis.URL()+` {
 			key_prefix e2e-revoke:
-		}`, hook.URL, up.URL, `audit_stream e2e-revoke:audit maxlen 1000
+		}`, hook.URL, up.URL, `scope e2e-revoke
+		audit_stream e2e-revoke:audit maxlen 1000
 		assertion {
 			key {env.ASSERTION_KEY}
 			audience shop

@@ -28,6 +28,10 @@ http://127.0.0.1:{PORT} {
 			key_prefix %s
 		}
 		secret {env.STEPUP_SECRET}
+		# Two instances of this config on one machine listen on two
+		# ports; on several machines they share the port, and so the
+		# site's scope, without this line.
+		scope e2e-shop
 		identity header {
 			user X-Remote-User
 			phone X-Remote-Phone
