@@ -201,3 +201,88 @@ func TestGrantScopeE2E(t *testing.T) {
 		p.stop()
 	}
 }
+
+// Finding 14: the policy shapes the README teaches leave no gap: the
+// method is matched as the app reads it (case, HEAD as GET, overrides),
+// paths with their variants; disagreeing overrides are refused; an exact
+// transaction path draws a warning at start.
+func TestMatcherShapesE2E(t *testing.T) {
+	up := newUpstream(t)
+	hook := newReceiver(t)
+	p := startCaddy(t, fmt.Sprintf(`{
+	admin 127.0.0.1:{ADMIN}
+	auto_https off
+}
+http://127.0.0.1:{PORT} {
+	stepup {
+		secret {env.STEPUP_SECRET}
+		domain shop.example
+		identity header {
+			user X-Remote-User
+			phone X-Remote-Phone
+		}
+		sender webhook %s/sms {
+			signing_secret %s
+		}
+		protect checkout {
+			match {
+				method POST
+				path /checkout*
+			}
+			mode transaction
+		}
+		protect delete-card {
+			match {
+				method DELETE
+				path /cards/*
+			}
+		}
+		protect statement {
+			match {
+				method GET
+				path /statement*
+			}
+		}
+		protect exact {
+			match {
+				method POST
+				path /pay
+			}
+			mode transaction
+		}
+	}
+	reverse_proxy %s
+}
+`, hook.URL, signingSecret, strings.TrimPrefix(up.URL, "http://")))
+	for _, tc := range []struct {
+		method, path string
+		hdr          map[string]string
+		want         int
+	}{
+		{"post", "/checkout", nil, http.StatusUnauthorized},
+		{"POST", "/checkout/", nil, http.StatusUnauthorized},
+		{"POST", "/checkout;jsessionid=1", nil, http.StatusUnauthorized},
+		{"POST", "/checkout.json", nil, http.StatusUnauthorized},
+		{"POST", "/CHECKOUT", nil, http.StatusUnauthorized},
+		{"POST", "/cards/1", map[string]string{"X-HTTP-Method-Override": "DELETE"}, http.StatusUnauthorized},
+		{"POST", "/cards/1", map[string]string{"X-Method-Override": "delete"}, http.StatusUnauthorized},
+		{"POST", "/cards/1?_method=DELETE", nil, http.StatusUnauthorized},
+		{"HEAD", "/statement", nil, http.StatusUnauthorized},
+		{"POST", "/cards/1", map[string]string{"X-HTTP-Method-Override": "DELETE", "X-HTTP-Method": "PUT"}, http.StatusBadRequest},
+	} {
+		hdr := map[string]string{"Content-Type": "application/x-www-form-urlencoded"}
+		for k, v := range tc.hdr {
+			hdr[k] = v
+		}
+		resp, _ := apiCall(t, tc.method, p.url(tc.path), "shape-user", "+14155550100", []byte("amount=1"), hdr)
+		if resp.StatusCode != tc.want {
+			t.Errorf("%s %s %v = %d, want %d", tc.method, tc.path, tc.hdr, resp.StatusCode, tc.want)
+		}
+	}
+	if n := up.hits.Load(); n != 0 {
+		t.Fatalf("%d requests reached the upstream unchallenged", n)
+	}
+	if !p.waitLog("policy path pattern matches one exact path") {
+		t.Fatal("no start-up warning for the exact-path transaction policy")
+	}
+}
