@@ -226,7 +226,20 @@ func TestResetLeaksNothing(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	_, page := b.do("GET", resolve(p.url("/"), resp.Header.Get("Location")), nil)
 	hook.fails.Store(0)
-	if failing.page != known.page || volatileRE.ReplaceAllString(page, "X") != known.page {
-		t.Errorf("a failing gateway shows on the reset page:\n%s", page)
+	for name, got := range map[string]string{"first": failing.page, "second": volatileRE.ReplaceAllString(page, "X")} {
+		if got != known.page {
+			t.Errorf("a failing gateway shows on the reset page (%s): %s", name, firstDiff(got, known.page))
+		}
 	}
+}
+
+// firstDiff shows where a and b first differ.
+func firstDiff(a, b string) string {
+	la, lb := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := 0; i < len(la) && i < len(lb); i++ {
+		if la[i] != lb[i] {
+			return fmt.Sprintf("line %d: %q vs %q", i+1, la[i], lb[i])
+		}
+	}
+	return fmt.Sprintf("%d lines vs %d", len(la), len(lb))
 }

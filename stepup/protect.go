@@ -725,15 +725,22 @@ func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string
 	if e.fromRequest {
 		// A detached copy: the request is over when the send runs.
 		dr := r.Clone(context.WithoutCancel(r.Context()))
-		go e.send(dr, c.ID, c.Policy, c.Phone, msg, resend)
+		go e.send(dr, c, msg, resend)
 		return
 	}
-	c.SentBy, c.SendFailed = e.send(r, c.ID, c.Policy, c.Phone, msg, resend)
+	c.SentBy, c.SendFailed = e.send(r, c, msg, resend)
 }
 
-// send delivers msg and records the outcome (who delivered it, or that
-// it failed) in the store and the events.
-func (e *Engine) send(r *http.Request, id, policy, phone string, msg *sender.Message, resend bool) (by string, failed bool) {
+// send delivers msg for challenge c and records the outcome (who
+// delivered it, or that it failed) in the store and the events. c is
+// only read: the send may outlive the request.
+//
+// A failed send lifts the resend cooldown, so that the customer can try
+// again at once, except on a challenge that hides its number (a reset
+// flow): there an early resend button would tell that the account exists
+// and its gateway failed, where a decoy's never does.
+func (e *Engine) send(r *http.Request, c *store.Challenge, msg *sender.Message, resend bool) (by string, failed bool) {
+	id, policy, phone, hidden := c.ID, c.Policy, c.Phone, c.Hidden
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), e.cfg.SendTimeout)
 	defer cancel()
 	start := time.Now()
@@ -744,7 +751,7 @@ func (e *Engine) send(r *http.Request, id, policy, phone string, msg *sender.Mes
 		ev.Kind, ev.Outcome, ev.Err = EventCodeSendFailed, "failed", err
 	}
 	e.emit(r, ev)
-	if rerr := e.store.RecordSend(ctx, id, by, err != nil); rerr != nil {
+	if rerr := e.store.RecordSend(ctx, id, by, err != nil && !hidden); rerr != nil {
 		e.emit(r, &Event{Kind: EventStoreError, Policy: policy, Outcome: "record_send", Err: rerr})
 	}
 	return by, err != nil
