@@ -1011,16 +1011,7 @@ func pathPrefixes(sets caddyhttp.MatcherSets) []string {
 	var out []string
 	for _, set := range sets {
 		var found []string
-		for _, m := range set {
-			var mp caddyhttp.MatchPath
-			switch v := m.(type) {
-			case caddyhttp.MatchPath:
-				mp = v
-			case *caddyhttp.MatchPath:
-				mp = *v
-			default:
-				continue
-			}
+		for _, mp := range pathMatchers(set) {
 			if found = literalPrefixes(mp); found != nil {
 				break
 			}

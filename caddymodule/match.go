@@ -296,35 +296,36 @@ func warnExactPaths(log *zap.Logger, p *Policy) {
 	if p.policy.Mode == stepup.Monitor {
 		return
 	}
-	var walk func(sets []caddyhttp.MatcherSet)
-	walk = func(sets []caddyhttp.MatcherSet) {
-		for _, set := range sets {
-			for _, m := range set {
-				var mp caddyhttp.MatchPath
-				switch v := m.(type) {
-				case caddyhttp.MatchPath:
-					mp = v
-				case *caddyhttp.MatchPath:
-					mp = *v
-				default:
+	for _, set := range p.matchers {
+		for _, mp := range pathMatchers(set) {
+			for _, pattern := range mp {
+				if strings.ContainsAny(pattern, "*{") {
 					continue
 				}
-				for _, pattern := range mp {
-					if strings.ContainsAny(pattern, "*{") {
-						continue
-					}
-					base := strings.TrimSuffix(pattern, "/")
-					escapes := []string{base + "/", base + ";jsessionid=1", base + ".json"}
-					if base != pattern {
-						escapes = []string{base + "/x", base, base + ";jsessionid=1"}
-					}
-					log.Warn("policy path pattern matches one exact path: the app may serve the same page at other paths, which reach it unchallenged; "+
-						"end the pattern with * (or list the variants)",
-						zap.String("policy", p.Name), zap.String("pattern", pattern), zap.Strings("escapes", escapes),
-						zap.String("fix", base+"*"), zap.Strings("or", []string{base, base + "/*", base + ".*", base + ";*"}))
+				base := strings.TrimSuffix(pattern, "/")
+				escapes := []string{base + "/", base + ";jsessionid=1", base + ".json"}
+				if base != pattern {
+					escapes = []string{base + "/x", base, base + ";jsessionid=1"}
 				}
+				log.Warn("policy path pattern matches one exact path: the app may serve the same page at other paths, which reach it unchallenged; "+
+					"end the pattern with * (or list the variants)",
+					zap.String("policy", p.Name), zap.String("pattern", pattern), zap.Strings("escapes", escapes),
+					zap.String("fix", base+"*"), zap.Strings("or", []string{base, base + "/*", base + ".*", base + ";*"}))
 			}
 		}
 	}
-	walk(p.matchers)
+}
+
+// pathMatchers returns the path matchers of a matcher set.
+func pathMatchers(set caddyhttp.MatcherSet) []caddyhttp.MatchPath {
+	var out []caddyhttp.MatchPath
+	for _, m := range set {
+		switch v := m.(type) {
+		case caddyhttp.MatchPath:
+			out = append(out, v)
+		case *caddyhttp.MatchPath:
+			out = append(out, *v)
+		}
+	}
+	return out
 }

@@ -347,14 +347,20 @@ func (m *Memory) RecordSend(_ context.Context, id string, sentBy string, failed 
 func (m *Memory) AddFailure(_ context.Context, key string, window time.Duration) (int, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	now := m.now()
+	f := m.failureCount(key, window, m.now())
+	f.n++
+	m.failures[key] = f
+	return f.n, nil
+}
+
+// failureCount returns key's failure count at now, a new one for window
+// when there is none or it expired. The caller holds m.mu.
+func (m *Memory) failureCount(key string, window time.Duration, now time.Time) memCounter {
 	f, ok := m.failures[key]
 	if !ok || !now.Before(f.expire) {
 		f = memCounter{expire: now.Add(window)}
 	}
-	f.n++
-	m.failures[key] = f
-	return f.n, nil
+	return f
 }
 
 // ReserveFailure implements Store.
@@ -365,10 +371,7 @@ func (m *Memory) ReserveFailure(_ context.Context, key string, max int, window t
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := m.now()
-	f, ok := m.failures[key]
-	if !ok || !now.Before(f.expire) {
-		f = memCounter{expire: now.Add(window)}
-	}
+	f := m.failureCount(key, window, now)
 	if f.n >= max {
 		if f.n == 0 {
 			return 0, 0, false, nil
