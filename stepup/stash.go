@@ -20,9 +20,6 @@ const (
 	MaxMaxBody     int64 = 32 << 20
 )
 
-// errBodyTooLarge: the request body is over max_body.
-var errBodyTooLarge = fields.ErrTooLarge
-
 // stash is a request preserved across a challenge, replayed byte for byte
 // once the code is verified.
 type stash struct {
@@ -66,7 +63,7 @@ var replayedFromStash = []string{
 
 // readBody reads the whole body of r, up to max bytes, with the reader
 // the identity request source shares (a body it read already is not read
-// again). A larger body fails with errBodyTooLarge before anything is
+// again). A larger body fails with fields.ErrTooLarge before anything is
 // kept. Afterwards r.Body reads the same bytes again.
 func readBody(r *http.Request, max int64) ([]byte, error) {
 	return fields.ReadBody(r, max)
