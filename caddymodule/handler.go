@@ -35,6 +35,7 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -634,7 +635,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading identity source: %v", err)
 	}
-	source, ok := idMod.(stepup.Source)
+	source, ok := idMod.(identity.Source)
 	if !ok {
 		return fmt.Errorf("identity module %T is not an identity source", idMod)
 	}
@@ -703,7 +704,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.warnSenders(senders)
-	if ri, ok := source.(stepup.RequestIdentity); ok && ri.IdentityFromRequest() {
+	if ri, ok := source.(identity.RequestIdentity); ok && ri.IdentityFromRequest() {
 		l := h.engine.Config().Limits
 		h.logger.Info("identity request: codes go to numbers taken from the request, so the per_ip and per_number limits are enforced",
 			zap.Int("per_ip", l.PerIP.Rate), zap.Duration("per_ip_period", l.PerIP.Period),

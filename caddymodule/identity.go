@@ -7,7 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 )
 
 func init() {
@@ -22,8 +22,8 @@ func init() {
 //
 // A header sent twice, or also under a name that CGI-style gateways
 // (php_fastcgi) fold into the same variable, such as X_Remote_User, is
-// refused with stepup.ErrAmbiguousCredential; a value over its bound
-// (user 256 bytes, phone 32) with stepup.ErrBadIdentity: both 400.
+// refused with identity.ErrAmbiguousCredential; a value over its bound
+// (user 256 bytes, phone 32) with identity.ErrBadIdentity: both 400.
 type HeaderIdentity struct {
 	// User is the header holding the user id. Required.
 	User string `json:"user,omitempty"`
@@ -35,7 +35,7 @@ type HeaderIdentity struct {
 	// it stepup keeps its own browser-session cookie.
 	Session string `json:"session,omitempty"`
 
-	source stepup.HeaderSource
+	source identity.Header
 }
 
 // CaddyModule returns the Caddy module information.
@@ -51,7 +51,7 @@ func (h *HeaderIdentity) Provision(caddy.Context) error {
 	if h.User == "" || h.Phone == "" {
 		return errors.New("identity header: both user and phone headers are required")
 	}
-	h.source = stepup.HeaderSource{
+	h.source = identity.Header{
 		UserHeader:    http.CanonicalHeaderKey(h.User),
 		PhoneHeader:   http.CanonicalHeaderKey(h.Phone),
 		EmailHeader:   http.CanonicalHeaderKey(h.Email),
@@ -60,8 +60,8 @@ func (h *HeaderIdentity) Provision(caddy.Context) error {
 	return nil
 }
 
-// Identify implements stepup.Source.
-func (h *HeaderIdentity) Identify(r *http.Request) (stepup.Identity, error) {
+// Identify implements identity.Source.
+func (h *HeaderIdentity) Identify(r *http.Request) (identity.Identity, error) {
 	return h.source.Identify(r)
 }
 
@@ -106,5 +106,5 @@ func (h *HeaderIdentity) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 var (
 	_ caddy.Provisioner     = (*HeaderIdentity)(nil)
 	_ caddyfile.Unmarshaler = (*HeaderIdentity)(nil)
-	_ stepup.Source         = (*HeaderIdentity)(nil)
+	_ identity.Source       = (*HeaderIdentity)(nil)
 )

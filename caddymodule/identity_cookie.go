@@ -11,7 +11,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/caddy-stepup/caddy-stepup/stepup"
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 )
 
@@ -40,8 +39,8 @@ const defaultHTTPLookupCache = 30 * time.Second
 // another session than stepup looked up (the cookie twice, also under a
 // name some parsers fold into it such as phpsessid or PHP%53ESSID,
 // quoted, or another id in the query or a ";name=" path parameter) is
-// refused with stepup.ErrAmbiguousCredential before any lookup; an
-// account whose values are over their bounds with stepup.ErrBadIdentity:
+// refused with identity.ErrAmbiguousCredential before any lookup; an
+// account whose values are over their bounds with identity.ErrBadIdentity:
 // both 400.
 type CookieIdentity struct {
 	// Name is the session cookie's name (PHPSESSID). Required.
@@ -172,12 +171,12 @@ func (c *CookieIdentity) Cleanup() error {
 	return nil
 }
 
-// Identify implements stepup.Source.
-func (c *CookieIdentity) Identify(r *http.Request) (stepup.Identity, error) {
+// Identify implements identity.Source.
+func (c *CookieIdentity) Identify(r *http.Request) (identity.Identity, error) {
 	return c.source.Identify(r)
 }
 
-// LoginURL implements stepup.LoginRedirector.
+// LoginURL implements identity.LoginRedirector.
 func (c *CookieIdentity) LoginURL(r *http.Request) string {
 	return c.source.LoginURL(r)
 }
@@ -302,11 +301,11 @@ func (c *CookieIdentity) parseLookup(d *caddyfile.Dispenser) error {
 
 // Interface guards
 var (
-	_ caddy.Provisioner      = (*CookieIdentity)(nil)
-	_ caddy.CleanerUpper     = (*CookieIdentity)(nil)
-	_ caddyfile.Unmarshaler  = (*CookieIdentity)(nil)
-	_ stepup.Source          = (*CookieIdentity)(nil)
-	_ stepup.LoginRedirector = (*CookieIdentity)(nil)
+	_ caddy.Provisioner        = (*CookieIdentity)(nil)
+	_ caddy.CleanerUpper       = (*CookieIdentity)(nil)
+	_ caddyfile.Unmarshaler    = (*CookieIdentity)(nil)
+	_ identity.Source          = (*CookieIdentity)(nil)
+	_ identity.LoginRedirector = (*CookieIdentity)(nil)
 	_ interface {
 		SetRedis(redis.UniversalClient)
 	} = (*CookieIdentity)(nil)

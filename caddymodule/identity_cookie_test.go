@@ -15,7 +15,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-stepup/caddy-stepup/internal/testredis"
-	"github.com/caddy-stepup/caddy-stepup/stepup"
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 )
 
@@ -134,7 +133,7 @@ func TestCookieIdentityRedis(t *testing.T) {
 		t.Fatal("a redis lookup does not say it needs Redis")
 	}
 	_, err = src.Identify(req())
-	if !errors.Is(err, identity.ErrNoRedis) || errors.Is(err, stepup.ErrNoIdentity) || !strings.Contains(err.Error(), "configure redis in the stepup block") {
+	if !errors.Is(err, identity.ErrNoRedis) || errors.Is(err, identity.ErrNoIdentity) || !strings.Contains(err.Error(), "configure redis in the stepup block") {
 		t.Fatalf("without a client: %v", err)
 	}
 	src.SetRedis(client)
@@ -142,20 +141,20 @@ func TestCookieIdentityRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id != (stepup.Identity{User: "alice", Session: identity.Hash("abc"), Phone: "+14155550100"}) {
+	if id != (identity.Identity{User: "alice", Session: identity.Hash("abc"), Phone: "+14155550100"}) {
 		t.Fatalf("identity %+v", id)
 	}
 	// Two sessions in one request: refused as ambiguous (400), and a
 	// number over 32 characters as malformed (400), not as an outage.
 	r := req()
 	r.AddCookie(&http.Cookie{Name: "PHPSESSID", Value: "victim"})
-	if _, err := src.Identify(r); !errors.Is(err, stepup.ErrAmbiguousCredential) {
+	if _, err := src.Identify(r); !errors.Is(err, identity.ErrAmbiguousCredential) {
 		t.Fatalf("two PHPSESSID cookies: %v", err)
 	}
 	client.HSet(context.Background(), "shop:s:long", "phone", "+"+strings.Repeat("1", 39), "uid", "bob")
 	r = httptest.NewRequest("GET", "/account", nil)
 	r.AddCookie(&http.Cookie{Name: "PHPSESSID", Value: "long"})
-	if _, err := src.Identify(r); !errors.Is(err, stepup.ErrBadIdentity) || errors.Is(err, stepup.ErrAmbiguousCredential) {
+	if _, err := src.Identify(r); !errors.Is(err, identity.ErrBadIdentity) || errors.Is(err, identity.ErrAmbiguousCredential) {
 		t.Fatalf("40-character phone: %v", err)
 	}
 
@@ -216,11 +215,11 @@ func TestCookieIdentityHTTP(t *testing.T) {
 	if hits.Load() != 1 {
 		t.Fatalf("%d lookups for 3 requests, want 1 (cached)", hits.Load())
 	}
-	if _, err := src.Identify(req("guest")); !errors.Is(err, stepup.ErrNoIdentity) {
+	if _, err := src.Identify(req("guest")); !errors.Is(err, identity.ErrNoIdentity) {
 		t.Fatalf("guest: %v", err)
 	}
 	for _, v := range []string{"slow", "down"} {
-		if _, err := src.Identify(req(v)); err == nil || errors.Is(err, stepup.ErrNoIdentity) {
+		if _, err := src.Identify(req(v)); err == nil || errors.Is(err, identity.ErrNoIdentity) {
 			t.Fatalf("%s: %v, want a fail-closed error", v, err)
 		}
 	}

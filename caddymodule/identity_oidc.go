@@ -11,7 +11,6 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/caddy-stepup/caddy-stepup/stepup"
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 )
 
@@ -33,8 +32,8 @@ func init() {
 // another one (in the header and the cookie, different; twice; under a
 // cookie name some parsers fold into the configured one; another bearer
 // token in Authorization; another token in the query) is refused with
-// stepup.ErrAmbiguousCredential, and over-long claims with
-// stepup.ErrBadIdentity: both 400.
+// identity.ErrAmbiguousCredential, and over-long claims with
+// identity.ErrBadIdentity: both 400.
 //
 // The provider is not contacted at provisioning: Caddy starts while it is
 // down, and protected requests fail closed (503) until discovery works.
@@ -148,12 +147,12 @@ func (o *OIDCIdentity) Cleanup() error {
 	return nil
 }
 
-// Identify implements stepup.Source.
-func (o *OIDCIdentity) Identify(r *http.Request) (stepup.Identity, error) {
+// Identify implements identity.Source.
+func (o *OIDCIdentity) Identify(r *http.Request) (identity.Identity, error) {
 	return o.source.Identify(r)
 }
 
-// LoginURL implements stepup.LoginRedirector.
+// LoginURL implements identity.LoginRedirector.
 func (o *OIDCIdentity) LoginURL(r *http.Request) string {
 	return o.source.LoginURL(r)
 }
@@ -250,9 +249,9 @@ func (o *OIDCIdentity) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guards
 var (
-	_ caddy.Provisioner      = (*OIDCIdentity)(nil)
-	_ caddy.CleanerUpper     = (*OIDCIdentity)(nil)
-	_ caddyfile.Unmarshaler  = (*OIDCIdentity)(nil)
-	_ stepup.Source          = (*OIDCIdentity)(nil)
-	_ stepup.LoginRedirector = (*OIDCIdentity)(nil)
+	_ caddy.Provisioner        = (*OIDCIdentity)(nil)
+	_ caddy.CleanerUpper       = (*OIDCIdentity)(nil)
+	_ caddyfile.Unmarshaler    = (*OIDCIdentity)(nil)
+	_ identity.Source          = (*OIDCIdentity)(nil)
+	_ identity.LoginRedirector = (*OIDCIdentity)(nil)
 )

@@ -13,7 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity/oidctest"
 )
 
@@ -165,26 +165,26 @@ func TestOIDCIdentityProvision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id != (stepup.Identity{User: "alice", Session: "s1", Phone: "+14155550100"}) {
+	if id != (identity.Identity{User: "alice", Session: "s1", Phone: "+14155550100"}) {
 		t.Fatalf("identity %+v", id)
 	}
 	r = httptest.NewRequest("GET", "/account", nil)
 	r.AddCookie(&http.Cookie{Name: "id_token", Value: is.Token(t, k, "alice",
 		map[string]any{"phone_number": "+14155550100", "phone_number_verified": false})})
-	if _, err := src.Identify(r); !errors.Is(err, stepup.ErrPhoneUnverified) {
+	if _, err := src.Identify(r); !errors.Is(err, identity.ErrPhoneUnverified) {
 		t.Fatalf("unverified phone: %v", err)
 	}
 	// Through the module too: the session cookie twice is refused as
 	// ambiguous (400), an over-long phone claim as malformed (400).
 	r = httptest.NewRequest("GET", "/account", nil)
 	r.Header.Set("Cookie", "id_token="+is.Token(t, k, "mallory", nil)+"; id_token="+is.Token(t, k, "alice", nil))
-	if _, err := src.Identify(r); !errors.Is(err, stepup.ErrAmbiguousCredential) {
+	if _, err := src.Identify(r); !errors.Is(err, identity.ErrAmbiguousCredential) {
 		t.Fatalf("two id_token cookies: %v", err)
 	}
 	r = httptest.NewRequest("GET", "/account", nil)
 	r.AddCookie(&http.Cookie{Name: "id_token", Value: is.Token(t, k, "alice",
 		map[string]any{"phone_number": "+" + strings.Repeat("1", 39), "phone_number_verified": true})})
-	if _, err := src.Identify(r); !errors.Is(err, stepup.ErrBadIdentity) || errors.Is(err, stepup.ErrAmbiguousCredential) {
+	if _, err := src.Identify(r); !errors.Is(err, identity.ErrBadIdentity) || errors.Is(err, identity.ErrAmbiguousCredential) {
 		t.Fatalf("40-character phone: %v", err)
 	}
 	if got := src.LoginURL(httptest.NewRequest("GET", "/account?x=1", nil)); got != "/login?next=%2Faccount%3Fx%3D1" {

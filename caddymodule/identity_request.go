@@ -9,7 +9,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/caddy-stepup/caddy-stepup/stepup"
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 )
 
@@ -100,12 +99,12 @@ func (s *RequestIdentity) SetMaxBody(n int64) {
 // NeedsRedis reports whether a Redis lookup is configured.
 func (s *RequestIdentity) NeedsRedis() bool { return s.PhoneLookup != nil }
 
-// Identify implements stepup.Source.
-func (s *RequestIdentity) Identify(r *http.Request) (stepup.Identity, error) {
+// Identify implements identity.Source.
+func (s *RequestIdentity) Identify(r *http.Request) (identity.Identity, error) {
 	return s.source.Identify(r)
 }
 
-// IdentityFromRequest implements stepup.RequestIdentity.
+// IdentityFromRequest implements identity.RequestIdentity.
 func (s *RequestIdentity) IdentityFromRequest() bool { return true }
 
 // UnmarshalCaddyfile sets up the source from Caddyfile tokens. Syntax:
@@ -174,8 +173,8 @@ func lookupIf(pl *PhoneLookup) *identity.RedisLookup {
 
 // Interface guards
 var (
-	_ caddy.Provisioner      = (*RequestIdentity)(nil)
-	_ caddyfile.Unmarshaler  = (*RequestIdentity)(nil)
-	_ stepup.Source          = (*RequestIdentity)(nil)
-	_ stepup.RequestIdentity = (*RequestIdentity)(nil)
+	_ caddy.Provisioner        = (*RequestIdentity)(nil)
+	_ caddyfile.Unmarshaler    = (*RequestIdentity)(nil)
+	_ identity.Source          = (*RequestIdentity)(nil)
+	_ identity.RequestIdentity = (*RequestIdentity)(nil)
 )

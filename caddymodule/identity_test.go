@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 )
 
 // The header source, provisioned from JSON: an over-long value is the
@@ -32,17 +32,17 @@ func TestHeaderIdentityRefusals(t *testing.T) {
 		edit func(h http.Header)
 		want error
 	}{
-		"300-byte user":   {func(h http.Header) { h.Set("X-Remote-User", strings.Repeat("u", 300)) }, stepup.ErrBadIdentity},
-		"40-char phone":   {func(h http.Header) { h.Set("X-Remote-Phone", "+"+strings.Repeat("1", 39)) }, stepup.ErrBadIdentity},
-		"control in user": {func(h http.Header) { h.Set("X-Remote-User", "alice\x01") }, stepup.ErrBadIdentity},
-		"user twice":      {func(h http.Header) { h.Add("X-Remote-User", "victim") }, stepup.ErrAmbiguousCredential},
-		"X_Remote_User":   {func(h http.Header) { h["X_remote_user"] = []string{"victim"} }, stepup.ErrAmbiguousCredential},
-		"x-remote-phone":  {func(h http.Header) { h["x-remote-phone"] = []string{"+14155550199"} }, stepup.ErrAmbiguousCredential},
+		"300-byte user":   {func(h http.Header) { h.Set("X-Remote-User", strings.Repeat("u", 300)) }, identity.ErrBadIdentity},
+		"40-char phone":   {func(h http.Header) { h.Set("X-Remote-Phone", "+"+strings.Repeat("1", 39)) }, identity.ErrBadIdentity},
+		"control in user": {func(h http.Header) { h.Set("X-Remote-User", "alice\x01") }, identity.ErrBadIdentity},
+		"user twice":      {func(h http.Header) { h.Add("X-Remote-User", "victim") }, identity.ErrAmbiguousCredential},
+		"X_Remote_User":   {func(h http.Header) { h["X_remote_user"] = []string{"victim"} }, identity.ErrAmbiguousCredential},
+		"x-remote-phone":  {func(h http.Header) { h["x-remote-phone"] = []string{"+14155550199"} }, identity.ErrAmbiguousCredential},
 	} {
 		r := req()
 		tc.edit(r.Header)
 		_, err := src.Identify(r)
-		if !errors.Is(err, tc.want) || errors.Is(err, stepup.ErrNoIdentity) {
+		if !errors.Is(err, tc.want) || errors.Is(err, identity.ErrNoIdentity) {
 			t.Errorf("%s: %v, want %v", name, err, tc.want)
 		}
 	}

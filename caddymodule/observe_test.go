@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -54,7 +55,7 @@ func TestMetricsAfterScriptedFlow(t *testing.T) {
 		[]*stepup.Policy{{Name: "pay"}, {Name: "admin", Mode: stepup.Monitor}},
 		stepup.Options{
 			Store:    store.NewMemory(0),
-			Identity: &stepup.HeaderSource{UserHeader: "X-User", PhoneHeader: "X-Phone"},
+			Identity: &identity.Header{UserHeader: "X-User", PhoneHeader: "X-Phone"},
 			Sender:   sender.NewChain([]sender.Sender{out}, sender.ChainOptions{}),
 			Observer: obs,
 		})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -57,7 +58,7 @@ func (e *Engine) apiChallenge(w http.ResponseWriter, r *http.Request, p *Policy,
 		VerifyURL:   e.cfg.PathPrefix + "/verify",
 		ResendURL:   e.cfg.PathPrefix + "/resend",
 		SendFailed:  sendFailed(c),
-		Channels:    channelNames(e.otherChannels(bound{c: c, id: Identity{Email: email}})),
+		Channels:    channelNames(e.otherChannels(bound{c: c, id: identity.Identity{Email: email}})),
 	})
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -21,7 +22,7 @@ func assertionEngine(t *testing.T, a *Assertion) *Engine {
 	t.Helper()
 	e, err := New(Config{Secret: testSecret}, []*Policy{{Name: "checkout", Mode: Transaction}}, Options{
 		Store: store.NewMemory(0), Sender: &outbox{}, Assertion: a,
-		Identity: &HeaderSource{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
+		Identity: &identity.Header{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -44,7 +45,7 @@ func benchEngineOn(b *testing.B, st store.Store) *Engine {
 	}}
 	e, err := New(cfg, []*Policy{{Name: "p"}}, Options{
 		Store: st, Sender: &outbox{},
-		Identity: &HeaderSource{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
+		Identity: &identity.Header{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
 	})
 	if err != nil {
 		b.Fatal(err)

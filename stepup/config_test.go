@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -71,7 +72,7 @@ func TestConfigBoundsNameOptionAndRange(t *testing.T) {
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", name, err, tc.want)
 		}
-		if _, err := New(c, nil, Options{Store: store.NewMemory(0), Identity: &HeaderSource{}, Sender: &outbox{}}); err == nil {
+		if _, err := New(c, nil, Options{Store: store.NewMemory(0), Identity: &identity.Header{}, Sender: &outbox{}}); err == nil {
 			t.Errorf("%s: New accepted it", name)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -90,7 +91,7 @@ func TestDescribeShowsOnlySafeText(t *testing.T) {
 
 // requestSource is an identity source that reads the request, as
 // identity request does.
-type requestSource struct{ HeaderSource }
+type requestSource struct{ identity.Header }
 
 func (requestSource) IdentityFromRequest() bool { return true }
 
@@ -98,7 +99,7 @@ func (requestSource) IdentityFromRequest() bool { return true }
 // describe that shows request text would let anyone send that text to any
 // number, so the engine refuses it at provision.
 func TestDescribeFromRequestRefusedWithRequestIdentity(t *testing.T) {
-	src := &requestSource{HeaderSource{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"}}
+	src := &requestSource{identity.Header{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"}}
 	for describe, ok := range map[string]bool{
 		"Sign up as {form.name}": false,
 		"Reset for {query.user}": false,
@@ -117,7 +118,7 @@ func TestDescribeFromRequestRefusedWithRequestIdentity(t *testing.T) {
 	}
 	// With a signed-in user, the same describe is fine.
 	if _, err := New(Config{Secret: testSecret}, []*Policy{{Name: "checkout", Mode: Transaction, Describe: "Pay {form.amount}"}},
-		Options{Store: store.NewMemory(time.Minute), Identity: &src.HeaderSource, Sender: &outbox{}}); err != nil {
+		Options{Store: store.NewMemory(time.Minute), Identity: &src.Header, Sender: &outbox{}}); err != nil {
 		t.Fatal(err)
 	}
 }

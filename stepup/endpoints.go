@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -103,7 +104,7 @@ type bound struct {
 	// made; nil when it changed since (the challenge then reads as
 	// expired).
 	p          *Policy
-	id         Identity
+	id         identity.Identity
 	session    string
 	sessionKey string
 	// k are the keys the challenge was made with (the current secret's,
@@ -120,7 +121,7 @@ type bound struct {
 // for a challenge that does not exist. ok is false when a response was
 // written.
 func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api bool) (b bound, ok bool, err error) {
-	var ident Identity
+	var ident identity.Identity
 	if !e.fromRequest {
 		if ident, err = e.identify(r); err != nil {
 			return b, false, e.identityError(w, r, "", err)
@@ -147,7 +148,7 @@ func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api boo
 	if e.fromRequest {
 		// The identity came with the original request (a sign-up or reset
 		// form), not with this one: the challenge binds to the session.
-		ident = Identity{User: c.User}
+		ident = identity.Identity{User: c.User}
 	}
 	session := e.session(r, ident, api)
 	var k *keys

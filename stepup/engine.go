@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -440,7 +441,7 @@ type ChannelChooser interface {
 // Options are the engine's collaborators.
 type Options struct {
 	Store    store.Store
-	Identity Source
+	Identity identity.Source
 	Sender   Deliverer
 	Logger   *zap.Logger
 	// ClientIP returns the client address of a request, honouring
@@ -467,7 +468,7 @@ type Engine struct {
 	// all holds the current keys first, then those of PreviousSecrets.
 	all      []*keys
 	store    store.Store
-	identity Source
+	identity identity.Source
 	sender   Deliverer
 	log      *zap.Logger
 	clientIP func(*http.Request) string
@@ -484,7 +485,7 @@ type Engine struct {
 	gens       generations
 	assertion  *Assertion
 	// fromRequest: the identity comes from the protected request itself
-	// (RequestIdentity), so challenges bind to the browser session.
+	// (identity.RequestIdentity), so challenges bind to the browser session.
 	fromRequest bool
 }
 
@@ -552,7 +553,7 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 		}
 	}
 	e.all[0] = &e.keys
-	if ri, ok := opts.Identity.(RequestIdentity); ok && ri.IdentityFromRequest() {
+	if ri, ok := opts.Identity.(identity.RequestIdentity); ok && ri.IdentityFromRequest() {
 		e.fromRequest = true
 		if e.cfg.Limits.PerIP.Off() || e.cfg.Limits.PerNumber.Off() {
 			return nil, errors.New("an identity taken from the request (identity request) needs the per_ip and per_number limits: " +
@@ -595,12 +596,12 @@ func (e *Engine) IsEndpoint(path string) bool {
 // "stepup.user" cannot reach an app that reads HTTP_STEPUP_USER.
 func (e *Engine) StripHeaders(h http.Header) {
 	for k := range h {
-		if len(k) >= len("Stepup-") && foldedHeaderEqual(k[:len("Stepup-")], "Stepup-") {
+		if len(k) >= len("Stepup-") && identity.FoldedEqual(k[:len("Stepup-")], "Stepup-") {
 			delete(h, k)
 			continue
 		}
 		for _, c := range e.custom {
-			if foldedHeaderEqual(k, c) {
+			if identity.FoldedEqual(k, c) {
 				delete(h, k)
 				break
 			}
@@ -610,13 +611,13 @@ func (e *Engine) StripHeaders(h http.Header) {
 
 // identify finds the request's identity and checks its values' bounds,
 // whatever the source.
-func (e *Engine) identify(r *http.Request) (Identity, error) {
+func (e *Engine) identify(r *http.Request) (identity.Identity, error) {
 	id, err := e.identity.Identify(r)
 	if err != nil {
 		return id, err
 	}
 	if err := id.Validate(); err != nil {
-		return Identity{}, err
+		return identity.Identity{}, err
 	}
 	return id, nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/caddy-stepup/caddy-stepup/internal/logscan"
 	"github.com/caddy-stepup/caddy-stepup/internal/testredis"
 	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -169,7 +170,7 @@ func newHarness(t *testing.T, st store.Store, mutate func(*Config, []*Policy)) *
 	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(h.logs), zap.DebugLevel))
 	e, err := New(cfg, policies, Options{
 		Store:    st,
-		Identity: &HeaderSource{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
+		Identity: &identity.Header{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
 		Sender:   h.out,
 		Now:      h.clock.now,
 		Logger:   logger,
@@ -834,7 +835,7 @@ func TestConfigBounds(t *testing.T) {
 	} {
 		c := base()
 		mutate(&c)
-		_, err := New(c, nil, Options{Store: store.NewMemory(0), Identity: &HeaderSource{}, Sender: &outbox{}})
+		_, err := New(c, nil, Options{Store: store.NewMemory(0), Identity: &identity.Header{}, Sender: &outbox{}})
 		if err == nil {
 			t.Errorf("%s: accepted", name)
 		}
@@ -845,12 +846,12 @@ func TestConfigBounds(t *testing.T) {
 		"ttl":      {Name: "x", GrantTTL: 25 * time.Hour},
 		"bad mode": {Name: "x", Mode: 7},
 	} {
-		_, err := New(base(), []*Policy{p}, Options{Store: store.NewMemory(0), Identity: &HeaderSource{}, Sender: &outbox{}})
+		_, err := New(base(), []*Policy{p}, Options{Store: store.NewMemory(0), Identity: &identity.Header{}, Sender: &outbox{}})
 		if err == nil {
 			t.Errorf("policy %s: accepted", name)
 		}
 	}
-	_, err := New(base(), []*Policy{{Name: "a"}, {Name: "a"}}, Options{Store: store.NewMemory(0), Identity: &HeaderSource{}, Sender: &outbox{}})
+	_, err := New(base(), []*Policy{{Name: "a"}, {Name: "a"}}, Options{Store: store.NewMemory(0), Identity: &identity.Header{}, Sender: &outbox{}})
 	if err == nil {
 		t.Error("duplicate policy accepted")
 	}

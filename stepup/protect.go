@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -265,7 +266,7 @@ const apiSession = "api"
 
 // session returns the session a grant or challenge binds to: the
 // identity's own, the engine's browser-session cookie, or apiSession.
-func (e *Engine) session(r *http.Request, id Identity, api bool) string {
+func (e *Engine) session(r *http.Request, id identity.Identity, api bool) string {
 	if id.Session != "" {
 		return "id:" + id.Session
 	}
@@ -302,7 +303,7 @@ func (e *Engine) grantFor(r *http.Request, p *Policy, user, session string) (Gra
 // useGrantHeader lets an API client's retried request through with the
 // grant it got from the verify endpoint: a session grant until it
 // expires, a transaction grant once, for the very same request.
-func (e *Engine) useGrantHeader(w http.ResponseWriter, r *http.Request, p *Policy, id Identity, session, tok string, next Next) error {
+func (e *Engine) useGrantHeader(w http.ResponseWriter, r *http.Request, p *Policy, id identity.Identity, session, tok string, next Next) error {
 	if len(tok) > MaxGrantTokenLen {
 		return e.refuseGrant(w, r, p, "malformed")
 	}
@@ -439,9 +440,9 @@ func (e *Engine) identityError(w http.ResponseWriter, r *http.Request, policy st
 		return nil
 	}
 	switch {
-	case errors.Is(err, ErrNoIdentity):
+	case errors.Is(err, identity.ErrNoIdentity):
 		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: policy, Outcome: "no_identity", Err: err})
-		if lr, ok := e.identity.(LoginRedirector); ok && wantsHTML(r) {
+		if lr, ok := e.identity.(identity.LoginRedirector); ok && wantsHTML(r) {
 			if u := lr.LoginURL(r); u != "" {
 				http.Redirect(w, r, u, http.StatusSeeOther)
 				return nil
@@ -449,16 +450,16 @@ func (e *Engine) identityError(w http.ResponseWriter, r *http.Request, policy st
 		}
 		e.renderStatus(w, r, http.StatusUnauthorized, stateNoIdentity, nil)
 		return nil
-	case errors.Is(err, ErrPhoneUnverified):
+	case errors.Is(err, identity.ErrPhoneUnverified):
 		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: policy, Outcome: "phone_unverified"})
 		e.renderStatus(w, r, http.StatusForbidden, statePhoneUnverified, nil)
 		return nil
 	}
-	if errors.Is(err, ErrBadIdentity) {
+	if errors.Is(err, identity.ErrBadIdentity) {
 		// Malformed, over-long or ambiguous (a credential the app could
 		// read differently): the client's doing, not an outage.
 		outcome := "bad_identity"
-		if errors.Is(err, ErrAmbiguousCredential) {
+		if errors.Is(err, identity.ErrAmbiguousCredential) {
 			outcome = "ambiguous_credential"
 		}
 		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: policy, Outcome: outcome, Err: err})
@@ -493,7 +494,7 @@ func safeMethod(m string) bool {
 
 // challenge starts (or resumes) a challenge for p. Browsers are sent to
 // the code page; API clients get 401 with the challenge in JSON.
-func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id Identity, session string, api bool) error {
+func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id identity.Identity, session string, api bool) error {
 	ctx := r.Context()
 	userKey := e.keys.userKey(id.User)
 
@@ -781,7 +782,7 @@ func phoneReason(raw string) string {
 // (no code can open it: its code is random and was never sent), the
 // answer takes about as long as a real delivery, and the page and JSON
 // look the same. Nobody can tell from outside which accounts exist.
-func (e *Engine) decoy(w http.ResponseWriter, r *http.Request, p *Policy, id Identity,
+func (e *Engine) decoy(w http.ResponseWriter, r *http.Request, p *Policy, id identity.Identity,
 	userKey, sessionKey, pending, returnURL string, api bool) error {
 	if lim, err := e.allowDecoySend(r.Context(), userKey); err != nil {
 		return e.storeError(w, r, "rate_limit", err)

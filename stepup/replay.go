@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -118,7 +119,7 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	if !ok || !validID(id) || len(tag) > 32 {
 		return false, nil
 	}
-	var ident Identity
+	var ident identity.Identity
 	if !e.fromRequest {
 		var err error
 		if ident, err = e.identify(r); err != nil {

@@ -6,13 +6,14 @@ import (
 	"testing"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
 func sampleEngine(t *testing.T, cfg Config) *Engine {
 	t.Helper()
 	cfg.Secret = testSecret
-	e, err := New(cfg, nil, Options{Store: store.NewMemory(0), Identity: &HeaderSource{}, Sender: &outbox{}})
+	e, err := New(cfg, nil, Options{Store: store.NewMemory(0), Identity: &identity.Header{}, Sender: &outbox{}})
 	if err != nil {
 		t.Fatal(err)
 	}

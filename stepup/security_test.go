@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -281,7 +282,7 @@ func TestSecretRotation(t *testing.T) {
 		t.Fatalf("grant made with the new secret = %d", resp.StatusCode)
 	}
 	if _, err := New(Config{Secret: testSecret, PreviousSecrets: [][]byte{[]byte("short")}}, nil,
-		Options{Store: st, Identity: &HeaderSource{}, Sender: &outbox{}}); err == nil {
+		Options{Store: st, Identity: &identity.Header{}, Sender: &outbox{}}); err == nil {
 		t.Fatal("a short previous secret was accepted")
 	}
 }
@@ -289,7 +290,9 @@ func TestSecretRotation(t *testing.T) {
 // panicky is an identity source with a bug.
 type panicky struct{}
 
-func (panicky) Identify(*http.Request) (Identity, error) { panic("identity bug with secret 123456") }
+func (panicky) Identify(*http.Request) (identity.Identity, error) {
+	panic("identity bug with secret 123456")
+}
 
 // A panic in stepup fails closed (500, nothing upstream, no panic value
 // in the log); a panic further down the chain is not ours to hide.
@@ -305,7 +308,7 @@ func TestPanicsFailClosed(t *testing.T) {
 		t.Fatalf("panic log wrong:\n%s", logs)
 	}
 	// A panic in the next handler propagates.
-	h.e.identity = &HeaderSource{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"}
+	h.e.identity = &identity.Header{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"}
 	boom := NextFunc(func(http.ResponseWriter, *http.Request) error { panic("upstream bug") })
 	defer func() {
 		if v := recover(); v != "upstream bug" {
@@ -330,7 +333,7 @@ func benchEngine(b *testing.B, mutate func(*Config)) (*Engine, *outbox) {
 	}
 	e, err := New(cfg, []*Policy{{Name: "p"}}, Options{
 		Store: st, Sender: out,
-		Identity: &HeaderSource{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
+		Identity: &identity.Header{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -377,7 +380,7 @@ func TestRevokeUser(t *testing.T) {
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		h := newHarness(t, st, func(c *Config, _ []*Policy) { c.Scope = "shop" })
 		other, err := New(Config{Secret: testSecret, Scope: "shop"}, []*Policy{{Name: "payment-methods"}}, Options{
-			Store: st, Sender: h.out, Identity: &HeaderSource{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
+			Store: st, Sender: h.out, Identity: &identity.Header{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -529,7 +532,7 @@ func TestClientGoneIsNoStoreError(t *testing.T) {
 	log := &eventLog{}
 	e, err := New(Config{Secret: testSecret}, []*Policy{{Name: "p"}}, Options{
 		Store: store.NewMemory(0), Sender: &outbox{}, Observer: log,
-		Identity: &HeaderSource{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
+		Identity: &identity.Header{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -579,7 +582,7 @@ func TestHiddenChallengesOfferNoChannel(t *testing.T) {
 	h := newHarness(t, store.NewMemory(0), nil)
 	h.out.setChannels(sender.SMS, sender.WhatsApp, sender.Email)
 	c := &store.Challenge{Phone: "+14155550100", SentBy: "test"}
-	id := Identity{User: "alice", Email: "alice@example.com"}
+	id := identity.Identity{User: "alice", Email: "alice@example.com"}
 	if got := h.e.otherChannels(bound{c: c, id: id}); len(got) != 2 {
 		t.Fatalf("visible challenge: %v, want whatsapp and email", got)
 	}

@@ -16,7 +16,7 @@ import (
 
 // Bounds of a stashed request body.
 const (
-	DefaultMaxBody int64 = 1 << 20
+	DefaultMaxBody       = fields.DefaultMaxBody
 	MaxMaxBody     int64 = 32 << 20
 )
 

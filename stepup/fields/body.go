@@ -8,6 +8,10 @@ import (
 	"net/http"
 )
 
+// DefaultMaxBody is the largest body read unless the operator says
+// (max_body).
+const DefaultMaxBody int64 = 1 << 20
+
 // ErrTooLarge is returned by [ReadBody] for a body over its cap: the
 // engine answers 413.
 var ErrTooLarge = errors.New("request body too large")

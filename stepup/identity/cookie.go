@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/caddy-stepup/caddy-stepup/stepup"
 )
 
 // Defaults of a cookie source.
@@ -34,7 +32,7 @@ type Account struct {
 // Lookup finds the account behind a legacy session cookie.
 type Lookup interface {
 	// Lookup returns the account of the session whose cookie is
-	// name=value: an error wrapping stepup.ErrNoIdentity when the session
+	// name=value: an error wrapping ErrNoIdentity when the session
 	// is unknown (nobody is signed in with it), another error when the
 	// backend could not answer. Errors never contain the cookie value.
 	Lookup(ctx context.Context, name, value string) (Account, error)
@@ -86,9 +84,9 @@ type CookieConfig struct {
 // identity. A request that carries the cookie so that the app could read
 // another value than stepup (twice, under a name some parsers fold into
 // it, quoted, or with another session id in the query or a ";name="
-// path parameter) is refused with stepup.ErrAmbiguousCredential; see
+// path parameter) is refused with ErrAmbiguousCredential; see
 // credential.go. An account whose values are over their bounds is
-// refused with stepup.ErrBadIdentity.
+// refused with ErrBadIdentity.
 type Cookie struct {
 	cfg   CookieConfig
 	name  cookieName
@@ -143,16 +141,16 @@ func (s *Cookie) Close() error {
 	return nil
 }
 
-// LoginURL implements stepup.LoginRedirector.
+// LoginURL implements LoginRedirector.
 func (s *Cookie) LoginURL(r *http.Request) string {
 	return loginURL(s.cfg.LoginURL, r)
 }
 
-// Identify implements stepup.Source.
-func (s *Cookie) Identify(r *http.Request) (stepup.Identity, error) {
+// Identify implements Source.
+func (s *Cookie) Identify(r *http.Request) (Identity, error) {
 	value, err := s.sessionCookie(r)
 	if err != nil {
-		return stepup.Identity{}, err
+		return Identity{}, err
 	}
 	session := Hash(value)
 	now := s.cfg.Now()
@@ -168,19 +166,19 @@ func (s *Cookie) Identify(r *http.Request) (stepup.Identity, error) {
 	cancel()
 	switch {
 	case err == nil:
-	case errors.Is(err, stepup.ErrNoIdentity), errors.Is(err, stepup.ErrBadIdentity):
-		return stepup.Identity{}, err
+	case errors.Is(err, ErrNoIdentity), errors.Is(err, ErrBadIdentity):
+		return Identity{}, err
 	case timedOut:
-		return stepup.Identity{}, fmt.Errorf("cookie: %s phone lookup timed out after %s: %w", lookupKind(s.cfg.Lookup), s.cfg.Timeout, err)
+		return Identity{}, fmt.Errorf("cookie: %s phone lookup timed out after %s: %w", lookupKind(s.cfg.Lookup), s.cfg.Timeout, err)
 	default:
-		return stepup.Identity{}, fmt.Errorf("cookie: %s phone lookup: %w", lookupKind(s.cfg.Lookup), err)
+		return Identity{}, fmt.Errorf("cookie: %s phone lookup: %w", lookupKind(s.cfg.Lookup), err)
 	}
 
 	id := identityOf(a, session)
 	if err := id.Validate(); err != nil {
 		// The account's data is malformed (a number over 32 characters,
 		// an id over 256 bytes): a 400 for this customer, no outage.
-		return stepup.Identity{}, fmt.Errorf("cookie: the %s phone lookup's answer: %w", lookupKind(s.cfg.Lookup), err)
+		return Identity{}, fmt.Errorf("cookie: the %s phone lookup's answer: %w", lookupKind(s.cfg.Lookup), err)
 	}
 	if a.Phone == "" {
 		s.log.Info("no phone number on file for the session's account",
@@ -193,8 +191,8 @@ func (s *Cookie) Identify(r *http.Request) (stepup.Identity, error) {
 }
 
 // sessionCookie returns the value of the session cookie: an error
-// wrapping stepup.ErrNoIdentity when there is none (or a malformed one),
-// or stepup.ErrAmbiguousCredential when the app could read another.
+// wrapping ErrNoIdentity when there is none (or a malformed one),
+// or ErrAmbiguousCredential when the app could read another.
 func (s *Cookie) sessionCookie(r *http.Request) (string, error) {
 	value, found, err := s.name.find(r.Header)
 	switch {
@@ -222,8 +220,8 @@ func (s *Cookie) sessionCookie(r *http.Request) (string, error) {
 }
 
 // identityOf builds the identity of a session from its account.
-func identityOf(a Account, session string) stepup.Identity {
-	id := stepup.Identity{User: a.User, Session: session, Phone: a.Phone, Email: a.Email}
+func identityOf(a Account, session string) Identity {
+	id := Identity{User: a.User, Session: session, Phone: a.Phone, Email: a.Email}
 	if id.User == "" {
 		if id.Phone != "" {
 			id.User = userFromPhone(id.Phone)

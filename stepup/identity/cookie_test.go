@@ -17,7 +17,6 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-stepup/caddy-stepup/internal/testredis"
-	"github.com/caddy-stepup/caddy-stepup/stepup"
 )
 
 // fakeClock is a settable clock for the cache.
@@ -77,12 +76,12 @@ func TestCookieRedisString(t *testing.T) {
 
 	l := &RedisLookup{Key: "shop:session:{id}"}
 	s, logs := newCookie(t, CookieConfig{Lookup: l})
-	if _, err := s.Identify(sessionRequest("sess-phone")); !errors.Is(err, ErrNoRedis) || errors.Is(err, stepup.ErrNoIdentity) {
+	if _, err := s.Identify(sessionRequest("sess-phone")); !errors.Is(err, ErrNoRedis) || errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("no client: %v, want ErrNoRedis (fail closed)", err)
 	}
 	l.SetClient(rc)
 
-	for value, want := range map[string]stepup.Identity{
+	for value, want := range map[string]Identity{
 		"sess-phone": {User: userFromPhone("+14155550100"), Session: Hash("sess-phone"), Phone: "+14155550100"},
 		"sess-json":  {User: "42", Session: Hash("sess-json"), Phone: "+14155550101", Email: "b@example.com"},
 		"sess-empty": {User: userFromSession(Hash("sess-empty")), Session: Hash("sess-empty")},
@@ -96,10 +95,10 @@ func TestCookieRedisString(t *testing.T) {
 			t.Errorf("%s: %+v, want %+v", value, id, want)
 		}
 	}
-	if _, err := s.Identify(sessionRequest("sess-unknown")); !errors.Is(err, stepup.ErrNoIdentity) {
+	if _, err := s.Identify(sessionRequest("sess-unknown")); !errors.Is(err, ErrNoIdentity) {
 		t.Errorf("unknown session: %v, want ErrNoIdentity", err)
 	}
-	if _, err := s.Identify(sessionRequest("sess-bad")); err == nil || errors.Is(err, stepup.ErrNoIdentity) {
+	if _, err := s.Identify(sessionRequest("sess-bad")); err == nil || errors.Is(err, ErrNoIdentity) {
 		t.Errorf("bad JSON value: %v, want a fail-closed error", err)
 	}
 	if logs.FilterMessage("no phone number on file for the session's account").Len() != 1 {
@@ -122,7 +121,7 @@ func TestCookieRedisHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (stepup.Identity{User: "alice", Session: Hash("abc123"), Phone: "+14155550100", Email: "a@example.com"}); id != want {
+	if want := (Identity{User: "alice", Session: Hash("abc123"), Phone: "+14155550100", Email: "a@example.com"}); id != want {
 		t.Fatalf("%+v, want %+v", id, want)
 	}
 	id, err = s.Identify(sessionRequest("nophone"))
@@ -132,7 +131,7 @@ func TestCookieRedisHash(t *testing.T) {
 	if logs.FilterMessage("no phone number on file for the session's account").Len() != 1 {
 		t.Error("missing phone not logged")
 	}
-	if _, err := s.Identify(sessionRequest("gone")); !errors.Is(err, stepup.ErrNoIdentity) {
+	if _, err := s.Identify(sessionRequest("gone")); !errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("missing key: %v", err)
 	}
 }
@@ -160,7 +159,7 @@ func TestCookieValueValidation(t *testing.T) {
 			return r
 		}(),
 	} {
-		if _, err := s.Identify(r); !errors.Is(err, stepup.ErrNoIdentity) {
+		if _, err := s.Identify(r); !errors.Is(err, ErrNoIdentity) {
 			t.Errorf("%s: %v, want ErrNoIdentity", name, err)
 		}
 	}
@@ -169,7 +168,7 @@ func TestCookieValueValidation(t *testing.T) {
 	if err != nil || id.Phone != "+14155550100" {
 		t.Fatalf("literal key: %+v %v", id, err)
 	}
-	if _, err := s.Identify(sessionRequest("?")); !errors.Is(err, stepup.ErrNoIdentity) {
+	if _, err := s.Identify(sessionRequest("?")); !errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("'?' matched a key: %v", err)
 	}
 }
@@ -183,7 +182,7 @@ func TestCookieRedisOutage(t *testing.T) {
 	l.SetClient(rc)
 	s, _ := newCookie(t, CookieConfig{Lookup: l, Timeout: time.Second})
 	srv.Stop()
-	if _, err := s.Identify(sessionRequest("abc")); err == nil || errors.Is(err, stepup.ErrNoIdentity) {
+	if _, err := s.Identify(sessionRequest("abc")); err == nil || errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("redis down: %v, want a fail-closed error", err)
 	}
 	if err := srv.Start(); err != nil {
@@ -266,7 +265,7 @@ func TestCookieHTTPLookup(t *testing.T) {
 	app := newLegacyApp(t)
 	s, logs := newCookie(t, CookieConfig{Lookup: &HTTPLookup{URL: app.URL + "/api/me"}, Timeout: 300 * time.Millisecond})
 
-	ok := map[string]stepup.Identity{
+	ok := map[string]Identity{
 		"alice":   {User: "alice", Session: Hash("alice"), Phone: "+14155550100", Email: "a@example.com"},
 		"numeric": {User: "1001", Session: Hash("numeric")},
 	}
@@ -281,14 +280,14 @@ func TestCookieHTTPLookup(t *testing.T) {
 		t.Errorf("the app got Cookie %q", v)
 	}
 	for _, value := range []string{"guest", "forbidden", "missing", "redirect", "nouser", "unknown"} {
-		if _, err := s.Identify(sessionRequest(value)); !errors.Is(err, stepup.ErrNoIdentity) {
+		if _, err := s.Identify(sessionRequest(value)); !errors.Is(err, ErrNoIdentity) {
 			t.Errorf("%s: %v, want ErrNoIdentity", value, err)
 		}
 	}
 	for _, value := range []string{"broken", "busy", "html", "huge", "slow"} {
 		start := time.Now()
 		_, err := s.Identify(sessionRequest(value))
-		if err == nil || errors.Is(err, stepup.ErrNoIdentity) {
+		if err == nil || errors.Is(err, ErrNoIdentity) {
 			t.Errorf("%s: %v, want a fail-closed error", value, err)
 		}
 		if value == "slow" {
@@ -406,8 +405,8 @@ func TestSameIdentityShape(t *testing.T) {
 	if id.User == "" || id.Session == "" || id.Session == "alice" || id.Phone == "" {
 		t.Fatalf("cookie identity %+v", id)
 	}
-	var _ stepup.Source = s
-	var _ stepup.LoginRedirector = s
+	var _ Source = s
+	var _ LoginRedirector = s
 	if got := s.LoginURL(httptest.NewRequest("GET", "/cart?x=1", nil)); got != "/login.php?back=%2Fcart%3Fx%3D1" {
 		t.Fatalf("LoginURL = %q", got)
 	}
@@ -434,7 +433,7 @@ func TestCookieBadAccountValues(t *testing.T) {
 	for _, value := range []string{"longuser", "longphone", "longemail", "ctrluser"} {
 		for range 2 {
 			_, err := s.Identify(sessionRequest(value))
-			if !errors.Is(err, stepup.ErrBadIdentity) || errors.Is(err, stepup.ErrNoIdentity) {
+			if !errors.Is(err, ErrBadIdentity) || errors.Is(err, ErrNoIdentity) {
 				t.Errorf("%s: %v, want ErrBadIdentity", value, err)
 			} else if strings.Contains(err.Error(), "7777777") || strings.Contains(err.Error(), "uuuuuuu") || strings.Contains(err.Error(), "admin") {
 				t.Errorf("%s: the error %q carries the value", value, err)
@@ -465,7 +464,7 @@ func TestCookieBadAccountValues(t *testing.T) {
 		"redis JSON, long user":    {byString, "longuser"},
 		"redis hash, long email":   {byHash, "longemail"},
 	} {
-		if _, err := tc.s.Identify(sessionRequest(tc.value)); !errors.Is(err, stepup.ErrBadIdentity) {
+		if _, err := tc.s.Identify(sessionRequest(tc.value)); !errors.Is(err, ErrBadIdentity) {
 			t.Errorf("%s: %v, want ErrBadIdentity", name, err)
 		}
 	}
@@ -509,7 +508,7 @@ func TestCookieAmbiguousSession(t *testing.T) {
 			r.Header.Add("Cookie", line)
 		}
 		_, err := s.Identify(r)
-		if !errors.Is(err, stepup.ErrAmbiguousCredential) || errors.Is(err, stepup.ErrNoIdentity) {
+		if !errors.Is(err, ErrAmbiguousCredential) || errors.Is(err, ErrNoIdentity) {
 			t.Errorf("%s: %v, want ErrAmbiguousCredential", name, err)
 		} else if strings.Contains(err.Error(), "victim") || strings.Contains(err.Error(), "mallory") {
 			t.Errorf("%s: the error carries a session id", name)

@@ -5,8 +5,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-
-	"github.com/caddy-stepup/caddy-stepup/stepup"
 )
 
 // This file finds a credential in a request the way the app behind
@@ -15,7 +13,7 @@ import (
 // another credential from the same bytes (the second of two cookies of
 // the same name, the Authorization header where stepup read the cookie),
 // a code sent to one person would authorize another. So a credential
-// that could be read two ways is refused (stepup.ErrAmbiguousCredential),
+// that could be read two ways is refused (ErrAmbiguousCredential),
 // never guessed.
 //
 // What parsers do with a Cookie header (checked in their sources):
@@ -44,11 +42,11 @@ import (
 // quotes, a '$' prefix and up to two rounds of %-decoding are removed,
 // PHP's mangling is applied and case is ignored.
 
-// foldedHeaderEqual reports whether header names a and b are the same to
-// a gateway that ignores case and turns '-', '_', '.' and ' ' into '_'
+// FoldedEqual reports whether header names a and b are the same to a
+// gateway that ignores case and turns '-', '_', '.' and ' ' into '_'
 // (CGI, FastCGI, WSGI: X_Id_Token and X-Id-Token both reach PHP as
 // HTTP_X_ID_TOKEN).
-func foldedHeaderEqual(a, b string) bool {
+func FoldedEqual(a, b string) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -79,7 +77,7 @@ func headerLines(h http.Header, key string) []string {
 	lines := h[key]
 	extra := false
 	for k := range h {
-		if k != key && foldedHeaderEqual(k, key) {
+		if k != key && FoldedEqual(k, key) {
 			extra = true
 			break
 		}
@@ -89,17 +87,17 @@ func headerLines(h http.Header, key string) []string {
 	}
 	all := append([]string(nil), lines...)
 	for k, v := range h {
-		if k != key && foldedHeaderEqual(k, key) {
+		if k != key && FoldedEqual(k, key) {
 			all = append(all, v...)
 		}
 	}
 	return all
 }
 
-// ambiguous wraps stepup.ErrAmbiguousCredential with a reason that never
+// ambiguous wraps ErrAmbiguousCredential with a reason that never
 // contains the credential.
 func ambiguous(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", stepup.ErrAmbiguousCredential, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s", ErrAmbiguousCredential, fmt.Sprintf(format, args...))
 }
 
 // headerCredential reads the credential of one header line. With bearer
@@ -208,7 +206,7 @@ func (c cookieName) matches(n string) bool {
 
 // find returns the value of the credential cookie in h: found is false
 // when no Cookie line has it. The error wraps
-// stepup.ErrAmbiguousCredential when the cookie is there more than once
+// ErrAmbiguousCredential when the cookie is there more than once
 // (under its own name or one that folds into it), under another name
 // only, in a request with more than one Cookie line, or as more than a
 // plain name=value pair (a value with spaces or commas, or quoted:

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/caddy-stepup/caddy-stepup/stepup"
 )
 
 // Every way we know of to make some parser read another PHPSESSID than
@@ -62,7 +60,7 @@ func TestCookieFind(t *testing.T) {
 		v, found, err := c.find(h)
 		switch {
 		case tc.want == amb:
-			if !errors.Is(err, stepup.ErrAmbiguousCredential) {
+			if !errors.Is(err, ErrAmbiguousCredential) {
 				t.Errorf("%s: %q %v %v, want ErrAmbiguousCredential", name, v, found, err)
 			}
 		case err != nil:
@@ -80,12 +78,12 @@ func TestCookieFind(t *testing.T) {
 	// the same cookie.
 	dotted := newCookieName("laravel_session")
 	h := http.Header{"Cookie": {"laravel_session=a; laravel.session=b"}}
-	if _, _, err := dotted.find(h); !errors.Is(err, stepup.ErrAmbiguousCredential) {
+	if _, _, err := dotted.find(h); !errors.Is(err, ErrAmbiguousCredential) {
 		t.Errorf("laravel.session: %v, want ErrAmbiguousCredential", err)
 	}
 	// A Cookie header under a non-canonical key counts too.
 	h = http.Header{"Cookie": {"PHPSESSID=mallory"}, "cookie": {"PHPSESSID=victim"}}
-	if _, _, err := c.find(h); !errors.Is(err, stepup.ErrAmbiguousCredential) {
+	if _, _, err := c.find(h); !errors.Is(err, ErrAmbiguousCredential) {
 		t.Errorf("lower-case Cookie key: %v, want ErrAmbiguousCredential", err)
 	}
 }
@@ -121,7 +119,7 @@ func TestHeaderCredential(t *testing.T) {
 		got, err := headerCredential(tc.v, tc.bearer)
 		switch {
 		case tc.want == amb:
-			if !errors.Is(err, stepup.ErrAmbiguousCredential) {
+			if !errors.Is(err, ErrAmbiguousCredential) {
 				t.Errorf("%s: %q %v, want ErrAmbiguousCredential", name, got, err)
 			}
 		case err != nil || got != tc.want:
@@ -167,7 +165,7 @@ func TestFoldedHeaderEqual(t *testing.T) {
 		"Authorization": "authorization",
 		"X-Remote-User": "x.remote user",
 	} {
-		if !foldedHeaderEqual(a, b) {
+		if !FoldedEqual(a, b) {
 			t.Errorf("%q and %q should fold together", a, b)
 		}
 	}
@@ -176,7 +174,7 @@ func TestFoldedHeaderEqual(t *testing.T) {
 		"Authorization": "Authorizatiom",
 		"X-Remote-User": "X-Remote-Usex",
 	} {
-		if foldedHeaderEqual(a, b) {
+		if FoldedEqual(a, b) {
 			t.Errorf("%q and %q should not fold together", a, b)
 		}
 	}

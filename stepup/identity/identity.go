@@ -1,6 +1,9 @@
-// Package identity holds identity sources for the step-up engine beyond
-// the header source of package stepup:
+// Package identity says who a request comes from: the [Identity] value
+// the step-up engine binds challenges and grants to, the [Source]
+// interface, and the sources:
 //
+//   - [Header] reads headers set by a trusted handler in front
+//     (forward_auth with copy_headers).
 //   - [OIDC] reads an OpenID Connect ID token from a cookie or the
 //     Authorization header and verifies it with go-oidc (discovery, JWKS
 //     cached and refreshed on key rotation, issuer, audience, expiry and
@@ -9,15 +12,15 @@
 //     looks the account's phone number up in Redis ([RedisLookup]) or by
 //     asking the app itself ([HTTPLookup]).
 //
-// Both produce the same [stepup.Identity] as the header source, so
+// All produce the same [Identity], so
 // policies, challenges and grants bind the same way whatever the source.
-// Neither ever logs or stores a token or a session cookie: only SHA-256
-// hashes of them. Errors wrap [stepup.ErrNoIdentity] when the request
-// carries no usable login, [stepup.ErrAmbiguousCredential] when it
+// None ever logs or stores a token or a session cookie: only SHA-256
+// hashes of them. Errors wrap [ErrNoIdentity] when the request
+// carries no usable login, [ErrAmbiguousCredential] when it
 // carries its credential so that the app behind stepup could read
 // another one than stepup verified (see credential.go),
-// [stepup.ErrBadIdentity] when the identity found is malformed (a value
-// over its bound), [stepup.ErrPhoneUnverified] when the identity
+// [ErrBadIdentity] when the identity found is malformed (a value
+// over its bound), [ErrPhoneUnverified] when the identity
 // provider has not verified the number, and are plain errors (the engine
 // fails closed with 503) when a backend could not answer.
 //
@@ -31,8 +34,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-
-	"github.com/caddy-stepup/caddy-stepup/stepup"
 )
 
 // Bounds on what a request or a backend may hand us, so that a hostile
@@ -45,10 +46,10 @@ const (
 	// MaxCookieLen bounds a legacy session cookie value, in bytes.
 	MaxCookieLen = 512
 
-	// maxSessionLen bounds a session claim kept as is; longer ones are
+	// maxSIDLen bounds a session claim kept as is; longer ones are
 	// hashed.
-	maxSessionLen = 128
-	maxReasonLen  = 200
+	maxSIDLen    = 128
+	maxReasonLen = 200
 )
 
 // ReturnPlaceholder is replaced in a login URL by the query-escaped path
@@ -63,10 +64,10 @@ func Hash(v string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// noIdentity wraps stepup.ErrNoIdentity with a reason that never
+// noIdentity wraps ErrNoIdentity with a reason that never
 // contains the credential.
 func noIdentity(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", stepup.ErrNoIdentity, fmt.Sprintf(format, args...))
+	return fmt.Errorf("%w: %s", ErrNoIdentity, fmt.Sprintf(format, args...))
 }
 
 // loginURL expands ReturnPlaceholder in u for r.

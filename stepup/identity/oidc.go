@@ -16,8 +16,6 @@ import (
 
 	"github.com/coreos/go-oidc/v3/oidc"
 	"go.uber.org/zap"
-
-	"github.com/caddy-stepup/caddy-stepup/stepup"
 )
 
 // Defaults of an OIDC source.
@@ -79,7 +77,7 @@ type OIDCConfig struct {
 	// PhoneVerifiedClaim names the boolean claim saying the provider
 	// verified the number. Default: phone_number_verified
 	PhoneVerifiedClaim string
-	// RequireVerifiedPhone refuses (stepup.ErrPhoneUnverified) tokens
+	// RequireVerifiedPhone refuses (ErrPhoneUnverified) tokens
 	// whose PhoneVerifiedClaim is not true: no code goes to a number the
 	// provider has not verified.
 	RequireVerifiedPhone bool
@@ -133,8 +131,8 @@ type OIDCConfig struct {
 // differently (two tokens, in two places that disagree, a repeated
 // header or cookie, a cookie under a name some parsers fold into the
 // configured one, another token in the query) is refused with
-// stepup.ErrAmbiguousCredential; see credential.go. Values over their
-// bounds are refused with stepup.ErrBadIdentity.
+// ErrAmbiguousCredential; see credential.go. Values over their
+// bounds are refused with ErrBadIdentity.
 //
 // The identity is User = "sub", Session = the session claim ("sid") or
 // else the SHA-256 of the token, Phone and Email from their claims.
@@ -256,20 +254,20 @@ func (s *OIDC) Close() error {
 	return nil
 }
 
-// LoginURL implements stepup.LoginRedirector.
+// LoginURL implements LoginRedirector.
 func (s *OIDC) LoginURL(r *http.Request) string {
 	return loginURL(s.cfg.LoginURL, r)
 }
 
-// Identify implements stepup.Source.
-func (s *OIDC) Identify(r *http.Request) (stepup.Identity, error) {
+// Identify implements Source.
+func (s *OIDC) Identify(r *http.Request) (Identity, error) {
 	raw, err := s.token(r)
 	if err != nil {
-		return stepup.Identity{}, err
+		return Identity{}, err
 	}
 	v, err := s.getVerifier(r.Context())
 	if err != nil {
-		return stepup.Identity{}, err
+		return Identity{}, err
 	}
 	sig := new(sigState)
 	tok, err := v.Verify(context.WithValue(r.Context(), sigStateKey{}, sig), raw)
@@ -277,14 +275,14 @@ func (s *OIDC) Identify(r *http.Request) (stepup.Identity, error) {
 		var expired *oidc.TokenExpiredError
 		switch {
 		case sig.failed.Load() && !s.keysOK.Load():
-			return stepup.Identity{}, fmt.Errorf("oidc: the issuer's keys could not be fetched to verify a token signed with a key not seen before: %w",
+			return Identity{}, fmt.Errorf("oidc: the issuer's keys could not be fetched to verify a token signed with a key not seen before: %w",
 				errUnavailable)
 		case errors.As(err, &expired):
-			return stepup.Identity{}, noIdentity("oidc: token expired")
+			return Identity{}, noIdentity("oidc: token expired")
 		case sig.failed.Load():
-			return stepup.Identity{}, noIdentity("oidc: signature not verified by any of the issuer's keys")
+			return Identity{}, noIdentity("oidc: signature not verified by any of the issuer's keys")
 		}
-		return stepup.Identity{}, noIdentity("oidc: %s", scrub(err.Error(), raw))
+		return Identity{}, noIdentity("oidc: %s", scrub(err.Error(), raw))
 	}
 	return s.identity(tok, raw)
 }
@@ -293,21 +291,21 @@ func (s *OIDC) Identify(r *http.Request) (stepup.Identity, error) {
 var errUnavailable = errors.New("identity provider unavailable")
 
 // identity builds the Identity from a verified token.
-func (s *OIDC) identity(tok *oidc.IDToken, raw string) (stepup.Identity, error) {
+func (s *OIDC) identity(tok *oidc.IDToken, raw string) (Identity, error) {
 	if tok.Subject == "" {
-		return stepup.Identity{}, noIdentity("oidc: token has no sub claim")
+		return Identity{}, noIdentity("oidc: token has no sub claim")
 	}
 	var claims map[string]json.RawMessage
 	if err := tok.Claims(&claims); err != nil {
-		return stepup.Identity{}, noIdentity("oidc: reading claims: %v", err)
+		return Identity{}, noIdentity("oidc: reading claims: %v", err)
 	}
 	if err := s.checkClaims(tok, claims); err != nil {
-		return stepup.Identity{}, err
+		return Identity{}, err
 	}
-	id := stepup.Identity{User: tok.Subject}
+	id := Identity{User: tok.Subject}
 
 	if sid, _ := claimString(claims, s.cfg.SessionClaim); sid != "" {
-		if len(sid) > maxSessionLen {
+		if len(sid) > maxSIDLen {
 			sid = Hash(sid)
 		}
 		id.Session = sid
@@ -317,22 +315,22 @@ func (s *OIDC) identity(tok *oidc.IDToken, raw string) (stepup.Identity, error) 
 
 	phone, err := optionalClaimString(claims, s.cfg.PhoneClaim)
 	if err != nil {
-		return stepup.Identity{}, err
+		return Identity{}, err
 	}
 	id.Phone = phone
 	email, err := optionalClaimString(claims, s.cfg.EmailClaim)
 	if err != nil {
-		return stepup.Identity{}, err
+		return Identity{}, err
 	}
 	if verified, ok := claimBool(claims, "email_verified"); !ok || verified {
 		id.Email = email
 	}
 	if err := id.Validate(); err != nil {
-		return stepup.Identity{}, fmt.Errorf("oidc: %w", err)
+		return Identity{}, fmt.Errorf("oidc: %w", err)
 	}
 	if id.Phone != "" && s.cfg.RequireVerifiedPhone {
 		if verified, ok := claimBool(claims, s.cfg.PhoneVerifiedClaim); !ok || !verified {
-			return stepup.Identity{}, fmt.Errorf("%w: oidc: claim %s is not true", stepup.ErrPhoneUnverified, s.cfg.PhoneVerifiedClaim)
+			return Identity{}, fmt.Errorf("%w: oidc: claim %s is not true", ErrPhoneUnverified, s.cfg.PhoneVerifiedClaim)
 		}
 	}
 	return id, nil
@@ -366,8 +364,8 @@ func (s *OIDC) checkClaims(tok *oidc.IDToken, claims map[string]json.RawMessage)
 }
 
 // token returns the raw ID token of r: an error wrapping
-// stepup.ErrNoIdentity when there is none, or
-// stepup.ErrAmbiguousCredential when the request carries more than one
+// ErrNoIdentity when there is none, or
+// ErrAmbiguousCredential when the request carries more than one
 // token, or one the app behind stepup could read differently.
 func (s *OIDC) token(r *http.Request) (string, error) {
 	var raw, from string
@@ -428,7 +426,7 @@ func (s *OIDC) token(r *http.Request) (string, error) {
 }
 
 // headerToken returns the token in header key ("" when there is none),
-// or an error wrapping stepup.ErrAmbiguousCredential when the header is
+// or an error wrapping ErrAmbiguousCredential when the header is
 // sent more than once (also under a name that folds into key) or holds
 // more than one credential.
 func headerToken(h http.Header, key string) (string, error) {
@@ -608,7 +606,7 @@ func claimString(claims map[string]json.RawMessage, name string) (string, bool) 
 }
 
 // optionalClaimString returns a string claim, "" when it is absent or
-// null, and an error wrapping stepup.ErrBadIdentity when it is of
+// null, and an error wrapping ErrBadIdentity when it is of
 // another type.
 func optionalClaimString(claims map[string]json.RawMessage, name string) (string, error) {
 	if _, present := claims[name]; !present {
@@ -616,7 +614,7 @@ func optionalClaimString(claims map[string]json.RawMessage, name string) (string
 	}
 	v, ok := claimString(claims, name)
 	if !ok {
-		return "", fmt.Errorf("%w: oidc: claim %s is not a string", stepup.ErrBadIdentity, name)
+		return "", fmt.Errorf("%w: oidc: claim %s is not a string", ErrBadIdentity, name)
 	}
 	return v, nil
 }

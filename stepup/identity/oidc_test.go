@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/caddy-stepup/caddy-stepup/stepup"
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity/oidctest"
 )
 
@@ -67,40 +66,40 @@ func TestOIDCValidTokens(t *testing.T) {
 		key   *oidctest.Key
 		extra map[string]any
 		req   func(string) *http.Request
-		want  stepup.Identity
+		want  Identity
 	}{
 		"RS256 cookie with sid": {rsKey, map[string]any{"sid": "sess-1", "phone_number": "+14155550100", "email": "a@example.com", "email_verified": true},
 			func(tok string) *http.Request { return cookieRequest("id_token", tok) },
-			stepup.Identity{User: "alice", Session: "sess-1", Phone: "+14155550100", Email: "a@example.com"}},
+			Identity{User: "alice", Session: "sess-1", Phone: "+14155550100", Email: "a@example.com"}},
 		"ES256 bearer": {esKey, map[string]any{"sid": "sess-2", "phone_number": "+14155550101"},
 			bearerRequest,
-			stepup.Identity{User: "alice", Session: "sess-2", Phone: "+14155550101"}},
+			Identity{User: "alice", Session: "sess-2", Phone: "+14155550101"}},
 		"the same token in header and cookie": {rsKey, map[string]any{"sid": "sess-4"},
 			func(tok string) *http.Request {
 				r := bearerRequest(tok)
 				r.AddCookie(&http.Cookie{Name: "id_token", Value: tok})
 				return r
 			},
-			stepup.Identity{User: "alice", Session: "sess-4"}},
+			Identity{User: "alice", Session: "sess-4"}},
 		"basic auth beside the cookie": {rsKey, map[string]any{"sid": "sess-5"},
 			func(tok string) *http.Request {
 				r := cookieRequest("id_token", tok)
 				r.SetBasicAuth("staging", "pw")
 				return r
 			},
-			stepup.Identity{User: "alice", Session: "sess-5"}},
+			Identity{User: "alice", Session: "sess-5"}},
 		"the same token in the query": {rsKey, map[string]any{"sid": "sess-6"},
 			func(tok string) *http.Request { r := bearerRequest(tok); r.URL.RawQuery = "id_token=" + tok; return r },
-			stepup.Identity{User: "alice", Session: "sess-6"}},
+			Identity{User: "alice", Session: "sess-6"}},
 		"no phone claim": {rsKey, map[string]any{"sid": "sess-3"},
 			func(tok string) *http.Request { return cookieRequest("id_token", tok) },
-			stepup.Identity{User: "alice", Session: "sess-3"}},
+			Identity{User: "alice", Session: "sess-3"}},
 		"unverified email dropped": {rsKey, map[string]any{"sid": "s", "phone_number": "+14155550100", "email": "a@example.com", "email_verified": false},
 			bearerRequest,
-			stepup.Identity{User: "alice", Session: "s", Phone: "+14155550100"}},
+			Identity{User: "alice", Session: "s", Phone: "+14155550100"}},
 		"phone claim null": {rsKey, map[string]any{"sid": "s", "phone_number": json.RawMessage("null")},
 			bearerRequest,
-			stepup.Identity{User: "alice", Session: "s"}},
+			Identity{User: "alice", Session: "s"}},
 	} {
 		tok := is.Token(t, tc.key, "alice", tc.extra)
 		id, err := s.Identify(tc.req(tok))
@@ -173,7 +172,7 @@ func TestOIDCRefusesBadTokens(t *testing.T) {
 	} {
 		for _, req := range []*http.Request{cookieRequest("id_token", tc.token), bearerRequest(tc.token)} {
 			id, err := s.Identify(req)
-			if !errors.Is(err, stepup.ErrNoIdentity) {
+			if !errors.Is(err, ErrNoIdentity) {
 				t.Errorf("%s: identity %+v, error %v; want ErrNoIdentity", name, id, err)
 				continue
 			}
@@ -192,7 +191,7 @@ func TestOIDCRefusesBadTokens(t *testing.T) {
 		"basic auth":   func() *http.Request { r := httptest.NewRequest("GET", "/", nil); r.SetBasicAuth("a", "b"); return r }(),
 		"other cookie": cookieRequest("session", valid),
 	} {
-		if _, err := s.Identify(r); !errors.Is(err, stepup.ErrNoIdentity) {
+		if _, err := s.Identify(r); !errors.Is(err, ErrNoIdentity) {
 			t.Errorf("%s: error %v, want ErrNoIdentity", name, err)
 		}
 	}
@@ -211,7 +210,7 @@ func TestOIDCAlgorithms(t *testing.T) {
 	es := is.NewKey(t, jose.ES256)
 	is.Publish(rs, es)
 	s, _ := newOIDC(t, is, func(c *OIDCConfig) { c.Algorithms = []string{"ES256"} })
-	if _, err := s.Identify(bearerRequest(is.Token(t, rs, "alice", nil))); !errors.Is(err, stepup.ErrNoIdentity) {
+	if _, err := s.Identify(bearerRequest(is.Token(t, rs, "alice", nil))); !errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("RS256 token with algorithms ES256: %v", err)
 	}
 	if _, err := s.Identify(bearerRequest(is.Token(t, es, "alice", nil))); err != nil {
@@ -241,7 +240,7 @@ func TestOIDCKeyRotation(t *testing.T) {
 	// waiting request: give it that moment before checking that the old
 	// key is gone from its cache.
 	time.Sleep(50 * time.Millisecond)
-	if _, err := s.Identify(bearerRequest(oldTok)); !errors.Is(err, stepup.ErrNoIdentity) {
+	if _, err := s.Identify(bearerRequest(oldTok)); !errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("token signed by the rotated-out key: %v", err)
 	}
 }
@@ -258,17 +257,17 @@ func TestOIDCIssuerDownAtStart(t *testing.T) {
 	tok := is.Token(t, k, "alice", map[string]any{"phone_number": "+14155550100"})
 
 	_, err := s.Identify(cookieRequest("id_token", tok))
-	if err == nil || errors.Is(err, stepup.ErrNoIdentity) || !errors.Is(err, errUnavailable) {
+	if err == nil || errors.Is(err, ErrNoIdentity) || !errors.Is(err, errUnavailable) {
 		t.Fatalf("issuer down: %v, want a fail-closed error", err)
 	}
 	// During the backoff, at once and still closed.
 	start := time.Now()
-	if _, err := s.Identify(cookieRequest("id_token", tok)); err == nil || errors.Is(err, stepup.ErrNoIdentity) {
+	if _, err := s.Identify(cookieRequest("id_token", tok)); err == nil || errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("issuer down, in backoff: %v", err)
 	} else if time.Since(start) > 500*time.Millisecond {
 		t.Fatalf("a request in backoff waited %s", time.Since(start))
 	}
-	if _, err := s.Identify(httptest.NewRequest("GET", "/", nil)); !errors.Is(err, stepup.ErrNoIdentity) {
+	if _, err := s.Identify(httptest.NewRequest("GET", "/", nil)); !errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("no token, issuer down: %v, want ErrNoIdentity", err)
 	}
 	if logs.FilterMessage("oidc discovery failed, protected requests fail closed until it works").Len() == 0 {
@@ -287,7 +286,7 @@ func TestOIDCIssuerDownAtStart(t *testing.T) {
 			}
 			break
 		}
-		if errors.Is(err, stepup.ErrNoIdentity) {
+		if errors.Is(err, ErrNoIdentity) {
 			t.Fatalf("while recovering: %v", err)
 		}
 		if time.Now().After(deadline) {
@@ -306,7 +305,7 @@ func TestOIDCIssuerDownAtStart(t *testing.T) {
 	// A token signed with a key not seen yet cannot be checked: closed,
 	// not "forged".
 	_, err = s.Identify(bearerRequest(is.Token(t, is.NewKey(t, jose.ES256), "alice", nil)))
-	if err == nil || errors.Is(err, stepup.ErrNoIdentity) {
+	if err == nil || errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("unknown key with the key set unreachable: %v, want a fail-closed error", err)
 	}
 }
@@ -354,7 +353,7 @@ func TestOIDCIssuerMismatch(t *testing.T) {
 	is, k := oidctest.New(t)
 	s, _ := newOIDC(t, is, func(c *OIDCConfig) { c.Issuer = is.URL + "/" })
 	_, err := s.Identify(bearerRequest(is.Token(t, k, "alice", nil)))
-	if err == nil || errors.Is(err, stepup.ErrNoIdentity) || !strings.Contains(err.Error(), "did not match") {
+	if err == nil || errors.Is(err, ErrNoIdentity) || !strings.Contains(err.Error(), "did not match") {
 		t.Fatalf("issuer mismatch: %v", err)
 	}
 }
@@ -378,7 +377,7 @@ func TestOIDCDiscoveryHonoursRequestContext(t *testing.T) {
 	defer cancel()
 	r := bearerRequest("a.b.c").WithContext(ctx)
 	start := time.Now()
-	if _, err := s.Identify(r); err == nil || errors.Is(err, stepup.ErrNoIdentity) {
+	if _, err := s.Identify(r); err == nil || errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("stalled discovery: %v", err)
 	}
 	if d := time.Since(start); d > 2*time.Second {
@@ -399,8 +398,8 @@ func TestOIDCPhoneVerification(t *testing.T) {
 	}{
 		"verified true":     {map[string]any{"phone_number": "+14155550100", "phone_number_verified": true}, nil, "+14155550100", true, false},
 		"verified \"true\"": {map[string]any{"phone_number": "+14155550100", "phone_number_verified": "true"}, nil, "+14155550100", true, false},
-		"verified false":    {map[string]any{"phone_number": "+14155550100", "phone_number_verified": false}, stepup.ErrPhoneUnverified, "", true, false},
-		"verified absent":   {map[string]any{"phone_number": "+14155550100"}, stepup.ErrPhoneUnverified, "", true, false},
+		"verified false":    {map[string]any{"phone_number": "+14155550100", "phone_number_verified": false}, ErrPhoneUnverified, "", true, false},
+		"verified absent":   {map[string]any{"phone_number": "+14155550100"}, ErrPhoneUnverified, "", true, false},
 		"no phone at all":   {map[string]any{"phone_number_verified": false}, nil, "", true, false},
 	} {
 		tok := is.Token(t, k, "alice", tc.extra)
@@ -411,7 +410,7 @@ func TestOIDCPhoneVerification(t *testing.T) {
 		if err == nil && id.Phone != tc.wantPhone {
 			t.Errorf("%s: strict phone %q", name, id.Phone)
 		}
-		if errors.Is(err, stepup.ErrNoIdentity) {
+		if errors.Is(err, ErrNoIdentity) {
 			t.Errorf("%s: an unverified phone is not a missing identity", name)
 		}
 		if _, err := lax.Identify(bearerRequest(tok)); err != nil {
@@ -491,7 +490,7 @@ func TestLoginURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var _ stepup.LoginRedirector = s
+	var _ LoginRedirector = s
 	r := httptest.NewRequest("GET", "http://shop.example/account/cards?tab=a&b=c", nil)
 	if got, want := s.LoginURL(r), "https://sso.example.com/login?next=%2Faccount%2Fcards%3Ftab%3Da%26b%3Dc"; got != want {
 		t.Fatalf("LoginURL = %q, want %q", got, want)
@@ -536,7 +535,7 @@ func TestOIDCForgedTokensFetchBound(t *testing.T) {
 	start := time.Now()
 	const n = 20
 	for range n {
-		if _, err := s.Identify(bearerRequest(is.Token(t, forger, "mallory", nil))); !errors.Is(err, stepup.ErrNoIdentity) {
+		if _, err := s.Identify(bearerRequest(is.Token(t, forger, "mallory", nil))); !errors.Is(err, ErrNoIdentity) {
 			t.Fatalf("forged token: %v", err)
 		}
 	}
@@ -567,7 +566,7 @@ func TestOIDCBadIdentityValues(t *testing.T) {
 		tok := is.Token(t, k, tc.sub, tc.extra)
 		for _, r := range []*http.Request{bearerRequest(tok), cookieRequest("id_token", tok)} {
 			id, err := s.Identify(r)
-			if !errors.Is(err, stepup.ErrBadIdentity) || errors.Is(err, stepup.ErrNoIdentity) {
+			if !errors.Is(err, ErrBadIdentity) || errors.Is(err, ErrNoIdentity) {
 				t.Errorf("%s: %+v %v, want ErrBadIdentity", name, id, err)
 				continue
 			}
@@ -629,7 +628,7 @@ func TestOIDCAmbiguousCredential(t *testing.T) {
 			tc.r.URL.RawQuery = "access_token=" + victim
 		}
 		id, err := tc.s.Identify(tc.r)
-		if !errors.Is(err, stepup.ErrAmbiguousCredential) || errors.Is(err, stepup.ErrNoIdentity) {
+		if !errors.Is(err, ErrAmbiguousCredential) || errors.Is(err, ErrNoIdentity) {
 			t.Errorf("%s: %+v %v, want ErrAmbiguousCredential", name, id, err)
 			continue
 		}
@@ -668,7 +667,7 @@ func TestOIDCAuthorizedParty(t *testing.T) {
 		switch {
 		case tc.ok && err != nil:
 			t.Errorf("%s: %v", name, err)
-		case !tc.ok && !errors.Is(err, stepup.ErrNoIdentity):
+		case !tc.ok && !errors.Is(err, ErrNoIdentity):
 			t.Errorf("%s: %v, want ErrNoIdentity", name, err)
 		case !tc.ok && !strings.Contains(err.Error(), "azp"):
 			t.Errorf("%s: %q does not name azp", name, err)
@@ -705,7 +704,7 @@ func TestOIDCTokenAge(t *testing.T) {
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%s: %v", name, err)
-		case tc.want != "" && (!errors.Is(err, stepup.ErrNoIdentity) || !strings.Contains(err.Error(), tc.want)):
+		case tc.want != "" && (!errors.Is(err, ErrNoIdentity) || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%s: %v, want ErrNoIdentity saying %q", name, err, tc.want)
 		}
 	}

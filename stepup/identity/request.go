@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
-	"github.com/caddy-stepup/caddy-stepup/stepup"
 	"github.com/caddy-stepup/caddy-stepup/stepup/fields"
 )
 
@@ -36,7 +35,7 @@ type RequestConfig struct {
 	// DefaultRegion parses typed national numbers ("IN").
 	DefaultRegion string
 	// MaxBody bounds the body read, in bytes: the engine's max_body
-	// (0: stepup.DefaultMaxBody).
+	// (0: fields.DefaultMaxBody).
 	MaxBody int64
 }
 
@@ -77,68 +76,68 @@ func NewRequest(cfg RequestConfig) (*Request, error) {
 }
 
 // SetMaxBody sets the bound of the body read, in bytes (0:
-// stepup.DefaultMaxBody). Call it before the source is used, with the
+// fields.DefaultMaxBody). Call it before the source is used, with the
 // engine's max_body, so that a body the engine would answer with 413 gets
 // 413 here too.
 func (s *Request) SetMaxBody(n int64) {
 	if n <= 0 {
-		n = stepup.DefaultMaxBody
+		n = fields.DefaultMaxBody
 	}
 	s.maxBody = n
 }
 
-// IdentityFromRequest implements stepup.RequestIdentity.
+// IdentityFromRequest implements RequestIdentity.
 func (s *Request) IdentityFromRequest() bool { return true }
 
-// Identify implements stepup.Source. Besides ErrNoIdentity, its errors
+// Identify implements Source. Besides ErrNoIdentity, its errors
 // match fields.ErrTooLarge (the engine answers 413) and
 // fields.ErrAmbiguous (400).
-func (s *Request) Identify(r *http.Request) (stepup.Identity, error) {
+func (s *Request) Identify(r *http.Request) (Identity, error) {
 	body, err := fields.ReadBody(r, s.maxBody)
 	if errors.Is(err, fields.ErrTooLarge) {
-		return stepup.Identity{}, fmt.Errorf("request: %w", err)
+		return Identity{}, fmt.Errorf("request: %w", err)
 	}
 	if err != nil {
-		return stepup.Identity{}, noIdentity("request: %v", err)
+		return Identity{}, noIdentity("request: %v", err)
 	}
 	rd := fields.NewReader(r, body)
 	if s.user.Source == 0 {
 		v, err := fieldValue(rd, s.phone)
 		if err != nil {
-			return stepup.Identity{}, err
+			return Identity{}, err
 		}
 		phone := bounded(v)
 		if phone == "" {
-			return stepup.Identity{}, noIdentity("request: the form has no phone number")
+			return Identity{}, noIdentity("request: the form has no phone number")
 		}
 		// One user per number however it is written, so that failures
 		// and limits cannot be dodged by spelling it differently.
 		if p, err := sender.ParsePhone(phone, s.region); err == nil {
 			phone = p.E164
 		}
-		return stepup.Identity{User: userFromPhone(phone), Phone: phone}, nil
+		return Identity{User: userFromPhone(phone), Phone: phone}, nil
 	}
 	v, err := fieldValue(rd, s.user)
 	if err != nil {
-		return stepup.Identity{}, err
+		return Identity{}, err
 	}
 	typed := bounded(v)
 	if typed == "" {
-		return stepup.Identity{}, noIdentity("request: the form names no account")
+		return Identity{}, noIdentity("request: the form names no account")
 	}
 	// Limits and failures count per account however its name is cased;
 	// the lookup uses the name as typed.
 	user := strings.ToLower(typed)
 	acct, err := s.lookup.Lookup(r.Context(), "", typed)
 	switch {
-	case errors.Is(err, stepup.ErrNoIdentity), err == nil && acct.Phone == "":
+	case errors.Is(err, ErrNoIdentity), err == nil && acct.Phone == "":
 		// No such account, or none with a number: the same answer as
 		// for a real one, and nothing sent.
-		return stepup.Identity{User: user, Decoy: true, HideNumber: true}, nil
+		return Identity{User: user, Decoy: true, HideNumber: true}, nil
 	case err != nil:
-		return stepup.Identity{}, fmt.Errorf("request: looking up the account: %w", err)
+		return Identity{}, fmt.Errorf("request: looking up the account: %w", err)
 	}
-	return stepup.Identity{User: user, Phone: acct.Phone, Email: acct.Email, HideNumber: true}, nil
+	return Identity{User: user, Phone: acct.Phone, Email: acct.Email, HideNumber: true}, nil
 }
 
 // bounded trims v and refuses values longer than an e-mail address may be.

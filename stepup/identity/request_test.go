@@ -8,12 +8,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
-	"github.com/caddy-stepup/caddy-stepup/stepup"
 	"github.com/caddy-stepup/caddy-stepup/stepup/fields"
-	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
 func signupRequest(t *testing.T, query, ctype, body string) *http.Request {
@@ -76,7 +73,7 @@ func TestRequestRefusesAmbiguousFields(t *testing.T) {
 				t.Fatal(err)
 			}
 			id, err := s.Identify(signupRequest(t, tc.query, tc.ctype, tc.body))
-			if !errors.Is(err, fields.ErrAmbiguous) || errors.Is(err, stepup.ErrNoIdentity) {
+			if !errors.Is(err, fields.ErrAmbiguous) || errors.Is(err, ErrNoIdentity) {
 				t.Fatalf("Identify = %+v, %v: want ErrAmbiguous", id, err)
 			}
 			if strings.Contains(err.Error(), "4155550") || strings.Contains(err.Error(), "example.com") {
@@ -100,7 +97,7 @@ func TestRequestBodyCap(t *testing.T) {
 	}
 	s.SetMaxBody(64 << 10)
 	_, err = s.Identify(signupRequest(t, "", "application/x-www-form-urlencoded", body))
-	if !errors.Is(err, fields.ErrTooLarge) || errors.Is(err, stepup.ErrNoIdentity) {
+	if !errors.Is(err, fields.ErrTooLarge) || errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("over max_body: %v, want ErrTooLarge", err)
 	}
 }
@@ -122,55 +119,4 @@ func (o *outbox) count() int {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return len(o.msgs)
-}
-
-// Through the engine: an ambiguous sign-up form gets 400 and no code,
-// a form over max_body 413 (not 401), and a plain form over 64 KiB a
-// challenge.
-func TestRequestSourceThroughEngine(t *testing.T) {
-	src, err := NewRequest(RequestConfig{Phone: "{form.phone}"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	const maxBody = 256 << 10
-	src.SetMaxBody(maxBody)
-	out := &outbox{}
-	e, err := stepup.New(stepup.Config{Secret: []byte("0123456789abcdef0123456789abcdef-test"), MaxBody: maxBody},
-		[]*stepup.Policy{{Name: "signup", Mode: stepup.Transaction, Describe: "Create your account"}},
-		stepup.Options{Store: store.NewMemory(time.Minute), Identity: src, Sender: out})
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := stepup.NextFunc(func(w http.ResponseWriter, r *http.Request) error {
-		t.Error("the sign-up reached the app")
-		return nil
-	})
-	post := func(body string) int {
-		r := signupRequest(t, "", "application/x-www-form-urlencoded", body)
-		r.Header.Set("Accept", "text/html")
-		w := httptest.NewRecorder()
-		if err := e.Protect(w, r, e.Policy("signup"), next); err != nil {
-			t.Fatal(err)
-		}
-		return w.Code
-	}
-	if code := post("phone=%2B14155550100&phone=%2B14155550199"); code != http.StatusBadRequest || out.count() != 0 {
-		t.Fatalf("phone twice: %d, %d codes sent", code, out.count())
-	}
-	if code := post("phone=%2B14155550100&bio=" + strings.Repeat("x", maxBody)); code != http.StatusRequestEntityTooLarge || out.count() != 0 {
-		t.Fatalf("over max_body: %d, %d codes sent", code, out.count())
-	}
-	if code := post("phone=%2B14155550100&bio=" + strings.Repeat("x", 100<<10)); code != http.StatusSeeOther {
-		t.Fatalf("100 KiB form: %d", code)
-	}
-	// Codes of flows without a signed-in user go out after the answer.
-	for deadline := time.Now().Add(5 * time.Second); out.count() < 1 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if out.count() != 1 {
-		t.Fatalf("100 KiB form: %d codes sent", out.count())
-	}
-	if to := out.msgs[0].To; to != "+14155550100" {
-		t.Fatalf("code sent to %s", to)
-	}
 }

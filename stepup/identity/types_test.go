@@ -1,4 +1,4 @@
-package stepup
+package identity
 
 import (
 	"errors"
@@ -7,8 +7,8 @@ import (
 	"testing"
 )
 
-func headerSource() *HeaderSource {
-	return &HeaderSource{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone", EmailHeader: "X-Remote-Email", SessionHeader: "X-Remote-Session"}
+func headerSource() *Header {
+	return &Header{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone", EmailHeader: "X-Remote-Email", SessionHeader: "X-Remote-Session"}
 }
 
 // Over-long or malformed values are the request's fault: ErrBadIdentity

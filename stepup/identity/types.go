@@ -1,4 +1,4 @@
-package stepup
+package identity
 
 import (
 	"errors"
@@ -152,7 +152,7 @@ func printable(s string) bool {
 	return true
 }
 
-// HeaderSource reads the identity from request headers set by a trusted
+// Header reads the identity from request headers set by a trusted
 // handler that runs before stepup (forward_auth with copy_headers, an
 // authentication module). Clients must never be able to set these headers
 // themselves: the handler in front must overwrite or remove them.
@@ -162,7 +162,7 @@ func printable(s string) bool {
 // both as HTTP_X_REMOTE_USER), is refused with ErrAmbiguousCredential:
 // the handler in front overwrote one of them, and the app could read the
 // other. Values over their bounds are refused with ErrBadIdentity.
-type HeaderSource struct {
+type Header struct {
 	// UserHeader holds the user id (required).
 	UserHeader string
 	// PhoneHeader holds the phone number in E.164 form.
@@ -174,7 +174,7 @@ type HeaderSource struct {
 }
 
 // Identify implements Source.
-func (s *HeaderSource) Identify(r *http.Request) (Identity, error) {
+func (s *Header) Identify(r *http.Request) (Identity, error) {
 	keys := [...]string{s.UserHeader, s.PhoneHeader, s.EmailHeader, s.SessionHeader}
 	var vals [len(keys)]string
 	for i, name := range keys {
@@ -192,7 +192,7 @@ func (s *HeaderSource) Identify(r *http.Request) (Identity, error) {
 	}
 	for k := range r.Header {
 		for _, key := range keys {
-			if key != "" && k != key && foldedHeaderEqual(k, key) {
+			if key != "" && k != key && FoldedEqual(k, key) {
 				return Identity{}, fmt.Errorf("%w: identity header %s also sent as %q", ErrAmbiguousCredential, key, k)
 			}
 		}
@@ -205,34 +205,4 @@ func (s *HeaderSource) Identify(r *http.Request) (Identity, error) {
 		return Identity{}, fmt.Errorf("identity header: %w", err)
 	}
 	return id, nil
-}
-
-// foldedHeaderEqual reports whether header names a and b are the same to
-// a gateway that ignores case and turns '-', '_', '.' and ' ' into '_'
-// (CGI, FastCGI, WSGI: HTTP_X_REMOTE_USER).
-func foldedHeaderEqual(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if x == y {
-			continue
-		}
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x == y || (foldsToUnderscore(x) && foldsToUnderscore(y)) {
-			continue
-		}
-		return false
-	}
-	return true
-}
-
-func foldsToUnderscore(c byte) bool {
-	return c == '-' || c == '_' || c == '.' || c == ' '
 }
