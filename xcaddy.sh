@@ -82,14 +82,29 @@ lint() {
 # on top of its committed seed corpus (testdata/fuzz), which go test
 # already replays as unit tests.
 fuzz() {
-	local t="${FUZZTIME:-8s}" pkg target
+	local t="${FUZZTIME:-8s}" pkg target out dir try
+	out=$(mktemp)
 	for pkg in $(go list ./...); do
+		dir=$(go list -f '{{.Dir}}' "$pkg")
 		for target in $(go test -list '^Fuzz' "$pkg" 2>/dev/null | grep '^Fuzz' || true); do
-			say "fuzz $pkg $target ($t)"
-			go test -run '^$' -fuzz "^${target}\$" -fuzztime "$t" "$pkg" >/dev/null ||
-				die "fuzz target $target in $pkg failed (its failing input is under testdata/fuzz/$target)"
+			for try in 1 2; do
+				say "fuzz $pkg $target ($t)"
+				if go test -run '^$' -fuzz "^${target}\$" -fuzztime "$t" "$pkg" >"$out" 2>&1; then
+					break
+				fi
+				tail -n 30 "$out" >&2
+				# A failing input is written under testdata/fuzz: a real
+				# failure. Without one, the fuzzing process itself failed
+				# (a worker starved on a loaded machine): once more.
+				if [ -n "$(git -C "$dir" status --porcelain -- "testdata/fuzz/$target" 2>/dev/null)" ] || [ "$try" = 2 ]; then
+					rm -f "$out"
+					die "fuzz target $target in $pkg failed (a failing input is under $dir/testdata/fuzz/$target when one was found)"
+				fi
+				say "fuzzing $target failed without a failing input: trying once more"
+			done
 		done
 	done
+	rm -f "$out"
 }
 
 run_tests() {
