@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -483,7 +484,10 @@ type Engine struct {
 	requestID  func(*http.Request) string
 	revs       revocations
 	gens       generations
-	assertion  *Assertion
+	// alarms remembers when each country's budget alarm last fired, so
+	// that a flood logs one line a minute, not one per request.
+	alarms    sync.Map
+	assertion *Assertion
 	// fromRequest: the identity comes from the protected request itself
 	// (identity.RequestIdentity), so challenges bind to the browser session.
 	fromRequest bool

@@ -32,7 +32,7 @@ type generations struct {
 
 // generation returns the store's current generation.
 func (e *Engine) generation(ctx context.Context) (string, error) {
-	now := time.Now()
+	now := e.now()
 	ent := e.gens.cur.Load()
 	if ent != nil && now.Sub(ent.fetched) < revokeCacheTTL {
 		return ent.gen, nil

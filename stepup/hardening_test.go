@@ -460,7 +460,7 @@ func TestDataLossRefusesEarlierGrants(t *testing.T) {
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(revokeCacheTTL + 100*time.Millisecond) // the instance reads the generation again
+	h.clock.add(revokeCacheTTL + 100*time.Millisecond) // the instance reads the generation again
 	if resp, _ := api.apiDo("POST", "/checkout", body, "Cookie", GrantCookie+"="+tx); resp.StatusCode != http.StatusForbidden {
 		t.Fatalf("used transaction grant after data loss = %d", resp.StatusCode)
 	}

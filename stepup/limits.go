@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/nyaruka/phonenumbers"
@@ -175,18 +174,14 @@ func (e *Engine) allow(ctx context.Context, name, key string, l store.Limit) (*l
 	return &limited{name: name, retry: retry}, nil
 }
 
-// countryAlarms remembers when each country's alarm last fired, so that a
-// flood logs one line a minute, not one per request.
-var countryAlarms sync.Map
-
 // countryAlarm reports a country whose send rate went over its budget: the
 // typical sign of SMS pumping.
 func (e *Engine) countryAlarm(cc string) {
-	now := time.Now()
-	if last, ok := countryAlarms.Load(cc); ok && now.Sub(last.(time.Time)) < time.Minute {
+	now := e.now()
+	if last, ok := e.alarms.Load(cc); ok && now.Sub(last.(time.Time)) < time.Minute {
 		return
 	}
-	countryAlarms.Store(cc, now)
+	e.alarms.Store(cc, now)
 	e.log.Warn("country_budget_exceeded: codes to this country calling code are over their budget (possible SMS pumping)",
 		zap.String("calling_code", cc))
 }

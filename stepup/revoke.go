@@ -42,7 +42,7 @@ type revEntry struct {
 
 // revoked reports whether a grant of user issued at issued was revoked.
 func (e *Engine) revoked(ctx context.Context, user string, issued time.Time) (bool, error) {
-	now := time.Now()
+	now := e.now()
 	if last, ok := e.lastRevocation(ctx, now); ok && issued.After(last) {
 		return false, nil
 	}

@@ -620,12 +620,12 @@ func TestRevocationStateRidesOutShortOutages(t *testing.T) {
 		t.Fatalf("granted request = %d", resp.StatusCode)
 	}
 	fs.fail.Store(true)
-	time.Sleep(revokeCacheTTL + 100*time.Millisecond) // past the fresh cache
+	h.clock.add(revokeCacheTTL + 100*time.Millisecond) // past the fresh cache
 	if resp, _ := alice.do("GET", "/account/payment-methods", nil); resp.StatusCode != 200 {
 		t.Fatalf("granted request with the store failing for a second = %d, want 200 (cached state)", resp.StatusCode)
 	}
 	// Past DefaultRevocationGrace the cached state no longer serves: fail closed.
-	h.e.revs.any.Store(&revEntry{fetched: time.Now().Add(-DefaultRevocationGrace - time.Second)})
+	h.e.revs.any.Store(&revEntry{fetched: h.clock.now().Add(-DefaultRevocationGrace - time.Second)})
 	if resp, _ := alice.do("GET", "/account/payment-methods", nil); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("granted request with only stale state = %d, want 503", resp.StatusCode)
 	}
