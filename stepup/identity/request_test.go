@@ -1,15 +1,12 @@
 package identity
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
-	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup/fields"
 )
 
@@ -100,23 +97,4 @@ func TestRequestBodyCap(t *testing.T) {
 	if !errors.Is(err, fields.ErrTooLarge) || errors.Is(err, ErrNoIdentity) {
 		t.Fatalf("over max_body: %v, want ErrTooLarge", err)
 	}
-}
-
-// outbox keeps the messages the engine sends.
-type outbox struct {
-	mu   sync.Mutex
-	msgs []sender.Message
-}
-
-func (o *outbox) Send(_ context.Context, m *sender.Message) (string, error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	o.msgs = append(o.msgs, *m)
-	return "test", nil
-}
-
-func (o *outbox) count() int {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return len(o.msgs)
 }
