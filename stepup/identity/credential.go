@@ -40,7 +40,9 @@ import (
 // word of any Cookie line (separated by ';', ',', whitespace, control
 // characters or non-ASCII bytes) has a name that equals its name after
 // quotes, a '$' prefix and up to two rounds of %-decoding are removed,
-// PHP's mangling is applied and case is ignored.
+// PHP's mangling is applied (' ', '.' and an unclosed '[' become '_')
+// and case is ignored; a part's whole name counts as well as each of
+// its words.
 
 // FoldedEqual reports whether header names a and b are the same to a
 // gateway that ignores case and turns '-', '_', '.' and ' ' into '_'
@@ -179,7 +181,13 @@ func foldCookieName(n string) string {
 	}
 	n = strings.TrimFunc(n, isCookieSeparator)
 	if i := strings.IndexByte(n, '['); i >= 0 {
-		n = n[:i]
+		if strings.IndexByte(n[i:], ']') > 0 {
+			n = n[:i] // "name[x]": an array under name
+		} else {
+			// PHP turns an unclosed '[' into '_' ("shop[session" is
+			// shop_session), as it does ' ' and '.'.
+			n = n[:i] + "_" + n[i+1:]
+		}
 	}
 	return strings.NewReplacer(" ", "_", ".", "_").Replace(n)
 }
@@ -219,9 +227,19 @@ func (c cookieName) find(h http.Header) (value string, found bool, err error) {
 			// Only leading whitespace goes: in "a=b ;" PHP keeps the space
 			// in the value, so that part is not a plain pair.
 			part = strings.TrimLeft(part, " \t")
-			whole := true // the part is one word
+			// The part's whole name, spaces and all, is how PHP reads it
+			// ("shop session=x" is shop_session); the words it holds are
+			// how parsers that split on whitespace and commas read it.
+			if n, v, _ := strings.Cut(part, "="); n != "" && c.matches(n) {
+				if count++; count > 1 {
+					return "", false, ambiguous("cookie %s sent more than once (or under a name some parsers read as it)", c.name)
+				}
+				value, clean = v, n == c.name
+			}
 			for word := range strings.FieldsFuncSeq(part, isCookieSeparator) {
-				whole = whole && len(word) == len(part)
+				if len(word) == len(part) {
+					continue // the whole part, seen above
+				}
 				n, v, _ := strings.Cut(word, "=")
 				if n == "" || !c.matches(n) {
 					continue
@@ -229,7 +247,7 @@ func (c cookieName) find(h http.Header) (value string, found bool, err error) {
 				if count++; count > 1 {
 					return "", false, ambiguous("cookie %s sent more than once (or under a name some parsers read as it)", c.name)
 				}
-				value, clean = v, whole && n == c.name
+				value, clean = v, false
 			}
 		}
 	}

@@ -88,6 +88,33 @@ func TestCookieFind(t *testing.T) {
 	}
 }
 
+// Names with '_' that PHP reads from ' ', '.' and an unclosed '[' (an
+// outside test against php-fpm: "shop session=victim" reached the app as
+// shop_session, the first of a name winning there).
+func TestCookieFindPHPNames(t *testing.T) {
+	c := newCookieName("shop_session")
+	for name, tc := range map[string]struct {
+		line string
+		ok   string // the value found, "" when ambiguous
+	}{
+		"plain":                  {"shop_session=abc", "abc"},
+		"space inside the name":  {"shop session=victim; shop_session=mallory", ""},
+		"only a space":           {"shop session=victim", ""},
+		"unclosed bracket":       {"shop[session=victim; shop_session=mallory", ""},
+		"only an unclosed one":   {"shop[session=victim", ""},
+		"dot inside the name":    {"shop.session=victim; shop_session=mallory", ""},
+		"closed bracket (array)": {"shop[x]=1; shop_session=abc", "abc"},
+	} {
+		v, found, err := c.find(http.Header{"Cookie": {tc.line}})
+		switch {
+		case tc.ok == "" && !errors.Is(err, ErrAmbiguousCredential):
+			t.Errorf("%s: %q %v %v, want ErrAmbiguousCredential", name, v, found, err)
+		case tc.ok != "" && (err != nil || !found || v != tc.ok):
+			t.Errorf("%s: %q %v %v, want %q", name, v, found, err, tc.ok)
+		}
+	}
+}
+
 func TestHeaderCredential(t *testing.T) {
 	const amb = "ambiguous"
 	for name, tc := range map[string]struct {
