@@ -248,6 +248,9 @@ func (e *Engine) finishedData(c *store.Challenge) *pageData {
 // request comes from in Sec-Fetch-Site and Origin. Requests that carry
 // neither (old browsers, scripts) rely on the CSRF token alone.
 func sameOrigin(r *http.Request) bool {
+	if len(r.Header["Origin"]) > 1 || len(r.Header["Sec-Fetch-Site"]) > 1 {
+		return false // two answers to one question: not ours to pick
+	}
 	switch r.Header.Get("Sec-Fetch-Site") {
 	case "", "same-origin", "none":
 	default:
@@ -549,29 +552,44 @@ func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (
 	if wait := e.cfg.ResendAfter - e.now().Sub(c.LastSend); !c.LastSend.IsZero() && wait > 0 {
 		return wait, false, verified, nil
 	}
-	// A decoy (no such account, c.Phone empty) goes through the same
-	// cooldown and limits, but nothing is sent: its "code" is a random
-	// value no one knows. Real resends of such flows are sent after the
-	// answer (deliver), so both answer alike.
-	code := randomID()
-	if c.Phone == "" {
-		if lim, err := e.allowDecoySend(r.Context(), c.UserKey); err != nil {
-			return 0, false, verified, err
-		} else if lim != nil {
-			e.emit(r, &Event{Kind: EventRateLimited, Policy: c.Policy, Limit: lim.name, Duration: lim.retry, Outcome: "resend"})
-			return lim.retry, false, verified, nil
-		}
-	} else {
-		phone, perr := sender.ParsePhone(c.Phone, "")
-		if perr != nil {
+	// A challenge that hides its number counts its resends alike whether
+	// the account exists or not (allowHiddenSend); a decoy (no such
+	// account, or a number that cannot take a code: c.Phone empty) goes
+	// through the same cooldown and limits, but nothing is sent: its
+	// "code" is a random value no one knows. Real resends of such flows
+	// are sent after the answer (deliver), so both answer alike.
+	var lim *limited
+	var phone sender.Phone
+	if c.Phone != "" {
+		var perr error
+		if phone, perr = sender.ParsePhone(c.Phone, ""); perr != nil {
 			return 0, false, vanished, nil
 		}
-		if lim, err := e.allowSend(r.Context(), phone); err != nil {
+	}
+	switch {
+	case c.Hidden:
+		lim, err = e.allowHiddenSend(r.Context(), c.UserKey)
+	default:
+		lim, err = e.allowSend(r.Context(), phone)
+	}
+	if err != nil {
+		return 0, false, verified, err
+	} else if lim != nil {
+		e.emit(r, &Event{Kind: EventRateLimited, Policy: c.Policy, Limit: lim.name, Duration: lim.retry, Outcome: "resend"})
+		return lim.retry, false, verified, nil
+	}
+	send := c.Phone != ""
+	if send && c.Hidden {
+		// The per-country budget still guards against pumping, silently.
+		if lim, err := e.allowCountry(r.Context(), phone); err != nil {
 			return 0, false, verified, err
 		} else if lim != nil {
-			e.emit(r, &Event{Kind: EventRateLimited, Policy: c.Policy, Limit: lim.name, Duration: lim.retry, Outcome: "resend"})
-			return lim.retry, false, verified, nil
+			e.emit(r, &Event{Kind: EventRateLimited, Policy: c.Policy, Limit: lim.name, Duration: lim.retry, Outcome: "hidden"})
+			send = false
 		}
+	}
+	code := randomID()
+	if send {
 		code = newCode(e.cfg.CodeLength)
 	}
 	now := e.now()
@@ -586,7 +604,7 @@ func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (
 		res, _, err := e.stateOutcome(b, err, now)
 		return 0, false, res, err
 	}
-	if c.Phone != "" {
+	if send {
 		e.deliver(r, c, b.id.Email, code, true, channel)
 	}
 	return 0, false, verified, nil

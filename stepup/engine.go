@@ -484,6 +484,9 @@ type Engine struct {
 	requestID  func(*http.Request) string
 	revs       revocations
 	gens       generations
+	// identityHeaders are the request headers the identity source reads
+	// (identity.HeaderNamer), never accepted from a client as trailers.
+	identityHeaders []string
 	// alarms remembers when each country's budget alarm last fired, so
 	// that a flood logs one line a minute, not one per request.
 	alarms    sync.Map
@@ -557,6 +560,9 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 		}
 	}
 	e.all[0] = &e.keys
+	if hn, ok := opts.Identity.(identity.HeaderNamer); ok {
+		e.identityHeaders = hn.HeaderNames()
+	}
 	if ri, ok := opts.Identity.(identity.RequestIdentity); ok && ri.IdentityFromRequest() {
 		e.fromRequest = true
 		if e.cfg.Limits.PerIP.Off() || e.cfg.Limits.PerNumber.Off() {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"maps"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/caddy-stepup/caddy-stepup/internal/testredis"
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -258,7 +260,8 @@ func TestBodyReadDeadline(t *testing.T) {
 }
 
 // Finding 15: a grant travels in a cookie (access logs redact cookies);
-// the header is refused with a clear error unless the operator allows it.
+// the header is refused with a clear error unless the operator allows it,
+// and a grant refused in a header is revoked (it is in the log now).
 func TestGrantHeaderOptIn(t *testing.T) {
 	for _, allow := range []bool{false, true} {
 		h := newHarness(t, store.NewMemory(time.Minute), func(c *Config, _ []*Policy) { c.GrantHeader = allow })
@@ -272,12 +275,24 @@ func TestGrantHeaderOptIn(t *testing.T) {
 		if out["cookie"] != GrantCookie || (out["header"] != nil) != allow {
 			t.Fatalf("verify answer names %v", out)
 		}
+		h.clock.add(2 * time.Second) // grants carry whole seconds: a revocation now is after this one
 		resp, out = api.apiDo("GET", "/account/payment-methods", nil, GrantHeader, grant)
 		if allow && resp.StatusCode != 200 || !allow && (resp.StatusCode != http.StatusBadRequest || out["error"] != "grant_header_disabled") {
 			t.Fatalf("allow=%v: header = %d %v", allow, resp.StatusCode, out)
 		}
-		if resp, _ := api.apiDo("GET", "/account/payment-methods", nil, "Cookie", GrantCookie+"="+grant); resp.StatusCode != 200 {
-			t.Fatalf("cookie = %d", resp.StatusCode)
+		// Refused in a header, the grant is in the access log: it is dead.
+		resp, _ = api.apiDo("GET", "/account/payment-methods", nil, "Cookie", GrantCookie+"="+grant)
+		if allow && resp.StatusCode != 200 || !allow && resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("allow=%v: the grant as a cookie afterwards = %d", allow, resp.StatusCode)
+		}
+		if !allow {
+			h.clock.add(2 * time.Second)
+			_, ch = api.apiDo("GET", "/account/payment-methods", nil)
+			_, out = api.apiVerify(ch["challenge"].(string), h.out.last(t).Code)
+			grant = out["grant"].(string)
+			if resp, _ := api.apiDo("GET", "/account/payment-methods", nil, "Cookie", GrantCookie+"="+grant); resp.StatusCode != 200 {
+				t.Fatalf("a new grant as a cookie = %d", resp.StatusCode)
+			}
 		}
 		// Two grants (header and cookie, or two cookies) are ambiguous.
 		resp, _ = api.apiDo("GET", "/account/payment-methods", nil, "Cookie", GrantCookie+"="+grant+"; "+GrantCookie+"="+grant)
@@ -571,5 +586,139 @@ func TestFoldedStepupHeadersStripped(t *testing.T) {
 		if strings.HasPrefix(strings.ToLower(strings.NewReplacer("_", "-", ".", "-").Replace(k)), "stepup-") {
 			t.Fatalf("the upstream got %s", k)
 		}
+	}
+}
+
+// resetSource is a password-reset identity source as identity request
+// with a lookup makes it: the account named in X-Reset-User, its number
+// hidden; an unknown account is a decoy.
+type resetSource struct{ phones map[string]string }
+
+func (s resetSource) Identify(r *http.Request) (identity.Identity, error) {
+	user := r.Header.Get("X-Reset-User")
+	if user == "" {
+		return identity.Identity{}, identity.ErrNoIdentity
+	}
+	if p, ok := s.phones[user]; ok {
+		return identity.Identity{User: user, Phone: p, HideNumber: true}, nil
+	}
+	return identity.Identity{User: user, Decoy: true, HideNumber: true}, nil
+}
+
+func (resetSource) IdentityFromRequest() bool { return true }
+
+// newResetHarness has a transaction policy "checkout" (the reset form)
+// with a fixed description, identities from resetSource.
+func newResetHarness(t *testing.T, st store.Store, mutate func(*Config)) *harness {
+	h := newHarness(t, st, func(c *Config, ps []*Policy) {
+		withCheckout("Reset your password")(c, ps)
+		if mutate != nil {
+			mutate(c)
+		}
+	})
+	h.e.identity = resetSource{phones: map[string]string{"known@example.com": "+14155550100", "landline@example.com": "+442079460000"}}
+	h.e.fromRequest = true
+	return h
+}
+
+// apiAs sends an API request naming account user in the reset form.
+func (b *browser) resetAPI(user string, extra ...string) (*http.Response, map[string]any) {
+	return b.apiDo("POST", "/checkout", []byte(`{"email":"x"}`), append([]string{"X-Reset-User", user}, extra...)...)
+}
+
+// Finding 4 (outside test): a reset answers alike for a known account,
+// an unknown one and one whose number cannot take a code: the same JSON,
+// description included.
+func TestResetAnswersAlike(t *testing.T) {
+	h := newResetHarness(t, store.NewMemory(time.Minute), nil)
+	volatile := func(m map[string]any) map[string]any {
+		delete(m, "challenge")
+		delete(m, "expires_at")
+		return m
+	}
+	b := h.browser("", "")
+	_, known := b.resetAPI("known@example.com")
+	_, unknown := b.resetAPI("nobody@example.com")
+	_, landline := b.resetAPI("landline@example.com")
+	k, u, l := fmt.Sprint(volatile(known)), fmt.Sprint(volatile(unknown)), fmt.Sprint(volatile(landline))
+	if k != u || k != l || known["description"] != "Reset your password" {
+		t.Fatalf("answers differ:\nknown    %s\nunknown  %s\nlandline %s", k, u, l)
+	}
+}
+
+// Finding 6 (outside test): a number's spent budget (from a sign-up
+// form, say) does not tell which account has that number: hidden-number
+// flows count their budget per account, alike for real and unknown ones.
+func TestResetBudgetIsPerAccount(t *testing.T) {
+	st := store.NewMemory(time.Minute)
+	one := func(c *Config) { c.Limits.PerNumber = store.Limit{Rate: 1, Period: time.Hour} }
+	signup := newHarness(t, st, func(c *Config, ps []*Policy) { one(c) })
+	s := signup.browser("signup-user", "+14155550100")
+	s.do("GET", "/account/payment-methods", nil)
+	if resp, _ := signup.browser("signup-user-2", "+14155550100").do("GET", "/account/payment-methods", nil); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("the number's budget was not spent: %d", resp.StatusCode)
+	}
+	h := newResetHarness(t, st, one)
+	b := h.browser("", "")
+	r1, _ := b.resetAPI("known@example.com")
+	r2, _ := b.resetAPI("nobody@example.com")
+	if r1.StatusCode != r2.StatusCode || r1.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("known account %d, unknown %d: the number's budget shows through", r1.StatusCode, r2.StatusCode)
+	}
+}
+
+// Finding 11 (outside test): a stranger who names the same account from
+// another browser does not cancel the owner's pending reset.
+func TestResetStashKeptPerSession(t *testing.T) {
+	h := newResetHarness(t, store.NewMemory(time.Minute), nil)
+	owner, stranger := h.browser("", ""), h.browser("", "")
+	resp, _ := owner.raw("POST", "/checkout", "application/x-www-form-urlencoded", []byte("email=known"), "X-Reset-User", "known@example.com")
+	loc := resp.Header.Get("Location")
+	waitCount(t, h.out, 1)
+	code := h.out.last(t).Code
+	stranger.raw("POST", "/checkout", "application/x-www-form-urlencoded", []byte("email=known"), "X-Reset-User", "known@example.com")
+	waitCount(t, h.out, 2)
+	_, page := owner.do("GET", loc, nil)
+	owner.do("POST", loc, url.Values{"csrf": {csrfOf(t, page)}, "code": {code}})
+	if resp, _ := owner.do("GET", "/checkout", nil); resp.StatusCode != 200 || h.upstream.Load() != 1 {
+		t.Fatalf("the owner's reset after a stranger's = %d (upstream %d)", resp.StatusCode, h.upstream.Load())
+	}
+}
+
+// waitCount waits for n codes (flows without a signed-in user send them
+// after the answer).
+func waitCount(t *testing.T, o *outbox, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); o.count() < n; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d codes sent, want %d", o.count(), n)
+		}
+	}
+}
+
+// Finding 12 (outside test): a trailer cannot bring the identity headers
+// the source read (an app that merges trailers would see another user).
+func TestIdentityTrailersStripped(t *testing.T) {
+	h := newHarness(t, store.NewMemory(time.Minute), nil)
+	alice := h.browser("alice", "+14155550100")
+	ch, csrf := alice.start("/account/payment-methods")
+	alice.do("POST", ch, url.Values{"csrf": {csrf}, "code": {h.out.last(t).Code}})
+	req, _ := http.NewRequest("POST", h.srv.URL+"/account/payment-methods/add", trailingBody{strings.NewReader("a=1")})
+	req.ContentLength = -1
+	req.Trailer = http.Header{"X-Remote-User": {"admin"}, "X_remote_user": {"admin"}, "X-Other": {"kept"}}
+	req.Header.Set("Accept", "text/html")
+	req.Header.Set("X-Remote-User", "alice")
+	req.Header.Set("X-Remote-Phone", "+14155550100")
+	for k, v := range alice.jar {
+		req.AddCookie(&http.Cookie{Name: k, Value: v})
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	tr := *h.lastTrailer.Load()
+	if resp.StatusCode != 200 || tr.Get("X-Remote-User") != "" || len(tr["X_remote_user"]) != 0 || tr.Get("X-Other") != "kept" {
+		t.Fatalf("%d: upstream read trailers %v", resp.StatusCode, tr)
 	}
 }

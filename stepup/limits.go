@@ -136,26 +136,35 @@ func (e *Engine) allowSend(ctx context.Context, phone sender.Phone) (*limited, e
 	if lim, err := e.allow(ctx, "per_number", "n:"+e.keys.short("number", phone.E164), l.PerNumber); lim != nil || err != nil {
 		return lim, err
 	}
-	cl, ok := l.PerCountry[phone.CountryCode]
-	if !ok {
-		cl = l.PerCountry[0]
-	}
-	cc := strconv.Itoa(phone.CountryCode)
-	if lim, err := e.allow(ctx, "per_country", "cc:"+cc, cl); lim != nil || err != nil {
-		if lim != nil {
-			e.countryAlarm(cc)
-		}
+	if lim, err := e.allowCountry(ctx, phone); lim != nil || err != nil {
 		return lim, err
 	}
 	return e.allow(ctx, "global", "g", l.Global)
 }
 
-// allowDecoySend counts a decoy's "send" (an account that does not
-// exist, so no number) as allowSend counts a real one, so that a spent
-// budget answers the same for both: the per-number limit under a stand-in
-// number for the identity, and the global budget. (The per-country
-// budgets cannot be matched without a country.)
-func (e *Engine) allowDecoySend(ctx context.Context, userKey string) (*limited, error) {
+// allowCountry counts one code sent to phone against its country's
+// budget (or the budget of every country without one).
+func (e *Engine) allowCountry(ctx context.Context, phone sender.Phone) (*limited, error) {
+	l := e.cfg.Limits
+	cl, ok := l.PerCountry[phone.CountryCode]
+	if !ok {
+		cl = l.PerCountry[0]
+	}
+	cc := strconv.Itoa(phone.CountryCode)
+	lim, err := e.allow(ctx, "per_country", "cc:"+cc, cl)
+	if lim != nil {
+		e.countryAlarm(cc)
+	}
+	return lim, err
+}
+
+// allowHiddenSend counts a send to an account whose number is hidden (a
+// password reset) the same way whether the account exists or not: the
+// per-number budget under a stand-in number for the account, and the
+// site's budget. Counting the real number would let someone who spent a
+// number's budget elsewhere (a sign-up form) learn which account has it;
+// the per-country budget is checked silently afterwards (destination).
+func (e *Engine) allowHiddenSend(ctx context.Context, userKey string) (*limited, error) {
 	l := e.cfg.Limits
 	if lim, err := e.allow(ctx, "per_number", "n:"+e.keys.short("number", "decoy:"+userKey), l.PerNumber); lim != nil || err != nil {
 		return lim, err

@@ -2,7 +2,6 @@ package stepup
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -148,6 +147,15 @@ func (g *trailerGuard) Read(p []byte) (int, error) {
 	n, err := g.ReadCloser.Read(p)
 	if err != nil {
 		g.e.StripHeaders(g.r.Trailer)
+		// Nor may a trailer carry the identity the source read from the
+		// headers (an app that merges trailers would see another user).
+		for k := range g.r.Trailer {
+			for _, name := range g.e.identityHeaders {
+				if identity.FoldedEqual(k, name) {
+					delete(g.r.Trailer, k)
+				}
+			}
+		}
 	}
 	return n, err
 }
@@ -212,10 +220,18 @@ func (e *Engine) protect(w http.ResponseWriter, r *http.Request, p *Policy, gran
 	case grant.ambiguous:
 		return e.refuseGrant(w, r, p, "ambiguous")
 	case grant.fromHeader && !e.cfg.GrantHeader:
+		// The token is in the access log now: it must open nothing any
+		// more. Revoking the user's grants kills it whatever its kind
+		// (only this user can do that, with their own identity).
+		if len(grant.token) == grantTokenLen {
+			if err := e.RevokeUser(r.Context(), id.User); err != nil {
+				return e.storeError(w, r, "revoke", err)
+			}
+		}
 		e.emit(r, &Event{Kind: EventGrantRefused, Policy: p.Name, Mode: p.Mode.String(), Outcome: "header_disabled"})
 		w.Header().Set("WWW-Authenticate", `StepUp error="invalid_request"`)
 		apiError(w, http.StatusBadRequest, "grant_header_disabled",
-			"send the grant as the cookie "+GrantCookie+"=TOKEN: a header is written to access logs", nil)
+			"send the grant as the cookie "+GrantCookie+"=TOKEN: a header is written to access logs, so this grant was revoked", nil)
 		return nil
 	case grant.token != "":
 		return e.useGrantHeader(w, r, p, id, session, grant.token, next)
@@ -492,211 +508,6 @@ func safeMethod(m string) bool {
 	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions || m == http.MethodTrace
 }
 
-// challenge starts (or resumes) a challenge for p. Browsers are sent to
-// the code page; API clients get 401 with the challenge in JSON.
-func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id identity.Identity, session string, api bool) error {
-	ctx := r.Context()
-	userKey := e.keys.userKey(id.User)
-
-	// A transaction is bound to its body; a browser's non-GET request is
-	// preserved so that it can be sent once the code is verified.
-	var body []byte
-	var err error
-	preserve := !api && (p.Mode == Transaction || !safeMethod(r.Method))
-	if preserve && !e.cfg.AllowCrossSite && !sameOrigin(r) {
-		// A cross-site request replayed after the code would reach the
-		// app as if the customer had sent it from this site: refused.
-		e.refuse(w, r, p.Name, http.StatusForbidden, stateCrossSite, "cross_site", nil)
-		return nil
-	}
-	if p.Mode == Transaction || preserve {
-		var ok bool
-		if body, ok = e.readBound(w, r, p); !ok {
-			return nil
-		}
-	}
-	var tx []byte
-	var description string
-	if p.Mode == Transaction {
-		tx = txHash(p.Name, r.Method, r.URL.RequestURI(), r.Header, body, id.User)
-		if p.desc != nil {
-			if description, err = p.desc.render(r, body); err != nil {
-				if !e.refuseFields(w, r, p.Name, err) {
-					e.renderStatus(w, r, http.StatusBadRequest, stateBadForm, nil)
-				}
-				return nil
-			}
-		}
-	}
-
-	returnURL, ok := SafeReturnPath(r.URL.RequestURI())
-	if !ok {
-		returnURL = "/"
-	}
-	if session == "" {
-		sid := randomID()
-		setSessionCookie(w, r, sid)
-		session = "sid:" + sid
-	}
-	sessionKey := e.keys.sessionKey(session)
-	var bodyKey string
-	if preserve || tx != nil {
-		sum := sha256.Sum256(body)
-		bodyKey = string(sum[:])
-	}
-	pending := e.keys.short("pending", p.Name, userKey, sessionKey, r.Method, returnURL, bodyKey, strconv.FormatBool(api))
-	// The lockout and a pending challenge are read together.
-	pendingID, failures, err := e.store.PendingWithFailures(ctx, pending, userKey)
-	if err != nil {
-		return e.storeError(w, r, "pending", err)
-	}
-	if failures.N >= e.cfg.MaxFailures {
-		e.renderLocked(w, r, failures.TTL)
-		return nil
-	}
-	existing, err := e.resume(r, p, pendingID, userKey, sessionKey)
-	if err != nil {
-		return e.storeError(w, r, "pending", err)
-	}
-	if existing != nil {
-		return e.challenged(w, r, p, existing, id.Email, api)
-	}
-	// The cheapest, most attacker-specific checks first: a refused flood
-	// costs no phone parsing and no send.
-	if lim, err := e.allowStart(ctx, r, userKey); err != nil {
-		return e.storeError(w, r, "rate_limit", err)
-	} else if lim != nil {
-		return e.rateLimited(w, r, p, lim)
-	}
-	var phone sender.Phone
-	if id.Decoy {
-		// No such account: go through the same motions without a number.
-		return e.decoy(w, r, p, id, userKey, sessionKey, pending, returnURL, api)
-	}
-	phone, err = sender.ParsePhone(id.Phone, e.cfg.DefaultRegion)
-	if err != nil {
-		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: p.Name, Outcome: "phone_" + phoneReason(id.Phone)})
-		if id.HideNumber {
-			// A number on file that cannot take a code must not answer
-			// differently from no account at all.
-			return e.decoy(w, r, p, id, userKey, sessionKey, pending, returnURL, api)
-		}
-		e.renderStatus(w, r, http.StatusBadRequest, stateBadPhone, nil)
-		return nil
-	}
-	if err := e.cfg.PhoneRules.Check(phone); err != nil {
-		// Premium-rate, non-mobile or not-allowed country: no code goes
-		// there (SMS-pumping defense). The customer sees the "add a
-		// mobile number" page; the log says which rule refused.
-		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: p.Name, To: phone.Masked(), Outcome: "phone_refused", Err: err})
-		if id.HideNumber {
-			return e.decoy(w, r, p, id, userKey, sessionKey, pending, returnURL, api)
-		}
-		e.renderStatus(w, r, http.StatusBadRequest, stateBadPhone, nil)
-		return nil
-	}
-	if lim, err := e.allowSend(ctx, phone); err != nil {
-		return e.storeError(w, r, "rate_limit", err)
-	} else if lim != nil {
-		return e.rateLimited(w, r, p, lim)
-	}
-
-	c, err := e.newChallenge(r, p, userKey, sessionKey, returnURL)
-	if err != nil {
-		return e.storeError(w, r, "generation", err)
-	}
-	c.Phone, c.Description, c.TxHash, c.Hidden = phone.E164, description, tx, id.HideNumber
-	if e.fromRequest {
-		c.User = id.User
-	}
-	if preserve {
-		c.Stash = e.keys.seal(c.ID, newStash(r, body).marshal())
-		c.HasStash = true
-		// A newer preserved request of the user for this policy replaces
-		// this one's stash at once (the store deletes the older).
-		c.StashSlot = e.keys.short("stash", p.Name, userKey)
-	}
-	code := newCode(e.cfg.CodeLength)
-	c.CodeMAC = e.keys.codeMAC(c.ID, code)
-	if err := e.store.Create(ctx, c, pending, e.cfg.Retain); err != nil {
-		return e.storeError(w, r, "create", err)
-	}
-	outcome := "browser"
-	if api {
-		outcome = "api"
-	} else if preserve {
-		outcome = "browser_preserved"
-	}
-	e.emit(r, &Event{Kind: EventChallengeCreated, Policy: p.Name, Mode: p.Mode.String(), To: phone.Masked(), Outcome: outcome})
-	e.deliver(r, c, id.Email, code, false, "")
-	return e.challenged(w, r, p, c, id.Email, api)
-}
-
-// challenged answers a request that now has challenge c.
-// email is the identity's address, if any (an email channel can reach it).
-func (e *Engine) challenged(w http.ResponseWriter, r *http.Request, p *Policy, c *store.Challenge, email string, api bool) error {
-	e.emit(r, &Event{Kind: EventRequest, Policy: p.Name, Mode: p.Mode.String(), Outcome: "challenged"})
-	if api {
-		e.apiChallenge(w, r, p, c, email)
-		return nil
-	}
-	http.Redirect(w, r, e.challengeURL(c.ID), http.StatusSeeOther)
-	return nil
-}
-
-// newChallenge returns a new challenge of policy p for the user and
-// session keys, to come back to returnURL: with the policy's mode and
-// version, the handler's scope and the store generation it is made in
-// (a change of any of them later makes it unusable).
-func (e *Engine) newChallenge(r *http.Request, p *Policy, userKey, sessionKey, returnURL string) (*store.Challenge, error) {
-	gen, err := e.generation(r.Context())
-	if err != nil {
-		return nil, err
-	}
-	now := e.now()
-	return &store.Challenge{
-		ID:            randomID(),
-		Policy:        p.Name,
-		Mode:          p.Mode.String(),
-		PolicyVersion: p.Version,
-		Scope:         e.scope(r),
-		Generation:    gen,
-		UserKey:       userKey,
-		SessionKey:    sessionKey,
-		ReturnURL:     returnURL,
-		Created:       now,
-		Expires:       now.Add(e.cfg.CodeTTL),
-		MaxAttempts:   e.cfg.MaxAttempts,
-	}, nil
-}
-
-// resume returns the pending challenge for the same user, session,
-// policy and request when it can still be answered, so that a reload or a
-// double submit does not send another code.
-func (e *Engine) resume(r *http.Request, p *Policy, id, userKey, sessionKey string) (*store.Challenge, error) {
-	if id == "" {
-		return nil, nil
-	}
-	c, err := e.store.Get(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	gen, err := e.generation(r.Context())
-	if err != nil {
-		return nil, err
-	}
-	now := e.now()
-	if c.UserKey != userKey || c.SessionKey != sessionKey || !c.Used.IsZero() ||
-		!now.Before(c.Expires) || c.Attempts >= c.MaxAttempts ||
-		c.PolicyVersion != p.Version || c.Mode != p.Mode.String() || c.Scope != e.scope(r) || c.Generation != gen {
-		return nil, nil
-	}
-	return c, nil
-}
-
 // deliver sends code for challenge c and records the outcome. A failed
 // delivery leaves the challenge usable: the page offers a resend.
 // channel, when set, is the one the customer chose: the code goes by it
@@ -775,32 +586,4 @@ func phoneReason(raw string) string {
 		return "missing"
 	}
 	return "invalid"
-}
-
-// decoy answers a request for an account that does not exist exactly as
-// for one that does: the same limits are counted, a challenge is made
-// (no code can open it: its code is random and was never sent), the
-// answer takes about as long as a real delivery, and the page and JSON
-// look the same. Nobody can tell from outside which accounts exist.
-func (e *Engine) decoy(w http.ResponseWriter, r *http.Request, p *Policy, id identity.Identity,
-	userKey, sessionKey, pending, returnURL string, api bool) error {
-	if lim, err := e.allowDecoySend(r.Context(), userKey); err != nil {
-		return e.storeError(w, r, "rate_limit", err)
-	} else if lim != nil {
-		return e.rateLimited(w, r, p, lim)
-	}
-	c, err := e.newChallenge(r, p, userKey, sessionKey, returnURL)
-	if err != nil {
-		return e.storeError(w, r, "generation", err)
-	}
-	c.Hidden, c.User = true, id.User
-	c.CodeMAC = e.keys.codeMAC(c.ID, randomID())
-	if err := e.store.Create(r.Context(), c, pending, e.cfg.Retain); err != nil {
-		return e.storeError(w, r, "create", err)
-	}
-	e.emit(r, &Event{Kind: EventChallengeCreated, Policy: p.Name, Mode: p.Mode.String(), Outcome: "decoy"})
-	if err := e.store.RecordSend(r.Context(), c.ID, "", false); err != nil {
-		return e.storeError(w, r, "record_send", err)
-	}
-	return e.challenged(w, r, p, c, id.Email, api)
 }

@@ -173,6 +173,24 @@ type Header struct {
 	SessionHeader string
 }
 
+// HeaderNamer is implemented by sources that read the identity from
+// request headers: the engine keeps clients from sending those as
+// trailers.
+type HeaderNamer interface {
+	HeaderNames() []string
+}
+
+// HeaderNames implements HeaderNamer.
+func (s *Header) HeaderNames() []string {
+	var out []string
+	for _, n := range [...]string{s.UserHeader, s.PhoneHeader, s.EmailHeader, s.SessionHeader} {
+		if n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // Identify implements Source.
 func (s *Header) Identify(r *http.Request) (Identity, error) {
 	keys := [...]string{s.UserHeader, s.PhoneHeader, s.EmailHeader, s.SessionHeader}
