@@ -117,7 +117,14 @@ run_tests() {
 	# Benchmarks report, they do not gate: CI only checks that each Go
 	# benchmark runs once and that the wrk suite runs end to end.
 	say "every Go benchmark once (-benchtime 1x)"
-	go test -run '^$' -bench . -benchtime 1x ./... >/dev/null
+	local out
+	out=$(mktemp)
+	if ! go test -run '^$' -bench . -benchtime 1x ./... >"$out" 2>&1; then
+		grep -E -B2 -A8 '^(--- FAIL|FAIL|panic)' "$out" | tail -n 60 >&2
+		rm -f "$out"
+		die "a Go benchmark failed"
+	fi
+	rm -f "$out"
 	say "bench/run.sh --quick (the wrk suite end to end; report in bench/out/)"
 	"$ROOT/bench/run.sh" --quick
 	say "all tests passed"

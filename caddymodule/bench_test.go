@@ -30,7 +30,9 @@ func benchHandlerWith(tb testing.TB, n int, senderJSON string) *Handler {
 	for i := 0; i < n; i++ {
 		policies = append(policies, fmt.Sprintf(`{"name":"p%d","match":[{"path":["/protected-%d/*"]}]}`, i, i))
 	}
-	raw := `{"secret":"` + strings.Repeat("s", 32) + `","identity":{"source":"header","user":"X-Remote-User","phone":"X-Remote-Phone"},` +
+	// One scope: the grant is won through a test server and used on
+	// prepared requests (another host and no listener).
+	raw := `{"secret":"` + strings.Repeat("s", 32) + `","scope":"bench","domain":"shop.example","identity":{"source":"header","user":"X-Remote-User","phone":"X-Remote-Phone"},` +
 		`"senders":[` + senderJSON + `],"limits":{"per_ip":"off","per_user":"off","per_number":"off"},"policies":[` + strings.Join(policies, ",") + `]}`
 	var h Handler
 	if err := json.Unmarshal([]byte(raw), &h); err != nil {
@@ -230,7 +232,9 @@ func FuzzPathPrefilter(f *testing.F) {
 		js, _ := json.Marshal(pats)
 		policies = append(policies, fmt.Sprintf(`{"name":"p%d","match":[{"path":%s}]}`, i, js))
 	}
-	raw := `{"secret":"` + strings.Repeat("s", 32) + `","identity":{"source":"header","user":"U","phone":"P"},` +
+	// One scope: the grant is won through a test server and used on
+	// prepared requests (another host and no listener).
+	raw := `{"secret":"` + strings.Repeat("s", 32) + `","scope":"bench","domain":"shop.example","identity":{"source":"header","user":"U","phone":"P"},` +
 		`"senders":[{"sender":"log"}],"policies":[` + strings.Join(policies, ",") + `]}`
 	var h Handler
 	if err := json.Unmarshal([]byte(raw), &h); err != nil {

@@ -130,14 +130,15 @@ func BenchmarkVerify(b *testing.B) {
 			if len(todo) == 0 {
 				b.StopTimer()
 				todo = make([]pending, 1000)
-				now := e.now()
 				for i := range todo {
 					user := "v-" + randomID()
-					c := &store.Challenge{
-						ID: randomID(), Policy: "p", UserKey: e.keys.userKey(user),
-						SessionKey: e.keys.sessionKey(apiSession), Phone: "+14155550100", ReturnURL: "/",
-						Created: now, Expires: now.Add(5 * time.Minute), MaxAttempts: 5,
+					// Made as the engine makes it, for the request below.
+					c, err := e.newChallenge(httptest.NewRequest("POST", DefaultPathPrefix+"/verify", nil), e.Policy("p"),
+						e.keys.userKey(user), e.keys.sessionKey(apiSession), "/")
+					if err != nil {
+						b.Fatal(err)
 					}
+					c.Phone = "+14155550100"
 					c.CodeMAC = e.keys.codeMAC(c.ID, "123456")
 					if err := st.Create(ctx, c, "", time.Minute); err != nil {
 						b.Fatal(err)
