@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"html"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strings"
@@ -177,5 +178,23 @@ func TestBrandedPage(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("branded page lacks %q", want)
 		}
+	}
+}
+
+// The sample pages (previews, template checks) show a challenge with the
+// engine's default settings.
+func TestPageSamplesShowDefaults(t *testing.T) {
+	tmpl := strings.Replace(pagetest.CustomTemplate, "</main>",
+		`<p id="settings">{{.CodeLength}} {{.AttemptsLeft}} {{.SendsLeft}} {{.ExpiresSeconds}} {{.ResendSeconds}} {{.Action}}</p></main>`, 1)
+	h, err := page.PreviewHandler(page.Config{Template: pagetest.WriteTemplate(t, tmpl)}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/challenge", nil))
+	want := fmt.Sprintf(`<p id="settings">%d %d %d %d %d %s/challenge/`, DefaultCodeLength, DefaultMaxAttempts, DefaultMaxSends-1,
+		int(DefaultCodeTTL/time.Second), int(DefaultResendAfter/time.Second), DefaultPathPrefix)
+	if !strings.Contains(w.Body.String(), want) {
+		t.Errorf("sample challenge lacks %q:\n%s", want, w.Body)
 	}
 }
