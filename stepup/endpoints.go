@@ -223,26 +223,13 @@ func challengeState(c *store.Challenge, now time.Time) page.State {
 func (e *Engine) renderChallenge(w http.ResponseWriter, r *http.Request, status int, b bound, errMsg, notice string) {
 	now := e.now()
 	if st := challengeState(b.c, now); st != page.StateChallenge {
-		e.renderStatus(w, r, http.StatusGone, st, e.finishedData(b.c))
+		e.renderStatus(w, r, http.StatusGone, st, finishedData(b.c))
 		return
 	}
 	d := e.challengeData(b, now)
 	d.Error = errMsg
 	d.Notice = notice
 	e.renderStatus(w, r, status, page.StateChallenge, d.Data())
-}
-
-// finishedData is the page data of a challenge that can take no code.
-func (e *Engine) finishedData(c *store.Challenge) *page.Data {
-	ret, ok := SafeReturnPath(c.ReturnURL)
-	if !ok {
-		ret = "/"
-	}
-	d := &page.Data{ContinueURL: ret, Description: c.Description}
-	if c.HasStash && c.Used.IsZero() {
-		d.Text = page.StateText[page.StateExpired][1] + " Your request was not sent."
-	}
-	return d
 }
 
 // sameOrigin refuses cross-site form posts: a browser says where a

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/caddy-stepup/caddy-stepup/stepup/page"
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
 // The engine's side of its answers: it decides the status, the state and
@@ -69,6 +70,19 @@ func (e *Engine) challengeData(b bound, now time.Time) *page.Challenge {
 		pc.ResendWait = e.cfg.ResendAfter - now.Sub(c.LastSend)
 	}
 	return pc
+}
+
+// finishedData is the page data of a challenge that can take no code.
+func finishedData(c *store.Challenge) *page.Data {
+	ret, ok := SafeReturnPath(c.ReturnURL)
+	if !ok {
+		ret = "/"
+	}
+	d := &page.Data{ContinueURL: ret, Description: c.Description}
+	if c.HasStash && c.Used.IsZero() {
+		d.Text = page.StateText[page.StateExpired][1] + " Your request was not sent."
+	}
+	return d
 }
 
 // MessageSamples renders the code message in every locale customers can

@@ -124,19 +124,20 @@ func (p *Responder) Status(w http.ResponseWriter, r *http.Request, html bool, st
 	return nil
 }
 
-// answer prepares d for st in r's language, names the site, and sets
-// the answer's Content-Language.
+// answer prepares d for st in r's language and sets the answer's
+// Content-Language.
 func (p *Responder) answer(h http.Header, r *http.Request, st State, d *Data) {
 	l := p.localeFor(r)
 	p.prepare(d, st, l)
 	h.Set("Content-Language", l.tag)
+}
+
+// write renders d (prepared) under a fresh nonce and sends it, naming
+// the site unless d does.
+func (p *Responder) write(w http.ResponseWriter, r *http.Request, status int, d *Data) error {
 	if d.Site == "" {
 		d.Site = firstOf(p.cfg.Title, p.opts.SiteName, requestHost(r))
 	}
-}
-
-// write renders d (prepared) under a fresh nonce and sends it.
-func (p *Responder) write(w http.ResponseWriter, r *http.Request, status int, d *Data) error {
 	d.Nonce = newNonce()
 	buf := p.pool.Get().(*bytes.Buffer)
 	buf.Reset()
