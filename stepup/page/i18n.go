@@ -42,6 +42,7 @@ type Locale struct {
 // "few", ...); a text without plural forms has "other" only.
 type message map[string]string
 
+// UnmarshalJSON reads a text, or its forms by plural category.
 func (m *message) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err == nil {
@@ -277,7 +278,7 @@ func (l *Locale) lookup(key string) (message, bool) {
 	return m, ok
 }
 
-// text returns message key in l with its {name} placeholders filled from
+// Text returns message key in l with its {name} placeholders filled from
 // args, given as name, value pairs. An int value named "n" chooses the
 // plural form. An unknown key returns the key itself, so that a mistake
 // shows on the page instead of failing it.
@@ -350,7 +351,7 @@ func arg(name string, args []any) (string, bool) {
 	return "", false
 }
 
-// heading and StateText return the texts of st in l: the catalog's, else
+// Heading and stateText return the texts of st in l: the catalog's, else
 // StateText's English (a state added without its translations still
 // shows, in English).
 func (l *Locale) Heading(st State) string {
@@ -367,7 +368,7 @@ func (l *Locale) stateText(st State) string {
 	return StateText[st][1]
 }
 
-// duration says d the way humanDuration does, in l: "5 minutes", "30
+// Duration says d the way humanDuration does, in l: "5 minutes", "30
 // seconds", "about 3 hours", "a moment".
 func (l *Locale) Duration(d time.Duration) string {
 	switch {
@@ -384,7 +385,7 @@ func (l *Locale) Duration(d time.Duration) string {
 	return l.Text("dur.hours", "n", h)
 }
 
-// isolate wraps text that runs left to right (a phone number) so that it
+// Isolate wraps text that runs left to right (a phone number) so that it
 // keeps its order inside a right-to-left sentence (Unicode LRI ... PDI).
 func (l *Locale) Isolate(s string) string {
 	if !l.rtl || s == "" {

@@ -41,7 +41,8 @@ import (
 //go:embed templates/page.html templates/page.css templates/page.js
 var templateFS embed.FS
 
-// state is what a page tells the customer.
+// State is what a page tells the customer: its name is the API's
+// "error" code.
 type State string
 
 // The page states.
@@ -101,10 +102,12 @@ var StateText = map[State][2]string{
 
 // Config brands and localizes the engine's pages (Caddyfile: the
 // stepup directive's page block). The zero value is the built-in page in
-// the customer's language, named after Config.SiteName or the host.
+// the customer's language, named after the site name
+// (Options.SiteName) or the host.
 type Config struct {
 	// Title is the shop's name at the top of the page and in the
-	// browser tab. Default: Config.SiteName, else the request's host.
+	// browser tab. Default: the site name (Options.SiteName), else the
+	// request's host.
 	Title string `json:"title,omitempty"`
 	// Logo is shown instead of the title (which becomes its alt text):
 	// a same-origin path ("/static/logo.svg") or a data:image URI. The
@@ -574,7 +577,7 @@ func policyLabel(name string) string {
 
 // humanDuration says a duration the way a page would: "5 minutes",
 // "30 seconds", "about 3 hours". The page and the messages say it in the
-// customer's language (locale.duration); this English form remains for
+// customer's language (Locale.Duration); this English form remains for
 // logs and JSON.
 func humanDuration(d time.Duration) string {
 	switch {
