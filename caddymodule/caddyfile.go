@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 )
 
 func init() {
@@ -638,7 +639,7 @@ func (s *Handler) parsePage(d *caddyfile.Dispenser) error {
 	if s.Page != nil {
 		return d.Err("page already set")
 	}
-	s.Page = &stepup.PageConfig{}
+	s.Page = &page.Config{}
 	err := keyValues(d, func(key, v string) error {
 		switch key {
 		case "title":

@@ -36,6 +36,7 @@ import (
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup"
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -141,7 +142,7 @@ type Handler struct {
 
 	// Page brands and localizes the challenge page and the code message
 	// (docs/PAGE.md).
-	Page *stepup.PageConfig `json:"page,omitempty"`
+	Page *page.Config `json:"page,omitempty"`
 	// Assertion, when set, adds a signed JWT to every verified request so
 	// that the upstream can check that step-up happened.
 	Assertion *AssertionConfig `json:"assertion,omitempty"`
@@ -858,7 +859,7 @@ func (h *Handler) warnSenders(senders []sender.Sender) {
 // over one segment: with the page's locale unset, customers get the
 // message in their browser's language, and a Hindi or Arabic message
 // (UCS-2, 70 characters a segment) costs twice what the English one does.
-func warnSegments(log *zap.Logger, samples []stepup.MessageSample) {
+func warnSegments(log *zap.Logger, samples []page.MessageSample) {
 	type cost struct {
 		locale, encoding string
 		chars, segments  int

@@ -35,7 +35,7 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
-	"github.com/caddy-stepup/caddy-stepup/stepup"
+	stepuppage "github.com/caddy-stepup/caddy-stepup/stepup/page"
 )
 
 // axeVersion is the axe-core release the accessibility checks run.
@@ -250,7 +250,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("every_state", func(t *testing.T) {
-		preview, err := stepup.PreviewHandler(stepup.PageConfig{SupportURL: "https://help.example/otp"}, "Demo Shop")
+		preview, err := stepuppage.PreviewHandler(stepuppage.Config{SupportURL: "https://help.example/otp"}, "Demo Shop")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -258,8 +258,8 @@ func TestBrowser(t *testing.T) {
 		defer srv.Close()
 		tb := br.tab(t, "", "", "")
 		axeEvery := []string{"challenge", "challenge-wrong-code", "locked", "expired", "rate_limited"}
-		for _, name := range stepup.PageSamples() {
-			for _, lang := range stepup.Locales() {
+		for _, name := range stepuppage.Samples() {
+			for _, lang := range stepuppage.Locales() {
 				what := name + "/" + lang
 				tb.navigate(srv.URL + "/" + name + "?lang=" + lang)
 				tb.clean(what)
@@ -334,7 +334,7 @@ func TestBrowser(t *testing.T) {
 		tb.clean("accessibility checks")
 
 		// Branding: logo, brand color and title.
-		branded, err := stepup.PreviewHandler(stepup.PageConfig{Title: "Café Müller", Logo: demoLogo, BrandColor: "#7a1fa2",
+		branded, err := stepuppage.PreviewHandler(stepuppage.Config{Title: "Café Müller", Logo: demoLogo, BrandColor: "#7a1fa2",
 			SupportURL: "mailto:help@cafe-mueller.example"}, "")
 		if err != nil {
 			t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -46,7 +47,7 @@ type apiChallengeBody struct {
 // apiChallenge answers an API client's protected request with 401.
 func (e *Engine) apiChallenge(w http.ResponseWriter, r *http.Request, p *Policy, c *store.Challenge, email string) {
 	w.Header().Set("WWW-Authenticate", `StepUp challenge="`+c.ID+`", policy="`+p.Name+`"`)
-	writeJSON(w, http.StatusUnauthorized, apiChallengeBody{
+	page.WriteJSON(w, http.StatusUnauthorized, apiChallengeBody{
 		Error:       "step_up_required",
 		Challenge:   c.ID,
 		Policy:      p.Name,
@@ -78,23 +79,6 @@ func maskedTo(c *store.Challenge) string {
 // nothing and never fail).
 func sendFailed(c *store.Challenge) bool { return c.SendFailed && !c.Hidden }
 
-// writeJSON writes v with the engine's page headers.
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	pageHeaders(w.Header(), "")
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-// apiError writes {"error":code,"message":...} plus extra fields.
-func apiError(w http.ResponseWriter, status int, code, message string, extra map[string]any) {
-	body := map[string]any{"error": code, "message": message}
-	for k, v := range extra {
-		body[k] = v
-	}
-	writeJSON(w, status, body)
-}
-
 // apiRequest is the body of the verify and resend calls.
 type apiRequest struct {
 	Challenge string `json:"challenge"`
@@ -110,13 +94,13 @@ type apiRequest struct {
 func (e *Engine) readAPI(w http.ResponseWriter, r *http.Request) (apiRequest, bool) {
 	var req apiRequest
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
-		apiError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send the request as application/json", nil)
+		page.WriteError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send the request as application/json", nil)
 		return req, false
 	}
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxFormBytes))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || !validID(req.Challenge) || len(req.Code) > 64 {
-		apiError(w, http.StatusBadRequest, "bad_request", `send {"challenge":ID,"code":"123456"}`, nil)
+		page.WriteError(w, http.StatusBadRequest, "bad_request", `send {"challenge":ID,"code":"123456"}`, nil)
 		return req, false
 	}
 	return req, true
@@ -139,26 +123,26 @@ func (e *Engine) apiVerify(w http.ResponseWriter, r *http.Request) error {
 	c := b.c
 	switch res {
 	case badFormat:
-		apiError(w, http.StatusUnprocessableEntity, "invalid_code", e.codeFormatError(),
+		page.WriteError(w, http.StatusUnprocessableEntity, "invalid_code", e.codeFormatError(),
 			map[string]any{"attempts_left": c.MaxAttempts - c.Attempts})
 		return nil
 	case wrongCode, codeReplaced:
 		left := c.MaxAttempts - c.Attempts
 		if left <= 0 {
-			apiError(w, http.StatusGone, string(stateExhausted), stateText[stateExhausted][1], nil)
+			page.WriteError(w, http.StatusGone, string(page.StateExhausted), page.StateText[page.StateExhausted][1], nil)
 			return nil
 		}
-		apiError(w, http.StatusUnprocessableEntity, "invalid_code", "the code is not correct", map[string]any{"attempts_left": left})
+		page.WriteError(w, http.StatusUnprocessableEntity, "invalid_code", "the code is not correct", map[string]any{"attempts_left": left})
 		return nil
 	case lockedOut:
 		e.renderLocked(w, r, lock)
 		return nil
 	case finished:
 		st := challengeState(c, e.now())
-		apiError(w, http.StatusGone, string(st), stateText[st][1], nil)
+		page.WriteError(w, http.StatusGone, string(st), page.StateText[st][1], nil)
 		return nil
 	case vanished:
-		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+		e.renderStatus(w, r, http.StatusNotFound, page.StateNotFound, nil)
 		return nil
 	}
 	tok, g, err := e.issue(r, &b)
@@ -179,7 +163,7 @@ func (e *Engine) apiVerify(w http.ResponseWriter, r *http.Request) error {
 	if e.cfg.GrantHeader {
 		out["header"] = GrantHeader
 	}
-	writeJSON(w, http.StatusOK, out)
+	page.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -195,7 +179,7 @@ func (e *Engine) apiResend(w http.ResponseWriter, r *http.Request) error {
 	}
 	channel, ok := e.chosenChannel(b, req.Channel)
 	if !ok {
-		apiError(w, http.StatusBadRequest, "bad_channel", "channel must be one of the challenge's channels", nil)
+		page.WriteError(w, http.StatusBadRequest, "bad_channel", "channel must be one of the challenge's channels", nil)
 		return nil
 	}
 	retry, limit, res, err := e.resendCode(r, &b, channel)
@@ -203,24 +187,24 @@ func (e *Engine) apiResend(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return e.storeError(w, r, "resend", err)
 	case res == vanished:
-		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+		e.renderStatus(w, r, http.StatusNotFound, page.StateNotFound, nil)
 		return nil
 	case res == finished:
 		st := challengeState(b.c, e.now())
-		apiError(w, http.StatusGone, string(st), stateText[st][1], nil)
+		page.WriteError(w, http.StatusGone, string(st), page.StateText[st][1], nil)
 		return nil
 	case retry > 0:
 		secs := int(retry.Seconds()) + 1
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
-		apiError(w, http.StatusTooManyRequests, "resend_too_early", "wait before asking for a new code", map[string]any{"retry_after": secs})
+		page.WriteError(w, http.StatusTooManyRequests, "resend_too_early", "wait before asking for a new code", map[string]any{"retry_after": secs})
 		return nil
 	case limit:
-		apiError(w, http.StatusTooManyRequests, "send_limit", "no more codes can be sent for this challenge", nil)
+		page.WriteError(w, http.StatusTooManyRequests, "send_limit", "no more codes can be sent for this challenge", nil)
 		return nil
 	}
 	// b.c holds the delivery's outcome (deliver records it there too).
 	c := b.c
-	writeJSON(w, http.StatusOK, map[string]any{
+	page.WriteJSON(w, http.StatusOK, map[string]any{
 		"challenge":    c.ID,
 		"to":           maskedTo(c),
 		"sent":         !sendFailed(c),

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 )
 
 // What a transaction code and grant are bound to. The app behind stepup
@@ -104,14 +106,14 @@ func (e *Engine) readBound(w http.ResponseWriter, r *http.Request, p *Policy) (b
 		return nil, false
 	case isTimeout(err):
 		w.Header().Set("Connection", "close")
-		e.refuse(w, r, p.Name, http.StatusRequestTimeout, stateBodyTimeout, "body_timeout", nil)
+		e.refuse(w, r, p.Name, http.StatusRequestTimeout, page.StateBodyTimeout, "body_timeout", nil)
 		return nil, false
 	case err != nil:
-		e.refuse(w, r, p.Name, http.StatusBadRequest, stateBadForm, "unreadable_body", nil)
+		e.refuse(w, r, p.Name, http.StatusBadRequest, page.StateBadForm, "unreadable_body", nil)
 		return nil, false
 	}
 	if why := ambiguousRequest(r); why != "" {
-		e.refuse(w, r, p.Name, http.StatusBadRequest, stateAmbiguous, why, nil)
+		e.refuse(w, r, p.Name, http.StatusBadRequest, page.StateAmbiguous, why, nil)
 		return nil, false
 	}
 	return body, true

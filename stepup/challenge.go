@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -75,7 +76,7 @@ func (e *Engine) read(a *attempt) bool {
 	if a.preserve && !e.cfg.AllowCrossSite && !sameOrigin(r) {
 		// A cross-site request replayed after the code would reach the
 		// app as if the customer had sent it from this site: refused.
-		e.refuse(w, r, p.Name, http.StatusForbidden, stateCrossSite, "cross_site", nil)
+		e.refuse(w, r, p.Name, http.StatusForbidden, page.StateCrossSite, "cross_site", nil)
 		return false
 	}
 	if p.Mode == Transaction || a.preserve {
@@ -90,7 +91,7 @@ func (e *Engine) read(a *attempt) bool {
 			var err error
 			if a.description, err = p.desc.render(r, a.body); err != nil {
 				if !e.refuseFields(w, r, p.Name, err) {
-					e.refuse(w, r, p.Name, http.StatusBadRequest, stateBadForm, "unreadable_fields", err)
+					e.refuse(w, r, p.Name, http.StatusBadRequest, page.StateBadForm, "unreadable_fields", err)
 				}
 				return false
 			}
@@ -173,7 +174,7 @@ func (e *Engine) destination(a *attempt) (*sender.Phone, bool, error) {
 		if id.HideNumber {
 			return nil, false, nil
 		}
-		e.renderStatus(w, r, http.StatusBadRequest, stateBadPhone, nil)
+		e.renderStatus(w, r, http.StatusBadRequest, page.StateBadPhone, nil)
 		return nil, true, nil
 	}
 	if err := e.cfg.PhoneRules.Check(phone); err != nil {
@@ -184,7 +185,7 @@ func (e *Engine) destination(a *attempt) (*sender.Phone, bool, error) {
 		if id.HideNumber {
 			return nil, false, nil
 		}
-		e.renderStatus(w, r, http.StatusBadRequest, stateBadPhone, nil)
+		e.renderStatus(w, r, http.StatusBadRequest, page.StateBadPhone, nil)
 		return nil, true, nil
 	}
 	if id.HideNumber {

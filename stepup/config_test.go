@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -23,7 +24,7 @@ func TestConfigWithDefaults(t *testing.T) {
 		"PathPrefix": DefaultPathPrefix, "CodeLength": DefaultCodeLength, "CodeTTL": DefaultCodeTTL,
 		"MaxAttempts": DefaultMaxAttempts, "ResendAfter": DefaultResendAfter, "MaxSends": DefaultMaxSends,
 		"MaxFailures": DefaultMaxFailures, "FailureWindow": DefaultFailureWindow, "Retain": DefaultRetain,
-		"SendTimeout": DefaultSendTimeout, "MaxBody": DefaultMaxBody, "Message": DefaultMessage,
+		"SendTimeout": DefaultSendTimeout, "MaxBody": DefaultMaxBody, "Message": page.DefaultMessage,
 	}
 	v := reflect.ValueOf(cfg)
 	for field, w := range want {

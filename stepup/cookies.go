@@ -3,7 +3,6 @@ package stepup
 import (
 	"net"
 	"net/http"
-	"strings"
 	"time"
 )
 
@@ -71,25 +70,4 @@ func remoteIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
-}
-
-// requestHost returns the request's host name without port, lowercased,
-// or "" if it holds anything but letters, digits, dots and dashes (so it
-// can go into a message and a WebOTP line safely).
-func requestHost(r *http.Request) string {
-	h := r.Host
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		h = host
-	}
-	if h == "" || len(h) > 253 {
-		return ""
-	}
-	h = strings.ToLower(h)
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-') {
-			return ""
-		}
-	}
-	return h
 }

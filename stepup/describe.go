@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/caddy-stepup/caddy-stepup/stepup/fields"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 )
 
 // describer renders a describe template such as
@@ -47,11 +48,11 @@ func (d *describer) render(r *http.Request, body []byte) (string, error) {
 func (e *Engine) refuseFields(w http.ResponseWriter, r *http.Request, policy string, err error) bool {
 	switch {
 	case errors.Is(err, fields.ErrTooLarge):
-		e.refuse(w, r, policy, http.StatusRequestEntityTooLarge, stateTooLarge, "too_large", nil)
+		e.refuse(w, r, policy, http.StatusRequestEntityTooLarge, page.StateTooLarge, "too_large", nil)
 		return true
 	case errors.Is(err, fields.ErrAmbiguous):
 		// The error names the field as configured, never a value.
-		e.refuse(w, r, policy, http.StatusBadRequest, stateAmbiguous, "ambiguous_fields", err)
+		e.refuse(w, r, policy, http.StatusBadRequest, page.StateAmbiguous, "ambiguous_fields", err)
 		return true
 	}
 	return false
@@ -59,7 +60,7 @@ func (e *Engine) refuseFields(w http.ResponseWriter, r *http.Request, policy str
 
 // refuse answers a protected request that stepup will not take on, before
 // anything was created or sent, and records why.
-func (e *Engine) refuse(w http.ResponseWriter, r *http.Request, policy string, status int, st state, reason string, err error) {
+func (e *Engine) refuse(w http.ResponseWriter, r *http.Request, policy string, status int, st page.State, reason string, err error) {
 	e.emit(r, &Event{Kind: EventRequestRefused, Policy: policy, Outcome: reason, Err: err})
 	e.renderStatus(w, r, status, st, nil)
 }

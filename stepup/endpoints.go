@@ -14,6 +14,7 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -37,7 +38,7 @@ func (e *Engine) ServeEndpoint(w http.ResponseWriter, r *http.Request) error {
 	switch rest {
 	case "/jwks.json":
 		if e.assertion == nil || e.assertion.JWKS() == nil || (r.Method != http.MethodGet && r.Method != http.MethodHead) {
-			e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+			e.renderStatus(w, r, http.StatusNotFound, page.StateNotFound, nil)
 			return nil
 		}
 		w.Header().Set("Content-Type", "application/jwk-set+json")
@@ -47,7 +48,7 @@ func (e *Engine) ServeEndpoint(w http.ResponseWriter, r *http.Request) error {
 	case "/verify", "/resend":
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
-			e.renderStatus(w, r, http.StatusMethodNotAllowed, stateError, nil)
+			e.renderStatus(w, r, http.StatusMethodNotAllowed, page.StateError, nil)
 			return nil
 		}
 		if rest == "/verify" {
@@ -57,7 +58,7 @@ func (e *Engine) ServeEndpoint(w http.ResponseWriter, r *http.Request) error {
 	}
 	id, action, _ := strings.Cut(strings.TrimPrefix(rest, "/challenge/"), "/")
 	if !strings.HasPrefix(rest, "/challenge/") || !validID(id) {
-		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+		e.renderStatus(w, r, http.StatusNotFound, page.StateNotFound, nil)
 		return nil
 	}
 	switch {
@@ -69,10 +70,10 @@ func (e *Engine) ServeEndpoint(w http.ResponseWriter, r *http.Request) error {
 		return e.resend(w, r, id)
 	case action == "" || action == "resend":
 		w.Header().Set("Allow", allowFor(action))
-		e.renderStatus(w, r, http.StatusMethodNotAllowed, stateError, nil)
+		e.renderStatus(w, r, http.StatusMethodNotAllowed, page.StateError, nil)
 		return nil
 	}
-	e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+	e.renderStatus(w, r, http.StatusNotFound, page.StateNotFound, nil)
 	return nil
 }
 
@@ -139,7 +140,7 @@ func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api boo
 		c, failures, err = e.store.GetWithFailures(r.Context(), id, failureKey)
 	}
 	if errors.Is(err, store.ErrNotFound) {
-		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+		e.renderStatus(w, r, http.StatusNotFound, page.StateNotFound, nil)
 		return b, false, nil
 	}
 	if err != nil {
@@ -166,7 +167,7 @@ func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api boo
 		// Another user's, another session's, or another handler's (two
 		// sites sharing a secret and store): as if it did not exist.
 		e.emit(r, &Event{Kind: EventVerifyFailed, Policy: c.Policy, Outcome: "foreign_challenge"})
-		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+		e.renderStatus(w, r, http.StatusNotFound, page.StateNotFound, nil)
 		return b, false, nil
 	}
 	if gen, err := e.generation(r.Context()); err != nil {
@@ -175,7 +176,7 @@ func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api boo
 		// Made before the store lost its data: whatever made it single
 		// use may be gone with it.
 		e.emit(r, &Event{Kind: EventVerifyFailed, Policy: c.Policy, Outcome: "old_generation"})
-		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+		e.renderStatus(w, r, http.StatusNotFound, page.StateNotFound, nil)
 		return b, false, nil
 	}
 	p := e.policies[c.Policy]
@@ -206,42 +207,29 @@ func (e *Engine) showChallenge(w http.ResponseWriter, r *http.Request, id string
 }
 
 // challengeState is the state a challenge is in at now.
-func challengeState(c *store.Challenge, now time.Time) state {
+func challengeState(c *store.Challenge, now time.Time) page.State {
 	switch {
 	case !c.Used.IsZero():
-		return stateUsed
+		return page.StateUsed
 	case !now.Before(c.Expires):
-		return stateExpired
+		return page.StateExpired
 	case c.Attempts >= c.MaxAttempts:
-		return stateExhausted
+		return page.StateExhausted
 	}
-	return stateChallenge
+	return page.StateChallenge
 }
 
 // renderChallenge renders the page for b in whatever state it is in.
 func (e *Engine) renderChallenge(w http.ResponseWriter, r *http.Request, status int, b bound, errMsg, notice string) {
 	now := e.now()
-	if st := challengeState(b.c, now); st != stateChallenge {
-		e.renderStatus(w, r, http.StatusGone, st, e.finishedData(b.c))
+	if st := challengeState(b.c, now); st != page.StateChallenge {
+		e.renderStatus(w, r, http.StatusGone, st, finishedData(b.c))
 		return
 	}
-	d := e.challengeData(r, b, now)
+	d := e.challengeData(b, now)
 	d.Error = errMsg
 	d.Notice = notice
-	e.renderStatus(w, r, status, stateChallenge, d)
-}
-
-// finishedData is the page data of a challenge that can take no code.
-func (e *Engine) finishedData(c *store.Challenge) *pageData {
-	ret, ok := SafeReturnPath(c.ReturnURL)
-	if !ok {
-		ret = "/"
-	}
-	d := &pageData{ContinueURL: ret, Description: c.Description}
-	if c.HasStash && c.Used.IsZero() {
-		d.Text = stateText[stateExpired][1] + " Your request was not sent."
-	}
-	return d
+	e.renderStatus(w, r, status, page.StateChallenge, d.Data())
 }
 
 // sameOrigin refuses cross-site form posts: a browser says where a
@@ -277,12 +265,12 @@ func sameOrigin(r *http.Request) bool {
 func (e *Engine) readForm(w http.ResponseWriter, r *http.Request) bool {
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
 	if err := r.ParseForm(); err != nil {
-		e.renderStatus(w, r, http.StatusBadRequest, stateBadForm, nil)
+		e.renderStatus(w, r, http.StatusBadRequest, page.StateBadForm, nil)
 		return false
 	}
 	if !sameOrigin(r) {
 		e.emit(r, &Event{Kind: EventVerifyFailed, Outcome: "cross_site"})
-		e.renderStatus(w, r, http.StatusForbidden, stateForbidden, nil)
+		e.renderStatus(w, r, http.StatusForbidden, page.StateForbidden, nil)
 		return false
 	}
 	return true
@@ -299,7 +287,7 @@ func (e *Engine) checkForm(w http.ResponseWriter, r *http.Request, id string) (b
 	}
 	if !b.k.checkCSRF(r.PostForm.Get("csrf"), b.c.ID, b.sessionKey) {
 		e.emit(r, &Event{Kind: EventVerifyFailed, Policy: b.c.Policy, Outcome: "csrf"})
-		e.renderStatus(w, r, http.StatusForbidden, stateForbidden, nil)
+		e.renderStatus(w, r, http.StatusForbidden, page.StateForbidden, nil)
 		return b, false, nil
 	}
 	return b, true, nil
@@ -398,7 +386,7 @@ func (e *Engine) compareCode(ctx context.Context, b *bound, code string) (res ou
 		// Locked, as read with the challenge: no need to ask again.
 		return lockedOut, b.failures.TTL, 0, nil
 	}
-	if b.p == nil || challengeState(c, e.now()) != stateChallenge {
+	if b.p == nil || challengeState(c, e.now()) != page.StateChallenge {
 		// Its policy changed, or it is over as read: nothing to compare.
 		return finished, 0, 0, nil
 	}
@@ -510,7 +498,7 @@ func (e *Engine) verify(w http.ResponseWriter, r *http.Request, id string) error
 		e.renderChallenge(w, r, http.StatusGone, b, "", "")
 		return nil
 	case vanished:
-		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+		e.renderStatus(w, r, http.StatusNotFound, page.StateNotFound, nil)
 		return nil
 	}
 
@@ -541,7 +529,7 @@ func (e *Engine) verify(w http.ResponseWriter, r *http.Request, id string) error
 // challenge can take no resend (its state is then in b.c).
 func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (retry time.Duration, limit bool, res outcome, err error) {
 	c := b.c
-	if st := challengeState(c, e.now()); st != stateChallenge {
+	if st := challengeState(c, e.now()); st != page.StateChallenge {
 		return 0, false, finished, nil
 	}
 	// The send cap and the cooldown, as the store will check them, before
@@ -618,7 +606,7 @@ func (e *Engine) resend(w http.ResponseWriter, r *http.Request, id string) error
 	}
 	channel, ok := e.chosenChannel(b, r.PostForm.Get("channel"))
 	if !ok {
-		e.renderStatus(w, r, http.StatusBadRequest, stateBadForm, nil)
+		e.renderStatus(w, r, http.StatusBadRequest, page.StateBadForm, nil)
 		return nil
 	}
 	retry, limit, res, err := e.resendCode(r, &b, channel)
@@ -626,7 +614,7 @@ func (e *Engine) resend(w http.ResponseWriter, r *http.Request, id string) error
 	case err != nil:
 		return e.storeError(w, r, "resend", err)
 	case res == vanished:
-		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+		e.renderStatus(w, r, http.StatusNotFound, page.StateNotFound, nil)
 	case res == finished:
 		e.renderChallenge(w, r, http.StatusGone, b, "", "")
 	case retry > 0:

@@ -22,6 +22,7 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -172,7 +173,7 @@ type Config struct {
 	PhoneRules sender.PhoneRules
 	// Page brands and localizes the pages and the code message
 	// (docs/PAGE.md).
-	Page PageConfig
+	Page page.Config
 	// PathPrefix is where the engine's pages live ("/.stepup").
 	PathPrefix string
 	// CodeLength is the number of digits (6 to 10).
@@ -205,7 +206,8 @@ type Config struct {
 	// end with the WebOTP line "@domain #code" only when it is set: it
 	// must come from configuration, never from a request's Host header.
 	Domain string
-	// Message is the text template of a code message; see DefaultMessage.
+	// Message is the text template of a code message; see
+	// page.DefaultMessage.
 	Message string
 	// Headers names the upstream headers.
 	Headers Headers
@@ -271,16 +273,6 @@ const (
 	MaxBodyTimeout     = 5 * time.Minute
 )
 
-// DefaultMessage is the code message unless configured otherwise. The
-// last line lets Android Chrome fill the code in (WebOTP); it is added
-// only when the host is known.
-const DefaultMessage = "{code} is your {site} verification code. It expires in {ttl}. Do not share it."
-
-// DefaultTransactionMessage replaces DefaultMessage when a transaction
-// has a description, so the customer sees what the code approves
-// (PSD2 dynamic linking).
-const DefaultTransactionMessage = "{code} is your {site} code to approve: {describe}. It expires in {ttl}. Do not share it."
-
 // WithDefaults returns c with every zero value replaced by its default,
 // or an error naming the first option out of its bounds. New calls it;
 // callers that need the effective values before making the engine (the
@@ -342,7 +334,7 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("domain %q: want a host name such as shop.example.com (lowercase letters, digits, dots and dashes, no port)", c.Domain)
 	}
 	if c.Message == "" {
-		c.Message = DefaultMessage
+		c.Message = page.DefaultMessage
 	}
 	if err := CheckMessage(c.Message); err != nil {
 		return err
@@ -475,7 +467,7 @@ type Engine struct {
 	clientIP func(*http.Request) string
 	now      func() time.Time
 	policies map[string]*Policy
-	page     *pageRenderer
+	page     *page.Responder
 	// custom are configured upstream header names outside Stepup-*,
 	// also never accepted from a client.
 	custom     []string
@@ -576,7 +568,7 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 			}
 		}
 	}
-	if e.page, err = newPage(cfg.Page, cfg.SiteName, cfg.CodeLength); err != nil {
+	if e.page, err = page.New(cfg.Page, cfg.pageOptions()); err != nil {
 		return nil, err
 	}
 	if cfg.Domain == "" {

@@ -201,27 +201,10 @@ func (e *Engine) rateLimited(w http.ResponseWriter, r *http.Request, p *Policy, 
 	e.emit(r, &Event{Kind: EventRateLimited, Policy: p.Name, Limit: lim.name, Duration: lim.retry})
 	e.emit(r, &Event{Kind: EventRequest, Policy: p.Name, Mode: p.Mode.String(), Outcome: "refused"})
 	secs := int(lim.retry/time.Second) + 1
-	h := w.Header()
-	pageHeaders(h, "")
-	h.Set("Retry-After", strconv.Itoa(secs))
-	body := rateLimitedJSON
-	if wantsHTML(r) {
-		body = e.page.rateLimited(h, r) // prebuilt per locale; sets its own CSP, type and language
-	} else {
-		h.Set("Content-Type", "application/json")
-	}
-	h.Set("Content-Length", strconv.Itoa(len(body)))
-	w.WriteHeader(http.StatusTooManyRequests)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(body)
-	}
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	e.page.RateLimited(w, r, wantsHTML(r)) // prebuilt, the same whichever limit refused
 	return nil
 }
-
-// The rate-limited answers are built once: refusing a flood must cost
-// far less than serving a challenge (no template, no per-request data
-// beyond Retry-After).
-var rateLimitedJSON = []byte(`{"error":"rate_limited","message":"` + stateText[stateRateLimited][1] + `"}` + "\n")
 
 // ParseLimit parses a limit written "COUNT/PERIOD": "10/1h", "30/h",
 // "500/24h", "5/m", "100/7d", or "off". PERIOD is a duration, or a unit

@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -122,7 +123,7 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, m Matcher, next N
 	if errors.Is(err, ErrAmbiguousMethod) {
 		// Method overrides that disagree: the app may run either, so no
 		// code can say which was approved.
-		e.refuse(w, r, "", http.StatusBadRequest, stateAmbiguous, "ambiguous_method", err)
+		e.refuse(w, r, "", http.StatusBadRequest, page.StateAmbiguous, "ambiguous_method", err)
 		return nil
 	}
 	if err != nil {
@@ -187,7 +188,7 @@ func (e *Engine) guard(w http.ResponseWriter, r *http.Request, next Next, fn fun
 			panic(v)
 		}
 		e.log.Error("panic in stepup, request refused", zap.String("panic_type", fmt.Sprintf("%T", v)), zap.Stack("stack"))
-		e.renderStatus(w, r, http.StatusInternalServerError, stateError, nil)
+		e.renderStatus(w, r, http.StatusInternalServerError, page.StateError, nil)
 		err = nil
 	}()
 	return fn(mn)
@@ -230,7 +231,7 @@ func (e *Engine) protect(w http.ResponseWriter, r *http.Request, p *Policy, gran
 		}
 		e.emit(r, &Event{Kind: EventGrantRefused, Policy: p.Name, Mode: p.Mode.String(), Outcome: "header_disabled"})
 		w.Header().Set("WWW-Authenticate", `StepUp error="invalid_request"`)
-		apiError(w, http.StatusBadRequest, "grant_header_disabled",
+		page.WriteError(w, http.StatusBadRequest, "grant_header_disabled",
 			"send the grant as the cookie "+GrantCookie+"=TOKEN: a header is written to access logs, so this grant was revoked", nil)
 		return nil
 	case grant.token != "":
@@ -424,7 +425,7 @@ func (e *Engine) scope(r *http.Request) string {
 func (e *Engine) refuseGrant(w http.ResponseWriter, r *http.Request, p *Policy, why string) error {
 	e.emit(r, &Event{Kind: EventGrantRefused, Policy: p.Name, Mode: p.Mode.String(), Outcome: why})
 	w.Header().Set("WWW-Authenticate", `StepUp error="invalid_grant"`)
-	e.renderStatus(w, r, http.StatusForbidden, stateInvalidGrant, nil)
+	e.renderStatus(w, r, http.StatusForbidden, page.StateInvalidGrant, nil)
 	return nil
 }
 
@@ -464,11 +465,11 @@ func (e *Engine) identityError(w http.ResponseWriter, r *http.Request, policy st
 				return nil
 			}
 		}
-		e.renderStatus(w, r, http.StatusUnauthorized, stateNoIdentity, nil)
+		e.renderStatus(w, r, http.StatusUnauthorized, page.StateNoIdentity, nil)
 		return nil
 	case errors.Is(err, identity.ErrPhoneUnverified):
 		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: policy, Outcome: "phone_unverified"})
-		e.renderStatus(w, r, http.StatusForbidden, statePhoneUnverified, nil)
+		e.renderStatus(w, r, http.StatusForbidden, page.StatePhoneUnverified, nil)
 		return nil
 	}
 	if errors.Is(err, identity.ErrBadIdentity) {
@@ -479,11 +480,11 @@ func (e *Engine) identityError(w http.ResponseWriter, r *http.Request, policy st
 			outcome = "ambiguous_credential"
 		}
 		e.emit(r, &Event{Kind: EventIdentityRefused, Policy: policy, Outcome: outcome, Err: err})
-		e.renderStatus(w, r, http.StatusBadRequest, stateBadIdentity, nil)
+		e.renderStatus(w, r, http.StatusBadRequest, page.StateBadIdentity, nil)
 		return nil
 	}
 	e.emit(r, &Event{Kind: EventIdentityRefused, Policy: policy, Outcome: "source_error", Err: err})
-	e.renderStatus(w, r, http.StatusServiceUnavailable, stateUnavailable, nil)
+	e.renderStatus(w, r, http.StatusServiceUnavailable, page.StateUnavailable, nil)
 	return nil
 }
 
@@ -498,7 +499,7 @@ func (e *Engine) storeError(w http.ResponseWriter, r *http.Request, op string, e
 	}
 	e.emit(r, &Event{Kind: EventStoreError, Outcome: op, Err: err})
 	w.Header().Set("Retry-After", "5")
-	e.renderStatus(w, r, http.StatusServiceUnavailable, stateUnavailable, nil)
+	e.renderStatus(w, r, http.StatusServiceUnavailable, page.StateUnavailable, nil)
 	return nil
 }
 
@@ -522,7 +523,7 @@ func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string
 	msg := &sender.Message{
 		To:          c.Phone,
 		Code:        code,
-		Text:        e.messageText(r, code, c.Description),
+		Text:        e.page.Message(r, code, c.Description),
 		Channel:     sender.SMS,
 		ChannelOnly: channel != "",
 		Policy:      c.Policy,
@@ -567,12 +568,6 @@ func (e *Engine) send(r *http.Request, c *store.Challenge, msg *sender.Message, 
 		e.emit(r, &Event{Kind: EventStoreError, Policy: policy, Outcome: "record_send", Err: rerr})
 	}
 	return by, err != nil
-}
-
-// messageText renders the code message for the request's site, in the
-// customer's language (docs/PAGE.md).
-func (e *Engine) messageText(r *http.Request, code, description string) string {
-	return e.localizedText(r, code, description)
 }
 
 // challengeURL is the page of challenge id.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -147,7 +148,7 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	c, err := e.store.Get(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		e.renderStatus(w, r, http.StatusGone, stateStashExpired, &pageData{ContinueURL: "/"})
+		e.renderStatus(w, r, http.StatusGone, page.StateStashExpired, &page.Data{ContinueURL: "/"})
 		return true, nil
 	case err != nil:
 		return true, e.storeError(w, r, "get", err)
@@ -156,17 +157,17 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 		ident.User = c.User // the form that named it is the stashed request
 	}
 	if !hmac.Equal([]byte(c.UserKey), []byte(k.userKey(ident.User))) {
-		e.renderStatus(w, r, http.StatusNotFound, stateNotFound, nil)
+		e.renderStatus(w, r, http.StatusNotFound, page.StateNotFound, nil)
 		return true, nil
 	}
 	blob, err := e.store.TakeStash(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrReplayed):
 		e.emit(r, &Event{Kind: EventReplayRefused, Policy: c.Policy, Outcome: "already_sent"})
-		e.renderStatus(w, r, http.StatusConflict, stateAlreadySent, &pageData{ContinueURL: "/", Description: c.Description})
+		e.renderStatus(w, r, http.StatusConflict, page.StateAlreadySent, &page.Data{ContinueURL: "/", Description: c.Description})
 		return true, nil
 	case errors.Is(err, store.ErrNotFound), errors.Is(err, store.ErrPending):
-		e.renderStatus(w, r, http.StatusGone, stateStashExpired, &pageData{ContinueURL: "/", Description: c.Description})
+		e.renderStatus(w, r, http.StatusGone, page.StateStashExpired, &page.Data{ContinueURL: "/", Description: c.Description})
 		return true, nil
 	case err != nil:
 		return true, e.storeError(w, r, "take_stash", err)
@@ -183,7 +184,7 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	if err != nil {
 		// Sealed with another secret, or damaged: nothing goes upstream.
 		e.emit(r, &Event{Kind: EventReplayRefused, Policy: c.Policy, Outcome: "unreadable", Err: err})
-		e.renderStatus(w, r, http.StatusGone, stateStashExpired, &pageData{ContinueURL: "/"})
+		e.renderStatus(w, r, http.StatusGone, page.StateStashExpired, &page.Data{ContinueURL: "/"})
 		return true, nil
 	}
 	p := e.policies[c.Policy]

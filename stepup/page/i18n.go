@@ -1,4 +1,4 @@
-package stepup
+package page
 
 import (
 	"embed"
@@ -14,7 +14,7 @@ import (
 
 // The message catalog: what the page and the code message say, in every
 // language shipped. One JSON file per locale under locales/; English
-// state texts live in stateText (page.go), every other locale has its
+// state texts live in StateText (page.go), every other locale has its
 // own "states".
 //
 //go:embed locales/*.json
@@ -23,18 +23,18 @@ var localeFS embed.FS
 // DefaultLocale is the locale used when nothing else matches.
 const DefaultLocale = "en"
 
-// locale is one language of the catalog.
-type locale struct {
+// Locale is one language of the catalog.
+type Locale struct {
 	// tag is the BCP 47 tag ("en", "pt-BR"); base its language ("pt").
 	tag, base string
 	name      string
 	rtl       bool
 	msgs      map[string]message
-	states    map[state][2]string
+	states    map[State][2]string
 	plural    func(n int) string
 	// words are the page's fixed words, looked up once; client the
 	// texts of the page's script, as JSON.
-	words  pageWords
+	words  Words
 	client []byte
 }
 
@@ -42,6 +42,7 @@ type locale struct {
 // "few", ...); a text without plural forms has "other" only.
 type message map[string]string
 
+// UnmarshalJSON reads a text, or its forms by plural category.
 func (m *message) UnmarshalJSON(b []byte) error {
 	var s string
 	if err := json.Unmarshal(b, &s); err == nil {
@@ -62,7 +63,7 @@ func (m *message) UnmarshalJSON(b []byte) error {
 // locales are the catalog's locales, DefaultLocale first.
 var locales = mustLoadLocales()
 
-func mustLoadLocales() []*locale {
+func mustLoadLocales() []*Locale {
 	ls, err := loadLocales()
 	if err != nil {
 		panic("stepup: embedded locale catalog: " + err.Error())
@@ -70,12 +71,12 @@ func mustLoadLocales() []*locale {
 	return ls
 }
 
-func loadLocales() ([]*locale, error) {
+func loadLocales() ([]*Locale, error) {
 	files, err := localeFS.ReadDir("locales")
 	if err != nil {
 		return nil, err
 	}
-	var out []*locale
+	var out []*Locale
 	for _, f := range files {
 		b, err := localeFS.ReadFile(path.Join("locales", f.Name()))
 		if err != nil {
@@ -95,17 +96,17 @@ func loadLocales() ([]*locale, error) {
 			return nil, fmt.Errorf("%s: locale %q does not match the file name", f.Name(), raw.Locale)
 		}
 		base, _, _ := strings.Cut(raw.Locale, "-")
-		l := &locale{
+		l := &Locale{
 			tag:    raw.Locale,
 			base:   base,
 			name:   raw.Name,
 			rtl:    raw.Dir == "rtl",
 			msgs:   raw.Messages,
-			states: make(map[state][2]string, len(raw.States)),
+			states: make(map[State][2]string, len(raw.States)),
 			plural: pluralRule(base),
 		}
 		for k, v := range raw.States {
-			l.states[state(k)] = v
+			l.states[State(k)] = v
 		}
 		out = append(out, l)
 	}
@@ -127,10 +128,10 @@ func Locales() []string {
 	return tags
 }
 
-// findLocale returns the catalog's locale for a BCP 47 tag: an exact
+// FindLocale returns the catalog's locale for a BCP 47 tag: an exact
 // match ("pt-BR"), else the first of the same language ("pt-PT" gets
 // pt-BR, "de-AT" gets de), else nil.
-func findLocale(tag string) *locale {
+func FindLocale(tag string) *Locale {
 	tag = strings.TrimSpace(tag)
 	if tag == "" || len(tag) > 35 {
 		return nil
@@ -156,11 +157,11 @@ func findLocale(tag string) *locale {
 // most (RFC 9110 §12.5.4): the highest weight wins, the earlier entry on
 // a tie; "*" and unknown languages are skipped. It does not allocate, so
 // that refusing a flood stays cheap. nil when nothing matches.
-func matchAcceptLanguage(header string) *locale {
+func matchAcceptLanguage(header string) *Locale {
 	if len(header) > 512 {
 		header = header[:512]
 	}
-	var best *locale
+	var best *Locale
 	bestQ := 0.0
 	for header != "" {
 		var item string
@@ -182,7 +183,7 @@ func matchAcceptLanguage(header string) *locale {
 		if q <= bestQ {
 			continue
 		}
-		if l := findLocale(tag); l != nil {
+		if l := FindLocale(tag); l != nil {
 			best, bestQ = l, q
 		}
 	}
@@ -229,30 +230,30 @@ func pluralRule(lang string) func(n int) string {
 
 func init() {
 	for _, l := range locales {
-		l.words = pageWords{
-			CodeLabel:      l.text("page.code_label"),
-			Verify:         l.text("page.verify"),
-			Approving:      l.text("page.approving"),
-			ContinueTo:     l.text("page.continue_to"),
-			SendFailedHint: l.text("page.send_failed_hint"),
-			Resend:         l.text("page.resend"),
-			ResendRetry:    l.text("page.resend_retry"),
-			NeverShare:     l.text("page.never_share"),
-			StartAgain:     l.text("page.start_again"),
-			Continue:       l.text("page.continue"),
-			Help:           l.text("page.help"),
-			ContactSupport: l.text("page.contact_support"),
+		l.words = Words{
+			CodeLabel:      l.Text("page.code_label"),
+			Verify:         l.Text("page.verify"),
+			Approving:      l.Text("page.approving"),
+			ContinueTo:     l.Text("page.continue_to"),
+			SendFailedHint: l.Text("page.send_failed_hint"),
+			Resend:         l.Text("page.resend"),
+			ResendRetry:    l.Text("page.resend_retry"),
+			NeverShare:     l.Text("page.never_share"),
+			StartAgain:     l.Text("page.start_again"),
+			Continue:       l.Text("page.continue"),
+			Help:           l.Text("page.help"),
+			ContactSupport: l.Text("page.contact_support"),
 		}
 		c := clientStatic{
 			T: map[string]string{
-				"verifying":   l.text("page.verifying"),
-				"resend":      l.text("page.resend"),
-				"resendIn":    l.text("page.resend_in"),
-				"resendReady": l.text("page.resend_ready"),
-				"expiresIn":   l.text("page.expires_in"),
-				"expired":     l.text("page.expired"),
+				"verifying":   l.Text("page.verifying"),
+				"resend":      l.Text("page.resend"),
+				"resendIn":    l.Text("page.resend_in"),
+				"resendReady": l.Text("page.resend_ready"),
+				"expiresIn":   l.Text("page.expires_in"),
+				"expired":     l.Text("page.expired"),
 			},
-			Dur: clientDurations{Moment: l.text("dur.moment")},
+			Dur: clientDurations{Moment: l.Text("dur.moment")},
 		}
 		c.Dur.Seconds, _ = l.lookup("dur.seconds")
 		c.Dur.Minutes, _ = l.lookup("dur.minutes")
@@ -266,10 +267,10 @@ func init() {
 }
 
 // en is the default locale.
-func en() *locale { return locales[0] }
+func en() *Locale { return locales[0] }
 
 // lookup returns the message key of l, falling back to English.
-func (l *locale) lookup(key string) (message, bool) {
+func (l *Locale) lookup(key string) (message, bool) {
 	if m, ok := l.msgs[key]; ok {
 		return m, true
 	}
@@ -277,11 +278,11 @@ func (l *locale) lookup(key string) (message, bool) {
 	return m, ok
 }
 
-// text returns message key in l with its {name} placeholders filled from
+// Text returns message key in l with its {name} placeholders filled from
 // args, given as name, value pairs. An int value named "n" chooses the
 // plural form. An unknown key returns the key itself, so that a mistake
 // shows on the page instead of failing it.
-func (l *locale) text(key string, args ...any) string {
+func (l *Locale) Text(key string, args ...any) string {
 	m, ok := l.lookup(key)
 	if !ok {
 		return key
@@ -350,50 +351,50 @@ func arg(name string, args []any) (string, bool) {
 	return "", false
 }
 
-// heading and stateText return the texts of st in l: the catalog's, else
-// stateText's English (a state added without its translations still
+// Heading and stateText return the texts of st in l: the catalog's, else
+// StateText's English (a state added without its translations still
 // shows, in English).
-func (l *locale) heading(st state) string {
+func (l *Locale) Heading(st State) string {
 	if t, ok := l.states[st]; ok && t[0] != "" {
 		return t[0]
 	}
-	return stateText[st][0]
+	return StateText[st][0]
 }
 
-func (l *locale) stateText(st state) string {
+func (l *Locale) stateText(st State) string {
 	if t, ok := l.states[st]; ok && (t[1] != "" || t[0] != "") {
 		return t[1]
 	}
-	return stateText[st][1]
+	return StateText[st][1]
 }
 
-// duration says d the way humanDuration does, in l: "5 minutes", "30
+// Duration says d the way humanDuration does, in l: "5 minutes", "30
 // seconds", "about 3 hours", "a moment".
-func (l *locale) duration(d time.Duration) string {
+func (l *Locale) Duration(d time.Duration) string {
 	switch {
 	case d <= 0:
-		return l.text("dur.moment")
+		return l.Text("dur.moment")
 	case d < time.Minute:
 		s := int((d + time.Second - 1) / time.Second)
-		return l.text("dur.seconds", "n", s)
+		return l.Text("dur.seconds", "n", s)
 	case d < time.Hour:
 		m := int((d + time.Minute - 1) / time.Minute)
-		return l.text("dur.minutes", "n", m)
+		return l.Text("dur.minutes", "n", m)
 	}
 	h := int((d + time.Hour - 1) / time.Hour)
-	return l.text("dur.hours", "n", h)
+	return l.Text("dur.hours", "n", h)
 }
 
-// isolate wraps text that runs left to right (a phone number) so that it
+// Isolate wraps text that runs left to right (a phone number) so that it
 // keeps its order inside a right-to-left sentence (Unicode LRI ... PDI).
-func (l *locale) isolate(s string) string {
+func (l *Locale) Isolate(s string) string {
 	if !l.rtl || s == "" {
 		return s
 	}
 	return "\u2066" + s + "\u2069"
 }
 
-func (l *locale) dir() string {
+func (l *Locale) dir() string {
 	if l.rtl {
 		return "rtl"
 	}
@@ -416,22 +417,22 @@ var englishMessages = func() map[string]string {
 // translate returns an English message of the engine in l. Texts with
 // parameters are recognised for the engine's code length; a text the
 // catalog does not know is returned as it is.
-func (l *locale) translate(s string, codeLength int) string {
+func (l *Locale) translate(s string, codeLength int) string {
 	if s == "" {
 		return s
 	}
 	if key, ok := englishMessages[s]; ok {
-		return l.text(key)
+		return l.Text(key)
 	}
-	if s == en().text("msg.code_format", "n", codeLength) {
-		return l.text("msg.code_format", "n", codeLength)
+	if s == en().Text("msg.code_format", "n", codeLength) {
+		return l.Text("msg.code_format", "n", codeLength)
 	}
 	return s
 }
 
 // localeFor is the locale of a request: the configured one, else the one
 // its Accept-Language prefers, else DefaultLocale.
-func (p *pageRenderer) localeFor(r *http.Request) *locale {
+func (p *Responder) localeFor(r *http.Request) *Locale {
 	if p.fixed != nil {
 		return p.fixed
 	}
@@ -441,55 +442,4 @@ func (p *pageRenderer) localeFor(r *http.Request) *locale {
 		}
 	}
 	return en()
-}
-
-// siteName is the name the code message gives the site: site_name, else
-// the page title, else the configured domain. Never the request's Host
-// header: whoever sends the request chooses it.
-func (e *Engine) siteName() string {
-	return firstOf(e.cfg.SiteName, e.pageTitle(), e.cfg.Domain)
-}
-
-func (e *Engine) pageTitle() string {
-	if e.page != nil {
-		return e.page.cfg.Title
-	}
-	return ""
-}
-
-// localizedText renders the code message for request r in the language
-// the customer's browser (or API client) asks for in Accept-Language, or
-// the page's configured locale. A custom Config.Message is used as it is,
-// in the operator's words: only its {ttl} follows a configured locale.
-// The last line lets Android Chrome fill the code in (WebOTP: "@domain
-// #code"); it is added when a domain is configured (never taken from the
-// request, which would let anyone make it name a phishing site) and the
-// template does not place it itself.
-func (e *Engine) localizedText(r *http.Request, code, description string) string {
-	loc := en()
-	if e.page != nil {
-		loc = e.page.localeFor(r)
-	}
-	tmpl := e.cfg.Message
-	if tmpl == "" || tmpl == DefaultMessage {
-		key := "sms.session"
-		if description != "" {
-			key = "sms.transaction"
-		}
-		tmpl = loc.text(key)
-	} else if e.page == nil || e.page.fixed == nil {
-		loc = en()
-	}
-	text := strings.NewReplacer(
-		"{code}", code,
-		"{site}", e.siteName(),
-		"{ttl}", loc.duration(e.cfg.CodeTTL),
-		"{describe}", description,
-	).Replace(tmpl)
-	// An unnamed site leaves a double space behind.
-	text = strings.ReplaceAll(text, "  ", " ")
-	if e.cfg.Domain != "" && !strings.Contains(tmpl, "#{code}") {
-		text += "\n\n@" + e.cfg.Domain + " #" + code
-	}
-	return text
 }
