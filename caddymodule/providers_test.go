@@ -389,7 +389,7 @@ func FuzzProviderCaddyfile(f *testing.F) {
 			t.Fatalf("marshal after a successful parse: %v", err)
 		}
 		// What parses must also load: countries are valid regions.
-		var opts SenderOptions
+		var opts sender.Options
 		if err := json.Unmarshal(b, &opts); err != nil {
 			t.Fatal(err)
 		}

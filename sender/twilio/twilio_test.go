@@ -160,7 +160,7 @@ func TestSendErrors(t *testing.T) {
 			h, calls := pt.Sequence(tt.answers...)
 			srv := httptest.NewServer(h)
 			defer srv.Close()
-			s := newSender(t, Config{Endpoint: srv.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Timeout: 5 * time.Second})
+			s := newSender(t, Config{Endpoint: srv.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Options: sender.Options{SendTimeout: sender.Duration(5 * time.Second)}})
 			err := s.Send(t.Context(), pt.Message())
 			if got := calls.Load(); got != tt.wantCalls {
 				t.Errorf("%d requests, want %d", got, tt.wantCalls)
@@ -199,7 +199,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 		})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	s := newSender(t, Config{Endpoint: srv.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Timeout: 3 * time.Second})
+	s := newSender(t, Config{Endpoint: srv.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Options: sender.Options{SendTimeout: sender.Duration(3 * time.Second)}})
 	if err := s.Send(t.Context(), pt.Message()); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
@@ -214,7 +214,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	})
 	srv2 := httptest.NewServer(h)
 	defer srv2.Close()
-	s = newSender(t, Config{Endpoint: srv2.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Timeout: 2 * time.Second})
+	s = newSender(t, Config{Endpoint: srv2.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Options: sender.Options{SendTimeout: sender.Duration(2 * time.Second)}})
 	start := time.Now()
 	err := s.Send(t.Context(), pt.Message())
 	if se := pt.SenderError(t, err); !se.Temporary || !strings.Contains(se.Msg, "no time left") {
@@ -227,7 +227,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 
 func TestTimeout(t *testing.T) {
 	srv, calls := pt.Slow(t, 5*time.Second)
-	s := newSender(t, Config{Endpoint: srv.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Timeout: 200 * time.Millisecond})
+	s := newSender(t, Config{Endpoint: srv.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Options: sender.Options{SendTimeout: sender.Duration(200 * time.Millisecond)}})
 	start := time.Now()
 	err := s.Send(t.Context(), pt.Message())
 	took := time.Since(start)
@@ -241,7 +241,7 @@ func TestTimeout(t *testing.T) {
 }
 
 func TestConnectionRefusedRetried(t *testing.T) {
-	s := newSender(t, Config{Endpoint: pt.ClosedURL(t), AccountSID: sid, AuthToken: token, From: "+15557122661", Timeout: 5 * time.Second})
+	s := newSender(t, Config{Endpoint: pt.ClosedURL(t), AccountSID: sid, AuthToken: token, From: "+15557122661", Options: sender.Options{SendTimeout: sender.Duration(5 * time.Second)}})
 	err := s.Send(t.Context(), pt.Message())
 	se := pt.SenderError(t, err)
 	if !se.Temporary || !strings.Contains(se.Msg, "gave up after 3 attempts") {
