@@ -82,12 +82,13 @@ func replacePlaceholders(kind string, cfg any) error {
 		if !ok || v.Kind() != reflect.String || v.String() == "" {
 			return nil
 		}
-		required := mode == "required"
-		out, err := repl.ReplaceOrErr(v.String(), required, true)
-		switch {
-		case err != nil && required:
-			return fmt.Errorf("%s sender: %s: %v (is its environment variable set?)", kind, option, err)
-		case err != nil:
+		out, err := repl.ReplaceOrErr(v.String(), false, true)
+		if err == nil && mode == "required" {
+			if _, err = repl.ReplaceOrErr(v.String(), true, true); err != nil {
+				err = fmt.Errorf("%v (is its environment variable set?)", err)
+			}
+		}
+		if err != nil {
 			return fmt.Errorf("%s sender: %s: %v", kind, option, err)
 		}
 		v.SetString(out)

@@ -147,6 +147,7 @@ func TestSendErrors(t *testing.T) {
 	}{
 		{"throttled then accepted", []http.HandlerFunc{pt.JSON(429, throttled), pt.JSON(201, created)}, 2, true, false, false, 0, "", ""},
 		{"5xx then accepted", []http.HandlerFunc{pt.JSON(500, internal), pt.JSON(201, created)}, 2, true, false, false, 0, "", ""},
+		{"408 then accepted", []http.HandlerFunc{pt.JSON(408, `{}`), pt.JSON(201, created)}, 2, true, false, false, 0, "", ""},
 		{"throttled throughout", []http.HandlerFunc{pt.JSON(429, throttled)}, 3, false, true, false, 429, "20429", "gave up after 3 attempts"},
 		{"invalid number", []http.HandlerFunc{pt.JSON(400, invalidTo)}, 1, false, false, true, 400, "21211", "is not a valid phone number"},
 		{"bad credentials", []http.HandlerFunc{pt.JSON(401, authFail)}, 1, false, false, false, 401, "20003", "Authenticate"},
