@@ -100,12 +100,7 @@ type Sender struct {
 	attrs  map[string]types.MessageAttributeValue
 }
 
-var (
-	_ sender.Sender    = (*Sender)(nil)
-	_ sender.Channeler = (*Sender)(nil)
-	_ sender.Regional  = (*Sender)(nil)
-	_ sender.Timeouter = (*Sender)(nil)
-)
+var _ httpsend.Provider = (*Sender)(nil)
 
 // sharedHTTPClient is the SDK's buildable client, shared by every SNS
 // sender of the process.

@@ -85,12 +85,7 @@ type Sender struct {
 	contentID string
 }
 
-var (
-	_ sender.Sender    = (*Sender)(nil)
-	_ sender.Channeler = (*Sender)(nil)
-	_ sender.Regional  = (*Sender)(nil)
-	_ sender.Timeouter = (*Sender)(nil)
-)
+var _ httpsend.Provider = (*Sender)(nil)
 
 // New returns a Sender for cfg, or an error saying what is missing or
 // malformed. Errors never contain a credential.

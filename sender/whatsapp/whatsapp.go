@@ -101,12 +101,7 @@ type Sender struct {
 	language string
 }
 
-var (
-	_ sender.Sender    = (*Sender)(nil)
-	_ sender.Channeler = (*Sender)(nil)
-	_ sender.Regional  = (*Sender)(nil)
-	_ sender.Timeouter = (*Sender)(nil)
-)
+var _ httpsend.Provider = (*Sender)(nil)
 
 // New returns a Sender for cfg, or an error saying what is missing or
 // malformed. Errors never contain a credential.

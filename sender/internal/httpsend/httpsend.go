@@ -301,6 +301,16 @@ func (b *Base) Timeout() time.Duration { return b.timeout }
 // region (see sender.Regional).
 func (b *Base) Countries() []string { return b.countries }
 
+// Provider is what every provider's Sender is, through its Base and its
+// own Channel and Send: a sender of one channel, with its budget and its
+// regions. It serves the providers' interface guards.
+type Provider interface {
+	sender.Sender
+	sender.Channeler
+	sender.Regional
+	sender.Timeouter
+}
+
 // Request is a message for an HTTP provider: the same bytes on every
 // attempt.
 type Request struct {
