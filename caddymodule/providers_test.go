@@ -155,6 +155,23 @@ func TestWhatsAppCaddyfile(t *testing.T) {
 	})
 }
 
+func TestWebhookCaddyfile(t *testing.T) {
+	runProviderCases(t, func() caddyfile.Unmarshaler { return new(WebhookSender) }, []providerCase{
+		{"inline URL", "webhook {env.SMS_HOOK}", `{"url":"{env.SMS_HOOK}"}`, ""},
+		{"every option", `webhook http://127.0.0.1:9999/sms {
+			signing_secret {env.HOOK_SECRET}
+			name gateway
+			countries in
+			timeout 3s
+		}`, `{"url":"http://127.0.0.1:9999/sms","signing_secret":"{env.HOOK_SECRET}","name":"gateway","countries":["IN"],"timeout":3000000000}`, ""},
+		{"URL in the block", "webhook {\n url http://127.0.0.1/\n}", `{"url":"http://127.0.0.1/"}`, ""},
+		{"no URL", "webhook {\n name x\n}", "", "sender webhook needs a URL"},
+		{"two URLs", "webhook http://a/ http://b/", "", "wrong argument count"},
+		{"unknown option", "webhook http://127.0.0.1/ {\n max_retry_delay 1s\n}", "", "unrecognized webhook option 'max_retry_delay'"},
+		{"timeout too short", "webhook http://127.0.0.1/ {\n timeout 1ms\n}", "", "out of range"},
+	})
+}
+
 func TestEmailCaddyfile(t *testing.T) {
 	runProviderCases(t, func() caddyfile.Unmarshaler { return new(EmailSender) }, []providerCase{
 		{"STARTTLS", `email {
@@ -250,6 +267,8 @@ func provisionJSON(t *testing.T, raw string) (sender.Sender, error) {
 func TestProvidersProvision(t *testing.T) {
 	t.Setenv("STEPUP_TEST_TOKEN", "tok_from_env")
 	t.Setenv("STEPUP_TEST_EMPTY", "")
+	t.Setenv("STEPUP_TEST_URL", "http://127.0.0.1:9/sms")
+	t.Setenv("STEPUP_TEST_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
 	tests := []struct {
 		name     string
 		raw      string
@@ -273,6 +292,14 @@ func TestProvidersProvision(t *testing.T) {
 		{"email", `{"sender":"email","host":"smtp.example.com","username":"u","password":"{env.STEPUP_TEST_TOKEN}","from":"no-reply@shop.example"}`, "email", ""},
 		{"email unset password", `{"sender":"email","host":"smtp.example.com","username":"u","password":"{env.STEPUP_TEST_EMPTY}","from":"no-reply@shop.example"}`, "", "password"},
 		{"email countries in JSON", `{"sender":"email","host":"h","from":"a@b.example","countries":["IN"]}`, "", "countries"},
+		{"vonage unset optional variables", `{"sender":"vonage","api_key":"k","api_secret":"s","from":"ACME","entity_id":"{env.STEPUP_TEST_EMPTY}","content_id":"{env.STEPUP_TEST_EMPTY}"}`, "vonage", ""},
+		{"sns unset static keys", `{"sender":"sns","region":"ap-south-1","access_key_id":"{env.STEPUP_TEST_EMPTY}","secret_access_key":"{env.STEPUP_TEST_EMPTY}"}`, "", "access_key_id"},
+		{"email unset user", `{"sender":"email","host":"h","username":"{env.STEPUP_TEST_EMPTY}","password":"{env.STEPUP_TEST_EMPTY}","from":"a@b.example"}`, "", "username"},
+		{"webhook", `{"sender":"webhook","url":"{env.STEPUP_TEST_URL}","signing_secret":"{env.STEPUP_TEST_SECRET}","timeout":"4s","name":"gateway"}`, "gateway", ""},
+		{"webhook unset url", `{"sender":"webhook","url":"{env.STEPUP_TEST_EMPTY}"}`, "", "url"},
+		{"webhook unknown placeholder", `{"sender":"webhook","url":"http://127.0.0.1:9/{http.request.host}"}`, "", "url"},
+		{"webhook unset secret", `{"sender":"webhook","url":"http://127.0.0.1:9/","signing_secret":"{env.STEPUP_TEST_EMPTY}"}`, "", "signing_secret"},
+		{"webhook bad timeout", `{"sender":"webhook","url":"http://127.0.0.1:9/","timeout":"5m"}`, "", "out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -334,6 +361,11 @@ func TestProvidersSendThroughChain(t *testing.T) {
 	if tm, ok := in.(sender.Timeouter); !ok || tm.Timeout() != 2*time.Second {
 		t.Errorf("msg91 module does not report its 2s timeout")
 	}
+	// Without a timeout of its own, a module leaves its budget to the
+	// chain (5s by default), not to its provider's 10s.
+	if tm, ok := world.(sender.Timeouter); !ok || tm.Timeout() != 0 {
+		t.Errorf("twilio module without a timeout reports %v, want 0", tm.Timeout())
+	}
 	chain := sender.NewChain([]sender.Sender{in, world}, sender.ChainOptions{})
 
 	msg := &sender.Message{To: "+14155550100", Code: "493817", Text: "Your code is 493817", TTL: 5 * time.Minute}
@@ -389,7 +421,7 @@ func FuzzProviderCaddyfile(f *testing.F) {
 			t.Fatalf("marshal after a successful parse: %v", err)
 		}
 		// What parses must also load: countries are valid regions.
-		var opts SenderOptions
+		var opts sender.Options
 		if err := json.Unmarshal(b, &opts); err != nil {
 			t.Fatal(err)
 		}

@@ -55,6 +55,29 @@ func calls(fs ...*fake) []int32 {
 	return n
 }
 
+// testMessage is the message the chain tests send. Its text holds
+// characters that JSON must escape and a WebOTP line.
+var testMessage = Message{
+	To:        "+14155550100",
+	Code:      "493817",
+	Text:      "Your code is 493817 to pay \"ACME\" <shop> & co.\n\n@shop.example #493817",
+	Channel:   SMS,
+	Policy:    "checkout",
+	Challenge: "ch_7Qx",
+	TTL:       5 * time.Minute,
+}
+
+// assertClean fails if err's text holds the code or the number.
+func assertClean(t *testing.T, err error) {
+	t.Helper()
+	text := err.Error()
+	for _, s := range []string{testMessage.Code, "4155550100"} {
+		if strings.Contains(text, s) {
+			t.Errorf("error %q contains %q", text, s)
+		}
+	}
+}
+
 func chainSend(t *testing.T, c *Chain) (string, error) {
 	t.Helper()
 	msg := testMessage

@@ -1,11 +1,14 @@
 // Package sender delivers one-time codes: the Sender interface, the
-// generic Webhook and the development Log sender, failover across a list
-// of senders with a circuit breaker each and per-country routing (Chain),
-// the phone-number handling they share (E.164 parsing, masking,
-// PhoneRules), and the SMS length rules (Segments).
+// Options every sender's configuration has, the development Log sender,
+// failover across a list of senders with a circuit breaker each and
+// per-country routing (Chain), the phone-number handling they share
+// (E.164 parsing, masking, PhoneRules), the SMS length rules (Segments)
+// and Standard Webhooks signatures (SignWebhook, VerifyWebhook).
 //
-// The providers live in subpackages: twilio, vonage, msg91, sns,
-// whatsapp and email.
+// The senders live in subpackages: the generic webhook, and the
+// providers twilio, vonage, msg91, sns, whatsapp and email. Each owns its
+// configuration (a Config with its JSON form, its defaults and its
+// Validate) and builds its Sender with New.
 //
 // The package knows nothing of challenges or policies beyond the few
 // strings a Message carries; the step-up engine (package stepup) builds the

@@ -51,36 +51,69 @@ const (
 // DefaultSubject is the subject of a code message.
 const DefaultSubject = "Your verification code"
 
-// Config configures a Sender.
+// Config configures a Sender. Its JSON is the email sender's in a Caddy
+// config; see sender.Options for the fields every sender has (but
+// countries: e-mail addresses have none), and for the placeholder tags.
 type Config struct {
 	// Host is the SMTP server's name; it is also the name its certificate
 	// must carry.
-	Host string
-	// Port is the SMTP server's port; default 587, 465 with ImplicitTLS,
-	// 25 with NoTLS.
-	Port int
+	Host string `json:"host,omitempty" placeholder:"required"`
+	// Port is the SMTP server's port, from 1 to 65535; default 587, 465
+	// with ImplicitTLS, 25 with NoTLS.
+	Port int `json:"port,omitempty"`
 	// TLS is the TLS mode; default StartTLS.
-	TLS TLSMode
+	TLS TLSMode `json:"tls,omitempty"`
 	// TLSConfig replaces the TLS settings (a private CA); its ServerName
 	// defaults to Host.
-	TLSConfig *tls.Config
+	TLSConfig *tls.Config `json:"-"`
 	// Username authenticates, with Password, when set.
-	Username string
+	Username string `json:"username,omitempty" placeholder:"required"`
 	// Password is Username's password.
-	Password string
+	Password string `json:"password,omitempty" placeholder:"optional"`
 	// Auth is the mechanism, AuthPlain (default) or AuthLogin.
-	Auth string
+	Auth string `json:"auth,omitempty"`
 	// From is the sender address ("Shop <no-reply@shop.example>").
-	From string
+	From string `json:"from,omitempty" placeholder:"required"`
 	// Subject is the subject; default DefaultSubject. It never holds the
 	// code, which would show on lock screens and in notifications.
-	Subject string
-	// Name identifies the sender; default "email".
-	Name string
-	// Timeout bounds one Send, retries included; default 10s.
-	Timeout time.Duration
-	// MaxAttempts bounds the attempts of one Send; default 3.
-	MaxAttempts int
+	Subject string `json:"subject,omitempty"`
+	sender.Options
+}
+
+// Validate checks the configuration as written, placeholders
+// unresolved: a server and a sender address, both credentials or
+// neither, a known TLS mode and mechanism, a port in range, a one-line
+// subject, and no countries.
+func (c *Config) Validate() error {
+	if len(c.CountryCodes) > 0 {
+		return errors.New("email sender: takes no countries: e-mail addresses have none")
+	}
+	if err := c.Options.Validate("email"); err != nil {
+		return err
+	}
+	switch {
+	case c.Host == "":
+		return errors.New("email sender: needs host")
+	case c.From == "":
+		return errors.New("email sender: needs from")
+	case (c.Username == "") != (c.Password == ""):
+		return errors.New("email sender: set both username and password, or neither")
+	case c.Port < 0 || c.Port > 65535:
+		return fmt.Errorf("email sender: port %d: want a number from 1 to 65535", c.Port)
+	case strings.ContainsAny(c.Subject, "\r\n"):
+		return errors.New("email sender: subject must be one line")
+	}
+	switch c.TLS {
+	case "", StartTLS, ImplicitTLS, NoTLS:
+	default:
+		return fmt.Errorf("email sender: tls %q: want %s, %s or %s", c.TLS, StartTLS, ImplicitTLS, NoTLS)
+	}
+	switch strings.ToLower(c.Auth) {
+	case "", AuthPlain, AuthLogin:
+	default:
+		return fmt.Errorf("email sender: auth %q: want %s or %s", c.Auth, AuthPlain, AuthLogin)
+	}
+	return nil
 }
 
 // Sender sends codes by e-mail. It is safe for concurrent use.
@@ -92,6 +125,7 @@ type Config struct {
 // failures (4xx replies, connections refused) are retried with backoff
 // and jitter while the deadline allows.
 type Sender struct {
+	httpsend.Base
 	host     string
 	port     int
 	mode     TLSMode
@@ -101,41 +135,34 @@ type Sender struct {
 	auth     mail.SMTPAuthType
 	from     string
 	subject  string
-	name     string
-	timeout  time.Duration
-	retry    httpsend.Retrier
 	hostname string
 }
 
-var (
-	_ sender.Sender    = (*Sender)(nil)
-	_ sender.Channeler = (*Sender)(nil)
-	_ sender.Timeouter = (*Sender)(nil)
-)
+var _ httpsend.Provider = (*Sender)(nil)
 
 // New returns a Sender for cfg, or an error saying what is missing or
 // malformed. Errors never contain a credential.
 func New(cfg Config) (*Sender, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if strings.ContainsAny(cfg.Host, " /:@") {
+		return nil, errors.New("email sender: host must be the SMTP server's name, without port")
+	}
+	from, err := netmail.ParseAddress(cfg.From)
+	if err != nil || strings.ContainsAny(cfg.From, "\r\n") {
+		return nil, errors.New(`email sender: from must be an address such as "Shop <no-reply@shop.example>"`)
+	}
 	s := &Sender{
+		Base:    httpsend.NewBase(cfg.Options, "email", httpsend.Retrier{}),
 		host:    cfg.Host,
 		port:    cfg.Port,
 		mode:    cmp.Or(cfg.TLS, StartTLS),
 		user:    cfg.Username,
 		pass:    cfg.Password,
+		auth:    mail.SMTPAuthPlain,
+		from:    from.String(),
 		subject: cmp.Or(cfg.Subject, DefaultSubject),
-		name:    cmp.Or(cfg.Name, "email"),
-		timeout: cmp.Or(cfg.Timeout, httpsend.DefaultTimeout),
-		retry:   httpsend.Retrier{MaxAttempts: cfg.MaxAttempts},
-	}
-	switch {
-	case cfg.Host == "" || strings.ContainsAny(cfg.Host, " /:@"):
-		return nil, errors.New("email: host is required: the SMTP server's name, without port")
-	case cfg.Port < 0 || cfg.Port > 65535:
-		return nil, errors.New("email: port must be between 1 and 65535")
-	case strings.ContainsAny(s.subject, "\r\n"):
-		return nil, errors.New("email: subject must be one line")
-	case (cfg.Username == "") != (cfg.Password == ""):
-		return nil, errors.New("email: set both username and password, or neither")
 	}
 	switch s.mode {
 	case StartTLS:
@@ -144,22 +171,10 @@ func New(cfg Config) (*Sender, error) {
 		s.port = cmp.Or(s.port, 465)
 	case NoTLS:
 		s.port = cmp.Or(s.port, 25)
-	default:
-		return nil, fmt.Errorf("email: tls must be %s, %s or %s, not %q", StartTLS, ImplicitTLS, NoTLS, cfg.TLS)
 	}
-	switch strings.ToLower(cmp.Or(cfg.Auth, AuthPlain)) {
-	case AuthPlain:
-		s.auth = mail.SMTPAuthPlain
-	case AuthLogin:
+	if strings.ToLower(cfg.Auth) == AuthLogin {
 		s.auth = mail.SMTPAuthLogin
-	default:
-		return nil, fmt.Errorf("email: auth must be %s or %s, not %q", AuthPlain, AuthLogin, cfg.Auth)
 	}
-	from, err := netmail.ParseAddress(cfg.From)
-	if err != nil || strings.ContainsAny(cfg.From, "\r\n") {
-		return nil, errors.New(`email: from must be an address such as "Shop <no-reply@shop.example>"`)
-	}
-	s.from = from.String()
 	if cfg.TLSConfig != nil {
 		s.tlsCfg = cfg.TLSConfig.Clone()
 	} else {
@@ -174,38 +189,30 @@ func New(cfg Config) (*Sender, error) {
 	return s, nil
 }
 
-// Name returns the sender's name.
-func (s *Sender) Name() string { return s.name }
-
 // Channel returns sender.Email.
 func (*Sender) Channel() sender.Channel { return sender.Email }
-
-// Timeout returns the budget of one Send.
-func (s *Sender) Timeout() time.Duration { return s.timeout }
 
 // Send mails msg. The error is a *sender.Error; it never holds the code,
 // the address or the server's replies as such (they are redacted of
 // addresses and numbers).
 func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
 	if msg == nil {
-		return &sender.Error{Sender: s.name, Msg: "no message"}
+		return &sender.Error{Sender: s.Name(), Msg: "no message"}
 	}
 	to := msg.To
 	if !strings.Contains(to, "@") {
 		to = msg.Email
 	}
 	if to == "" {
-		return &sender.Error{Sender: s.name, Recipient: true, Msg: "no e-mail address for this recipient"}
+		return &sender.Error{Sender: s.Name(), Recipient: true, Msg: "no e-mail address for this recipient"}
 	}
 	addr, err := netmail.ParseAddress(to)
 	if err != nil || addr.Address != to {
-		return &sender.Error{Sender: s.name, Recipient: true, Msg: "destination is not a plain e-mail address"}
+		return &sender.Error{Sender: s.Name(), Recipient: true, Msg: "destination is not a plain e-mail address"}
 	}
 	text := StripWebOTP(msg.Text)
 
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	return s.retry.Do(ctx, func(ctx context.Context, _ int) httpsend.Outcome {
+	return httpsend.Do(ctx, &s.Base, func(ctx context.Context) httpsend.Outcome {
 		return s.attempt(ctx, addr.Address, text)
 	})
 }
@@ -213,10 +220,10 @@ func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
 func (s *Sender) attempt(ctx context.Context, to, text string) httpsend.Outcome {
 	m := mail.NewMsg()
 	if err := m.From(s.from); err != nil {
-		return httpsend.Failed(&sender.Error{Sender: s.name, Msg: "invalid from address"}, false)
+		return httpsend.Failed(&sender.Error{Sender: s.Name(), Msg: "invalid from address"}, false)
 	}
 	if err := m.To(to); err != nil {
-		return httpsend.Failed(&sender.Error{Sender: s.name, Recipient: true, Msg: "invalid destination address"}, false)
+		return httpsend.Failed(&sender.Error{Sender: s.Name(), Recipient: true, Msg: "invalid destination address"}, false)
 	}
 	m.Subject(s.subject)
 	m.SetDate()
@@ -226,12 +233,12 @@ func (s *Sender) attempt(ctx context.Context, to, text string) httpsend.Outcome 
 
 	// go-mail bounds each step of the conversation with its timeout: give
 	// it what remains of the deadline.
-	remaining := s.timeout
+	remaining := s.Timeout()
 	if d, ok := ctx.Deadline(); ok {
 		remaining = time.Until(d)
 	}
 	if remaining <= 0 {
-		return httpsend.Failed(&sender.Error{Sender: s.name, Temporary: true, Msg: "timed out"}, false)
+		return httpsend.Failed(&sender.Error{Sender: s.Name(), Temporary: true, Msg: "timed out"}, false)
 	}
 	// Dial here rather than in go-mail, to close the connection whatever
 	// happens: go-mail leaves it open when STARTTLS or AUTH fails.
@@ -281,10 +288,10 @@ func (s *Sender) attempt(ctx context.Context, to, text string) httpsend.Outcome 
 	}
 	c, err := mail.NewClient(s.host, opts...)
 	if err != nil {
-		return httpsend.Failed(&sender.Error{Sender: s.name, Msg: httpsend.WithText("configuring the SMTP client failed", err.Error())}, false)
+		return httpsend.Failed(&sender.Error{Sender: s.Name(), Msg: httpsend.WithText("configuring the SMTP client failed", err.Error())}, false)
 	}
 	if err := c.DialAndSendWithContext(ctx, m); err != nil {
-		return classify(s.name, err)
+		return classify(s.Name(), err)
 	}
 	return httpsend.Outcome{}
 }

@@ -39,7 +39,7 @@ func config(port int, pool *x509.CertPool) Config {
 		Username:  "mailer",
 		Password:  "p4ssw0rd",
 		From:      "Shop <no-reply@shop.example>",
-		Timeout:   5 * time.Second,
+		Options:   sender.Options{SendTimeout: sender.Duration(5 * time.Second)},
 	}
 }
 
@@ -200,7 +200,7 @@ func TestTimeout(t *testing.T) {
 	srv := &smtpd{startTLS: true, greetDelay: 3 * time.Second}
 	port, pool := srv.start(t)
 	cfg := config(port, pool)
-	cfg.Timeout = 300 * time.Millisecond
+	cfg.SendTimeout = sender.Duration(300 * time.Millisecond)
 	start := time.Now()
 	err := newSender(t, cfg).Send(t.Context(), emailMessage())
 	if se := pt.SenderError(t, err); !se.Temporary || se.Msg != "timed out" {

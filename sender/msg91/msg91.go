@@ -16,7 +16,6 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/sender/internal/httpsend"
-	"github.com/caddy-stepup/caddy-stepup/sender/internal/netretry"
 )
 
 // DefaultEndpoint is MSG91's production API.
@@ -25,29 +24,46 @@ const DefaultEndpoint = "https://control.msg91.com"
 // DefaultCodeVar is the template variable that receives the code.
 const DefaultCodeVar = "otp"
 
-// Config configures a Sender.
+// Config configures a Sender. Its JSON is the msg91 sender's in a Caddy
+// config; see sender.Options for the fields every sender has, and for
+// the placeholder tags.
 type Config struct {
 	// Endpoint is the API base URL; default DefaultEndpoint.
-	Endpoint string
+	Endpoint string `json:"endpoint,omitempty" placeholder:"optional"`
 	// AuthKey is the account's authentication key (header authkey).
-	AuthKey string
+	AuthKey string `json:"auth_key,omitempty" placeholder:"required"`
 	// TemplateID is the MSG91 flow template, mapped to a DLT template.
-	TemplateID string
+	TemplateID string `json:"template_id,omitempty" placeholder:"required"`
 	// CodeVar names the template variable that receives the code;
 	// default "otp".
-	CodeVar string
+	CodeVar string `json:"code_var,omitempty"`
 	// TTLVar, when set, names a template variable that receives the
 	// code's lifetime in whole minutes.
-	TTLVar string
-	// Name identifies the sender; default "msg91".
-	Name string
-	// Timeout bounds one Send, retries included; default 10s.
-	Timeout time.Duration
-	// MaxAttempts bounds the attempts of one Send; default 3.
-	MaxAttempts int
-	// Client sends the requests; nil means a client with sensible
-	// timeouts that follows no redirect.
-	Client *http.Client
+	TTLVar string `json:"ttl_var,omitempty"`
+	sender.Options
+}
+
+// reserved are keys of a recipient object that a variable may not take.
+var reserved = map[string]bool{"mobiles": true}
+
+// Validate checks the configuration as written, placeholders
+// unresolved: a key, a template, variables that can be told apart.
+func (c *Config) Validate() error {
+	if err := c.Options.Validate("msg91"); err != nil {
+		return err
+	}
+	codeVar := cmp.Or(c.CodeVar, DefaultCodeVar)
+	switch {
+	case c.AuthKey == "":
+		return errors.New("msg91 sender: needs auth_key")
+	case c.TemplateID == "":
+		return errors.New("msg91 sender: needs template_id")
+	case reserved[codeVar] || reserved[c.TTLVar]:
+		return errors.New(`msg91 sender: "mobiles" cannot be a template variable`)
+	case c.TTLVar == codeVar:
+		return errors.New("msg91 sender: code_var and ttl_var must differ")
+	}
+	return nil
 }
 
 // Sender sends codes through MSG91. It is safe for concurrent use.
@@ -55,72 +71,39 @@ type Config struct {
 // The message text is not sent: the template (registered on the DLT
 // platform) is the text, and the code goes in a variable. MSG91 answers
 // {"type":"success",...} or {"type":"error",...}, sometimes with HTTP
-// 200 for an error, so the answer's type decides. 429 and 5xx answers
-// are retried with backoff and jitter while the deadline allows.
+// 200 for an error, so the answer's type decides. 408, 429 and 5xx
+// answers are retried with backoff and jitter while the deadline allows
+// (see httpsend's retry policy).
 type Sender struct {
+	httpsend.Base
 	url        string
 	authKey    string
 	templateID string
 	codeVar    string
 	ttlVar     string
-	name       string
-	timeout    time.Duration
-	client     *http.Client
-	retry      httpsend.Retrier
 }
 
-var (
-	_ sender.Sender    = (*Sender)(nil)
-	_ sender.Channeler = (*Sender)(nil)
-	_ sender.Timeouter = (*Sender)(nil)
-)
-
-// reserved are keys of a recipient object that a variable may not take.
-var reserved = map[string]bool{"mobiles": true}
+var _ httpsend.Provider = (*Sender)(nil)
 
 // New returns a Sender for cfg, or an error saying what is missing or
 // malformed. Errors never contain a credential.
 func New(cfg Config) (*Sender, error) {
-	base, err := httpsend.Endpoint(cfg.Endpoint, DefaultEndpoint)
+	base, err := httpsend.Prepare("msg91", &cfg, cfg.Endpoint, DefaultEndpoint)
 	if err != nil {
-		return nil, errors.New("msg91: " + err.Error())
+		return nil, err
 	}
-	codeVar := cmp.Or(cfg.CodeVar, DefaultCodeVar)
-	switch {
-	case cfg.AuthKey == "":
-		return nil, errors.New("msg91: auth_key is required")
-	case cfg.TemplateID == "":
-		return nil, errors.New("msg91: template_id is required")
-	case reserved[codeVar] || reserved[cfg.TTLVar]:
-		return nil, errors.New(`msg91: "mobiles" cannot be a template variable`)
-	case cfg.TTLVar == codeVar:
-		return nil, errors.New("msg91: code_var and ttl_var must differ")
-	}
-	s := &Sender{
+	return &Sender{
+		Base:       httpsend.NewBase(cfg.Options, "msg91", httpsend.Retrier{}),
 		url:        base + "/api/v5/flow",
 		authKey:    cfg.AuthKey,
 		templateID: cfg.TemplateID,
-		codeVar:    codeVar,
+		codeVar:    cmp.Or(cfg.CodeVar, DefaultCodeVar),
 		ttlVar:     cfg.TTLVar,
-		name:       cmp.Or(cfg.Name, "msg91"),
-		timeout:    cmp.Or(cfg.Timeout, httpsend.DefaultTimeout),
-		client:     cfg.Client,
-		retry:      httpsend.Retrier{MaxAttempts: cfg.MaxAttempts},
-	}
-	if s.client == nil {
-		s.client = httpsend.DefaultClient()
-	}
-	return s, nil
+	}, nil
 }
-
-// Name returns the sender's name.
-func (s *Sender) Name() string { return s.name }
 
 // Channel returns sender.SMS.
 func (*Sender) Channel() sender.Channel { return sender.SMS }
-
-// Timeout returns the budget of one Send.
-func (s *Sender) Timeout() time.Duration { return s.timeout }
 
 // flow is the request body.
 type flow struct {
@@ -133,11 +116,11 @@ type flow struct {
 // the code, the number or MSG91's answer as such.
 func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
 	if msg == nil {
-		return &sender.Error{Sender: s.name, Msg: "no message"}
+		return &sender.Error{Sender: s.Name(), Msg: "no message"}
 	}
 	digits, ok := httpsend.E164Digits(msg.To)
 	if !ok {
-		return httpsend.NotE164(s.name)
+		return httpsend.NotE164(s.Name())
 	}
 	recipient := map[string]string{"mobiles": digits, s.codeVar: msg.Code}
 	if s.ttlVar != "" {
@@ -147,21 +130,14 @@ func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(flow{TemplateID: s.templateID, ShortURL: "0", Recipients: []map[string]string{recipient}}); err != nil {
-		return &sender.Error{Sender: s.name, Msg: "encoding the request failed"}
+		return &sender.Error{Sender: s.Name(), Msg: "encoding the request failed"}
 	}
-	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	return s.retry.Do(ctx, func(ctx context.Context, _ int) httpsend.Outcome {
-		header := http.Header{}
-		header.Set("authkey", s.authKey)
-		resp, err := httpsend.Post(ctx, s.client, s.url, "application/json", header, body)
-		if err != nil {
-			return httpsend.TransportFailure(s.name, err)
-		}
-		return parseResponse(s.name, resp)
-	})
+	return httpsend.Send(ctx, &s.Base, httpsend.Request{
+		URL:         s.url,
+		ContentType: "application/json",
+		Body:        bytes.TrimSuffix(buf.Bytes(), []byte("\n")),
+		Header:      func(h http.Header) { h.Set("authkey", s.authKey) },
+	}, parseResponse)
 }
 
 // answer is MSG91's JSON answer.
@@ -176,12 +152,9 @@ func parseResponse(name string, resp *httpsend.Response) httpsend.Outcome {
 	jsonErr := json.Unmarshal(resp.Body, &a)
 	se := &sender.Error{Sender: name, Status: resp.Status}
 	switch {
-	case resp.Status == http.StatusTooManyRequests || resp.Status >= 500:
-		se.Temporary = true
+	case httpsend.Retryable(resp.Status):
 		se.Msg = httpsend.WithText("MSG91 did not take the message", a.Message)
-		o := httpsend.Failed(se, true)
-		o.After = netretry.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		return o
+		return resp.Retry(se)
 	case resp.Status >= 200 && resp.Status <= 299 && a.Type == "success":
 		return httpsend.Outcome{}
 	case a.Type == "error":

@@ -101,7 +101,7 @@ func TestSendAnswers(t *testing.T) {
 			h, calls := pt.Sequence(tt.answers...)
 			srv := httptest.NewServer(h)
 			defer srv.Close()
-			s := newSender(t, Config{Endpoint: srv.URL, AuthKey: "k", TemplateID: "t", Timeout: 5 * time.Second})
+			s := newSender(t, Config{Endpoint: srv.URL, AuthKey: "k", TemplateID: "t", Options: sender.Options{SendTimeout: sender.Duration(5 * time.Second)}})
 			msg := pt.Message()
 			msg.To = pt.ToIN
 			err := s.Send(t.Context(), msg)
@@ -125,7 +125,7 @@ func TestSendAnswers(t *testing.T) {
 
 func TestTimeout(t *testing.T) {
 	srv, _ := pt.Slow(t, 5*time.Second)
-	s := newSender(t, Config{Endpoint: srv.URL, AuthKey: "k", TemplateID: "t", Timeout: 200 * time.Millisecond})
+	s := newSender(t, Config{Endpoint: srv.URL, AuthKey: "k", TemplateID: "t", Options: sender.Options{SendTimeout: sender.Duration(200 * time.Millisecond)}})
 	start := time.Now()
 	se := pt.SenderError(t, s.Send(t.Context(), pt.Message()))
 	if !se.Temporary || time.Since(start) > 2*time.Second {

@@ -5,12 +5,10 @@
 package sns
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -34,44 +32,61 @@ const (
 	attrOrigination = "AWS.MM.SMS.OriginationNumber"
 )
 
-// Config configures a Sender.
+// Config configures a Sender. Its JSON is the sns sender's in a Caddy
+// config; see sender.Options for the fields every sender has, and for
+// the placeholder tags. Options.MaxAttempts bounds the SDK's attempts of
+// one Publish (default the SDK's, 3); Options.Client replaces the SDK's
+// HTTP client.
 type Config struct {
 	// Region is the AWS region that sends ("ap-south-1"). Empty: the
 	// region of the SDK's shared configuration or AWS_REGION.
-	Region string
+	Region string `json:"region,omitempty" placeholder:"optional"`
 	// Endpoint replaces the regional SNS endpoint (a VPC endpoint, a test
 	// server).
-	Endpoint string
+	Endpoint string `json:"endpoint,omitempty" placeholder:"optional"`
 	// AccessKeyID is a static access key. Without it, the SDK's default
 	// chain is used: environment, shared files, web identity, ECS or EC2
-	// instance role.
-	AccessKeyID string
+	// instance role. A placeholder written here must resolve: static
+	// keys that come out empty never fall back to the default chain.
+	AccessKeyID string `json:"access_key_id,omitempty" placeholder:"required"`
 	// SecretAccessKey is the static access key's secret.
-	SecretAccessKey string
+	SecretAccessKey string `json:"secret_access_key,omitempty" placeholder:"optional"`
 	// SessionToken goes with temporary static credentials.
-	SessionToken string
+	SessionToken string `json:"session_token,omitempty" placeholder:"optional"`
 	// SenderID is the alphanumeric sender ID, where the destination
 	// country supports one (for India, the DLT-registered header).
-	SenderID string
+	SenderID string `json:"sender_id,omitempty" placeholder:"optional"`
 	// OriginationNumber is the number or short code to send from, when
 	// the account has several.
-	OriginationNumber string
+	OriginationNumber string `json:"origination_number,omitempty" placeholder:"optional"`
 	// MaxPrice caps the price of one SMS in USD ("0.50"): SNS refuses to
 	// send a message that would cost more, which limits toll fraud.
-	MaxPrice string
+	MaxPrice string `json:"max_price,omitempty" placeholder:"optional"`
 	// EntityID is India's DLT principal entity ID.
-	EntityID string
+	EntityID string `json:"entity_id,omitempty" placeholder:"optional"`
 	// TemplateID is India's DLT template ID; set it with EntityID.
-	TemplateID string
-	// Name identifies the sender; default "sns".
-	Name string
-	// Timeout bounds one Send, the SDK's retries included; default 10s.
-	Timeout time.Duration
-	// MaxAttempts bounds the SDK's attempts of one Publish; default the
-	// SDK's (3).
-	MaxAttempts int
-	// HTTPClient replaces the SDK's HTTP client.
-	HTTPClient awssns.HTTPClient
+	TemplateID string `json:"template_id,omitempty" placeholder:"optional"`
+	sender.Options
+}
+
+// Validate checks the configuration as written, placeholders
+// unresolved: static credentials whole or absent, a region with them,
+// both DLT identifiers or neither.
+func (c *Config) Validate() error {
+	if err := c.Options.Validate("sns"); err != nil {
+		return err
+	}
+	switch {
+	case (c.AccessKeyID == "") != (c.SecretAccessKey == ""):
+		return errors.New("sns sender: set both access_key_id and secret_access_key, or neither to use the AWS default credential chain")
+	case c.SessionToken != "" && c.AccessKeyID == "":
+		return errors.New("sns sender: session_token needs access_key_id and secret_access_key")
+	case c.AccessKeyID != "" && c.Region == "":
+		return errors.New("sns sender: region is required with static credentials")
+	case (c.EntityID == "") != (c.TemplateID == ""):
+		return errors.New("sns sender: India DLT needs both entity_id and template_id")
+	}
+	return nil
 }
 
 // Sender sends codes through Amazon SNS. It is safe for concurrent use.
@@ -80,17 +95,12 @@ type Config struct {
 // for reliability rather than cost. The SDK retries throttling and 5xx
 // answers with backoff and jitter, within the context's deadline.
 type Sender struct {
-	client  *awssns.Client
-	attrs   map[string]types.MessageAttributeValue
-	name    string
-	timeout time.Duration
+	httpsend.Base
+	client *awssns.Client
+	attrs  map[string]types.MessageAttributeValue
 }
 
-var (
-	_ sender.Sender    = (*Sender)(nil)
-	_ sender.Channeler = (*Sender)(nil)
-	_ sender.Timeouter = (*Sender)(nil)
-)
+var _ httpsend.Provider = (*Sender)(nil)
 
 // sharedHTTPClient is the SDK's buildable client, shared by every SNS
 // sender of the process.
@@ -101,37 +111,31 @@ var sharedHTTPClient = awshttp.NewBuildableClient()
 // environment but contacts no service: credentials are fetched at the
 // first Send. Errors never contain a credential.
 func New(ctx context.Context, cfg Config) (*Sender, error) {
-	if cfg.HTTPClient == nil {
-		// One SDK client (and so one transport) for the process: the
-		// SDK's default builds one per sender, whose idle connections
-		// would outlive config reloads.
-		cfg.HTTPClient = sharedHTTPClient
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if (cfg.AccessKeyID == "") != (cfg.SecretAccessKey == "") {
-		return nil, errors.New("sns: set both access_key_id and secret_access_key, or neither to use the default credential chain")
-	}
-	if cfg.SessionToken != "" && cfg.AccessKeyID == "" {
-		return nil, errors.New("sns: session_token needs access_key_id and secret_access_key")
-	}
-	if (cfg.EntityID == "") != (cfg.TemplateID == "") {
-		return nil, errors.New("sns: India DLT needs both entity_id and template_id")
+	// One SDK client (and so one transport) for the process: the SDK's
+	// default builds one per sender, whose idle connections would
+	// outlive config reloads.
+	var httpClient awssns.HTTPClient = sharedHTTPClient
+	if cfg.Client != nil {
+		httpClient = cfg.Client
 	}
 	if cfg.MaxPrice != "" {
 		if p, err := strconv.ParseFloat(cfg.MaxPrice, 64); err != nil || p <= 0 {
-			return nil, errors.New(`sns: max_price must be a positive amount in USD, such as "0.50"`)
+			return nil, errors.New(`sns sender: max_price must be a positive amount in USD, such as "0.50"`)
 		}
 	}
 	endpoint := ""
 	if cfg.Endpoint != "" {
 		var err error
 		if endpoint, err = httpsend.Endpoint(cfg.Endpoint, ""); err != nil {
-			return nil, errors.New("sns: " + err.Error())
+			return nil, errors.New("sns sender: " + err.Error())
 		}
 	}
 	s := &Sender{
-		name:    cmp.Or(cfg.Name, "sns"),
-		timeout: cmp.Or(cfg.Timeout, httpsend.DefaultTimeout),
-		attrs:   map[string]types.MessageAttributeValue{attrSMSType: str("Transactional")},
+		Base:  httpsend.NewBase(cfg.Options, "sns", httpsend.Retrier{}),
+		attrs: map[string]types.MessageAttributeValue{attrSMSType: str("Transactional")},
 	}
 	for name, v := range map[string]string{
 		attrSenderID:    cfg.SenderID,
@@ -146,14 +150,11 @@ func New(ctx context.Context, cfg Config) (*Sender, error) {
 	}
 
 	if cfg.AccessKeyID != "" {
-		if cfg.Region == "" {
-			return nil, errors.New("sns: region is required with static credentials")
-		}
 		opts := awssns.Options{
 			Region:           cfg.Region,
 			Credentials:      credentials.NewStaticCredentialsProvider(cfg.AccessKeyID, cfg.SecretAccessKey, cfg.SessionToken),
 			RetryMaxAttempts: cfg.MaxAttempts,
-			HTTPClient:       cfg.HTTPClient,
+			HTTPClient:       httpClient,
 		}
 		if endpoint != "" {
 			opts.BaseEndpoint = aws.String(endpoint)
@@ -162,22 +163,19 @@ func New(ctx context.Context, cfg Config) (*Sender, error) {
 		return s, nil
 	}
 
-	var load []func(*config.LoadOptions) error
+	load := []func(*config.LoadOptions) error{config.WithHTTPClient(httpClient)}
 	if cfg.Region != "" {
 		load = append(load, config.WithRegion(cfg.Region))
 	}
 	if cfg.MaxAttempts > 0 {
 		load = append(load, config.WithRetryMaxAttempts(cfg.MaxAttempts))
 	}
-	if cfg.HTTPClient != nil {
-		load = append(load, config.WithHTTPClient(cfg.HTTPClient))
-	}
 	awsCfg, err := config.LoadDefaultConfig(ctx, load...)
 	if err != nil {
-		return nil, errors.New("sns: loading the AWS configuration: " + httpsend.Redact(err.Error()))
+		return nil, errors.New("sns sender: loading the AWS configuration: " + httpsend.Redact(err.Error()))
 	}
 	if awsCfg.Region == "" {
-		return nil, errors.New("sns: no region: set region, or AWS_REGION")
+		return nil, errors.New("sns sender: no region: set region, or AWS_REGION")
 	}
 	s.client = awssns.NewFromConfig(awsCfg, func(o *awssns.Options) {
 		if endpoint != "" {
@@ -191,25 +189,19 @@ func str(v string) types.MessageAttributeValue {
 	return types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
 }
 
-// Name returns the sender's name.
-func (s *Sender) Name() string { return s.name }
-
 // Channel returns sender.SMS.
 func (*Sender) Channel() sender.Channel { return sender.SMS }
-
-// Timeout returns the budget of one Send.
-func (s *Sender) Timeout() time.Duration { return s.timeout }
 
 // Send publishes msg to its phone number. The error is a *sender.Error;
 // it never holds the code, the number or the service's message as such.
 func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
 	if msg == nil {
-		return &sender.Error{Sender: s.name, Msg: "no message"}
+		return &sender.Error{Sender: s.Name(), Msg: "no message"}
 	}
 	if _, ok := httpsend.E164Digits(msg.To); !ok {
-		return httpsend.NotE164(s.name)
+		return httpsend.NotE164(s.Name())
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	ctx, cancel := context.WithTimeout(ctx, s.Timeout())
 	defer cancel()
 	_, err := s.client.Publish(ctx, &awssns.PublishInput{
 		PhoneNumber:       aws.String(msg.To),
@@ -217,7 +209,7 @@ func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
 		MessageAttributes: s.attrs,
 	})
 	if err != nil {
-		return classify(s.name, err)
+		return classify(s.Name(), err)
 	}
 	return nil
 }

@@ -106,7 +106,7 @@ func attributes(t *testing.T, form url.Values) map[string]string {
 }
 
 func staticConfig(endpoint string) Config {
-	return Config{Region: "ap-south-1", Endpoint: endpoint, AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "wJalrXUtnFEMI/K7MDENG", MaxAttempts: 1, Timeout: 5 * time.Second}
+	return Config{Region: "ap-south-1", Endpoint: endpoint, AccessKeyID: "AKIDEXAMPLE", SecretAccessKey: "wJalrXUtnFEMI/K7MDENG", Options: sender.Options{MaxAttempts: 1, SendTimeout: sender.Duration(5 * time.Second)}}
 }
 
 func newSender(t *testing.T, cfg Config) *Sender {
@@ -236,7 +236,7 @@ func TestSDKRetriesThrottling(t *testing.T) {
 func TestTimeout(t *testing.T) {
 	srv, _ := pt.Slow(t, 5*time.Second)
 	cfg := staticConfig(srv.URL)
-	cfg.Timeout = 200 * time.Millisecond
+	cfg.SendTimeout = sender.Duration(200 * time.Millisecond)
 	start := time.Now()
 	err := newSender(t, cfg).Send(t.Context(), pt.Message())
 	se := pt.SenderError(t, err)
@@ -262,7 +262,7 @@ func TestDefaultCredentialChain(t *testing.T) {
 	var got []request
 	srv := httptest.NewServer(record(t, &got, xmlAnswer(200, published)))
 	defer srv.Close()
-	s := newSender(t, Config{Endpoint: srv.URL, MaxAttempts: 1})
+	s := newSender(t, Config{Endpoint: srv.URL, Options: sender.Options{MaxAttempts: 1}})
 	if err := s.Send(t.Context(), pt.Message()); err != nil {
 		t.Fatalf("Send: %v", err)
 	}

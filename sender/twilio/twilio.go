@@ -3,7 +3,6 @@
 package twilio
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/sender/internal/httpsend"
-	"github.com/caddy-stepup/caddy-stepup/sender/internal/netretry"
 )
 
 // DefaultEndpoint is Twilio's production API.
@@ -31,129 +29,118 @@ const (
 	maxValidity = 14400
 )
 
-// Config configures a Sender.
+// Config configures a Sender. Its JSON is the twilio sender's in a
+// Caddy config; see sender.Options for the fields every sender has, and
+// for the placeholder tags.
 type Config struct {
 	// Endpoint is the API base URL; default DefaultEndpoint. Regional
 	// Twilio endpoints and test servers go here.
-	Endpoint string
+	Endpoint string `json:"endpoint,omitempty" placeholder:"optional"`
 	// AccountSID is the account ("AC..."); it is always in the URL path.
-	AccountSID string
+	AccountSID string `json:"account_sid,omitempty" placeholder:"required"`
 	// AuthToken authenticates as the account. Set it, or APIKey and
 	// APISecret.
-	AuthToken string
+	AuthToken string `json:"auth_token,omitempty" placeholder:"optional"`
 	// APIKey ("SK...") authenticates, with APISecret, as an API key of
 	// the account, which can be revoked on its own: the better choice.
-	APIKey string
+	APIKey string `json:"api_key,omitempty" placeholder:"optional"`
 	// APISecret is the API key's secret.
-	APISecret string
+	APISecret string `json:"api_secret,omitempty" placeholder:"optional"`
 	// From is the sending number (E.164) or alphanumeric sender ID. Set
 	// it or MessagingServiceSID, not both.
-	From string
+	From string `json:"from,omitempty" placeholder:"optional"`
 	// MessagingServiceSID ("MG...") lets a Messaging Service pick the
 	// sender.
-	MessagingServiceSID string
-	// Name identifies the sender; default "twilio".
-	Name string
-	// Timeout bounds one Send, retries included; default 10s.
-	Timeout time.Duration
-	// MaxAttempts bounds the attempts of one Send; default 3.
-	MaxAttempts int
-	// Client sends the requests; nil means a client with sensible
-	// timeouts that follows no redirect.
-	Client *http.Client
+	MessagingServiceSID string `json:"messaging_service_sid,omitempty" placeholder:"optional"`
+	sender.Options
+}
+
+// Validate checks the configuration as written, placeholders
+// unresolved: an account, one kind of credentials, one sender. New
+// checks the forms of the values.
+func (c *Config) Validate() error {
+	if err := c.Options.Validate("twilio"); err != nil {
+		return err
+	}
+	switch {
+	case c.AccountSID == "":
+		return errors.New("twilio sender: needs account_sid")
+	case c.AuthToken != "" && (c.APIKey != "" || c.APISecret != ""):
+		return errors.New("twilio sender: set auth_token, or api_key and api_secret, not both")
+	case c.AuthToken == "" && (c.APIKey == "" || c.APISecret == ""):
+		return errors.New("twilio sender: credentials missing: needs auth_token, or api_key and api_secret")
+	case c.From == "" && c.MessagingServiceSID == "":
+		return errors.New("twilio sender: needs from or messaging_service_sid (one of them)")
+	case c.From != "" && c.MessagingServiceSID != "":
+		return errors.New("twilio sender: needs from or messaging_service_sid, not both")
+	}
+	return nil
 }
 
 // Sender sends codes through Twilio. It is safe for concurrent use.
 //
 // The message text goes in Body and the code's lifetime in
 // ValidityPeriod, so that Twilio drops a message still queued when the
-// code has expired. A 201 answer means accepted. 429 (Twilio code 20429)
-// and 5xx answers are retried with backoff and jitter while the deadline
-// allows; the message was not processed. Other answers fail at once;
-// numbers Twilio cannot or may not reach are reported as
+// code has expired. A 201 answer means accepted. 408, 429 (Twilio code
+// 20429) and 5xx answers are retried with backoff and jitter while the
+// deadline allows (see httpsend's retry policy). Other answers fail at
+// once; numbers Twilio cannot or may not reach are reported as
 // sender.Error.Recipient.
 type Sender struct {
+	httpsend.Base
 	url     string
 	user    string
 	pass    string
 	from    string
 	service string
-	name    string
-	timeout time.Duration
-	client  *http.Client
-	retry   httpsend.Retrier
 }
 
-var (
-	_ sender.Sender    = (*Sender)(nil)
-	_ sender.Channeler = (*Sender)(nil)
-	_ sender.Timeouter = (*Sender)(nil)
-)
+var _ httpsend.Provider = (*Sender)(nil)
 
 // New returns a Sender for cfg, or an error saying what is missing or
 // malformed. Errors never contain a credential.
 func New(cfg Config) (*Sender, error) {
-	base, err := httpsend.Endpoint(cfg.Endpoint, DefaultEndpoint)
+	base, err := httpsend.Prepare("twilio", &cfg, cfg.Endpoint, DefaultEndpoint)
 	if err != nil {
-		return nil, errors.New("twilio: " + err.Error())
+		return nil, err
 	}
 	switch {
 	case !strings.HasPrefix(cfg.AccountSID, "AC"):
-		return nil, errors.New(`twilio: account_sid must be an account SID ("AC...")`)
-	case cfg.AuthToken != "" && (cfg.APIKey != "" || cfg.APISecret != ""):
-		return nil, errors.New("twilio: set auth_token, or api_key and api_secret, not both")
-	case cfg.AuthToken == "" && (cfg.APIKey == "" || cfg.APISecret == ""):
-		return nil, errors.New("twilio: credentials missing: set auth_token, or api_key and api_secret")
+		return nil, errors.New(`twilio sender: account_sid must be an account SID ("AC...")`)
 	case cfg.APIKey != "" && !strings.HasPrefix(cfg.APIKey, "SK"):
-		return nil, errors.New(`twilio: api_key must be an API key SID ("SK...")`)
-	case cfg.From == "" && cfg.MessagingServiceSID == "":
-		return nil, errors.New("twilio: set from or messaging_service_sid")
-	case cfg.From != "" && cfg.MessagingServiceSID != "":
-		return nil, errors.New("twilio: set from or messaging_service_sid, not both")
+		return nil, errors.New(`twilio sender: api_key must be an API key SID ("SK...")`)
 	case cfg.MessagingServiceSID != "" && !strings.HasPrefix(cfg.MessagingServiceSID, "MG"):
-		return nil, errors.New(`twilio: messaging_service_sid must be a Messaging Service SID ("MG...")`)
+		return nil, errors.New(`twilio sender: messaging_service_sid must be a Messaging Service SID ("MG...")`)
 	}
 	s := &Sender{
+		Base:    httpsend.NewBase(cfg.Options, "twilio", httpsend.Retrier{}),
 		url:     base + "/2010-04-01/Accounts/" + url.PathEscape(cfg.AccountSID) + "/Messages.json",
 		user:    cfg.AccountSID,
 		pass:    cfg.AuthToken,
 		from:    cfg.From,
 		service: cfg.MessagingServiceSID,
-		name:    cmp.Or(cfg.Name, "twilio"),
-		timeout: cmp.Or(cfg.Timeout, httpsend.DefaultTimeout),
-		client:  cfg.Client,
-		retry:   httpsend.Retrier{MaxAttempts: cfg.MaxAttempts},
 	}
 	if cfg.APIKey != "" {
 		s.user, s.pass = cfg.APIKey, cfg.APISecret
 	}
-	if s.client == nil {
-		s.client = httpsend.DefaultClient()
-	}
 	return s, nil
 }
 
-// Name returns the sender's name.
-func (s *Sender) Name() string { return s.name }
-
 // Channel returns sender.SMS.
 func (*Sender) Channel() sender.Channel { return sender.SMS }
-
-// Timeout returns the budget of one Send.
-func (s *Sender) Timeout() time.Duration { return s.timeout }
 
 // Send posts msg to Twilio. The error is a *sender.Error; it never holds
 // the code, the number or Twilio's answer as such (its message is
 // redacted of anything that looks like a number).
 func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
 	if msg == nil {
-		return &sender.Error{Sender: s.name, Msg: "no message"}
+		return &sender.Error{Sender: s.Name(), Msg: "no message"}
 	}
 	if _, ok := httpsend.E164Digits(msg.To); !ok {
-		return httpsend.NotE164(s.name)
+		return httpsend.NotE164(s.Name())
 	}
 	if n := utf8.RuneCountInString(msg.Text); n > maxBody {
-		return &sender.Error{Sender: s.name, Msg: "message text is " + strconv.Itoa(n) + " characters, Twilio takes at most 1600"}
+		return &sender.Error{Sender: s.Name(), Msg: "message text is " + strconv.Itoa(n) + " characters, Twilio takes at most 1600"}
 	}
 	form := url.Values{}
 	form.Set("To", msg.To)
@@ -167,19 +154,12 @@ func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
 		secs := min(max(int(msg.TTL/time.Second), minValidity), maxValidity)
 		form.Set("ValidityPeriod", strconv.Itoa(secs))
 	}
-	body := []byte(form.Encode())
-
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	return s.retry.Do(ctx, func(ctx context.Context, _ int) httpsend.Outcome {
-		header := http.Header{}
-		header.Set("Authorization", basicAuth(s.user, s.pass))
-		resp, err := httpsend.Post(ctx, s.client, s.url, "application/x-www-form-urlencoded", header, body)
-		if err != nil {
-			return httpsend.TransportFailure(s.name, err)
-		}
-		return parseResponse(s.name, resp)
-	})
+	return httpsend.Send(ctx, &s.Base, httpsend.Request{
+		URL:         s.url,
+		ContentType: "application/x-www-form-urlencoded",
+		Body:        []byte(form.Encode()),
+		Header:      func(h http.Header) { h.Set("Authorization", basicAuth(s.user, s.pass)) },
+	}, parseResponse)
 }
 
 func basicAuth(user, pass string) string {
@@ -227,17 +207,11 @@ func parseResponse(name string, resp *httpsend.Response) httpsend.Outcome {
 	}
 	switch {
 	case resp.Status == http.StatusTooManyRequests || e.Code == codeTooManyRequests:
-		se.Temporary = true
 		se.Msg = httpsend.WithText("Twilio is throttling", e.Message)
-		o := httpsend.Failed(se, true)
-		o.After = netretry.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		return o
-	case resp.Status >= 500:
-		se.Temporary = true
+		return resp.Retry(se)
+	case httpsend.Retryable(resp.Status):
 		se.Msg = httpsend.WithText("Twilio failed", e.Message)
-		o := httpsend.Failed(se, true)
-		o.After = netretry.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		return o
+		return resp.Retry(se)
 	case resp.Status >= 300 && resp.Status <= 399:
 		se.Msg = "Twilio answered with a redirect, which is not followed"
 	case recipientCodes[e.Code]:

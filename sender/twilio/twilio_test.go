@@ -147,6 +147,7 @@ func TestSendErrors(t *testing.T) {
 	}{
 		{"throttled then accepted", []http.HandlerFunc{pt.JSON(429, throttled), pt.JSON(201, created)}, 2, true, false, false, 0, "", ""},
 		{"5xx then accepted", []http.HandlerFunc{pt.JSON(500, internal), pt.JSON(201, created)}, 2, true, false, false, 0, "", ""},
+		{"408 then accepted", []http.HandlerFunc{pt.JSON(408, `{}`), pt.JSON(201, created)}, 2, true, false, false, 0, "", ""},
 		{"throttled throughout", []http.HandlerFunc{pt.JSON(429, throttled)}, 3, false, true, false, 429, "20429", "gave up after 3 attempts"},
 		{"invalid number", []http.HandlerFunc{pt.JSON(400, invalidTo)}, 1, false, false, true, 400, "21211", "is not a valid phone number"},
 		{"bad credentials", []http.HandlerFunc{pt.JSON(401, authFail)}, 1, false, false, false, 401, "20003", "Authenticate"},
@@ -160,7 +161,7 @@ func TestSendErrors(t *testing.T) {
 			h, calls := pt.Sequence(tt.answers...)
 			srv := httptest.NewServer(h)
 			defer srv.Close()
-			s := newSender(t, Config{Endpoint: srv.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Timeout: 5 * time.Second})
+			s := newSender(t, Config{Endpoint: srv.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Options: sender.Options{SendTimeout: sender.Duration(5 * time.Second)}})
 			err := s.Send(t.Context(), pt.Message())
 			if got := calls.Load(); got != tt.wantCalls {
 				t.Errorf("%d requests, want %d", got, tt.wantCalls)
@@ -199,7 +200,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 		})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
-	s := newSender(t, Config{Endpoint: srv.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Timeout: 3 * time.Second})
+	s := newSender(t, Config{Endpoint: srv.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Options: sender.Options{SendTimeout: sender.Duration(3 * time.Second)}})
 	if err := s.Send(t.Context(), pt.Message()); err != nil {
 		t.Fatalf("Send: %v", err)
 	}
@@ -214,7 +215,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 	})
 	srv2 := httptest.NewServer(h)
 	defer srv2.Close()
-	s = newSender(t, Config{Endpoint: srv2.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Timeout: 2 * time.Second})
+	s = newSender(t, Config{Endpoint: srv2.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Options: sender.Options{SendTimeout: sender.Duration(2 * time.Second)}})
 	start := time.Now()
 	err := s.Send(t.Context(), pt.Message())
 	if se := pt.SenderError(t, err); !se.Temporary || !strings.Contains(se.Msg, "no time left") {
@@ -227,7 +228,7 @@ func TestRetryAfterHonoured(t *testing.T) {
 
 func TestTimeout(t *testing.T) {
 	srv, calls := pt.Slow(t, 5*time.Second)
-	s := newSender(t, Config{Endpoint: srv.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Timeout: 200 * time.Millisecond})
+	s := newSender(t, Config{Endpoint: srv.URL, AccountSID: sid, AuthToken: token, From: "+15557122661", Options: sender.Options{SendTimeout: sender.Duration(200 * time.Millisecond)}})
 	start := time.Now()
 	err := s.Send(t.Context(), pt.Message())
 	took := time.Since(start)
@@ -241,7 +242,7 @@ func TestTimeout(t *testing.T) {
 }
 
 func TestConnectionRefusedRetried(t *testing.T) {
-	s := newSender(t, Config{Endpoint: pt.ClosedURL(t), AccountSID: sid, AuthToken: token, From: "+15557122661", Timeout: 5 * time.Second})
+	s := newSender(t, Config{Endpoint: pt.ClosedURL(t), AccountSID: sid, AuthToken: token, From: "+15557122661", Options: sender.Options{SendTimeout: sender.Duration(5 * time.Second)}})
 	err := s.Send(t.Context(), pt.Message())
 	se := pt.SenderError(t, err)
 	if !se.Temporary || !strings.Contains(se.Msg, "gave up after 3 attempts") {

@@ -3,18 +3,14 @@
 package vonage
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
-	"net/http"
 	"net/url"
 	"strconv"
-	"time"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/sender/internal/httpsend"
-	"github.com/caddy-stepup/caddy-stepup/sender/internal/netretry"
 )
 
 // DefaultEndpoint is Vonage's production SMS API.
@@ -29,32 +25,45 @@ const (
 // maxClientRef is the longest client-ref Vonage takes.
 const maxClientRef = 100
 
-// Config configures a Sender.
+// Config configures a Sender. Its JSON is the vonage sender's in a
+// Caddy config; see sender.Options for the fields every sender has, and
+// for the placeholder tags.
 type Config struct {
 	// Endpoint is the API base URL; default DefaultEndpoint.
-	Endpoint string
+	Endpoint string `json:"endpoint,omitempty" placeholder:"optional"`
 	// APIKey is the account's API key.
-	APIKey string
+	APIKey string `json:"api_key,omitempty" placeholder:"required"`
 	// APISecret is the account's API secret.
-	APISecret string
+	APISecret string `json:"api_secret,omitempty" placeholder:"required"`
 	// From is the sender: a number or an alphanumeric sender ID (for
 	// India, the DLT-registered header).
-	From string
+	From string `json:"from,omitempty" placeholder:"required"`
 	// EntityID is the principal entity ID registered on India's DLT
 	// platform (entity-id); needed for Indian numbers.
-	EntityID string
+	EntityID string `json:"entity_id,omitempty" placeholder:"optional"`
 	// ContentID is the DLT template ID the message text matches
 	// (content-id); needed for Indian numbers.
-	ContentID string
-	// Name identifies the sender; default "vonage".
-	Name string
-	// Timeout bounds one Send, retries included; default 10s.
-	Timeout time.Duration
-	// MaxAttempts bounds the attempts of one Send; default 3.
-	MaxAttempts int
-	// Client sends the requests; nil means a client with sensible
-	// timeouts that follows no redirect.
-	Client *http.Client
+	ContentID string `json:"content_id,omitempty" placeholder:"optional"`
+	sender.Options
+}
+
+// Validate checks the configuration as written, placeholders
+// unresolved: credentials, a sender, both DLT identifiers or neither.
+func (c *Config) Validate() error {
+	if err := c.Options.Validate("vonage"); err != nil {
+		return err
+	}
+	switch {
+	case c.APIKey == "":
+		return errors.New("vonage sender: needs api_key and api_secret: api_key is required")
+	case c.APISecret == "":
+		return errors.New("vonage sender: needs api_key and api_secret: api_secret is required")
+	case c.From == "":
+		return errors.New("vonage sender: needs from")
+	case (c.EntityID == "") != (c.ContentID == ""):
+		return errors.New("vonage sender: India DLT needs both entity_id and content_id")
+	}
+	return nil
 }
 
 // Sender sends codes through Vonage. It is safe for concurrent use.
@@ -63,78 +72,51 @@ type Config struct {
 // otherwise, the code's lifetime as ttl, the challenge id as client-ref.
 // Vonage answers HTTP 200 whatever happened: the message is accepted
 // only when every part's status is "0". Status 1 (throttled), 5
-// (internal error) and 10 (too many binds) are retried with backoff and
-// jitter while the deadline allows; the others fail at once.
+// (internal error) and 10 (too many binds), and HTTP 408, 429 and 5xx,
+// are retried with backoff and jitter while the deadline allows (see
+// httpsend's retry policy); the others fail at once.
 type Sender struct {
+	httpsend.Base
 	url       string
 	key       string
 	secret    string
 	from      string
 	entityID  string
 	contentID string
-	name      string
-	timeout   time.Duration
-	client    *http.Client
-	retry     httpsend.Retrier
 }
 
-var (
-	_ sender.Sender    = (*Sender)(nil)
-	_ sender.Channeler = (*Sender)(nil)
-	_ sender.Timeouter = (*Sender)(nil)
-)
+var _ httpsend.Provider = (*Sender)(nil)
 
 // New returns a Sender for cfg, or an error saying what is missing or
 // malformed. Errors never contain a credential.
 func New(cfg Config) (*Sender, error) {
-	base, err := httpsend.Endpoint(cfg.Endpoint, DefaultEndpoint)
+	base, err := httpsend.Prepare("vonage", &cfg, cfg.Endpoint, DefaultEndpoint)
 	if err != nil {
-		return nil, errors.New("vonage: " + err.Error())
+		return nil, err
 	}
-	switch {
-	case cfg.APIKey == "" || cfg.APISecret == "":
-		return nil, errors.New("vonage: api_key and api_secret are required")
-	case cfg.From == "":
-		return nil, errors.New("vonage: from is required")
-	case (cfg.EntityID == "") != (cfg.ContentID == ""):
-		return nil, errors.New("vonage: India DLT needs both entity_id and content_id")
-	}
-	s := &Sender{
+	return &Sender{
+		Base:      httpsend.NewBase(cfg.Options, "vonage", httpsend.Retrier{}),
 		url:       base + "/sms/json",
 		key:       cfg.APIKey,
 		secret:    cfg.APISecret,
 		from:      cfg.From,
 		entityID:  cfg.EntityID,
 		contentID: cfg.ContentID,
-		name:      cmp.Or(cfg.Name, "vonage"),
-		timeout:   cmp.Or(cfg.Timeout, httpsend.DefaultTimeout),
-		client:    cfg.Client,
-		retry:     httpsend.Retrier{MaxAttempts: cfg.MaxAttempts},
-	}
-	if s.client == nil {
-		s.client = httpsend.DefaultClient()
-	}
-	return s, nil
+	}, nil
 }
-
-// Name returns the sender's name.
-func (s *Sender) Name() string { return s.name }
 
 // Channel returns sender.SMS.
 func (*Sender) Channel() sender.Channel { return sender.SMS }
-
-// Timeout returns the budget of one Send.
-func (s *Sender) Timeout() time.Duration { return s.timeout }
 
 // Send posts msg to Vonage. The error is a *sender.Error; it never holds
 // the code, the number or Vonage's answer as such.
 func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
 	if msg == nil {
-		return &sender.Error{Sender: s.name, Msg: "no message"}
+		return &sender.Error{Sender: s.Name(), Msg: "no message"}
 	}
 	digits, ok := httpsend.E164Digits(msg.To)
 	if !ok {
-		return httpsend.NotE164(s.name)
+		return httpsend.NotE164(s.Name())
 	}
 	form := url.Values{}
 	form.Set("api_key", s.key)
@@ -160,17 +142,11 @@ func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
 		form.Set("entity-id", s.entityID)
 		form.Set("content-id", s.contentID)
 	}
-	body := []byte(form.Encode())
-
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	return s.retry.Do(ctx, func(ctx context.Context, _ int) httpsend.Outcome {
-		resp, err := httpsend.Post(ctx, s.client, s.url, "application/x-www-form-urlencoded", nil, body)
-		if err != nil {
-			return httpsend.TransportFailure(s.name, err)
-		}
-		return parseResponse(s.name, resp)
-	})
+	return httpsend.Send(ctx, &s.Base, httpsend.Request{
+		URL:         s.url,
+		ContentType: "application/x-www-form-urlencoded",
+		Body:        []byte(form.Encode()),
+	}, parseResponse)
 }
 
 // answer is Vonage's JSON answer; every value is a string.
@@ -214,12 +190,9 @@ var statusText = map[string]string{
 func parseResponse(name string, resp *httpsend.Response) httpsend.Outcome {
 	se := &sender.Error{Sender: name, Status: resp.Status}
 	switch {
-	case resp.Status == http.StatusTooManyRequests || resp.Status >= 500:
-		se.Temporary = true
+	case httpsend.Retryable(resp.Status):
 		se.Msg = "Vonage did not take the message"
-		o := httpsend.Failed(se, true)
-		o.After = netretry.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		return o
+		return resp.Retry(se)
 	case resp.Status < 200 || resp.Status > 299:
 		se.Msg = "Vonage refused the request"
 		return httpsend.Failed(se, false)

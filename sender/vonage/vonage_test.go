@@ -147,7 +147,7 @@ func TestSendAnswers(t *testing.T) {
 			h, calls := pt.Sequence(tt.answers...)
 			srv := httptest.NewServer(h)
 			defer srv.Close()
-			s := newSender(t, Config{Endpoint: srv.URL, APIKey: "k", APISecret: "s", From: "ACME", Timeout: 5 * time.Second})
+			s := newSender(t, Config{Endpoint: srv.URL, APIKey: "k", APISecret: "s", From: "ACME", Options: sender.Options{SendTimeout: sender.Duration(5 * time.Second)}})
 			err := s.Send(t.Context(), pt.Message())
 			if got := calls.Load(); got != tt.wantCalls {
 				t.Errorf("%d requests, want %d", got, tt.wantCalls)
@@ -169,7 +169,7 @@ func TestSendAnswers(t *testing.T) {
 
 func TestTimeout(t *testing.T) {
 	srv, _ := pt.Slow(t, 5*time.Second)
-	s := newSender(t, Config{Endpoint: srv.URL, APIKey: "k", APISecret: "s", From: "ACME", Timeout: 200 * time.Millisecond})
+	s := newSender(t, Config{Endpoint: srv.URL, APIKey: "k", APISecret: "s", From: "ACME", Options: sender.Options{SendTimeout: sender.Duration(200 * time.Millisecond)}})
 	start := time.Now()
 	se := pt.SenderError(t, s.Send(t.Context(), pt.Message()))
 	if !se.Temporary || time.Since(start) > 2*time.Second {
@@ -191,7 +191,7 @@ func TestNew(t *testing.T) {
 			t.Errorf("%s: New succeeded", name)
 		}
 	}
-	s, err := New(Config{APIKey: "k", APISecret: "s", From: "A", Name: "vonage-in"})
+	s, err := New(Config{APIKey: "k", APISecret: "s", From: "A", Options: sender.Options{Name: "vonage-in"}})
 	if err != nil || s.Name() != "vonage-in" || s.Channel() != sender.SMS {
 		t.Errorf("New = %v, %v", s, err)
 	}

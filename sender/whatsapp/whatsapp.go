@@ -13,12 +13,10 @@ import (
 	"net/url"
 	"regexp"
 	"strconv"
-	"time"
 	"unicode/utf8"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/sender/internal/httpsend"
-	"github.com/caddy-stepup/caddy-stepup/sender/internal/netretry"
 )
 
 // Defaults of a Sender.
@@ -41,32 +39,48 @@ var (
 	templateRE = regexp.MustCompile(`^[a-z0-9_]+$`)
 )
 
-// Config configures a Sender.
+// Config configures a Sender. Its JSON is the whatsapp sender's in a
+// Caddy config; see sender.Options for the fields every sender has, and
+// for the placeholder tags.
 type Config struct {
 	// Endpoint is the API base URL; default DefaultEndpoint.
-	Endpoint string
+	Endpoint string `json:"endpoint,omitempty" placeholder:"optional"`
 	// Version is the Graph API version ("v21.0"); default DefaultVersion.
-	Version string
+	Version string `json:"version,omitempty"`
 	// PhoneNumberID is the WhatsApp Business phone number ID (digits) that
 	// sends.
-	PhoneNumberID string
+	PhoneNumberID string `json:"phone_number_id,omitempty" placeholder:"required"`
 	// AccessToken is a system user access token with the
 	// whatsapp_business_messaging permission.
-	AccessToken string
+	AccessToken string `json:"access_token,omitempty" placeholder:"required"`
 	// Template is the name of an approved authentication template with a
 	// copy-code button.
-	Template string
+	Template string `json:"template,omitempty" placeholder:"required"`
 	// Language is the template's language code; default "en_US".
-	Language string
-	// Name identifies the sender; default "whatsapp".
-	Name string
-	// Timeout bounds one Send, retries included; default 10s.
-	Timeout time.Duration
-	// MaxAttempts bounds the attempts of one Send; default 3.
-	MaxAttempts int
-	// Client sends the requests; nil means a client with sensible
-	// timeouts that follows no redirect.
-	Client *http.Client
+	Language string `json:"language,omitempty"`
+	sender.Options
+}
+
+// Validate checks the configuration as written, placeholders
+// unresolved: a phone number ID, a token, a template, a version and a
+// language of the right form.
+func (c *Config) Validate() error {
+	if err := c.Options.Validate("whatsapp"); err != nil {
+		return err
+	}
+	switch {
+	case c.PhoneNumberID == "":
+		return errors.New("whatsapp sender: needs phone_number_id")
+	case c.AccessToken == "":
+		return errors.New("whatsapp sender: needs access_token")
+	case c.Template == "":
+		return errors.New("whatsapp sender: needs template (an approved authentication template)")
+	case !versionRE.MatchString(cmp.Or(c.Version, DefaultVersion)):
+		return errors.New(`whatsapp sender: version must look like "v21.0"`)
+	case !languageRE.MatchString(cmp.Or(c.Language, DefaultLanguage)):
+		return errors.New(`whatsapp sender: language must be a template language code such as "en_US" or "hi"`)
+	}
+	return nil
 }
 
 // Sender sends codes through the WhatsApp Cloud API. It is safe for
@@ -77,69 +91,42 @@ type Config struct {
 // button's parameter. Graph API errors are told apart by error.code:
 // 130429 (throughput), 131056 (too many messages to one user), 131048
 // (spam rate limit) and the transient codes are retried with backoff and
-// jitter while the deadline allows, whatever the HTTP status.
+// jitter while the deadline allows, whatever the HTTP status; without a
+// Graph code, HTTP 408, 429 and 5xx are (see httpsend's retry policy).
 type Sender struct {
+	httpsend.Base
 	url      string
 	token    string
 	template string
 	language string
-	name     string
-	timeout  time.Duration
-	client   *http.Client
-	retry    httpsend.Retrier
 }
 
-var (
-	_ sender.Sender    = (*Sender)(nil)
-	_ sender.Channeler = (*Sender)(nil)
-	_ sender.Timeouter = (*Sender)(nil)
-)
+var _ httpsend.Provider = (*Sender)(nil)
 
 // New returns a Sender for cfg, or an error saying what is missing or
 // malformed. Errors never contain a credential.
 func New(cfg Config) (*Sender, error) {
-	base, err := httpsend.Endpoint(cfg.Endpoint, DefaultEndpoint)
+	base, err := httpsend.Prepare("whatsapp", &cfg, cfg.Endpoint, DefaultEndpoint)
 	if err != nil {
-		return nil, errors.New("whatsapp: " + err.Error())
+		return nil, err
 	}
-	version := cmp.Or(cfg.Version, DefaultVersion)
-	language := cmp.Or(cfg.Language, DefaultLanguage)
 	switch {
 	case !idRE.MatchString(cfg.PhoneNumberID):
-		return nil, errors.New("whatsapp: phone_number_id is required, and is all digits")
-	case cfg.AccessToken == "":
-		return nil, errors.New("whatsapp: access_token is required")
+		return nil, errors.New("whatsapp sender: phone_number_id must be all digits")
 	case !templateRE.MatchString(cfg.Template):
-		return nil, errors.New("whatsapp: template is required: the name of an approved authentication template (lower case, digits, '_')")
-	case !versionRE.MatchString(version):
-		return nil, errors.New(`whatsapp: version must look like "v21.0"`)
-	case !languageRE.MatchString(language):
-		return nil, errors.New(`whatsapp: language must be a template language code such as "en_US" or "hi"`)
+		return nil, errors.New("whatsapp sender: template must be the name of an approved authentication template (lower case, digits, '_')")
 	}
-	s := &Sender{
-		url:      base + "/" + version + "/" + url.PathEscape(cfg.PhoneNumberID) + "/messages",
+	return &Sender{
+		Base:     httpsend.NewBase(cfg.Options, "whatsapp", httpsend.Retrier{}),
+		url:      base + "/" + cmp.Or(cfg.Version, DefaultVersion) + "/" + url.PathEscape(cfg.PhoneNumberID) + "/messages",
 		token:    cfg.AccessToken,
 		template: cfg.Template,
-		language: language,
-		name:     cmp.Or(cfg.Name, "whatsapp"),
-		timeout:  cmp.Or(cfg.Timeout, httpsend.DefaultTimeout),
-		client:   cfg.Client,
-		retry:    httpsend.Retrier{MaxAttempts: cfg.MaxAttempts},
-	}
-	if s.client == nil {
-		s.client = httpsend.DefaultClient()
-	}
-	return s, nil
+		language: cmp.Or(cfg.Language, DefaultLanguage),
+	}, nil
 }
-
-// Name returns the sender's name.
-func (s *Sender) Name() string { return s.name }
 
 // Channel returns sender.WhatsApp.
 func (*Sender) Channel() sender.Channel { return sender.WhatsApp }
-
-// Timeout returns the budget of one Send.
-func (s *Sender) Timeout() time.Duration { return s.timeout }
 
 // The request body; the field order is the documented one.
 type (
@@ -174,14 +161,14 @@ type (
 // holds the code, the number or Meta's answer as such.
 func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
 	if msg == nil {
-		return &sender.Error{Sender: s.name, Msg: "no message"}
+		return &sender.Error{Sender: s.Name(), Msg: "no message"}
 	}
 	digits, ok := httpsend.E164Digits(msg.To)
 	if !ok {
-		return httpsend.NotE164(s.name)
+		return httpsend.NotE164(s.Name())
 	}
 	if msg.Code == "" || utf8.RuneCountInString(msg.Code) > maxCode {
-		return &sender.Error{Sender: s.name, Msg: "an authentication template takes a code of 1 to 15 characters"}
+		return &sender.Error{Sender: s.Name(), Msg: "an authentication template takes a code of 1 to 15 characters"}
 	}
 	code := []parameter{{Type: "text", Text: msg.Code}}
 	var buf bytes.Buffer
@@ -202,21 +189,14 @@ func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
 		},
 	})
 	if err != nil {
-		return &sender.Error{Sender: s.name, Msg: "encoding the request failed"}
+		return &sender.Error{Sender: s.Name(), Msg: "encoding the request failed"}
 	}
-	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	return s.retry.Do(ctx, func(ctx context.Context, _ int) httpsend.Outcome {
-		header := http.Header{}
-		header.Set("Authorization", "Bearer "+s.token)
-		resp, err := httpsend.Post(ctx, s.client, s.url, "application/json", header, body)
-		if err != nil {
-			return httpsend.TransportFailure(s.name, err)
-		}
-		return parseResponse(s.name, resp)
-	})
+	return httpsend.Send(ctx, &s.Base, httpsend.Request{
+		URL:         s.url,
+		ContentType: "application/json",
+		Body:        bytes.TrimSuffix(buf.Bytes(), []byte("\n")),
+		Header:      func(h http.Header) { h.Set("Authorization", "Bearer "+s.token) },
+	}, parseResponse)
 }
 
 // graphError is the Graph API's error body.
@@ -282,12 +262,9 @@ func parseResponse(name string, resp *httpsend.Response) httpsend.Outcome {
 		text += " (" + e.ErrorData.Details + ")"
 	}
 	switch {
-	case retryCodes[e.Code], e.Code == 0 && (resp.Status == http.StatusTooManyRequests || resp.Status >= 500):
-		se.Temporary = true
+	case retryCodes[e.Code], e.Code == 0 && httpsend.Retryable(resp.Status):
 		se.Msg = httpsend.WithText("WhatsApp did not take the message", text)
-		o := httpsend.Failed(se, true)
-		o.After = netretry.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
-		return o
+		return resp.Retry(se)
 	case recipientCodes[e.Code]:
 		se.Recipient = true
 	}

@@ -35,7 +35,7 @@ func newSender(t *testing.T, cfg Config) *Sender {
 }
 
 func config(endpoint string) Config {
-	return Config{Endpoint: endpoint, PhoneNumberID: "106540352242922", AccessToken: "EAAGtoken", Template: "verification_code", Timeout: 5 * time.Second}
+	return Config{Endpoint: endpoint, PhoneNumberID: "106540352242922", AccessToken: "EAAGtoken", Template: "verification_code", Options: sender.Options{SendTimeout: sender.Duration(5 * time.Second)}}
 }
 
 func TestSendWireFormat(t *testing.T) {
@@ -132,7 +132,7 @@ func TestSendAnswers(t *testing.T) {
 func TestTimeout(t *testing.T) {
 	srv, _ := pt.Slow(t, 5*time.Second)
 	cfg := config(srv.URL)
-	cfg.Timeout = 200 * time.Millisecond
+	cfg.SendTimeout = sender.Duration(200 * time.Millisecond)
 	start := time.Now()
 	se := pt.SenderError(t, newSender(t, cfg).Send(t.Context(), pt.Message()))
 	if !se.Temporary || time.Since(start) > 2*time.Second {

@@ -1,11 +1,34 @@
-// Package httpsend holds what the HTTP providers of package sender share:
-// a default client, one request with a bounded answer, retries with
-// backoff and jitter inside the context's deadline, endpoint checks and
-// the redaction of provider texts that may quote a number or a code.
+// Package httpsend holds what the senders of package sender share: the
+// Base every provider's Sender embeds (name, budget, regions, client,
+// retrier), a default client, one request with a bounded answer, the
+// retry policy, endpoint checks and the redaction of provider texts that
+// may quote a number or a code.
+//
+// # Retry policy
+//
+// One policy for every HTTP sender, the generic webhook and the
+// providers alike. An attempt is repeated, with the same message (for
+// the webhook, the same webhook-id), after an exponential backoff with
+// full jitter and no sooner than a Retry-After header asks, for as long
+// as the attempts and the deadline allow, only when the message was not
+// taken:
+//
+//   - the connection was never made (refused, a failed DNS lookup);
+//   - the answer says to try again: 408, 429 or 5xx (Retryable), or a
+//     provider's own throttling code.
+//
+// After a timeout, a reset or a dropped connection, the request may have
+// reached the receiver, which may deliver it: the attempt is not
+// repeated, since a gateway that ignores webhook-id, or a provider
+// without an idempotency key, would send a second SMS. The error is
+// temporary, so a Chain goes on to its next sender. (A connection that
+// turns out to be stale before anything was written is retried by
+// net/http itself.)
 package httpsend
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -74,6 +97,20 @@ func Endpoint(raw, def string) (string, error) {
 	return strings.TrimRight(u.String(), "/"), nil
 }
 
+// Prepare starts a provider's New: it validates cfg, then checks its
+// endpoint as Endpoint does, and returns the endpoint's base URL. Its
+// errors start with "<kind> sender: ".
+func Prepare(kind string, cfg interface{ Validate() error }, endpoint, def string) (string, error) {
+	if err := cfg.Validate(); err != nil {
+		return "", err
+	}
+	base, err := Endpoint(endpoint, def)
+	if err != nil {
+		return "", fmt.Errorf("%s sender: %w", kind, err)
+	}
+	return base, nil
+}
+
 // Response is a provider's answer, its body read up to MaxBody.
 type Response struct {
 	// Status is the HTTP status code.
@@ -82,6 +119,20 @@ type Response struct {
 	Header http.Header
 	// Body is the start of the body, at most MaxBody bytes.
 	Body []byte
+}
+
+// Retryable reports whether an HTTP status says that the message was not
+// taken and may be sent again: 408 (the request did not arrive in
+// time), 429 (throttled) and 5xx.
+func Retryable(status int) bool {
+	return status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500
+}
+
+// Retry returns an Outcome that retries se, marked temporary, no sooner
+// than the answer's Retry-After asks.
+func (r *Response) Retry(se *sender.Error) Outcome {
+	se.Temporary = true
+	return Outcome{Err: se, Retry: true, After: netretry.RetryAfter(r.Header.Get("Retry-After"), time.Now())}
 }
 
 // Post sends one request and reads the answer. The error is the
@@ -130,9 +181,9 @@ func Failed(err *sender.Error, retry bool) Outcome { return Outcome{Err: err, Re
 
 // TransportFailure classifies an error of Post. Every transport failure
 // is temporary, except a certificate that does not verify. Only a
-// connection that was never made is retried: after a reset or a timeout
-// the provider may have taken the message, and a retry would send it
-// twice.
+// connection that was never made is retried: after a reset, a dropped
+// connection or a timeout the receiver may have taken the message, and a
+// retry would send it twice (see the package's retry policy).
 func TransportFailure(name string, err error) Outcome {
 	se := &sender.Error{Sender: name, Temporary: true, Msg: "request failed", Err: err}
 	var certErr *tls.CertificateVerificationError
@@ -186,7 +237,7 @@ func (r Retrier) Do(ctx context.Context, attempt func(ctx context.Context, n int
 			o.Err.Msg += fmt.Sprintf("; gave up after %d attempts", n)
 			return o.Err
 		}
-		wait := max(o.After, netretry.Backoff(n, r.BaseDelay, r.MaxDelay))
+		wait := max(o.After, r.Backoff(n))
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
 			o.Err.Msg += fmt.Sprintf("; no time left for attempt %d", n+1)
 			return o.Err
@@ -199,6 +250,104 @@ func (r Retrier) Do(ctx context.Context, attempt func(ctx context.Context, n int
 		case <-t.C:
 		}
 	}
+}
+
+// Backoff returns the wait after attempt n (1 for the first): full
+// jitter up to BaseDelay·2^(n-1), capped at MaxDelay.
+func (r Retrier) Backoff(n int) time.Duration {
+	return netretry.Backoff(n, r.BaseDelay, r.MaxDelay)
+}
+
+// Base is what every provider's Sender has: its name, its budget for one
+// Send, its regions, its client and its retrier. A Sender embeds it, and
+// so has its Name, Timeout and Countries methods; Send and Do run
+// attempts with it.
+type Base struct {
+	name      string
+	timeout   time.Duration
+	countries []string
+	client    *http.Client
+	retry     Retrier
+}
+
+// NewBase returns the Base of a sender configured with o: named name
+// unless o names it, with DefaultTimeout unless o sets one, DefaultClient
+// unless o gives one, and retry, whose MaxAttempts o may replace.
+func NewBase(o sender.Options, name string, retry Retrier) Base {
+	regions, _ := sender.ParseRegions(o.CountryCodes) // Options.Validate refused bad ones
+	b := Base{
+		name:      cmp.Or(o.Name, name),
+		timeout:   cmp.Or(time.Duration(o.SendTimeout), DefaultTimeout),
+		countries: regions,
+		client:    o.Client,
+		retry:     retry,
+	}
+	if o.MaxAttempts > 0 {
+		b.retry.MaxAttempts = o.MaxAttempts
+	}
+	if b.client == nil {
+		b.client = DefaultClient()
+	}
+	return b
+}
+
+// Name returns the sender's name.
+func (b *Base) Name() string { return b.name }
+
+// Timeout returns the budget of one Send, retries included.
+func (b *Base) Timeout() time.Duration { return b.timeout }
+
+// Countries returns the regions the sender serves; none means every
+// region (see sender.Regional).
+func (b *Base) Countries() []string { return b.countries }
+
+// Provider is what every provider's Sender is, through its Base and its
+// own Channel and Send: a sender of one channel, with its budget and its
+// regions. It serves the providers' interface guards.
+type Provider interface {
+	sender.Sender
+	sender.Channeler
+	sender.Regional
+	sender.Timeouter
+}
+
+// Request is a message for an HTTP provider: the same bytes on every
+// attempt.
+type Request struct {
+	// URL receives the POST.
+	URL string
+	// ContentType is the body's media type.
+	ContentType string
+	// Body is the request body.
+	Body []byte
+	// Header, when set, sets headers of each attempt: credentials, or a
+	// signature over a fresh timestamp.
+	Header func(http.Header)
+}
+
+// Send posts r with b's client, within b's budget, repeating attempts as
+// the retry policy says; parse turns each answer into an Outcome. It
+// returns nil or the last attempt's *sender.Error.
+func Send(ctx context.Context, b *Base, r Request, parse func(name string, resp *Response) Outcome) error {
+	return Do(ctx, b, func(ctx context.Context) Outcome {
+		header := http.Header{}
+		if r.Header != nil {
+			r.Header(header)
+		}
+		resp, err := Post(ctx, b.client, r.URL, r.ContentType, header, r.Body)
+		if err != nil {
+			return TransportFailure(b.name, err)
+		}
+		return parse(b.name, resp)
+	})
+}
+
+// Do runs attempt with b's retrier, within b's budget: what Send does,
+// for a sender that is not HTTP.
+func Do(ctx context.Context, b *Base, attempt func(ctx context.Context) Outcome) error {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	return b.retry.Do(ctx, func(ctx context.Context, _ int) Outcome { return attempt(ctx) })
 }
 
 // E164Digits returns the digits of an E.164 number ("+" and 2 to 15

@@ -3,8 +3,12 @@ package httpsend
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -174,5 +178,96 @@ func TestTransportFailure(t *testing.T) {
 		if o.Err == nil || o.Err.Temporary != tt.temporary || o.Retry != tt.retry {
 			t.Errorf("%s: outcome %+v", name, o)
 		}
+	}
+}
+
+// The status half of the retry policy: 408, 429 and 5xx, nothing else.
+func TestRetryable(t *testing.T) {
+	for status, want := range map[int]bool{
+		200: false, 201: false, 302: false, 400: false, 401: false, 404: false, 409: false, 422: false,
+		408: true, 429: true, 500: true, 502: true, 503: true, 504: true,
+	} {
+		if got := Retryable(status); got != want {
+			t.Errorf("Retryable(%d) = %v, want %v", status, got, want)
+		}
+	}
+}
+
+func TestResponseRetry(t *testing.T) {
+	resp := &Response{Status: 503, Header: http.Header{"Retry-After": {"7"}}}
+	o := resp.Retry(&sender.Error{Sender: "x", Status: 503, Msg: "down"})
+	if !o.Retry || o.After != 7*time.Second || o.Err == nil || !o.Err.Temporary {
+		t.Errorf("Retry = %+v (error %+v), want a temporary error retried after 7s", o, o.Err)
+	}
+	o = (&Response{Status: 500, Header: http.Header{}}).Retry(&sender.Error{Sender: "x"})
+	if !o.Retry || o.After != 0 {
+		t.Errorf("Retry without Retry-After = %+v", o)
+	}
+}
+
+func TestNewBase(t *testing.T) {
+	b := NewBase(sender.Options{}, "twilio", Retrier{MaxAttempts: 4})
+	if b.Name() != "twilio" || b.Timeout() != DefaultTimeout || b.Countries() != nil || b.client == nil || b.retry.MaxAttempts != 4 {
+		t.Errorf("defaults: %+v", b)
+	}
+	client := &http.Client{}
+	b = NewBase(sender.Options{Name: "sms-in", CountryCodes: []string{"in"}, SendTimeout: sender.Duration(time.Second), MaxAttempts: 2, Client: client}, "twilio", Retrier{MaxAttempts: 4})
+	if b.Name() != "sms-in" || b.Timeout() != time.Second || len(b.Countries()) != 1 || b.Countries()[0] != "IN" || b.client != client || b.retry.MaxAttempts != 2 {
+		t.Errorf("configured: %+v", b)
+	}
+}
+
+type checked struct{ err error }
+
+func (c checked) Validate() error { return c.err }
+
+func TestPrepare(t *testing.T) {
+	if got, err := Prepare("twilio", checked{}, "", "https://api.example/"); err != nil || got != "https://api.example" {
+		t.Errorf("Prepare = %q, %v", got, err)
+	}
+	invalid := errors.New("twilio sender: needs account_sid")
+	if _, err := Prepare("twilio", checked{invalid}, "ftp://x", ""); err != invalid {
+		t.Errorf("Prepare of an invalid config = %v, want Validate's error first", err)
+	}
+	if _, err := Prepare("twilio", checked{}, "https://u:secret@api.example", ""); err == nil ||
+		!strings.HasPrefix(err.Error(), "twilio sender: ") || strings.Contains(err.Error(), "secret") {
+		t.Errorf("Prepare with credentials in the endpoint = %v", err)
+	}
+}
+
+// Send makes the same request on every attempt, with the headers of
+// each attempt, and stops at the first answer the policy does not retry.
+func TestSend(t *testing.T) {
+	var bodies, stamps []string
+	n := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies = append(bodies, string(b))
+		stamps = append(stamps, r.Header.Get("X-Attempt"))
+		if n++; n < 3 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	b := NewBase(sender.Options{}, "x", Retrier{BaseDelay: time.Millisecond})
+	attempt := 0
+	err := Send(t.Context(), &b, Request{
+		URL:         srv.URL,
+		ContentType: "text/plain",
+		Body:        []byte("hello"),
+		Header: func(h http.Header) {
+			attempt++
+			h.Set("X-Attempt", strconv.Itoa(attempt))
+		},
+	}, func(name string, resp *Response) Outcome {
+		if Retryable(resp.Status) {
+			return resp.Retry(&sender.Error{Sender: name, Status: resp.Status})
+		}
+		return Outcome{}
+	})
+	if err != nil || strings.Join(bodies, ",") != "hello,hello,hello" || strings.Join(stamps, ",") != "1,2,3" {
+		t.Errorf("Send = %v; bodies %q, attempts %q", err, bodies, stamps)
 	}
 }

@@ -4,6 +4,7 @@ package providertest
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -66,13 +67,19 @@ func SenderError(t testing.TB, err error) *sender.Error {
 	return se
 }
 
-// Slow returns a server that answers only after d or when the client
-// gives up, and counts its requests.
+// Slow returns a server that reads each request, then answers only after
+// d or when the client gives up, and counts its requests.
+//
+// The body is read first because net/http notices that the client went
+// away (and cancels r.Context()) only once the body has been read: a
+// handler that stalls on an unread body holds the test, and the server's
+// Close, for the whole of d.
 func Slow(t testing.TB, d time.Duration) (*httptest.Server, *atomic.Int32) {
 	t.Helper()
 	var n atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.Add(1)
+		io.Copy(io.Discard, r.Body)
 		select {
 		case <-time.After(d):
 		case <-r.Context().Done():
