@@ -1,10 +1,7 @@
 package fields
 
 import (
-	"bytes"
-	"io"
 	"mime"
-	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strings"
@@ -142,8 +139,7 @@ func (rd *Reader) formPairs() (*pairList, string) {
 	case media == mediaForm:
 		rd.form, rd.formBad = parseURLEncoded(string(rd.body), "body")
 	case media == mediaMultipart:
-		_, params, _ := mime.ParseMediaType(rd.r.Header.Get("Content-Type"))
-		rd.form, rd.formBad = parseMultipart(rd.body, params["boundary"])
+		rd.form, rd.formBad = parseMultipart(rd.r.Header.Get("Content-Type"), rd.body)
 	}
 	if rd.form != nil && rd.formBad == "" {
 		rd.formBad = checkCharsetField(rd.form)
@@ -200,68 +196,6 @@ func parseURLEncoded(s, what string) (*pairList, string) {
 		l.pairs = append(l.pairs, pair{name: k, value: v, paths: readName(k)})
 	}
 	return l, ""
-}
-
-// parseMultipart reads a multipart/form-data body's parts without
-// decoding them: a Content-Transfer-Encoding is refused, not applied.
-func parseMultipart(body []byte, boundary string) (*pairList, string) {
-	l := &pairList{}
-	mr := multipart.NewReader(bytes.NewReader(body), boundary)
-	for {
-		part, err := mr.NextRawPart()
-		if err == io.EOF {
-			return l, ""
-		}
-		if err != nil {
-			return nil, "the multipart body is malformed"
-		}
-		if len(l.pairs) == MaxFields {
-			return nil, "the multipart body has too many parts"
-		}
-		if len(part.Header.Values("Content-Transfer-Encoding")) > 0 {
-			return nil, "a multipart part has a Content-Transfer-Encoding"
-		}
-		cds := part.Header.Values("Content-Disposition")
-		switch {
-		case len(cds) == 0:
-			continue // no name: no app reads it
-		case len(cds) > 1:
-			return nil, "a multipart part has more than one Content-Disposition"
-		case strings.ContainsAny(cds[0], "*\\"):
-			return nil, "a multipart part's Content-Disposition has an extended or escaped parameter"
-		}
-		disp, params, err := mime.ParseMediaType(cds[0])
-		if err != nil || disp != "form-data" {
-			return nil, "a multipart part's Content-Disposition is not form-data"
-		}
-		if cts := part.Header.Values("Content-Type"); len(cts) > 1 {
-			return nil, "a multipart part has more than one Content-Type"
-		} else if len(cts) == 1 {
-			media, cp, err := mime.ParseMediaType(cts[0])
-			switch {
-			case err != nil || strings.ContainsRune(cts[0], '*'):
-				return nil, "a multipart part's Content-Type does not parse"
-			case strings.HasPrefix(media, "multipart/"):
-				return nil, "a multipart part is itself multipart"
-			case cp["charset"] != "" && !isUTF8(cp["charset"]):
-				return nil, "a multipart part's charset is not UTF-8"
-			}
-		}
-		name, ok := params["name"]
-		if !ok {
-			continue
-		}
-		filename, file := params["filename"]
-		p := pair{name: name, file: file, named: filename != "", paths: readName(name)}
-		if !file {
-			v, err := io.ReadAll(part)
-			if err != nil {
-				return nil, "the multipart body is malformed"
-			}
-			p.value = string(v)
-		}
-		l.pairs = append(l.pairs, p)
-	}
 }
 
 // lookup finds f's name among l's fields: its value when exactly one
