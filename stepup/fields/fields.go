@@ -70,8 +70,11 @@
 //     there).
 //
 // A body whose Content-Type is not one a reference reads ({form.x} on a
-// JSON body, or no Content-Type) shows nothing: the value is missing, and
-// the body is not sniffed. Names in error messages are the configured
+// JSON body, or no Content-Type) is not sniffed: to [Reader.Value] the
+// value is missing. A [Template] refuses such a body when it is not
+// empty, and a request that has none of the template's fields: a code
+// must not approve "Pay ? to ?" while the app reads the body its own way
+// (see [Template.Render]). Names in error messages are the configured
 // references, never request text or values.
 //
 // # Showing a value

@@ -108,6 +108,41 @@ func (rd *Reader) readBodyType() (string, string) {
 	return media, ""
 }
 
+// checkBodyType refuses a non-empty body whose media type none of refs
+// reads, when some of them read the body ({form.x} or {json.x}): the app
+// behind us may well read it (as JSON, say), and we would show nothing.
+func (rd *Reader) checkBodyType(refs []Ref) error {
+	if len(rd.body) == 0 {
+		return nil
+	}
+	var first *Ref
+	form, json := false, false
+	for i := range refs {
+		switch refs[i].Source {
+		case Form:
+			form = true
+		case JSON:
+			json = true
+		default:
+			continue
+		}
+		if first == nil {
+			first = &refs[i]
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	media, bad := rd.bodyType()
+	switch {
+	case bad != "":
+		return ambiguous(*first, bad)
+	case form && (media == mediaForm || media == mediaMultipart), json && media == mediaJSON:
+		return nil
+	}
+	return ambiguous(*first, "the body's Content-Type is not one the template reads")
+}
+
 // isUTF8 reports whether a charset parameter names UTF-8.
 func isUTF8(cs string) bool { return strings.EqualFold(cs, "utf-8") }
 
