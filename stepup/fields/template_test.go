@@ -69,6 +69,9 @@ func TestRender(t *testing.T) {
 		// A template of the query alone takes any body.
 		{"Order {query.order}", req{ctype: "application/octet-stream", query: "order=42", body: "\x00\x01"}, "Order 42"},
 		{"Pay {form.amount}", req{ctype: form, body: "amount=10%0A%0A%40evil.example+%23123456"}, "Pay 10 evil example 123456"},
+		// Repro 08: phones link a bare IPv4 address.
+		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=1&merchant=203.0.113.7%2Fpay"}, "Pay 1 to 203 0 113 7/pay"},
+		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=1%2C234.56&merchant=ACME"}, "Pay 1,234.56 to ACME"},
 		{"Sign up as {form.name}", req{ctype: form, body: "name=WIN+A+PRIZE%21+CALL+%2B1+415+555+0199+NOW+at+http%3A%2F%2Fevil.com"}, "Sign up as WIN A PRIZE CALL 1 415 555 0199 NOW at h…"},
 		{"{form.a} {form.b} {form.c} {form.d}", req{ctype: form, body: "a=" + strings.Repeat("x", 50) + "&b=" + strings.Repeat("y", 50) + "&c=" + strings.Repeat("z", 50) + "&d=" + strings.Repeat("w", 50)},
 			strings.Repeat("x", 40) + "… " + strings.Repeat("y", 40) + "… " + strings.Repeat("z", 40) + "… " + strings.Repeat("w", 14) + "…"},
