@@ -62,7 +62,7 @@ var (
 //   - The Content-Type parses, has no RFC 2231 parameter, is not itself
 //     multipart, and names no charset but UTF-8.
 func canonicalMultipart(ctype string, body []byte) (boundary, bad string) {
-	lower := strings.ToLower(ctype)
+	lower := asciiLower(ctype)
 	i := strings.Index(lower, "boundary")
 	if i < 0 {
 		return "", "the multipart body has no boundary"
@@ -90,7 +90,7 @@ func canonicalMultipart(ctype string, body []byte) (boundary, bad string) {
 	if rest != "" && rest[0] != ';' {
 		return "", "the multipart boundary is not written boundary=..."
 	}
-	if lb := strings.ToLower(boundary); strings.Count(lower, "boundary") != 1+strings.Count(lb, "boundary") ||
+	if lb := asciiLower(boundary); strings.Count(lower, "boundary") != 1+strings.Count(lb, "boundary") ||
 		strings.Contains(lb, "boundary=") {
 		return "", "the multipart Content-Type says boundary more than once"
 	}
@@ -141,6 +141,19 @@ func canonicalMultipart(ctype string, body []byte) (boundary, bad string) {
 	}
 }
 
+// asciiLower lower-cases the ASCII letters of s, byte for byte, as HTTP
+// and PHP compare names (strings.ToLower folds Unicode and changes
+// lengths: "\u212a" is "k", and an invalid byte becomes three).
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
 // validBoundary reports whether b is an RFC 2046 boundary without space
 // or comma.
 func validBoundary(b string) bool {
@@ -182,12 +195,12 @@ func canonicalPart(p []byte) string {
 			return "a multipart part header is not Name: value"
 		}
 		switch name := string(line[:i]); {
-		case strings.EqualFold(name, "Content-Disposition") && !disposition:
+		case asciiLower(name) == "content-disposition" && !disposition:
 			disposition = true
 			if bad := canonicalDisposition(value); bad != "" {
 				return bad
 			}
-		case strings.EqualFold(name, "Content-Type") && !ctype:
+		case asciiLower(name) == "content-type" && !ctype:
 			ctype = true
 			media, params, err := mime.ParseMediaType(value)
 			switch {

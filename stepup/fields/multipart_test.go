@@ -241,3 +241,21 @@ func TestPHPModel(t *testing.T) {
 		}
 	}
 }
+
+// A Content-Type with bytes that Unicode lower-casing changes in length
+// (invalid UTF-8, the Kelvin sign) is read by ASCII case, as PHP does,
+// without a panic (found by FuzzMultipart).
+func TestMultipartNonASCIIContentType(t *testing.T) {
+	for _, ctype := range []string{
+		"multipart/form-data; x=\"\xd6\xd6\xd6\xd6\"; boundary=XX",
+		"multipart/form-data; x=\"\u212a\u212a\u212a\u212a\u212a\u212a\"; boundary=XX",
+	} {
+		r, body := req{ctype: ctype, body: amount1 + end}.build(t)
+		if v, ok, err := NewReader(r, body).Value(mustRef(t, "{form.amount}")); err != nil || !ok || v != "1" {
+			t.Errorf("%q: {form.amount} = %q, %v, %v", ctype, v, ok, err)
+		}
+	}
+	if _, bad := canonicalMultipart("\xd6BoundArY", []byte("0")); bad == "" {
+		t.Error("a Content-Type without a boundary parameter accepted")
+	}
+}

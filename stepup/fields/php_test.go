@@ -25,7 +25,7 @@ type phpPart struct {
 func phpMultipart(ctype string, body []byte) (parts []phpPart, ok bool) {
 	i := strings.Index(ctype, "boundary")
 	if i < 0 {
-		i = strings.Index(strings.ToLower(ctype), "boundary")
+		i = strings.Index(asciiLower(ctype), "boundary")
 	}
 	if i < 0 {
 		return nil, false
@@ -103,7 +103,7 @@ func phpMultipart(ctype string, body []byte) (parts []phpPart, ok bool) {
 		}
 		cd, hasCD := "", false
 		for _, h := range hdrs {
-			if strings.EqualFold(h.key, "Content-Disposition") {
+			if asciiLower(h.key) == "content-disposition" {
 				cd, hasCD = h.value, true
 				break
 			}
@@ -127,9 +127,9 @@ func phpMultipart(ctype string, body []byte) (parts []phpPart, ok bool) {
 			}
 			key, val := phpGetword(pair, '=')
 			switch {
-			case strings.EqualFold(key, "name"):
+			case asciiLower(key) == "name":
 				name, hasName = phpGetwordConf(val), true
-			case strings.EqualFold(key, "filename"):
+			case asciiLower(key) == "filename":
 				filename, hasFile = phpGetwordConf(val), true
 			}
 		}
