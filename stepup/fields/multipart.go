@@ -237,8 +237,12 @@ func canonicalDisposition(v string) string {
 	if rest == "" {
 		return ""
 	}
-	rest, ok = strings.CutPrefix(rest, `; filename="`)
-	if !ok || strings.IndexByte(rest, '"') != len(rest)-1 || !plainParam(rest[:len(rest)-1]) {
+	filename, ok := strings.CutPrefix(rest, `; filename="`)
+	if !ok {
+		return bad
+	}
+	filename, ok = strings.CutSuffix(filename, `"`)
+	if !ok || strings.IndexByte(filename, '"') >= 0 || !plainParam(filename) {
 		return bad
 	}
 	return ""

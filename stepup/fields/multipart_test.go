@@ -52,6 +52,8 @@ var nonCanonical = []struct {
 	{"empty name", mpct, amount1 + "--XX\r\n" + cd("") + "\r\n\r\n9999\r\n" + end},
 	{"name holding a ';'", mpct, amount1 + "--XX\r\n" + cd("x; name=amount") + "\r\n\r\n9999\r\n" + end},
 	{"filename holding a ';'", mpct, amount1 + "--XX\r\n" + cd("x") + `; filename="a; name=amount"` + "\r\n\r\n9999\r\n" + end},
+	{"filename not closed", mpct, amount1 + "--XX\r\n" + cd("x") + "; filename=\"\r\n\r\n9999\r\n" + end},
+	{"filename closed twice", mpct, amount1 + "--XX\r\n" + cd("x") + "; filename=\"a\"\"\r\n\r\n9999\r\n" + end},
 	{"filename single-quoted", mpct, amount1 + "--XX\r\n" + cd("x") + "; filename='a'\r\n\r\n9999\r\n" + end},
 	// (d) 01: PHP takes the first "boundary" in the header (YY), Go
 	// and Rack the parameter (XX).
