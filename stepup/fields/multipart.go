@@ -45,8 +45,9 @@ var (
 //   - The body is an optional preamble that ends with CRLF and does not
 //     contain B at all, then one or more parts, each "--B" CRLF headers
 //     CRLF CRLF content, each part but the first after a CRLF, then the
-//     close delimiter CRLF "--B--", then at most whitespace (an epilogue
-//     of CR, LF, space or tab: no text, no more parts).
+//     close delimiter CRLF "--B--", then nothing or CRLF and at most
+//     whitespace (an epilogue of CR, LF, space or tab: no text, no more
+//     parts).
 //   - "--B" occurs nowhere else: not in a value or file, not after a bare
 //     LF, not followed by anything but CRLF or "--", and not after the
 //     close delimiter.
@@ -117,7 +118,8 @@ func canonicalMultipart(ctype string, body []byte) (boundary, bad string) {
 			switch {
 			case parts == 0:
 				return "", "the multipart body has no part"
-			case len(bytes.Trim(tail, " \t\r\n")) > 0, bytes.Contains(body[pos+1:], delim):
+			case len(tail) > 0 && !bytes.HasPrefix(tail, crlf), len(bytes.Trim(tail, " \t\r\n")) > 0,
+				bytes.Contains(body[pos+1:], delim):
 				return "", "the multipart body has data after its close delimiter"
 			}
 			return boundary, ""

@@ -30,6 +30,8 @@ var nonCanonical = []struct {
 	// "--XX--", PHP reads on and takes the last amount.
 	{"parts after the close delimiter", mpct, amount1 + merchant + end +
 		"--XX\r\n" + cd("amount") + "\r\n\r\n9999\r\n--XX--\r\n"},
+	{"bare LF after the close delimiter", mpct, amount1 + "--XX--\n"},
+	{"space after the close delimiter", mpct, amount1 + "--XX-- \r\n"},
 	{"epilogue text", mpct, amount1 + end + "thanks\r\n"},
 	{"epilogue holding the delimiter", mpct, amount1 + end + "x --XX"},
 	// (b) 01: "\n--XX" inside a part is content to Go, a delimiter
