@@ -37,11 +37,10 @@ var (
 //     not even there. (PHP takes the first "boundary" it finds,
 //     case-sensitively and then not, Rack the last "boundary="; browsers'
 //     own boundaries hold the word: "----WebKitFormBoundary...",
-//     "----geckoformboundary...".) B is a
-//     valid RFC 2046 boundary without space or comma ('"', '\' and ','
-//     end a boundary in one parser and not in another): 1 to 70 of the
-//     letters, digits and ' ( ) + _ - . / : = ?, and the boundary Go's
-//     mime package reads.
+//     "----geckoformboundary...".) B is a valid RFC 2046 boundary
+//     without space or comma ('"', '\' and ',' end a boundary in one
+//     parser and not in another): 1 to 70 of the letters, digits and
+//     ' ( ) + _ - . / : = ?, and the boundary Go's mime package reads.
 //   - The body is an optional preamble that ends with CRLF and does not
 //     contain B at all, then one or more parts, each "--B" CRLF headers
 //     CRLF CRLF content, each part but the first after a CRLF, then the
