@@ -121,13 +121,15 @@ func TestPreservedRequestsExactlyOnce(t *testing.T) {
 	cases := []struct {
 		name, path, ctype string
 		body              []byte
-		describe          string
+		describe, policy  string
 	}{
 		{"urlencoded", "/checkout?step=pay", "application/x-www-form-urlencoded",
-			[]byte("amount=EUR+10.00&merchant=Caf%C3%A9+%E6%9D%B1%E4%BA%AC&item=1&item=2&item=2&note=%E2%9C%93+ok"), "Pay EUR 10.00 to Café 東京"},
-		{"json", "/checkout", "application/json",
-			[]byte(`{"amount":"10.00","merchant":"Zoë","items":[1,2,{"x":"✓"}]}`), "Pay ? to ?"},
-		{"multipart", "/upload", mpType, mp, "Pay EUR 12.50 to Bäckerei Ünal"},
+			[]byte("amount=EUR+10.00&merchant=Caf%C3%A9+%E6%9D%B1%E4%BA%AC&item=1&item=2&item=2&note=%E2%9C%93+ok"), "Pay EUR 10.00 to Café 東京", "checkout"},
+		// A JSON body goes to the policy whose describe reads JSON: on
+		// /checkout (form fields) it is refused, not shown as "Pay ? to ?".
+		{"json", "/api/pay", "application/json",
+			[]byte(`{"amount":"10.00","payee":{"name":"Zoë"},"items":[1,2,{"x":"✓"}]}`), "Pay 10.00 to Zoë", "api-pay"},
+		{"multipart", "/upload", mpType, mp, "Pay EUR 12.50 to Bäckerei Ünal", "checkout"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -160,7 +162,7 @@ func TestPreservedRequestsExactlyOnce(t *testing.T) {
 				t.Fatalf("body changed on the way:\n got %q\nwant %q", got, tc.body)
 			}
 			if r.Header.Get("Content-Type") != tc.ctype || r.URL.RequestURI() != tc.path ||
-				r.Header.Get("Stepup-Policy") != "checkout" || r.Header.Get("Stepup-User") != "alice" {
+				r.Header.Get("Stepup-Policy") != tc.policy || r.Header.Get("Stepup-User") != "alice" {
 				t.Fatalf("replayed request: %s %s %v", r.Method, r.URL, r.Header)
 			}
 		})

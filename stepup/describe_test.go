@@ -31,6 +31,28 @@ func TestDescribeRefusesAmbiguousRequests(t *testing.T) {
 		{"quoted-printable part", "", "/checkout", mp, part("Content-Disposition: form-data; name=\"amount\"\r\nContent-Transfer-Encoding: quoted-printable", "=31.00") + "--XX--\r\n"},
 		{"rfc 2231 name", "", "/checkout", mp, part(`Content-Disposition: form-data; name="amount"`, "1.00") +
 			part(`Content-Disposition: form-data; name="x"; name*=utf-8''amount`, "9999.00") + "--XX--\r\n"},
+		// The outside security test against PHP (repro 01): each is read
+		// as "1 to ACME" by Go and as "9999 to EVIL Corp" by PHP.
+		{"multipart parts after the close delimiter", "", "/checkout", mp, part(`Content-Disposition: form-data; name="amount"`, "1") +
+			part(`Content-Disposition: form-data; name="merchant"`, "ACME") + "--XX--\r\n" +
+			part(`Content-Disposition: form-data; name="amount"`, "9999") + part(`Content-Disposition: form-data; name="merchant"`, "EVIL Corp") + "--XX--\r\n"},
+		{"multipart bare LF delimiter", "", "/checkout", mp, part(`Content-Disposition: form-data; name="amount"`, "1") +
+			part(`Content-Disposition: form-data; name="merchant"`, "ACME") +
+			"--XX\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nthanks\n" + part(`Content-Disposition: form-data; name="amount"`, "9999") + "--XX--\r\n"},
+		{"multipart single-quoted name", "", "/checkout", mp, part(`Content-Disposition: form-data; name="amount"`, "1") +
+			part(`Content-Disposition: form-data; name="merchant"`, "ACME") + part(`Content-Disposition: form-data; name='amount'`, "9999") + "--XX--\r\n"},
+		{"multipart xboundary", "", "/checkout", "multipart/form-data; xboundary=YY; boundary=XX", part(`Content-Disposition: form-data; name="amount"`, "1") +
+			part(`Content-Disposition: form-data; name="merchant"`, "ACME") + "--XX\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\n" +
+			strings.ReplaceAll(part(`Content-Disposition: form-data; name="amount"`, "9999")+part(`Content-Disposition: form-data; name="merchant"`, "EVIL Corp"), "--XX", "--YY") +
+			"--YY--\r\n\r\n--XX--\r\n"},
+		// A body the describe does not read, which the app may (repro 12:
+		// Laravel parses any type holding "/json"), and a request with
+		// none of the described fields: not approved as "Pay ? to ?".
+		{"json body as text/json", "Pay {json.amount} to {json.payee.name}", "/checkout", "text/json", `{"amount":"9999","payee":{"name":"EVIL"}}`},
+		{"json body as text/plain", "Pay {json.amount} to {json.payee.name}", "/checkout", "text/plain", `{"amount":"9999","payee":{"name":"EVIL"}}`},
+		{"form body as octet-stream", "", "/checkout", "application/octet-stream", "amount=9999&merchant=EVIL"},
+		{"json body to a form describe", "", "/checkout", "application/json", `{"amount":"9999","merchant":"EVIL"}`},
+		{"none of the described fields", "", "/checkout", "application/x-www-form-urlencoded", "note=9999"},
 		{"json duplicate", "Pay {json.amount}", "/checkout", "application/json", `{"amount":"1.00","amount":"9999.00"}`},
 		{"json case", "Pay {json.amount}", "/checkout", "application/json", `{"amount":"1.00","AMOUNT":"9999.00"}`},
 		{"json kelvin", "Pay {json.k}", "/checkout", "application/json", `{"k":"1.00","` + "\u212a" + `":"9999.00"}`},

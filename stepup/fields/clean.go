@@ -32,9 +32,14 @@ const Ellipsis = "…"
 //   - decimal digits of any script (Nd);
 //   - currency symbols (Sc: € $ £ ¥ ₹ ...);
 //   - the punctuation . , - ' & / ( ) , with ‘ ’ ʼ read as ' and the
-//     dashes U+2010–U+2015 and U+2212 read as -, except that a '.' right
-//     before a letter becomes a space ("evil.com" shows as "evil com", so
-//     no phone makes a link of it; "1,234.56" and "Co. Ltd" stay).
+//     dashes U+2010–U+2015 and U+2212 read as -, except for two kinds of
+//     '.', which become a space so that no phone makes a link of them:
+//     a '.' right before a letter ("evil.com" shows as "evil com"), and
+//     every '.' of a run of digits and dots (combining marks included)
+//     that holds a digit and three dots or more, as an IPv4 address does
+//     ("203.0.113.7/pay" shows as "203 0 113 7/pay", "1.2.3.4.5" as
+//     "1 2 3 4 5"). "1,234.56", "24.90", "1.234.567,89", "1.2.3", "Co.
+//     Ltd" and "Wait..." stay.
 //
 // Everything else becomes a space: line breaks, control, format and bidi
 // characters, '+', ':', '@', '#', '*', '=', '<', '>', '?', '!', '%',
@@ -67,7 +72,35 @@ func Clean(s string, max int) string {
 			out[i] = ' '
 		}
 	}
+	unlinkAddresses(out)
 	return capRunes(out, max)
+}
+
+// unlinkAddresses turns into spaces the dots of each run of digits and
+// dots (and combining marks) that holds a digit and three dots or more:
+// what a phone would link as an IPv4 address.
+func unlinkAddresses(rs []rune) {
+	for i := 0; i < len(rs); {
+		j, dots, digits := i, 0, 0
+		for ; j < len(rs); j++ {
+			r := rs[j]
+			if r == '.' {
+				dots++
+			} else if unicode.IsDigit(r) {
+				digits++
+			} else if j == i || !unicode.In(r, unicode.Mn, unicode.Mc) {
+				break
+			}
+		}
+		if dots >= 3 && digits > 0 {
+			for k := i; k < j; k++ {
+				if rs[k] == '.' {
+					rs[k] = ' '
+				}
+			}
+		}
+		i = max(j, i+1)
+	}
 }
 
 // cleanRune maps a rune to itself, to its plain form, or to a space.

@@ -38,6 +38,21 @@ func TestClean(t *testing.T) {
 		"a.\u0301b":                             "a b",
 		"😀 emoji ™":                             "emoji",
 		"  ":                                    "",
+		// IPv4 addresses, which phones link, and amounts, which stay.
+		"203.0.113.7/pay":        "203 0 113 7/pay",
+		"http://10.0.0.1:8080/x": "http //10 0 0 1 8080/x",
+		"ACME 192.168.1.1":       "ACME 192 168 1 1",
+		"v1.2.3.4.5":             "v1 2 3 4 5",
+		"1...2":                  "1 2",
+		"1,2.3.4.5":              "1,2 3 4 5",
+		"1.2.3.4.nip.io":         "1 2 3 4 nip io",
+		"1\u0301.2.3.4":          "1\u0301 2 3 4",
+		"１.２.３.４":                "１ ２ ３ ４",
+		"EUR 24.90":              "EUR 24.90",
+		"1.234.567,89":           "1.234.567,89",
+		"1.2.3":                  "1.2.3",
+		"Wait...":                "Wait...",
+		"1.2.3 4.5.6":            "1.2.3 4.5.6",
 	} {
 		if got := Clean(in, 100); got != want {
 			t.Errorf("Clean(%q) = %q, want %q", in, got, want)
@@ -81,6 +96,9 @@ func checkClean(t *testing.T, in, got string, max int) {
 		if r == '.' && i+1 < len(rs) && unicode.IsLetter(rs[i+1]) {
 			t.Fatalf("Clean(%q) = %q keeps a dot before a letter", in, got)
 		}
+		if r == '.' && addressRun(rs, i) {
+			t.Fatalf("Clean(%q) = %q keeps a dot of an address", in, got)
+		}
 		if string(r) == Ellipsis && i != len(rs)-1 {
 			t.Fatalf("Clean(%q) = %q: ellipsis inside", in, got)
 		}
@@ -88,4 +106,26 @@ func checkClean(t *testing.T, in, got string, max int) {
 	if !strings.HasSuffix(got, Ellipsis) && Clean(got, max) != got {
 		t.Fatalf("Clean(%q) = %q is not stable: %q", in, got, Clean(got, max))
 	}
+}
+
+// addressRun reports whether the dot at rs[i] is in a run of digits, dots
+// and marks with a digit and three dots or more.
+func addressRun(rs []rune, i int) bool {
+	in := func(r rune) bool { return r == '.' || unicode.IsDigit(r) || unicode.In(r, unicode.Mn, unicode.Mc) }
+	lo, hi := i, i
+	for lo > 0 && in(rs[lo-1]) {
+		lo--
+	}
+	for hi < len(rs) && in(rs[hi]) {
+		hi++
+	}
+	dots, digits := 0, 0
+	for _, r := range rs[lo:hi] {
+		if r == '.' {
+			dots++
+		} else if unicode.IsDigit(r) {
+			digits++
+		}
+	}
+	return dots >= 3 && digits > 0
 }

@@ -41,14 +41,27 @@
 //     (a ';', which Go drops and older parsers split on, or a bad %
 //     escape, such as IIS's %u0041), and more than [MaxFields] pairs
 //     (PHP's max_input_vars drops the rest silently).
-//   - in a multipart body: a part with Content-Transfer-Encoding (Go
-//     decodes quoted-printable silently, PHP does not), RFC 2231 ("name*=")
-//     or backslash-escaped parameters, more than one Content-Disposition,
-//     a disposition other than form-data, a nested multipart part, a
-//     malformed body, more than [MaxFields] parts, and a referenced field
-//     sent as a file with an empty filename (Go reads it as the field, PHP
-//     as a file). A field and a file of the same name are a name that
-//     occurs twice; a file alone is not the field's value (missing).
+//   - a multipart body in any shape but the one browsers and common
+//     clients send (see canonicalMultipart for the exact shape): multipart
+//     parsers disagree on everything else. Among what that refuses: a
+//     Content-Type in which "boundary" occurs again outside the boundary
+//     ("xboundary=YY; boundary=XX": PHP reads YY, Go XX), a boundary
+//     with spaces around it or not of RFC 2046; parts after the close
+//     delimiter (Go stops there, PHP reads on) and any epilogue text; the
+//     delimiter anywhere but at the start of a CRLF-ended line of its
+//     own (after a bare LF it starts a part for PHP, not for Go) and the
+//     boundary in the preamble; part headers other than one
+//     Content-Disposition and one Content-Type (Content-Transfer-Encoding:
+//     Go decodes quoted-printable, PHP does not), folded or not written
+//     "Name: value"; a disposition other than exactly `form-data;
+//     name="N"` with an optional `; filename="F"` (single quotes, which
+//     PHP strips and Go keeps; "attachment", which PHP reads and Go does
+//     not; two names, RFC 2231 "name*=", escapes, a parameter without
+//     '='); a nested multipart part. Also refused: more than [MaxFields]
+//     parts, and a referenced field sent as a file with an empty filename
+//     (Go reads it as the field, PHP as a file). A field and a file of
+//     the same name are a name that occurs twice; a file alone is not the
+//     field's value (missing).
 //   - a Content-Type given twice or that does not parse, a '*' (RFC 2231)
 //     in it, a charset other than UTF-8 (in Content-Type, a part's
 //     Content-Type or a _charset_ field), and a Content-Encoding on a body
@@ -57,8 +70,11 @@
 //     there).
 //
 // A body whose Content-Type is not one a reference reads ({form.x} on a
-// JSON body, or no Content-Type) shows nothing: the value is missing, and
-// the body is not sniffed. Names in error messages are the configured
+// JSON body, or no Content-Type) is not sniffed: to [Reader.Value] the
+// value is missing. A [Template] refuses such a body when it is not
+// empty, and a request that has none of the template's fields: a code
+// must not approve "Pay ? to ?" while the app reads the body its own way
+// (see [Template.Render]). Names in error messages are the configured
 // references, never request text or values.
 //
 // # Showing a value

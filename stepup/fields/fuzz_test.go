@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"mime"
+	"mime/multipart"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -48,6 +51,12 @@ func FuzzParseTemplate(f *testing.F) {
 func FuzzReader(f *testing.F) {
 	for _, tc := range readerCases {
 		f.Add(tc.req.ctype, tc.req.query, []byte(tc.req.body), tc.ref[1:len(tc.ref)-1])
+	}
+	for _, tc := range nonCanonical {
+		f.Add(tc.ctype, "", []byte(tc.body), "form.amount")
+	}
+	for _, tc := range canonicalBodies() {
+		f.Add(tc.ctype, "", []byte(tc.body), "form.merchant")
 	}
 	f.Fuzz(func(t *testing.T, ctype, query string, body []byte, ref string) {
 		fr, err := parseRef(ref)
@@ -116,6 +125,19 @@ func FuzzReader(f *testing.F) {
 				if len(mf.Value[fr.Name]) != 1 || mf.Value[fr.Name][0] != v || len(mf.File[fr.Name]) != 0 {
 					t.Fatalf("%s = %q, Go reads %q and %d files", fr, v, mf.Value[fr.Name], len(mf.File[fr.Name]))
 				}
+				// PHP finds that one value too, and no other field or
+				// file that it reads as the same name.
+				parts, pok := phpMultipart(ctype, body)
+				want := readName(fr.Name)
+				var php []phpPart
+				for _, p := range parts {
+					if pn := readName(p.name); clash(&pn, &want) {
+						php = append(php, p)
+					}
+				}
+				if !pok || len(php) != 1 || php[0].file || php[0].value != v {
+					t.Fatalf("%s = %q, PHP reads %#v (%v)", fr, v, php, pok)
+				}
 			default:
 				if ok {
 					t.Fatalf("%s read from a %q body", fr, media)
@@ -169,10 +191,63 @@ func walk(doc any, path []string) (string, bool) {
 // with no dot before a letter, capped, and stable.
 func FuzzClean(f *testing.F) {
 	for _, s := range []string{"EUR 10", "10\n\n@evil.example #123456", "\u202eevil", "a\u2028b", "\xff\xfe", "<b>x</b>",
-		strings.Repeat("é", 100), "CALL +1 415 555 0199", "evil.com", "a.\u0301b", "e\u0301\u0301\u0301\u0301\u0301"} {
+		strings.Repeat("é", 100), "CALL +1 415 555 0199", "evil.com", "a.\u0301b", "e\u0301\u0301\u0301\u0301\u0301",
+		"203.0.113.7/pay", "1,234.56", "1.2.3 .4", "1\u0301.2.3.4"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		checkClean(t, s, Clean(s, MaxValue), MaxValue)
+	})
+}
+
+// FuzzMultipart: a multipart body in the canonical shape is read alike by
+// Go's mime/multipart and by PHP (phpMultipart): the same parts, in
+// order, with the same names, values and files.
+func FuzzMultipart(f *testing.F) {
+	for _, tc := range readerCases {
+		if strings.HasPrefix(tc.req.ctype, "multipart/") {
+			f.Add(tc.req.ctype, []byte(tc.req.body))
+		}
+	}
+	for _, tc := range nonCanonical {
+		f.Add(tc.ctype, []byte(tc.body))
+	}
+	for _, tc := range canonicalBodies() {
+		f.Add(tc.ctype, []byte(tc.body))
+	}
+	f.Fuzz(func(t *testing.T, ctype string, body []byte) {
+		boundary, bad := canonicalMultipart(ctype, body)
+		if bad != "" {
+			return
+		}
+		var goParts []phpPart
+		mr := multipart.NewReader(bytes.NewReader(body), boundary)
+		for {
+			p, err := mr.NextRawPart()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatalf("canonical body, Go's reader fails: %v", err)
+			}
+			_, params, err := mime.ParseMediaType(p.Header.Get("Content-Disposition"))
+			if err != nil {
+				t.Fatalf("canonical body, Go cannot parse a Content-Disposition: %v", err)
+			}
+			_, file := params["filename"]
+			gp := phpPart{name: params["name"], file: file}
+			if !file {
+				v, err := io.ReadAll(p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				gp.value = string(v)
+			}
+			goParts = append(goParts, gp)
+		}
+		php, ok := phpMultipart(ctype, body)
+		if !ok || !slices.Equal(php, goParts) {
+			t.Fatalf("canonical body read as %#v by Go, %#v by PHP (%v)", goParts, php, ok)
+		}
 	})
 }

@@ -1,10 +1,7 @@
 package fields
 
 import (
-	"bytes"
-	"io"
 	"mime"
-	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strings"
@@ -111,6 +108,41 @@ func (rd *Reader) readBodyType() (string, string) {
 	return media, ""
 }
 
+// checkBodyType refuses a non-empty body whose media type none of refs
+// reads, when some of them read the body ({form.x} or {json.x}): the app
+// behind us may well read it (as JSON, say), and we would show nothing.
+func (rd *Reader) checkBodyType(refs []Ref) error {
+	if len(rd.body) == 0 {
+		return nil
+	}
+	var first *Ref
+	form, json := false, false
+	for i := range refs {
+		switch refs[i].Source {
+		case Form:
+			form = true
+		case JSON:
+			json = true
+		default:
+			continue
+		}
+		if first == nil {
+			first = &refs[i]
+		}
+	}
+	if first == nil {
+		return nil
+	}
+	media, bad := rd.bodyType()
+	switch {
+	case bad != "":
+		return ambiguous(*first, bad)
+	case form && (media == mediaForm || media == mediaMultipart), json && media == mediaJSON:
+		return nil
+	}
+	return ambiguous(*first, "the body's Content-Type is not one the template reads")
+}
+
 // isUTF8 reports whether a charset parameter names UTF-8.
 func isUTF8(cs string) bool { return strings.EqualFold(cs, "utf-8") }
 
@@ -142,8 +174,7 @@ func (rd *Reader) formPairs() (*pairList, string) {
 	case media == mediaForm:
 		rd.form, rd.formBad = parseURLEncoded(string(rd.body), "body")
 	case media == mediaMultipart:
-		_, params, _ := mime.ParseMediaType(rd.r.Header.Get("Content-Type"))
-		rd.form, rd.formBad = parseMultipart(rd.body, params["boundary"])
+		rd.form, rd.formBad = parseMultipart(rd.r.Header.Get("Content-Type"), rd.body)
 	}
 	if rd.form != nil && rd.formBad == "" {
 		rd.formBad = checkCharsetField(rd.form)
@@ -200,68 +231,6 @@ func parseURLEncoded(s, what string) (*pairList, string) {
 		l.pairs = append(l.pairs, pair{name: k, value: v, paths: readName(k)})
 	}
 	return l, ""
-}
-
-// parseMultipart reads a multipart/form-data body's parts without
-// decoding them: a Content-Transfer-Encoding is refused, not applied.
-func parseMultipart(body []byte, boundary string) (*pairList, string) {
-	l := &pairList{}
-	mr := multipart.NewReader(bytes.NewReader(body), boundary)
-	for {
-		part, err := mr.NextRawPart()
-		if err == io.EOF {
-			return l, ""
-		}
-		if err != nil {
-			return nil, "the multipart body is malformed"
-		}
-		if len(l.pairs) == MaxFields {
-			return nil, "the multipart body has too many parts"
-		}
-		if len(part.Header.Values("Content-Transfer-Encoding")) > 0 {
-			return nil, "a multipart part has a Content-Transfer-Encoding"
-		}
-		cds := part.Header.Values("Content-Disposition")
-		switch {
-		case len(cds) == 0:
-			continue // no name: no app reads it
-		case len(cds) > 1:
-			return nil, "a multipart part has more than one Content-Disposition"
-		case strings.ContainsAny(cds[0], "*\\"):
-			return nil, "a multipart part's Content-Disposition has an extended or escaped parameter"
-		}
-		disp, params, err := mime.ParseMediaType(cds[0])
-		if err != nil || disp != "form-data" {
-			return nil, "a multipart part's Content-Disposition is not form-data"
-		}
-		if cts := part.Header.Values("Content-Type"); len(cts) > 1 {
-			return nil, "a multipart part has more than one Content-Type"
-		} else if len(cts) == 1 {
-			media, cp, err := mime.ParseMediaType(cts[0])
-			switch {
-			case err != nil || strings.ContainsRune(cts[0], '*'):
-				return nil, "a multipart part's Content-Type does not parse"
-			case strings.HasPrefix(media, "multipart/"):
-				return nil, "a multipart part is itself multipart"
-			case cp["charset"] != "" && !isUTF8(cp["charset"]):
-				return nil, "a multipart part's charset is not UTF-8"
-			}
-		}
-		name, ok := params["name"]
-		if !ok {
-			continue
-		}
-		filename, file := params["filename"]
-		p := pair{name: name, file: file, named: filename != "", paths: readName(name)}
-		if !file {
-			v, err := io.ReadAll(part)
-			if err != nil {
-				return nil, "the multipart body is malformed"
-			}
-			p.value = string(v)
-		}
-		l.pairs = append(l.pairs, p)
-	}
 }
 
 // lookup finds f's name among l's fields: its value when exactly one

@@ -75,10 +75,27 @@ func (t *Template) String() string {
 // Render fills the template from r and its body (read with [ReadBody]).
 // Each value is cleaned ([Clean]) and cut to [MaxValue] runes; a missing
 // or empty one shows as [Missing]; the whole text is cut to [MaxText]
-// runes. The error matches ErrAmbiguous when the request must be refused.
+// runes. The error matches ErrAmbiguous when the request must be refused:
+// besides the refusals of [Reader.Value], a template refuses what it
+// would describe as nothing ("Pay ? to ?"), since a code approves what
+// the app then reads:
+//
+//   - a non-empty body whose Content-Type is not one the template's
+//     references read, when some of them read the body: {form.x} on a
+//     JSON body, {json.x} on a form, any body sent as text/plain,
+//     text/json, application/octet-stream or without a Content-Type
+//     (Laravel parses any type that holds "/json", many Go apps decode
+//     the body whatever its type). A template of {query.x} alone does not
+//     read the body, and takes any.
+//   - a request in which every reference of the template is missing or
+//     shows as empty once cleaned.
 func (t *Template) Render(r *http.Request, body []byte) (string, error) {
 	rd := NewReader(r, body)
+	if err := rd.checkBodyType(t.refs); err != nil {
+		return "", err
+	}
 	var b strings.Builder
+	shown := 0
 	for _, p := range t.parts {
 		if p.ref < 0 {
 			b.WriteString(p.text)
@@ -91,8 +108,13 @@ func (t *Template) Render(r *http.Request, body []byte) (string, error) {
 		v = Clean(v, MaxValue)
 		if !ok || v == "" {
 			v = Missing
+		} else {
+			shown++
 		}
 		b.WriteString(v)
+	}
+	if len(t.refs) > 0 && shown == 0 {
+		return "", ambiguous(t.refs[0], "the request has none of the described fields")
 	}
 	return capText(b.String(), MaxText), nil
 }

@@ -56,6 +56,12 @@ func TestRequestRefusesAmbiguousFields(t *testing.T) {
 		{"multipart twice", "{form.phone}", "", "multipart/form-data; boundary=XX",
 			"--XX\r\nContent-Disposition: form-data; name=\"phone\"\r\n\r\n+14155550100\r\n" +
 				"--XX\r\nContent-Disposition: form-data; name=\"phone\"\r\n\r\n+14155550199\r\n--XX--\r\n"},
+		// The outside security test against PHP (repro 02): PHP registers
+		// the number after the close delimiter.
+		{"multipart after the close delimiter", "{form.phone}", "", "multipart/form-data; boundary=XX",
+			"--XX\r\nContent-Disposition: form-data; name=\"phone\"\r\n\r\n+14155550100\r\n" +
+				"--XX\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nnewuser\r\n--XX--\r\n" +
+				"--XX\r\nContent-Disposition: form-data; name=\"phone\"\r\n\r\n+14155550199\r\n--XX--\r\n"},
 		{"json twice", "{json.phone}", "", "application/json", `{"phone":"+14155550100","phone":"+14155550199"}`},
 		{"json case", "{json.phone}", "", "application/json", `{"phone":"+14155550100","PHONE":"+14155550199"}`},
 		{"email twice", "{form.email}", "", form, "email=ann%40example.com&email=eve%40example.com"},
