@@ -105,6 +105,9 @@ func (rd *Reader) readBodyType() (string, string) {
 	if media == mediaMultipart && params["boundary"] == "" {
 		return "", "the multipart body has no boundary"
 	}
+	if media == mediaMultipart && phpBoundary(hs[0]) != params["boundary"] {
+		return "", "the multipart boundary is read differently by PHP"
+	}
 	if strings.HasSuffix(media, "+json") {
 		media = mediaJSON
 	}
@@ -207,9 +210,12 @@ func parseURLEncoded(s, what string) (*pairList, string) {
 func parseMultipart(body []byte, boundary string) (*pairList, string) {
 	l := &pairList{}
 	mr := multipart.NewReader(bytes.NewReader(body), boundary)
-	for {
+	for parts := 0; ; parts++ {
 		part, err := mr.NextRawPart()
 		if err == io.EOF {
+			if bad := checkDelimiters(body, boundary, parts); bad != "" {
+				return nil, bad
+			}
 			return l, ""
 		}
 		if err != nil {
@@ -233,6 +239,9 @@ func parseMultipart(body []byte, boundary string) (*pairList, string) {
 		disp, params, err := mime.ParseMediaType(cds[0])
 		if err != nil || disp != "form-data" {
 			return nil, "a multipart part's Content-Disposition is not form-data"
+		}
+		if bad := checkDispositionParams(params); bad != "" {
+			return nil, bad
 		}
 		if cts := part.Header.Values("Content-Type"); len(cts) > 1 {
 			return nil, "a multipart part has more than one Content-Type"
