@@ -322,10 +322,11 @@ func appendMethods(out []string, methods []string) []string {
 }
 
 // warnExactPaths warns about path patterns of an enforcing policy that
-// match one exact path: apps commonly route "/checkout/",
-// "/checkout;jsessionid=1" (servlet path parameters) and "/checkout.json"
-// (format suffixes) to the same handler as "/checkout", and those reach
-// the app unchallenged.
+// match one exact path: apps commonly route "/checkout/" and
+// "/checkout.json" (format suffixes) to the same handler as "/checkout",
+// and those reach the app unchallenged. (Path parameters,
+// "/checkout;jsessionid=1", are one of the path readings MatchPolicy
+// tries, and need no pattern of their own.)
 func warnExactPaths(log *zap.Logger, p *Policy) {
 	if p.policy.Mode == stepup.Monitor {
 		return
@@ -337,14 +338,14 @@ func warnExactPaths(log *zap.Logger, p *Policy) {
 					continue
 				}
 				base := strings.TrimSuffix(pattern, "/")
-				escapes := []string{base + "/", base + ";jsessionid=1", base + ".json"}
+				escapes := []string{base + "/", base + ".json"}
 				if base != pattern {
-					escapes = []string{base + "/x", base, base + ";jsessionid=1"}
+					escapes = []string{base + "/x", base, base + ".json"}
 				}
-				log.Warn("policy path pattern matches one exact path: the app may serve the same page at other paths, which reach it unchallenged; "+
-					"end the pattern with * (or list the variants)",
+				log.Warn("policy path pattern matches one exact path: the app may serve the same page at other paths "+
+					"(a trailing slash, a format suffix), which reach it unchallenged; end the pattern with * (or list the variants)",
 					zap.String("policy", p.Name), zap.String("pattern", pattern), zap.Strings("escapes", escapes),
-					zap.String("fix", base+"*"), zap.Strings("or", []string{base, base + "/*", base + ".*", base + ";*"}))
+					zap.String("fix", base+"*"), zap.Strings("or", []string{base, base + "/*", base + ".*"}))
 			}
 		}
 	}

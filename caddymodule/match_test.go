@@ -308,9 +308,9 @@ func TestExactPathWarning(t *testing.T) {
 	}
 	want := []map[string]any{
 		{"policy": "checkout", "pattern": "/checkout", "fix": "/checkout*",
-			"escapes": []any{"/checkout/", "/checkout;jsessionid=1", "/checkout.json"}},
+			"escapes": []any{"/checkout/", "/checkout.json"}, "or": []any{"/checkout", "/checkout/*", "/checkout.*"}},
 		{"policy": "profile", "pattern": "/profile/", "fix": "/profile*",
-			"escapes": []any{"/profile/x", "/profile", "/profile;jsessionid=1"}},
+			"escapes": []any{"/profile/x", "/profile", "/profile.json"}},
 	}
 	for i, e := range all {
 		got := e.ContextMap()

@@ -79,7 +79,8 @@ func pathHandler(t *testing.T) *Handler {
 		`{"name":"account","match":[{"path":["/account*"]}]},`+
 		`{"name":"settings","match":[{"path":["/settings"]}]},`+
 		`{"name":"admin-delete","match":[{"method":["DELETE"],"path":["/admin/*"]}]},`+
-		`{"name":"billing","match":[{"path_regexp":{"pattern":"^/billing(/|$)"}}]}]}`)
+		`{"name":"billing","match":[{"path_regexp":{"pattern":"^/billing(/|$)"}}]},`+
+		`{"name":"reports","match":[{"expression":"path('/reports/*') && method('GET')"}]}]}`)
 }
 
 // A policy applies if its matchers match under any reading of the path an
@@ -109,6 +110,8 @@ func TestMatchPolicyPathReadings(t *testing.T) {
 		{name: "exact path, parameter elsewhere", target: "/x/..;/settings", want: "settings"},
 		{name: "path_regexp with a parameter", target: "/billing;x", want: "billing"},
 		{name: "path_regexp behind a dot segment", target: "/;x/..;/billing/y", want: "billing"},
+		{name: "expression with a parameter", target: "/reports;x/2024", want: "reports"},
+		{name: "expression behind an encoded backslash", target: "/x%5c..%5creports/2024", want: "reports"},
 		{name: "method and path readings together", method: "POST", target: "/x/..;/admin/users?_method=DELETE", want: "admin-delete"},
 
 		// Readings that reach no policy.
@@ -120,6 +123,7 @@ func TestMatchPolicyPathReadings(t *testing.T) {
 		{name: "not an escape after decoding", target: "/a%25zz/account", want: ""},
 		{name: "exact path, longer", target: "/settings;x/y", want: ""},
 		{name: "path_regexp, longer name", target: "/billing-report;x", want: ""},
+		{name: "expression, another method", method: "POST", target: "/reports;x/2024", want: ""},
 		{name: "method reading missing", method: "POST", target: "/x/..;/admin/users", want: ""},
 	} {
 		if tc.method == "" {

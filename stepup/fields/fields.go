@@ -49,6 +49,12 @@
 //     sent as a file with an empty filename (Go reads it as the field, PHP
 //     as a file). A field and a file of the same name are a name that
 //     occurs twice; a file alone is not the field's value (missing).
+//     Also what PHP splits into other parts than Go: a boundary PHP
+//     takes from elsewhere in the Content-Type, a ';' or a leading
+//     single quote in a Content-Disposition parameter (PHP splits at
+//     every ';' and reads single quotes as quotes), and a delimiter that
+//     does not follow CRLF, is padded, or comes after the closing one
+//     (PHP finds boundaries after a bare LF and past the end).
 //   - a Content-Type given twice or that does not parse, a '*' (RFC 2231)
 //     in it, a charset other than UTF-8 (in Content-Type, a part's
 //     Content-Type or a _charset_ field), and a Content-Encoding on a body
@@ -66,6 +72,10 @@
 // [Clean] reduces a value to text that is safe in an SMS and on a page,
 // and [Template.Render] caps each value and the whole description: see
 // [Clean] for exactly what passes.
+//
+// [Reader.BodyValues] reads one top-level field (a method override) the
+// way the apps behind stepup read the body, for policy matching, under
+// the same refusals.
 //
 // The package does not import package stepup; stepup and its identity
 // sources import it.
