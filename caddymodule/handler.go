@@ -1084,10 +1084,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // (stepup.ErrAmbiguousMethod) when a session or transaction policy
 // applies: stepup could not know what the app will execute.
 //
-// Likewise for the path (pathState): as sent, and, when it holds ';',
-// a backslash or '%', with path parameters stripped, backslashes as slashes and
-// decoded once more. A request no policy matches, on a path without
-// those characters, costs no allocation.
+// Likewise for the path (pathState): as sent, and, when it holds ';', a
+// backslash or '%', with path parameters stripped, backslashes as
+// slashes and decoded once more. A request no policy matches, on a path
+// without those characters, costs no allocation.
 func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 	var clean string
 	var cleaned bool
