@@ -148,3 +148,26 @@ func TestMatchPolicyPathReadingsNot(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })
 	}
 }
+
+// The other readings of a path, in the order they are tried.
+func TestPathStateReadings(t *testing.T) {
+	for path, want := range map[string][]string{
+		"/account":               nil,
+		"/caf\u00e9/a.b-c":       nil,
+		"*":                      nil,
+		"/;jsessionid=x/account": {"//account"},
+		"/x/..;/account":         {"/account"},
+		"/%2e/account":           {"/account"},
+		`/\account`:              {"//account"},
+		`/x\..;/account`:         {"/x/..;/account", `/x\../account`, "/account"},
+		"/x/%2e%2e;y/account":    {"/x/..;y/account", "/x/%2e%2e/account", "/account"},
+		"/a%zz/%41":              {"/a%zz/A"},
+		"/account;a/b;c":         {"/account/b"},
+	} {
+		var ps pathState
+		ps.init(path)
+		if got := ps.readings[:ps.n]; strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("readings of %q = %q, want %q", path, got, want)
+		}
+	}
+}
