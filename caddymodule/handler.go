@@ -1080,26 +1080,31 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 // the app behind could make (stepup.Methods): the method as sent,
 // upper-cased ("post" is POST to Symfony and Laravel), HEAD as GET, the
 // method an override header or a _method query parameter asks for, and,
-// for a POST form where it matters, its _method field. A request whose
-// overrides ask for different methods is refused with 400
+// for a POST where it matters, the _method of its form or JSON body. A
+// request whose overrides ask for different methods is refused with 400
 // (stepup.ErrAmbiguousMethod) when a session or transaction policy
-// applies: stepup could not know what the app will execute. A request
-// no policy matches costs no allocation.
+// applies: stepup could not know what the app will execute.
+//
+// Likewise for the path (pathState): as sent, and, when it holds ';', a
+// backslash or '%', with path parameters stripped, backslashes as
+// slashes and decoded once more. A request no policy matches, on a path
+// without those characters, costs no allocation.
 func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 	var clean string
 	var cleaned bool
 	var methods methodState
+	var paths pathState
 	for _, p := range h.Policies {
 		if p.prefixes != nil {
 			if !cleaned {
 				// The same normalization as Caddy's path matcher.
 				clean, cleaned = caddyhttp.CleanPath(strings.ToLower(r.URL.Path), true), true
 			}
-			if !hasAnyPrefix(clean, p.prefixes) {
+			if p.skip(clean, r, &paths) {
 				continue
 			}
 		}
-		match, err := h.matchPolicy(p, r, &methods)
+		match, err := h.matchPolicy(p, r, &methods, &paths)
 		if err != nil {
 			return nil, caddyhttp.Error(http.StatusInternalServerError, err)
 		}
@@ -1117,6 +1122,13 @@ func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 		return p.policy, nil
 	}
 	return nil, nil
+}
+
+// skip reports whether the path prefilter rules out p for r, whose path
+// cleaned and lower-cased is clean: neither it nor another reading of
+// the path (pathState) starts with one of p's prefixes.
+func (p *Policy) skip(clean string, r *http.Request, paths *pathState) bool {
+	return !hasAnyPrefix(clean, p.prefixes) && !paths.hasAnyPrefix(r, p.prefixes)
 }
 
 func hasAnyPrefix(s string, prefixes []string) bool {

@@ -3,8 +3,6 @@ package caddymodule
 import (
 	"bytes"
 	"io"
-	"mime"
-	"mime/multipart"
 	"net/http"
 	"strings"
 
@@ -12,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/fields"
 )
 
 // How MatchPolicy reads a request's method: the app behind stepup may
@@ -39,10 +38,10 @@ type methodState struct {
 	n     int
 	fixed [6]string
 	more  []string
-	// form: a POST with a form body, which may carry _method.
-	form bool
+	// inBody: a POST whose body may carry _method (bodyMayOverride).
+	inBody bool
 	// The body's _method values, once read; bodyKnown is false when
-	// the body could not be told (too large, encoded, malformed).
+	// the body could not be told (too large, encoded, ambiguous).
 	bodyRead, bodyKnown bool
 	body                []string
 }
@@ -57,7 +56,7 @@ func (s *methodState) init(r *http.Request) {
 	for _, o := range s.methods.Overrides {
 		s.add(r.Method, o)
 	}
-	s.form = s.methods.Sent == http.MethodPost && isFormBody(r.Header)
+	s.inBody = s.methods.Sent == http.MethodPost && bodyMayOverride(r.Header)
 }
 
 // add adds m, and GET for a HEAD, unless sent or there already.
@@ -119,11 +118,35 @@ func contains(list []string, s string) bool {
 }
 
 // matchPolicy reports whether p's matchers match r under any reading of
-// its method.
-func (h *Handler) matchPolicy(p *Policy, r *http.Request, s *methodState) (bool, error) {
+// its method and path.
+func (h *Handler) matchPolicy(p *Policy, r *http.Request, s *methodState, ps *pathState) (bool, error) {
 	if len(p.matchers) == 0 {
 		return true, nil
 	}
+	if ok, err := h.matchMethods(p, r, s); ok || err != nil {
+		return ok, err
+	}
+	ps.init(r.URL.Path)
+	for i := 0; i < ps.n; i++ {
+		if ok, err := h.matchPathAs(p, r, s, ps.readings[i]); ok || err != nil {
+			return ok, err
+		}
+	}
+	return false, nil
+}
+
+// matchPathAs runs matchMethods on r as if its path were path.
+func (h *Handler) matchPathAs(p *Policy, r *http.Request, s *methodState, path string) (bool, error) {
+	u := r.URL
+	sent, sentRaw := u.Path, u.RawPath
+	u.Path, u.RawPath = path, ""
+	defer func() { u.Path, u.RawPath = sent, sentRaw }()
+	return h.matchMethods(p, r, s)
+}
+
+// matchMethods reports whether p's matchers match r under any reading of
+// its method.
+func (h *Handler) matchMethods(p *Policy, r *http.Request, s *methodState) (bool, error) {
 	if ok, err := p.matchers.AnyMatchWithError(r); ok || err != nil {
 		return ok, err
 	}
@@ -134,11 +157,11 @@ func (h *Handler) matchPolicy(p *Policy, r *http.Request, s *methodState) (bool,
 			return ok, err
 		}
 	}
-	if !s.form {
+	if !s.inBody {
 		return false, nil
 	}
-	// A POST form may carry _method. The body is read only when the
-	// policy would apply under a method the form could ask for.
+	// A POST's body may carry _method. The body is read only when the
+	// policy would apply under a method the body could ask for.
 	for _, m := range h.formMethods {
 		if s.tried(sent, m) {
 			continue
@@ -152,7 +175,7 @@ func (h *Handler) matchPolicy(p *Policy, r *http.Request, s *methodState) (bool,
 		}
 		if !s.bodyRead {
 			s.bodyRead = true
-			s.body, s.bodyKnown = formMethodOverrides(r, h.engine.Config().MaxBody)
+			s.body, s.bodyKnown = bodyMethodOverrides(r, h.engine.Config().MaxBody)
 		}
 		if !s.bodyKnown {
 			return true, nil // cannot tell: apply the policy
@@ -177,71 +200,82 @@ func matchAs(sets caddyhttp.MatcherSets, r *http.Request, method string) (bool, 
 	return sets.AnyMatchWithError(r)
 }
 
-// isFormBody reports whether a Content-Type is a form's, without
-// allocating.
-func isFormBody(h http.Header) bool {
+// bodyMayOverride reports whether a POST's body may carry _method as an
+// app reads it, without allocating: a form (Symfony, Laravel, Rails), a
+// Content-Type holding "json" (Laravel reads a JSON body as its input),
+// no Content-Type (Rack reads the body as a form), or more than one.
+func bodyMayOverride(h http.Header) bool {
 	v := h["Content-Type"]
-	if len(v) == 0 {
-		return false
+	if len(v) != 1 {
+		return true
 	}
-	return hasPrefixFold(v[0], "application/x-www-form-urlencoded") || hasPrefixFold(v[0], "multipart/form-data")
+	return hasPrefixFold(v[0], "application/x-www-form-urlencoded") || hasPrefixFold(v[0], "multipart/form-data") ||
+		containsFold(v[0], "json")
 }
 
 func hasPrefixFold(s, prefix string) bool {
 	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
-// formMethodOverrides reads the _method fields of a POST's form body, as
-// Rails, Laravel and Symfony would, and puts the body back as it was for
-// the engine and the upstream. known is false when the body cannot be
-// told: larger than limit, content-encoded, unreadable, or a malformed
-// multipart body.
-func formMethodOverrides(r *http.Request, limit int64) (methods []string, known bool) {
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
+}
+
+// bodyMethodOverrides reads the _method values of a POST's body as the
+// apps behind stepup would (fields.Reader.BodyValues: an urlencoded,
+// multipart or JSON body, or an untyped one as Rack reads it), and puts
+// the body back as it was for the engine and the upstream. known is
+// false when the body cannot be told: larger than limit,
+// content-encoded, unreadable, or one that parsers could read
+// differently (fields.ErrAmbiguous).
+func bodyMethodOverrides(r *http.Request, limit int64) (methods []string, known bool) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, true
 	}
 	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
 		return nil, false
 	}
+	buf, ok := peekBody(r, limit)
+	if !ok {
+		return nil, false
+	}
+	values, err := fields.NewReader(r, buf).BodyValues(stepup.MethodParam)
+	if err != nil {
+		return nil, false
+	}
+	for _, v := range values {
+		v = strings.ToUpper(strings.TrimSpace(v))
+		if v != "" && !contains(methods, v) {
+			methods = append(methods, v)
+		}
+	}
+	return methods, true
+}
+
+// peekBody reads r's body, up to limit bytes, and leaves r.Body reading
+// the same bytes from the start: ok is false when the body is larger or
+// could not be read. A body of known length is read by fields.ReadBody,
+// so that the engine reads it again without a copy; one of unknown
+// length is read here, and put back whole when it is too large.
+func peekBody(r *http.Request, limit int64) (body []byte, ok bool) {
 	if r.ContentLength > limit {
 		return nil, false
+	}
+	if r.ContentLength >= 0 {
+		b, err := fields.ReadBody(r, limit)
+		return b, err == nil
 	}
 	buf, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	r.Body = readCloser{io.MultiReader(bytes.NewReader(buf), r.Body), r.Body}
 	if err != nil || int64(len(buf)) > limit {
 		return nil, false
 	}
-	add := func(v string) {
-		v = strings.ToUpper(strings.TrimSpace(v))
-		if v != "" && !contains(methods, v) {
-			methods = append(methods, v)
-		}
-	}
-	mediaType, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if err != nil {
-		return nil, false
-	}
-	if mediaType == "application/x-www-form-urlencoded" {
-		stepup.QueryMethodOverrides(string(buf), add)
-		return methods, true
-	}
-	mr := multipart.NewReader(bytes.NewReader(buf), params["boundary"])
-	for {
-		part, err := mr.NextPart()
-		if err == io.EOF {
-			return methods, true
-		}
-		if err != nil {
-			return nil, false
-		}
-		if stepup.IsMethodParam(part.FormName()) {
-			v, err := io.ReadAll(io.LimitReader(part, 64))
-			if err != nil {
-				return nil, false
-			}
-			add(string(v))
-		}
-	}
+	return buf, true
 }
 
 type readCloser struct {
@@ -288,10 +322,11 @@ func appendMethods(out []string, methods []string) []string {
 }
 
 // warnExactPaths warns about path patterns of an enforcing policy that
-// match one exact path: apps commonly route "/checkout/",
-// "/checkout;jsessionid=1" (servlet path parameters) and "/checkout.json"
-// (format suffixes) to the same handler as "/checkout", and those reach
-// the app unchallenged.
+// match one exact path: apps commonly route "/checkout/" and
+// "/checkout.json" (format suffixes) to the same handler as "/checkout",
+// and those reach the app unchallenged. (Path parameters,
+// "/checkout;jsessionid=1", are one of the path readings MatchPolicy
+// tries, and need no pattern of their own.)
 func warnExactPaths(log *zap.Logger, p *Policy) {
 	if p.policy.Mode == stepup.Monitor {
 		return
@@ -303,14 +338,14 @@ func warnExactPaths(log *zap.Logger, p *Policy) {
 					continue
 				}
 				base := strings.TrimSuffix(pattern, "/")
-				escapes := []string{base + "/", base + ";jsessionid=1", base + ".json"}
+				escapes := []string{base + "/", base + ".json"}
 				if base != pattern {
-					escapes = []string{base + "/x", base, base + ";jsessionid=1"}
+					escapes = []string{base + "/x", base, base + ".json"}
 				}
-				log.Warn("policy path pattern matches one exact path: the app may serve the same page at other paths, which reach it unchallenged; "+
-					"end the pattern with * (or list the variants)",
+				log.Warn("policy path pattern matches one exact path: the app may serve the same page at other paths "+
+					"(a trailing slash, a format suffix), which reach it unchallenged; end the pattern with * (or list the variants)",
 					zap.String("policy", p.Name), zap.String("pattern", pattern), zap.Strings("escapes", escapes),
-					zap.String("fix", base+"*"), zap.Strings("or", []string{base, base + "/*", base + ".*", base + ";*"}))
+					zap.String("fix", base+"*"), zap.Strings("or", []string{base, base + "/*", base + ".*"}))
 			}
 		}
 	}

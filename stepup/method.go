@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/caddy-stepup/caddy-stepup/stepup/fields"
 )
 
 // MethodOverrideHeaders are the headers apps take a method override
@@ -15,7 +17,8 @@ var MethodOverrideHeaders = [...]string{"X-Http-Method-Override", "X-Http-Method
 
 // MethodParam is the query or form field Symfony, Laravel and Rails take
 // a method override from ("_method=DELETE"). Symfony and Laravel read
-// it from the query as well as from a form body; Rails from the body.
+// it from the query as well as from a form body (Laravel from a JSON
+// body too); Rails from the body.
 const MethodParam = "_method"
 
 // ErrAmbiguousMethod is returned, wrapped, for a request whose method
@@ -37,7 +40,7 @@ type Methods struct {
 	// Overrides are the methods the override headers and the _method
 	// query parameter ask for, upper-cased, each once, in the order
 	// found; nil when there are none. More than one is ambiguous.
-	// Overrides in a form body are not read here (see MethodParam):
+	// Overrides in the body are not read here (see MethodParam):
 	// a transaction's code binds the body bytes, and so those.
 	Overrides []string
 }
@@ -117,10 +120,10 @@ func AsGET(method string) string {
 }
 
 // QueryMethodOverrides calls add with each value of a _method field of
-// an application/x-www-form-urlencoded text (a query, or a form body),
-// read as PHP reads it: "&" or ";" between fields, " " and "." in a name
-// taken as "_" ("_method", ".method" and "%5Fmethod" are all _method),
-// and "_method[...]" counted too. A text that cannot hold such a field
+// an application/x-www-form-urlencoded text (a query), read as PHP reads
+// it: "&" or ";" between fields, and names as IsMethodParam reads them
+// ("_method", ".method", "%5Fmethod" and "_method%00x" are all _method,
+// and "_method[...]" counts too). A text that cannot hold such a field
 // is passed over without allocating.
 func QueryMethodOverrides(text string, add func(string)) {
 	if !strings.Contains(text, "method") && !strings.Contains(text, "%") {
@@ -152,22 +155,8 @@ func QueryMethodOverrides(text string, add func(string)) {
 }
 
 // IsMethodParam reports whether a form field name, decoded, is _method
-// as PHP reads names (leading spaces dropped, " " and "." as "_", an
-// array "_method[...]").
+// as PHP files names (fields.PHPName: cut at NUL, leading spaces
+// dropped, " " and "." as "_", an array "_method[...]").
 func IsMethodParam(name string) bool {
-	name = strings.TrimLeft(name, " ")
-	if len(name) < len(MethodParam) {
-		return false
-	}
-	for i := 0; i < len(MethodParam); i++ {
-		c := name[i]
-		if c == ' ' || c == '.' {
-			c = '_'
-		}
-		if c != MethodParam[i] {
-			return false
-		}
-	}
-	rest := name[len(MethodParam):]
-	return rest == "" || rest[0] == '['
+	return fields.PHPName(name) == MethodParam
 }

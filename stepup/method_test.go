@@ -67,14 +67,15 @@ func TestIsMethodParam(t *testing.T) {
 	for name, want := range map[string]bool{
 		"_method": true, ".method": true, " method": false, "  _method": true, " .method": true, "_method[]": true, "_method[x]": true,
 		"_METHOD": false, "method": false, "_methods": false, "x_method": false, "": false,
+		"_method\x00": true, "_method\x00x": true, "_method\x01": false, "_method[": false, "[_method]": false,
 	} {
 		if got := IsMethodParam(name); got != want {
 			t.Errorf("IsMethodParam(%q) = %v", name, got)
 		}
 	}
 	var got []string
-	QueryMethodOverrides("a=1&_method=put&b=%ZZ&%5fmethod=DELETE;.method=patch", func(v string) { got = append(got, v) })
-	if strings.Join(got, ",") != "put,DELETE,patch" {
+	QueryMethodOverrides("a=1&_method=put&b=%ZZ&%5fmethod=DELETE;.method=patch&_method%00x=get&_method%01=head", func(v string) { got = append(got, v) })
+	if strings.Join(got, ",") != "put,DELETE,patch,get" {
 		t.Errorf("QueryMethodOverrides = %v", got)
 	}
 }

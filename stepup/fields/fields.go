@@ -83,6 +83,10 @@
 // and [Template.Render] caps each value and the whole description: see
 // [Clean] for exactly what passes.
 //
+// [Reader.BodyValues] reads one top-level field (a method override) the
+// way the apps behind stepup read the body, for policy matching, under
+// the same refusals.
+//
 // The package does not import package stepup; stepup and its identity
 // sources import it.
 package fields

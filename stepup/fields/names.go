@@ -30,17 +30,10 @@ func readName(name string) paths {
 	var p paths
 	p[plainReading] = []string{fold(name)}
 
-	// PHP, Rack and Rails: NUL ends the name; PHP drops leading spaces.
-	n, _, _ := strings.Cut(name, "\x00")
-	n = strings.TrimLeft(n, " ")
+	// PHP, Rack and Rails: see PHPName.
+	n := phpTrim(name)
 	base, segs, matched := splitBrackets(n)
-	if !matched {
-		// PHP turns an unmatched '[' into '_'.
-		base = strings.Replace(n, "[", "_", 1)
-	}
-	// PHP turns '.' and ' ' in the base name into '_'.
-	php := strings.NewReplacer(".", "_", " ", "_").Replace(base)
-	p[bracketReading] = append([]string{fold(php)}, segs...)
+	p[bracketReading] = append([]string{fold(phpMangle(base, matched))}, segs...)
 
 	// Spring and qs with dots: "a.b" is b inside a.
 	if !matched {
@@ -54,17 +47,67 @@ func readName(name string) paths {
 	return p
 }
 
+// PHPName returns the name PHP files a request field under: its key in
+// $_GET or $_POST. PHP (and so Symfony and Laravel; Rack and Rails
+// alike) ends the name at a NUL, drops leading spaces, reads "a[b][]" as
+// b and the next index inside a (key "a"), and turns ' ' and '.' in the
+// key into '_', and '[' too when no ']' closes it ("a[b" is "a_b").
+// "_method\x00x", " .method" and "_method[x]" are all filed under
+// "_method". An empty result is a name PHP drops. It allocates only for
+// a name it changes.
+func PHPName(name string) string {
+	n := phpTrim(name)
+	base, matched := phpBase(n)
+	return phpMangle(base, matched)
+}
+
+// phpTrim cuts a name at its first NUL and drops its leading spaces.
+func phpTrim(name string) string {
+	if i := strings.IndexByte(name, 0); i >= 0 {
+		name = name[:i]
+	}
+	return strings.TrimLeft(name, " ")
+}
+
+// phpBase returns the part of a trimmed name before its first '[', when
+// a later ']' closes it (matched), and otherwise the whole name.
+func phpBase(n string) (base string, matched bool) {
+	i := strings.IndexByte(n, '[')
+	if i < 0 || strings.IndexByte(n[i:], ']') < 0 {
+		return n, false
+	}
+	return n[:i], true
+}
+
+// phpMangle turns the characters PHP does not keep in a key into '_':
+// ' ' and '.', and, in a name without a matched '[', '[' too.
+func phpMangle(base string, matched bool) string {
+	bad := " ."
+	if !matched {
+		bad = " .["
+	}
+	if !strings.ContainsAny(base, bad) {
+		return base
+	}
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '.' || r == '[' {
+			return '_'
+		}
+		return r
+	}, base)
+}
+
 // splitBrackets splits "a[b][]" into "a" and the folded segments "b" and
 // wildcard. matched is false when the name has no '[' closed by a later
 // ']'. As in PHP, reading stops at the first character after a ']' that
-// is not '['; a quoted segment ("['b']", Spring) is read without its
-// quotes.
+// is not '[', and a segment of one space ("[ ]") is an empty one; a
+// quoted segment ("['b']", Spring) is read without its quotes.
 func splitBrackets(n string) (base string, segs []string, matched bool) {
-	i := strings.IndexByte(n, '[')
-	if i < 0 || strings.IndexByte(n[i:], ']') < 0 {
+	base, matched = phpBase(n)
+	if !matched {
 		return n, nil, false
 	}
-	base, rest := n[:i], n[i:]
+	rest := n[len(base):]
 	for len(rest) > 0 && rest[0] == '[' {
 		j := strings.IndexByte(rest, ']')
 		if j < 0 {
@@ -74,7 +117,7 @@ func splitBrackets(n string) (base string, segs []string, matched bool) {
 		if len(seg) >= 2 && (seg[0] == '\'' || seg[0] == '"') && seg[len(seg)-1] == seg[0] {
 			seg = seg[1 : len(seg)-1] // Spring: map['key'] is map[key]
 		}
-		if seg == "" {
+		if seg == "" || len(seg) == 1 && isCSpace(seg[0]) {
 			segs = append(segs, wildcard)
 		} else {
 			segs = append(segs, canonicalIndex(fold(seg)))
@@ -82,6 +125,11 @@ func splitBrackets(n string) (base string, segs []string, matched bool) {
 		rest = rest[j+1:]
 	}
 	return base, segs, true
+}
+
+// isCSpace reports whether C's isspace holds for c.
+func isCSpace(c byte) bool {
+	return c == ' ' || '\t' <= c && c <= '\r'
 }
 
 // canonicalIndex drops the leading zeros of a decimal index, so that

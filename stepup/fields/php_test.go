@@ -155,11 +155,6 @@ func phpMultipart(ctype string, body []byte) (parts []phpPart, ok bool) {
 	}
 }
 
-// isCSpace is C's isspace.
-func isCSpace(c byte) bool {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r'
-}
-
 // phpGetword is rfc1867.c's php_ap_getword: the text up to stop, not
 // counting a stop inside double or single quotes, and the text after the
 // stops that follow.

@@ -1,0 +1,173 @@
+package caddymodule
+
+import (
+	"strings"
+	"testing"
+)
+
+// profileHandler has the policy an outside test bypassed with method
+// readings PHP makes and Go does not.
+func profileHandler(t *testing.T) *Handler {
+	return provisioned(t, `{"secret":"0123456789abcdef0123456789abcdef",`+
+		`"identity":{"source":"header","user":"U","phone":"P"},"senders":[{"sender":"log"}],"max_body":1024,"policies":[`+
+		`{"name":"profile","match":[{"method":["PUT","DELETE"],"path":["/profile*"]}]}]}`)
+}
+
+// raw multipart bodies, boundary XX, as 03_method_override.sh sends them.
+const (
+	mpType = "multipart/form-data; boundary=XX"
+	mpEnd  = "--XX--\r\n"
+)
+
+func mpPart(disposition, value string) string {
+	return "--XX\r\nContent-Disposition: " + disposition + "\r\n\r\n" + value + "\r\n"
+}
+
+// The _method readings of PHP (Symfony, Laravel) that Go's parsers do not
+// make: a name cut at NUL, a JSON body, and multipart bodies whose parts
+// PHP reads otherwise. A body stepup cannot read the way every app does
+// is taken to ask for the method.
+func TestMatchPolicyPHPMethodReadings(t *testing.T) {
+	h := profileHandler(t)
+	plainMP, plainMPType := multipartBody(map[string]string{"payment_method": "DELETE", "x_method": "DELETE"})
+	for _, tc := range []matchCase{
+		// Readings the app makes: the policy applies.
+		{name: "query _method cut at NUL", method: "POST", target: "/profile?_method%00=DELETE", want: "profile"},
+		{name: "query _method cut at NUL, more after", method: "POST", target: "/profile?a=1&_method%00x=delete", want: "profile"},
+		{name: "form _method cut at NUL", method: "POST", target: "/profile", body: "_method%00x=DELETE", want: "profile", keepsBody: true},
+		{name: "json _method", method: "POST", target: "/profile", body: `{"_method":"DELETE"}`, ctype: "application/json", want: "profile", keepsBody: true},
+		{name: "json _method lower-case", method: "POST", target: "/profile", body: `{"name":"x","_method":"delete"}`, ctype: "application/json; charset=utf-8", want: "profile", keepsBody: true},
+		{name: "json _method, +json type", method: "POST", target: "/profile", body: `{"_method":"PUT"}`, ctype: "application/vnd.api+json", want: "profile", keepsBody: true},
+		{name: "json _method, text/json (Laravel's /json)", method: "POST", target: "/profile", body: `{"_method":"DELETE"}`, ctype: "text/json", want: "profile", keepsBody: true},
+		{name: "multipart attachment disposition", method: "POST", target: "/profile", body: mpPart(`attachment; name="_method"`, "DELETE") + mpEnd, ctype: mpType, want: "profile", keepsBody: true},
+		{name: "multipart name parameter twice", method: "POST", target: "/profile", body: mpPart(`form-data; name="x"; name="_method"`, "DELETE") + mpEnd, ctype: mpType, want: "profile", keepsBody: true},
+		{name: "multipart parameter without =", method: "POST", target: "/profile", body: mpPart(`form-data; x; name="_method"`, "DELETE") + mpEnd, ctype: mpType, want: "profile", keepsBody: true},
+		{name: "multipart single-quoted name", method: "POST", target: "/profile", body: mpPart(`form-data; name='_method'`, "DELETE") + mpEnd, ctype: mpType, want: "profile", keepsBody: true},
+		{name: "multipart part after the closing delimiter", method: "POST", target: "/profile", body: mpPart(`form-data; name="x"`, "1") + mpEnd + mpPart(`form-data; name="_method"`, "DELETE") + mpEnd, ctype: mpType, want: "profile", keepsBody: true},
+		{name: "multipart delimiter after a bare LF", method: "POST", target: "/profile", body: mpPart(`form-data; name="x"`, "1\n"+strings.TrimSuffix(mpPart(`form-data; name="_method"`, "DELETE"), "\r\n")) + mpEnd, ctype: mpType, want: "profile", keepsBody: true},
+		{name: "multipart ; in a quoted filename", method: "POST", target: "/profile", body: mpPart(`form-data; name="f"; filename="a; name=_method "`, "DELETE") + mpEnd, ctype: mpType, want: "profile", keepsBody: true},
+		{name: "multipart boundary PHP takes elsewhere", method: "POST", target: "/profile", body: mpPart(`form-data; name="x"`, "1") + mpEnd, ctype: `multipart/form-data; x="boundary=YY"; boundary=XX`, want: "profile", keepsBody: true},
+		{name: "json malformed", method: "POST", target: "/profile", body: `{"_method":"DELETE"`, ctype: "application/json", want: "profile", keepsBody: true},
+		{name: "json key twice", method: "POST", target: "/profile", body: `{"_method":"GET","_method":"DELETE"}`, ctype: "application/json", want: "profile", keepsBody: true},
+		{name: "json too large to tell", method: "POST", target: "/profile", body: `{"x":"` + strings.Repeat("x", 2000) + `"}`, ctype: "application/json", want: "profile", keepsBody: true},
+		{name: "post without a type (Rack reads a form)", method: "POST", target: "/profile", body: "_method=DELETE", untyped: true, want: "profile", keepsBody: true},
+
+		// Not readings of DELETE or PUT: the policy does not apply.
+		{name: "json _method GET", method: "POST", target: "/profile", body: `{"_method":"GET"}`, ctype: "application/json", want: "", keepsBody: true},
+		{name: "json without _method", method: "POST", target: "/profile", body: `{"name":"x","payment_method":"DELETE"}`, ctype: "application/json", want: "", keepsBody: true},
+		{name: "json _method not a string", method: "POST", target: "/profile", body: `{"_method":["DELETE"],"a":{"_method":"DELETE"}}`, ctype: "application/json", want: "", keepsBody: true},
+		{name: "json _METHOD", method: "POST", target: "/profile", body: `{"_METHOD":"DELETE"}`, ctype: "application/json", want: "", keepsBody: true},
+		{name: "json _method elsewhere", method: "POST", target: "/catalog", body: `{"_method":"DELETE"}`, ctype: "application/json", want: "", keepsBody: true},
+		{name: "query name not cut", method: "POST", target: "/profile?_method%01=DELETE&x_method=DELETE", want: ""},
+		{name: "form names not _method", method: "POST", target: "/profile", body: "x_method=DELETE&_method%01=DELETE&_methods=PUT&%5B_method%5D=PUT", want: "", keepsBody: true},
+		{name: "multipart without _method", method: "POST", target: "/profile", body: plainMP, ctype: plainMPType, want: "", keepsBody: true},
+		{name: "text/plain body", method: "POST", target: "/profile", body: "_method=DELETE", ctype: "text/plain", want: "", keepsBody: true},
+		{name: "post without a type, no _method", method: "POST", target: "/profile", body: "reason=moving", untyped: true, want: "", keepsBody: true},
+
+		// Readings that disagree.
+		{name: "query cut at NUL and header disagree", method: "POST", target: "/profile?_method%00=PUT", headers: map[string][]string{"X-Http-Method-Override": {"DELETE"}}, want: "400"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })
+	}
+}
+
+// pathHandler has policies on paths, as 09_path_params.sh bypassed them,
+// and other matchers that look at the path.
+func pathHandler(t *testing.T) *Handler {
+	return provisioned(t, `{"secret":"0123456789abcdef0123456789abcdef",`+
+		`"identity":{"source":"header","user":"U","phone":"P"},"senders":[{"sender":"log"}],"policies":[`+
+		`{"name":"account","match":[{"path":["/account*"]}]},`+
+		`{"name":"settings","match":[{"path":["/settings"]}]},`+
+		`{"name":"admin-delete","match":[{"method":["DELETE"],"path":["/admin/*"]}]},`+
+		`{"name":"billing","match":[{"path_regexp":{"pattern":"^/billing(/|$)"}}]},`+
+		`{"name":"reports","match":[{"expression":"path('/reports/*') && method('GET')"}]}]}`)
+}
+
+// A policy applies if its matchers match under any reading of the path an
+// app may make: path parameters stripped from every segment (Tomcat,
+// Jetty), backslashes as slashes, one more round of percent-decoding,
+// and dot segments resolved after each.
+func TestMatchPolicyPathReadings(t *testing.T) {
+	h := pathHandler(t)
+	for _, tc := range []matchCase{
+		// As 09_path_params.sh sent them.
+		{name: "path parameter in the first segment", target: "/;jsessionid=x/account", want: "account"},
+		{name: "dot segment with a parameter", target: "/x/..;/account", want: "account"},
+		{name: "double-encoded dot", target: "/%252e/account", want: "account"},
+		{name: "encoded backslash", target: "/%5caccount", want: "account"},
+
+		{name: "encoded backslash, upper case", target: "/%5Caccount/x", want: "account"},
+		{name: "backslash dot segments", target: "/x%5c..%5caccount", want: "account"},
+		{name: "escaped parameter", target: "/x/..%3b/account", want: "account"},
+		{name: "parameters in every segment", target: "/a;b/c;d/..;e/..;f/account;g", want: "account"},
+		{name: "double-encoded dot segment", target: "/x/%252e%252e/account", want: "account"},
+		{name: "double-encoded dots, upper case", target: "/x/%252E%252E/Account", want: "account"},
+		{name: "double-encoded slash", target: "/x%252f..%252faccount", want: "account"},
+		{name: "backslash and parameter", target: "/x%5c..;/account", want: "account"},
+		{name: "double-encoded dots and parameter", target: "/x/%252e%252e;y/account", want: "account"},
+		{name: "double-encoded backslash", target: "/x/..%255caccount", want: "account"},
+		{name: "exact path with a parameter", target: "/settings;jsessionid=1", want: "settings"},
+		{name: "exact path, parameter elsewhere", target: "/x/..;/settings", want: "settings"},
+		{name: "path_regexp with a parameter", target: "/billing;x", want: "billing"},
+		{name: "path_regexp behind a dot segment", target: "/;x/..;/billing/y", want: "billing"},
+		{name: "expression with a parameter", target: "/reports;x/2024", want: "reports"},
+		{name: "expression behind an encoded backslash", target: "/x%5c..%5creports/2024", want: "reports"},
+		{name: "method and path readings together", method: "POST", target: "/x/..;/admin/users?_method=DELETE", want: "admin-delete"},
+
+		// Readings that reach no policy.
+		{name: "parameter elsewhere", target: "/x;y/catalog", want: ""},
+		{name: "backslash elsewhere", target: "/%5ccatalog", want: ""},
+		{name: "double-encoded elsewhere", target: "/%252e/catalog", want: ""},
+		{name: "dot segment out of a protected path", target: "/catalog;/../x", want: ""},
+		{name: "decoded once more only", target: "/%2525/account", want: ""},
+		{name: "not an escape after decoding", target: "/a%25zz/account", want: ""},
+		{name: "exact path, longer", target: "/settings;x/y", want: ""},
+		{name: "path_regexp, longer name", target: "/billing-report;x", want: ""},
+		{name: "expression, another method", method: "POST", target: "/reports;x/2024", want: ""},
+		{name: "method reading missing", method: "POST", target: "/x/..;/admin/users", want: ""},
+	} {
+		if tc.method == "" {
+			tc.method = "GET"
+		}
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })
+	}
+}
+
+// A policy that excludes paths (not path) applies under a reading that
+// leaves the excluded path.
+func TestMatchPolicyPathReadingsNot(t *testing.T) {
+	h := provisioned(t, `{"secret":"0123456789abcdef0123456789abcdef",`+
+		`"identity":{"source":"header","user":"U","phone":"P"},"senders":[{"sender":"log"}],"policies":[`+
+		`{"name":"private","match":[{"not":[{"path":["/public*"]}]}]}]}`)
+	for _, tc := range []matchCase{
+		{name: "out of the public path", method: "GET", target: "/public/..;/admin", want: "private"},
+		{name: "double-encoded out of it", method: "GET", target: "/public/%252e%252e/admin", want: "private"},
+		{name: "inside it", method: "GET", target: "/public/x;y/z", want: ""},
+		{name: "plain public path", method: "GET", target: "/public/app.css", want: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })
+	}
+}
+
+// The other readings of a path, in the order they are tried.
+func TestPathStateReadings(t *testing.T) {
+	for path, want := range map[string][]string{
+		"/account":               nil,
+		"/caf\u00e9/a.b-c":       nil,
+		"*":                      nil,
+		"/;jsessionid=x/account": {"//account"},
+		"/x/..;/account":         {"/account"},
+		"/%2e/account":           {"/account"},
+		`/\account`:              {"//account"},
+		`/x\..;/account`:         {"/x/..;/account", `/x\../account`, "/account"},
+		"/x/%2e%2e;y/account":    {"/x/..;y/account", "/x/%2e%2e/account", "/account"},
+		"/a%zz/%41":              {"/a%zz/A"},
+		"/account;a/b;c":         {"/account/b"},
+	} {
+		var ps pathState
+		ps.init(path)
+		if got := ps.readings[:ps.n]; strings.Join(got, "|") != strings.Join(want, "|") {
+			t.Errorf("readings of %q = %q, want %q", path, got, want)
+		}
+	}
+}
