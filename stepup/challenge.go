@@ -128,7 +128,7 @@ func (e *Engine) resumeOrLimit(a *attempt) (c *store.Challenge, done bool, err e
 		return nil, true, e.storeError(w, r, "pending", err)
 	}
 	if failures.N >= e.cfg.MaxFailures {
-		e.renderLocked(w, r, failures.TTL)
+		e.renderLocked(w, r, !a.api, failures.TTL)
 		return nil, true, nil
 	}
 	if c, err = e.resume(r, a.p, pendingID, a.userKey, a.sessionKey); err != nil {
