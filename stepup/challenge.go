@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
-	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
@@ -26,13 +25,8 @@ import (
 // attempt is one protected request on its way to a challenge: what the
 // steps learn, in one place.
 type attempt struct {
-	w   http.ResponseWriter
-	r   *http.Request
-	p   *Policy
-	id  identity.Identity
-	api bool
-
-	session, userKey, sessionKey string
+	*visit
+	userKey, sessionKey string
 	// body is the request's body when it is preserved (preserve) or
 	// bound (tx).
 	body        []byte
@@ -47,8 +41,8 @@ type attempt struct {
 
 // challenge starts (or resumes) a challenge for p. Browsers are sent to
 // the code page; API clients get 401 with the challenge in JSON.
-func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id identity.Identity, session string, api bool) error {
-	a := &attempt{w: w, r: r, p: p, id: id, api: api, session: session}
+func (e *Engine) challenge(v *visit) error {
+	a := &attempt{visit: v}
 	if !e.read(a) {
 		return nil
 	}
