@@ -417,7 +417,7 @@ func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (
 	// are sent after the answer (deliver), so both answer alike.
 	var lim *limited
 	var phone sender.Phone
-	if c.Phone != "" {
+	if !c.Decoy() {
 		var perr error
 		if phone, perr = sender.ParsePhone(c.Phone, ""); perr != nil {
 			return vanished, 0, nil
@@ -435,7 +435,7 @@ func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (
 		e.emit(r, &Event{Kind: EventRateLimited, Policy: c.Policy, Limit: lim.name, Duration: lim.retry, Outcome: "resend"})
 		return tooEarly, lim.retry, nil
 	}
-	send := c.Phone != ""
+	send := !c.Decoy()
 	if send && c.Hidden {
 		// The per-country budget still guards against pumping, silently.
 		if lim, err := e.allowCountry(r.Context(), phone); err != nil {
