@@ -17,7 +17,7 @@ const (
 	receiptToken = "msg91-0123456789abcdefXYZ"
 	receiptURL   = "https://shop.example/.stepup/receipts/msg91"
 	withToken    = receiptURL + "?" + httpsend.TokenParam + "=" + receiptToken
-	reqID    = "3763646c3058373530393832"
+	reqID        = "3763646c3058373530393832"
 )
 
 // Delivery reports as MSG91's help page documents them ("How to use
