@@ -195,6 +195,9 @@ type providerModule interface {
 	sender.Channeler
 	sender.Regional
 	sender.Timeouter
+	sender.IDSender
+	sender.Receipter
+	sender.TemplateBound
 }
 
 // Interface guards
@@ -204,6 +207,8 @@ var (
 	_ sender.Sender         = (*WebhookSender)(nil)
 	_ sender.Regional       = (*WebhookSender)(nil)
 	_ sender.Timeouter      = (*WebhookSender)(nil)
+	_ sender.IDSender       = (*WebhookSender)(nil)
+	_ sender.Receipter      = (*WebhookSender)(nil)
 
 	_ caddy.Provisioner     = (*LogSender)(nil)
 	_ caddyfile.Unmarshaler = (*LogSender)(nil)

@@ -60,7 +60,8 @@ func (m *LogSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		timeout               <duration>
 //	}
 //
-// Give auth_token, or api_key and api_secret; from, or
+// Give auth_token, or api_key and api_secret (and auth_token too for
+// status callbacks, which Twilio signs with it); from, or
 // messaging_service_sid.
 func (m *TwilioSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return parseSender(d, "twilio", &m.Config, nil)
@@ -69,16 +70,21 @@ func (m *TwilioSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // UnmarshalCaddyfile sets up the sender from Caddyfile tokens. Syntax:
 //
 //	sender vonage {
-//		api_key    <key>
-//		api_secret <secret>
-//		from       <number|sender id>
-//		entity_id  <DLT entity id>
-//		content_id <DLT template id>
-//		endpoint   <url>
-//		name       <name>
-//		countries  <regions...>
-//		timeout    <duration>
+//		api_key          <key>
+//		api_secret       <secret>
+//		signature_secret <secret>
+//		signature_method md5hash|md5|sha1|sha256|sha512
+//		receipt_token    <token>
+//		from             <number|sender id>
+//		entity_id        <DLT entity id>
+//		content_id       <DLT template id>
+//		endpoint         <url>
+//		name             <name>
+//		countries        <regions...>
+//		timeout          <duration>
 //	}
+//
+// Give api_secret, or signature_secret to sign every request.
 func (m *VonageSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return parseSender(d, "vonage", &m.Config, nil)
 }
@@ -86,14 +92,15 @@ func (m *VonageSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // UnmarshalCaddyfile sets up the sender from Caddyfile tokens. Syntax:
 //
 //	sender msg91 {
-//		auth_key    <key>
-//		template_id <id>
-//		code_var    <variable>
-//		ttl_var     <variable>
-//		endpoint    <url>
-//		name        <name>
-//		countries   <regions...>
-//		timeout     <duration>
+//		auth_key      <key>
+//		template_id   <id>
+//		code_var      <variable>
+//		ttl_var       <variable>
+//		receipt_token <token>
+//		endpoint      <url>
+//		name          <name>
+//		countries     <regions...>
+//		timeout       <duration>
 //	}
 func (m *MSG91Sender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return parseSender(d, "msg91", &m.Config, nil)
@@ -130,7 +137,9 @@ func (m *SNSSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //		access_token    <token>
 //		template        <name>
 //		language        <code>
-//		version         <v21.0>
+//		version         <v26.0>
+//		app_secret      <secret>
+//		verify_token    <token>
 //		endpoint        <url>
 //		name            <name>
 //		countries       <regions...>
@@ -143,16 +152,17 @@ func (m *WhatsAppSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // UnmarshalCaddyfile sets up the sender from Caddyfile tokens. Syntax:
 //
 //	sender email {
-//		host     <smtp host>
-//		port     <port>
-//		tls      starttls|implicit|none
-//		username <user>
-//		password <password>
-//		auth     plain|login
-//		from     <address>
-//		subject  <text>
-//		name     <name>
-//		timeout  <duration>
+//		host        <smtp host>
+//		port        <port>
+//		tls         starttls|implicit|none
+//		username    <user>
+//		password    <password>
+//		auth        plain|login|xoauth2
+//		oauth_token <{file.PATH}|{env.NAME}>
+//		from        <address>
+//		subject     <text>
+//		name        <name>
+//		timeout     <duration>
 //	}
 func (m *EmailSender) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return parseSender(d, "email", &m.Config, nil)

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"reflect"
 	"strconv"
 	"strings"
@@ -20,7 +21,8 @@ import (
 // through parseSender.
 
 // delivery is the sender a module built in Provision; Name and Send go
-// to it.
+// to it, and what it has of sender.IDSender, sender.Receipter and
+// sender.TemplateBound.
 type delivery struct {
 	s sender.Sender
 }
@@ -30,6 +32,23 @@ func (d *delivery) Name() string { return d.s.Name() }
 
 // Send implements sender.Sender.
 func (d *delivery) Send(ctx context.Context, msg *sender.Message) error { return d.s.Send(ctx, msg) }
+
+// SendWithID implements sender.IDSender: the provider's message id, or
+// "" when the sender has none.
+func (d *delivery) SendWithID(ctx context.Context, msg *sender.Message) (string, error) {
+	return sender.SendWithID(ctx, d.s, msg)
+}
+
+// Receipts implements sender.Receipter.
+func (d *delivery) Receipts() bool { return receipts(d.s) }
+
+// ParseReceipt implements sender.Receipter.
+func (d *delivery) ParseReceipt(r *http.Request, publicURL string) ([]sender.Receipt, error) {
+	return parseReceipt(d.s, r, publicURL)
+}
+
+// TemplateBound implements sender.TemplateBound.
+func (d *delivery) TemplateBound() bool { return templateBound(d.s) }
 
 // channelDelivery is the delivery of a provider that serves one
 // channel. It does not embed delivery: its methods would then sit as
@@ -47,8 +66,47 @@ func (d *channelDelivery) Send(ctx context.Context, msg *sender.Message) error {
 	return d.s.Send(ctx, msg)
 }
 
+// SendWithID implements sender.IDSender: the provider's message id, or
+// "" when the sender has none.
+func (d *channelDelivery) SendWithID(ctx context.Context, msg *sender.Message) (string, error) {
+	return sender.SendWithID(ctx, d.s, msg)
+}
+
+// Receipts implements sender.Receipter.
+func (d *channelDelivery) Receipts() bool { return receipts(d.s) }
+
+// ParseReceipt implements sender.Receipter.
+func (d *channelDelivery) ParseReceipt(r *http.Request, publicURL string) ([]sender.Receipt, error) {
+	return parseReceipt(d.s, r, publicURL)
+}
+
+// TemplateBound implements sender.TemplateBound.
+func (d *channelDelivery) TemplateBound() bool { return templateBound(d.s) }
+
 // Channel implements sender.Channeler.
 func (d *channelDelivery) Channel() sender.Channel { return d.s.(sender.Channeler).Channel() }
+
+// receipts reports whether s takes receipts as configured.
+func receipts(s sender.Sender) bool {
+	r, ok := s.(sender.Receipter)
+	return ok && r.Receipts()
+}
+
+// parseReceipt hands a receipt request to s, or refuses it when s takes
+// no receipts at all.
+func parseReceipt(s sender.Sender, r *http.Request, publicURL string) ([]sender.Receipt, error) {
+	rc, ok := s.(sender.Receipter)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", sender.ErrReceiptsOff, s.Name())
+	}
+	return rc.ParseReceipt(r, publicURL)
+}
+
+// templateBound reports whether s sends only registered templates.
+func templateBound(s sender.Sender) bool {
+	t, ok := s.(sender.TemplateBound)
+	return ok && t.TemplateBound()
+}
 
 // validator is a provider's Config.
 type validator interface {

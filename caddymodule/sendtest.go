@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 )
 
 // sendTestCommand is "caddy stepup send-test".
@@ -35,7 +37,11 @@ each sender, printing what each one answered.
 
 No challenge is created and no code is usable: the message says it is a
 test, and providers whose template needs a code variable (WhatsApp, MSG91)
-get the fixed value 000000.
+get the fixed value 000000. Senders bound to India's DLT templates
+(vonage with entity_id, sns with entity_id and template_id) get the
+handler's configured code message with 000000 as the code instead, since
+Indian operators drop a text that matches no registered template; their
+line says so.
 
 --to is a phone number in international form (+919876543210), or an e-mail
 address for the email senders. --sender limits the test to the senders with
@@ -95,12 +101,37 @@ type sendTestOptions struct {
 // template needs a code.
 const testCode = "000000"
 
-// stepupHandler is what send-test reads of a handler's JSON.
+// stepupHandler is what send-test reads of a handler's JSON: its
+// senders, and what renders its code message.
 type stepupHandler struct {
 	SendersRaw    []json.RawMessage `json:"senders,omitempty" caddy:"namespace=http.stepup.senders inline_key=sender"`
 	SendTimeout   caddy.Duration    `json:"send_timeout,omitempty"`
 	DefaultRegion string            `json:"default_region,omitempty"`
+	Message       string            `json:"message,omitempty"`
+	SiteName      string            `json:"site_name,omitempty"`
+	Domain        string            `json:"domain,omitempty"`
+	CodeTTL       caddy.Duration    `json:"code_ttl,omitempty"`
+	Page          *page.Config      `json:"page,omitempty"`
 }
+
+// codeMessage renders the handler's code message as a customer gets it
+// (the page's locale, else English), with testCode as the code: the text
+// a DLT-bound sender must send to match its registered template.
+func (hc *stepupHandler) codeMessage() (string, error) {
+	var pc page.Config
+	if hc.Page != nil {
+		pc.Title, pc.Locale = hc.Page.Title, hc.Page.Locale
+	}
+	p, err := page.New(pc, page.Options{SiteName: hc.SiteName, CodeLength: len(testCode), Message: hc.Message,
+		CodeTTL: cmp.Or(time.Duration(hc.CodeTTL), stepup.DefaultCodeTTL), Domain: hc.Domain})
+	if err != nil {
+		return "", fmt.Errorf("rendering the code message: %v", err)
+	}
+	return p.Message(&http.Request{Header: http.Header{"Accept-Language": {"en"}}}, testCode, ""), nil
+}
+
+// dltNote is added to the line of a DLT-bound sender.
+const dltNote = "; sent the configured code message with code " + testCode + ", as DLT-bound senders must"
 
 // foundHandler is a stepup handler and where it sits in the config.
 type foundHandler struct {
@@ -223,7 +254,7 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 		fmt.Fprintf(w, "stepup handler at %s, test message to %s:\n", h.path, sender.MaskDestination(msg.To))
 
 		if opts.Chain {
-			failed += chainTest(ctx, w, selected, msg, timeout)
+			failed += chainTest(ctx, w, selected, msg, timeout, &hc)
 			continue
 		}
 		for _, ls := range selected {
@@ -238,6 +269,16 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 			}
 			m := *msg
 			m.Text = testText(ls.name)
+			note := ""
+			if bound, ok := ls.s.(sender.TemplateBound); ok && bound.TemplateBound() {
+				text, err := hc.codeMessage()
+				if err != nil {
+					fmt.Fprintf(w, "  %s\terror: %v\n", ls.name, err)
+					failed++
+					continue
+				}
+				m.Text, note = text, dltNote
+			}
 			budget := timeout
 			if t, ok := ls.s.(sender.Timeouter); ok && t.Timeout() > 0 {
 				budget = t.Timeout()
@@ -252,7 +293,7 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 				failed++
 				continue
 			}
-			fmt.Fprintf(w, "  %s\tok (%s)\n", ls.name, took)
+			fmt.Fprintf(w, "  %s\tok (%s%s)\n", ls.name, took, note)
 		}
 	}
 	if matched == 0 {
@@ -265,9 +306,14 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 }
 
 // chainTest sends one message through the failover chain of the
-// provisioned senders, and prints who delivered it or why none did.
-func chainTest(ctx context.Context, w io.Writer, selected []loadedSender, msg *sender.Message, timeout time.Duration) (failed int) {
+// provisioned senders, and prints who delivered it or why none did. When
+// a sender of the chain is DLT-bound, the message is the handler's code
+// message, which every sender can carry.
+func chainTest(ctx context.Context, w io.Writer, selected []loadedSender, msg *sender.Message, timeout time.Duration, hc *stepupHandler) (failed int) {
 	var ss []sender.Sender
+	m := *msg
+	m.Text = testText("the failover chain")
+	note := ""
 	for _, ls := range selected {
 		if ls.err != nil {
 			fmt.Fprintf(w, "  %s\terror: %v (left out of the chain)\n", ls.name, ls.err)
@@ -275,9 +321,15 @@ func chainTest(ctx context.Context, w io.Writer, selected []loadedSender, msg *s
 			continue
 		}
 		ss = append(ss, ls.s)
+		if bound, ok := ls.s.(sender.TemplateBound); ok && bound.TemplateBound() && note == "" {
+			text, err := hc.codeMessage()
+			if err != nil {
+				fmt.Fprintf(w, "  chain\terror: %v\n", err)
+				return failed + 1
+			}
+			m.Text, note = text, dltNote
+		}
 	}
-	m := *msg
-	m.Text = testText("the failover chain")
 	start := time.Now()
 	by, err := sender.NewChain(ss, sender.ChainOptions{Timeout: timeout}).Send(ctx, &m)
 	took := time.Since(start).Round(time.Millisecond)
@@ -288,7 +340,7 @@ func chainTest(ctx context.Context, w io.Writer, selected []loadedSender, msg *s
 		}
 		return failed + 1
 	}
-	fmt.Fprintf(w, "  chain\tok: delivered by %s (%s)\n", by, took)
+	fmt.Fprintf(w, "  chain\tok: delivered by %s (%s%s)\n", by, took, note)
 	return failed
 }
 
