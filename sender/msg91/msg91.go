@@ -207,10 +207,11 @@ func parseResponse(name string, resp *httpsend.Response) httpsend.Outcome {
 	var a answer
 	jsonErr := json.Unmarshal(resp.Body, &a)
 	se := &sender.Error{Sender: name, Status: resp.Status}
-	switch {
-	case httpsend.Retryable(resp.Status):
+	if o, ok := resp.Failure(se, httpsend.Retryable); ok {
 		se.Msg = httpsend.WithText("MSG91 did not take the message", a.Message)
-		return resp.Retry(se)
+		return o
+	}
+	switch {
 	case resp.Status >= 200 && resp.Status <= 299 && a.Type == "success":
 		return httpsend.Accepted(requestID(a.Message))
 	case a.Type == "error":

@@ -206,6 +206,10 @@ type accepted struct {
 	SID string `json:"sid"`
 }
 
+// notTaken is what Twilio documents as never processed: 429 alone. A 5xx
+// or a 408 may have been sent and billed (httpsend.Response.Failure).
+var notTaken = httpsend.Throttled
+
 // Twilio error codes with a meaning for failover.
 const (
 	codeTooManyRequests = 20429
@@ -246,14 +250,19 @@ func parseResponse(name string, resp *httpsend.Response) httpsend.Outcome {
 	if e.Code != 0 {
 		se.Code = strconv.Itoa(e.Code)
 	}
-	switch {
-	case httpsend.Throttled(resp.Status) || e.Code == codeTooManyRequests:
+	if e.Code == codeTooManyRequests {
 		se.Msg = httpsend.WithText("Twilio is throttling", e.Message)
 		return resp.Retry(se)
-	case resp.Status >= 500 || resp.Status == http.StatusRequestTimeout:
-		// Maybe sent, and billed: not again through Twilio.
-		se.Msg = httpsend.WithText("Twilio failed; the message may have been sent", e.Message)
-		return httpsend.Ambiguous(se)
+	}
+	if o, ok := resp.Failure(se, notTaken); ok {
+		se.Msg = httpsend.WithText("Twilio is throttling", e.Message)
+		if !o.Retry {
+			// Maybe sent, and billed: not again through Twilio.
+			se.Msg = httpsend.WithText("Twilio failed; the message may have been sent", e.Message)
+		}
+		return o
+	}
+	switch {
 	case resp.Status >= 300 && resp.Status <= 399:
 		se.Msg = "Twilio answered with a redirect, which is not followed"
 	case e.Code == codeRegion:

@@ -295,11 +295,11 @@ var statusText = map[string]string{
 // parseResponse turns Vonage's answer into an outcome.
 func parseResponse(name string, resp *httpsend.Response) httpsend.Outcome {
 	se := &sender.Error{Sender: name, Status: resp.Status}
-	switch {
-	case httpsend.Retryable(resp.Status):
+	if o, ok := resp.Failure(se, httpsend.Retryable); ok {
 		se.Msg = "Vonage did not take the message"
-		return resp.Retry(se)
-	case resp.Status < 200 || resp.Status > 299:
+		return o
+	}
+	if resp.Status < 200 || resp.Status > 299 {
 		se.Msg = "Vonage refused the request"
 		se.Config = resp.Status == http.StatusUnauthorized
 		return httpsend.Failed(se, false)

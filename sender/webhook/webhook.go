@@ -236,13 +236,14 @@ func parseResponse(name string, resp *httpsend.Response) httpsend.Outcome {
 	switch s := resp.Status; {
 	case s >= 200 && s <= 299:
 		return httpsend.Outcome{}
-	case httpsend.Retryable(s):
-		se.Msg = "receiver did not take the message"
-		return resp.Retry(se)
 	case s >= 300 && s <= 399:
 		se.Msg = "receiver answered with a redirect, which is not followed"
-	default:
-		se.Msg = "receiver refused the message"
+		return httpsend.Failed(se, false)
 	}
+	if o, ok := resp.Failure(se, httpsend.Retryable); ok {
+		se.Msg = "receiver did not take the message"
+		return o
+	}
+	se.Msg = "receiver refused the message"
 	return httpsend.Failed(se, false)
 }

@@ -327,10 +327,17 @@ func parseResponse(name string, resp *httpsend.Response) httpsend.Outcome {
 		text += " (" + e.ErrorData.Details + ")"
 	}
 	graph := e.Code != 0 || e.Type != ""
-	switch {
-	case retryCodes[e.Code], !graph && httpsend.Retryable(resp.Status):
+	if retryCodes[e.Code] {
 		se.Msg = httpsend.WithText("WhatsApp did not take the message", text)
 		return resp.Retry(se)
+	}
+	if !graph {
+		if o, ok := resp.Failure(se, httpsend.Retryable); ok {
+			se.Msg = httpsend.WithText("WhatsApp did not take the message", text)
+			return o
+		}
+	}
+	switch {
 	case e.Code == codePairLimit:
 		// Meta allows about one message every few seconds to one user:
 		// retrying within this send would hit it again. Another sender

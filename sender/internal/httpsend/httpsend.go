@@ -17,13 +17,14 @@
 //   - the answer says that the message was not taken: an HTTP status
 //     the provider documents so, or its own throttling code.
 //
-// Which HTTP statuses say "not taken" is each provider's word, and is
-// decided here, in one place: Retryable (408, 429 and 5xx) for the
-// webhook, whose receivers drop a repeated webhook-id, and for Vonage,
-// MSG91 and the Graph API, whose errors are in their answers' bodies;
-// Throttled (429 alone) for Twilio, which documents only 429 (20429) as
-// never processed: after a 5xx the message may have been sent and
-// billed, and is not sent again through the same sender (Ambiguous).
+// Which HTTP statuses say "not taken" is each provider's word, which
+// its parser gives Response.Failure, where the policy is applied in one
+// place: Retryable (408, 429 and 5xx) for the webhook, whose receivers
+// drop a repeated webhook-id, and for Vonage, MSG91 and the Graph API,
+// whose errors are in their answers' bodies; Throttled (429 alone) for
+// Twilio, which documents only 429 (20429) as never processed. Another
+// 408 or 5xx is Ambiguous: the message may have been sent and billed,
+// and is not sent again through the same sender.
 //
 // After a timeout, a reset or a dropped connection, the request may have
 // reached the receiver, which may deliver it: the attempt is not
@@ -148,6 +149,22 @@ func Throttled(status int) bool { return status == http.StatusTooManyRequests }
 func Ambiguous(se *sender.Error) Outcome {
 	se.Temporary = true
 	return Outcome{Err: se}
+}
+
+// Failure returns the Outcome of a failed answer as its HTTP status
+// alone tells it, by the provider's notTaken (Retryable or Throttled):
+// retried, no sooner than Retry-After, when notTaken says the message was
+// not taken; else, for a 408 or a 5xx, Ambiguous. ok is false for the
+// other statuses, which the provider's parser reads itself. se is marked
+// temporary when ok.
+func (r *Response) Failure(se *sender.Error, notTaken func(status int) bool) (o Outcome, ok bool) {
+	switch {
+	case notTaken(r.Status):
+		return r.Retry(se), true
+	case r.Status == http.StatusRequestTimeout || r.Status >= 500:
+		return Ambiguous(se), true
+	}
+	return Outcome{}, false
 }
 
 // Retry returns an Outcome that retries se, marked temporary, no sooner
