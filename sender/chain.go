@@ -88,6 +88,15 @@ type ChainOptions struct {
 // live as long as the Chain: a new Chain (a config reload) starts with
 // every circuit closed.
 //
+// Each failure is logged ("sender failed") with its kind (Error.Kind);
+// a configuration error (Error.Config: an operator must act) at error
+// level, the others as warnings.
+//
+// Receipts: with ChainOptions.ReceiptURL, each sender that takes
+// delivery receipts (Receipter) is given its own receipt URL with the
+// message, and Deliver reports the provider's message id (IDSender) that
+// the receipts will name.
+//
 // A sender that panics counts as failed: the panic is recovered and
 // logged, and the next sender is tried.
 //
@@ -497,16 +506,15 @@ func scrub(name string, err error, msg *Message) error {
 	text := err.Error()
 	for _, secret := range secretsOf(msg) {
 		if strings.Contains(text, secret) {
-			var status int
-			if se, ok := errors.AsType[*Error](err); ok {
-				status = se.Status
-			}
-			return &Error{
+			out := &Error{
 				Sender:    name,
-				Status:    status,
 				Temporary: IsTemporary(err),
 				Msg:       "failed (error withheld: its text contained the code or the destination)",
 			}
+			if se, ok := errors.AsType[*Error](err); ok {
+				out.Status, out.Recipient, out.Config = se.Status, se.Recipient, se.Config
+			}
+			return out
 		}
 	}
 	if _, ok := errors.AsType[*Error](err); !ok {
