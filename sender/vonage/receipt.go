@@ -146,6 +146,12 @@ func (s *Sender) ParseReceipt(r *http.Request, _ string) ([]sender.Receipt, erro
 	if !s.Receipts() {
 		return nil, fmt.Errorf("%w: vonage needs signature_secret or receipt_token", sender.ErrReceiptsOff)
 	}
+	if s.sigSecret == "" {
+		// Unsigned receipts: the URL token, before anything is read.
+		if err := httpsend.CheckToken(r, s.token); err != nil {
+			return nil, err
+		}
+	}
 	body, err := httpsend.ReadReceipt(r)
 	if err != nil {
 		return nil, err
@@ -158,8 +164,6 @@ func (s *Sender) ParseReceipt(r *http.Request, _ string) ([]sender.Receipt, erro
 		if err := VerifySignature(s.sigMethod, s.sigSecret, params, s.now()); err != nil {
 			return nil, err
 		}
-	} else if err := httpsend.CheckToken(r, s.token); err != nil {
-		return nil, err
 	}
 	if key := params["api-key"]; key != "" && key != s.key {
 		return nil, fmt.Errorf("%w: the receipt is another account's", sender.ErrReceiptForged)
