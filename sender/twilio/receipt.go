@@ -16,8 +16,8 @@ import (
 	"github.com/caddy-stepup/caddy-stepup/sender/internal/httpsend"
 )
 
-// statuses maps Twilio's MessageStatus values onto the normalized ones.
-var statuses = map[string]sender.DeliveryStatus{
+// smsStatuses maps Twilio's MessageStatus values onto the normalized ones.
+var smsStatuses = map[string]sender.DeliveryStatus{
 	"accepted":    sender.StatusQueued,
 	"scheduled":   sender.StatusQueued,
 	"queued":      sender.StatusQueued,
@@ -78,13 +78,13 @@ func (s *Sender) ParseReceipt(r *http.Request, publicURL string) ([]sender.Recei
 	if acc := form.Get("AccountSid"); acc != "" && acc != s.account {
 		return nil, fmt.Errorf("%w: the callback is another account's", sender.ErrReceiptForged)
 	}
-	id := first(form, "MessageSid", "SmsSid")
-	status := first(form, "MessageStatus", "SmsStatus")
+	id := formValue(form, "MessageSid", "SmsSid")
+	status := formValue(form, "MessageStatus", "SmsStatus")
 	if id == "" || status == "" {
 		return nil, fmt.Errorf("%w: no MessageSid or MessageStatus", sender.ErrReceiptMalformed)
 	}
 	rc := sender.Receipt{MessageID: id, ProviderStatus: status, Status: sender.StatusUnknown, Time: time.Now()}
-	if st, ok := statuses[status]; ok {
+	if st, ok := smsStatuses[status]; ok {
 		rc.Status = st
 	}
 	if code := form.Get("ErrorCode"); code != "" && code != "0" {
@@ -93,8 +93,8 @@ func (s *Sender) ParseReceipt(r *http.Request, publicURL string) ([]sender.Recei
 	return []sender.Receipt{rc}, nil
 }
 
-// first returns the value of the first of names that form has.
-func first(form url.Values, names ...string) string {
+// formValue returns the value of the first of names that form has.
+func formValue(form url.Values, names ...string) string {
 	for _, n := range names {
 		if v := form.Get(n); v != "" {
 			return v

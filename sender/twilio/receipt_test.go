@@ -41,7 +41,7 @@ const receiptURL = "https://shop.example/.stepup/receipts/twilio"
 
 // callback returns a status callback as Twilio posts it for message
 // SM...1111, with the fields Twilio documents.
-func callback(status, errorCode string) url.Values {
+func statusCallback(status, errorCode string) url.Values {
 	v := url.Values{
 		"AccountSid":          {sid},
 		"ApiVersion":          {"2010-04-01"},
@@ -61,7 +61,7 @@ func callback(status, errorCode string) url.Values {
 
 // post returns the request Twilio makes to target with form, signed
 // with key for signedURL ("" leaves it unsigned).
-func post(target string, form url.Values, key, signedURL string) *http.Request {
+func postCallback(target string, form url.Values, key, signedURL string) *http.Request {
 	r := httptest.NewRequest(http.MethodPost, target, strings.NewReader(form.Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
 	r.Header.Set("I-Twilio-Idempotency-Token", "c9b6a3f2-0000-4000-8000-000000000001")
@@ -92,7 +92,7 @@ func TestParseReceipt(t *testing.T) {
 		if want.Failed() {
 			code = "30003"
 		}
-		r := post(receiptURL, callback(status, code), token, receiptURL)
+		r := postCallback(receiptURL, statusCallback(status, code), token, receiptURL)
 		got, err := s.ParseReceipt(r, receiptURL)
 		if err != nil || len(got) != 1 {
 			t.Fatalf("%s: ParseReceipt = %+v, %v", status, got, err)
@@ -113,7 +113,7 @@ func TestParseReceiptURL(t *testing.T) {
 	// Twilio's example request, at the path and query it names: the
 	// signature verifies, and since it is a voice webhook, not a status
 	// callback, it is then malformed.
-	r := post(exampleURL, exampleParams, exampleToken, "")
+	r := postCallback(exampleURL, exampleParams, exampleToken, "")
 	r.Header.Set("X-Twilio-Signature", exampleSig)
 	_, err := s.ParseReceipt(r, "https://mycompany.com/myapp.php")
 	if !errors.Is(err, sender.ErrReceiptMalformed) {
@@ -121,7 +121,7 @@ func TestParseReceiptURL(t *testing.T) {
 	}
 	// The same URL signed with the default port written out, as
 	// Twilio's libraries accept.
-	r = post(exampleURL, exampleParams, exampleToken, "https://mycompany.com:443/myapp.php?foo=1&bar=2")
+	r = postCallback(exampleURL, exampleParams, exampleToken, "https://mycompany.com:443/myapp.php?foo=1&bar=2")
 	if _, err := s.ParseReceipt(r, "https://mycompany.com/myapp.php"); !errors.Is(err, sender.ErrReceiptMalformed) {
 		t.Errorf("URL signed with :443: %v, want it to verify", err)
 	}
@@ -130,16 +130,16 @@ func TestParseReceiptURL(t *testing.T) {
 	// called (and signed) the public https URL.
 	s = receiptSender(t)
 	internal := "http://10.0.0.5:8080/.stepup/receipts/twilio"
-	r = post(internal, callback("delivered", ""), token, receiptURL)
+	r = postCallback(internal, statusCallback("delivered", ""), token, receiptURL)
 	if _, err := s.ParseReceipt(r, receiptURL); err != nil {
 		t.Errorf("with the public URL: %v", err)
 	}
-	r = post(internal, callback("delivered", ""), token, receiptURL)
+	r = postCallback(internal, statusCallback("delivered", ""), token, receiptURL)
 	if _, err := s.ParseReceipt(r, ""); !errors.Is(err, sender.ErrReceiptForged) {
 		t.Errorf("without the public URL, behind a proxy: %v, want forged (the URL Caddy heard is not the one Twilio signed)", err)
 	}
 	// Without a proxy the URL the request arrived at is the one.
-	r = post(internal, callback("delivered", ""), token, internal)
+	r = postCallback(internal, statusCallback("delivered", ""), token, internal)
 	if _, err := s.ParseReceipt(r, ""); err != nil {
 		t.Errorf("no proxy, no public URL: %v", err)
 	}
@@ -148,20 +148,20 @@ func TestParseReceiptURL(t *testing.T) {
 func TestParseReceiptRefused(t *testing.T) {
 	s := receiptSender(t)
 	other := "https://shop.example/.stepup/receipts/twilio-eu"
-	body := callback("failed", "30003").Encode()
+	body := statusCallback("failed", "30003").Encode()
 	tampered := httptest.NewRequest(http.MethodPost, receiptURL, strings.NewReader(body))
 	tampered.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	tampered.Header.Set("X-Twilio-Signature", base64.StdEncoding.EncodeToString(Signature(token, receiptURL, callback("delivered", ""))))
+	tampered.Header.Set("X-Twilio-Signature", base64.StdEncoding.EncodeToString(Signature(token, receiptURL, statusCallback("delivered", ""))))
 
-	otherAccount := callback("delivered", "")
+	otherAccount := statusCallback("delivered", "")
 	otherAccount.Set("AccountSid", "AC99999999999999999999999999999999")
-	noSid := callback("delivered", "")
+	noSid := statusCallback("delivered", "")
 	noSid.Del("MessageSid")
 	noSid.Del("SmsSid")
 
 	get := httptest.NewRequest(http.MethodGet, receiptURL+"?MessageSid=SM1&MessageStatus=delivered", nil)
 	get.Header.Set("X-Twilio-Signature", base64.StdEncoding.EncodeToString(Signature(token, receiptURL+"?MessageSid=SM1&MessageStatus=delivered", nil)))
-	asJSON := post(receiptURL, callback("delivered", ""), token, receiptURL)
+	asJSON := postCallback(receiptURL, statusCallback("delivered", ""), token, receiptURL)
 	asJSON.Header.Set("Content-Type", "application/json")
 
 	tests := []struct {
@@ -169,20 +169,20 @@ func TestParseReceiptRefused(t *testing.T) {
 		r    *http.Request
 		want error
 	}{
-		{"unsigned", post(receiptURL, callback("delivered", ""), "", ""), sender.ErrReceiptUnsigned},
-		{"signed with another token", post(receiptURL, callback("delivered", ""), "not-the-token", receiptURL), sender.ErrReceiptForged},
+		{"unsigned", postCallback(receiptURL, statusCallback("delivered", ""), "", ""), sender.ErrReceiptUnsigned},
+		{"signed with another token", postCallback(receiptURL, statusCallback("delivered", ""), "not-the-token", receiptURL), sender.ErrReceiptForged},
 		{"status changed after signing", tampered, sender.ErrReceiptForged},
-		{"signed for another sender's URL", post(receiptURL, callback("delivered", ""), token, other), sender.ErrReceiptForged},
+		{"signed for another sender's URL", postCallback(receiptURL, statusCallback("delivered", ""), token, other), sender.ErrReceiptForged},
 		{"signature not base64", func() *http.Request {
-			r := post(receiptURL, callback("delivered", ""), "", "")
+			r := postCallback(receiptURL, statusCallback("delivered", ""), "", "")
 			r.Header.Set("X-Twilio-Signature", "%%%")
 			return r
 		}(), sender.ErrReceiptForged},
-		{"another account", post(receiptURL, otherAccount, token, receiptURL), sender.ErrReceiptForged},
-		{"no message sid", post(receiptURL, noSid, token, receiptURL), sender.ErrReceiptMalformed},
+		{"another account", postCallback(receiptURL, otherAccount, token, receiptURL), sender.ErrReceiptForged},
+		{"no message sid", postCallback(receiptURL, noSid, token, receiptURL), sender.ErrReceiptMalformed},
 		{"GET", get, sender.ErrReceiptMalformed},
 		{"JSON", asJSON, sender.ErrReceiptMalformed},
-		{"body too large", post(receiptURL, url.Values{"x": {strings.Repeat("a", 300<<10)}}, token, receiptURL), sender.ErrReceiptMalformed},
+		{"body too large", postCallback(receiptURL, url.Values{"x": {strings.Repeat("a", 300<<10)}}, token, receiptURL), sender.ErrReceiptMalformed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -198,7 +198,7 @@ func TestParseReceiptRefused(t *testing.T) {
 
 	// Without the auth token nothing can be verified.
 	noToken := newSender(t, Config{AccountSID: sid, APIKey: "SK0123456789abcdef0123456789abcdef", APISecret: "s", From: "+15557122661"})
-	if _, err := noToken.ParseReceipt(post(receiptURL, callback("delivered", ""), token, receiptURL), receiptURL); !errors.Is(err, sender.ErrReceiptsOff) {
+	if _, err := noToken.ParseReceipt(postCallback(receiptURL, statusCallback("delivered", ""), token, receiptURL), receiptURL); !errors.Is(err, sender.ErrReceiptsOff) {
 		t.Errorf("sender without auth token: %v, want ErrReceiptsOff", err)
 	}
 }
@@ -207,9 +207,9 @@ func TestParseReceiptRefused(t *testing.T) {
 // thing again: the caller keeps one status per message.
 func TestParseReceiptReplayed(t *testing.T) {
 	s := receiptSender(t)
-	form := callback("delivered", "")
-	a, err1 := s.ParseReceipt(post(receiptURL, form, token, receiptURL), receiptURL)
-	b, err2 := s.ParseReceipt(post(receiptURL, form, token, receiptURL), receiptURL)
+	form := statusCallback("delivered", "")
+	a, err1 := s.ParseReceipt(postCallback(receiptURL, form, token, receiptURL), receiptURL)
+	b, err2 := s.ParseReceipt(postCallback(receiptURL, form, token, receiptURL), receiptURL)
 	if err1 != nil || err2 != nil || a[0].MessageID != b[0].MessageID || a[0].Status != b[0].Status {
 		t.Fatalf("replay: %v %v, %v %v", a, err1, b, err2)
 	}

@@ -53,10 +53,10 @@ const SignatureTolerance = 5 * time.Minute
 // empty value are written like the others (Vonage's PHP SDK); its Java
 // SDK leaves them out, which VerifySignature accepts too.
 func Sign(method, secret string, params map[string]string) string {
-	return sign(method, secret, params, false)
+	return signParams(method, secret, params, false)
 }
 
-func sign(method, secret string, params map[string]string, skipEmpty bool) string {
+func signParams(method, secret string, params map[string]string, skipEmpty bool) string {
 	names := make([]string, 0, len(params))
 	for k, v := range params {
 		if k == "sig" || skipEmpty && strings.TrimSpace(v) == "" {
@@ -104,7 +104,7 @@ func VerifySignature(method, secret string, params map[string]string, now time.T
 	}
 	got := []byte(strings.ToLower(sig))
 	for _, skip := range []bool{false, true} {
-		want := []byte(strings.ToLower(sign(method, secret, params, skip)))
+		want := []byte(strings.ToLower(signParams(method, secret, params, skip)))
 		if hmac.Equal(got, want) {
 			return nil
 		}
@@ -112,9 +112,9 @@ func VerifySignature(method, secret string, params map[string]string, now time.T
 	return fmt.Errorf("%w: sig", sender.ErrReceiptForged)
 }
 
-// statuses maps the status of a Vonage delivery receipt onto the
+// dlrStatuses maps the status of a Vonage delivery receipt onto the
 // normalized ones.
-var statuses = map[string]sender.DeliveryStatus{
+var dlrStatuses = map[string]sender.DeliveryStatus{
 	"accepted":  sender.StatusSent, // accepted by the carrier
 	"buffered":  sender.StatusSent, // held by the carrier for the handset
 	"delivered": sender.StatusDelivered,
@@ -174,7 +174,7 @@ func (s *Sender) ParseReceipt(r *http.Request, _ string) ([]sender.Receipt, erro
 	}
 	rc := sender.Receipt{MessageID: id, ProviderStatus: status, Status: sender.StatusUnknown,
 		Challenge: params["client-ref"], Time: receiptTime(params, s.now())}
-	if st, ok := statuses[strings.ToLower(status)]; ok {
+	if st, ok := dlrStatuses[strings.ToLower(status)]; ok {
 		rc.Status = st
 	}
 	if code := params["err-code"]; code != "" && code != "0" {

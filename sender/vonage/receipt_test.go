@@ -63,11 +63,11 @@ func TestSignVonageVectors(t *testing.T) {
 
 const sigSecret = "0123456789abcdef0123456789abcdef"
 
-var clock = time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
+var dlrClock = time.Date(2026, 12, 6, 9, 0, 0, 0, time.UTC)
 
 func signedSender(t *testing.T, method string, endpoint string) *Sender {
 	s := newSender(t, Config{Endpoint: endpoint, APIKey: "abcd1234", SignatureSecret: sigSecret, SignatureMethod: method, From: "ACME"})
-	s.now = func() time.Time { return clock }
+	s.now = func() time.Time { return dlrClock }
 	return s
 }
 
@@ -88,11 +88,11 @@ func TestSendSigned(t *testing.T) {
 		if form.Has("api_secret") {
 			t.Errorf("%s: a signed request carries api_secret", method)
 		}
-		if form.Get("timestamp") != strconv.FormatInt(clock.Unix(), 10) {
+		if form.Get("timestamp") != strconv.FormatInt(dlrClock.Unix(), 10) {
 			t.Errorf("%s: timestamp %q", method, form.Get("timestamp"))
 		}
 		// Vonage recomputes the sig over what it received.
-		if err := VerifySignature(cmpMethod(method), sigSecret, flatten(form), clock); err != nil {
+		if err := VerifySignature(cmpMethod(method), sigSecret, flatten(form), dlrClock); err != nil {
 			t.Errorf("%s: the request's sig does not verify: %v", method, err)
 		}
 		// Signed receipts need no token in the callback.
@@ -161,7 +161,7 @@ func dlr(status, errCode string, ts time.Time, method, secret string) map[string
 	return p
 }
 
-func values(p map[string]string) url.Values {
+func dlrValues(p map[string]string) url.Values {
 	v := url.Values{}
 	for k, x := range p {
 		v.Set(k, x)
@@ -173,11 +173,11 @@ const receiptURL = "https://shop.example/.stepup/receipts/vonage"
 
 // The three ways Vonage delivers a receipt, as the account is set.
 func asGET(p map[string]string, query string) *http.Request {
-	return httptest.NewRequest(http.MethodGet, receiptURL+"?"+values(p).Encode()+query, nil)
+	return httptest.NewRequest(http.MethodGet, receiptURL+"?"+dlrValues(p).Encode()+query, nil)
 }
 
 func asForm(p map[string]string, query string) *http.Request {
-	r := httptest.NewRequest(http.MethodPost, receiptURL+query, strings.NewReader(values(p).Encode()))
+	r := httptest.NewRequest(http.MethodPost, receiptURL+query, strings.NewReader(dlrValues(p).Encode()))
 	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	return r
 }
@@ -193,7 +193,7 @@ func TestParseReceiptSigned(t *testing.T) {
 	for _, method := range []string{MD5Hash, HMACMD5, HMACSHA1, HMACSHA256, HMACSHA512} {
 		s := signedSender(t, method, "")
 		for how, req := range map[string]func(map[string]string, string) *http.Request{"GET": asGET, "form": asForm, "JSON": asJSON} {
-			got, err := s.ParseReceipt(req(dlr("delivered", "0", clock.Add(-time.Minute), method, sigSecret), ""), receiptURL)
+			got, err := s.ParseReceipt(req(dlr("delivered", "0", dlrClock.Add(-time.Minute), method, sigSecret), ""), receiptURL)
 			if err != nil || len(got) != 1 {
 				t.Fatalf("%s %s: ParseReceipt = %v, %v", method, how, got, err)
 			}
@@ -209,15 +209,15 @@ func TestParseReceiptSigned(t *testing.T) {
 		"accepted": sender.StatusSent, "buffered": sender.StatusSent, "expired": sender.StatusUndelivered,
 		"failed": sender.StatusFailed, "rejected": sender.StatusFailed, "unknown": sender.StatusUnknown, "new-word": sender.StatusUnknown,
 	} {
-		got, err := s.ParseReceipt(asForm(dlr(status, "6", clock, HMACSHA256, sigSecret), ""), "")
+		got, err := s.ParseReceipt(asForm(dlr(status, "6", dlrClock, HMACSHA256, sigSecret), ""), "")
 		if err != nil || got[0].Status != want || got[0].ErrorCode != "6" {
 			t.Errorf("%s: %+v, %v; want %s with err-code 6", status, got, err, want)
 		}
 	}
 	// Java SDK: empty values left out of the signed string.
-	p := dlr("delivered", "", clock, HMACSHA256, "")
-	p["timestamp"] = strconv.FormatInt(clock.Unix(), 10)
-	p["sig"] = sign(HMACSHA256, sigSecret, p, true)
+	p := dlr("delivered", "", dlrClock, HMACSHA256, "")
+	p["timestamp"] = strconv.FormatInt(dlrClock.Unix(), 10)
+	p["sig"] = signParams(HMACSHA256, sigSecret, p, true)
 	if _, err := s.ParseReceipt(asForm(p, ""), ""); err != nil {
 		t.Errorf("empty values left out of the signature: %v", err)
 	}
@@ -225,13 +225,13 @@ func TestParseReceiptSigned(t *testing.T) {
 
 func TestParseReceiptRefused(t *testing.T) {
 	s := signedSender(t, HMACSHA256, "")
-	good := func() map[string]string { return dlr("delivered", "0", clock, HMACSHA256, sigSecret) }
+	good := func() map[string]string { return dlr("delivered", "0", dlrClock, HMACSHA256, sigSecret) }
 	tampered := good()
 	tampered["status"] = "failed"
-	otherKey := dlr("delivered", "0", clock, HMACSHA256, sigSecret)
+	otherKey := dlr("delivered", "0", dlrClock, HMACSHA256, sigSecret)
 	otherKey["api-key"] = "zzzz9999"
 	otherKey["sig"] = Sign(HMACSHA256, sigSecret, otherKey)
-	unsigned := dlr("delivered", "0", clock, "", "")
+	unsigned := dlr("delivered", "0", dlrClock, "", "")
 	noID := good()
 	delete(noID, "messageId")
 	noID["sig"] = Sign(HMACSHA256, sigSecret, noID)
@@ -247,11 +247,11 @@ func TestParseReceiptRefused(t *testing.T) {
 		want error
 	}{
 		{"unsigned", asForm(unsigned, ""), sender.ErrReceiptUnsigned},
-		{"other secret", asForm(dlr("delivered", "0", clock, HMACSHA256, "another-secret-of-32-characters!"), ""), sender.ErrReceiptForged},
-		{"other method", asForm(dlr("delivered", "0", clock, MD5Hash, sigSecret), ""), sender.ErrReceiptForged},
+		{"other secret", asForm(dlr("delivered", "0", dlrClock, HMACSHA256, "another-secret-of-32-characters!"), ""), sender.ErrReceiptForged},
+		{"other method", asForm(dlr("delivered", "0", dlrClock, MD5Hash, sigSecret), ""), sender.ErrReceiptForged},
 		{"status changed after signing", asForm(tampered, ""), sender.ErrReceiptForged},
-		{"replayed after 6 minutes", asForm(dlr("delivered", "0", clock.Add(-6*time.Minute), HMACSHA256, sigSecret), ""), sender.ErrReceiptForged},
-		{"dated 6 minutes ahead", asForm(dlr("delivered", "0", clock.Add(6*time.Minute), HMACSHA256, sigSecret), ""), sender.ErrReceiptForged},
+		{"replayed after 6 minutes", asForm(dlr("delivered", "0", dlrClock.Add(-6*time.Minute), HMACSHA256, sigSecret), ""), sender.ErrReceiptForged},
+		{"dated 6 minutes ahead", asForm(dlr("delivered", "0", dlrClock.Add(6*time.Minute), HMACSHA256, sigSecret), ""), sender.ErrReceiptForged},
 		{"another account", asForm(otherKey, ""), sender.ErrReceiptForged},
 		{"no messageId", asForm(noID, ""), sender.ErrReceiptMalformed},
 		{"parameter twice", twice, sender.ErrReceiptMalformed},
@@ -284,7 +284,7 @@ func TestParseReceiptRefused(t *testing.T) {
 func TestParseReceiptToken(t *testing.T) {
 	const token = "tok_0123456789abcdefXYZ"
 	s := newSender(t, Config{APIKey: "abcd1234", APISecret: "s", From: "ACME", ReceiptToken: token})
-	p := dlr("expired", "27", clock, "", "")
+	p := dlr("expired", "27", dlrClock, "", "")
 	for name, tt := range map[string]struct {
 		r    *http.Request
 		want error
@@ -304,7 +304,7 @@ func TestParseReceiptToken(t *testing.T) {
 	}
 	// A sig does not stand in for the token on a sender without the
 	// signature secret.
-	if _, err := s.ParseReceipt(asForm(dlr("delivered", "0", clock, MD5Hash, sigSecret), ""), receiptURL); !errors.Is(err, sender.ErrReceiptUnsigned) {
+	if _, err := s.ParseReceipt(asForm(dlr("delivered", "0", dlrClock, MD5Hash, sigSecret), ""), receiptURL); !errors.Is(err, sender.ErrReceiptUnsigned) {
 		t.Errorf("signed receipt to a token sender without the token: %v", err)
 	}
 
