@@ -108,6 +108,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		send_timeout   <duration>
 //		max_body       <size>
 //		audit_stream   <key> [maxlen <n>]
+//		audit_user     hmac|plain|none
 //		assertion {
 //			[header   <name>]
 //			[ttl      <duration>]
@@ -345,6 +346,15 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				v = -1 // 0s means none, as off does
 			}
 			s.RevocationGrace = v
+		case "audit_user":
+			v, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			if _, err := stepup.ParseAuditUser(v); err != nil {
+				return wrap(d, err)
+			}
+			s.AuditUser = v
 		case "site_name":
 			v, err := singleArg(d)
 			if err != nil {

@@ -32,6 +32,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup"
@@ -192,7 +193,16 @@ type Handler struct {
 	// matchers match a request applies.
 	Policies []*Policy `json:"policies,omitempty"`
 
+	// AuditUser says how audit events name their user: hmac (default; a
+	// keyed hash of the user id under the secret, which `caddy stepup
+	// unlock|revoke` print too), plain (the user id) or none. Never the
+	// phone number.
+	AuditUser string `json:"audit_user,omitempty"`
+
 	engine   *stepup.Engine
+	// chain and senderErrs are read by the admin API's status.
+	chain      *sender.Chain
+	senderErrs *senderErrors
 	logger   *zap.Logger
 	poolKeys []string
 	// formMethods are the methods a POST form's _method field could ask
@@ -685,10 +695,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	auditUser, err := stepup.ParseAuditUser(h.AuditUser)
+	if err != nil {
+		return err
+	}
+	h.senderErrs = newSenderErrors()
+	h.chain = sender.NewChain(senders, sender.ChainOptions{Timeout: cfg.SendTimeout,
+		Logger: h.logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, h.senderErrs) }))})
 	h.engine, err = stepup.New(cfg, policies, stepup.Options{
 		Store:     st,
 		Identity:  source,
-		Sender:    sender.NewChain(senders, sender.ChainOptions{Timeout: cfg.SendTimeout, Logger: h.logger}),
+		Sender:    h.chain,
 		Logger:    h.logger,
 		ClientIP:  clientIP,
 		Observer:  obs,
@@ -703,6 +720,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	h.engine.SetAuditUser(auditUser, replacerMemo{})
 	h.warnSenders(senders)
 	if ri, ok := source.(identity.RequestIdentity); ok && ri.IdentityFromRequest() {
 		l := h.engine.Config().Limits
@@ -710,6 +728,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			zap.Int("per_ip", l.PerIP.Rate), zap.Duration("per_ip_period", l.PerIP.Period),
 			zap.Int("per_number", l.PerNumber.Rate), zap.Duration("per_number_period", l.PerNumber.Period))
 	}
+	h.warnNoEffect()
+	register(ctx, h)
 	return nil
 }
 
@@ -1057,6 +1077,7 @@ func (h *Handler) Validate() error {
 // Cleanup releases the shared store this handler acquired. It runs after
 // a failed Provision too, so it releases only what was taken.
 func (h *Handler) Cleanup() error {
+	unregister(h)
 	var errs []error
 	for _, k := range h.poolKeys {
 		if _, err := pool.Delete(k); err != nil {
