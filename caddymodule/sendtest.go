@@ -190,7 +190,7 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 		return 0, errors.New("--to is required: a phone number in international form, or an e-mail address")
 	}
 
-	cctx, cancel := caddy.NewContext(caddy.Context{Context: ctx})
+	cctx, cancel := commandContext(ctx)
 	defer cancel()
 
 	matched := 0
@@ -347,4 +347,20 @@ func testMessage(to, defaultRegion string) (*sender.Message, error) {
 // testText is the text of a test message: plainly a test, no code.
 func testText(through string) string {
 	return "caddy-stepup test message sent through " + through + ". This is not a verification code; there is nothing to enter."
+}
+
+// commandContext is a Caddy context for loading modules in a command.
+// It carries a config (empty), so that modules log through Caddy's
+// default logger: a context without one hands modules zap's development
+// logger, which prints a Go stack trace with every warning (a sender's
+// routine "sender failed").
+func commandContext(ctx context.Context) (caddy.Context, context.CancelFunc) {
+	base, err := caddy.ProvisionContext(&caddy.Config{})
+	if err != nil {
+		// Only logging could fail to open here; fall back to a bare
+		// context, which still works.
+		base = caddy.Context{}
+	}
+	base.Context = ctx
+	return caddy.NewContext(base)
 }
