@@ -199,12 +199,12 @@ type Handler struct {
 	// phone number.
 	AuditUser string `json:"audit_user,omitempty"`
 
-	engine   *stepup.Engine
+	engine *stepup.Engine
 	// chain and senderErrs are read by the admin API's status.
 	chain      *sender.Chain
 	senderErrs *senderErrors
-	logger   *zap.Logger
-	poolKeys []string
+	logger     *zap.Logger
+	poolKeys   []string
 	// formMethods are the methods a POST form's _method field could ask
 	// for that a policy's matchers might care about.
 	formMethods []string
