@@ -137,7 +137,7 @@ func TestBoundsSameForJSONAndCaddyfile(t *testing.T) {
 		{"policy twice", "\tprotect a\n\tprotect a", `"policies":[{"name":"a"},{"name":"a"}]`, `policy "a" defined twice`},
 		{"page locale", "\tpage {\n\t\tlocale xx\n\t}", `"page":{"locale":"xx"}`, `page locale "xx": not shipped`},
 		{"no identity", "stepup {\n\tsecret 0123456789abcdef0123456789abcdef\n\tsender log\n}", `"identity":null`,
-			"stepup needs an identity source (identity header|oidc|cookie {...})"},
+			"stepup needs an identity source (identity header|oidc|cookie|request {...})"},
 		{"no sender", "stepup {\n\tidentity header {\n\t\tuser U\n\t\tphone P\n\t}\n}", `"senders":null`,
 			"stepup needs at least one sender (sender webhook <url>, or sender log for development)"},
 	} {

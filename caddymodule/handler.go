@@ -18,11 +18,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -302,6 +304,20 @@ func (c *RedisConfig) Validate() error {
 	if err := checkRedisURL(c.URL); err != nil {
 		return err
 	}
+	if c.Sentinel != nil {
+		for _, a := range c.Sentinel.Addrs {
+			if err := checkRedisAddr("redis sentinel addrs", a); err != nil {
+				return err
+			}
+		}
+	}
+	if c.Cluster != nil {
+		for _, a := range c.Cluster.Addrs {
+			if err := checkRedisAddr("redis cluster addrs", a); err != nil {
+				return err
+			}
+		}
+	}
 	if err := checkKeyPrefix(c.KeyPrefix); err != nil {
 		return err
 	}
@@ -331,13 +347,37 @@ func (c *RedisConfig) Validate() error {
 	return redisDBBound.Check(c.DB)
 }
 
-// checkRedisURL checks the scheme of a URL without placeholders.
+// checkRedisURL checks the scheme and port of a URL without
+// placeholders.
 func checkRedisURL(u string) error {
-	if u == "" || strings.Contains(u, "{") || strings.HasPrefix(u, "redis://") ||
-		strings.HasPrefix(u, "rediss://") || strings.HasPrefix(u, "unix://") {
+	if u == "" || strings.Contains(u, "{") || strings.HasPrefix(u, "unix://") {
 		return nil
 	}
-	return fmt.Errorf("redis URL %q: want redis://, rediss:// or unix://", u)
+	if !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") {
+		return fmt.Errorf("redis URL %q: want redis://, rediss:// or unix://", u)
+	}
+	opts, err := redis.ParseURL(u)
+	if err != nil {
+		return fmt.Errorf("redis URL: %v", err)
+	}
+	return checkRedisAddr("redis URL", opts.Addr)
+}
+
+// checkRedisAddr checks that a host:port of option has a port Redis can
+// listen on (1 to 65535): go-redis would take 99999 and fail each
+// request at dial time.
+func checkRedisAddr(option, addr string) error {
+	if strings.Contains(addr, "{") {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s: %q is not host:port: %v", option, addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%s: port %q of %q is out of range (1 to 65535)", option, port, addr)
+	}
+	return nil
 }
 
 // checkKeyPrefix checks a key prefix ("" takes the store's default).
@@ -543,6 +583,11 @@ func parseLimit(name, v string) (store.Limit, error) {
 
 // parseCountryLimit parses one per_country entry.
 func parseCountryLimit(country, v string) (int, store.Limit, error) {
+	if _, err := strconv.Atoi(strings.TrimPrefix(country, "+")); err != nil && country != "*" {
+		if err := checkRegion("limits per_country", country, false); err != nil {
+			return 0, store.Limit{}, err
+		}
+	}
 	cc, err := stepup.ParseCountry(country)
 	if err != nil {
 		return 0, store.Limit{}, fmt.Errorf("limits per_country: %v", err)
@@ -576,7 +621,7 @@ func checkSecret(what, v string) error {
 // Errors for a missing identity source or sender, from Provision and the
 // Caddyfile parser alike.
 var (
-	errNoIdentity = errors.New("stepup needs an identity source (identity header|oidc|cookie {...})")
+	errNoIdentity = errors.New("stepup needs an identity source (identity header|oidc|cookie|request {...})")
 	errNoSender   = errors.New("stepup needs at least one sender (sender webhook <url>, or sender log for development)")
 )
 
@@ -760,7 +805,7 @@ func (h *Handler) checkOptions() error {
 			return err
 		}
 	}
-	return nil
+	return h.checkWords()
 }
 
 // engineConfig converts the options to the engine's configuration, with

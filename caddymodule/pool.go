@@ -146,6 +146,9 @@ func newRedisClient(r RedisConfig) (redis.UniversalClient, error) {
 			DialerRetries: f.DialerRetries, PoolTimeout: f.PoolTimeout, ContextTimeoutEnabled: f.ContextTimeoutEnabled,
 		}), nil
 	}
+	if err := checkRedisURL(r.URL); err != nil {
+		return nil, err
+	}
 	opts, err := redis.ParseURL(r.URL)
 	if err != nil {
 		return nil, err
