@@ -26,8 +26,11 @@ type zapRedisLogger struct{}
 // Printf implements go-redis's internal.Logging.
 func (zapRedisLogger) Printf(_ context.Context, format string, v ...any) {
 	msg := strings.TrimPrefix(fmt.Sprintf(format, v...), "redis: ")
-	caddy.Log().Named(redisLogName).Warn(msg)
+	caddyLog().Named(redisLogName).Warn(msg)
 }
+
+// caddyLog is Caddy's default logger (a variable for tests).
+var caddyLog = caddy.Log
 
 var redisLoggerOnce sync.Once
 

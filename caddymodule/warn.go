@@ -42,12 +42,13 @@ func (h *Handler) noEffects() []noEffect {
 		if mode != stepup.Monitor {
 			enforcing = true
 		}
-		for _, set := range p.MatcherSetsRaw {
+		// Provision loaded the matchers (and Caddy dropped the raw JSON).
+		for _, set := range p.matchers {
 			if len(set) == 0 {
 				out = append(out, noEffect{p.Name, fmt.Sprintf("policy %s: match {} is empty, so the policy covers every request; name the paths it protects (or leave match out to say that it covers everything)", p.Name)})
 			}
 		}
-		if len(p.MatcherSetsRaw) == 0 && catchAll == "" {
+		if len(p.matchers) == 0 && catchAll == "" {
 			catchAll = p.Name
 		}
 		if p.Describe != "" && mode != stepup.Transaction {
