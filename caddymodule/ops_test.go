@@ -396,7 +396,10 @@ func TestPreviewWritesEveryStateAndLocale(t *testing.T) {
 	if err := writePreviews(cfg, dir, "", "", &out); err != nil {
 		t.Fatal(err)
 	}
-	sub := filepath.Join(dir, "_1_.stepup_-")
+	sub := filepath.Join(dir, handlerDir(":1/.stepup:-"))
+	if filepath.Base(sub) != "1_.stepup_-" {
+		t.Fatalf("directory %s", sub)
+	}
 	for _, s := range stepup.PageSamples() {
 		for _, l := range stepup.Locales() {
 			b, err := os.ReadFile(filepath.Join(sub, s+"."+l+".html"))

@@ -111,7 +111,7 @@ func writePreviews(cfg []byte, dir, template, only string, out io.Writer) error 
 		if pc.Locale != "" {
 			locales = []string{pc.Locale}
 		}
-		sub := filepath.Join(dir, strings.Trim(unsafeFileChars.ReplaceAllString(dh.name, "_"), "_."))
+		sub := filepath.Join(dir, handlerDir(dh.name))
 		if err := os.MkdirAll(sub, 0o755); err != nil {
 			return err
 		}
@@ -144,6 +144,11 @@ func writePreviews(cfg []byte, dir, template, only string, out io.Writer) error 
 		fmt.Fprintf(out, "%s: %d pages (%d states, locales %s) in %s\n", dh.name, n, len(samples), strings.Join(locales, " "), sub)
 	}
 	return nil
+}
+
+// handlerDir is the directory name of a handler's pages.
+func handlerDir(name string) string {
+	return strings.Trim(unsafeFileChars.ReplaceAllString(name, "_"), "_.")
 }
 
 func firstNonEmpty(vs ...string) string {
