@@ -107,12 +107,13 @@ func currentHandlers() []*liveHandler {
 // "localhost/.stepup:payment-methods,checkout,admin". A second handler
 // of the same name in one config gets "#2" after it, and so on.
 func handlerName(h *Handler, listen []string) string {
-	where := h.Domain
+	repl := caddy.NewReplacer()
+	where := repl.ReplaceKnown(h.Domain, "")
 	if where == "" {
 		where = strings.Join(listen, "+")
 	}
 	if where == "" && h.Scope != "" {
-		where = "scope=" + h.Scope
+		where = "scope=" + repl.ReplaceKnown(h.Scope, "")
 	}
 	prefix := h.PathPrefix
 	if prefix == "" {

@@ -209,3 +209,68 @@ func TestDocsModuleOptionsKnown(t *testing.T) {
 	}
 	t.Logf("%d documented options of senders and identity sources checked", n)
 }
+
+// fencedAfter returns the body of the first fenced block after the line
+// marker in a doc.
+func fencedAfter(t *testing.T, doc, marker string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot, doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(b), marker+"\n```")
+	if !ok {
+		t.Fatalf("%s has no block after %q", doc, marker)
+	}
+	_, rest, _ = strings.Cut(rest, "\n")
+	body, _, ok := strings.Cut(rest, "\n```")
+	if !ok {
+		t.Fatalf("%s: unclosed block after %q", doc, marker)
+	}
+	return body + "\n"
+}
+
+// The documented systemd unit is one systemd accepts, with the built
+// binary in place of /usr/bin/caddy.
+func TestDocsSystemdUnit(t *testing.T) {
+	unit := fencedAfter(t, "docs/DEPLOY.md", "<!-- systemd unit -->")
+	if strings.Contains(unit, "--environ") {
+		t.Error("the unit runs caddy with --environ, which logs the secrets")
+	}
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Fatal("systemd-analyze (Debian's systemd package) is needed to check the unit")
+	}
+	dir := t.TempDir()
+	path := filepath.Join(dir, "caddy.service")
+	if err := os.WriteFile(path, []byte(strings.ReplaceAll(unit, "/usr/bin/caddy", caddyBin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(analyze, "verify", path).CombinedOutput()
+	if err != nil || len(bytes.TrimSpace(out)) > 0 {
+		t.Fatalf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// The container recipes build the Caddy version this module is built
+// against, on Caddy's builder image.
+func TestDocsContainerRecipe(t *testing.T) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/caddyserver/caddy/v2").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	caddyVersion := strings.TrimSpace(string(out)) // v2.11.9
+	image := strings.TrimPrefix(caddyVersion, "v")
+	recipe := fencedAfter(t, "docs/DEPLOY.md", "<!-- container recipe -->")
+	for _, want := range []string{
+		"FROM caddy:" + image + "-builder AS builder",
+		"RUN xcaddy build " + caddyVersion + " \\",
+		"--with github.com/caddy-stepup/caddy-stepup@",
+		"FROM caddy:" + image + "\n",
+		"COPY --from=builder /usr/bin/caddy /usr/bin/caddy",
+	} {
+		if !strings.Contains(recipe, want) {
+			t.Errorf("the container recipe lacks %q:\n%s", want, recipe)
+		}
+	}
+}
