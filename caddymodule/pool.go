@@ -131,6 +131,7 @@ func newRedisClient(r RedisConfig) (redis.UniversalClient, error) {
 			PoolSize: r.PoolSize, DialTimeout: dial, ReadTimeout: read, WriteTimeout: write,
 			MaxRetries: f.MaxRetries, MinRetryBackoff: f.MinRetryBackoff, MaxRetryBackoff: f.MaxRetryBackoff,
 			DialerRetries: f.DialerRetries, PoolTimeout: f.PoolTimeout, ContextTimeoutEnabled: f.ContextTimeoutEnabled,
+			PipelinePoolSize: f.PipelinePoolSize,
 		}), nil
 	case r.Sentinel != nil:
 		if r.Sentinel.Master == "" || len(r.Sentinel.Addrs) == 0 {
@@ -144,6 +145,7 @@ func newRedisClient(r RedisConfig) (redis.UniversalClient, error) {
 			PoolSize: r.PoolSize, DialTimeout: dial, ReadTimeout: read, WriteTimeout: write,
 			MaxRetries: f.MaxRetries, MinRetryBackoff: f.MinRetryBackoff, MaxRetryBackoff: f.MaxRetryBackoff,
 			DialerRetries: f.DialerRetries, PoolTimeout: f.PoolTimeout, ContextTimeoutEnabled: f.ContextTimeoutEnabled,
+			PipelinePoolSize: f.PipelinePoolSize,
 		}), nil
 	}
 	if err := checkRedisURL(r.URL); err != nil {
@@ -172,6 +174,7 @@ func newRedisClient(r RedisConfig) (redis.UniversalClient, error) {
 	f := failFast(dial)
 	opts.MaxRetries, opts.MinRetryBackoff, opts.MaxRetryBackoff = f.MaxRetries, f.MinRetryBackoff, f.MaxRetryBackoff
 	opts.DialerRetries, opts.PoolTimeout, opts.ContextTimeoutEnabled = f.DialerRetries, f.PoolTimeout, f.ContextTimeoutEnabled
+	opts.PipelinePoolSize = f.PipelinePoolSize
 	return redis.NewClient(opts), nil
 }
 
@@ -192,6 +195,11 @@ func newRedisClient(r RedisConfig) (redis.UniversalClient, error) {
 //     than it would dialing itself (go-redis's default: read_timeout + 1s).
 //   - ContextTimeoutEnabled: a request that is cancelled (its client went
 //     away) stops waiting for Redis.
+//   - PipelinePoolSize -1: pipelines share the main pool. With go-redis's
+//     dedicated pipeline pool, a pipeline under a cancellable context (every
+//     request's) dialed twice against a black hole, once in each pool:
+//     two dial timeouts per request. The store sends one pipeline per
+//     request at most, so the dedicated pool buys nothing here.
 //
 // go-redis's own breaker stays: once pool_size dials in a row have
 // failed, further commands fail at once with the last dial error while
@@ -205,6 +213,7 @@ func failFast(dial time.Duration) redis.Options {
 		DialerRetries:         1,
 		PoolTimeout:           dial,
 		ContextTimeoutEnabled: true,
+		PipelinePoolSize:      -1,
 	}
 }
 
