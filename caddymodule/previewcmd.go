@@ -159,4 +159,3 @@ func firstNonEmpty(vs ...string) string {
 	}
 	return ""
 }
-
