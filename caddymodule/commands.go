@@ -186,6 +186,7 @@ func printUserResults(out io.Writer, action string, results []userResult) {
 // directHandler is a handler of a config file, for --direct.
 type directHandler struct {
 	name string
+	path string // in the JSON config
 	h    Handler
 }
 
@@ -226,7 +227,7 @@ func configHandlers(cfg []byte, only string) ([]directHandler, error) {
 		if n := seen[name]; n > 1 {
 			name = fmt.Sprintf("%s#%d", name, n)
 		}
-		dh := directHandler{name: name, h: h}
+		dh := directHandler{name: name, path: f.path, h: h}
 		all = append(all, dh)
 		if only == "" || only == name {
 			out = append(out, dh)

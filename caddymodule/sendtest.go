@@ -192,6 +192,13 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 
 	cctx, cancel := commandContext(ctx)
 	defer cancel()
+	// Handlers are named as the admin API names them.
+	named := map[string]string{}
+	if dhs, err := configHandlers(cfg, ""); err == nil {
+		for _, dh := range dhs {
+			named[dh.path] = dh.name
+		}
+	}
 
 	matched := 0
 	var names []string
@@ -200,7 +207,7 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 	for _, h := range handlers {
 		var hc stepupHandler
 		if err := json.Unmarshal(h.raw, &hc); err != nil {
-			return failed, fmt.Errorf("handler %s: %v", h.path, err)
+			return failed, fmt.Errorf("handler %s: %v", cmp.Or(named[h.path], h.path), err)
 		}
 		msg, err := testMessage(opts.To, hc.DefaultRegion)
 		if err != nil {
@@ -220,7 +227,7 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 			continue
 		}
 		matched += len(selected)
-		fmt.Fprintf(w, "stepup handler at %s, test message to %s:\n", h.path, sender.MaskDestination(msg.To))
+		fmt.Fprintf(w, "stepup handler %s, test message to %s:\n", cmp.Or(named[h.path], h.path), sender.MaskDestination(msg.To))
 
 		if opts.Chain {
 			failed += chainTest(ctx, w, selected, msg, timeout)
