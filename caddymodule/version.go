@@ -8,6 +8,10 @@ import (
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
+// zeroPseudoVersion is the placeholder version a local build is required
+// with (./xcaddy.sh uses it).
+const zeroPseudoVersion = "v0.0.0-00010101000000-000000000000"
+
 // modulePath is this plugin's Go module.
 const modulePath = "github.com/caddy-stepup/caddy-stepup"
 
@@ -64,8 +68,13 @@ func buildVersion() VersionInfo {
 		}
 		v.Stepup = d.Version
 		if d.Replace != nil {
+			if d.Version == zeroPseudoVersion {
+				// xcaddy --with MODULE@v0.0.0-... --replace MODULE=DIR:
+				// a build from a local copy, whose version says nothing.
+				v.Stepup = "(devel)"
+			}
 			v.Stepup += " => " + d.Replace.Path
-			if d.Replace.Version != "" {
+			if d.Replace.Version != "" && d.Replace.Version != "(devel)" {
 				v.Stepup += " " + d.Replace.Version
 			}
 		}
