@@ -99,6 +99,22 @@ func TestOpsAdminAPIMemoryStore(t *testing.T) {
 		t.Error("an audit event names the user in plain (audit_user is hmac by default)")
 	}
 
+	// After a reload the admin API acts on the new config's handlers
+	// only (the old ones left the registry when they were cleaned up).
+	reloaded := strings.NewReplacer("{PORT}", fmt.Sprint(p.port), "{ADMIN}", fmt.Sprint(p.admin)).Replace(
+		prodConfig("", hook.URL, up.URL, "max_failures 2\n\t\tprotect extra {\n\t\t\tmatch {\n\t\t\t\tpath /extra*\n\t\t\t}\n\t\t}"))
+	if err := os.WriteFile(p.config, []byte(reloaded), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, code := runCaddy(t, nil, "reload", "--config", p.config, "--adapter", "caddyfile", "--address", admin); code != 0 {
+		t.Fatalf("reload (exit %d):\n%s", code, out)
+	}
+	out, code = runCaddy(t, nil, "stepup", "status", "--address", admin)
+	if code != 0 || !strings.Contains(out, name+",extra\n") || strings.Contains(out, name+"\n") ||
+		!strings.Contains(out, "pending challenges: 0, locked users: 0") {
+		t.Fatalf("status after a reload (exit %d):\n%s", code, out)
+	}
+
 	// What cannot be done exits non-zero and says why.
 	for _, tc := range []struct {
 		args []string
