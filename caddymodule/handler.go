@@ -59,6 +59,8 @@ func init() {
 //
 //	{http.stepup.policy}  name of the policy that matched the request
 //	{http.stepup.user}    the verified user, when a grant was used
+//	{http.stepup.identity_user}  the user the identity source gave, on
+//	                      protected requests (kept for their audit events)
 type Handler struct {
 	// Redis holds the shared state. Without it, an in-memory store serves
 	// this instance only.
