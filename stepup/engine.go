@@ -483,6 +483,8 @@ type Engine struct {
 	// that a flood logs one line a minute, not one per request.
 	alarms    sync.Map
 	assertion *Assertion
+	// audit says how events name their user (SetAuditUser).
+	audit audit
 	// fromRequest: the identity comes from the protected request itself
 	// (identity.RequestIdentity), so challenges bind to the browser session.
 	fromRequest bool
@@ -621,5 +623,6 @@ func (e *Engine) identify(r *http.Request) (identity.Identity, error) {
 	if err := id.Validate(); err != nil {
 		return identity.Identity{}, err
 	}
+	e.audit.remember(r, id.User)
 	return id, nil
 }
