@@ -20,7 +20,9 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/internal/testredis"
 	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/sender/webhook"
 	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -219,7 +221,7 @@ func TestSenderErrorsRecorded(t *testing.T) {
 	logger := zap.NewNop().WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, rec) }))
 	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(500) }))
 	defer gw.Close()
-	wh, err := sender.NewWebhook(sender.WebhookConfig{URL: gw.URL})
+	wh, err := webhook.New(webhook.Config{URL: gw.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,8 +415,8 @@ func TestPreviewWritesEveryStateAndLocale(t *testing.T) {
 	if filepath.Base(sub) != "1_.stepup_-" {
 		t.Fatalf("directory %s", sub)
 	}
-	for _, s := range stepup.PageSamples() {
-		for _, l := range stepup.Locales() {
+	for _, s := range page.Samples() {
+		for _, l := range page.Locales() {
 			b, err := os.ReadFile(filepath.Join(sub, s+"."+l+".html"))
 			if err != nil || !bytes.Contains(b, []byte("<html")) {
 				t.Errorf("%s.%s: %v", s, l, err)

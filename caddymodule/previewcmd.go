@@ -16,7 +16,7 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
-	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 )
 
 // previewCommand is "caddy stepup preview".
@@ -65,12 +65,12 @@ placeholders such as {env.X} resolve.
 // names and a function that renders one sample in one locale. (The
 // engine's preview support may move to another package: this is the one
 // place that calls it.)
-func previewPages(pc stepup.PageConfig, siteName string) (samples []string, render func(sample, locale string) (int, []byte), err error) {
-	h, err := stepup.PreviewHandler(pc, siteName)
+func previewPages(pc page.Config, siteName string) (samples []string, render func(sample, locale string) (int, []byte), err error) {
+	h, err := page.PreviewHandler(pc, siteName)
 	if err != nil {
 		return nil, nil, err
 	}
-	return stepup.PageSamples(), func(sample, locale string) (int, []byte) {
+	return page.Samples(), func(sample, locale string) (int, []byte) {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest(http.MethodGet, "/"+sample+"?lang="+locale, nil)
 		h.ServeHTTP(rec, req)
@@ -91,7 +91,7 @@ func writePreviews(cfg []byte, dir, template, only string, out io.Writer) error 
 	repl := caddy.NewReplacer()
 	for _, dh := range handlers {
 		h := dh.h
-		var pc stepup.PageConfig
+		var pc page.Config
 		if h.Page != nil {
 			pc = *h.Page
 		}
@@ -107,7 +107,7 @@ func writePreviews(cfg []byte, dir, template, only string, out io.Writer) error 
 		if err != nil {
 			return fmt.Errorf("%s: %v", dh.name, err)
 		}
-		locales := stepup.Locales()
+		locales := page.Locales()
 		if pc.Locale != "" {
 			locales = []string{pc.Locale}
 		}
