@@ -143,6 +143,7 @@ func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api boo
 		// The identity came with the original request (a sign-up or reset
 		// form), not with this one: the challenge binds to the session.
 		ident = identity.Identity{User: c.User}
+		e.audit.remember(r, c.User)
 	}
 	session := e.session(r, ident, api)
 	var k *keys
