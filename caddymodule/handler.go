@@ -60,6 +60,9 @@ func init() {
 //
 //	{http.stepup.policy}  name of the policy that matched the request
 //	{http.stepup.user}    the verified user, when a grant was used
+//	{http.stepup.reason}  why a browser was refused (locked, expired,
+//	                      rate_limited, ...), in the site's handle_errors
+//	{http.stepup.challenge_url}  the challenge page a refusal concerns
 //	{http.stepup.identity_user}  the user the identity source gave, on
 //	                      protected requests (kept for their audit events)
 type Handler struct {
@@ -764,6 +767,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 				repl.Set("http.stepup.user", user)
 			}
 		},
+		Refuse: h.refuse,
 	})
 	if err != nil {
 		return err
@@ -1138,7 +1142,56 @@ func (h *Handler) Cleanup() error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	return h.engine.Serve(w, r, h, next)
+	err := h.engine.Serve(w, r, h, next)
+	if err != nil {
+		return err
+	}
+	// A refusal the engine left to the site's handle_errors (refuse).
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if v, ok := repl.Get(refusedStatus); ok {
+			if status, ok := v.(int); ok {
+				reason, _ := repl.GetString("http.stepup.reason")
+				return caddyhttp.Error(status, fmt.Errorf("step-up refused: %s", reason))
+			}
+		}
+	}
+	return nil
+}
+
+// refusedStatus is the placeholder under which refuse leaves the status
+// of a refusal for ServeHTTP to return as an error.
+const refusedStatus = "http.stepup.refused_status"
+
+// refuse hands the engine's refusals of browsers (stepup.Options.Refuse)
+// to Caddy's error routes when the site has handle_errors: it sets the
+// placeholders {http.stepup.reason} (the page's state: locked, expired,
+// rate_limited, ...) and, on a challenge's own page,
+// {http.stepup.challenge_url}, and ServeHTTP returns the status as an
+// error, so that {http.error.status_code} and the error routes take
+// over. Without error routes the engine answers with its own page.
+func (h *Handler) refuse(_ http.ResponseWriter, r *http.Request, status int, reason string) bool {
+	srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if !ok || srv == nil || srv.Errors == nil || len(srv.Errors.Routes) == 0 {
+		return false
+	}
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return false
+	}
+	repl.Set("http.stepup.reason", reason)
+	// Every placeholder an error route may name is known, empty when it
+	// does not apply (an unknown one would be written out as it is).
+	var challengeURL string
+	if prefix := h.engine.Config().PathPrefix + "/challenge/"; strings.HasPrefix(r.URL.Path, prefix) {
+		id, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, prefix), "/")
+		challengeURL = prefix + id
+	}
+	repl.Set("http.stepup.challenge_url", challengeURL)
+	if _, ok := repl.Get("http.stepup.policy"); !ok {
+		repl.Set("http.stepup.policy", "")
+	}
+	repl.Set(refusedStatus, status)
+	return true
 }
 
 // MatchPolicy implements stepup.Matcher: the first policy whose matchers
