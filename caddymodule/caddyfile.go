@@ -126,6 +126,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			[support_url <url>]
 //			[template    <file>]
 //			[locale      <tag>]
+//			[support_text <line>|off]
+//			[home_url    <path|https URL>|off]
 //		}
 //		headers {
 //			policy      <header>
@@ -671,6 +673,10 @@ func (s *Handler) parsePage(d *caddyfile.Dispenser) error {
 			s.Page.Template = v
 		case "locale":
 			s.Page.Locale = v
+		case "home_url":
+			s.Page.HomeURL = v
+		case "support_text":
+			s.Page.SupportText = v
 		default:
 			return d.Errf("unrecognized page option '%s'", key)
 		}
