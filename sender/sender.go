@@ -6,9 +6,11 @@
 // and Standard Webhooks signatures (SignWebhook, VerifyWebhook).
 //
 // The senders live in subpackages: the generic webhook, and the
-// providers twilio, vonage, msg91, sns, whatsapp and email. Each owns its
-// configuration (a Config with its JSON form, its defaults and its
-// Validate) and builds its Sender with New.
+// providers twilio (SMS, voice calls, RCS), vonage (SMS, voice calls,
+// RCS), msg91, sns, whatsapp and email. Each owns its configuration (a
+// Config with its JSON form, its defaults and its Validate) and builds
+// its Sender with New. Voice senders read the code aloud with
+// SpokenCode.
 //
 // The package knows nothing of challenges or policies beyond the few
 // strings a Message carries; the step-up engine (package stepup) builds the
@@ -31,6 +33,9 @@ const (
 	WhatsApp Channel = "whatsapp"
 	Voice    Channel = "voice"
 	Email    Channel = "email"
+	// RCS is Rich Communication Services business messaging: a branded
+	// chat message in the phone's own messaging app.
+	RCS Channel = "rcs"
 )
 
 // Message is one code to deliver.
@@ -65,6 +70,10 @@ type Message struct {
 	// email channel deliver to To when it is an address, and to Email
 	// when To is a phone number. Phone senders ignore it.
 	Email string
+	// Locale is the customer's language as a BCP 47 tag ("hi", "pt-BR"),
+	// the one Text was written in; empty means English. Voice senders
+	// speak in it (see VoiceLocale); the others ignore it.
+	Locale string
 }
 
 // Sender delivers a message through one provider.

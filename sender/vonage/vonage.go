@@ -1,5 +1,8 @@
 // Package vonage sends codes by SMS through the Vonage (formerly Nexmo)
-// SMS API (POST /sms/json).
+// SMS API (POST /sms/json), reads them aloud in calls through the Voice
+// API (VoiceSender) and sends them as RCS messages through the Messages
+// API (RCSSender); the last two authenticate with an application's JWT
+// (Application).
 package vonage
 
 import (
