@@ -555,6 +555,7 @@ func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string
 		Policy:      c.Policy,
 		Challenge:   c.ID,
 		TTL:         e.cfg.CodeTTL,
+		Locale:      e.page.Locale(r),
 		// Email senders in the chain use it as the fallback destination.
 		Email: email,
 	}
