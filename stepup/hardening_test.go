@@ -722,3 +722,12 @@ func TestIdentityTrailersStripped(t *testing.T) {
 		t.Fatalf("%d: upstream read trailers %v", resp.StatusCode, tr)
 	}
 }
+
+// Senders learn the customer's language, for spoken codes (issue 16).
+func TestMessageCarriesLocale(t *testing.T) {
+	h := newHarness(t, store.NewMemory(time.Minute), nil)
+	h.browser("alice", "+14155550100").do("GET", "/account/payment-methods", nil, "Accept-Language", "de-DE,de;q=0.9")
+	if l := h.out.last(t).Locale; l != "de" {
+		t.Fatalf("message locale = %q, want de", l)
+	}
+}
