@@ -150,7 +150,7 @@ func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api boo
 	var sessionKey string
 	for _, kk := range e.all {
 		sk := kk.sessionKey(session)
-		userOK := hmac.Equal([]byte(c.UserKey), []byte(kk.userKey(ident.User)))
+		userOK := hmac.Equal([]byte(c.UserKey), []byte(e.challengeUserKey(kk, ident.User)))
 		sessionOK := session != "" && hmac.Equal([]byte(c.SessionKey), []byte(sk))
 		if userOK && sessionOK {
 			k, sessionKey = kk, sk

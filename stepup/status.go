@@ -18,7 +18,7 @@ import (
 func (e *Engine) UnlockUser(ctx context.Context, user string) (int, error) {
 	total := 0
 	for _, k := range e.all {
-		key := k.userKey(user)
+		key := e.challengeUserKey(k, user)
 		n, _, err := e.store.Failures(ctx, key)
 		if err != nil {
 			return total, err
