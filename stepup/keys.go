@@ -144,7 +144,7 @@ func (k *keys) short(kind string, parts ...string) string {
 	return b64.EncodeToString(k.binding.sum(s, sum[:0])[:16])
 }
 
-func (k *keys) userKey(user string) string       { return k.short("user", user) }
+func (k *keys) userKey(user string) string { return k.short("user", user) }
 
 // challengeUserKey is the key challenges, failure counts and start
 // budgets of user are kept under. Where identities come from the request
