@@ -146,7 +146,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		"identity twice":           {fmtMinimal("\tidentity header {\n\t\tuser A\n\t\tphone B\n\t}"), "identity already set"},
 		"identity header no phone": {"stepup {\n\tidentity header {\n\t\tuser U\n\t}\n\tsender log\n}", "needs both 'user' and 'phone'"},
 		"identity header unknown":  {"stepup {\n\tidentity header {\n\t\tuser U\n\t\tphone P\n\t\tcolor red\n\t}\n\tsender log\n}", "unrecognized identity header option 'color'"},
-		"unknown sender":           {fmtMinimal("\tsender pigeon"), "unknown sender 'pigeon' (known: email, log, msg91, sns, twilio, vonage, webhook, whatsapp)"},
+		"unknown sender":           {fmtMinimal("\tsender pigeon"), "unknown sender 'pigeon' (known: email, log, msg91, sns, twilio, twilio_rcs, twilio_voice, vonage, vonage_rcs, vonage_voice, webhook, whatsapp)"},
 		"webhook no url":           {fmtMinimal("\tsender webhook"), "sender webhook needs a URL"},
 		"webhook unknown option":   {fmtMinimal("\tsender webhook http://127.0.0.1/ {\n\t\tretries 3\n\t}"), "unrecognized webhook option 'retries'"},
 		"log with args":            {fmtMinimal("\tsender log loud"), "wrong argument count"},
