@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -159,10 +160,12 @@ func replacePlaceholders(kind string, cfg any) error {
 // (none allowed when inline is nil), each option of the block into the
 // field of cfg that has its JSON name (string options take one value,
 // numbers one above 0, timeout a duration, countries one or more
-// regions). An unknown option is an error. It then checks cfg with the
-// provider's Validate, the check Provision makes, so that `caddy adapt`
-// points at the sender with the words a JSON config gets.
-func parseSender(d *caddyfile.Dispenser, kind string, cfg validator, inline *string) error {
+// regions), or through the parser extra has for its name (an option
+// that is not one JSON value, such as a repeatable "voice"). An unknown
+// option is an error. It then checks cfg with the provider's Validate,
+// the check Provision makes, so that `caddy adapt` points at the sender
+// with the words a JSON config gets.
+func parseSender(d *caddyfile.Dispenser, kind string, cfg validator, inline *string, extra ...blockOption) error {
 	d.Next() // the module name
 	if inline != nil && d.NextArg() {
 		*inline = d.Val()
@@ -177,6 +180,12 @@ func parseSender(d *caddyfile.Dispenser, kind string, cfg validator, inline *str
 	})
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		key := d.Val()
+		if i := slices.IndexFunc(extra, func(o blockOption) bool { return o.name == key }); i >= 0 {
+			if err := extra[i].parse(d); err != nil {
+				return err
+			}
+			continue
+		}
 		v, ok := options[key]
 		if !ok {
 			return d.Errf("unrecognized %s option '%s'", kind, key)
@@ -186,6 +195,13 @@ func parseSender(d *caddyfile.Dispenser, kind string, cfg validator, inline *str
 		}
 	}
 	return wrap(d, cfg.Validate())
+}
+
+// blockOption is an option of a sender's block that parseSender leaves
+// to its own parser, which reads the option's values from d.
+type blockOption struct {
+	name  string
+	parse func(d *caddyfile.Dispenser) error
 }
 
 // parseOption parses the values of the option d is at into v.

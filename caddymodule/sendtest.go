@@ -221,8 +221,15 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 		return 0, errors.New("--to is required: a phone number in international form, or an e-mail address")
 	}
 
-	cctx, cancel := caddy.NewContext(caddy.Context{Context: ctx})
+	cctx, cancel := commandContext(ctx)
 	defer cancel()
+	// Handlers are named as the admin API names them.
+	named := map[string]string{}
+	if dhs, err := configHandlers(cfg, ""); err == nil {
+		for _, dh := range dhs {
+			named[dh.path] = dh.name
+		}
+	}
 
 	matched := 0
 	var names []string
@@ -231,7 +238,7 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 	for _, h := range handlers {
 		var hc stepupHandler
 		if err := json.Unmarshal(h.raw, &hc); err != nil {
-			return failed, fmt.Errorf("handler %s: %v", h.path, err)
+			return failed, fmt.Errorf("handler %s: %v", cmp.Or(named[h.path], h.path), err)
 		}
 		msg, err := testMessage(opts.To, hc.DefaultRegion)
 		if err != nil {
@@ -251,7 +258,7 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 			continue
 		}
 		matched += len(selected)
-		fmt.Fprintf(w, "stepup handler at %s, test message to %s:\n", h.path, sender.MaskDestination(msg.To))
+		fmt.Fprintf(w, "stepup handler %s, test message to %s:\n", cmp.Or(named[h.path], h.path), sender.MaskDestination(msg.To))
 
 		if opts.Chain {
 			failed += chainTest(ctx, w, selected, msg, timeout, &hc)
@@ -399,4 +406,20 @@ func testMessage(to, defaultRegion string) (*sender.Message, error) {
 // testText is the text of a test message: plainly a test, no code.
 func testText(through string) string {
 	return "caddy-stepup test message sent through " + through + ". This is not a verification code; there is nothing to enter."
+}
+
+// commandContext is a Caddy context for loading modules in a command.
+// It carries a config (empty), so that modules log through Caddy's
+// default logger: a context without one hands modules zap's development
+// logger, which prints a Go stack trace with every warning (a sender's
+// routine "sender failed").
+func commandContext(ctx context.Context) (caddy.Context, context.CancelFunc) {
+	base, err := caddy.ProvisionContext(&caddy.Config{})
+	if err != nil {
+		// Only logging could fail to open here; fall back to a bare
+		// context, which still works.
+		base = caddy.Context{}
+	}
+	base.Context = ctx
+	return caddy.NewContext(base)
 }

@@ -8,9 +8,11 @@
 // it accepted a message, on whether the message reached the handset.
 //
 // The senders live in subpackages: the generic webhook, and the
-// providers twilio, vonage, msg91, sns, whatsapp and email. Each owns its
-// configuration (a Config with its JSON form, its defaults and its
-// Validate) and builds its Sender with New.
+// providers twilio (SMS, voice calls, RCS), vonage (SMS, voice calls,
+// RCS), msg91, sns, whatsapp and email. Each owns its configuration (a
+// Config with its JSON form, its defaults and its Validate) and builds
+// its Sender with New. Voice senders read the code aloud with
+// SpokenCode.
 //
 // The package knows nothing of challenges or policies beyond the few
 // strings a Message carries; the step-up engine (package stepup) builds the
@@ -33,6 +35,9 @@ const (
 	WhatsApp Channel = "whatsapp"
 	Voice    Channel = "voice"
 	Email    Channel = "email"
+	// RCS is Rich Communication Services business messaging: a branded
+	// chat message in the phone's own messaging app.
+	RCS Channel = "rcs"
 )
 
 // Message is one code to deliver.
@@ -77,6 +82,10 @@ type Message struct {
 	// are given it; the others report to the URL configured in their
 	// console. Empty: no receipt is asked for.
 	ReceiptURL string
+	// Locale is the customer's language as a BCP 47 tag ("hi", "pt-BR"),
+	// the one Text was written in; empty means English. Voice senders
+	// speak in it (see VoiceLocale); the others ignore it.
+	Locale string
 }
 
 // Sender delivers a message through one provider.

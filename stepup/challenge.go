@@ -63,7 +63,7 @@ func (e *Engine) challenge(v *visit) error {
 // cross-site one that would be preserved).
 func (e *Engine) read(a *attempt) bool {
 	w, r, p := a.w, a.r, a.p
-	a.userKey = e.keys.userKey(a.id.User)
+	a.userKey = e.challengeUserKey(&e.keys, a.id.User)
 	// A transaction is bound to its body; a browser's non-GET request is
 	// preserved so that it can be sent once the code is verified.
 	a.preserve = !a.api && (p.Mode == Transaction || !safeMethod(r.Method))

@@ -143,13 +143,14 @@ func (e *Engine) load(w http.ResponseWriter, r *http.Request, id string, api boo
 		// The identity came with the original request (a sign-up or reset
 		// form), not with this one: the challenge binds to the session.
 		ident = identity.Identity{User: c.User}
+		e.audit.remember(r, c.User)
 	}
 	session := e.session(r, ident, api)
 	var k *keys
 	var sessionKey string
 	for _, kk := range e.all {
 		sk := kk.sessionKey(session)
-		userOK := hmac.Equal([]byte(c.UserKey), []byte(kk.userKey(ident.User)))
+		userOK := hmac.Equal([]byte(c.UserKey), []byte(e.challengeUserKey(kk, ident.User)))
 		sessionOK := session != "" && hmac.Equal([]byte(c.SessionKey), []byte(sk))
 		if userOK && sessionOK {
 			k, sessionKey = kk, sk

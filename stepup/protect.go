@@ -232,17 +232,20 @@ func (e *Engine) protect(w http.ResponseWriter, r *http.Request, p *Policy, gran
 	}
 	v := &visit{w: w, r: r, p: p, next: next, id: id, api: !wantsHTML(r)}
 	v.session = e.session(r, id, v.api)
+	if !v.api && !grant.fromHeader {
+		// A browser's grants are its per-policy cookies; a Stepup-Grant
+		// cookie on a navigation is someone else's doing (a sibling
+		// subdomain can set one) and must not stand in its way.
+		grant = apiGrant{}
+	}
 	switch {
 	case grant.ambiguous:
 		return e.refuseGrant(w, r, p, "ambiguous")
 	case grant.fromHeader && !e.cfg.GrantHeader:
 		// The token is in the access log now: it must open nothing any
-		// more. Revoking the user's grants kills it whatever its kind
-		// (only this user can do that, with their own identity).
-		if len(grant.token) == grantTokenLen {
-			if err := e.RevokeUser(r.Context(), id.User); err != nil {
-				return e.storeError(w, r, "revoke", err)
-			}
+		// more.
+		if err := e.burnLogged(v, grant.token); err != nil {
+			return e.storeError(w, r, "revoke", err)
 		}
 		e.emit(r, &Event{Kind: EventGrantRefused, Policy: p.Name, Mode: p.Mode.String(), Outcome: "header_disabled"})
 		w.Header().Set("WWW-Authenticate", `StepUp error="invalid_request"`)
@@ -258,6 +261,39 @@ func (e *Engine) protect(w http.ResponseWriter, r *http.Request, p *Policy, gran
 		}
 	}
 	return e.challenge(v)
+}
+
+// burnLogged makes a grant that arrived where logs record it (a refused
+// Stepup-Grant header) worthless: a session grant of this user is revoked
+// with every grant of theirs issued until now, a transaction grant is
+// used up. Only a grant that verifies for this very user and session
+// revokes anything, so nobody can revoke another's grants (least of all
+// where anyone can name any user: identity request, which has no
+// session grants to leak).
+func (e *Engine) burnLogged(v *visit, tok string) error {
+	if len(tok) != grantTokenLen || e.fromRequest {
+		return nil
+	}
+	if v.p.Mode == Transaction {
+		// Bound to a body this request need not carry: burn it by its
+		// id (a stranger who knows an id learns nothing by it and can
+		// only spend a grant they hold).
+		if id, ok := grantID(tok); ok {
+			if err := e.store.UseGrant(v.r.Context(), id, time.Time{}); err != nil &&
+				!errors.Is(err, store.ErrGrantUsed) && !errors.Is(err, store.ErrGrantUnknown) {
+				return err
+			}
+		}
+		return nil
+	}
+	b, err := e.binding(v.r, v.p, v.id.User, v.session, "")
+	if err != nil {
+		return err
+	}
+	if g, ok := e.verifyGrant(tok, b); ok && g.Kind == SessionGrant {
+		return e.RevokeUser(v.r.Context(), v.id.User)
+	}
+	return nil
 }
 
 // sessionGrant lets v through on its session grant cookie, if it has a
@@ -555,6 +591,7 @@ func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string
 		Policy:      c.Policy,
 		Challenge:   c.ID,
 		TTL:         e.cfg.CodeTTL,
+		Locale:      e.page.Locale(r),
 		// Email senders in the chain use it as the fallback destination.
 		Email: email,
 	}

@@ -38,6 +38,9 @@ func (e *Engine) renderStatus(w http.ResponseWriter, r *http.Request, status int
 // respond is renderStatus for a request already known to be a browser's
 // (html) or an API client's.
 func (e *Engine) respond(w http.ResponseWriter, r *http.Request, html bool, status int, st page.State, d *page.Data) {
+	if html && status >= 400 && e.refusals != nil && e.refusals(w, r, status, string(st)) {
+		return
+	}
 	if err := e.page.Status(w, r, html, status, st, d); err != nil {
 		e.log.Error("rendering page: " + err.Error())
 	}

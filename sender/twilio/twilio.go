@@ -1,6 +1,8 @@
 // Package twilio sends codes by SMS through Twilio Programmable Messaging
-// (POST /2010-04-01/Accounts/{AccountSid}/Messages.json), and takes
-// Twilio's status callbacks as delivery receipts.
+// (POST /2010-04-01/Accounts/{AccountSid}/Messages.json), as RCS
+// messages through a Messaging Service with an RCS sender (RCSSender),
+// and reads them aloud in calls through Programmable Voice
+// (VoiceSender); it takes Twilio's status callbacks as delivery receipts.
 package twilio
 
 import (

@@ -1,6 +1,9 @@
 // Package vonage sends codes by SMS through the Vonage (formerly Nexmo)
 // SMS API (POST /sms/json), signed when the account has a signature
-// secret, and takes Vonage's delivery receipts.
+// secret, reads them aloud in calls through the Voice API (VoiceSender)
+// and sends them as RCS messages through the Messages API (RCSSender);
+// the last two authenticate with an application's JWT (Application). It
+// takes Vonage's delivery receipts.
 package vonage
 
 import (
