@@ -105,7 +105,7 @@ func TestRCSErrors(t *testing.T) {
 		wantText      string
 	}{
 		{"throttled then accepted", []http.HandlerFunc{pt.JSON(429, throttled), pt.JSON(201, rcsAccepted)}, 2, true, false, false, "", ""},
-		{"5xx then accepted", []http.HandlerFunc{pt.JSON(500, internal), pt.JSON(201, rcsAccepted)}, 2, true, false, false, "", ""},
+		{"5xx not sent again", []http.HandlerFunc{pt.JSON(500, internal), pt.JSON(201, rcsAccepted)}, 1, false, true, false, "20500", "may have been sent"},
 		{"throttled throughout", []http.HandlerFunc{pt.JSON(429, throttled)}, 3, false, true, false, "20429", "gave up after 3 attempts"},
 		{"invalid number", []http.HandlerFunc{pt.JSON(400, invalidTo)}, 1, false, false, true, "21211", "not a valid phone number"},
 		{"no RCS sender in the service", []http.HandlerFunc{pt.JSON(400, rcsNoSender)}, 1, false, false, false, "21667", "requires the Messaging Service to have an RCS Sender"},

@@ -259,7 +259,7 @@ func TestVoiceErrors(t *testing.T) {
 		wantText      string
 	}{
 		{"throttled then placed", []http.HandlerFunc{pt.JSON(429, throttled), pt.JSON(201, callQueued)}, 2, true, false, false, 0, "", ""},
-		{"5xx then placed", []http.HandlerFunc{pt.JSON(503, internal), pt.JSON(201, callQueued)}, 2, true, false, false, 0, "", ""},
+		{"5xx: no second call", []http.HandlerFunc{pt.JSON(503, internal), pt.JSON(201, callQueued)}, 1, false, true, false, 503, "20500", "may have been sent"},
 		{"throttled throughout", []http.HandlerFunc{pt.JSON(429, throttled)}, 3, false, true, false, 429, "20429", "gave up after 3 attempts"},
 		{"invalid number", []http.HandlerFunc{pt.JSON(400, invalidTo)}, 1, false, false, true, 400, "21211", "Twilio refused the call"},
 		{"geographic permissions", []http.HandlerFunc{pt.JSON(400, callGeoRefused)}, 1, false, false, true, 400, "21215", "Account not authorized to call ***"},
