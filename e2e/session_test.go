@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -255,11 +256,15 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, port := range []string{"{$STEPUP_DEMO_PORT:8080}", "{$STEPUP_DEMO_APP_PORT:8081}"} {
+		if !strings.Contains(string(src), port) {
+			t.Fatalf("Caddyfile.example no longer takes its ports from %s: update this test", port)
+		}
+	}
 	app := freePort(t)
 	cfg := strings.NewReplacer(
-		"http://localhost:8080", "http://localhost:{PORT}",
-		"127.0.0.1:8081", fmt.Sprintf("127.0.0.1:%d", app),
-		"http://:8081", fmt.Sprintf("http://:%d", app),
+		"{$STEPUP_DEMO_PORT:8080}", "{PORT}",
+		"{$STEPUP_DEMO_APP_PORT:8081}", strconv.Itoa(app),
 		"auto_https off", "auto_https off\n\tadmin 127.0.0.1:{ADMIN}",
 	).Replace(string(src))
 	p := startCaddy(t, cfg, "STEPUP_DEMO_ROOT="+filepath.Join(repoRoot, "demo"))
