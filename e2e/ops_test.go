@@ -46,13 +46,22 @@ func runCaddy(t *testing.T, env []string, args ...string) (string, int) {
 	return string(out), code
 }
 
-// A user locked out on the memory store is unlocked through the admin
-// API, without a restart; status counts without naming anyone; commands
-// that cannot do what was asked exit non-zero and say why.
-func TestOpsAdminAPIMemoryStore(t *testing.T) {
+// A locked-out user is unlocked through the admin API of the running
+// Caddy, without a restart, with the memory store and with Redis; status
+// counts without naming anyone; commands that cannot do what was asked
+// exit non-zero and say why.
+func TestOpsAdminAPI(t *testing.T) {
+	t.Run("memory", func(t *testing.T) { testOpsAdminAPI(t, "", "memory") })
+	t.Run("redis", func(t *testing.T) {
+		r := testredis.Run(t)
+		testOpsAdminAPI(t, "redis "+r.URL(), "redis")
+	})
+}
+
+func testOpsAdminAPI(t *testing.T, redisBlock, kind string) {
 	up := newUpstream(t)
 	hook := newReceiver(t)
-	p := startCaddy(t, prodConfig("", hook.URL, up.URL, "max_failures 2"))
+	p := startCaddy(t, prodConfig(redisBlock, hook.URL, up.URL, "max_failures 2"))
 	admin := fmt.Sprintf("127.0.0.1:%d", p.admin)
 	name := fmt.Sprintf(":%d/.stepup:payment-methods", p.port)
 
@@ -74,8 +83,8 @@ func TestOpsAdminAPIMemoryStore(t *testing.T) {
 	}
 
 	out, code := runCaddy(t, nil, "stepup", "status", "--address", admin)
-	if code != 0 || !strings.Contains(out, name) || !strings.Contains(out, "store:     memory, reachable") ||
-		!strings.Contains(out, "pending challenges: 1, locked users: 1 (exact count") || !strings.Contains(out, "blocked prefixes: 0") ||
+	if code != 0 || !strings.Contains(out, name) || !strings.Contains(out, "store:     "+kind+", reachable") ||
+		!strings.Contains(out, "pending challenges: 1, locked users: 1 (") || !strings.Contains(out, "blocked prefixes: 0") ||
 		!strings.Contains(out, "sender webhook: breaker closed") {
 		t.Fatalf("status (exit %d):\n%s", code, out)
 	}
@@ -102,7 +111,7 @@ func TestOpsAdminAPIMemoryStore(t *testing.T) {
 	// After a reload the admin API acts on the new config's handlers
 	// only (the old ones left the registry when they were cleaned up).
 	reloaded := strings.NewReplacer("{PORT}", fmt.Sprint(p.port), "{ADMIN}", fmt.Sprint(p.admin)).Replace(
-		prodConfig("", hook.URL, up.URL, "max_failures 2\n\t\tprotect extra {\n\t\t\tmatch {\n\t\t\t\tpath /extra*\n\t\t\t}\n\t\t}"))
+		prodConfig(redisBlock, hook.URL, up.URL, "max_failures 2\n\t\tprotect extra {\n\t\t\tmatch {\n\t\t\t\tpath /extra*\n\t\t\t}\n\t\t}"))
 	if err := os.WriteFile(p.config, []byte(reloaded), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -115,12 +124,22 @@ func TestOpsAdminAPIMemoryStore(t *testing.T) {
 		t.Fatalf("status after a reload (exit %d):\n%s", code, out)
 	}
 
+	// Straight to the store (--direct): Redis is reachable from the
+	// command; the memory store lives only in the running Caddy.
+	direct := []string{"stepup", "unlock", "--config", p.config, "--adapter", "caddyfile", "--direct", "--user", "alice"}
+	out, code = runCaddy(t, nil, direct...)
+	if kind == "memory" && (code == 0 || !strings.Contains(out, "memory store")) {
+		t.Errorf("unlock --direct on the memory store: exit %d, want non-zero and a word on the memory store:\n%s", code, out)
+	}
+	if kind == "redis" && code != 0 {
+		t.Errorf("unlock --direct with Redis: exit %d:\n%s", code, out)
+	}
+
 	// What cannot be done exits non-zero and says why.
 	for _, tc := range []struct {
 		args []string
 		want string
 	}{
-		{[]string{"stepup", "unlock", "--config", p.config, "--adapter", "caddyfile", "--direct", "--user", "alice"}, "memory store"},
 		{[]string{"stepup", "status", "--address", "127.0.0.1:1"}, "is Caddy running"},
 		{[]string{"stepup", "unlock", "--address", admin}, "--user is required"},
 		{[]string{"stepup", "revoke", "--address", admin, "--user", "alice", "--handler", "nope"}, "no stepup handler named"},
