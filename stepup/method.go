@@ -122,8 +122,8 @@ func AsGET(method string) string {
 // QueryMethodOverrides calls add with each value of a _method field of
 // an application/x-www-form-urlencoded text (a query), read as PHP reads
 // it: "&" or ";" between fields, and names as IsMethodParam reads them
-// ("_method", ".method", "%5Fmethod" and "_method%00x" are all _method,
-// and "_method[...]" counts too). A text that cannot hold such a field
+// ("_method", ".method", "%5Fmethod", "_method%00x", "[_method]" and
+// "_method]" are all _method, and "_method[...]" counts too). A text that cannot hold such a field
 // is passed over without allocating.
 func QueryMethodOverrides(text string, add func(string)) {
 	if !strings.Contains(text, "method") && !strings.Contains(text, "%") {
