@@ -124,7 +124,7 @@ func rackPath(name string) []string {
 		if k == "" {
 			break
 		}
-		segs = append(segs, canonicalIndex(fold(k)))
+		segs = append(segs, fold(k))
 		if array {
 			segs = append(segs, wildcard)
 		}
@@ -192,7 +192,7 @@ func qsPath(name string) []string {
 		}
 		switch inner := name[start+1 : end-1]; {
 		case inner != "":
-			segs = append(segs, canonicalIndex(fold(inner)))
+			segs = append(segs, fold(inner))
 		case len(segs) == 0:
 			segs = append(segs, "0")
 		default:

@@ -2,6 +2,8 @@ package fields
 
 import (
 	"errors"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -28,7 +30,7 @@ func TestQSPath(t *testing.T) {
 	for name, want := range map[string]string{
 		"amount": "amount", "[amount]": "amount", "[amount]]": "amount", "[[amount]]": "[ amount", "amount]": "amount]",
 		"[amount": "[amount", "]amount": "]amount", "a[b][c]": "a b c", "a[b]x[c]": "a b c", "a[]": "a \x00", "[]": "0",
-		"a[b][c][d][e][f][g][h]": "a b c d e f [g][h]", "a[01]": "a 1",
+		"a[b][c][d][e][f][g][h]": "a b c d e f [g][h]", "a[01]": "a 01",
 	} {
 		if got := strings.Join(qsPath(name), " "); got != fold(want) {
 			t.Errorf("qsPath(%q) = %q, want %q", name, got, want)
@@ -105,4 +107,124 @@ func TestBracketSpellingsRefused(t *testing.T) {
 			}
 		}
 	}
+}
+
+// rackModel is Rack 2.2's normalize_params transcribed with its regular
+// expressions (for the fuzz test): the unfolded path of a name.
+func rackModel(name string, depth int) []string {
+	m := rackKeyRE.FindStringSubmatchIndex(name)
+	if m == nil || depth == 100 {
+		return nil // k is empty: Rack drops the name
+	}
+	k, after := name[m[2]:m[3]], name[m[1]:]
+	switch {
+	case after == "":
+		return []string{k}
+	case after == "[":
+		return []string{name}
+	case after == "[]":
+		return []string{k, wildcard}
+	}
+	if c := rackArrayHashRE.FindStringSubmatch(after); c != nil {
+		return append([]string{k, wildcard}, rackModel(c[1], depth+1)...)
+	}
+	if c := rackArrayRestRE.FindStringSubmatch(after); c != nil {
+		return append([]string{k, wildcard}, rackModel(c[1], depth+1)...)
+	}
+	return append([]string{k}, rackModel(after, depth+1)...)
+}
+
+var (
+	rackKeyRE       = regexp.MustCompile(`^[\[\]]*([^\[\]]+)\]*`)
+	rackArrayHashRE = regexp.MustCompile(`^\[\]\[([^\[\]]+)\]$`)
+	rackArrayRestRE = regexp.MustCompile(`^\[\](.+)$`)
+	qsBracketsRE    = regexp.MustCompile(`(\[[^[\]]*])`)
+)
+
+// qsModel is qs's parseKeys and parseObject (depth 5) transcribed with
+// its regular expression: the unfolded path of a name.
+func qsModel(key string) []string {
+	parent := key
+	if loc := qsBracketsRE.FindStringIndex(key); loc != nil {
+		parent = key[:loc[0]]
+	}
+	var keys []string
+	if parent != "" {
+		keys = append(keys, parent)
+	}
+	i := 0
+	for _, g := range qsBracketsRE.FindAllStringIndex(key, -1) {
+		if i == qsDepth {
+			keys = append(keys, "["+key[g[0]:]+"]")
+			break
+		}
+		i++
+		keys = append(keys, key[g[0]:g[1]])
+	}
+	var out []string
+	for j, root := range keys {
+		if root == "[]" {
+			if j == 0 {
+				out = append(out, "0") // a top-level array, merged as index 0
+			} else {
+				out = append(out, wildcard)
+			}
+			continue
+		}
+		if len(root) >= 2 && root[0] == '[' && root[len(root)-1] == ']' {
+			root = root[1 : len(root)-1]
+		}
+		out = append(out, root)
+	}
+	return out
+}
+
+// FuzzNames: the Rack 2 and qs readings are those parsers' own
+// algorithms (transcribed from their regular expressions), TopNames is
+// each reading's first step, and clash is symmetric.
+func FuzzNames(f *testing.F) {
+	for _, s := range bracketSpellings {
+		f.Add(s, "amount")
+	}
+	for _, s := range []string{"[_method]", "_method]", "]_method", "[[_method]]", "a]b", "a[b]c", "a[][b]", "a[]b", "a[b[", "amount[",
+		"a[b]x[c]", "a[b][c][d][e][f][g][h]", "[]", "]]", "[ ]", "a[01]", "user[phone]", "[user][phone]", "a.b[c]", " .method[x]"} {
+		f.Add(s, "_method")
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		for _, name := range []string{a, b} {
+			if got, want := rackPath(name), foldAll(rackModel(name, 0)); !slices.Equal(got, want) {
+				t.Fatalf("rackPath(%q) = %q, Rack 2 reads %q", name, got, want)
+			}
+			if name != "" {
+				if got, want := qsPath(name), foldAll(qsModel(name)); !slices.Equal(got, want) {
+					t.Fatalf("qsPath(%q) = %q, qs reads %q", name, got, want)
+				}
+			}
+			top, p := TopNames(name), readName(name)
+			for i, r := range []int{plainReading, bracketReading, rackReading, qsReading} {
+				var want string
+				if len(p[r]) > 0 {
+					want = p[r][0]
+				}
+				if fold(top[i]) != want {
+					t.Fatalf("TopNames(%q)[%d] = %q, the reading starts %q", name, i, top[i], want)
+				}
+			}
+		}
+		pa, pb := readName(a), readName(b)
+		if clash(&pa, &pb) != clash(&pb, &pa) {
+			t.Fatalf("clash(%q, %q) is not symmetric", a, b)
+		}
+	})
+}
+
+func foldAll(segs []string) []string {
+	var out []string
+	for _, s := range segs {
+		if s != wildcard {
+			s = fold(s)
+		}
+		out = append(out, s)
+	}
+	return out
 }
