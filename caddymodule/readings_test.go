@@ -51,6 +51,17 @@ func TestMatchPolicyPHPMethodReadings(t *testing.T) {
 		{name: "json key twice", method: "POST", target: "/profile", body: `{"_method":"GET","_method":"DELETE"}`, ctype: "application/json", want: "profile", keepsBody: true},
 		{name: "json too large to tell", method: "POST", target: "/profile", body: `{"x":"` + strings.Repeat("x", 2000) + `"}`, ctype: "application/json", want: "profile", keepsBody: true},
 		{name: "post without a type (Rack reads a form)", method: "POST", target: "/profile", body: "_method=DELETE", untyped: true, want: "profile", keepsBody: true},
+		// Rack 2 (Rack::MethodOverride, Rails <= 7.0, Sinatra) and qs
+		// (Express's method-override on req.body._method).
+		{name: "query [_method] (Rack 2, qs)", method: "POST", target: "/profile?[_method]=DELETE", want: "profile"},
+		{name: "query _method] (Rack 2)", method: "POST", target: "/profile?_method%5D=DELETE", want: "profile"},
+		{name: "form [_method] (Rack 2, qs)", method: "POST", target: "/profile", body: "[_method]=DELETE", want: "profile", keepsBody: true},
+		{name: "form %5B_method%5D (qs)", method: "POST", target: "/profile", body: "%5B_method%5D=DELETE", want: "profile", keepsBody: true},
+		{name: "form _method] (Rack 2)", method: "POST", target: "/profile", body: "_method]=DELETE", want: "profile", keepsBody: true},
+		{name: "form ]_method (Rack 2)", method: "POST", target: "/profile", body: "]_method=DELETE", want: "profile", keepsBody: true},
+		{name: "form [[_method]] (Rack 2)", method: "POST", target: "/profile", body: "[[_method]]=DELETE", want: "profile", keepsBody: true},
+		{name: "multipart ]]_method]] (Rack 2)", method: "POST", target: "/profile", body: mpPart(`form-data; name="]]_method]]"`, "DELETE") + mpEnd, ctype: mpType, want: "profile", keepsBody: true},
+		{name: "post without a type, [_method] (Rack 2)", method: "POST", target: "/profile", body: "[_method]=DELETE", untyped: true, want: "profile", keepsBody: true},
 
 		// Not readings of DELETE or PUT: the policy does not apply.
 		{name: "json _method GET", method: "POST", target: "/profile", body: `{"_method":"GET"}`, ctype: "application/json", want: "", keepsBody: true},
@@ -59,7 +70,7 @@ func TestMatchPolicyPHPMethodReadings(t *testing.T) {
 		{name: "json _METHOD", method: "POST", target: "/profile", body: `{"_METHOD":"DELETE"}`, ctype: "application/json", want: "", keepsBody: true},
 		{name: "json _method elsewhere", method: "POST", target: "/catalog", body: `{"_method":"DELETE"}`, ctype: "application/json", want: "", keepsBody: true},
 		{name: "query name not cut", method: "POST", target: "/profile?_method%01=DELETE&x_method=DELETE", want: ""},
-		{name: "form names not _method", method: "POST", target: "/profile", body: "x_method=DELETE&_method%01=DELETE&_methods=PUT&%5B_method%5D=PUT", want: "", keepsBody: true},
+		{name: "form names not _method", method: "POST", target: "/profile", body: "x_method=DELETE&_method%01=DELETE&_methods=PUT&x%5B_method%5D=PUT&%5Bx%5D_method=PUT&_method%5B=PUT", want: "", keepsBody: true},
 		{name: "multipart without _method", method: "POST", target: "/profile", body: plainMP, ctype: plainMPType, want: "", keepsBody: true},
 		{name: "text/plain body", method: "POST", target: "/profile", body: "_method=DELETE", ctype: "text/plain", want: "", keepsBody: true},
 		{name: "post without a type, no _method", method: "POST", target: "/profile", body: "reason=moving", untyped: true, want: "", keepsBody: true},

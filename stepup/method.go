@@ -122,8 +122,8 @@ func AsGET(method string) string {
 // QueryMethodOverrides calls add with each value of a _method field of
 // an application/x-www-form-urlencoded text (a query), read as PHP reads
 // it: "&" or ";" between fields, and names as IsMethodParam reads them
-// ("_method", ".method", "%5Fmethod" and "_method%00x" are all _method,
-// and "_method[...]" counts too). A text that cannot hold such a field
+// ("_method", ".method", "%5Fmethod", "_method%00x", "[_method]" and
+// "_method]" are all _method, and "_method[...]" counts too). A text that cannot hold such a field
 // is passed over without allocating.
 func QueryMethodOverrides(text string, add func(string)) {
 	if !strings.Contains(text, "method") && !strings.Contains(text, "%") {
@@ -155,8 +155,12 @@ func QueryMethodOverrides(text string, add func(string)) {
 }
 
 // IsMethodParam reports whether a form field name, decoded, is _method
-// as PHP files names (fields.PHPName: cut at NUL, leading spaces
-// dropped, " " and "." as "_", an array "_method[...]").
+// to some app: as it is, as PHP files names (fields.PHPName: cut at NUL,
+// leading spaces dropped, " " and "." as "_", an array "_method[...]"),
+// as Rack 2 (Rack::MethodOverride under Rails <= 7.0, Sinatra) reads
+// "[_method]", "_method]", "]_method" and "[[_method]]", and as qs
+// (Express) reads "[_method]". It is fields.HasTopName, the one reading
+// of names that the body's _method (fields.Reader.BodyValues) uses too.
 func IsMethodParam(name string) bool {
-	return fields.PHPName(name) == MethodParam
+	return fields.HasTopName(name, MethodParam)
 }

@@ -34,6 +34,9 @@ func TestRequestMethods(t *testing.T) {
 		{"POST", "/x?a=1&%5Fmethod=delete", nil, "POST", []string{"DELETE"}, "POST DELETE", "DELETE", false},
 		{"POST", "/x?.method=DELETE", nil, "POST", []string{"DELETE"}, "POST DELETE", "DELETE", false},
 		{"POST", "/x?a=1;_method[]=PUT", nil, "POST", []string{"PUT"}, "POST PUT", "PUT", false},
+		{"POST", "/x?%5B_method%5D=delete", nil, "POST", []string{"DELETE"}, "POST DELETE", "DELETE", false},
+		{"POST", "/x?_method]=PUT&]]_method]]=put", nil, "POST", []string{"PUT"}, "POST PUT", "PUT", false},
+		{"POST", "/x?_method]=PUT&[_method]=DELETE", nil, "POST", []string{"PUT", "DELETE"}, "POST PUT DELETE", "PUT", true},
 		{"POST", "/x?_methods=PUT&my_method=PUT&q=%25", nil, "POST", nil, "POST", "POST", false},
 		{"POST", "/x?_method=PUT", map[string][]string{"X-Http-Method-Override": {"DELETE"}}, "POST", []string{"DELETE", "PUT"}, "POST DELETE PUT", "DELETE", true},
 	} {
@@ -67,7 +70,11 @@ func TestIsMethodParam(t *testing.T) {
 	for name, want := range map[string]bool{
 		"_method": true, ".method": true, " method": false, "  _method": true, " .method": true, "_method[]": true, "_method[x]": true,
 		"_METHOD": false, "method": false, "_methods": false, "x_method": false, "": false,
-		"_method\x00": true, "_method\x00x": true, "_method\x01": false, "_method[": false, "[_method]": false,
+		"_method\x00": true, "_method\x00x": true, "_method\x01": false, "_method[": false,
+		// Rack 2 (Rack::MethodOverride under Rails <= 7.0, Sinatra) and
+		// qs (Express's method-override on req.body._method).
+		"[_method]": true, "_method]": true, "]_method": true, "[[_method]]": true, "[]_method": true, "]]_method]]": true, "[_method": true,
+		"[_METHOD]": false, "x[_method]": false, "[x]_method": false, "[]": false,
 	} {
 		if got := IsMethodParam(name); got != want {
 			t.Errorf("IsMethodParam(%q) = %v", name, got)

@@ -10,8 +10,9 @@ import (
 // order found:
 //
 //   - in an urlencoded or multipart body, the value of each field that
-//     PHP files under name (see [PHPName]: "name", "name[]", ".name",
-//     "name\x00x"); a part with a filename is a file, not a value.
+//     some parser files under name (see [TopNames]: PHP's "name[]",
+//     ".name", "name\x00x", Rack 2's "[name]", "name]", "]name", qs's
+//     "[name]"); a part with a filename is a file, not a value.
 //   - in a JSON body, the value of a top-level key name when it is a
 //     string (Laravel reads a JSON body's top level as its input). The
 //     body is read as JSON when its Content-Type holds "/json" or
@@ -49,11 +50,11 @@ func (rd *Reader) BodyValues(name string) ([]string, error) {
 		for _, p := range l.pairs {
 			switch {
 			case p.file && !p.named:
-				if PHPName(p.name) == name {
+				if HasTopName(p.name, name) {
 					// Go reads it as the field, PHP as a file not chosen.
 					return nil, ambiguous(f, "is sent as a file without a name")
 				}
-			case !p.file && PHPName(p.name) == name:
+			case !p.file && HasTopName(p.name, name):
 				out = append(out, p.value)
 			}
 		}

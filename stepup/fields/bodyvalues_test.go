@@ -34,7 +34,11 @@ func TestBodyValues(t *testing.T) {
 	}{
 		{"form", "", req{ctype: form, body: "reason=moving&_method=DELETE"}, "DELETE"},
 		{"form, php names", "", req{ctype: form, body: ".method=a&+_method=b&_method[]=c&_method%00x=d&_method[x]=e"}, "a,b,c,d,e"},
-		{"form, other names", "", req{ctype: form, body: "_METHOD=a&x_method=b&_methods=c&_method%01=d&_method[=e&%5B_method%5D=f&method=g"}, none},
+		{"form, other names", "", req{ctype: form, body: "_METHOD=a&x_method=b&_methods=c&_method%01=d&_method[=e&method=g&_method%5B=h&x[_method]=i"}, none},
+		{"form, rack 2 and qs names", "", req{ctype: form, body: "[_method]=a&_method]=b&]_method=c&[[_method]]=d&%5B_method%5D=e&[]_method=f&]]_method]]=g&[_method=h"}, "a,b,c,d,e,f,g,h"},
+		{"multipart, rack 2 and qs names", "", req{ctype: mpct, body: mp(field("[_method]", "DELETE"))}, "DELETE"},
+		{"post without a type, rack 2 name", "", req{body: "_method]=DELETE"}, "DELETE"},
+		{"json bracketed key (read as it is)", "", req{ctype: js, body: `{"[_method]":"DELETE"}`}, none},
 		{"form, query not read", "", req{ctype: form, query: "_method=PUT", body: "a=1"}, none},
 		{"form semicolon", "", req{ctype: form, body: "a=1;_method=DELETE"}, refused},
 		{"form gzip", "", req{ctype: form, body: "_method=DELETE", hdr: []string{"Content-Encoding", "gzip"}}, refused},

@@ -22,9 +22,15 @@
 //     read them ("amount[]" and "amount[x]" make an array of "amount";
 //     PHP turns "." and " " in a name into "_", drops leading spaces and
 //     cuts at NUL) and the way Spring and qs read dots ("a.b" is b inside
-//     a, and "a['b']" is "a[b]"). "Amount", " amount", "amount[]" and "amount.x" all clash with
-//     {form.amount}; "user[phone]" clashes with "user" and "user[phone][]",
-//     not with "user[email]".
+//     a, and "a['b']" is "a[b]"), the way Rack 2 reads them (Rails <= 7.0,
+//     Sinatra: leading brackets and the ']'s after a key dropped, so
+//     "[amount]", "]amount", "[[amount]]", "amount]", "[amount",
+//     "[]amount" are "amount") and the way qs reads them (Express:
+//     "[amount]" is "amount"). "Amount", " amount", "amount[]",
+//     "amount.x" and "[amount]" all clash with {form.amount};
+//     "user[phone]" clashes with "user", "[user][phone]" and
+//     "user[phone][]", not with "user[email]". A referenced field found
+//     only under such another name is refused too, never missing.
 //   - a name found in the query and the body at once, for {form.x} and
 //     {query.x} alike, even if only the other source has it (PHP's
 //     $_REQUEST and Rails' params merge them); for {json.a.b} a query
@@ -34,9 +40,16 @@
 //     fields case-insensitively, with Unicode folding: "\u212a" is "k"), a
 //     key found only under another case, data after the value, invalid
 //     UTF-8, lone surrogate escapes ("\ud800"), nesting deeper than
-//     [MaxDepth] (Ruby's default limit), and a referenced number that a
+//     [MaxDepth] (Ruby's default limit), a referenced number that a
 //     float64 reader would change (exponents, more than 15 significant
-//     digits).
+//     digits), a referenced value that is an array or an object
+//     (JavaScript's Number([9999]) is 9999), a path that runs into a
+//     string, number or boolean ("9999"[0] is "9"), and, in an object on
+//     the path's way, a key other than the path's step that holds '.',
+//     brackets, a space or NUL and that a name reading turns into the rest
+//     of the path ("payee.name" or "payee[name]" beside "payee": lodash's
+//     _.get(body, "payee.name") reads the literal key). A path that ends
+//     at a missing key, an index out of range or null is missing.
 //   - in an urlencoded body or a query: pairs that Go's parser rejects
 //     (a ';', which Go drops and older parsers split on, or a bad %
 //     escape, such as IIS's %u0041), and more than [MaxFields] pairs

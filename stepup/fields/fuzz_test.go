@@ -58,6 +58,16 @@ func FuzzReader(f *testing.F) {
 	for _, tc := range canonicalBodies() {
 		f.Add(tc.ctype, "", []byte(tc.body), "form.merchant")
 	}
+	// Rack 2's and qs's spellings of the field, in every source.
+	for _, s := range bracketSpellings {
+		f.Add(form, "", []byte("amount=1&merchant=ACME&"+s+"=9999"), "form.amount")
+		f.Add(form, s+"=9999", []byte("amount=1"), "form.amount")
+		f.Add("", "amount=1&"+s+"=9999", []byte(nil), "query.amount")
+		f.Add(mpct, "", []byte(mp(field("amount", "1"), field(s, "9999"))), "form.amount")
+		f.Add(js, "", []byte(`{"amount":"1","`+s+`":"9999"}`), "json.amount")
+	}
+	f.Add(js, "", []byte(`{"amount":[9999],"payee":{"name":"ACME"}}`), "json.amount")
+	f.Add(js, "", []byte(`{"payee":{"name":"ACME"},"payee.name":"EVIL Corp"}`), "json.payee.name")
 	f.Fuzz(func(t *testing.T, ctype, query string, body []byte, ref string) {
 		fr, err := parseRef(ref)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -213,16 +214,19 @@ func (rd *Reader) jsonValue(f Ref) (string, bool, error) {
 		return "", false, err
 	}
 	cur := doc
-	for _, seg := range f.path {
+	for i, seg := range f.path {
 		if cur == nil {
 			return "", false, nil
 		}
 		switch cur.kind {
 		case 'o':
+			if err := pathKeys(cur, f, f.path[i:]); err != nil {
+				return "", false, err
+			}
 			next := -1
-			for i, k := range cur.keys {
+			for j, k := range cur.keys {
 				if k == seg {
-					next = i
+					next = j
 					break
 				}
 			}
@@ -239,8 +243,11 @@ func (rd *Reader) jsonValue(f Ref) (string, bool, error) {
 				return "", false, nil
 			}
 			cur = cur.vals[i]
-		default:
+		case 'z':
 			return "", false, nil
+		default:
+			// "9999"[0] is "9" to PHP and JavaScript.
+			return "", false, ambiguous(f, "runs into a value that is not an object or array")
 		}
 	}
 	switch cur.kind {
@@ -256,8 +263,40 @@ func (rd *Reader) jsonValue(f Ref) (string, bool, error) {
 		return cur.text, true, nil
 	case 'b':
 		return cur.text, true, nil
+	case 'a', 'o':
+		// Number([9999]) is 9999 to JavaScript; PHP and Ruby take the
+		// first element or the object as they please.
+		return "", false, ambiguous(f, "is an array or object, not a single value")
 	}
-	return "", false, nil
+	return "", false, nil // null: no value
+}
+
+// pathKeys refuses an object on a JSON path's way that has a key, other
+// than the path's own step, that some reader could take for the rest of
+// the path: "payee.name" or "payee[name]" beside "payee" (lodash's
+// _.get(body, "payee.name") reads a literal key first), or any key that a
+// field-name reading (readName: dots, brackets, Rack's and qs's "[payee]")
+// turns into the rest of the path, or a path inside it or around it.
+func pathKeys(o *node, f Ref, rest []string) error {
+	var want paths
+	w := make([]string, len(rest))
+	for i, s := range rest {
+		w[i] = canonicalIndex(fold(s))
+	}
+	for r := range want {
+		want[r] = w
+	}
+	for _, k := range o.keys {
+		if k == rest[0] || !strings.ContainsAny(k, ".[] \x00") {
+			// The step itself, or a key that every reading keeps whole:
+			// the decoder refused one equal to the step under folding.
+			continue
+		}
+		if p := readName(k); clash(&p, &want) {
+			return ambiguous(f, "clashes with a key that holds '.' or brackets")
+		}
+	}
+	return nil
 }
 
 // index reads an array index: decimal digits only.

@@ -9,11 +9,14 @@ import (
 // How apps read a field name. Each reading turns a name into a path of
 // folded segments; two names clash when, in one reading, one's path is
 // a prefix of the other's (the app would see one field, or one inside the
-// other).
+// other). A name a parser drops has no path in its reading (nil), and
+// clashes with nothing there.
 const (
 	plainReading   = iota // the name as it is (Go, Java, ASP.NET)
-	bracketReading        // PHP, Rack and Rails: "a[b][]"
-	dotReading            // Spring and qs: "a.b[c]"
+	bracketReading        // PHP (Symfony, Laravel): "a[b][]"
+	dotReading            // Spring and qs with allowDots: "a.b[c]"
+	rackReading           // Rack 2 (Rails <= 7.0, Sinatra 2 and 3): "[a]", "a]", "]]a" are a
+	qsReading             // qs (Express's extended parser): "[a]" is a
 	readings
 )
 
@@ -25,12 +28,14 @@ const wildcard = "\x00"
 type paths [readings][]string
 
 // readName returns the paths of a request's (or a reference's) field
-// name.
+// name: the one reading of names that every consumer (a reference's
+// lookup, the query and body merge, a JSON body's keys, a method
+// override through [TopNames]) compares.
 func readName(name string) paths {
 	var p paths
 	p[plainReading] = []string{fold(name)}
 
-	// PHP, Rack and Rails: see PHPName.
+	// PHP: see PHPName.
 	n := phpTrim(name)
 	base, segs, matched := splitBrackets(n)
 	p[bracketReading] = append([]string{fold(phpMangle(base, matched))}, segs...)
@@ -44,7 +49,158 @@ func readName(name string) paths {
 		dots = append(dots, fold(s))
 	}
 	p[dotReading] = append(dots, segs...)
+
+	p[rackReading] = rackPath(name)
+	p[qsReading] = qsPath(name)
 	return p
+}
+
+// TopNames returns the key each parser files a request field's name
+// under at the top of its parameters, unfolded, in the order plain,
+// PHP ([PHPName]), Rack 2, qs; "" where a parser drops the name. A field
+// is a parameter P for some app when one of them is P: "_method",
+// ".method", "_method[x]", "[_method]", "_method]", "]_method" and
+// "[[_method]]" are all "_method" to one app or another. It allocates
+// only where PHP changes the name.
+func TopNames(name string) [4]string {
+	k, _, _ := rackStep(name)
+	return [4]string{name, PHPName(name), k, qsTop(name)}
+}
+
+// HasTopName reports whether some parser files the field name under the
+// top-level key top (see [TopNames]).
+func HasTopName(name, top string) bool {
+	if top == "" {
+		return false
+	}
+	for _, n := range TopNames(name) {
+		if n == top {
+			return true
+		}
+	}
+	return false
+}
+
+// rackStep reads one level of a name the way Rack 2's normalize_params
+// does (\A[\[\]]*([^\[\]]+)\]*): leading brackets dropped, the key
+// runs to the next bracket, the ']'s after it dropped; after is the rest,
+// read at the next level. k is "" for a name Rack drops. array reports
+// an "[]" after the key (the next array index), after it the rest. A
+// name whose key is followed by a lone "[" is a key of its own, whole.
+func rackStep(name string) (k, after string, array bool) {
+	i := 0
+	for i < len(name) && (name[i] == '[' || name[i] == ']') {
+		i++
+	}
+	j := i
+	for j < len(name) && name[j] != '[' && name[j] != ']' {
+		j++
+	}
+	if j == i {
+		return "", "", false
+	}
+	k = name[i:j]
+	for j < len(name) && name[j] == ']' {
+		j++
+	}
+	after = name[j:]
+	switch {
+	case after == "[":
+		return name, "", false
+	case strings.HasPrefix(after, "[]"):
+		return k, after[2:], true
+	}
+	return k, after, false
+}
+
+// rackPath returns a name's folded path as Rack 2 reads it: "[a]",
+// "]a", "[[a]]", "a]", "[a", "[]a" and "]]a]]" are all a; "a[b]" and
+// "a]b" are b inside a; nil for a name it drops.
+func rackPath(name string) []string {
+	var segs []string
+	rest := name
+	for depth := 0; rest != "" && depth < 100; depth++ {
+		k, after, array := rackStep(rest)
+		if k == "" {
+			break
+		}
+		segs = append(segs, fold(k))
+		if array {
+			segs = append(segs, wildcard)
+		}
+		rest = after
+	}
+	return segs
+}
+
+// qsDepth is how many bracket groups qs reads (its depth option's
+// default); it keeps the rest as one key.
+const qsDepth = 5
+
+// qsGroup finds the first "[...]" without brackets inside in s[from:]:
+// its start and end (after the ']'), or -1.
+func qsGroup(s string, from int) (start, end int) {
+	for i := from; i < len(s); i++ {
+		if s[i] != '[' {
+			continue
+		}
+		for j := i + 1; j < len(s); j++ {
+			if s[j] == ']' {
+				return i, j + 1
+			}
+			if s[j] == '[' {
+				break
+			}
+		}
+	}
+	return -1, -1
+}
+
+// qsTop returns the top-level key qs files a name under: the part before
+// the first bracket group, or when that is empty the group's content ("0"
+// for "[]": an array, merged into the top as index 0).
+func qsTop(name string) string {
+	start, end := qsGroup(name, 0)
+	switch {
+	case start < 0:
+		return name
+	case start > 0:
+		return name[:start]
+	case end == 2:
+		return "0"
+	}
+	return name[1 : end-1]
+}
+
+// qsPath returns a name's folded path as qs reads it: the part before
+// the first bracket group (when not empty), then each group's content,
+// groups found anywhere after ("a[b]x[c]" is a, b, c); after qsDepth
+// groups the rest is one segment.
+func qsPath(name string) []string {
+	start, end := qsGroup(name, 0)
+	if start < 0 {
+		return []string{fold(name)}
+	}
+	var segs []string
+	if start > 0 {
+		segs = append(segs, fold(name[:start]))
+	}
+	for n := 0; start >= 0; n++ {
+		if n == qsDepth {
+			segs = append(segs, fold(name[start:]))
+			break
+		}
+		switch inner := name[start+1 : end-1]; {
+		case inner != "":
+			segs = append(segs, fold(inner))
+		case len(segs) == 0:
+			segs = append(segs, "0")
+		default:
+			segs = append(segs, wildcard)
+		}
+		start, end = qsGroup(name, end)
+	}
+	return segs
 }
 
 // PHPName returns the name PHP files a request field under: its key in
@@ -154,7 +310,7 @@ func canonicalIndex(s string) string {
 // as the same field or one inside the other.
 func clash(a, b *paths) bool {
 	for r := range readings {
-		if prefix(a[r], b[r], r != plainReading) {
+		if len(a[r]) > 0 && len(b[r]) > 0 && prefix(a[r], b[r], r != plainReading) {
 			return true
 		}
 	}
@@ -176,7 +332,7 @@ func prefix(a, b []string, wild bool) bool {
 // params) puts in one place.
 func sameTop(a, b *paths) bool {
 	for r := range readings {
-		if a[r][0] == b[r][0] {
+		if len(a[r]) > 0 && len(b[r]) > 0 && a[r][0] == b[r][0] {
 			return true
 		}
 	}
