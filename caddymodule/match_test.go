@@ -45,7 +45,7 @@ type matchCase struct {
 	ctype     string
 	untyped   bool // no Content-Type
 	encoding  string
-	want      string // policy name, "" for none, "400" for ambiguous
+	want      string // policy name, "" for none, "400" for an ambiguous method, "400 policy" for readings under different policies
 	keepsBody bool
 }
 
@@ -153,6 +153,11 @@ func (tc matchCase) run(t *testing.T, h *Handler) {
 		var he caddyhttp.HandlerError
 		if !errors.Is(err, stepup.ErrAmbiguousMethod) || !errors.As(err, &he) || he.StatusCode != http.StatusBadRequest {
 			t.Fatalf("MatchPolicy = %v, %v; want 400 ErrAmbiguousMethod", p, err)
+		}
+	case tc.want == "400 policy":
+		var he caddyhttp.HandlerError
+		if !errors.Is(err, stepup.ErrAmbiguousPolicy) || !errors.As(err, &he) || he.StatusCode != http.StatusBadRequest {
+			t.Fatalf("MatchPolicy = %v, %v; want 400 ErrAmbiguousPolicy", p, err)
 		}
 	case err != nil:
 		t.Fatalf("MatchPolicy: %v", err)

@@ -1,8 +1,12 @@
 package caddymodule
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // profileHandler has the policy an outside test bypassed with method
@@ -169,5 +173,118 @@ func TestPathStateReadings(t *testing.T) {
 		if got := ps.readings[:ps.n]; strings.Join(got, "|") != strings.Join(want, "|") {
 			t.Errorf("readings of %q = %q, want %q", path, got, want)
 		}
+	}
+}
+
+// shadowHandler has the policies an outside test shadowed: a weaker
+// policy (monitor, or session) listed before a stronger one, which a
+// request matched only under another reading of its path or method
+// while the app executed the stronger policy's action.
+func shadowHandler(t *testing.T) *Handler {
+	return provisioned(t, `{"secret":"0123456789abcdef0123456789abcdef",`+
+		`"identity":{"source":"header","user":"U","phone":"P"},"senders":[{"sender":"log"}],"max_body":1024,"policies":[`+
+		`{"name":"admin-rollout","match":[{"path":["/admin*"]}],"mode":"monitor"},`+
+		`{"name":"account","match":[{"path":["/account*"]}]},`+
+		`{"name":"view-orders","match":[{"method":["GET"],"path":["/orders*"]}]},`+
+		`{"name":"checkout","match":[{"method":["POST"],"path":["/checkout*"]}],"mode":"transaction"},`+
+		`{"name":"place-order","match":[{"method":["POST"],"path":["/orders*"]}],"mode":"transaction"},`+
+		`{"name":"admin-users","match":[{"method":["DELETE"],"path":["/admin/users*"]}]},`+
+		`{"name":"account-close","match":[{"path":["/account/close*"]}],"mode":"transaction"}]}`)
+}
+
+// shadowCases are requests that matched a weaker policy under one
+// reading while the app ran a stronger one's action; strong is the
+// stronger policy.
+var shadowCases = []struct {
+	matchCase
+	strong string
+}{
+	// A monitor policy before a transaction: the monitor never shadows.
+	{matchCase{name: "monitor, parameter dot segment", method: "POST", target: "/checkout.php/..;/admin", body: "amount=1", want: "checkout"}, "checkout"},
+	{matchCase{name: "monitor, double-encoded dots", method: "POST", target: "/checkout.php/%252e%252e/admin", body: "amount=1", want: "checkout"}, "checkout"},
+	{matchCase{name: "monitor, plain parameter dot segment", method: "POST", target: "/checkout/..;/admin", body: "amount=1", want: "checkout"}, "checkout"},
+	// A session policy before a transaction: the readings disagree.
+	{matchCase{name: "session, parameter dot segment", method: "POST", target: "/checkout/..;/account", body: "amount=1", want: "400 policy"}, "checkout"},
+	{matchCase{name: "session, encoded backslashes", method: "POST", target: "/checkout%5c..%5caccount", body: "amount=1", want: "400 policy"}, "checkout"},
+	{matchCase{name: "session, double-encoded slashes", method: "POST", target: "/checkout%252f..%252faccount", body: "amount=1", want: "400 policy"}, "checkout"},
+	{matchCase{name: "session, front controller", method: "POST", target: "/checkout.php/..;/account", body: "amount=1", want: "400 policy"}, "checkout"},
+	// A GET session policy before a POST transaction: method readings.
+	{matchCase{name: "override header GET", method: "POST", target: "/orders", headers: map[string][]string{"X-Http-Method-Override": {"GET"}}, body: "item=1", want: "400 policy"}, "place-order"},
+	{matchCase{name: "X-HTTP-Method GET", method: "POST", target: "/orders", headers: map[string][]string{"X-Http-Method": {"get"}}, body: "item=1", want: "400 policy"}, "place-order"},
+	{matchCase{name: "query _method GET", method: "POST", target: "/orders?_method=GET", body: "item=1", want: "400 policy"}, "place-order"},
+	{matchCase{name: "form _method GET", method: "POST", target: "/orders", body: "item=1&_method=GET", want: "400 policy", keepsBody: true}, "place-order"},
+	{matchCase{name: "json _method GET", method: "POST", target: "/orders", body: `{"_method":"GET"}`, ctype: "application/json", want: "400 policy", keepsBody: true}, "place-order"},
+	{matchCase{name: "form too large to tell", method: "POST", target: "/orders", body: "item=" + strings.Repeat("x", 2000), want: "400 policy", keepsBody: true}, "place-order"},
+	{matchCase{name: "json that cannot be told", method: "POST", target: "/orders", body: `{"_method":"GET","_method":"POST"}`, ctype: "application/json", want: "400 policy", keepsBody: true}, "place-order"},
+	{matchCase{name: "HEAD override", method: "POST", target: "/orders", headers: map[string][]string{"X-Http-Method-Override": {"HEAD"}}, want: "400 policy"}, "place-order"},
+	// Monitor before a session policy on the method.
+	{matchCase{name: "monitor before a DELETE policy", method: "DELETE", target: "/admin/users/7", want: "admin-users"}, "admin-users"},
+	{matchCase{name: "monitor before a DELETE override", method: "POST", target: "/admin/users/7?_method=DELETE", want: "admin-users"}, "admin-users"},
+}
+
+// Every reading of a request that shadowed a stronger policy is refused
+// (400) or gets the stronger policy, never the weaker one.
+func TestMatchPolicyNoShadowing(t *testing.T) {
+	h := shadowHandler(t)
+	for _, tc := range shadowCases {
+		if tc.want != "400 policy" && tc.want != tc.strong {
+			t.Fatalf("%s: the case wants %s, neither 400 nor the stronger %s", tc.name, tc.want, tc.strong)
+		}
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })
+	}
+}
+
+// Where no reading leaves the policy, or all stay under one, the order
+// written decides as before.
+func TestMatchPolicyOrderKept(t *testing.T) {
+	h := shadowHandler(t)
+	for _, tc := range []matchCase{
+		{name: "plain checkout", method: "POST", target: "/checkout", body: "amount=1", want: "checkout"},
+		{name: "checkout with a parameter", method: "POST", target: "/checkout;jsessionid=1", body: "amount=1", want: "checkout"},
+		{name: "plain orders GET", method: "GET", target: "/orders/7", want: "view-orders"},
+		{name: "plain orders HEAD", method: "HEAD", target: "/orders/7", want: "view-orders"},
+		{name: "plain orders POST", method: "POST", target: "/orders", body: "item=1", want: "place-order", keepsBody: true},
+		{name: "orders POST, override to POST", method: "POST", target: "/orders", headers: map[string][]string{"X-Http-Method-Override": {"POST"}}, want: "place-order"},
+		{name: "orders POST, text body", method: "POST", target: "/orders", body: "_method=GET", ctype: "text/plain", want: "place-order", keepsBody: true},
+		{name: "GET orders with a parameter", method: "GET", target: "/orders;x/7", want: "view-orders"},
+		{name: "overlapping, first written wins", method: "GET", target: "/account/close", want: "account"},
+		{name: "overlapping, under every reading", method: "POST", target: "/x/..;/account/close;y", want: "account"},
+		{name: "monitor alone", method: "GET", target: "/admin/x", want: "admin-rollout"},
+		{name: "monitor alone, GET of users", method: "GET", target: "/admin/users", want: "admin-rollout"},
+		{name: "session reading, monitor as sent", method: "GET", target: "/admin/..;/account", want: "account"},
+		{name: "unprotected", method: "GET", target: "/catalog;x", want: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })
+	}
+}
+
+// The engine answers readings under different policies with 400, and
+// the error it records names both policies and both readings; the
+// request goes no further.
+func TestAmbiguousPolicyRefused(t *testing.T) {
+	h := shadowHandler(t)
+	newRequest := func() *http.Request {
+		r := preparedBody("POST", "/checkout/..;/account", strings.NewReader("amount=1"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("U", "alice")
+		r.Header.Set("P", "+14155550100")
+		return r
+	}
+	_, err := h.MatchPolicy(newRequest())
+	for _, want := range []string{"policy checkout", "policy account", `"/checkout/..;/account"`, `"/account"`, "cannot know which"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("the error %v does not say %s", err, want)
+		}
+	}
+	w := httptest.NewRecorder()
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+		t.Error("an ambiguous request reached the app")
+		return nil
+	})
+	if err := h.ServeHTTP(w, newRequest(), next); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != http.StatusBadRequest {
+		t.Fatalf("status %d, want 400", w.Code)
 	}
 }
