@@ -191,8 +191,8 @@ func TestMethodReadingsAllocateNothing(t *testing.T) {
 		`"identity":{"source":"header","user":"U","phone":"P"},"senders":[{"sender":"log"}],"policies":[`+
 		`{"name":"deletes","match":[{"method":["DELETE"]}]},{"name":"exports","match":[{"method":["GET"],"path":["/export*"]}]}]}`)
 	for _, method := range []string{"GET", "HEAD", "POST"} {
-		// Paths without ';', '\' or '%' have no other readings.
-		for _, target := range []string{"/catalog/espresso?page=2", "/catalog/caf%C3%A9-cr%C3%A8me.json", "/catalog/a,b=c/x-y_z~.json"} {
+		// Paths without ';', '\', '%' or ".php" have no other readings.
+		for _, target := range []string{"/catalog/espresso?page=2", "/catalog/caf%C3%A9-cr%C3%A8me.json", "/catalog/a,b=c/x-y_z~.json", "/catalog/phpinfo.ph/p.phtml"} {
 			r := prepared(method, target)
 			r.Header.Set("Cookie", "session=abc")
 			r.Header.Set("Content-Type", "application/json")

@@ -118,7 +118,25 @@ func TestMatchPolicyPathReadings(t *testing.T) {
 		{name: "expression behind an encoded backslash", target: "/x%5c..%5creports/2024", want: "reports"},
 		{name: "method and path readings together", method: "POST", target: "/x/..;/admin/users?_method=DELETE", want: "admin-delete"},
 
+		// Front controllers: php_fastcgi's PATH_INFO.
+		{name: "front controller", target: "/index.php/account/settings", want: "account"},
+		{name: "front controller, upper case", target: "/INDEX.PHP/Account", want: "account"},
+		{name: "front controller in a directory", target: "/app/index.php/account", want: "account"},
+		{name: "front controller, exact path", target: "/index.php/settings", want: "settings"},
+		{name: "front controller, escaped slash", target: "/index.php%2faccount", want: "account"},
+		{name: "front controller and a parameter", target: "/index.php/x/..;/account", want: "account"},
+		{name: "front controller, double-encoded", target: "/index.php%252faccount", want: "account"},
+		{name: "front controller, backslash", target: `/index.php%5caccount`, want: "account"},
+		{name: "front controller, later segment", target: "/a.php.bak/index.php/account", want: "account"},
+		{name: "front controller, path_regexp", target: "/index.php/billing/7", want: "billing"},
+		{name: "front controller, expression", target: "/index.php/reports/2024", want: "reports"},
+		{name: "front controller, method reading", method: "POST", target: "/index.php/admin/users?_method=DELETE", want: "admin-delete"},
+
 		// Readings that reach no policy.
+		{name: "front controller elsewhere", target: "/index.php/catalog", want: ""},
+		{name: "front controller alone", target: "/index.php", want: ""},
+		{name: "front controller, unprotected route", target: "/shop.php/catalog/account", want: ""},
+		{name: "not a .php segment", target: "/app.phpx/account", want: ""},
 		{name: "parameter elsewhere", target: "/x;y/catalog", want: ""},
 		{name: "backslash elsewhere", target: "/%5ccatalog", want: ""},
 		{name: "double-encoded elsewhere", target: "/%252e/catalog", want: ""},
@@ -167,6 +185,10 @@ func TestPathStateReadings(t *testing.T) {
 		"/x/%2e%2e;y/account":    {"/x/..;y/account", "/x/%2e%2e/account", "/account"},
 		"/a%zz/%41":              {"/a%zz/A"},
 		"/account;a/b;c":         {"/account/b"},
+		"/index.php/account":     {"/account"},
+		"/x/Index.PHP":           nil,
+		"/a.phpx/b.php/c":        {"/x/b.php/c", "/c"},
+		"/index.php/x;y/account": {"/x;y/account", "/index.php/x/account", "/x/account"},
 	} {
 		var ps pathState
 		ps.init(path)
