@@ -17,6 +17,10 @@ func profileHandler(t *testing.T) *Handler {
 		`{"name":"profile","match":[{"method":["PUT","DELETE"],"path":["/profile*"]}]}]}`)
 }
 
+// emptyType is a Content-Type header sent empty ("Content-Type:"),
+// which Rack takes for none.
+var emptyType = map[string][]string{"Content-Type": {""}}
+
 // raw multipart bodies, boundary XX, as 03_method_override.sh sends them.
 const (
 	mpType = "multipart/form-data; boundary=XX"
@@ -55,6 +59,19 @@ func TestMatchPolicyPHPMethodReadings(t *testing.T) {
 		{name: "json key twice", method: "POST", target: "/profile", body: `{"_method":"GET","_method":"DELETE"}`, ctype: "application/json", want: "profile", keepsBody: true},
 		{name: "json too large to tell", method: "POST", target: "/profile", body: `{"x":"` + strings.Repeat("x", 2000) + `"}`, ctype: "application/json", want: "profile", keepsBody: true},
 		{name: "post without a type (Rack reads a form)", method: "POST", target: "/profile", body: "_method=DELETE", untyped: true, want: "profile", keepsBody: true},
+		// Types Rack reads as a form or multipart, and types that do not
+		// parse: read as Rack does, or taken to ask for any method.
+		{name: "empty type (Rack reads a form)", method: "POST", target: "/profile", body: "_method=DELETE", untyped: true, headers: emptyType, want: "profile", keepsBody: true},
+		{name: "blank type", method: "POST", target: "/profile", body: "_method=put", untyped: true, headers: map[string][]string{"Content-Type": {"  "}}, want: "profile", keepsBody: true},
+		{name: "empty type, _method twice", method: "POST", target: "/profile", body: "_method=GET&_method=DELETE", untyped: true, headers: emptyType, want: "400", keepsBody: true},
+		{name: "type ;", method: "POST", target: "/profile", body: "_method=DELETE", ctype: ";", want: "profile", keepsBody: true},
+		{name: "type garbage", method: "POST", target: "/profile", body: "_method=DELETE", ctype: "form", want: "profile", keepsBody: true},
+		{name: "type list", method: "POST", target: "/profile", body: "_method=DELETE", ctype: "text/plain, application/x-www-form-urlencoded", want: "profile", keepsBody: true},
+		{name: "type twice", method: "POST", target: "/profile", body: "_method=DELETE", untyped: true, headers: map[string][]string{"Content-Type": {"text/plain", "text/plain"}}, want: "profile", keepsBody: true},
+		{name: "multipart/mixed", method: "POST", target: "/profile", body: mpPart(`form-data; name="_method"`, "DELETE") + mpEnd, ctype: "multipart/mixed; boundary=XX", want: "profile", keepsBody: true},
+		{name: "multipart/related", method: "POST", target: "/profile", body: mpPart(`form-data; name="_method"`, "PUT") + mpEnd, ctype: "Multipart/Related; boundary=XX", want: "profile", keepsBody: true},
+		{name: "multipart/mixed without a boundary", method: "POST", target: "/profile", body: mpPart(`form-data; name="_method"`, "DELETE") + mpEnd, ctype: "multipart/mixed", want: "profile", keepsBody: true},
+		{name: "multipart/mixed, non-canonical", method: "POST", target: "/profile", body: mpPart(`form-data; name='_method'`, "DELETE") + mpEnd, ctype: "multipart/mixed; boundary=XX", want: "profile", keepsBody: true},
 
 		// Not readings of DELETE or PUT: the policy does not apply.
 		{name: "json _method GET", method: "POST", target: "/profile", body: `{"_method":"GET"}`, ctype: "application/json", want: "", keepsBody: true},
@@ -67,6 +84,11 @@ func TestMatchPolicyPHPMethodReadings(t *testing.T) {
 		{name: "multipart without _method", method: "POST", target: "/profile", body: plainMP, ctype: plainMPType, want: "", keepsBody: true},
 		{name: "text/plain body", method: "POST", target: "/profile", body: "_method=DELETE", ctype: "text/plain", want: "", keepsBody: true},
 		{name: "post without a type, no _method", method: "POST", target: "/profile", body: "reason=moving", untyped: true, want: "", keepsBody: true},
+		{name: "empty type, no _method", method: "POST", target: "/profile", body: "reason=moving", untyped: true, headers: emptyType, want: "", keepsBody: true},
+		{name: "empty type, _method GET", method: "POST", target: "/profile", body: "_method=GET", untyped: true, headers: emptyType, want: "", keepsBody: true},
+		{name: "multipart/mixed without _method", method: "POST", target: "/profile", body: mpPart(`form-data; name="x"`, "DELETE") + mpEnd, ctype: "multipart/mixed; boundary=XX", want: "", keepsBody: true},
+		{name: "xml body", method: "POST", target: "/profile", body: "_method=DELETE", ctype: "application/xml; charset=utf-8", want: "", keepsBody: true},
+		{name: "octet-stream body", method: "POST", target: "/profile", body: "_method=DELETE", ctype: "Application/Octet-Stream", want: "", keepsBody: true},
 
 		// Readings that disagree.
 		{name: "query cut at NUL and header disagree", method: "POST", target: "/profile?_method%00=PUT", headers: map[string][]string{"X-Http-Method-Override": {"DELETE"}}, want: "400"},
@@ -238,6 +260,8 @@ var shadowCases = []struct {
 	{matchCase{name: "json _method GET", method: "POST", target: "/orders", body: `{"_method":"GET"}`, ctype: "application/json", want: "400 policy", keepsBody: true}, "place-order"},
 	{matchCase{name: "form too large to tell", method: "POST", target: "/orders", body: "item=" + strings.Repeat("x", 2000), want: "400 policy", keepsBody: true}, "place-order"},
 	{matchCase{name: "json that cannot be told", method: "POST", target: "/orders", body: `{"_method":"GET","_method":"POST"}`, ctype: "application/json", want: "400 policy", keepsBody: true}, "place-order"},
+	{matchCase{name: "empty type, _method GET", method: "POST", target: "/orders", body: "_method=GET", untyped: true, headers: emptyType, want: "400 policy", keepsBody: true}, "place-order"},
+	{matchCase{name: "multipart/mixed _method GET", method: "POST", target: "/orders", body: mpPart(`form-data; name="_method"`, "GET") + mpEnd, ctype: "multipart/mixed; boundary=XX", want: "400 policy", keepsBody: true}, "place-order"},
 	{matchCase{name: "HEAD override", method: "POST", target: "/orders", headers: map[string][]string{"X-Http-Method-Override": {"HEAD"}}, want: "400 policy"}, "place-order"},
 	// Monitor before a session policy on the method.
 	{matchCase{name: "monitor before a DELETE policy", method: "DELETE", target: "/admin/users/7", want: "admin-users"}, "admin-users"},
