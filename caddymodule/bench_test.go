@@ -252,7 +252,8 @@ func FuzzPathPrefilter(f *testing.F) {
 		"/shop/../account/payment-methods/", "/./checkout", "/checkout/", "/CHECKOUT", "/admin", "/admin/", "/api/v2/pay/1",
 		"/mixed/case/x", "/index.php", "/files/a/b.pdf", "/x/example.com/y", "/a%2Fb/c", "//double/x", "/account/payment-methods%2f", "",
 		"/pay;jsessionid=1", "/PAY.json", "/pay/", "/pay%3Bx", "/checkout;x",
-		"/;x/checkout", "/x/..;/admin/y", "/%2e/checkout", "/\\admin/x", "/x\\..\\pay", "/a;b/..;c/account/payment-methods", "/x/%2e%2e;y/admin/"} {
+		"/;x/checkout", "/x/..;/admin/y", "/%2e/checkout", "/\\admin/x", "/x\\..\\pay", "/a;b/..;c/account/payment-methods", "/x/%2e%2e;y/admin/",
+		"/index.php/account/payment-methods", "/INDEX.PHP/Checkout", "/a.phpx/pay", "/x.php;y/admin/z", "/index.php/x/..;/pay"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, p string) {

@@ -1194,28 +1194,48 @@ func (h *Handler) refuse(_ http.ResponseWriter, r *http.Request, status int, rea
 	return true
 }
 
-// MatchPolicy implements stepup.Matcher: the first policy whose matchers
-// match the request applies.
+// MatchPolicy implements stepup.Matcher: it finds the policy that
+// applies to the request as the app behind stepup may read it.
 //
-// A policy applies if its matchers match under any reading of the method
+// A policy matches if its matchers match under any reading of the method
 // the app behind could make (stepup.Methods): the method as sent,
 // upper-cased ("post" is POST to Symfony and Laravel), HEAD as GET, the
 // method an override header or a _method query parameter asks for, and,
-// for a POST where it matters, the _method of its form or JSON body. A
-// request whose overrides ask for different methods is refused with 400
+// for a POST where it matters, the _method of its body (a body that
+// cannot be told is taken to ask for any method). A request whose
+// overrides ask for different methods is refused with 400
 // (stepup.ErrAmbiguousMethod) when a session or transaction policy
 // applies: stepup could not know what the app will execute.
 //
 // Likewise for the path (pathState): as sent, and, when it holds ';', a
 // backslash or '%', with path parameters stripped, backslashes as
-// slashes and decoded once more. A request no policy matches, on a path
-// without those characters, costs no allocation.
+// slashes and decoded once more; when it holds ".php", what follows it
+// (the PATH_INFO front controllers route on). A request no policy
+// matches, on a path without those, costs no allocation.
+//
+// Which policy applies:
+//   - Under each one reading, the first enforcing (session or
+//     transaction) policy in the order written that matches it.
+//   - When the readings fall under different enforcing policies, the
+//     request is refused with 400 (stepup.ErrAmbiguousPolicy): stepup
+//     cannot know which of them the app will execute, and applying the
+//     one would let the other's action through ("POST /checkout/..;/account"
+//     is the checkout to one app, /account to another).
+//   - A monitor policy applies only when no enforcing policy matches
+//     under any reading: it never shadows one. Among monitor policies,
+//     the first that matches applies.
 func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 	var clean string
 	var cleaned bool
 	var methods methodState
 	var paths pathState
+	var enforcing, monitor *Policy
+	several := false
 	for _, p := range h.Policies {
+		isMonitor := p.policy.Mode == stepup.Monitor
+		if isMonitor && (enforcing != nil || monitor != nil) {
+			continue // it could not apply
+		}
 		if p.prefixes != nil {
 			if !cleaned {
 				// The same normalization as Caddy's path matcher.
@@ -1229,20 +1249,113 @@ func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 		if err != nil {
 			return nil, caddyhttp.Error(http.StatusInternalServerError, err)
 		}
-		if !match {
-			continue
+		switch {
+		case !match:
+		case isMonitor:
+			monitor = p
+		case enforcing == nil:
+			enforcing = p
+		default:
+			several = true
 		}
-		if p.policy.Mode != stepup.Monitor {
-			if err := methods.ambiguous(r); err != nil {
-				return nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("policy %s: %w", p.Name, err))
+		if several {
+			break
+		}
+	}
+	p := enforcing
+	if several {
+		var err error
+		if p, err = h.choosePolicy(r, &methods, &paths); err != nil {
+			return nil, err
+		}
+	}
+	if p != nil {
+		if err := methods.ambiguous(r); err != nil {
+			return nil, caddyhttp.Error(http.StatusBadRequest, fmt.Errorf("policy %s: %w", p.Name, err))
+		}
+	} else if p = monitor; p == nil {
+		return nil, nil
+	}
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		repl.Set("http.stepup.policy", p.Name)
+	}
+	return p.policy, nil
+}
+
+// choosePolicy finds the enforcing policy of a request that more than
+// one enforcing policy matches, under different readings or the same:
+// each reading (path and method) falls under the first enforcing policy
+// that matches it, and when two readings fall under different ones the
+// request is ambiguous (400). Requests come here rarely (overlapping
+// policies, or readings that leave one for another), so this tries
+// every reading with every policy, without the shortcuts of
+// matchPolicy.
+func (h *Handler) choosePolicy(r *http.Request, s *methodState, ps *pathState) (*Policy, error) {
+	s.init(r)
+	ps.init(r.URL.Path)
+	methods := []string{r.Method}
+	for i := 0; i < s.n; i++ {
+		methods = append(methods, s.reading(i))
+	}
+	if s.inBody {
+		if !s.bodyRead {
+			s.bodyRead = true
+			s.body, s.bodyKnown = bodyMethodOverrides(r, h.engine.Config().MaxBody)
+		}
+		more := h.formMethods // a body that cannot be told: any method
+		if s.bodyKnown {
+			more = nil
+			for _, b := range s.body {
+				more = append(more, b, stepup.AsGET(b))
 			}
 		}
-		if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
-			repl.Set("http.stepup.policy", p.Name)
+		for _, m := range more {
+			if !contains(methods, m) {
+				methods = append(methods, m)
+			}
 		}
-		return p.policy, nil
 	}
-	return nil, nil
+	paths := append([]string{r.URL.Path}, ps.readings[:ps.n]...)
+	u := r.URL
+	sentMethod, sentPath, sentRaw := r.Method, u.Path, u.RawPath
+	defer func() { r.Method, u.Path, u.RawPath = sentMethod, sentPath, sentRaw }()
+	var chosen *Policy
+	var chosenPath, chosenMethod string
+	for i, path := range paths {
+		u.Path, u.RawPath = sentPath, sentRaw
+		if i > 0 {
+			u.Path, u.RawPath = path, ""
+		}
+		for _, m := range methods {
+			r.Method = m
+			for _, p := range h.Policies {
+				if p.policy.Mode == stepup.Monitor {
+					continue
+				}
+				ok := len(p.matchers) == 0
+				if !ok {
+					var err error
+					if ok, err = p.matchers.AnyMatchWithError(r); err != nil {
+						return nil, caddyhttp.Error(http.StatusInternalServerError, err)
+					}
+				}
+				if !ok {
+					continue
+				}
+				switch {
+				case chosen == nil:
+					chosen, chosenPath, chosenMethod = p, path, m
+				case p != chosen:
+					err := fmt.Errorf("%w: read as %s %q it is for policy %s, read as %s %q for policy %s; "+
+						"stepup cannot know which the app will execute",
+						stepup.ErrAmbiguousPolicy, chosenMethod, chosenPath, chosen.Name, m, path, p.Name)
+					return nil, caddyhttp.Error(http.StatusBadRequest, err)
+				}
+				break
+			}
+		}
+	}
+	return chosen, nil
 }
 
 // skip reports whether the path prefilter rules out p for r, whose path

@@ -201,16 +201,50 @@ func matchAs(sets caddyhttp.MatcherSets, r *http.Request, method string) (bool, 
 }
 
 // bodyMayOverride reports whether a POST's body may carry _method as an
-// app reads it, without allocating: a form (Symfony, Laravel, Rails), a
-// Content-Type holding "json" (Laravel reads a JSON body as its input),
-// no Content-Type (Rack reads the body as a form), or more than one.
+// app reads it, without allocating. Only a body whose one Content-Type
+// is a plain, well-formed media type that no app reads fields from is
+// left unread; any other may override:
+//   - no Content-Type, or an empty one (Rack reads the body as a form);
+//   - a form, or any multipart/* (Rack parses multipart/mixed and
+//     multipart/related as it does multipart/form-data);
+//   - a type holding "json" (Laravel reads a JSON body as its input);
+//   - more than one Content-Type, or one that does not parse as
+//     type/subtype (apps cut it at ';', ',' or a space, each its way).
 func bodyMayOverride(h http.Header) bool {
 	v := h["Content-Type"]
 	if len(v) != 1 {
 		return true
 	}
-	return hasPrefixFold(v[0], "application/x-www-form-urlencoded") || hasPrefixFold(v[0], "multipart/form-data") ||
-		containsFold(v[0], "json")
+	ct := v[0]
+	if hasPrefixFold(ct, "application/x-www-form-urlencoded") || hasPrefixFold(ct, "multipart/") || containsFold(ct, "json") {
+		return true
+	}
+	media := ct
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		media = ct[:i]
+	}
+	media = strings.TrimRight(media, " \t")
+	return !plainMediaType(media)
+}
+
+// plainMediaType reports whether s is type "/" subtype, both tokens
+// (RFC 9110), and nothing else.
+func plainMediaType(s string) bool {
+	slash := strings.IndexByte(s, '/')
+	return slash > 0 && slash < len(s)-1 && isToken(s[:slash]) && isToken(s[slash+1:])
+}
+
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func hasPrefixFold(s, prefix string) bool {
@@ -229,8 +263,10 @@ func containsFold(s, sub string) bool {
 // bodyMethodOverrides reads the _method values of a POST's body as the
 // apps behind stepup would (fields.Reader.BodyValues: an urlencoded,
 // multipart or JSON body, or an untyped one as Rack reads it), and puts
-// the body back as it was for the engine and the upstream. known is
-// false when the body cannot be told: larger than limit,
+// the body back as it was for the engine and the upstream. A body whose
+// Content-Type is empty is read as untyped, and one of another multipart
+// type as multipart/form-data, as Rack reads them (asRackReads). known
+// is false when the body cannot be told: larger than limit,
 // content-encoded, unreadable, or one that parsers could read
 // differently (fields.ErrAmbiguous).
 func bodyMethodOverrides(r *http.Request, limit int64) (methods []string, known bool) {
@@ -244,7 +280,11 @@ func bodyMethodOverrides(r *http.Request, limit int64) (methods []string, known 
 	if !ok {
 		return nil, false
 	}
-	values, err := fields.NewReader(r, buf).BodyValues(stepup.MethodParam)
+	rr, ok := asRackReads(r)
+	if !ok {
+		return nil, false
+	}
+	values, err := fields.NewReader(rr, buf).BodyValues(stepup.MethodParam)
 	if err != nil {
 		return nil, false
 	}
@@ -255,6 +295,45 @@ func bodyMethodOverrides(r *http.Request, limit int64) (methods []string, known 
 		}
 	}
 	return methods, true
+}
+
+// asRackReads returns r, or a copy of it whose Content-Type says how
+// Rack reads the body where the field reader would not read it: an
+// empty Content-Type is none (Rack reads the body as a form), and a
+// multipart type other than form-data (multipart/mixed, related, ...)
+// is multipart/form-data with the same parameters (Rack's multipart
+// parser reads any multipart body's named parts). The copy shares all
+// else with r. ok is false for a type that is not type/subtype ("form",
+// ";"), which apps read each their way.
+func asRackReads(r *http.Request) (rr *http.Request, ok bool) {
+	v := r.Header["Content-Type"]
+	if len(v) != 1 {
+		return r, true // the reader refuses more than one
+	}
+	ct := strings.TrimSpace(v[0])
+	media, _, _ := strings.Cut(ct, ";")
+	if ct != "" && !plainMediaType(strings.TrimRight(media, " \t")) {
+		return nil, false
+	}
+	var set string
+	switch {
+	case ct == "":
+	case hasPrefixFold(ct, "multipart/") && !hasPrefixFold(ct, "multipart/form-data"):
+		set = "multipart/form-data" // no boundary: the reader refuses it
+		if i := strings.IndexByte(ct, ';'); i >= 0 {
+			set += ct[i:]
+		}
+	default:
+		return r, true
+	}
+	c := *r
+	c.Header = r.Header.Clone()
+	if set == "" {
+		c.Header.Del("Content-Type")
+	} else {
+		c.Header.Set("Content-Type", set)
+	}
+	return &c, true
 }
 
 // peekBody reads r's body, up to limit bytes, and leaves r.Body reading

@@ -45,7 +45,7 @@ type matchCase struct {
 	ctype     string
 	untyped   bool // no Content-Type
 	encoding  string
-	want      string // policy name, "" for none, "400" for ambiguous
+	want      string // policy name, "" for none, "400" for an ambiguous method, "400 policy" for readings under different policies
 	keepsBody bool
 }
 
@@ -154,6 +154,11 @@ func (tc matchCase) run(t *testing.T, h *Handler) {
 		if !errors.Is(err, stepup.ErrAmbiguousMethod) || !errors.As(err, &he) || he.StatusCode != http.StatusBadRequest {
 			t.Fatalf("MatchPolicy = %v, %v; want 400 ErrAmbiguousMethod", p, err)
 		}
+	case tc.want == "400 policy":
+		var he caddyhttp.HandlerError
+		if !errors.Is(err, stepup.ErrAmbiguousPolicy) || !errors.As(err, &he) || he.StatusCode != http.StatusBadRequest {
+			t.Fatalf("MatchPolicy = %v, %v; want 400 ErrAmbiguousPolicy", p, err)
+		}
 	case err != nil:
 		t.Fatalf("MatchPolicy: %v", err)
 	case tc.want == "" && p != nil:
@@ -186,8 +191,8 @@ func TestMethodReadingsAllocateNothing(t *testing.T) {
 		`"identity":{"source":"header","user":"U","phone":"P"},"senders":[{"sender":"log"}],"policies":[`+
 		`{"name":"deletes","match":[{"method":["DELETE"]}]},{"name":"exports","match":[{"method":["GET"],"path":["/export*"]}]}]}`)
 	for _, method := range []string{"GET", "HEAD", "POST"} {
-		// Paths without ';', '\' or '%' have no other readings.
-		for _, target := range []string{"/catalog/espresso?page=2", "/catalog/caf%C3%A9-cr%C3%A8me.json", "/catalog/a,b=c/x-y_z~.json"} {
+		// Paths without ';', '\', '%' or ".php" have no other readings.
+		for _, target := range []string{"/catalog/espresso?page=2", "/catalog/caf%C3%A9-cr%C3%A8me.json", "/catalog/a,b=c/x-y_z~.json", "/catalog/phpinfo.ph/p.phtml"} {
 			r := prepared(method, target)
 			r.Header.Set("Cookie", "session=abc")
 			r.Header.Set("Content-Type", "application/json")

@@ -244,19 +244,23 @@ func TestNoEffectWarnings(t *testing.T) {
 		"policies":[{"name":"s","describe":"Pay","match":[{"path":["/s*"]}]},
 		{"name":"t","mode":"transaction","grant_ttl":"5m","match":[{}]},
 		{"name":"m","mode":"monitor","grant_ttl":"5m","describe":"x"},
-		{"name":"late","match":[{"path":["/late*"]}]}]}`)
+		{"name":"late","match":[{"path":["/late*"]}]},
+		{"name":"late-monitor","mode":"monitor","match":[{"path":["/late*"]}]}]}`)
 	var got []string
 	for _, w := range h.noEffects() {
 		got = append(got, w.policy+": "+w.msg)
 	}
 	all := strings.Join(got, "\n")
+	if strings.Contains(all, "late: policy late never applies") {
+		t.Errorf("a monitor policy without matchers is said to shadow the enforcing policy after it:\n%s", all)
+	}
 	for _, want := range []string{
 		"s: policy s: describe has no effect in mode session",
 		"t: policy t: grant_ttl has no effect in mode transaction",
 		"t: policy t: match {} is empty",
 		"m: policy m: grant_ttl has no effect in mode monitor",
 		"m: policy m: describe has no effect in mode monitor",
-		"late: policy late never applies: policy m before it has no matchers",
+		"late-monitor: policy late-monitor never applies: monitor policy m before it has no matchers",
 		": resend_after has no effect with max_sends 1",
 		": request_failure_window has no effect",
 	} {

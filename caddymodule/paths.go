@@ -16,15 +16,28 @@ import (
 // policy applies if its matchers match under any of these readings: each
 // is tried by setting r.URL.Path (and clearing RawPath) for the call and
 // putting them back, as the method readings do.
+//
+// PHP front controllers are read too: Caddy's php_fastcgi (split_path
+// .php) runs "/index.php/account/settings" as the script /index.php with
+// PATH_INFO "/account/settings", and Symfony, Laravel and Slim route on
+// PATH_INFO. So what follows ".php" (in any ASCII case) is one more
+// reading of the path, and of each of the readings above: after the
+// first ".php" (where php_fastcgi's transport splits) and after the
+// first ".php" that ends a segment (where its file matcher does).
 
-// pathReadings is the number of ways a path is read besides as sent:
-// each combination of decoding once more, backslashes as slashes and
-// path parameters stripped.
-const pathReadings = 7
+// pathVariants is the number of ways a path is read besides as sent,
+// ahead of PHP's split: each combination of decoding once more,
+// backslashes as slashes and path parameters stripped.
+const pathVariants = 7
+
+// pathReadings bounds the readings of a path besides as sent: the
+// variants, and what follows ".php" in the path as sent and in each of
+// them, two ways (phpRemainders).
+const pathReadings = pathVariants + (1+1+pathVariants)*2
 
 // pathState is the other readings of a request's path, computed once,
-// when first needed. A path without ';', '\' or '%' has none, and costs
-// no allocation.
+// when first needed. A path without ';', '\', '%' or ".php" has none,
+// and costs no allocation.
 type pathState struct {
 	done bool
 	n    int
@@ -46,18 +59,72 @@ func (ps *pathState) init(path string) {
 		return
 	}
 	ps.done = true
-	if !pathMayVary(path) || !strings.HasPrefix(path, "/") {
+	if !strings.HasPrefix(path, "/") {
 		return
 	}
-	for mask := 1; mask <= pathReadings; mask++ {
+	vary, php := pathMayVary(path), containsFold(path, ".php")
+	if !vary && !php {
+		return
+	}
+	if php {
+		ps.addPHP(path, path)
+	}
+	for mask := 0; mask <= pathVariants; mask++ {
+		if mask > 0 && !vary {
+			break
+		}
 		p := readPath(path, mask&1 != 0, mask&2 != 0, mask&4 != 0)
-		if p == path || ps.has(p) {
+		ps.add(path, p)
+		if php {
+			ps.addPHP(path, p)
+		}
+	}
+}
+
+// add adds p as a reading of path, unless it is path or there already.
+func (ps *pathState) add(path, p string) {
+	if p == path || ps.has(p) || ps.n == len(ps.readings) {
+		return
+	}
+	ps.readings[ps.n] = p
+	ps.clean[ps.n] = caddyhttp.CleanPath(strings.ToLower(p), true)
+	ps.n++
+}
+
+// addPHP adds the readings of p as a front controller's PATH_INFO.
+func (ps *pathState) addPHP(path, p string) {
+	first, segment := phpRemainders(p)
+	for _, rest := range [2]string{first, segment} {
+		if rest == "" {
 			continue
 		}
-		ps.readings[ps.n] = p
-		ps.clean[ps.n] = caddyhttp.CleanPath(strings.ToLower(p), true)
-		ps.n++
+		if !strings.HasPrefix(rest, "/") {
+			rest = "/" + rest
+		}
+		ps.add(path, caddyhttp.CleanPath(rest, false))
 	}
+}
+
+// phpRemainders returns what follows the first ".php" of p, in any ASCII
+// case, as php_fastcgi's transport splits a path into SCRIPT_NAME and
+// PATH_INFO, and what follows the first ".php" that ends a segment, as
+// its file matcher (try_files with split_path) does; "" for none.
+func phpRemainders(p string) (first, segment string) {
+	const ext = ".php"
+	found := false
+	for i := 0; i+len(ext) <= len(p); i++ {
+		if !strings.EqualFold(p[i:i+len(ext)], ext) {
+			continue
+		}
+		rest := p[i+len(ext):]
+		if !found {
+			found, first = true, rest
+		}
+		if rest == "" || rest[0] == '/' {
+			return first, rest
+		}
+	}
+	return first, ""
 }
 
 func (ps *pathState) has(p string) bool {

@@ -1,8 +1,12 @@
 package caddymodule
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 )
 
 // profileHandler has the policy an outside test bypassed with method
@@ -12,6 +16,10 @@ func profileHandler(t *testing.T) *Handler {
 		`"identity":{"source":"header","user":"U","phone":"P"},"senders":[{"sender":"log"}],"max_body":1024,"policies":[`+
 		`{"name":"profile","match":[{"method":["PUT","DELETE"],"path":["/profile*"]}]}]}`)
 }
+
+// emptyType is a Content-Type header sent empty ("Content-Type:"),
+// which Rack takes for none.
+var emptyType = map[string][]string{"Content-Type": {""}}
 
 // raw multipart bodies, boundary XX, as 03_method_override.sh sends them.
 const (
@@ -62,6 +70,19 @@ func TestMatchPolicyPHPMethodReadings(t *testing.T) {
 		{name: "form [[_method]] (Rack 2)", method: "POST", target: "/profile", body: "[[_method]]=DELETE", want: "profile", keepsBody: true},
 		{name: "multipart ]]_method]] (Rack 2)", method: "POST", target: "/profile", body: mpPart(`form-data; name="]]_method]]"`, "DELETE") + mpEnd, ctype: mpType, want: "profile", keepsBody: true},
 		{name: "post without a type, [_method] (Rack 2)", method: "POST", target: "/profile", body: "[_method]=DELETE", untyped: true, want: "profile", keepsBody: true},
+		// Types Rack reads as a form or multipart, and types that do not
+		// parse: read as Rack does, or taken to ask for any method.
+		{name: "empty type (Rack reads a form)", method: "POST", target: "/profile", body: "_method=DELETE", untyped: true, headers: emptyType, want: "profile", keepsBody: true},
+		{name: "blank type", method: "POST", target: "/profile", body: "_method=put", untyped: true, headers: map[string][]string{"Content-Type": {"  "}}, want: "profile", keepsBody: true},
+		{name: "empty type, _method twice", method: "POST", target: "/profile", body: "_method=GET&_method=DELETE", untyped: true, headers: emptyType, want: "400", keepsBody: true},
+		{name: "type ;", method: "POST", target: "/profile", body: "_method=DELETE", ctype: ";", want: "profile", keepsBody: true},
+		{name: "type garbage", method: "POST", target: "/profile", body: "_method=DELETE", ctype: "form", want: "profile", keepsBody: true},
+		{name: "type list", method: "POST", target: "/profile", body: "_method=DELETE", ctype: "text/plain, application/x-www-form-urlencoded", want: "profile", keepsBody: true},
+		{name: "type twice", method: "POST", target: "/profile", body: "_method=DELETE", untyped: true, headers: map[string][]string{"Content-Type": {"text/plain", "text/plain"}}, want: "profile", keepsBody: true},
+		{name: "multipart/mixed", method: "POST", target: "/profile", body: mpPart(`form-data; name="_method"`, "DELETE") + mpEnd, ctype: "multipart/mixed; boundary=XX", want: "profile", keepsBody: true},
+		{name: "multipart/related", method: "POST", target: "/profile", body: mpPart(`form-data; name="_method"`, "PUT") + mpEnd, ctype: "Multipart/Related; boundary=XX", want: "profile", keepsBody: true},
+		{name: "multipart/mixed without a boundary", method: "POST", target: "/profile", body: mpPart(`form-data; name="_method"`, "DELETE") + mpEnd, ctype: "multipart/mixed", want: "profile", keepsBody: true},
+		{name: "multipart/mixed, non-canonical", method: "POST", target: "/profile", body: mpPart(`form-data; name='_method'`, "DELETE") + mpEnd, ctype: "multipart/mixed; boundary=XX", want: "profile", keepsBody: true},
 
 		// Not readings of DELETE or PUT: the policy does not apply.
 		{name: "json _method GET", method: "POST", target: "/profile", body: `{"_method":"GET"}`, ctype: "application/json", want: "", keepsBody: true},
@@ -74,6 +95,11 @@ func TestMatchPolicyPHPMethodReadings(t *testing.T) {
 		{name: "multipart without _method", method: "POST", target: "/profile", body: plainMP, ctype: plainMPType, want: "", keepsBody: true},
 		{name: "text/plain body", method: "POST", target: "/profile", body: "_method=DELETE", ctype: "text/plain", want: "", keepsBody: true},
 		{name: "post without a type, no _method", method: "POST", target: "/profile", body: "reason=moving", untyped: true, want: "", keepsBody: true},
+		{name: "empty type, no _method", method: "POST", target: "/profile", body: "reason=moving", untyped: true, headers: emptyType, want: "", keepsBody: true},
+		{name: "empty type, _method GET", method: "POST", target: "/profile", body: "_method=GET", untyped: true, headers: emptyType, want: "", keepsBody: true},
+		{name: "multipart/mixed without _method", method: "POST", target: "/profile", body: mpPart(`form-data; name="x"`, "DELETE") + mpEnd, ctype: "multipart/mixed; boundary=XX", want: "", keepsBody: true},
+		{name: "xml body", method: "POST", target: "/profile", body: "_method=DELETE", ctype: "application/xml; charset=utf-8", want: "", keepsBody: true},
+		{name: "octet-stream body", method: "POST", target: "/profile", body: "_method=DELETE", ctype: "Application/Octet-Stream", want: "", keepsBody: true},
 
 		// Readings that disagree.
 		{name: "query cut at NUL and header disagree", method: "POST", target: "/profile?_method%00=PUT", headers: map[string][]string{"X-Http-Method-Override": {"DELETE"}}, want: "400"},
@@ -125,7 +151,25 @@ func TestMatchPolicyPathReadings(t *testing.T) {
 		{name: "expression behind an encoded backslash", target: "/x%5c..%5creports/2024", want: "reports"},
 		{name: "method and path readings together", method: "POST", target: "/x/..;/admin/users?_method=DELETE", want: "admin-delete"},
 
+		// Front controllers: php_fastcgi's PATH_INFO.
+		{name: "front controller", target: "/index.php/account/settings", want: "account"},
+		{name: "front controller, upper case", target: "/INDEX.PHP/Account", want: "account"},
+		{name: "front controller in a directory", target: "/app/index.php/account", want: "account"},
+		{name: "front controller, exact path", target: "/index.php/settings", want: "settings"},
+		{name: "front controller, escaped slash", target: "/index.php%2faccount", want: "account"},
+		{name: "front controller and a parameter", target: "/index.php/x/..;/account", want: "account"},
+		{name: "front controller, double-encoded", target: "/index.php%252faccount", want: "account"},
+		{name: "front controller, backslash", target: `/index.php%5caccount`, want: "account"},
+		{name: "front controller, later segment", target: "/a.php.bak/index.php/account", want: "account"},
+		{name: "front controller, path_regexp", target: "/index.php/billing/7", want: "billing"},
+		{name: "front controller, expression", target: "/index.php/reports/2024", want: "reports"},
+		{name: "front controller, method reading", method: "POST", target: "/index.php/admin/users?_method=DELETE", want: "admin-delete"},
+
 		// Readings that reach no policy.
+		{name: "front controller elsewhere", target: "/index.php/catalog", want: ""},
+		{name: "front controller alone", target: "/index.php", want: ""},
+		{name: "front controller, unprotected route", target: "/shop.php/catalog/account", want: ""},
+		{name: "not a .php segment", target: "/app.phpx/account", want: ""},
 		{name: "parameter elsewhere", target: "/x;y/catalog", want: ""},
 		{name: "backslash elsewhere", target: "/%5ccatalog", want: ""},
 		{name: "double-encoded elsewhere", target: "/%252e/catalog", want: ""},
@@ -174,11 +218,130 @@ func TestPathStateReadings(t *testing.T) {
 		"/x/%2e%2e;y/account":    {"/x/..;y/account", "/x/%2e%2e/account", "/account"},
 		"/a%zz/%41":              {"/a%zz/A"},
 		"/account;a/b;c":         {"/account/b"},
+		"/index.php/account":     {"/account"},
+		"/x/Index.PHP":           nil,
+		"/a.phpx/b.php/c":        {"/x/b.php/c", "/c"},
+		"/index.php/x;y/account": {"/x;y/account", "/index.php/x/account", "/x/account"},
 	} {
 		var ps pathState
 		ps.init(path)
 		if got := ps.readings[:ps.n]; strings.Join(got, "|") != strings.Join(want, "|") {
 			t.Errorf("readings of %q = %q, want %q", path, got, want)
 		}
+	}
+}
+
+// shadowHandler has the policies an outside test shadowed: a weaker
+// policy (monitor, or session) listed before a stronger one, which a
+// request matched only under another reading of its path or method
+// while the app executed the stronger policy's action.
+func shadowHandler(t *testing.T) *Handler {
+	return provisioned(t, `{"secret":"0123456789abcdef0123456789abcdef",`+
+		`"identity":{"source":"header","user":"U","phone":"P"},"senders":[{"sender":"log"}],"max_body":1024,"policies":[`+
+		`{"name":"admin-rollout","match":[{"path":["/admin*"]}],"mode":"monitor"},`+
+		`{"name":"account","match":[{"path":["/account*"]}]},`+
+		`{"name":"view-orders","match":[{"method":["GET"],"path":["/orders*"]}]},`+
+		`{"name":"checkout","match":[{"method":["POST"],"path":["/checkout*"]}],"mode":"transaction"},`+
+		`{"name":"place-order","match":[{"method":["POST"],"path":["/orders*"]}],"mode":"transaction"},`+
+		`{"name":"admin-users","match":[{"method":["DELETE"],"path":["/admin/users*"]}]},`+
+		`{"name":"account-close","match":[{"path":["/account/close*"]}],"mode":"transaction"}]}`)
+}
+
+// shadowCases are requests that matched a weaker policy under one
+// reading while the app ran a stronger one's action; strong is the
+// stronger policy.
+var shadowCases = []struct {
+	matchCase
+	strong string
+}{
+	// A monitor policy before a transaction: the monitor never shadows.
+	{matchCase{name: "monitor, parameter dot segment", method: "POST", target: "/checkout.php/..;/admin", body: "amount=1", want: "checkout"}, "checkout"},
+	{matchCase{name: "monitor, double-encoded dots", method: "POST", target: "/checkout.php/%252e%252e/admin", body: "amount=1", want: "checkout"}, "checkout"},
+	{matchCase{name: "monitor, plain parameter dot segment", method: "POST", target: "/checkout/..;/admin", body: "amount=1", want: "checkout"}, "checkout"},
+	// A session policy before a transaction: the readings disagree.
+	{matchCase{name: "session, parameter dot segment", method: "POST", target: "/checkout/..;/account", body: "amount=1", want: "400 policy"}, "checkout"},
+	{matchCase{name: "session, encoded backslashes", method: "POST", target: "/checkout%5c..%5caccount", body: "amount=1", want: "400 policy"}, "checkout"},
+	{matchCase{name: "session, double-encoded slashes", method: "POST", target: "/checkout%252f..%252faccount", body: "amount=1", want: "400 policy"}, "checkout"},
+	{matchCase{name: "session, front controller", method: "POST", target: "/checkout.php/..;/account", body: "amount=1", want: "400 policy"}, "checkout"},
+	// A GET session policy before a POST transaction: method readings.
+	{matchCase{name: "override header GET", method: "POST", target: "/orders", headers: map[string][]string{"X-Http-Method-Override": {"GET"}}, body: "item=1", want: "400 policy"}, "place-order"},
+	{matchCase{name: "X-HTTP-Method GET", method: "POST", target: "/orders", headers: map[string][]string{"X-Http-Method": {"get"}}, body: "item=1", want: "400 policy"}, "place-order"},
+	{matchCase{name: "query _method GET", method: "POST", target: "/orders?_method=GET", body: "item=1", want: "400 policy"}, "place-order"},
+	{matchCase{name: "form _method GET", method: "POST", target: "/orders", body: "item=1&_method=GET", want: "400 policy", keepsBody: true}, "place-order"},
+	{matchCase{name: "json _method GET", method: "POST", target: "/orders", body: `{"_method":"GET"}`, ctype: "application/json", want: "400 policy", keepsBody: true}, "place-order"},
+	{matchCase{name: "form too large to tell", method: "POST", target: "/orders", body: "item=" + strings.Repeat("x", 2000), want: "400 policy", keepsBody: true}, "place-order"},
+	{matchCase{name: "json that cannot be told", method: "POST", target: "/orders", body: `{"_method":"GET","_method":"POST"}`, ctype: "application/json", want: "400 policy", keepsBody: true}, "place-order"},
+	{matchCase{name: "empty type, _method GET", method: "POST", target: "/orders", body: "_method=GET", untyped: true, headers: emptyType, want: "400 policy", keepsBody: true}, "place-order"},
+	{matchCase{name: "multipart/mixed _method GET", method: "POST", target: "/orders", body: mpPart(`form-data; name="_method"`, "GET") + mpEnd, ctype: "multipart/mixed; boundary=XX", want: "400 policy", keepsBody: true}, "place-order"},
+	{matchCase{name: "HEAD override", method: "POST", target: "/orders", headers: map[string][]string{"X-Http-Method-Override": {"HEAD"}}, want: "400 policy"}, "place-order"},
+	// Monitor before a session policy on the method.
+	{matchCase{name: "monitor before a DELETE policy", method: "DELETE", target: "/admin/users/7", want: "admin-users"}, "admin-users"},
+	{matchCase{name: "monitor before a DELETE override", method: "POST", target: "/admin/users/7?_method=DELETE", want: "admin-users"}, "admin-users"},
+}
+
+// Every reading of a request that shadowed a stronger policy is refused
+// (400) or gets the stronger policy, never the weaker one.
+func TestMatchPolicyNoShadowing(t *testing.T) {
+	h := shadowHandler(t)
+	for _, tc := range shadowCases {
+		if tc.want != "400 policy" && tc.want != tc.strong {
+			t.Fatalf("%s: the case wants %s, neither 400 nor the stronger %s", tc.name, tc.want, tc.strong)
+		}
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })
+	}
+}
+
+// Where no reading leaves the policy, or all stay under one, the order
+// written decides as before.
+func TestMatchPolicyOrderKept(t *testing.T) {
+	h := shadowHandler(t)
+	for _, tc := range []matchCase{
+		{name: "plain checkout", method: "POST", target: "/checkout", body: "amount=1", want: "checkout"},
+		{name: "checkout with a parameter", method: "POST", target: "/checkout;jsessionid=1", body: "amount=1", want: "checkout"},
+		{name: "plain orders GET", method: "GET", target: "/orders/7", want: "view-orders"},
+		{name: "plain orders HEAD", method: "HEAD", target: "/orders/7", want: "view-orders"},
+		{name: "plain orders POST", method: "POST", target: "/orders", body: "item=1", want: "place-order", keepsBody: true},
+		{name: "orders POST, override to POST", method: "POST", target: "/orders", headers: map[string][]string{"X-Http-Method-Override": {"POST"}}, want: "place-order"},
+		{name: "orders POST, text body", method: "POST", target: "/orders", body: "_method=GET", ctype: "text/plain", want: "place-order", keepsBody: true},
+		{name: "GET orders with a parameter", method: "GET", target: "/orders;x/7", want: "view-orders"},
+		{name: "overlapping, first written wins", method: "GET", target: "/account/close", want: "account"},
+		{name: "overlapping, under every reading", method: "POST", target: "/x/..;/account/close;y", want: "account"},
+		{name: "monitor alone", method: "GET", target: "/admin/x", want: "admin-rollout"},
+		{name: "monitor alone, GET of users", method: "GET", target: "/admin/users", want: "admin-rollout"},
+		{name: "session reading, monitor as sent", method: "GET", target: "/admin/..;/account", want: "account"},
+		{name: "unprotected", method: "GET", target: "/catalog;x", want: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, h) })
+	}
+}
+
+// The engine answers readings under different policies with 400, and
+// the error it records names both policies and both readings; the
+// request goes no further.
+func TestAmbiguousPolicyRefused(t *testing.T) {
+	h := shadowHandler(t)
+	newRequest := func() *http.Request {
+		r := preparedBody("POST", "/checkout/..;/account", strings.NewReader("amount=1"))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		r.Header.Set("U", "alice")
+		r.Header.Set("P", "+14155550100")
+		return r
+	}
+	_, err := h.MatchPolicy(newRequest())
+	for _, want := range []string{"policy checkout", "policy account", `"/checkout/..;/account"`, `"/account"`, "cannot know which"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("the error %v does not say %s", err, want)
+		}
+	}
+	w := httptest.NewRecorder()
+	next := caddyhttp.HandlerFunc(func(http.ResponseWriter, *http.Request) error {
+		t.Error("an ambiguous request reached the app")
+		return nil
+	})
+	if err := h.ServeHTTP(w, newRequest(), next); err != nil {
+		t.Fatal(err)
+	}
+	if w.Code != http.StatusBadRequest {
+		t.Fatalf("status %d, want 400", w.Code)
 	}
 }

@@ -32,12 +32,18 @@ func (h *Handler) warnNoEffect() {
 // effect.
 func (h *Handler) noEffects() []noEffect {
 	var out []noEffect
-	var catchAll string
+	// A policy without matchers covers every request: an enforcing one
+	// every later policy, a monitor one every later monitor policy (a
+	// monitor policy never shadows an enforcing one).
+	var catchAll, monitorCatchAll string
 	enforcing := false
 	for _, p := range h.Policies {
 		mode := p.policy.Mode
-		if catchAll != "" {
-			out = append(out, noEffect{p.Name, fmt.Sprintf("policy %s never applies: policy %s before it has no matchers and covers every request, and the first policy that matches applies", p.Name, catchAll)})
+		switch {
+		case catchAll != "":
+			out = append(out, noEffect{p.Name, fmt.Sprintf("policy %s never applies: policy %s before it has no matchers and covers every request, and the first enforcing policy that matches applies", p.Name, catchAll)})
+		case monitorCatchAll != "" && mode == stepup.Monitor:
+			out = append(out, noEffect{p.Name, fmt.Sprintf("policy %s never applies: monitor policy %s before it has no matchers and covers every request no enforcing policy matches", p.Name, monitorCatchAll)})
 		}
 		if mode != stepup.Monitor {
 			enforcing = true
@@ -49,7 +55,11 @@ func (h *Handler) noEffects() []noEffect {
 			}
 		}
 		if len(p.matchers) == 0 && catchAll == "" {
-			catchAll = p.Name
+			if mode != stepup.Monitor {
+				catchAll = p.Name
+			} else if monitorCatchAll == "" {
+				monitorCatchAll = p.Name
+			}
 		}
 		if p.Describe != "" && mode != stepup.Transaction {
 			out = append(out, noEffect{p.Name, fmt.Sprintf("policy %s: describe has no effect in mode %s: only a transaction's code message and page show what is approved", p.Name, mode)})

@@ -35,6 +35,13 @@ type Matcher interface {
 	MatchPolicy(r *http.Request) (*Policy, error)
 }
 
+// ErrAmbiguousPolicy is returned, wrapped, by a Matcher for a request
+// whose readings (the method and path as the apps behind stepup may read
+// them) fall under different enforcing policies: stepup cannot know which
+// of them the app will execute, so no code can say what was approved.
+// Such a request is refused (400).
+var ErrAmbiguousPolicy = errors.New("stepup: readings of the request fall under different policies")
+
 // MatchFunc adapts a function to Matcher.
 type MatchFunc func(r *http.Request) (*Policy, error)
 
@@ -124,6 +131,12 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, m Matcher, next N
 		// Method overrides that disagree: the app may run either, so no
 		// code can say which was approved.
 		e.refuse(w, r, "", http.StatusBadRequest, page.StateAmbiguous, "ambiguous_method", err)
+		return nil
+	}
+	if errors.Is(err, ErrAmbiguousPolicy) {
+		// The path or method read one way falls under one policy, read
+		// another way under another: the app may run either.
+		e.refuse(w, r, "", http.StatusBadRequest, page.StateAmbiguous, "ambiguous_policy", err)
 		return nil
 	}
 	if err != nil {
