@@ -221,7 +221,11 @@ run)
 		export STEPUP_SECRET
 		say "STEPUP_SECRET was not set: using a random one for this run"
 	fi
-	say "demo shop on http://localhost:8080 (codes appear below, from 'sender log')"
+	# Caddyfile.example reads its ports and its page root from the
+	# environment; the root is made absolute so that ./caddy works from
+	# any directory.
+	export STEPUP_DEMO_ROOT="${STEPUP_DEMO_ROOT:-$ROOT/demo}"
+	say "demo shop on http://localhost:${STEPUP_DEMO_PORT:-8080} (codes appear below, from 'sender log')"
 	exec "$ROOT/caddy" run --config "$ROOT/Caddyfile.example" --adapter caddyfile
 	;;
 test)

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -109,6 +110,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		send_timeout   <duration>
 //		max_body       <size>
 //		audit_stream   <key> [maxlen <n>]
+//		audit_user     hmac|plain|none
 //		assertion {
 //			[header   <name>]
 //			[ttl      <duration>]
@@ -124,6 +126,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			[support_url <url>]
 //			[template    <file>]
 //			[locale      <tag>]
+//			[support_text <line>|off]
+//			[home_url    <path|https URL>|off]
 //		}
 //		headers {
 //			policy      <header>
@@ -259,6 +263,9 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if len(args) == 0 {
 				return d.ArgErr()
 			}
+			if err := checkRegions(name, args); err != nil {
+				return wrap(d, err)
+			}
 			rules := sender.PhoneRules{Allow: args}
 			if name == "deny_countries" {
 				rules = sender.PhoneRules{Deny: args}
@@ -290,6 +297,9 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			v, err := singleArg(d)
 			if err != nil {
 				return err
+			}
+			if err := checkRegion("default_region", v, false); err != nil {
+				return wrap(d, err)
 			}
 			if err := stepup.CheckDefaultRegion(v); err != nil {
 				return wrap(d, err)
@@ -346,6 +356,15 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				v = -1 // 0s means none, as off does
 			}
 			s.RevocationGrace = v
+		case "audit_user":
+			v, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			if _, err := stepup.ParseAuditUser(v); err != nil {
+				return wrap(d, err)
+			}
+			s.AuditUser = v
 		case "site_name":
 			v, err := singleArg(d)
 			if err != nil {
@@ -654,6 +673,10 @@ func (s *Handler) parsePage(d *caddyfile.Dispenser) error {
 			s.Page.Template = v
 		case "locale":
 			s.Page.Locale = v
+		case "home_url":
+			s.Page.HomeURL = v
+		case "support_text":
+			s.Page.SupportText = v
 		default:
 			return d.Errf("unrecognized page option '%s'", key)
 		}
@@ -730,6 +753,7 @@ func parsePolicy(d *caddyfile.Dispenser) (*Policy, error) {
 			if err != nil {
 				return nil, err
 			}
+			v = requestFieldPlaceholders(v)
 			if err := (&stepup.Policy{Name: p.Name, Describe: v}).Validate(); err != nil {
 				return nil, wrap(d, err)
 			}
@@ -748,6 +772,14 @@ func guestModule(d *caddyfile.Dispenser, namespace, inlineKey string) (json.RawM
 		return nil, d.ArgErr()
 	}
 	name := d.Val()
+	if _, err := caddy.GetModule(namespace + "." + name); err != nil {
+		var known []string
+		for _, m := range caddy.GetModules(namespace) {
+			known = append(known, m.ID.Name())
+		}
+		what := map[string]string{"http.stepup.identity": "identity source", "http.stepup.senders": "sender"}[namespace]
+		return nil, d.Errf("unknown %s '%s' (known: %s)", what, name, strings.Join(known, ", "))
+	}
 	unm, err := caddyfile.UnmarshalModule(d, namespace+"."+name)
 	if err != nil {
 		return nil, err
@@ -836,6 +868,18 @@ func durationValue(d *caddyfile.Dispenser) (caddy.Duration, error) {
 		return 0, d.Errf("%s: %v", name, err)
 	}
 	return caddy.Duration(dur), nil
+}
+
+// caddyQueryShorthand is what Caddy's Caddyfile adapter turns the
+// shorthand {query.NAME} into before a directive sees its tokens.
+var caddyQueryShorthand = regexp.MustCompile(`\{http\.request\.uri\.query\.([\w-]*)\}`)
+
+// requestFieldPlaceholders turns Caddy's expansion of {query.NAME} back
+// into stepup's own {query.NAME}, in the values that name request fields
+// (describe, identity request's user and phone): there {query.NAME} is
+// a field stepup reads itself, strictly, not a Caddy placeholder.
+func requestFieldPlaceholders(v string) string {
+	return caddyQueryShorthand.ReplaceAllString(v, "{query.$1}")
 }
 
 // wrap gives a check's error the file and line of the current token; nil

@@ -146,7 +146,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		"identity twice":           {fmtMinimal("\tidentity header {\n\t\tuser A\n\t\tphone B\n\t}"), "identity already set"},
 		"identity header no phone": {"stepup {\n\tidentity header {\n\t\tuser U\n\t}\n\tsender log\n}", "needs both 'user' and 'phone'"},
 		"identity header unknown":  {"stepup {\n\tidentity header {\n\t\tuser U\n\t\tphone P\n\t\tcolor red\n\t}\n\tsender log\n}", "unrecognized identity header option 'color'"},
-		"unknown sender":           {fmtMinimal("\tsender pigeon"), "getting module named 'http.stepup.senders.pigeon'"},
+		"unknown sender":           {fmtMinimal("\tsender pigeon"), "unknown sender 'pigeon' (known: email, log, msg91, sns, twilio, twilio_rcs, twilio_voice, vonage, vonage_rcs, vonage_voice, webhook, whatsapp)"},
 		"webhook no url":           {fmtMinimal("\tsender webhook"), "sender webhook needs a URL"},
 		"webhook unknown option":   {fmtMinimal("\tsender webhook http://127.0.0.1/ {\n\t\tretries 3\n\t}"), "unrecognized webhook option 'retries'"},
 		"log with args":            {fmtMinimal("\tsender log loud"), "wrong argument count"},
@@ -161,13 +161,13 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 		"redis no url":             {fmtMinimal("\tredis"), "redis needs a URL"},
 		"redis twice":              {fmtMinimal("\tredis redis://a\n\tredis redis://b"), "redis already set"},
 		"path_prefix":              {fmtMinimal("\tpath_prefix stepup"), "must start with '/'"},
-		"default_region":           {fmtMinimal("\tdefault_region India"), `default_region: sender: "India" is not an ISO 3166-1 alpha-2 region`},
+		"default_region":           {fmtMinimal("\tdefault_region India"), `default_region: "India" is not an ISO 3166-1 alpha-2 region code`},
 		"message without code":     {fmtMinimal("\tmessage hello"), "message must contain {code}"},
 		"headers unknown":          {fmtMinimal("\theaders {\n\t\tcolor X\n\t}"), "unrecognized headers option 'color'"},
 		"argument on directive":    {"stepup extra {\n}", "wrong argument count"},
 		"limit bad rate":           {fmtMinimal("\tlimits {\n\t\tper_ip lots\n\t}"), `limit "lots": want COUNT/PERIOD`},
 		"limit unknown":            {fmtMinimal("\tlimits {\n\t\tper_planet 1/h\n\t}"), "unrecognized limits option 'per_planet'"},
-		"limit bad country":        {fmtMinimal("\tlimits {\n\t\tper_country Atlantis 1/h\n\t}"), `country "Atlantis"`},
+		"limit bad country":        {fmtMinimal("\tlimits {\n\t\tper_country Atlantis 1/h\n\t}"), `per_country: "Atlantis" is not`},
 		"limit country no rate":    {fmtMinimal("\tlimits {\n\t\tper_country IN\n\t}"), "wrong argument count"},
 		"short previous secret":    {fmtMinimal("\tprevious_secrets short"), "previous_secrets 1 is 5 bytes"},
 		"bad allow country":        {fmtMinimal("\tallow_countries Atlantis"), "allow_countries:"},
@@ -280,6 +280,7 @@ func findHandler(t *testing.T, v any) json.RawMessage {
 func TestValidate(t *testing.T) {
 	t.Setenv("STEPUP_SECRET", strings.Repeat("s", 32))
 	t.Setenv("STEPUP_SHORT", "short")
+	t.Setenv("STEPUP_REDIS_BAD_PORT", "99999")
 	site := func(body string) string {
 		return "{\n\tadmin off\n\tauto_https off\n}\nhttp://127.0.0.1:1 {\n\tstepup {\n" + body + "\n\t}\n\trespond ok\n}\n"
 	}
@@ -293,7 +294,7 @@ func TestValidate(t *testing.T) {
 		"short env secret":           {"\t\tsecret {env.STEPUP_SHORT}\n" + ident, "secret is 5 bytes, need at least 32"},
 		"unset env secret":           {"\t\tsecret {env.STEPUP_NOT_SET}\n" + ident, "secret is empty after placeholder replacement"},
 		"redis without secret":       {"\t\tredis redis://127.0.0.1:1/0\n" + ident, "secret is required with redis"},
-		"bad redis url":              {"\t\tredis redis://127.0.0.1:notaport/0\n\t\tsecret {env.STEPUP_SECRET}\n" + ident, "configuring redis"},
+		"bad redis url":              {"\t\tredis redis://127.0.0.1:{env.STEPUP_REDIS_BAD_PORT}/0\n\t\tsecret {env.STEPUP_SECRET}\n" + ident, "configuring redis: redis URL: port \"99999\""},
 		"bad webhook secret":         {"\t\tidentity header {\n\t\t\tuser U\n\t\t\tphone P\n\t\t}\n\t\tsender webhook http://127.0.0.1:1/ {\n\t\t\tsigning_secret nope\n\t\t}\n", "webhook sender"},
 		"transaction parses":         {ident + "\t\tprotect c {\n\t\t\tmode transaction\n\t\t}\n", ""},
 	} {

@@ -18,11 +18,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +34,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup"
@@ -57,6 +60,11 @@ func init() {
 //
 //	{http.stepup.policy}  name of the policy that matched the request
 //	{http.stepup.user}    the verified user, when a grant was used
+//	{http.stepup.reason}  why a browser was refused (locked, expired,
+//	                      rate_limited, ...), in the site's handle_errors
+//	{http.stepup.challenge_url}  the challenge page a refusal concerns
+//	{http.stepup.identity_user}  the user the identity source gave, on
+//	                      protected requests (kept for their audit events)
 type Handler struct {
 	// Redis holds the shared state. Without it, an in-memory store serves
 	// this instance only.
@@ -193,9 +201,18 @@ type Handler struct {
 	// matchers match a request applies.
 	Policies []*Policy `json:"policies,omitempty"`
 
-	engine   *stepup.Engine
-	logger   *zap.Logger
-	poolKeys []string
+	// AuditUser says how audit events name their user: hmac (default; a
+	// keyed hash of the user id under the secret, which `caddy stepup
+	// unlock|revoke` print too), plain (the user id) or none. Never the
+	// phone number.
+	AuditUser string `json:"audit_user,omitempty"`
+
+	engine *stepup.Engine
+	// chain and senderErrs are read by the admin API's status.
+	chain      *sender.Chain
+	senderErrs *senderErrors
+	logger     *zap.Logger
+	poolKeys   []string
 	// formMethods are the methods a POST form's _method field could ask
 	// for that a policy's matchers might care about.
 	formMethods []string
@@ -293,6 +310,20 @@ func (c *RedisConfig) Validate() error {
 	if err := checkRedisURL(c.URL); err != nil {
 		return err
 	}
+	if c.Sentinel != nil {
+		for _, a := range c.Sentinel.Addrs {
+			if err := checkRedisAddr("redis sentinel addrs", a); err != nil {
+				return err
+			}
+		}
+	}
+	if c.Cluster != nil {
+		for _, a := range c.Cluster.Addrs {
+			if err := checkRedisAddr("redis cluster addrs", a); err != nil {
+				return err
+			}
+		}
+	}
 	if err := checkKeyPrefix(c.KeyPrefix); err != nil {
 		return err
 	}
@@ -322,13 +353,37 @@ func (c *RedisConfig) Validate() error {
 	return redisDBBound.Check(c.DB)
 }
 
-// checkRedisURL checks the scheme of a URL without placeholders.
+// checkRedisURL checks the scheme and port of a URL without
+// placeholders.
 func checkRedisURL(u string) error {
-	if u == "" || strings.Contains(u, "{") || strings.HasPrefix(u, "redis://") ||
-		strings.HasPrefix(u, "rediss://") || strings.HasPrefix(u, "unix://") {
+	if u == "" || strings.Contains(u, "{") || strings.HasPrefix(u, "unix://") {
 		return nil
 	}
-	return fmt.Errorf("redis URL %q: want redis://, rediss:// or unix://", u)
+	if !strings.HasPrefix(u, "redis://") && !strings.HasPrefix(u, "rediss://") {
+		return fmt.Errorf("redis URL %q: want redis://, rediss:// or unix://", u)
+	}
+	opts, err := redis.ParseURL(u)
+	if err != nil {
+		return fmt.Errorf("redis URL: %v", err)
+	}
+	return checkRedisAddr("redis URL", opts.Addr)
+}
+
+// checkRedisAddr checks that a host:port of option has a port Redis can
+// listen on (1 to 65535): go-redis would take 99999 and fail each
+// request at dial time.
+func checkRedisAddr(option, addr string) error {
+	if strings.Contains(addr, "{") {
+		return nil
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%s: %q is not host:port: %v", option, addr, err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%s: port %q of %q is out of range (1 to 65535)", option, port, addr)
+	}
+	return nil
 }
 
 // checkKeyPrefix checks a key prefix ("" takes the store's default).
@@ -534,6 +589,11 @@ func parseLimit(name, v string) (store.Limit, error) {
 
 // parseCountryLimit parses one per_country entry.
 func parseCountryLimit(country, v string) (int, store.Limit, error) {
+	if _, err := strconv.Atoi(strings.TrimPrefix(country, "+")); err != nil && country != "*" {
+		if err := checkRegion("limits per_country", country, false); err != nil {
+			return 0, store.Limit{}, err
+		}
+	}
 	cc, err := stepup.ParseCountry(country)
 	if err != nil {
 		return 0, store.Limit{}, fmt.Errorf("limits per_country: %v", err)
@@ -567,7 +627,7 @@ func checkSecret(what, v string) error {
 // Errors for a missing identity source or sender, from Provision and the
 // Caddyfile parser alike.
 var (
-	errNoIdentity = errors.New("stepup needs an identity source (identity header|oidc|cookie {...})")
+	errNoIdentity = errors.New("stepup needs an identity source (identity header|oidc|cookie|request {...})")
 	errNoSender   = errors.New("stepup needs at least one sender (sender webhook <url>, or sender log for development)")
 )
 
@@ -686,10 +746,17 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return err
 		}
 	}
+	auditUser, err := stepup.ParseAuditUser(h.AuditUser)
+	if err != nil {
+		return err
+	}
+	h.senderErrs = newSenderErrors()
+	h.chain = sender.NewChain(senders, sender.ChainOptions{Timeout: cfg.SendTimeout,
+		Logger: h.logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, h.senderErrs) }))})
 	h.engine, err = stepup.New(cfg, policies, stepup.Options{
 		Store:     st,
 		Identity:  source,
-		Sender:    sender.NewChain(senders, sender.ChainOptions{Timeout: cfg.SendTimeout, Logger: h.logger}),
+		Sender:    h.chain,
 		Logger:    h.logger,
 		ClientIP:  clientIP,
 		Observer:  obs,
@@ -700,10 +767,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 				repl.Set("http.stepup.user", user)
 			}
 		},
+		Refuse: h.refuse,
 	})
 	if err != nil {
 		return err
 	}
+	h.engine.SetAuditUser(auditUser, replacerMemo{})
 	h.warnSenders(senders)
 	if ri, ok := source.(identity.RequestIdentity); ok && ri.IdentityFromRequest() {
 		l := h.engine.Config().Limits
@@ -711,6 +780,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			zap.Int("per_ip", l.PerIP.Rate), zap.Duration("per_ip_period", l.PerIP.Period),
 			zap.Int("per_number", l.PerNumber.Rate), zap.Duration("per_number_period", l.PerNumber.Period))
 	}
+	h.warnNoEffect()
+	register(ctx, h)
 	return nil
 }
 
@@ -741,7 +812,7 @@ func (h *Handler) checkOptions() error {
 			return err
 		}
 	}
-	return nil
+	return h.checkWords()
 }
 
 // engineConfig converts the options to the engine's configuration, with
@@ -1058,6 +1129,7 @@ func (h *Handler) Validate() error {
 // Cleanup releases the shared store this handler acquired. It runs after
 // a failed Provision too, so it releases only what was taken.
 func (h *Handler) Cleanup() error {
+	unregister(h)
 	var errs []error
 	for _, k := range h.poolKeys {
 		if _, err := pool.Delete(k); err != nil {
@@ -1070,7 +1142,56 @@ func (h *Handler) Cleanup() error {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	return h.engine.Serve(w, r, h, next)
+	err := h.engine.Serve(w, r, h, next)
+	if err != nil {
+		return err
+	}
+	// A refusal the engine left to the site's handle_errors (refuse).
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if v, ok := repl.Get(refusedStatus); ok {
+			if status, ok := v.(int); ok {
+				reason, _ := repl.GetString("http.stepup.reason")
+				return caddyhttp.Error(status, fmt.Errorf("step-up refused: %s", reason))
+			}
+		}
+	}
+	return nil
+}
+
+// refusedStatus is the placeholder under which refuse leaves the status
+// of a refusal for ServeHTTP to return as an error.
+const refusedStatus = "http.stepup.refused_status"
+
+// refuse hands the engine's refusals of browsers (stepup.Options.Refuse)
+// to Caddy's error routes when the site has handle_errors: it sets the
+// placeholders {http.stepup.reason} (the page's state: locked, expired,
+// rate_limited, ...) and, on a challenge's own page,
+// {http.stepup.challenge_url}, and ServeHTTP returns the status as an
+// error, so that {http.error.status_code} and the error routes take
+// over. Without error routes the engine answers with its own page.
+func (h *Handler) refuse(_ http.ResponseWriter, r *http.Request, status int, reason string) bool {
+	srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	if !ok || srv == nil || srv.Errors == nil || len(srv.Errors.Routes) == 0 {
+		return false
+	}
+	repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if !ok {
+		return false
+	}
+	repl.Set("http.stepup.reason", reason)
+	// Every placeholder an error route may name is known, empty when it
+	// does not apply (an unknown one would be written out as it is).
+	var challengeURL string
+	if prefix := h.engine.Config().PathPrefix + "/challenge/"; strings.HasPrefix(r.URL.Path, prefix) {
+		id, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, prefix), "/")
+		challengeURL = prefix + id
+	}
+	repl.Set("http.stepup.challenge_url", challengeURL)
+	if _, ok := repl.Get("http.stepup.policy"); !ok {
+		repl.Set("http.stepup.policy", "")
+	}
+	repl.Set(refusedStatus, status)
+	return true
 }
 
 // MatchPolicy implements stepup.Matcher: the first policy whose matchers

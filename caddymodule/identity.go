@@ -65,6 +65,10 @@ func (h *HeaderIdentity) Identify(r *http.Request) (identity.Identity, error) {
 	return h.source.Identify(r)
 }
 
+// HeaderNames implements identity.HeaderNamer: the engine keeps clients
+// from sending these headers as trailers.
+func (h *HeaderIdentity) HeaderNames() []string { return h.source.HeaderNames() }
+
 // UnmarshalCaddyfile sets up the source from Caddyfile tokens. Syntax:
 //
 //	identity header {
@@ -107,4 +111,5 @@ var (
 	_ caddy.Provisioner     = (*HeaderIdentity)(nil)
 	_ caddyfile.Unmarshaler = (*HeaderIdentity)(nil)
 	_ identity.Source       = (*HeaderIdentity)(nil)
+	_ identity.HeaderNamer  = (*HeaderIdentity)(nil)
 )

@@ -131,9 +131,9 @@ func (s *RequestIdentity) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			switch opt {
 			case "phone":
-				s.Phone = v
+				s.Phone = requestFieldPlaceholders(v)
 			case "user":
-				s.User = v
+				s.User = requestFieldPlaceholders(v)
 			default:
 				s.DefaultRegion = v
 			}

@@ -161,7 +161,7 @@ func eventData(r *http.Request, ev *stepup.Event) map[string]any {
 		"ts":    time.Now().UTC().Format(time.RFC3339Nano),
 	}
 	for k, v := range map[string]string{
-		"policy": ev.Policy, "mode": ev.Mode, "to": ev.To, "client_ip": ev.ClientIP,
+		"policy": ev.Policy, "mode": ev.Mode, "user": ev.User, "to": ev.To, "client_ip": ev.ClientIP,
 		"sender": ev.Sender, "outcome": ev.Outcome, "limit": ev.Limit,
 	} {
 		if v != "" {

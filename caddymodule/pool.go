@@ -102,6 +102,7 @@ func acquireRedis(c *RedisConfig, repl *caddy.Replacer) (redis.UniversalClient, 
 
 // newRedisClient builds the client for a resolved config.
 func newRedisClient(r RedisConfig) (redis.UniversalClient, error) {
+	useZapForRedis()
 	modes := 0
 	for _, set := range []bool{r.URL != "", r.Sentinel != nil, r.Cluster != nil} {
 		if set {
@@ -124,20 +125,31 @@ func newRedisClient(r RedisConfig) (redis.UniversalClient, error) {
 		if r.DB != 0 {
 			return nil, errors.New("cluster has no databases (db must be 0)")
 		}
+		f := failFast(dial)
 		return redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs: r.Cluster.Addrs, Username: r.Username, Password: r.Password, TLSConfig: tlsConfig,
 			PoolSize: r.PoolSize, DialTimeout: dial, ReadTimeout: read, WriteTimeout: write,
+			MaxRetries: f.MaxRetries, MinRetryBackoff: f.MinRetryBackoff, MaxRetryBackoff: f.MaxRetryBackoff,
+			DialerRetries: f.DialerRetries, PoolTimeout: f.PoolTimeout, ContextTimeoutEnabled: f.ContextTimeoutEnabled,
+			PipelinePoolSize: f.PipelinePoolSize,
 		}), nil
 	case r.Sentinel != nil:
 		if r.Sentinel.Master == "" || len(r.Sentinel.Addrs) == 0 {
 			return nil, errors.New("sentinel needs master and addrs")
 		}
+		f := failFast(dial)
 		return redis.NewFailoverClient(&redis.FailoverOptions{
 			MasterName: r.Sentinel.Master, SentinelAddrs: r.Sentinel.Addrs,
 			SentinelUsername: r.Sentinel.Username, SentinelPassword: r.Sentinel.Password,
 			Username: r.Username, Password: r.Password, DB: r.DB, TLSConfig: tlsConfig,
 			PoolSize: r.PoolSize, DialTimeout: dial, ReadTimeout: read, WriteTimeout: write,
+			MaxRetries: f.MaxRetries, MinRetryBackoff: f.MinRetryBackoff, MaxRetryBackoff: f.MaxRetryBackoff,
+			DialerRetries: f.DialerRetries, PoolTimeout: f.PoolTimeout, ContextTimeoutEnabled: f.ContextTimeoutEnabled,
+			PipelinePoolSize: f.PipelinePoolSize,
 		}), nil
+	}
+	if err := checkRedisURL(r.URL); err != nil {
+		return nil, err
 	}
 	opts, err := redis.ParseURL(r.URL)
 	if err != nil {
@@ -159,7 +171,50 @@ func newRedisClient(r RedisConfig) (redis.UniversalClient, error) {
 		opts.PoolSize = r.PoolSize
 	}
 	opts.DialTimeout, opts.ReadTimeout, opts.WriteTimeout = dial, read, write
+	f := failFast(dial)
+	opts.MaxRetries, opts.MinRetryBackoff, opts.MaxRetryBackoff = f.MaxRetries, f.MinRetryBackoff, f.MaxRetryBackoff
+	opts.DialerRetries, opts.PoolTimeout, opts.ContextTimeoutEnabled = f.DialerRetries, f.PoolTimeout, f.ContextTimeoutEnabled
+	opts.PipelinePoolSize = f.PipelinePoolSize
 	return redis.NewClient(opts), nil
+}
+
+// failFast returns the go-redis settings that make a Redis outage cost
+// a request one failed attempt, not seconds, because stepup fails closed
+// (503) anyway and the customer can retry:
+//
+//   - MaxRetries -1: no command retry. go-redis retries dial errors and
+//     timeouts by default (3 times with backoff), which turned a refused
+//     connection into 2.5 to 3.4 s per request and a black hole into four
+//     dial timeouts. The price: a command that meets a connection Redis
+//     closed a moment ago (a restart) fails once instead of being retried.
+//   - DialerRetries 1: one dial per attempt. go-redis's default (5, 100 ms
+//     apart, each with its own dial timeout) is the other half of those
+//     seconds, and five dial timeouts for a black-holed address.
+//   - PoolTimeout = dial_timeout: a request that waits for a pooled
+//     connection (every one busy dialing a black hole) waits no longer
+//     than it would dialing itself (go-redis's default: read_timeout + 1s).
+//   - ContextTimeoutEnabled: a request that is cancelled (its client went
+//     away) stops waiting for Redis.
+//   - PipelinePoolSize -1: pipelines share the main pool. With go-redis's
+//     dedicated pipeline pool, a pipeline under a cancellable context (every
+//     request's) dialed twice against a black hole, once in each pool:
+//     two dial timeouts per request. The store sends one pipeline per
+//     request at most, so the dedicated pool buys nothing here.
+//
+// go-redis's own breaker stays: once pool_size dials in a row have
+// failed, further commands fail at once with the last dial error while
+// one background probe a second finds Redis again, so an outage causes no
+// dial storm and recovery needs no restart.
+func failFast(dial time.Duration) redis.Options {
+	return redis.Options{
+		MaxRetries:            -1,
+		MinRetryBackoff:       -1,
+		MaxRetryBackoff:       -1,
+		DialerRetries:         1,
+		PoolTimeout:           dial,
+		ContextTimeoutEnabled: true,
+		PipelinePoolSize:      -1,
+	}
 }
 
 // tlsConfig builds the TLS settings, or nil when none are configured.

@@ -31,6 +31,10 @@ func init() {
 	caddy.RegisterModule(SNSSender{})
 	caddy.RegisterModule(WhatsAppSender{})
 	caddy.RegisterModule(EmailSender{})
+	caddy.RegisterModule(TwilioVoiceSender{})
+	caddy.RegisterModule(TwilioRCSSender{})
+	caddy.RegisterModule(VonageVoiceSender{})
+	caddy.RegisterModule(VonageRCSSender{})
 }
 
 // WebhookSender posts each code as JSON to a URL of your own (an SMS
@@ -185,6 +189,83 @@ func (m *EmailSender) Provision(caddy.Context) (err error) {
 	return err
 }
 
+// TwilioVoiceSender reads codes aloud in a phone call through Twilio
+// Programmable Voice (package sender/twilio, VoiceSender), in the
+// customer's language.
+type TwilioVoiceSender struct {
+	twilio.VoiceConfig
+	channelDelivery
+}
+
+// CaddyModule returns the Caddy module information.
+func (TwilioVoiceSender) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.stepup.senders.twilio_voice", New: func() caddy.Module { return new(TwilioVoiceSender) }}
+}
+
+// Provision replaces placeholders and builds the sender.
+func (m *TwilioVoiceSender) Provision(caddy.Context) (err error) {
+	m.s, err = provision("twilio_voice", m.VoiceConfig, twilio.NewVoice)
+	return err
+}
+
+// TwilioRCSSender sends codes as RCS messages through a Twilio
+// Messaging Service with an RCS sender (package sender/twilio,
+// RCSSender); the service falls back to SMS unless told not to.
+type TwilioRCSSender struct {
+	twilio.RCSConfig
+	channelDelivery
+}
+
+// CaddyModule returns the Caddy module information.
+func (TwilioRCSSender) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.stepup.senders.twilio_rcs", New: func() caddy.Module { return new(TwilioRCSSender) }}
+}
+
+// Provision replaces placeholders and builds the sender.
+func (m *TwilioRCSSender) Provision(caddy.Context) (err error) {
+	m.s, err = provision("twilio_rcs", m.RCSConfig, twilio.NewRCS)
+	return err
+}
+
+// VonageVoiceSender reads codes aloud in a phone call through the
+// Vonage Voice API (package sender/vonage, VoiceSender), in the
+// customer's language.
+type VonageVoiceSender struct {
+	vonage.VoiceConfig
+	channelDelivery
+}
+
+// CaddyModule returns the Caddy module information.
+func (VonageVoiceSender) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.stepup.senders.vonage_voice", New: func() caddy.Module { return new(VonageVoiceSender) }}
+}
+
+// Provision replaces placeholders, reads the private key and builds the
+// sender.
+func (m *VonageVoiceSender) Provision(caddy.Context) (err error) {
+	m.s, err = provision("vonage_voice", m.VoiceConfig, vonage.NewVoice)
+	return err
+}
+
+// VonageRCSSender sends codes as RCS messages through the Vonage
+// Messages API (package sender/vonage, RCSSender).
+type VonageRCSSender struct {
+	vonage.RCSConfig
+	channelDelivery
+}
+
+// CaddyModule returns the Caddy module information.
+func (VonageRCSSender) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{ID: "http.stepup.senders.vonage_rcs", New: func() caddy.Module { return new(VonageRCSSender) }}
+}
+
+// Provision replaces placeholders, reads the private key and builds the
+// sender.
+func (m *VonageRCSSender) Provision(caddy.Context) (err error) {
+	m.s, err = provision("vonage_rcs", m.RCSConfig, vonage.NewRCS)
+	return err
+}
+
 // providerModule is what a provider's module is: a Caddy module that
 // delivers on one channel, within its own budget, maybe to some regions
 // only.
@@ -195,6 +276,9 @@ type providerModule interface {
 	sender.Channeler
 	sender.Regional
 	sender.Timeouter
+	sender.IDSender
+	sender.Receipter
+	sender.TemplateBound
 }
 
 // Interface guards
@@ -204,6 +288,8 @@ var (
 	_ sender.Sender         = (*WebhookSender)(nil)
 	_ sender.Regional       = (*WebhookSender)(nil)
 	_ sender.Timeouter      = (*WebhookSender)(nil)
+	_ sender.IDSender       = (*WebhookSender)(nil)
+	_ sender.Receipter      = (*WebhookSender)(nil)
 
 	_ caddy.Provisioner     = (*LogSender)(nil)
 	_ caddyfile.Unmarshaler = (*LogSender)(nil)
@@ -215,4 +301,8 @@ var (
 	_ providerModule = (*SNSSender)(nil)
 	_ providerModule = (*WhatsAppSender)(nil)
 	_ providerModule = (*EmailSender)(nil)
+	_ providerModule = (*TwilioVoiceSender)(nil)
+	_ providerModule = (*TwilioRCSSender)(nil)
+	_ providerModule = (*VonageVoiceSender)(nil)
+	_ providerModule = (*VonageRCSSender)(nil)
 )

@@ -74,7 +74,7 @@ func TestTwilioCaddyfile(t *testing.T) {
 		{"inline argument", "twilio AC1", "", "wrong argument count"},
 		{"no account", "twilio {\n auth_token t\n from +1\n}", "", "needs account_sid"},
 		{"no credentials", "twilio {\n account_sid AC1\n from +1\n}", "", "needs auth_token, or api_key and api_secret"},
-		{"both credentials", "twilio {\n account_sid AC1\n auth_token t\n api_key SK1\n api_secret s\n from +1\n}", "", "not both"},
+		{"key without secret", "twilio {\n account_sid AC1\n auth_token t\n api_key SK1\n from +1\n}", "", "together"},
 		{"no sender", "twilio {\n account_sid AC1\n auth_token t\n}", "", "needs from or messaging_service_sid"},
 		{"two senders", "twilio {\n account_sid AC1\n auth_token t\n from +1\n messaging_service_sid MG1\n}", "", "needs from or messaging_service_sid"},
 		{"option without value", "twilio {\n account_sid\n}", "", "wrong argument count"},
@@ -97,9 +97,18 @@ func TestVonageCaddyfile(t *testing.T) {
 			countries IN
 		}`, `{"api_key":"{env.VONAGE_KEY}","api_secret":"{env.VONAGE_SECRET}","from":"ACMEIN","entity_id":"1201159100000000001","content_id":"1207161700000000002","countries":["IN"]}`, ""},
 		{"unknown option", "vonage {\n api_key k\n api_secret s\n from A\n type unicode\n}", "", "unrecognized vonage option 'type'"},
-		{"no secret", "vonage {\n api_key k\n from A\n}", "", "needs api_key and api_secret"},
+		{"no secret", "vonage {\n api_key k\n from A\n}", "", "needs api_key, and api_secret or signature_secret"},
 		{"no from", "vonage {\n api_key k\n api_secret s\n}", "", "needs from"},
 		{"entity only", "vonage {\n api_key k\n api_secret s\n from A\n entity_id 1\n}", "", "both entity_id and content_id"},
+		{"signed requests and receipts", `vonage {
+			api_key {env.VONAGE_KEY}
+			signature_secret {env.VONAGE_SIGNATURE_SECRET}
+			signature_method sha256
+			from ACME
+		}`, `{"api_key":"{env.VONAGE_KEY}","signature_secret":"{env.VONAGE_SIGNATURE_SECRET}","signature_method":"sha256","from":"ACME"}`, ""},
+		{"unsigned receipts with a token", "vonage {\n api_key k\n api_secret s\n receipt_token {env.VONAGE_RECEIPT_TOKEN}\n from A\n}",
+			`{"api_key":"k","api_secret":"s","receipt_token":"{env.VONAGE_RECEIPT_TOKEN}","from":"A"}`, ""},
+		{"unknown signature method", "vonage {\n api_key k\n signature_secret x\n signature_method sha384\n from A\n}", "", "want md5hash, md5, sha1, sha256 or sha512"},
 	})
 }
 
@@ -116,6 +125,9 @@ func TestMSG91Caddyfile(t *testing.T) {
 		{"unknown option", "msg91 {\n auth_key k\n template_id t\n sender ACME\n}", "", "unrecognized msg91 option 'sender'"},
 		{"no key", "msg91 {\n template_id t\n}", "", "needs auth_key"},
 		{"no template", "msg91 {\n auth_key k\n}", "", "needs template_id"},
+		{"receipt token", "msg91 {\n auth_key k\n template_id t\n receipt_token {env.MSG91_RECEIPT_TOKEN}\n}",
+			`{"auth_key":"k","template_id":"t","receipt_token":"{env.MSG91_RECEIPT_TOKEN}"}`, ""},
+		{"variable with hashes", "msg91 {\n auth_key k\n template_id t\n code_var \"##OTP##\"\n}", "", "without the ## around it"},
 	})
 }
 
@@ -146,8 +158,16 @@ func TestWhatsAppCaddyfile(t *testing.T) {
 			access_token {env.WA_TOKEN}
 			template verification_code
 			language en_US
-			version v21.0
-		}`, `{"version":"v21.0","phone_number_id":"106540352242922","access_token":"{env.WA_TOKEN}","template":"verification_code","language":"en_US"}`, ""},
+			version v26.0
+		}`, `{"version":"v26.0","phone_number_id":"106540352242922","access_token":"{env.WA_TOKEN}","template":"verification_code","language":"en_US"}`, ""},
+		{"status webhooks", `whatsapp {
+			phone_number_id 106540352242922
+			access_token {env.WA_TOKEN}
+			template verification_code
+			app_secret {env.WA_APP_SECRET}
+			verify_token {env.WA_VERIFY_TOKEN}
+		}`, `{"phone_number_id":"106540352242922","access_token":"{env.WA_TOKEN}","template":"verification_code","app_secret":"{env.WA_APP_SECRET}","verify_token":"{env.WA_VERIFY_TOKEN}"}`, ""},
+		{"app secret alone", "whatsapp {\n phone_number_id 1\n access_token t\n template x\n app_secret s\n}", "", "app_secret and verify_token go together"},
 		{"unknown option", "whatsapp {\n phone_number_id 1\n access_token t\n template x\n body hi\n}", "", "unrecognized whatsapp option 'body'"},
 		{"no phone number id", "whatsapp {\n access_token t\n template x\n}", "", "needs phone_number_id"},
 		{"no token", "whatsapp {\n phone_number_id 1\n template x\n}", "", "needs access_token"},
@@ -196,10 +216,14 @@ func TestEmailCaddyfile(t *testing.T) {
 		{"countries refused", "email {\n host h\n from a@b.c\n countries IN\n}", "", "takes no countries"},
 		{"bad port", "email {\n host h\n from a@b.c\n port 0\n}", "", "port"},
 		{"bad tls", "email {\n host h\n from a@b.c\n tls ssl\n}", "", "want starttls, implicit or none"},
-		{"bad auth", "email {\n host h\n from a@b.c\n auth cram-md5\n}", "", "want plain or login"},
+		{"bad auth", "email {\n host h\n from a@b.c\n auth cram-md5\n}", "", "want plain, login or xoauth2"},
 		{"no host", "email {\n from a@b.c\n}", "", "needs host"},
 		{"no from", "email {\n host h\n}", "", "needs from"},
 		{"user without password", "email {\n host h\n from a@b.c\n username u\n}", "", "both username and password"},
+		// The token's placeholder is the sender's to resolve, at each send.
+		{"XOAUTH2", "email {\n host smtp.office365.com\n from otp@shop.example\n username otp@shop.example\n auth xoauth2\n oauth_token {file./run/secrets/m365-token}\n}",
+			`{"host":"smtp.office365.com","username":"otp@shop.example","auth":"xoauth2","oauth_token":"{file./run/secrets/m365-token}","from":"otp@shop.example"}`, ""},
+		{"XOAUTH2 without token", "email {\n host h\n from a@b.c\n username u\n auth xoauth2\n}", "", "needs username (the mailbox) and oauth_token"},
 	})
 }
 
@@ -282,7 +306,7 @@ func TestProvidersProvision(t *testing.T) {
 		{"twilio bad countries in JSON", `{"sender":"twilio","account_sid":"AC1","auth_token":"t","from":"+1","countries":["XX"]}`, "", "countries"},
 		{"twilio bad timeout in JSON", `{"sender":"twilio","account_sid":"AC1","auth_token":"t","from":"+1","timeout":1}`, "", "timeout"},
 		{"vonage", `{"sender":"vonage","api_key":"k","api_secret":"{env.STEPUP_TEST_TOKEN}","from":"ACME","name":"vonage-in"}`, "vonage-in", ""},
-		{"vonage missing secret", `{"sender":"vonage","api_key":"k","from":"ACME"}`, "", "api_secret is required"},
+		{"vonage missing secret", `{"sender":"vonage","api_key":"k","from":"ACME"}`, "", "api_secret or signature_secret"},
 		{"msg91", `{"sender":"msg91","auth_key":"{env.STEPUP_TEST_TOKEN}","template_id":"t"}`, "msg91", ""},
 		{"msg91 unset key", `{"sender":"msg91","auth_key":"{env.STEPUP_TEST_EMPTY}","template_id":"t"}`, "", "auth_key"},
 		{"sns static", `{"sender":"sns","region":"ap-south-1","access_key_id":"AKID","secret_access_key":"{env.STEPUP_TEST_TOKEN}"}`, "sns", ""},
@@ -372,6 +396,23 @@ func TestProvidersSendThroughChain(t *testing.T) {
 	if by, err := chain.Send(t.Context(), msg); err != nil || by != "twilio" {
 		t.Fatalf("US number: Send = %q, %v; want twilio", by, err)
 	}
+	// Through the module, the chain sees the provider's message id and
+	// that it takes receipts.
+	receiptURL := func(name string) string { return "https://shop.example/.stepup/receipts/" + name }
+	d, err := sender.NewChain([]sender.Sender{in, world}, sender.ChainOptions{ReceiptURL: receiptURL}).Deliver(t.Context(), msg)
+	if want := (sender.Delivery{Sender: "twilio", MessageID: "SM1", ReceiptURL: receiptURL("twilio")}); err != nil || d != want {
+		t.Errorf("Deliver = %+v, %v; want %+v", d, err, want)
+	}
+	if twilioForm.Get("StatusCallback") != receiptURL("twilio") {
+		t.Errorf("twilio StatusCallback %q", twilioForm.Get("StatusCallback"))
+	}
+	// msg91 without receipt_token takes no receipts; a request for one
+	// is refused as such.
+	if rc, ok := in.(sender.Receipter); !ok || rc.Receipts() {
+		t.Errorf("msg91 module without receipt_token takes receipts")
+	} else if _, err := rc.ParseReceipt(httptest.NewRequest(http.MethodPost, receiptURL("msg91"), nil), ""); sender.ReceiptHTTPStatus(err) != http.StatusNotFound {
+		t.Errorf("msg91 module ParseReceipt = %v, want ErrReceiptsOff", err)
+	}
 	if msg91Calls.Load() != 0 || twilioForm.Get("To") != "+14155550100" || twilioForm.Get("ValidityPeriod") != "300" {
 		t.Errorf("msg91 calls %d, twilio form %v", msg91Calls.Load(), twilioForm)
 	}
@@ -382,7 +423,7 @@ func TestProvidersSendThroughChain(t *testing.T) {
 	if by, err := chain.Send(t.Context(), msg); err != nil || by != "msg91" {
 		t.Fatalf("Indian number: Send = %q, %v; want msg91", by, err)
 	}
-	if want := `{"template_id":"t","short_url":"0","recipients":[{"mobiles":"919876543210","otp":"493817"}]}`; msg91Body != want {
+	if want := `{"template_id":"t","short_url":"0","realTimeResponse":"1","recipients":[{"mobiles":"919876543210","otp":"493817"}]}`; msg91Body != want {
 		t.Errorf("msg91 body %s, want %s", msg91Body, want)
 	}
 }

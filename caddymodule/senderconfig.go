@@ -3,7 +3,9 @@ package caddymodule
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -20,7 +22,8 @@ import (
 // through parseSender.
 
 // delivery is the sender a module built in Provision; Name and Send go
-// to it.
+// to it, and what it has of sender.IDSender, sender.Receipter and
+// sender.TemplateBound.
 type delivery struct {
 	s sender.Sender
 }
@@ -30,6 +33,23 @@ func (d *delivery) Name() string { return d.s.Name() }
 
 // Send implements sender.Sender.
 func (d *delivery) Send(ctx context.Context, msg *sender.Message) error { return d.s.Send(ctx, msg) }
+
+// SendWithID implements sender.IDSender: the provider's message id, or
+// "" when the sender has none.
+func (d *delivery) SendWithID(ctx context.Context, msg *sender.Message) (string, error) {
+	return sender.SendWithID(ctx, d.s, msg)
+}
+
+// Receipts implements sender.Receipter.
+func (d *delivery) Receipts() bool { return receipts(d.s) }
+
+// ParseReceipt implements sender.Receipter.
+func (d *delivery) ParseReceipt(r *http.Request, publicURL string) ([]sender.Receipt, error) {
+	return parseReceipt(d.s, r, publicURL)
+}
+
+// TemplateBound implements sender.TemplateBound.
+func (d *delivery) TemplateBound() bool { return templateBound(d.s) }
 
 // channelDelivery is the delivery of a provider that serves one
 // channel. It does not embed delivery: its methods would then sit as
@@ -47,8 +67,47 @@ func (d *channelDelivery) Send(ctx context.Context, msg *sender.Message) error {
 	return d.s.Send(ctx, msg)
 }
 
+// SendWithID implements sender.IDSender: the provider's message id, or
+// "" when the sender has none.
+func (d *channelDelivery) SendWithID(ctx context.Context, msg *sender.Message) (string, error) {
+	return sender.SendWithID(ctx, d.s, msg)
+}
+
+// Receipts implements sender.Receipter.
+func (d *channelDelivery) Receipts() bool { return receipts(d.s) }
+
+// ParseReceipt implements sender.Receipter.
+func (d *channelDelivery) ParseReceipt(r *http.Request, publicURL string) ([]sender.Receipt, error) {
+	return parseReceipt(d.s, r, publicURL)
+}
+
+// TemplateBound implements sender.TemplateBound.
+func (d *channelDelivery) TemplateBound() bool { return templateBound(d.s) }
+
 // Channel implements sender.Channeler.
 func (d *channelDelivery) Channel() sender.Channel { return d.s.(sender.Channeler).Channel() }
+
+// receipts reports whether s takes receipts as configured.
+func receipts(s sender.Sender) bool {
+	r, ok := s.(sender.Receipter)
+	return ok && r.Receipts()
+}
+
+// parseReceipt hands a receipt request to s, or refuses it when s takes
+// no receipts at all.
+func parseReceipt(s sender.Sender, r *http.Request, publicURL string) ([]sender.Receipt, error) {
+	rc, ok := s.(sender.Receipter)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", sender.ErrReceiptsOff, s.Name())
+	}
+	return rc.ParseReceipt(r, publicURL)
+}
+
+// templateBound reports whether s sends only registered templates.
+func templateBound(s sender.Sender) bool {
+	t, ok := s.(sender.TemplateBound)
+	return ok && t.TemplateBound()
+}
 
 // validator is a provider's Config.
 type validator interface {
@@ -101,10 +160,12 @@ func replacePlaceholders(kind string, cfg any) error {
 // (none allowed when inline is nil), each option of the block into the
 // field of cfg that has its JSON name (string options take one value,
 // numbers one above 0, timeout a duration, countries one or more
-// regions). An unknown option is an error. It then checks cfg with the
-// provider's Validate, the check Provision makes, so that `caddy adapt`
-// points at the sender with the words a JSON config gets.
-func parseSender(d *caddyfile.Dispenser, kind string, cfg validator, inline *string) error {
+// regions), or through the parser extra has for its name (an option
+// that is not one JSON value, such as a repeatable "voice"). An unknown
+// option is an error. It then checks cfg with the provider's Validate,
+// the check Provision makes, so that `caddy adapt` points at the sender
+// with the words a JSON config gets.
+func parseSender(d *caddyfile.Dispenser, kind string, cfg validator, inline *string, extra ...blockOption) error {
 	d.Next() // the module name
 	if inline != nil && d.NextArg() {
 		*inline = d.Val()
@@ -119,6 +180,12 @@ func parseSender(d *caddyfile.Dispenser, kind string, cfg validator, inline *str
 	})
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		key := d.Val()
+		if i := slices.IndexFunc(extra, func(o blockOption) bool { return o.name == key }); i >= 0 {
+			if err := extra[i].parse(d); err != nil {
+				return err
+			}
+			continue
+		}
 		v, ok := options[key]
 		if !ok {
 			return d.Errf("unrecognized %s option '%s'", kind, key)
@@ -128,6 +195,13 @@ func parseSender(d *caddyfile.Dispenser, kind string, cfg validator, inline *str
 		}
 	}
 	return wrap(d, cfg.Validate())
+}
+
+// blockOption is an option of a sender's block that parseSender leaves
+// to its own parser, which reads the option's values from d.
+type blockOption struct {
+	name  string
+	parse func(d *caddyfile.Dispenser) error
 }
 
 // parseOption parses the values of the option d is at into v.

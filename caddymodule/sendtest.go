@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 )
 
 // sendTestCommand is "caddy stepup send-test".
@@ -35,7 +37,11 @@ each sender, printing what each one answered.
 
 No challenge is created and no code is usable: the message says it is a
 test, and providers whose template needs a code variable (WhatsApp, MSG91)
-get the fixed value 000000.
+get the fixed value 000000. Senders bound to India's DLT templates
+(vonage with entity_id, sns with entity_id and template_id) get the
+handler's configured code message with 000000 as the code instead, since
+Indian operators drop a text that matches no registered template; their
+line says so.
 
 --to is a phone number in international form (+919876543210), or an e-mail
 address for the email senders. --sender limits the test to the senders with
@@ -95,12 +101,37 @@ type sendTestOptions struct {
 // template needs a code.
 const testCode = "000000"
 
-// stepupHandler is what send-test reads of a handler's JSON.
+// stepupHandler is what send-test reads of a handler's JSON: its
+// senders, and what renders its code message.
 type stepupHandler struct {
 	SendersRaw    []json.RawMessage `json:"senders,omitempty" caddy:"namespace=http.stepup.senders inline_key=sender"`
 	SendTimeout   caddy.Duration    `json:"send_timeout,omitempty"`
 	DefaultRegion string            `json:"default_region,omitempty"`
+	Message       string            `json:"message,omitempty"`
+	SiteName      string            `json:"site_name,omitempty"`
+	Domain        string            `json:"domain,omitempty"`
+	CodeTTL       caddy.Duration    `json:"code_ttl,omitempty"`
+	Page          *page.Config      `json:"page,omitempty"`
 }
+
+// codeMessage renders the handler's code message as a customer gets it
+// (the page's locale, else English), with testCode as the code: the text
+// a DLT-bound sender must send to match its registered template.
+func (hc *stepupHandler) codeMessage() (string, error) {
+	var pc page.Config
+	if hc.Page != nil {
+		pc.Title, pc.Locale = hc.Page.Title, hc.Page.Locale
+	}
+	p, err := page.New(pc, page.Options{SiteName: hc.SiteName, CodeLength: len(testCode), Message: hc.Message,
+		CodeTTL: cmp.Or(time.Duration(hc.CodeTTL), stepup.DefaultCodeTTL), Domain: hc.Domain})
+	if err != nil {
+		return "", fmt.Errorf("rendering the code message: %v", err)
+	}
+	return p.Message(&http.Request{Header: http.Header{"Accept-Language": {"en"}}}, testCode, ""), nil
+}
+
+// dltNote is added to the line of a DLT-bound sender.
+const dltNote = "; sent the configured code message with code " + testCode + ", as DLT-bound senders must"
 
 // foundHandler is a stepup handler and where it sits in the config.
 type foundHandler struct {
@@ -190,8 +221,15 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 		return 0, errors.New("--to is required: a phone number in international form, or an e-mail address")
 	}
 
-	cctx, cancel := caddy.NewContext(caddy.Context{Context: ctx})
+	cctx, cancel := commandContext(ctx)
 	defer cancel()
+	// Handlers are named as the admin API names them.
+	named := map[string]string{}
+	if dhs, err := configHandlers(cfg, ""); err == nil {
+		for _, dh := range dhs {
+			named[dh.path] = dh.name
+		}
+	}
 
 	matched := 0
 	var names []string
@@ -200,7 +238,7 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 	for _, h := range handlers {
 		var hc stepupHandler
 		if err := json.Unmarshal(h.raw, &hc); err != nil {
-			return failed, fmt.Errorf("handler %s: %v", h.path, err)
+			return failed, fmt.Errorf("handler %s: %v", cmp.Or(named[h.path], h.path), err)
 		}
 		msg, err := testMessage(opts.To, hc.DefaultRegion)
 		if err != nil {
@@ -220,10 +258,10 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 			continue
 		}
 		matched += len(selected)
-		fmt.Fprintf(w, "stepup handler at %s, test message to %s:\n", h.path, sender.MaskDestination(msg.To))
+		fmt.Fprintf(w, "stepup handler %s, test message to %s:\n", cmp.Or(named[h.path], h.path), sender.MaskDestination(msg.To))
 
 		if opts.Chain {
-			failed += chainTest(ctx, w, selected, msg, timeout)
+			failed += chainTest(ctx, w, selected, msg, timeout, &hc)
 			continue
 		}
 		for _, ls := range selected {
@@ -238,6 +276,16 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 			}
 			m := *msg
 			m.Text = testText(ls.name)
+			note := ""
+			if bound, ok := ls.s.(sender.TemplateBound); ok && bound.TemplateBound() {
+				text, err := hc.codeMessage()
+				if err != nil {
+					fmt.Fprintf(w, "  %s\terror: %v\n", ls.name, err)
+					failed++
+					continue
+				}
+				m.Text, note = text, dltNote
+			}
 			budget := timeout
 			if t, ok := ls.s.(sender.Timeouter); ok && t.Timeout() > 0 {
 				budget = t.Timeout()
@@ -252,7 +300,7 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 				failed++
 				continue
 			}
-			fmt.Fprintf(w, "  %s\tok (%s)\n", ls.name, took)
+			fmt.Fprintf(w, "  %s\tok (%s%s)\n", ls.name, took, note)
 		}
 	}
 	if matched == 0 {
@@ -265,9 +313,14 @@ func sendTest(ctx context.Context, cfg []byte, opts sendTestOptions, out io.Writ
 }
 
 // chainTest sends one message through the failover chain of the
-// provisioned senders, and prints who delivered it or why none did.
-func chainTest(ctx context.Context, w io.Writer, selected []loadedSender, msg *sender.Message, timeout time.Duration) (failed int) {
+// provisioned senders, and prints who delivered it or why none did. When
+// a sender of the chain is DLT-bound, the message is the handler's code
+// message, which every sender can carry.
+func chainTest(ctx context.Context, w io.Writer, selected []loadedSender, msg *sender.Message, timeout time.Duration, hc *stepupHandler) (failed int) {
 	var ss []sender.Sender
+	m := *msg
+	m.Text = testText("the failover chain")
+	note := ""
 	for _, ls := range selected {
 		if ls.err != nil {
 			fmt.Fprintf(w, "  %s\terror: %v (left out of the chain)\n", ls.name, ls.err)
@@ -275,9 +328,15 @@ func chainTest(ctx context.Context, w io.Writer, selected []loadedSender, msg *s
 			continue
 		}
 		ss = append(ss, ls.s)
+		if bound, ok := ls.s.(sender.TemplateBound); ok && bound.TemplateBound() && note == "" {
+			text, err := hc.codeMessage()
+			if err != nil {
+				fmt.Fprintf(w, "  chain\terror: %v\n", err)
+				return failed + 1
+			}
+			m.Text, note = text, dltNote
+		}
 	}
-	m := *msg
-	m.Text = testText("the failover chain")
 	start := time.Now()
 	by, err := sender.NewChain(ss, sender.ChainOptions{Timeout: timeout}).Send(ctx, &m)
 	took := time.Since(start).Round(time.Millisecond)
@@ -288,7 +347,7 @@ func chainTest(ctx context.Context, w io.Writer, selected []loadedSender, msg *s
 		}
 		return failed + 1
 	}
-	fmt.Fprintf(w, "  chain\tok: delivered by %s (%s)\n", by, took)
+	fmt.Fprintf(w, "  chain\tok: delivered by %s (%s%s)\n", by, took, note)
 	return failed
 }
 
@@ -347,4 +406,20 @@ func testMessage(to, defaultRegion string) (*sender.Message, error) {
 // testText is the text of a test message: plainly a test, no code.
 func testText(through string) string {
 	return "caddy-stepup test message sent through " + through + ". This is not a verification code; there is nothing to enter."
+}
+
+// commandContext is a Caddy context for loading modules in a command.
+// It carries a config (empty), so that modules log through Caddy's
+// default logger: a context without one hands modules zap's development
+// logger, which prints a Go stack trace with every warning (a sender's
+// routine "sender failed").
+func commandContext(ctx context.Context) (caddy.Context, context.CancelFunc) {
+	base, err := caddy.ProvisionContext(&caddy.Config{})
+	if err != nil {
+		// Only logging could fail to open here; fall back to a bare
+		// context, which still works.
+		base = caddy.Context{}
+	}
+	base.Context = ctx
+	return caddy.NewContext(base)
 }

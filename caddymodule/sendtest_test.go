@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -179,7 +180,10 @@ func TestSendTestEachSender(t *testing.T) {
 }
 
 func TestSendTestRoutingAndFailures(t *testing.T) {
-	e := newSendTestEnv(t, 400, `{"error":{"message":"(#131026) Message Undeliverable.","type":"OAuthException","code":131026}}`)
+	// A template that does not exist fails at once. (A number without
+	// WhatsApp does not: the Cloud API takes the message and reports
+	// 131026 in its status webhook, so send-test says ok.)
+	e := newSendTestEnv(t, 404, `{"error":{"message":"(#132001) Template name does not exist in the translation","type":"OAuthException","code":132001}}`)
 	var out bytes.Buffer
 	failed, err := sendTest(t.Context(), e.adapt(t), sendTestOptions{To: "+14155550100"}, &out)
 	if err != nil {
@@ -189,7 +193,8 @@ func TestSendTestRoutingAndFailures(t *testing.T) {
 	if failed != 1 {
 		t.Errorf("failed = %d, want 1 (whatsapp)", failed)
 	}
-	if l := lineOf(text, "whatsapp"); !strings.Contains(l, "error: whatsapp: WhatsApp refused the message") || !strings.Contains(l, "code 131026") {
+	if l := lineOf(text, "whatsapp"); !strings.Contains(l, "error: whatsapp: WhatsApp refused the message") || !strings.Contains(l, "code 132001") ||
+		!strings.Contains(l, "(configuration)") {
 		t.Errorf("whatsapp line %q", l)
 	}
 	if l := lineOf(text, "msg91"); !strings.Contains(l, "skipped: serves IN only") {
@@ -269,6 +274,78 @@ func TestSendTestSelectAndChain(t *testing.T) {
 			t.Errorf("output:\n%s", out.String())
 		}
 	})
+}
+
+// India DLT: a free text through a DLT-bound sender is accepted by the
+// provider and dropped by the operators. send-test sends such a sender
+// the configured code message, with the placeholder code, and says so;
+// the other senders still get the free test text.
+func TestSendTestDLTTemplate(t *testing.T) {
+	t.Setenv("STEPUP_SENDTEST_TOKEN", "tok_env")
+	vonage := newStub(t, 200, `{"message-count":"1","messages":[{"to":"919876543210","message-id":"0A0000000123ABCD1","status":"0"}]}`)
+	twilio := newStub(t, 201, `{"sid":"SM1","status":"queued"}`)
+	caddyfile := `{
+	admin off
+}
+:0 {
+	stepup {
+		identity header {
+			user X-Remote-User
+			phone X-Remote-Phone
+		}
+		domain shop.example
+		message "{code} is your Demo Shop verification code. It expires in 5 minutes. Do not share it."
+		sender vonage {
+			endpoint ` + vonage.URL + `
+			api_key abcd1234
+			api_secret {env.STEPUP_SENDTEST_TOKEN}
+			from ACMEIN
+			entity_id 1201159100000000001
+			content_id 1207161700000000002
+			countries IN
+		}
+		sender twilio {
+			endpoint ` + twilio.URL + `
+			account_sid AC1
+			auth_token {env.STEPUP_SENDTEST_TOKEN}
+			from +15557122661
+		}
+	}
+	respond "shop"
+}
+`
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		t.Fatalf("adapting: %v", err)
+	}
+	want := "000000 is your Demo Shop verification code. It expires in 5 minutes. Do not share it.\n\n@shop.example #000000"
+	for _, chain := range []bool{false, true} {
+		var out bytes.Buffer
+		failed, err := sendTest(t.Context(), cfg, sendTestOptions{To: "+919876543210", Chain: chain}, &out)
+		if err != nil || failed != 0 {
+			t.Fatalf("chain %v: sendTest = %d, %v\n%s", chain, failed, err, out.String())
+		}
+		name := "vonage"
+		if chain {
+			name = "chain"
+		}
+		if l := lineOf(out.String(), name); !strings.Contains(l, "sent the configured code message with code 000000") {
+			t.Errorf("chain %v: line %q does not say the template was sent", chain, l)
+		}
+	}
+	r := vonage.requests()
+	if len(r) != 2 {
+		t.Fatalf("vonage got %d requests, want 2", len(r))
+	}
+	for _, body := range r {
+		form, _ := url.ParseQuery(body)
+		if form.Get("text") != want || form.Get("entity-id") != "1201159100000000001" {
+			t.Errorf("vonage text %q, want the configured message %q", form.Get("text"), want)
+		}
+	}
+	if r := twilio.requests(); len(r) != 1 || !strings.Contains(r[0], "caddy-stepup+test+message") {
+		t.Errorf("twilio got %v, want the free test text", r)
+	}
 }
 
 func TestSendTestProvisioningErrors(t *testing.T) {

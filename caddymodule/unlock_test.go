@@ -59,11 +59,14 @@ http://127.0.0.1:2 {
 	_, _ = st.AddFailure(ctx, other, time.Hour)
 
 	var out bytes.Buffer
-	n, err := unlockUser(ctx, cfg, "alice", &out)
-	if err != nil || n != 1 {
-		t.Fatalf("unlockUser = %d, %v\n%s", n, err, out.String())
+	// The Redis handler is unlocked; the memory one cannot be reached
+	// from here, which makes the command fail (exit 1) after the rest.
+	n, err := unlockUser(ctx, cfg, "alice", "", &out)
+	if err == nil || !strings.Contains(err.Error(), "memory store") || n != 1 {
+		t.Fatalf("unlockUser = %d, %v; want 1 and an error naming the memory store\n%s", n, err, out.String())
 	}
-	if !strings.Contains(out.String(), "cleared 20 failed attempts") || !strings.Contains(out.String(), "memory store") {
+	if !strings.Contains(out.String(), ":1/.stepup:-: cleared 20 failed attempts (with audit_user hmac, audit events name this user "+key+")") ||
+		!strings.Contains(out.String(), ":2/.stepup:-: memory store") {
 		t.Fatalf("output:\n%s", out.String())
 	}
 	if got, _, _ := st.Failures(ctx, key); got != 0 {
@@ -72,13 +75,13 @@ http://127.0.0.1:2 {
 	if got, _, _ := st.Failures(ctx, other); got != 1 {
 		t.Fatalf("bob's count changed to %d", got)
 	}
-	if _, err := unlockUser(ctx, cfg, "", &out); err == nil {
+	if _, err := unlockUser(ctx, cfg, "", "", &out); err == nil {
 		t.Fatal("no --user accepted")
 	}
 
 	// revoke records the time for alice only, and a later revocation wins.
 	out.Reset()
-	if n, err := revokeUser(ctx, cfg, "alice", &out); err != nil || n != 1 || !strings.Contains(out.String(), "revoked every grant") {
+	if n, err := revokeUser(ctx, cfg, "alice", ":1/.stepup:-", &out); err != nil || n != 1 || !strings.Contains(out.String(), "revoked every grant") {
 		t.Fatalf("revokeUser = %d, %v\n%s", n, err, out.String())
 	}
 	if at, _ := st.RevokedAt(ctx, key); time.Since(at) > time.Minute {
@@ -116,7 +119,7 @@ http://127.0.0.1:1 {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	if n, err := revokeUser(context.Background(), cfg, "alice", &out); err == nil || !strings.Contains(err.Error(), "previous_secrets[0]") {
+	if n, err := revokeUser(context.Background(), cfg, "alice", "", &out); err == nil || !strings.Contains(err.Error(), "previous_secrets[0]") {
 		t.Fatalf("revokeUser with an unset previous secret = %d, %v; want an error naming it\n%s", n, err, out.String())
 	}
 	if strings.Contains(out.String(), "revoked every grant") {

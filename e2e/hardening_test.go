@@ -165,7 +165,8 @@ func TestTrailersE2E(t *testing.T) {
 	p := startCaddy(t, txConfig("e2e-trailers:", hook.URL, up.URL))
 	req, _ := http.NewRequest("POST", p.url("/orders"), io.MultiReader(strings.NewReader("a=1")))
 	req.ContentLength = -1
-	req.Trailer = http.Header{"Stepup-User": {"admin"}, "Stepup-Policy": {"checkout"}, "X-Checksum": {"abc"}}
+	req.Trailer = http.Header{"Stepup-User": {"admin"}, "Stepup-Policy": {"checkout"}, "X-Checksum": {"abc"},
+		"X-Remote-User": {"admin"}} // the identity header too (second outside test)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +176,8 @@ func TestTrailersE2E(t *testing.T) {
 	if resp.StatusCode != 200 || last == nil {
 		t.Fatalf("chunked POST = %d", resp.StatusCode)
 	}
-	if last.Trailer.Get("Stepup-User") != "" || last.Trailer.Get("Stepup-Policy") != "" || last.Header.Get("Stepup-User") != "" {
+	if last.Trailer.Get("Stepup-User") != "" || last.Trailer.Get("Stepup-Policy") != "" || last.Header.Get("Stepup-User") != "" ||
+		last.Trailer.Get("X-Remote-User") != "" {
 		t.Fatalf("the upstream read client-sent Stepup-* fields: trailer %v", last.Trailer)
 	}
 	if last.Trailer.Get("X-Checksum") != "abc" {

@@ -55,10 +55,16 @@ type ChainOptions struct {
 	// BreakerCooldown is how long an open circuit skips its sender;
 	// default 30s.
 	BreakerCooldown time.Duration
-	// Logger receives a warning for each sender that fails, one for each
+	// Logger receives a warning for each sender that fails (an error
+	// when the failure is the configuration's, Error.Config), one for each
 	// circuit that opens or closes, and an error, with the stack, for
 	// each sender that panics. Nil discards them.
 	Logger *zap.Logger
+	// ReceiptURL, when set, returns the URL where the sender of the given
+	// name takes delivery receipts ({public_url}{path_prefix}/receipts/{name}),
+	// or "" for none. A sender that takes receipts (Receipter) gets it as
+	// Message.ReceiptURL with each message; the others never see it.
+	ReceiptURL func(senderName string) string
 }
 
 // Chain delivers a message through the first of several senders that
@@ -82,6 +88,15 @@ type ChainOptions struct {
 // live as long as the Chain: a new Chain (a config reload) starts with
 // every circuit closed.
 //
+// Each failure is logged ("sender failed") with its kind (Error.Kind);
+// a configuration error (Error.Config: an operator must act) at error
+// level, the others as warnings.
+//
+// Receipts: with ChainOptions.ReceiptURL, each sender that takes
+// delivery receipts (Receipter) is given its own receipt URL with the
+// message, and Deliver reports the provider's message id (IDSender) that
+// the receipts will name.
+//
 // A sender that panics counts as failed: the panic is recovered and
 // logged, and the next sender is tried.
 //
@@ -93,6 +108,7 @@ type ChainOptions struct {
 type Chain struct {
 	senders   []Sender
 	names     []string
+	receipts  []string // the receipt URL of each sender, "" for none
 	routes    []route
 	regional  bool                                  // some route serves some countries only
 	breakers  []*gobreaker.CircuitBreaker[struct{}] // nil entries: disabled
@@ -140,6 +156,7 @@ func NewChain(senders []Sender, opts ChainOptions) *Chain {
 		name := s.Name()
 		c.senders = append(c.senders, s)
 		c.names = append(c.names, name)
+		c.receipts = append(c.receipts, receiptURL(s, name, opts.ReceiptURL))
 		c.routes = append(c.routes, routeOf(s))
 		c.regional = c.regional || len(c.routes[len(c.routes)-1].countries) > 0
 		var cb *gobreaker.CircuitBreaker[struct{}]
@@ -149,6 +166,15 @@ func NewChain(senders []Sender, opts ChainOptions) *Chain {
 		c.breakers = append(c.breakers, cb)
 	}
 	return c
+}
+
+// receiptURL is the URL s is given for its receipts: none unless it
+// takes them.
+func receiptURL(s Sender, name string, of func(string) string) string {
+	if r, ok := s.(Receipter); !ok || of == nil || !r.Receipts() {
+		return ""
+	}
+	return of(name)
 }
 
 func routeOf(s Sender) route {
@@ -231,8 +257,28 @@ func (c *Chain) ChannelOf(name string) Channel {
 	return ""
 }
 
+// Delivery says who delivered a message.
+type Delivery struct {
+	// Sender is the name of the sender that delivered it.
+	Sender string
+	// MessageID is the provider's id of the message (IDSender), which its
+	// receipts will name; "" when the sender reports none.
+	MessageID string
+	// ReceiptURL is the URL the provider was asked to report delivery
+	// to, "" when no receipt is expected: the sender takes none, or the
+	// chain has no ReceiptURL.
+	ReceiptURL string
+}
+
 // Send delivers msg through the first sender that succeeds and returns its
-// name.
+// name. It is Deliver without the message id.
+func (c *Chain) Send(ctx context.Context, msg *Message) (sentBy string, err error) {
+	d, err := c.Deliver(ctx, msg)
+	return d.Sender, err
+}
+
+// Deliver delivers msg through the first sender that succeeds and says
+// which one, with the provider's message id.
 //
 // Senders that do not serve the destination (see Chain) and senders whose
 // circuit is open are skipped. The delivery is bounded by ctx and by the
@@ -243,14 +289,17 @@ func (c *Chain) ChannelOf(name string) Channel {
 // serves the destination at all; senders left untried because time ran
 // out add the context's error. An empty chain returns ErrNoSenders.
 //
+// Each sender is given its own copy of msg, with the ReceiptURL the
+// chain has for it (see ChainOptions.ReceiptURL).
+//
 // Cancelling ctx stops the delivery; a caller that must deliver even
 // after its own request went away should pass context.WithoutCancel(ctx).
-func (c *Chain) Send(ctx context.Context, msg *Message) (sentBy string, err error) {
+func (c *Chain) Deliver(ctx context.Context, msg *Message) (Delivery, error) {
 	if len(c.senders) == 0 {
-		return "", ErrNoSenders
+		return Delivery{}, ErrNoSenders
 	}
 	if msg == nil {
-		return "", errors.New("sender: no message")
+		return Delivery{}, errors.New("sender: no message")
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
@@ -275,9 +324,11 @@ func (c *Chain) Send(ctx context.Context, msg *Message) (sentBy string, err erro
 			break
 		}
 		name := c.names[i]
-		err := c.try(ctx, i, s, msg)
+		m := *msg
+		m.ReceiptURL = c.receipts[i]
+		id, err := c.try(ctx, i, s, &m)
 		if err == nil {
-			return name, nil
+			return Delivery{Sender: name, MessageID: id, ReceiptURL: m.ReceiptURL}, nil
 		}
 		if errors.Is(err, ErrCircuitOpen) {
 			c.logger.Debug("sender skipped: circuit open", zap.String("sender", name))
@@ -285,17 +336,29 @@ func (c *Chain) Send(ctx context.Context, msg *Message) (sentBy string, err erro
 			continue
 		}
 		err = scrub(name, err, msg)
-		c.logger.Warn("sender failed",
-			zap.String("sender", name),
-			zap.Bool("temporary", IsTemporary(err)),
-			zap.Error(err),
-		)
+		kind := "temporary"
+		level := zap.WarnLevel
+		if se, ok := errors.AsType[*Error](err); ok {
+			kind = se.Kind()
+			if se.Config {
+				// An operator must act: the account or the configuration.
+				level = zap.ErrorLevel
+			}
+		}
+		if ce := c.logger.Check(level, "sender failed"); ce != nil {
+			ce.Write(
+				zap.String("sender", name),
+				zap.Bool("temporary", IsTemporary(err)),
+				zap.String("kind", kind),
+				zap.Error(err),
+			)
+		}
 		errs = append(errs, err)
 	}
 	if served == 0 {
 		errs = append(errs, ErrNoRoute)
 	}
-	return "", errors.Join(errs...)
+	return Delivery{}, errors.Join(errs...)
 }
 
 // destination is what routing looks at.
@@ -371,8 +434,8 @@ func (r route) serves(d destination) bool {
 }
 
 // try runs one sender through its breaker under its deadline, and turns
-// a panic into an error.
-func (c *Chain) try(ctx context.Context, i int, s Sender, msg *Message) error {
+// a panic into an error. It returns the provider's message id.
+func (c *Chain) try(ctx context.Context, i int, s Sender, msg *Message) (id string, err error) {
 	budget := c.perSender
 	if t := c.routes[i].timeout; t > 0 {
 		budget = t
@@ -387,7 +450,8 @@ func (c *Chain) try(ctx context.Context, i int, s Sender, msg *Message) error {
 	defer cancel()
 
 	run := func() (struct{}, error) {
-		err := c.call(sctx, c.names[i], s, msg)
+		var err error
+		id, err = c.call(sctx, c.names[i], s, msg)
 		if err == nil {
 			return struct{}{}, nil
 		}
@@ -402,14 +466,14 @@ func (c *Chain) try(ctx context.Context, i int, s Sender, msg *Message) error {
 	}
 	cb := c.breakers[i]
 	if cb == nil {
-		_, err := run()
-		return unexempt(err)
+		_, err = run()
+		return id, unexempt(err)
 	}
-	_, err := cb.Execute(run)
+	_, err = cb.Execute(run)
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
-		return &Error{Sender: c.names[i], Temporary: true, Msg: "skipped: circuit open after repeated failures", Err: ErrCircuitOpen}
+		return "", &Error{Sender: c.names[i], Temporary: true, Msg: "skipped: circuit open after repeated failures", Err: ErrCircuitOpen}
 	}
-	return unexempt(err)
+	return id, unexempt(err)
 }
 
 func unexempt(err error) error {
@@ -419,8 +483,9 @@ func unexempt(err error) error {
 	return err
 }
 
-// call runs s.Send and turns a panic into an error.
-func (c *Chain) call(ctx context.Context, name string, s Sender, msg *Message) (err error) {
+// call runs s.Send (SendWithID when s has it) and turns a panic into an
+// error.
+func (c *Chain) call(ctx context.Context, name string, s Sender, msg *Message) (id string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			// The panic value is not logged: it may hold the code.
@@ -429,10 +494,10 @@ func (c *Chain) call(ctx context.Context, name string, s Sender, msg *Message) (
 				zap.String("panic_type", fmt.Sprintf("%T", r)),
 				zap.Stack("stack"),
 			)
-			err = &Error{Sender: name, Msg: "panicked"}
+			id, err = "", &Error{Sender: name, Msg: "panicked"}
 		}
 	}()
-	return s.Send(ctx, msg)
+	return SendWithID(ctx, s, msg)
 }
 
 // scrub returns err as an error that names its sender and contains
@@ -441,16 +506,15 @@ func scrub(name string, err error, msg *Message) error {
 	text := err.Error()
 	for _, secret := range secretsOf(msg) {
 		if strings.Contains(text, secret) {
-			var status int
-			if se, ok := errors.AsType[*Error](err); ok {
-				status = se.Status
-			}
-			return &Error{
+			out := &Error{
 				Sender:    name,
-				Status:    status,
 				Temporary: IsTemporary(err),
 				Msg:       "failed (error withheld: its text contained the code or the destination)",
 			}
+			if se, ok := errors.AsType[*Error](err); ok {
+				out.Status, out.Recipient, out.Config = se.Status, se.Recipient, se.Config
+			}
+			return out
 		}
 	}
 	if _, ok := errors.AsType[*Error](err); !ok {

@@ -2,13 +2,17 @@
 // Options every sender's configuration has, the development Log sender,
 // failover across a list of senders with a circuit breaker each and
 // per-country routing (Chain), the phone-number handling they share
-// (E.164 parsing, masking, PhoneRules), the SMS length rules (Segments)
-// and Standard Webhooks signatures (SignWebhook, VerifyWebhook).
+// (E.164 parsing, masking, PhoneRules), the SMS length rules (Segments),
+// Standard Webhooks signatures (SignWebhook, VerifyWebhook), and what a
+// delivery receipt is (Receipt, Receipter): the provider's word, after
+// it accepted a message, on whether the message reached the handset.
 //
 // The senders live in subpackages: the generic webhook, and the
-// providers twilio, vonage, msg91, sns, whatsapp and email. Each owns its
-// configuration (a Config with its JSON form, its defaults and its
-// Validate) and builds its Sender with New.
+// providers twilio (SMS, voice calls, RCS), vonage (SMS, voice calls,
+// RCS), msg91, sns, whatsapp and email. Each owns its configuration (a
+// Config with its JSON form, its defaults and its Validate) and builds
+// its Sender with New. Voice senders read the code aloud with
+// SpokenCode.
 //
 // The package knows nothing of challenges or policies beyond the few
 // strings a Message carries; the step-up engine (package stepup) builds the
@@ -31,6 +35,9 @@ const (
 	WhatsApp Channel = "whatsapp"
 	Voice    Channel = "voice"
 	Email    Channel = "email"
+	// RCS is Rich Communication Services business messaging: a branded
+	// chat message in the phone's own messaging app.
+	RCS Channel = "rcs"
 )
 
 // Message is one code to deliver.
@@ -65,6 +72,20 @@ type Message struct {
 	// email channel deliver to To when it is an address, and to Email
 	// when To is a phone number. Phone senders ignore it.
 	Email string
+	// ReceiptURL, when set, is where the provider should report the
+	// delivery of this message: the public URL of this sender's receipt
+	// endpoint ({public_url}{path_prefix}/receipts/{sender name}), without
+	// a query. A Chain sets it, per sender, from ChainOptions.ReceiptURL,
+	// for the senders that take receipts (Receipter); a sender that takes
+	// none ignores it. Providers that take the URL with each message
+	// (Twilio StatusCallback, Vonage callback, the webhook's receipt_url)
+	// are given it; the others report to the URL configured in their
+	// console. Empty: no receipt is asked for.
+	ReceiptURL string
+	// Locale is the customer's language as a BCP 47 tag ("hi", "pt-BR"),
+	// the one Text was written in; empty means English. Voice senders
+	// speak in it (see VoiceLocale); the others ignore it.
+	Locale string
 }
 
 // Sender delivers a message through one provider.
@@ -80,6 +101,41 @@ type Sender interface {
 	Name() string
 	// Send delivers msg.
 	Send(ctx context.Context, msg *Message) error
+}
+
+// IDSender is implemented by senders whose provider names the messages
+// it accepts. The id is what the provider's delivery receipts refer to
+// (Receipt.MessageID), so that a receipt can be matched with the code
+// it reports on. Senders that do not implement it report no id; use
+// SendWithID to call either kind.
+type IDSender interface {
+	Sender
+	// SendWithID delivers msg as Send does and returns the provider's id
+	// of the accepted message ("SM...", "wamid...."), or "" when the
+	// provider gave none. The id is not secret: it names neither the
+	// destination nor the code.
+	SendWithID(ctx context.Context, msg *Message) (id string, err error)
+}
+
+// SendWithID delivers msg through s and returns the provider's message
+// id when s reports one (IDSender), else "".
+func SendWithID(ctx context.Context, s Sender, msg *Message) (id string, err error) {
+	if is, ok := s.(IDSender); ok {
+		return is.SendWithID(ctx, msg)
+	}
+	return "", s.Send(ctx, msg)
+}
+
+// TemplateBound is implemented by senders whose messages must match a
+// template registered for the destination: India's DLT (Vonage with
+// entity_id and content_id, SNS with entity_id and template_id). Such a
+// provider accepts a free text, and the Indian operators then drop it, so
+// a test through such a sender sends the configured code message (with a
+// placeholder code) rather than a free text.
+type TemplateBound interface {
+	// TemplateBound reports whether the sender, as configured, sends
+	// only texts that match a registered template.
+	TemplateBound() bool
 }
 
 // Channeler is implemented by senders that deliver on one channel. A
@@ -124,11 +180,20 @@ type Error struct {
 	// may succeed: network errors, timeouts, throttling, 5xx.
 	Temporary bool
 	// Recipient reports that the failure concerns this destination only
-	// (an invalid, unreachable, barred or opted-out number, a country the
-	// account may not send to): the sender itself works, so its circuit
-	// breaker does not count the failure. Another sender may still
-	// deliver.
+	// (an invalid, unreachable, barred or opted-out number, a recipient
+	// the provider limits for a while): the sender itself works, so its
+	// circuit breaker does not count the failure. Another sender may
+	// still deliver.
 	Recipient bool
+	// Config reports that the provider account or the sender's
+	// configuration is at fault (credentials refused, a sender ID, a
+	// template or a destination region not enabled for the account): it
+	// lasts until an operator changes something. A Chain logs it as an
+	// error of kind "configuration". With Recipient too, it concerns the
+	// destinations of one region only (Twilio 21408): the breaker does not
+	// count it, since the sender still serves the others, but it is still
+	// reported as configuration, not as the recipient's fault.
+	Config bool
 	// Err is the underlying error, when there is one.
 	Err error
 	// Msg is a short description for logs.
@@ -136,7 +201,8 @@ type Error struct {
 }
 
 // Error returns "sender: message", followed by the status, the
-// provider's code and the underlying error when there are any.
+// provider's code, "(configuration)" for a configuration error, and the
+// underlying error when there are any.
 func (e *Error) Error() string {
 	s := e.Sender + ": " + e.Msg
 	if e.Status != 0 {
@@ -144,6 +210,9 @@ func (e *Error) Error() string {
 	}
 	if e.Code != "" {
 		s += " (code " + e.Code + ")"
+	}
+	if e.Config {
+		s += " (configuration)"
 	}
 	if e.Err != nil {
 		s += ": " + e.Err.Error()
@@ -153,6 +222,22 @@ func (e *Error) Error() string {
 
 // Unwrap returns the underlying error.
 func (e *Error) Unwrap() error { return e.Err }
+
+// Kind names what the failure is about, for logs and status reports:
+// "configuration" (Config: an operator must act), "recipient" (this
+// destination only), "temporary" (trying later or elsewhere may work) or
+// "permanent".
+func (e *Error) Kind() string {
+	switch {
+	case e.Config:
+		return "configuration"
+	case e.Recipient:
+		return "recipient"
+	case e.Temporary:
+		return "temporary"
+	}
+	return "permanent"
+}
 
 // IsTemporary reports whether err is worth retrying: an *Error marked
 // Temporary, a context deadline, or any error that is not an *Error.

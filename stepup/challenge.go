@@ -7,7 +7,6 @@ import (
 	"strconv"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
-	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
@@ -26,13 +25,8 @@ import (
 // attempt is one protected request on its way to a challenge: what the
 // steps learn, in one place.
 type attempt struct {
-	w   http.ResponseWriter
-	r   *http.Request
-	p   *Policy
-	id  identity.Identity
-	api bool
-
-	session, userKey, sessionKey string
+	*visit
+	userKey, sessionKey string
 	// body is the request's body when it is preserved (preserve) or
 	// bound (tx).
 	body        []byte
@@ -47,8 +41,8 @@ type attempt struct {
 
 // challenge starts (or resumes) a challenge for p. Browsers are sent to
 // the code page; API clients get 401 with the challenge in JSON.
-func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id identity.Identity, session string, api bool) error {
-	a := &attempt{w: w, r: r, p: p, id: id, api: api, session: session}
+func (e *Engine) challenge(v *visit) error {
+	a := &attempt{visit: v}
 	if !e.read(a) {
 		return nil
 	}
@@ -69,7 +63,7 @@ func (e *Engine) challenge(w http.ResponseWriter, r *http.Request, p *Policy, id
 // cross-site one that would be preserved).
 func (e *Engine) read(a *attempt) bool {
 	w, r, p := a.w, a.r, a.p
-	a.userKey = e.keys.userKey(a.id.User)
+	a.userKey = e.challengeUserKey(&e.keys, a.id.User)
 	// A transaction is bound to its body; a browser's non-GET request is
 	// preserved so that it can be sent once the code is verified.
 	a.preserve = !a.api && (p.Mode == Transaction || !safeMethod(r.Method))
@@ -128,7 +122,7 @@ func (e *Engine) resumeOrLimit(a *attempt) (c *store.Challenge, done bool, err e
 		return nil, true, e.storeError(w, r, "pending", err)
 	}
 	if failures.N >= e.cfg.MaxFailures {
-		e.renderLocked(w, r, failures.TTL)
+		e.renderLocked(w, r, !a.api, failures.TTL)
 		return nil, true, nil
 	}
 	if c, err = e.resume(r, a.p, pendingID, a.userKey, a.sessionKey); err != nil {

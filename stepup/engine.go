@@ -445,6 +445,14 @@ type Options struct {
 	// OnVerified, when set, is called for every request that goes
 	// upstream on a verified grant (the Caddy adapter sets placeholders).
 	OnVerified func(r *http.Request, policy, user string)
+	// Refuse, when set, is offered every refusal the engine is about to
+	// answer a browser with (a page with status 400 or more; reason is
+	// the page's state, such as "locked" or "expired"). When it returns
+	// true the engine writes nothing and the caller answers instead: the
+	// Caddy adapter hands the refusal to the site's handle_errors routes.
+	// API clients always get the engine's JSON, which their protocol
+	// needs.
+	Refuse func(w http.ResponseWriter, r *http.Request, status int, reason string) bool
 	// Observer, when set, receives every step-up event (metrics, audit).
 	Observer Observer
 	// RequestID, when set, returns the id of a request for log lines.
@@ -472,6 +480,7 @@ type Engine struct {
 	// also never accepted from a client.
 	custom     []string
 	onVerified func(r *http.Request, policy, user string)
+	refusals   func(w http.ResponseWriter, r *http.Request, status int, reason string) bool
 	observer   Observer
 	requestID  func(*http.Request) string
 	revs       revocations
@@ -483,6 +492,8 @@ type Engine struct {
 	// that a flood logs one line a minute, not one per request.
 	alarms    sync.Map
 	assertion *Assertion
+	// audit says how events name their user (SetAuditUser).
+	audit audit
 	// fromRequest: the identity comes from the protected request itself
 	// (identity.RequestIdentity), so challenges bind to the browser session.
 	fromRequest bool
@@ -520,6 +531,7 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 		policies:   make(map[string]*Policy, len(policies)),
 		all:        all,
 		onVerified: opts.OnVerified,
+		refusals:   opts.Refuse,
 		observer:   opts.Observer,
 		requestID:  opts.RequestID,
 		assertion:  opts.Assertion,
@@ -621,5 +633,6 @@ func (e *Engine) identify(r *http.Request) (identity.Identity, error) {
 	if err := id.Validate(); err != nil {
 		return identity.Identity{}, err
 	}
+	e.audit.remember(r, id.User)
 	return id, nil
 }

@@ -67,6 +67,14 @@ type Event struct {
 	Resend bool
 	// Err is what failed (store errors, send errors; never secrets).
 	Err error
+	// User is the user the event concerns, as the handler's audit_user
+	// option shows it: by default a keyed hash of the user id (see
+	// AuditUserHMAC), the id itself, or empty. An event made with the
+	// user id here gets it replaced by what the option shows; one made
+	// without it gets the user identified on its request, if any.
+	User string
+	// userShown: User already holds what audit_user shows.
+	userShown bool
 }
 
 // Observer receives every step-up event with the request it happened
@@ -102,6 +110,9 @@ func (ev *Event) level() zapcore.Level {
 // emit logs ev and hands it to the observer.
 func (e *Engine) emit(r *http.Request, ev *Event) {
 	ce := e.log.Check(ev.level(), string(ev.Kind))
+	if ce != nil || !ev.PerRequest() {
+		e.fillUser(r, ev)
+	}
 	if ev.ClientIP == "" && r != nil && (ce != nil || !ev.PerRequest()) {
 		ev.ClientIP = e.clientIP(r)
 	}
@@ -113,6 +124,7 @@ func (e *Engine) emit(r *http.Request, ev *Event) {
 			}
 		}
 		add(zap.String("policy", ev.Policy), ev.Policy != "")
+		add(zap.String("user", ev.User), ev.User != "")
 		add(zap.String("mode", ev.Mode), ev.Mode != "")
 		add(zap.String("to", ev.To), ev.To != "")
 		add(zap.String("client_ip", ev.ClientIP), ev.ClientIP != "")

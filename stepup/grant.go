@@ -136,6 +136,18 @@ func (k *keys) verifyGrant(token string, b *grantBinding, now time.Time) (Grant,
 	return g, true
 }
 
+// grantID returns the id in a grant token's payload, unverified.
+func grantID(token string) (string, bool) {
+	if len(token) != grantTokenLen || token[40] != '.' {
+		return "", false
+	}
+	var p [grantPayloadLen]byte
+	if n, err := b64Strict.Decode(p[:], []byte(token[:40])); err != nil || n != grantPayloadLen {
+		return "", false
+	}
+	return b64.EncodeToString(p[18:30]), true
+}
+
 // issue makes the grant that verifying b's challenge (just consumed)
 // buys, as its policy stood when the challenge was made: a session grant
 // for the policy's grant_ttl, or a single-use transaction grant bound to

@@ -742,3 +742,58 @@ func TestIdentityTrailersStripped(t *testing.T) {
 		t.Fatalf("%d: upstream read trailers %v", resp.StatusCode, tr)
 	}
 }
+
+// Senders learn the customer's language, for spoken codes (issue 16).
+func TestMessageCarriesLocale(t *testing.T) {
+	h := newHarness(t, store.NewMemory(time.Minute), nil)
+	h.browser("alice", "+14155550100").do("GET", "/account/payment-methods", nil, "Accept-Language", "de-DE,de;q=0.9")
+	if l := h.out.last(t).Locale; l != "de" {
+		t.Fatalf("message locale = %q, want de", l)
+	}
+}
+
+// Second outside test, N5 and N6: what strangers do on a reset form
+// (identity request, where anyone names anyone) never touches the same
+// user's signed-in step-up: no revocation through a refused grant
+// header, no lockout through wrong codes.
+func TestResetFormCannotHurtSignedInUser(t *testing.T) {
+	st := store.NewMemory(time.Minute)
+	shared := func(c *Config) { c.Scope = "shop" }
+	main := newHarness(t, st, func(c *Config, _ []*Policy) { shared(c) })
+	alice := main.browser("alice", "+14155550100")
+	_, ch := alice.apiDo("GET", "/account/payment-methods", nil)
+	_, out := alice.apiVerify(ch["challenge"].(string), main.out.last(t).Code)
+	grant := out["grant"].(string)
+
+	reset := newResetHarness(t, st, shared)
+	reset.e.identity = resetSource{phones: map[string]string{"alice": "+14155550100"}}
+	stranger := reset.browser("", "")
+	main.clock.add(2 * time.Second)
+	reset.clock.add(2 * time.Second)
+	for _, tok := range []string{grant, strings.Repeat("A", grantTokenLen)} {
+		stranger.resetAPI("alice", GrantHeader, tok)
+	}
+	for i := 0; i < 25; i++ {
+		_, c := stranger.resetAPI("alice")
+		if id, ok := c["challenge"].(string); ok {
+			stranger.apiVerify(id, "000000")
+		}
+	}
+	if resp, _ := alice.apiDo("GET", "/account/payment-methods", nil, "Cookie", GrantCookie+"="+grant); resp.StatusCode != 200 {
+		t.Fatalf("alice's grant after a stranger's reset requests = %d", resp.StatusCode)
+	}
+	if resp, _ := main.browser("alice", "+14155550100").apiDo("GET", "/account/payment-methods", nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("alice's step-up after a stranger's wrong codes = %d, want a challenge", resp.StatusCode)
+	}
+}
+
+// Second outside test, N7: a Stepup-Grant cookie planted on a browser
+// (a sibling subdomain can set one) does not stand in its way.
+func TestPlantedGrantCookieIgnoredByBrowsers(t *testing.T) {
+	h := newHarness(t, store.NewMemory(time.Minute), nil)
+	b := h.browser("alice", "+14155550100")
+	b.jar[GrantCookie] = strings.Repeat("A", grantTokenLen)
+	if resp, _ := b.do("GET", "/account/payment-methods", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("browser with a planted grant cookie = %d, want the challenge", resp.StatusCode)
+	}
+}

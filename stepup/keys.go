@@ -144,7 +144,19 @@ func (k *keys) short(kind string, parts ...string) string {
 	return b64.EncodeToString(k.binding.sum(s, sum[:0])[:16])
 }
 
-func (k *keys) userKey(user string) string       { return k.short("user", user) }
+func (k *keys) userKey(user string) string { return k.short("user", user) }
+
+// challengeUserKey is the key challenges, failure counts and start
+// budgets of user are kept under. Where identities come from the request
+// (sign-up, reset), anyone can name anyone, so they are kept apart from
+// the same user's signed-in step-up: a stranger's wrong codes on a reset
+// form never lock the account's own step-up.
+func (e *Engine) challengeUserKey(k *keys, user string) string {
+	if e.fromRequest {
+		return k.short("request-user", user)
+	}
+	return k.userKey(user)
+}
 func (k *keys) sessionKey(session string) string { return k.short("session", session) }
 
 // codeMAC binds a code to its challenge: the same code in another

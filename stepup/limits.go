@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -202,7 +203,11 @@ func (e *Engine) rateLimited(w http.ResponseWriter, r *http.Request, p *Policy, 
 	e.emit(r, &Event{Kind: EventRequest, Policy: p.Name, Mode: p.Mode.String(), Outcome: "refused"})
 	secs := int(lim.retry/time.Second) + 1
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	e.page.RateLimited(w, r, wantsHTML(r)) // prebuilt, the same whichever limit refused
+	html := wantsHTML(r)
+	if html && e.refusals != nil && e.refusals(w, r, http.StatusTooManyRequests, string(page.StateRateLimited)) {
+		return nil
+	}
+	e.page.RateLimited(w, r, html) // prebuilt, the same whichever limit refused
 	return nil
 }
 

@@ -204,6 +204,21 @@ func (e *Engine) Protect(w http.ResponseWriter, r *http.Request, p *Policy, next
 	return e.protect(w, r, p, grant, next)
 }
 
+// visit is a request a policy matched, on its way through the policy:
+// who it comes from, in which session, and whether it is a browser's
+// (decided once, here).
+type visit struct {
+	w    http.ResponseWriter
+	r    *http.Request
+	p    *Policy
+	next Next
+	id   identity.Identity
+	// session is what grants and challenges bind to (see Engine.session);
+	// "" until the engine's own browser-session cookie is set.
+	session string
+	api     bool
+}
+
 // protect is Protect with the request's API grant (Stepup-Grant), read
 // before StripHeaders.
 func (e *Engine) protect(w http.ResponseWriter, r *http.Request, p *Policy, grant apiGrant, next Next) error {
@@ -215,19 +230,22 @@ func (e *Engine) protect(w http.ResponseWriter, r *http.Request, p *Policy, gran
 	if err != nil {
 		return e.identityError(w, r, p.Name, err)
 	}
-	api := !wantsHTML(r)
-	session := e.session(r, id, api)
+	v := &visit{w: w, r: r, p: p, next: next, id: id, api: !wantsHTML(r)}
+	v.session = e.session(r, id, v.api)
+	if !v.api && !grant.fromHeader {
+		// A browser's grants are its per-policy cookies; a Stepup-Grant
+		// cookie on a navigation is someone else's doing (a sibling
+		// subdomain can set one) and must not stand in its way.
+		grant = apiGrant{}
+	}
 	switch {
 	case grant.ambiguous:
 		return e.refuseGrant(w, r, p, "ambiguous")
 	case grant.fromHeader && !e.cfg.GrantHeader:
 		// The token is in the access log now: it must open nothing any
-		// more. Revoking the user's grants kills it whatever its kind
-		// (only this user can do that, with their own identity).
-		if len(grant.token) == grantTokenLen {
-			if err := e.RevokeUser(r.Context(), id.User); err != nil {
-				return e.storeError(w, r, "revoke", err)
-			}
+		// more.
+		if err := e.burnLogged(v, grant.token); err != nil {
+			return e.storeError(w, r, "revoke", err)
 		}
 		e.emit(r, &Event{Kind: EventGrantRefused, Policy: p.Name, Mode: p.Mode.String(), Outcome: "header_disabled"})
 		w.Header().Set("WWW-Authenticate", `StepUp error="invalid_request"`)
@@ -235,27 +253,70 @@ func (e *Engine) protect(w http.ResponseWriter, r *http.Request, p *Policy, gran
 			"send the grant as the cookie "+GrantCookie+"=TOKEN: a header is written to access logs, so this grant was revoked", nil)
 		return nil
 	case grant.token != "":
-		return e.useGrantHeader(w, r, p, id, session, grant.token, next)
+		return e.useGrant(v, grant.token)
 	}
 	if p.Mode == Session {
-		g, ok, err := e.grantFor(r, p, id.User, session)
-		if err != nil {
-			return e.storeError(w, r, "generation", err)
-		}
-		if ok {
-			if revoked, err := e.revoked(r.Context(), id.User, g.IssuedAt); err != nil {
-				return e.storeError(w, r, "revocation", err)
-			} else if revoked {
-				return e.challenge(w, r, p, id, session, api)
-			}
-			if err := e.setUpstreamHeaders(r, p, id.User, g.IssuedAt, nil); err != nil {
-				return err
-			}
-			e.emit(r, &Event{Kind: EventGrantUsed, Policy: p.Name, Mode: "session", Outcome: "passed"})
-			return next.ServeHTTP(w, r)
+		if passed, err := e.sessionGrant(v); passed || err != nil {
+			return err
 		}
 	}
-	return e.challenge(w, r, p, id, session, api)
+	return e.challenge(v)
+}
+
+// burnLogged makes a grant that arrived where logs record it (a refused
+// Stepup-Grant header) worthless: a session grant of this user is revoked
+// with every grant of theirs issued until now, a transaction grant is
+// used up. Only a grant that verifies for this very user and session
+// revokes anything, so nobody can revoke another's grants (least of all
+// where anyone can name any user: identity request, which has no
+// session grants to leak).
+func (e *Engine) burnLogged(v *visit, tok string) error {
+	if len(tok) != grantTokenLen || e.fromRequest {
+		return nil
+	}
+	if v.p.Mode == Transaction {
+		// Bound to a body this request need not carry: burn it by its
+		// id (a stranger who knows an id learns nothing by it and can
+		// only spend a grant they hold).
+		if id, ok := grantID(tok); ok {
+			if err := e.store.UseGrant(v.r.Context(), id, time.Time{}); err != nil &&
+				!errors.Is(err, store.ErrGrantUsed) && !errors.Is(err, store.ErrGrantUnknown) {
+				return err
+			}
+		}
+		return nil
+	}
+	b, err := e.binding(v.r, v.p, v.id.User, v.session, "")
+	if err != nil {
+		return err
+	}
+	if g, ok := e.verifyGrant(tok, b); ok && g.Kind == SessionGrant {
+		return e.RevokeUser(v.r.Context(), v.id.User)
+	}
+	return nil
+}
+
+// sessionGrant lets v through on its session grant cookie, if it has a
+// valid, unrevoked one (passed).
+func (e *Engine) sessionGrant(v *visit) (passed bool, err error) {
+	w, r, p := v.w, v.r, v.p
+	g, ok, err := e.grantFor(r, p, v.id.User, v.session)
+	if err != nil {
+		return true, e.storeError(w, r, "generation", err)
+	}
+	if !ok {
+		return false, nil
+	}
+	if revoked, err := e.revoked(r.Context(), v.id.User, g.IssuedAt); err != nil {
+		return true, e.storeError(w, r, "revocation", err)
+	} else if revoked {
+		return false, nil
+	}
+	if err := e.setUpstreamHeaders(r, p, v.id.User, g.IssuedAt, nil); err != nil {
+		return true, err
+	}
+	e.emit(r, &Event{Kind: EventGrantUsed, Policy: p.Name, Mode: "session", Outcome: "passed"})
+	return true, v.next.ServeHTTP(w, r)
 }
 
 // monitor logs and counts what enforcing the policy would have done.
@@ -317,10 +378,11 @@ func (e *Engine) grantFor(r *http.Request, p *Policy, user, session string) (Gra
 	return g, true, nil
 }
 
-// useGrantHeader lets an API client's retried request through with the
-// grant it got from the verify endpoint: a session grant until it
-// expires, a transaction grant once, for the very same request.
-func (e *Engine) useGrantHeader(w http.ResponseWriter, r *http.Request, p *Policy, id identity.Identity, session, tok string, next Next) error {
+// useGrant lets an API client's retried request through with the grant
+// it got from the verify endpoint: a session grant until it expires, a
+// transaction grant once, for the very same request.
+func (e *Engine) useGrant(v *visit, tok string) error {
+	w, r, p, id, session, next := v.w, v.r, v.p, v.id, v.session, v.next
 	if len(tok) > MaxGrantTokenLen {
 		return e.refuseGrant(w, r, p, "malformed")
 	}
@@ -529,6 +591,7 @@ func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string
 		Policy:      c.Policy,
 		Challenge:   c.ID,
 		TTL:         e.cfg.CodeTTL,
+		Locale:      e.page.Locale(r),
 		// Email senders in the chain use it as the fallback destination.
 		Email: email,
 	}

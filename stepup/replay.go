@@ -155,8 +155,9 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	}
 	if e.fromRequest {
 		ident.User = c.User // the form that named it is the stashed request
+		e.audit.remember(r, c.User)
 	}
-	if !hmac.Equal([]byte(c.UserKey), []byte(k.userKey(ident.User))) {
+	if !hmac.Equal([]byte(c.UserKey), []byte(e.challengeUserKey(k, ident.User))) {
 		e.renderStatus(w, r, http.StatusNotFound, page.StateNotFound, nil)
 		return true, nil
 	}

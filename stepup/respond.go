@@ -32,17 +32,26 @@ func (c *Config) pageOptions() page.Options {
 // renderStatus answers with state st: its page, or for an API client its
 // JSON, in the language the request asks for.
 func (e *Engine) renderStatus(w http.ResponseWriter, r *http.Request, status int, st page.State, d *page.Data) {
-	if err := e.page.Status(w, r, wantsHTML(r), status, st, d); err != nil {
+	e.respond(w, r, wantsHTML(r), status, st, d)
+}
+
+// respond is renderStatus for a request already known to be a browser's
+// (html) or an API client's.
+func (e *Engine) respond(w http.ResponseWriter, r *http.Request, html bool, status int, st page.State, d *page.Data) {
+	if html && status >= 400 && e.refusals != nil && e.refusals(w, r, status, string(st)) {
+		return
+	}
+	if err := e.page.Status(w, r, html, status, st, d); err != nil {
 		e.log.Error("rendering page: " + err.Error())
 	}
 }
 
-// renderLocked writes the lockout page.
-func (e *Engine) renderLocked(w http.ResponseWriter, r *http.Request, retry time.Duration) {
+// renderLocked writes the lockout page (or JSON).
+func (e *Engine) renderLocked(w http.ResponseWriter, r *http.Request, html bool, retry time.Duration) {
 	if retry > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))
 	}
-	e.renderStatus(w, r, http.StatusTooManyRequests, page.StateLocked, page.Retry(retry))
+	e.respond(w, r, html, http.StatusTooManyRequests, page.StateLocked, page.Retry(retry))
 }
 
 // challengeData is what the page of b's live challenge shows at now.

@@ -11,6 +11,7 @@ package email
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -46,6 +47,11 @@ const (
 const (
 	AuthPlain = "plain"
 	AuthLogin = "login"
+	// AuthXOAUTH2 authenticates with an OAuth 2.0 access token instead
+	// of a password (SASL XOAUTH2): Microsoft 365 (Exchange Online) and
+	// Google Workspace, which turn password authentication off. The
+	// token comes from Config.OAuthToken, read again for every message.
+	AuthXOAUTH2 = "xoauth2"
 )
 
 // DefaultSubject is the subject of a code message.
@@ -66,12 +72,23 @@ type Config struct {
 	// TLSConfig replaces the TLS settings (a private CA); its ServerName
 	// defaults to Host.
 	TLSConfig *tls.Config `json:"-"`
-	// Username authenticates, with Password, when set.
+	// Username authenticates, with Password (or OAuthToken), when set.
+	// With AuthXOAUTH2 it is the mailbox the token was issued for.
 	Username string `json:"username,omitempty" placeholder:"required"`
 	// Password is Username's password.
 	Password string `json:"password,omitempty" placeholder:"optional"`
-	// Auth is the mechanism, AuthPlain (default) or AuthLogin.
+	// Auth is the mechanism, AuthPlain (default), AuthLogin or
+	// AuthXOAUTH2.
 	Auth string `json:"auth,omitempty"`
+	// OAuthToken is where AuthXOAUTH2 finds its access token, read
+	// again for every message since such tokens last about an hour and
+	// something else renews them: "{file./run/secrets/smtp-token}" (a
+	// file an agent rewrites), "{env.SMTP_OAUTH_TOKEN}" (an environment
+	// variable of the process), or the token itself (only for a test:
+	// it expires). The placeholder is resolved by this package at each
+	// send, not when the config is loaded; it must resolve when the
+	// sender is built too, so that a wrong name fails at start.
+	OAuthToken string `json:"oauth_token,omitempty"`
 	// From is the sender address ("Shop <no-reply@shop.example>").
 	From string `json:"from,omitempty" placeholder:"required"`
 	// Subject is the subject; default DefaultSubject. It never holds the
@@ -91,12 +108,19 @@ func (c *Config) Validate() error {
 	if err := c.Options.Validate("email"); err != nil {
 		return err
 	}
+	xoauth2 := strings.ToLower(c.Auth) == AuthXOAUTH2
 	switch {
 	case c.Host == "":
 		return errors.New("email sender: needs host")
 	case c.From == "":
 		return errors.New("email sender: needs from")
-	case (c.Username == "") != (c.Password == ""):
+	case xoauth2 && (c.Username == "" || c.OAuthToken == ""):
+		return errors.New("email sender: auth xoauth2 needs username (the mailbox) and oauth_token")
+	case xoauth2 && c.Password != "":
+		return errors.New("email sender: auth xoauth2 takes oauth_token, not password")
+	case !xoauth2 && c.OAuthToken != "":
+		return errors.New("email sender: oauth_token goes with auth xoauth2")
+	case !xoauth2 && (c.Username == "") != (c.Password == ""):
 		return errors.New("email sender: set both username and password, or neither")
 	case c.Port < 0 || c.Port > 65535:
 		return fmt.Errorf("email sender: port %d: want a number from 1 to 65535", c.Port)
@@ -109,9 +133,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("email sender: tls %q: want %s, %s or %s", c.TLS, StartTLS, ImplicitTLS, NoTLS)
 	}
 	switch strings.ToLower(c.Auth) {
-	case "", AuthPlain, AuthLogin:
+	case "", AuthPlain, AuthLogin, AuthXOAUTH2:
 	default:
-		return fmt.Errorf("email sender: auth %q: want %s or %s", c.Auth, AuthPlain, AuthLogin)
+		return fmt.Errorf("email sender: auth %q: want %s, %s or %s", c.Auth, AuthPlain, AuthLogin, AuthXOAUTH2)
 	}
 	return nil
 }
@@ -123,7 +147,11 @@ func (c *Config) Validate() error {
 // body is the message text as plain text, less its WebOTP line ("@host
 // #code"), which only browsers reading an SMS use. Temporary SMTP
 // failures (4xx replies, connections refused) are retried with backoff
-// and jitter while the deadline allows.
+// and jitter while the deadline allows, with the same Message-ID, which
+// SendWithID returns. Mail has no delivery receipt the sender could take
+// (a bounce comes later, to the envelope sender): the sender is no
+// sender.Receipter. Refused authentication and a missing OAuth token are
+// sender.Error.Config.
 type Sender struct {
 	httpsend.Base
 	host     string
@@ -136,9 +164,13 @@ type Sender struct {
 	from     string
 	subject  string
 	hostname string
+	token    tokenSource // AuthXOAUTH2
 }
 
-var _ httpsend.Provider = (*Sender)(nil)
+var (
+	_ httpsend.Provider = (*Sender)(nil)
+	_ sender.IDSender   = (*Sender)(nil)
+)
 
 // New returns a Sender for cfg, or an error saying what is missing or
 // malformed. Errors never contain a credential.
@@ -172,8 +204,20 @@ func New(cfg Config) (*Sender, error) {
 	case NoTLS:
 		s.port = cmp.Or(s.port, 25)
 	}
-	if strings.ToLower(cfg.Auth) == AuthLogin {
+	switch strings.ToLower(cfg.Auth) {
+	case AuthLogin:
 		s.auth = mail.SMTPAuthLogin
+	case AuthXOAUTH2:
+		// go-mail's XOAUTH2 sends the token whatever the connection:
+		// never in the clear to another host.
+		if s.mode == NoTLS && !isLocal(s.host) {
+			return nil, errors.New("email sender: auth xoauth2 over tls none is refused unless the server is on localhost")
+		}
+		s.auth = mail.SMTPAuthXOAUTH2
+		s.token = parseTokenSource(cfg.OAuthToken)
+		if _, err := s.token.read(); err != nil {
+			return nil, fmt.Errorf("email sender: oauth_token: %v", err)
+		}
 	}
 	if cfg.TLSConfig != nil {
 		s.tlsCfg = cfg.TLSConfig.Clone()
@@ -196,28 +240,42 @@ func (*Sender) Channel() sender.Channel { return sender.Email }
 // the address or the server's replies as such (they are redacted of
 // addresses and numbers).
 func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
+	_, err := s.SendWithID(ctx, msg)
+	return err
+}
+
+// SendWithID is Send, returning the message's Message-ID ("<...@domain>",
+// the domain of the sender address).
+func (s *Sender) SendWithID(ctx context.Context, msg *sender.Message) (string, error) {
 	if msg == nil {
-		return &sender.Error{Sender: s.Name(), Msg: "no message"}
+		return "", &sender.Error{Sender: s.Name(), Msg: "no message"}
 	}
 	to := msg.To
 	if !strings.Contains(to, "@") {
 		to = msg.Email
 	}
 	if to == "" {
-		return &sender.Error{Sender: s.Name(), Recipient: true, Msg: "no e-mail address for this recipient"}
+		return "", &sender.Error{Sender: s.Name(), Recipient: true, Msg: "no e-mail address for this recipient"}
 	}
 	addr, err := netmail.ParseAddress(to)
 	if err != nil || addr.Address != to {
-		return &sender.Error{Sender: s.Name(), Recipient: true, Msg: "destination is not a plain e-mail address"}
+		return "", &sender.Error{Sender: s.Name(), Recipient: true, Msg: "destination is not a plain e-mail address"}
 	}
 	text := StripWebOTP(msg.Text)
+	// The same Message-ID on every attempt, named after the sending
+	// domain, not this host.
+	id := "<" + rand.Text() + "@" + s.hostname + ">"
 
-	return httpsend.Do(ctx, &s.Base, func(ctx context.Context) httpsend.Outcome {
-		return s.attempt(ctx, addr.Address, text)
+	err = httpsend.Do(ctx, &s.Base, func(ctx context.Context) httpsend.Outcome {
+		return s.attempt(ctx, addr.Address, text, id)
 	})
+	if err != nil {
+		return "", err
+	}
+	return id, nil
 }
 
-func (s *Sender) attempt(ctx context.Context, to, text string) httpsend.Outcome {
+func (s *Sender) attempt(ctx context.Context, to, text, id string) httpsend.Outcome {
 	m := mail.NewMsg()
 	if err := m.From(s.from); err != nil {
 		return httpsend.Failed(&sender.Error{Sender: s.Name(), Msg: "invalid from address"}, false)
@@ -227,7 +285,7 @@ func (s *Sender) attempt(ctx context.Context, to, text string) httpsend.Outcome 
 	}
 	m.Subject(s.subject)
 	m.SetDate()
-	m.SetMessageID()
+	m.SetGenHeader(mail.HeaderMessageID, id)
 	m.SetGenHeader(mail.Header("Auto-Submitted"), "auto-generated")
 	m.SetBodyString(mail.TypeTextPlain, text)
 
@@ -284,7 +342,15 @@ func (s *Sender) attempt(ctx context.Context, to, text string) httpsend.Outcome 
 		opts = append(opts, mail.WithTLSPolicy(mail.NoTLS))
 	}
 	if s.user != "" {
-		opts = append(opts, mail.WithSMTPAuth(s.auth), mail.WithUsername(s.user), mail.WithPassword(s.pass))
+		pass := s.pass
+		if s.auth == mail.SMTPAuthXOAUTH2 {
+			token, err := s.token.read()
+			if err != nil {
+				return httpsend.Failed(&sender.Error{Sender: s.Name(), Config: true, Msg: "no OAuth token for SMTP: " + err.Error()}, false)
+			}
+			pass = token
+		}
+		opts = append(opts, mail.WithSMTPAuth(s.auth), mail.WithUsername(s.user), mail.WithPassword(pass))
 	}
 	c, err := mail.NewClient(s.host, opts...)
 	if err != nil {
@@ -329,7 +395,17 @@ func classify(name string, err error) httpsend.Outcome {
 	}
 	// STARTTLS missing, authentication refused, a reply out of protocol:
 	// the configuration or the server is wrong.
+	se.Config = true
 	return httpsend.Failed(se, false)
+}
+
+// isLocal reports whether host names this machine.
+func isLocal(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func isTimeout(err error) bool {

@@ -27,6 +27,7 @@ type smtpd struct {
 	startTLS    bool          // offer STARTTLS
 	implicitTLS bool          // speak TLS from the first byte
 	user, pass  string        // accept AUTH with these; "" = no AUTH offered
+	token       string        // with user: offer XOAUTH2 too, and accept this bearer token
 	rcptReply   []string      // replies to RCPT, one per connection, the last repeated; default 250
 	greetDelay  time.Duration // wait before the greeting
 
@@ -163,7 +164,10 @@ func (s *smtpd) serve(t *testing.T, c net.Conn) {
 			if s.startTLS && !overTLS {
 				ext = append(ext, "250-STARTTLS")
 			}
-			if s.user != "" {
+			switch {
+			case s.user != "" && s.token != "":
+				ext = append(ext, "250-AUTH PLAIN LOGIN XOAUTH2")
+			case s.user != "":
 				ext = append(ext, "250-AUTH PLAIN LOGIN")
 			}
 			ext = append(ext, "250 SIZE 10240000")
@@ -184,7 +188,11 @@ func (s *smtpd) serve(t *testing.T, c net.Conn) {
 		case "AUTH":
 			s.record(func() { s.authTLS = append(s.authTLS, overTLS) })
 			user, pass, ok := s.auth(arg, reply, readLine)
-			if !ok || user != s.user || pass != s.pass {
+			want := s.pass
+			if strings.HasPrefix(strings.ToUpper(arg), "XOAUTH2") {
+				want = s.token
+			}
+			if !ok || user != s.user || pass != want || want == "" {
 				reply("535 5.7.8 authentication failed")
 				continue
 			}
@@ -262,6 +270,14 @@ func (s *smtpd) auth(arg string, reply func(...string), readLine func() (string,
 			return "", "", false
 		}
 		return user, decode(p), true
+	case "XOAUTH2":
+		// "user=" user "\x01auth=Bearer " token "\x01\x01" (Google's and
+		// Microsoft's SASL XOAUTH2).
+		fields := strings.Split(strings.TrimSuffix(decode(initial), "\x01\x01"), "\x01")
+		if len(fields) != 2 || !strings.HasPrefix(fields[0], "user=") || !strings.HasPrefix(fields[1], "auth=Bearer ") {
+			return "", "", false
+		}
+		return strings.TrimPrefix(fields[0], "user="), strings.TrimPrefix(fields[1], "auth=Bearer "), true
 	}
 	return "", "", false
 }

@@ -19,6 +19,9 @@ const (
 	authError = `{"type":"error","message":"Authentication failure"}`
 	badNumber = `{"type":"error","message":"Mobile number 919876543210 is invalid"}`
 	noFlow    = `{"message":"Flow not found","type":"error"}`
+	// With realTimeResponse MSG91 checks the variables before answering
+	// (its wording is not documented; this one is typical).
+	noVar = `{"type":"error","message":"Variable otp is not present in template"}`
 )
 
 func newSender(t *testing.T, cfg Config) *Sender {
@@ -37,9 +40,9 @@ func TestSendWireFormat(t *testing.T) {
 		want string
 	}{
 		{"default variable", Config{AuthKey: "key-123", TemplateID: "64f0c0ffee"},
-			`{"template_id":"64f0c0ffee","short_url":"0","recipients":[{"mobiles":"919876543210","otp":"493817"}]}`},
+			`{"template_id":"64f0c0ffee","short_url":"0","realTimeResponse":"1","recipients":[{"mobiles":"919876543210","otp":"493817"}]}`},
 		{"named variables", Config{AuthKey: "key-123", TemplateID: "64f0c0ffee", CodeVar: "VAR1", TTLVar: "VAR2"},
-			`{"template_id":"64f0c0ffee","short_url":"0","recipients":[{"VAR1":"493817","VAR2":"5","mobiles":"919876543210"}]}`},
+			`{"template_id":"64f0c0ffee","short_url":"0","realTimeResponse":"1","recipients":[{"VAR1":"493817","VAR2":"5","mobiles":"919876543210"}]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,8 +69,9 @@ func TestSendWireFormat(t *testing.T) {
 			s := newSender(t, tt.cfg)
 			msg := pt.Message()
 			msg.To = pt.ToIN
-			if err := s.Send(t.Context(), msg); err != nil {
-				t.Fatalf("Send: %v", err)
+			id, err := s.SendWithID(t.Context(), msg)
+			if err != nil || id != "3763646c3058373530393832" {
+				t.Fatalf("SendWithID = %q, %v; want the request id", id, err)
 			}
 			if body != tt.want {
 				t.Errorf("body\n got %s\nwant %s", body, tt.want)
@@ -84,17 +88,19 @@ func TestSendAnswers(t *testing.T) {
 		wantOK        bool
 		wantTemporary bool
 		wantText      string
+		wantConfig    bool
 	}{
-		{"success", []http.HandlerFunc{pt.JSON(200, success)}, 1, true, false, ""},
-		{"error with HTTP 200", []http.HandlerFunc{pt.JSON(200, authError)}, 1, false, false, "Authentication failure"},
-		{"error with HTTP 401", []http.HandlerFunc{pt.JSON(401, authError)}, 1, false, false, "Authentication failure"},
-		{"number quoted", []http.HandlerFunc{pt.JSON(200, badNumber)}, 1, false, false, "Mobile number *** is invalid"},
-		{"flow not found", []http.HandlerFunc{pt.JSON(400, noFlow)}, 1, false, false, "Flow not found"},
-		{"throttled then success", []http.HandlerFunc{pt.JSON(429, `{"type":"error","message":"Too many requests"}`), pt.JSON(200, success)}, 2, true, false, ""},
-		{"5xx throughout", []http.HandlerFunc{pt.JSON(502, `bad gateway`)}, 3, false, true, "gave up after 3 attempts"},
-		{"unknown type", []http.HandlerFunc{pt.JSON(200, `{"type":"queued"}`)}, 1, false, true, "unknown type"},
-		{"not JSON", []http.HandlerFunc{pt.JSON(200, `OK`)}, 1, false, true, "could not be read"},
-		{"HTTP 404 page", []http.HandlerFunc{pt.JSON(404, `<html>`)}, 1, false, false, "refused the request"},
+		{"success", []http.HandlerFunc{pt.JSON(200, success)}, 1, true, false, "", false},
+		{"error with HTTP 200", []http.HandlerFunc{pt.JSON(200, authError)}, 1, false, false, "Authentication failure", true},
+		{"error with HTTP 401", []http.HandlerFunc{pt.JSON(401, authError)}, 1, false, false, "Authentication failure", true},
+		{"number quoted", []http.HandlerFunc{pt.JSON(200, badNumber)}, 1, false, false, "Mobile number *** is invalid", false},
+		{"flow not found", []http.HandlerFunc{pt.JSON(400, noFlow)}, 1, false, false, "Flow not found", true},
+		{"template variable missing", []http.HandlerFunc{pt.JSON(200, noVar)}, 1, false, false, "template", true},
+		{"throttled then success", []http.HandlerFunc{pt.JSON(429, `{"type":"error","message":"Too many requests"}`), pt.JSON(200, success)}, 2, true, false, "", false},
+		{"5xx throughout", []http.HandlerFunc{pt.JSON(502, `bad gateway`)}, 3, false, true, "gave up after 3 attempts", false},
+		{"unknown type", []http.HandlerFunc{pt.JSON(200, `{"type":"queued"}`)}, 1, false, true, "unknown type", false},
+		{"not JSON", []http.HandlerFunc{pt.JSON(200, `OK`)}, 1, false, true, "could not be read", false},
+		{"HTTP 404 page", []http.HandlerFunc{pt.JSON(404, `<html>`)}, 1, false, false, "refused the request", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -116,8 +122,8 @@ func TestSendAnswers(t *testing.T) {
 			}
 			se := pt.SenderError(t, err)
 			pt.AssertClean(t, err)
-			if se.Sender != "msg91" || se.Temporary != tt.wantTemporary || !strings.Contains(se.Msg, tt.wantText) {
-				t.Errorf("error %+v, want temporary %v, text %q", *se, tt.wantTemporary, tt.wantText)
+			if se.Sender != "msg91" || se.Temporary != tt.wantTemporary || se.Config != tt.wantConfig || !strings.Contains(se.Msg, tt.wantText) {
+				t.Errorf("error %+v, want temporary %v, config %v, text %q", *se, tt.wantTemporary, tt.wantConfig, tt.wantText)
 			}
 		})
 	}
@@ -140,6 +146,11 @@ func TestNew(t *testing.T) {
 		"mobiles as code": {AuthKey: "k", TemplateID: "t", CodeVar: "mobiles"},
 		"mobiles as ttl":  {AuthKey: "k", TemplateID: "t", TTLVar: "mobiles"},
 		"same variables":  {AuthKey: "k", TemplateID: "t", TTLVar: "otp"},
+		"hashes kept":     {AuthKey: "k", TemplateID: "t", CodeVar: "##OTP##"},
+		"DLT placeholder": {AuthKey: "k", TemplateID: "t", CodeVar: "{#var#}"},
+		"spaces around":   {AuthKey: "k", TemplateID: "t", CodeVar: "OTP "},
+		"ttl hashes":      {AuthKey: "k", TemplateID: "t", TTLVar: "##minutes##"},
+		"short token":     {AuthKey: "k", TemplateID: "t", ReceiptToken: "abc"},
 		"bad endpoint":    {AuthKey: "k", TemplateID: "t", Endpoint: "control.msg91.com"},
 	} {
 		if _, err := New(cfg); err == nil {

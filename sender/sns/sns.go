@@ -2,6 +2,14 @@
 // with a PhoneNumber), using the AWS SDK for Go v2: requests are signed
 // by the SDK, credentials come from the configuration or the SDK's
 // default chain.
+//
+// SNS sends SMS through AWS End User Messaging SMS (formerly Amazon
+// Pinpoint SMS): sender IDs, origination numbers, India's DLT
+// registrations, spending limits and opt-out lists live there. SNS gives
+// no per-message delivery receipt: delivery status goes to CloudWatch
+// Logs (when delivery status logging is on), up to 72 hours late, so the
+// sender takes none (it is not a sender.Receipter). Its message id
+// (SendWithID) is what those logs name.
 package sns
 
 import (
@@ -11,6 +19,7 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -60,7 +69,8 @@ type Config struct {
 	// the account has several.
 	OriginationNumber string `json:"origination_number,omitempty" placeholder:"optional"`
 	// MaxPrice caps the price of one SMS in USD ("0.50"): SNS refuses to
-	// send a message that would cost more, which limits toll fraud.
+	// send a message that would cost more, which limits toll fraud. It
+	// goes as a Number attribute, as SNS documents it.
 	MaxPrice string `json:"max_price,omitempty" placeholder:"optional"`
 	// EntityID is India's DLT principal entity ID.
 	EntityID string `json:"entity_id,omitempty" placeholder:"optional"`
@@ -92,15 +102,36 @@ func (c *Config) Validate() error {
 // Sender sends codes through Amazon SNS. It is safe for concurrent use.
 //
 // Every message is Transactional (AWS.SNS.SMS.SMSType), which SNS routes
-// for reliability rather than cost. The SDK retries throttling and 5xx
-// answers with backoff and jitter, within the context's deadline.
+// for reliability rather than cost. The SDK retries throttling (SNS's own
+// Throttled too, which the SDK does not know by default) and 5xx answers
+// with backoff and jitter, within the context's deadline; throttling
+// that outlasts the attempts is temporary. Refused credentials and
+// permissions are sender.Error.Config.
 type Sender struct {
 	httpsend.Base
-	client *awssns.Client
-	attrs  map[string]types.MessageAttributeValue
+	client   *awssns.Client
+	attrs    map[string]types.MessageAttributeValue
+	template bool // India DLT identifiers set
 }
 
-var _ httpsend.Provider = (*Sender)(nil)
+var (
+	_ httpsend.Provider    = (*Sender)(nil)
+	_ sender.IDSender      = (*Sender)(nil)
+	_ sender.TemplateBound = (*Sender)(nil)
+)
+
+// codeThrottled is the error code of SNS's ThrottledException, which the
+// SDK's default retryer does not count as throttling.
+const codeThrottled = "Throttled"
+
+// retryThrottled makes the client's retryer retry codeThrottled.
+func retryThrottled(o *awssns.Options) {
+	r := o.Retryer
+	if r == nil {
+		r = retry.NewStandard()
+	}
+	o.Retryer = retry.AddWithErrorCodes(r, codeThrottled)
+}
 
 // sharedHTTPClient is the SDK's buildable client, shared by every SNS
 // sender of the process.
@@ -134,19 +165,22 @@ func New(ctx context.Context, cfg Config) (*Sender, error) {
 		}
 	}
 	s := &Sender{
-		Base:  httpsend.NewBase(cfg.Options, "sns", httpsend.Retrier{}),
-		attrs: map[string]types.MessageAttributeValue{attrSMSType: str("Transactional")},
+		Base:     httpsend.NewBase(cfg.Options, "sns", httpsend.Retrier{}),
+		attrs:    map[string]types.MessageAttributeValue{attrSMSType: str("Transactional")},
+		template: cfg.EntityID != "",
 	}
 	for name, v := range map[string]string{
 		attrSenderID:    cfg.SenderID,
 		attrOrigination: cfg.OriginationNumber,
-		attrMaxPrice:    cfg.MaxPrice,
 		attrEntityID:    cfg.EntityID,
 		attrTemplateID:  cfg.TemplateID,
 	} {
 		if v != "" {
 			s.attrs[name] = str(v)
 		}
+	}
+	if cfg.MaxPrice != "" {
+		s.attrs[attrMaxPrice] = types.MessageAttributeValue{DataType: aws.String("Number"), StringValue: aws.String(cfg.MaxPrice)}
 	}
 
 	if cfg.AccessKeyID != "" {
@@ -159,7 +193,7 @@ func New(ctx context.Context, cfg Config) (*Sender, error) {
 		if endpoint != "" {
 			opts.BaseEndpoint = aws.String(endpoint)
 		}
-		s.client = awssns.New(opts)
+		s.client = awssns.New(opts, retryThrottled)
 		return s, nil
 	}
 
@@ -181,7 +215,7 @@ func New(ctx context.Context, cfg Config) (*Sender, error) {
 		if endpoint != "" {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
-	})
+	}, retryThrottled)
 	return s, nil
 }
 
@@ -192,30 +226,42 @@ func str(v string) types.MessageAttributeValue {
 // Channel returns sender.SMS.
 func (*Sender) Channel() sender.Channel { return sender.SMS }
 
+// TemplateBound reports whether the sender carries India's DLT
+// identifiers: its texts must then match the registered template.
+func (s *Sender) TemplateBound() bool { return s.template }
+
 // Send publishes msg to its phone number. The error is a *sender.Error;
 // it never holds the code, the number or the service's message as such.
 func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
+	_, err := s.SendWithID(ctx, msg)
+	return err
+}
+
+// SendWithID is Send, returning SNS's MessageId (what delivery status
+// logs in CloudWatch name; SNS sends no receipt).
+func (s *Sender) SendWithID(ctx context.Context, msg *sender.Message) (string, error) {
 	if msg == nil {
-		return &sender.Error{Sender: s.Name(), Msg: "no message"}
+		return "", &sender.Error{Sender: s.Name(), Msg: "no message"}
 	}
 	if _, ok := httpsend.E164Digits(msg.To); !ok {
-		return httpsend.NotE164(s.Name())
+		return "", httpsend.NotE164(s.Name())
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.Timeout())
 	defer cancel()
-	_, err := s.client.Publish(ctx, &awssns.PublishInput{
+	out, err := s.client.Publish(ctx, &awssns.PublishInput{
 		PhoneNumber:       aws.String(msg.To),
 		Message:           aws.String(msg.Text),
 		MessageAttributes: s.attrs,
 	})
 	if err != nil {
-		return classify(s.Name(), err)
+		return "", classify(s.Name(), err)
 	}
-	return nil
+	return aws.ToString(out.MessageId), nil
 }
 
 // Error codes worth trying again later, or through another sender.
 var temporaryCodes = map[string]bool{
+	codeThrottled:         true,
 	"Throttling":          true,
 	"ThrottlingException": true,
 	"ThrottledException":  true,
@@ -244,6 +290,7 @@ func classify(name string, err error) *sender.Error {
 			se.Msg = "timed out"
 		case strings.Contains(err.Error(), "credential"):
 			se.Temporary = false
+			se.Config = true
 			se.Msg = "no AWS credentials"
 		}
 		se.Msg = httpsend.WithText(se.Msg, lastPart(err.Error()))
@@ -258,8 +305,25 @@ func classify(name string, err error) *sender.Error {
 	case strings.HasPrefix(se.Code, "InvalidParameter") && strings.Contains(ae.ErrorMessage(), "PhoneNumber"),
 		se.Code == "OptedOut":
 		se.Recipient = true
+	case configCodes[se.Code]:
+		se.Config = true
 	}
 	return se
+}
+
+// Error codes an operator must fix: credentials, permissions, a KMS key.
+var configCodes = map[string]bool{
+	"AuthorizationError":          true,
+	"InvalidClientTokenId":        true,
+	"SignatureDoesNotMatch":       true,
+	"AccessDenied":                true,
+	"AccessDeniedException":       true,
+	"ExpiredToken":                true,
+	"KMSAccessDenied":             true,
+	"KMSDisabled":                 true,
+	"KMSNotFound":                 true,
+	"InvalidSecurity":             true,
+	"UnrecognizedClientException": true,
 }
 
 // lastPart returns what follows the SDK's "operation error ...:" prefixes.

@@ -51,6 +51,16 @@ const (
   </Error>
   <RequestId>9dd01905-5012-5f99-8663-4b3ecd0dfaef</RequestId>
 </ErrorResponse>`
+	// SNS's own throttling error (ThrottledException, code Throttled),
+	// which the SDK's default retryer does not know.
+	throttled = `<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/">
+  <Error>
+    <Type>Sender</Type>
+    <Code>Throttled</Code>
+    <Message>Rate exceeded</Message>
+  </Error>
+  <RequestId>9dd01905-5012-5f99-8663-4b3ecd0dfaef</RequestId>
+</ErrorResponse>`
 	internal = `<ErrorResponse xmlns="http://sns.amazonaws.com/doc/2010-03-31/">
   <Error>
     <Type>Receiver</Type>
@@ -97,8 +107,12 @@ func attributes(t *testing.T, form url.Values) map[string]string {
 		if name == "" {
 			break
 		}
-		if dt := form.Get(p + "Value.DataType"); dt != "String" {
-			t.Errorf("attribute %s has data type %q", name, dt)
+		want := "String"
+		if name == "AWS.SNS.SMS.MaxPrice" {
+			want = "Number" // as SNS documents it
+		}
+		if dt := form.Get(p + "Value.DataType"); dt != want {
+			t.Errorf("attribute %s has data type %q, want %s", name, dt, want)
 		}
 		attrs[name] = form.Get(p + "Value.StringValue")
 	}
@@ -185,11 +199,14 @@ func TestPublishErrors(t *testing.T) {
 		wantRecipient bool
 		wantCode      string
 		wantText      string
+		wantConfig    bool
 	}{
-		{"invalid phone", xmlAnswer(400, invalidPhone), false, true, "InvalidParameter", "Invalid parameter: PhoneNumber Reason: *** is not valid"},
-		{"throttling", xmlAnswer(400, throttling), true, false, "Throttling", "Rate exceeded"},
-		{"not authorized", xmlAnswer(403, denied), false, false, "AuthorizationError", "not authorized"},
-		{"internal error", xmlAnswer(500, internal), true, false, "InternalError", "Internal Error"},
+		{"invalid phone", xmlAnswer(400, invalidPhone), false, true, "InvalidParameter", "Invalid parameter: PhoneNumber Reason: *** is not valid", false},
+		{"throttling", xmlAnswer(400, throttling), true, false, "Throttling", "Rate exceeded", false},
+		{"throttled", xmlAnswer(400, throttled), true, false, "Throttled", "Rate exceeded", false},
+		{"throttled 429", xmlAnswer(429, throttled), true, false, "Throttled", "Rate exceeded", false},
+		{"not authorized", xmlAnswer(403, denied), false, false, "AuthorizationError", "not authorized", true},
+		{"internal error", xmlAnswer(500, internal), true, false, "InternalError", "Internal Error", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -205,31 +222,46 @@ func TestPublishErrors(t *testing.T) {
 			if len(got) != 1 {
 				t.Errorf("%d requests with RetryMaxAttempts 1, want 1", len(got))
 			}
-			if se.Sender != "sns" || se.Temporary != tt.wantTemporary || se.Recipient != tt.wantRecipient || se.Code != tt.wantCode || !strings.Contains(se.Msg, tt.wantText) {
-				t.Errorf("error %+v, want temporary %v, recipient %v, code %q, text %q", *se, tt.wantTemporary, tt.wantRecipient, tt.wantCode, tt.wantText)
+			if se.Sender != "sns" || se.Temporary != tt.wantTemporary || se.Recipient != tt.wantRecipient || se.Config != tt.wantConfig ||
+				se.Code != tt.wantCode || !strings.Contains(se.Msg, tt.wantText) {
+				t.Errorf("error %+v, want temporary %v, recipient %v, config %v, code %q, text %q",
+					*se, tt.wantTemporary, tt.wantRecipient, tt.wantConfig, tt.wantCode, tt.wantText)
 			}
 		})
 	}
 }
 
-// The SDK itself retries throttling when allowed more than one attempt.
+// The SDK itself retries throttling when allowed more than one attempt,
+// SNS's own Throttled code included, with static credentials or the
+// default chain.
 func TestSDKRetriesThrottling(t *testing.T) {
-	var n atomic.Int32
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.Add(1) == 1 {
-			xmlAnswer(400, throttling)(w, r)
-			return
+	for _, body := range []string{throttling, throttled} {
+		for _, static := range []bool{true, false} {
+			var n atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if n.Add(1) == 1 {
+					xmlAnswer(400, body)(w, r)
+					return
+				}
+				xmlAnswer(200, published)(w, r)
+			}))
+			cfg := staticConfig(srv.URL)
+			if !static {
+				t.Setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+				t.Setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG")
+				t.Setenv("AWS_REGION", "ap-south-1")
+				cfg.AccessKeyID, cfg.SecretAccessKey = "", ""
+			}
+			cfg.MaxAttempts = 2
+			id, err := newSender(t, cfg).SendWithID(t.Context(), pt.Message())
+			srv.Close()
+			if err != nil || id != "567910cd-659e-55d4-8ccb-5aaf14679dc0" {
+				t.Fatalf("static %v: SendWithID = %q, %v", static, id, err)
+			}
+			if n.Load() != 2 {
+				t.Errorf("static %v: %d requests, want 2", static, n.Load())
+			}
 		}
-		xmlAnswer(200, published)(w, r)
-	}))
-	defer srv.Close()
-	cfg := staticConfig(srv.URL)
-	cfg.MaxAttempts = 2
-	if err := newSender(t, cfg).Send(t.Context(), pt.Message()); err != nil {
-		t.Fatalf("Send: %v", err)
-	}
-	if n.Load() != 2 {
-		t.Errorf("%d requests, want 2", n.Load())
 	}
 }
 
@@ -295,5 +327,16 @@ func TestNew(t *testing.T) {
 	s := newSender(t, ok)
 	if s.Name() != "sns" || s.Channel() != sender.SMS || s.Timeout() != 5*time.Second {
 		t.Errorf("sender %+v", s)
+	}
+}
+
+func TestTemplateBound(t *testing.T) {
+	cfg := staticConfig("")
+	if newSender(t, cfg).TemplateBound() {
+		t.Error("a sender without DLT identifiers is template-bound")
+	}
+	cfg.EntityID, cfg.TemplateID = "1201159100000000001", "1207161700000000002"
+	if !newSender(t, cfg).TemplateBound() {
+		t.Error("a sender with DLT identifiers is not template-bound")
 	}
 }

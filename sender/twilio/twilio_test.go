@@ -27,6 +27,7 @@ const (
 	authFail  = `{"code": 20003, "message": "Authenticate", "more_info": "https://www.twilio.com/docs/errors/20003", "status": 401}`
 	throttled = `{"code": 20429, "message": "Too Many Requests", "more_info": "https://www.twilio.com/docs/errors/20429", "status": 429}`
 	internal  = `{"code": 20500, "message": "Internal Server Error", "more_info": "https://www.twilio.com/docs/errors/20500", "status": 500}`
+	regionOff = `{"code": 21408, "message": "Permission to send an SMS has not been enabled for the region indicated by the 'To' number: +14155550100.", "more_info": "https://www.twilio.com/docs/errors/21408", "status": 400}`
 )
 
 // checkRequest asserts the wire format of a send and returns the form.
@@ -109,11 +110,58 @@ func TestSendWireFormat(t *testing.T) {
 	})
 }
 
+func TestStatusCallback(t *testing.T) {
+	const receiptURL = "https://shop.example/.stepup/receipts/twilio"
+	tests := []struct {
+		name     string
+		cfg      Config
+		user     string
+		pass     string
+		wantCall bool
+	}{
+		{"auth token", Config{AccountSID: sid, AuthToken: token, From: "+15557122661"}, sid, token, true},
+		// The API key sends; the auth token only verifies callbacks.
+		{"API key and auth token", Config{AccountSID: sid, AuthToken: token, APIKey: "SK0123456789abcdef0123456789abcdef",
+			APISecret: "key-secret", From: "+15557122661"}, "SK0123456789abcdef0123456789abcdef", "key-secret", true},
+		// Without the auth token a callback could not be verified: none
+		// is asked for.
+		{"API key alone", Config{AccountSID: sid, APIKey: "SK0123456789abcdef0123456789abcdef",
+			APISecret: "key-secret", From: "+15557122661"}, "SK0123456789abcdef0123456789abcdef", "key-secret", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var form url.Values
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				form = checkRequest(t, r, tt.user, tt.pass)
+				pt.JSON(http.StatusCreated, created)(w, r)
+			}))
+			defer srv.Close()
+			tt.cfg.Endpoint = srv.URL
+			s := newSender(t, tt.cfg)
+			if s.Receipts() != tt.wantCall {
+				t.Errorf("Receipts() = %v, want %v", s.Receipts(), tt.wantCall)
+			}
+			msg := pt.Message()
+			msg.ReceiptURL = receiptURL
+			id, err := s.SendWithID(t.Context(), msg)
+			if err != nil || id != "SMaaaabbbbccccddddeeeeffff00001111" {
+				t.Fatalf("SendWithID = %q, %v; want the sid", id, err)
+			}
+			got, has := form["StatusCallback"]
+			if has != tt.wantCall || tt.wantCall && got[0] != receiptURL {
+				t.Errorf("StatusCallback %q (present %v), want present %v", got, has, tt.wantCall)
+			}
+		})
+	}
+}
+
 func TestValidityPeriodBounds(t *testing.T) {
 	for ttl, want := range map[time.Duration]string{
 		500 * time.Millisecond: "1",
 		10 * time.Minute:       "600",
-		24 * time.Hour:         "14400",
+		4 * time.Hour:          "14400",
+		10 * time.Hour:         "36000",
+		24 * time.Hour:         "36000",
 	} {
 		var got string
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -141,20 +189,26 @@ func TestSendErrors(t *testing.T) {
 		wantOK        bool
 		wantTemporary bool
 		wantRecipient bool
+		wantConfig    bool
 		wantStatus    int
 		wantCode      string
 		wantText      string
 	}{
-		{"throttled then accepted", []http.HandlerFunc{pt.JSON(429, throttled), pt.JSON(201, created)}, 2, true, false, false, 0, "", ""},
-		{"5xx then accepted", []http.HandlerFunc{pt.JSON(500, internal), pt.JSON(201, created)}, 2, true, false, false, 0, "", ""},
-		{"408 then accepted", []http.HandlerFunc{pt.JSON(408, `{}`), pt.JSON(201, created)}, 2, true, false, false, 0, "", ""},
-		{"throttled throughout", []http.HandlerFunc{pt.JSON(429, throttled)}, 3, false, true, false, 429, "20429", "gave up after 3 attempts"},
-		{"invalid number", []http.HandlerFunc{pt.JSON(400, invalidTo)}, 1, false, false, true, 400, "21211", "is not a valid phone number"},
-		{"bad credentials", []http.HandlerFunc{pt.JSON(401, authFail)}, 1, false, false, false, 401, "20003", "Authenticate"},
-		{"not JSON", []http.HandlerFunc{func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(403); w.Write([]byte("<html>")) }}, 1, false, false, false, 403, "", "Twilio refused the message"},
+		{"throttled then accepted", []http.HandlerFunc{pt.JSON(429, throttled), pt.JSON(201, created)}, 2, true, false, false, false, 0, "", ""},
+		// Twilio documents only 429 as never processed: after a 5xx or a
+		// 408 the message may have gone (and been billed), so it is not
+		// sent again through Twilio; the chain moves on.
+		{"5xx not retried", []http.HandlerFunc{pt.JSON(500, internal), pt.JSON(201, created)}, 1, false, true, false, false, 500, "20500", "may have been sent"},
+		{"503 not retried", []http.HandlerFunc{pt.JSON(503, ``), pt.JSON(201, created)}, 1, false, true, false, false, 503, "", "may have been sent"},
+		{"408 not retried", []http.HandlerFunc{pt.JSON(408, `{}`), pt.JSON(201, created)}, 1, false, true, false, false, 408, "", "may have been sent"},
+		{"throttled throughout", []http.HandlerFunc{pt.JSON(429, throttled)}, 3, false, true, false, false, 429, "20429", "gave up after 3 attempts"},
+		{"invalid number", []http.HandlerFunc{pt.JSON(400, invalidTo)}, 1, false, false, true, false, 400, "21211", "is not a valid phone number"},
+		{"region not enabled", []http.HandlerFunc{pt.JSON(400, regionOff)}, 1, false, false, true, true, 400, "21408", "Geo permissions"},
+		{"bad credentials", []http.HandlerFunc{pt.JSON(401, authFail)}, 1, false, false, false, true, 401, "20003", "Authenticate"},
+		{"not JSON", []http.HandlerFunc{func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(403); w.Write([]byte("<html>")) }}, 1, false, false, false, false, 403, "", "Twilio refused the message"},
 		{"redirect", []http.HandlerFunc{func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "http://127.0.0.1:1/", http.StatusFound)
-		}}, 1, false, false, false, 302, "", "redirect"},
+		}}, 1, false, false, false, false, 302, "", "redirect"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,9 +229,9 @@ func TestSendErrors(t *testing.T) {
 			se := pt.SenderError(t, err)
 			pt.AssertClean(t, err)
 			if se.Sender != "twilio" || se.Temporary != tt.wantTemporary || se.Recipient != tt.wantRecipient ||
-				se.Status != tt.wantStatus || se.Code != tt.wantCode || !strings.Contains(se.Msg, tt.wantText) {
-				t.Errorf("error %+v, want temporary %v, recipient %v, status %d, code %q, text %q",
-					*se, tt.wantTemporary, tt.wantRecipient, tt.wantStatus, tt.wantCode, tt.wantText)
+				se.Config != tt.wantConfig || se.Status != tt.wantStatus || se.Code != tt.wantCode || !strings.Contains(se.Msg, tt.wantText) {
+				t.Errorf("error %+v, want temporary %v, recipient %v, config %v, status %d, code %q, text %q",
+					*se, tt.wantTemporary, tt.wantRecipient, tt.wantConfig, tt.wantStatus, tt.wantCode, tt.wantText)
 			}
 			if strings.Contains(err.Error(), token) {
 				t.Errorf("error %q contains the token", err)
@@ -281,8 +335,8 @@ func TestNew(t *testing.T) {
 		{"no account", func(c *Config) { c.AccountSID = "" }, "account_sid"},
 		{"bad account", func(c *Config) { c.AccountSID = "SK123" }, "account_sid"},
 		{"no credentials", func(c *Config) { c.AuthToken = "" }, "credentials missing"},
-		{"both credentials", func(c *Config) { c.APIKey, c.APISecret = "SK1", "s" }, "not both"},
-		{"key without secret", func(c *Config) { c.AuthToken, c.APIKey = "", "SK1" }, "credentials missing"},
+		{"key without secret", func(c *Config) { c.AuthToken, c.APIKey = "", "SK1" }, "together"},
+		{"secret without key", func(c *Config) { c.APISecret = "s" }, "together"},
 		{"bad key", func(c *Config) { c.AuthToken, c.APIKey, c.APISecret = "", "AC1", "s" }, "api_key"},
 		{"no sender", func(c *Config) { c.From = "" }, "from or messaging_service_sid"},
 		{"two senders", func(c *Config) { c.MessagingServiceSID = "MG1" }, "not both"},

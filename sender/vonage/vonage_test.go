@@ -26,6 +26,7 @@ const (
 	barred     = `{"message-count":"1","messages":[{"status":"7","error-text":"Number barred. 14155550100"}]}`
 	halfSent   = `{"message-count":"2","messages":[{"to":"14155550100","message-id":"0A0000000123ABCD1","status":"0"},{"status":"1","error-text":"Throughput Rate Exceeded"}]}`
 	internalEr = `{"message-count":"1","messages":[{"status":"5","error-text":"Internal Error"}]}`
+	badSig     = `{"message-count":"1","messages":[{"status":"14","error-text":"Invalid Signature"}]}`
 )
 
 func newSender(t *testing.T, cfg Config) *Sender {
@@ -126,21 +127,23 @@ func TestSendAnswers(t *testing.T) {
 		wantRecipient bool
 		wantCode      string
 		wantText      string
+		wantConfig    bool
 	}{
-		{"accepted", []http.HandlerFunc{pt.JSON(200, accepted)}, 1, true, false, false, "", ""},
-		{"two parts accepted", []http.HandlerFunc{pt.JSON(200, twoParts)}, 1, true, false, false, "", ""},
-		{"throttled then accepted", []http.HandlerFunc{pt.JSON(200, throttled), pt.JSON(200, accepted)}, 2, true, false, false, "", ""},
-		{"internal error then accepted", []http.HandlerFunc{pt.JSON(200, internalEr), pt.JSON(200, accepted)}, 2, true, false, false, "", ""},
-		{"throttled throughout", []http.HandlerFunc{pt.JSON(200, throttled)}, 3, false, true, false, "1", "throttled"},
-		{"missing parameter", []http.HandlerFunc{pt.JSON(200, missingTo)}, 1, false, false, false, "2", "Missing to param"},
-		{"bad credentials", []http.HandlerFunc{pt.JSON(200, badCreds)}, 1, false, false, false, "4", "invalid credentials"},
-		{"out of credit", []http.HandlerFunc{pt.JSON(200, noCredit)}, 1, false, false, false, "9", "out of credit"},
-		{"invalid sender", []http.HandlerFunc{pt.JSON(200, badSender)}, 1, false, false, false, "15", "invalid sender address"},
-		{"number barred", []http.HandlerFunc{pt.JSON(200, barred)}, 1, false, false, true, "7", "Number barred. ***"},
-		{"one part of two", []http.HandlerFunc{pt.JSON(200, halfSent)}, 1, false, true, false, "1", "only 1 of 2 parts"},
-		{"unreadable", []http.HandlerFunc{pt.JSON(200, `<html>`)}, 1, false, true, false, "", "could not be read"},
-		{"HTTP 503 then accepted", []http.HandlerFunc{pt.JSON(503, ``), pt.JSON(200, accepted)}, 2, true, false, false, "", ""},
-		{"HTTP 401", []http.HandlerFunc{pt.JSON(401, `{}`)}, 1, false, false, false, "", "refused the request"},
+		{"accepted", []http.HandlerFunc{pt.JSON(200, accepted)}, 1, true, false, false, "", "", false},
+		{"two parts accepted", []http.HandlerFunc{pt.JSON(200, twoParts)}, 1, true, false, false, "", "", false},
+		{"throttled then accepted", []http.HandlerFunc{pt.JSON(200, throttled), pt.JSON(200, accepted)}, 2, true, false, false, "", "", false},
+		{"internal error then accepted", []http.HandlerFunc{pt.JSON(200, internalEr), pt.JSON(200, accepted)}, 2, true, false, false, "", "", false},
+		{"throttled throughout", []http.HandlerFunc{pt.JSON(200, throttled)}, 3, false, true, false, "1", "throttled", false},
+		{"invalid signature", []http.HandlerFunc{pt.JSON(200, badSig)}, 1, false, false, false, "14", "invalid signature", true},
+		{"missing parameter", []http.HandlerFunc{pt.JSON(200, missingTo)}, 1, false, false, false, "2", "Missing to param", false},
+		{"bad credentials", []http.HandlerFunc{pt.JSON(200, badCreds)}, 1, false, false, false, "4", "invalid credentials", true},
+		{"out of credit", []http.HandlerFunc{pt.JSON(200, noCredit)}, 1, false, false, false, "9", "out of credit", true},
+		{"invalid sender", []http.HandlerFunc{pt.JSON(200, badSender)}, 1, false, false, false, "15", "invalid sender address", true},
+		{"number barred", []http.HandlerFunc{pt.JSON(200, barred)}, 1, false, false, true, "7", "Number barred. ***", false},
+		{"one part of two", []http.HandlerFunc{pt.JSON(200, halfSent)}, 1, false, true, false, "1", "only 1 of 2 parts", false},
+		{"unreadable", []http.HandlerFunc{pt.JSON(200, `<html>`)}, 1, false, true, false, "", "could not be read", false},
+		{"HTTP 503 then accepted", []http.HandlerFunc{pt.JSON(503, ``), pt.JSON(200, accepted)}, 2, true, false, false, "", "", false},
+		{"HTTP 401", []http.HandlerFunc{pt.JSON(401, `{}`)}, 1, false, false, false, "", "refused the request", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,8 +163,10 @@ func TestSendAnswers(t *testing.T) {
 			}
 			se := pt.SenderError(t, err)
 			pt.AssertClean(t, err)
-			if se.Temporary != tt.wantTemporary || se.Recipient != tt.wantRecipient || se.Code != tt.wantCode || !strings.Contains(se.Msg, tt.wantText) {
-				t.Errorf("error %+v, want temporary %v, recipient %v, code %q, text %q", *se, tt.wantTemporary, tt.wantRecipient, tt.wantCode, tt.wantText)
+			if se.Temporary != tt.wantTemporary || se.Recipient != tt.wantRecipient || se.Config != tt.wantConfig ||
+				se.Code != tt.wantCode || !strings.Contains(se.Msg, tt.wantText) {
+				t.Errorf("error %+v, want temporary %v, recipient %v, config %v, code %q, text %q",
+					*se, tt.wantTemporary, tt.wantRecipient, tt.wantConfig, tt.wantCode, tt.wantText)
 			}
 		})
 	}
@@ -181,6 +186,10 @@ func TestNew(t *testing.T) {
 	for name, cfg := range map[string]Config{
 		"no key":          {APISecret: "s", From: "A"},
 		"no secret":       {APIKey: "k", From: "A"},
+		"method alone":    {APIKey: "k", APISecret: "s", From: "A", SignatureMethod: "sha256"},
+		"bad method":      {APIKey: "k", From: "A", SignatureSecret: "x", SignatureMethod: "sha384"},
+		"short token":     {APIKey: "k", APISecret: "s", From: "A", ReceiptToken: "short"},
+		"token in clear":  {APIKey: "k", APISecret: "s", From: "A", ReceiptToken: "a token with spaces in it!"},
 		"no from":         {APIKey: "k", APISecret: "s"},
 		"entity only":     {APIKey: "k", APISecret: "s", From: "A", EntityID: "1"},
 		"bad endpoint":    {APIKey: "k", APISecret: "s", From: "A", Endpoint: "rest.nexmo.com"},

@@ -8,7 +8,24 @@
 //
 // signed, when a secret is configured, the Standard Webhooks way
 // (standardwebhooks.com): receivers check it with sender.VerifyWebhook or
-// any Standard Webhooks library.
+// any Standard Webhooks library. When receipts are asked for, the object
+// ends with "receipt_url": where the gateway reports what became of the
+// message.
+//
+// # Receipts
+//
+// A signed webhook takes delivery receipts: the gateway POSTs to the
+// receipt_url it was given a JSON object
+//
+//	{"message_id":"msg_...","status":"delivered","challenge":"ID","error_code":"30003","provider_status":"DELIVRD","time":"2026-12-06T09:01:00Z"}
+//
+// signed the Standard Webhooks way with the same secret (its own
+// webhook-id, a webhook-timestamp within five minutes of the clock, a
+// webhook-signature). message_id is the webhook-id of the send it
+// reports on; status is queued, sent, delivered, undelivered, failed,
+// read or unknown; the others are optional (challenge as it was sent,
+// the gateway's provider's error code and status, when the status was
+// reached in RFC 3339). See ParseReceipt.
 package webhook
 
 import (
@@ -94,6 +111,8 @@ var (
 	_ sender.Sender    = (*Sender)(nil)
 	_ sender.Regional  = (*Sender)(nil)
 	_ sender.Timeouter = (*Sender)(nil)
+	_ sender.IDSender  = (*Sender)(nil)
+	_ sender.Receipter = (*Sender)(nil)
 )
 
 // New returns a Sender for cfg, or an error if the URL or the signing
@@ -152,6 +171,9 @@ type payload struct {
 	Channel   sender.Channel `json:"channel"`
 	Policy    string         `json:"policy"`
 	Challenge string         `json:"challenge"`
+	// ReceiptURL is where the gateway reports delivery; only when the
+	// sender takes receipts and the chain asked for them.
+	ReceiptURL string `json:"receipt_url,omitempty"`
 }
 
 // Send posts msg to the webhook, repeating attempts as the retry policy
@@ -159,25 +181,36 @@ type payload struct {
 // *sender.Error; it never contains the code, the number or the
 // receiver's answer.
 func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
+	_, err := s.SendWithID(ctx, msg)
+	return err
+}
+
+// SendWithID is Send, returning the message's webhook-id ("msg_..."),
+// which the gateway's receipts name as message_id.
+func (s *Sender) SendWithID(ctx context.Context, msg *sender.Message) (string, error) {
 	if msg == nil {
-		return &sender.Error{Sender: s.Name(), Msg: "no message"}
+		return "", &sender.Error{Sender: s.Name(), Msg: "no message"}
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(payload{
+	p := payload{
 		To:        msg.To,
 		Code:      msg.Code,
 		Message:   msg.Text,
 		Channel:   msg.Channel,
 		Policy:    msg.Policy,
 		Challenge: msg.Challenge,
-	}); err != nil {
-		return &sender.Error{Sender: s.Name(), Msg: "encoding the message failed"}
+	}
+	if s.Receipts() {
+		p.ReceiptURL = msg.ReceiptURL
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(p); err != nil {
+		return "", &sender.Error{Sender: s.Name(), Msg: "encoding the message failed"}
 	}
 	body := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	id := "msg_" + rand.Text()
-	return httpsend.Send(ctx, &s.Base, httpsend.Request{
+	err := httpsend.Send(ctx, &s.Base, httpsend.Request{
 		URL:         s.url,
 		ContentType: "application/json",
 		Body:        body,
@@ -190,6 +223,10 @@ func (s *Sender) Send(ctx context.Context, msg *sender.Message) error {
 			}
 		},
 	}, parseResponse)
+	if err != nil {
+		return "", err
+	}
+	return id, nil
 }
 
 // parseResponse turns the receiver's answer into an outcome, from its
@@ -199,13 +236,14 @@ func parseResponse(name string, resp *httpsend.Response) httpsend.Outcome {
 	switch s := resp.Status; {
 	case s >= 200 && s <= 299:
 		return httpsend.Outcome{}
-	case httpsend.Retryable(s):
-		se.Msg = "receiver did not take the message"
-		return resp.Retry(se)
 	case s >= 300 && s <= 399:
 		se.Msg = "receiver answered with a redirect, which is not followed"
-	default:
-		se.Msg = "receiver refused the message"
+		return httpsend.Failed(se, false)
 	}
+	if o, ok := resp.Failure(se, httpsend.Retryable); ok {
+		se.Msg = "receiver did not take the message"
+		return o
+	}
+	se.Msg = "receiver refused the message"
 	return httpsend.Failed(se, false)
 }

@@ -243,6 +243,8 @@ func init() {
 			Continue:       l.Text("page.continue"),
 			Help:           l.Text("page.help"),
 			ContactSupport: l.Text("page.contact_support"),
+			BackToSite:     l.Text("page.back_to_site"),
+			SupportLine:    l.Text("page.support_default"),
 		}
 		c := clientStatic{
 			T: map[string]string{

@@ -111,3 +111,8 @@ func (p *Responder) MessageSamples() []MessageSample {
 	}
 	return out
 }
+
+// Locale returns the tag of the language r's customer gets the pages and
+// the code message in ("hi", "pt-BR"): the configured locale, else the
+// best match of Accept-Language, else English. Voice senders speak it.
+func (p *Responder) Locale(r *http.Request) string { return p.localeFor(r).tag }

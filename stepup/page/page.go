@@ -129,7 +129,19 @@ type Config struct {
 	// Locale forces one language for the pages and the code messages
 	// ("hi", "pt-BR"); empty follows each request's Accept-Language.
 	Locale string `json:"locale,omitempty"`
+	// HomeURL is where the pages that end a flow (locked, rate limited,
+	// unavailable, not found...) link back to: a same-origin path or an
+	// https:// URL. Default: "/"; "off": no link.
+	HomeURL string `json:"home_url,omitempty"`
+	// SupportText is the help line those pages show when there is no
+	// SupportURL ("Call us on 0800 123 456"). Default: a sentence that
+	// asks the customer to contact customer service, in their language;
+	// "off": none.
+	SupportText string `json:"support_text,omitempty"`
 }
+
+// Off turns a page option with a default off (home_url off).
+const Off = "off"
 
 // Validate checks the options that need no file: everything but
 // Template, which ParseTemplate (and New) check.
@@ -156,6 +168,14 @@ func (pc *Config) Validate() error {
 		if err := checkSupportURL(pc.SupportURL); err != nil {
 			return err
 		}
+	}
+	if pc.HomeURL != "" && pc.HomeURL != Off {
+		if err := checkHomeURL(pc.HomeURL); err != nil {
+			return err
+		}
+	}
+	if n := utf8.RuneCountInString(pc.SupportText); n > 200 || strings.ContainsAny(pc.SupportText, "\r\n") {
+		return fmt.Errorf("page support_text: one line of at most 200 characters")
 	}
 	if pc.Locale != "" && FindLocale(pc.Locale) == nil {
 		return fmt.Errorf("page locale %q: not shipped (have %s)", pc.Locale, strings.Join(Locales(), ", "))
@@ -185,6 +205,21 @@ func checkLogo(s string) error {
 		return bad
 	}
 	return nil
+}
+
+// checkHomeURL accepts a same-origin path or an https:// URL.
+func checkHomeURL(s string) error {
+	u, err := url.Parse(s)
+	bad := fmt.Errorf("page home_url %q: want a path starting with / or an https:// URL, or off", truncate(s, 60))
+	switch {
+	case err != nil || strings.ContainsAny(s, " \t\r\n\"'<>\\") || len(s) > 2048:
+		return bad
+	case strings.HasPrefix(s, "/") && !strings.HasPrefix(s, "//") && u.Scheme == "" && u.Host == "":
+		return nil
+	case strings.EqualFold(u.Scheme, "https") && u.Host != "":
+		return nil
+	}
+	return bad
 }
 
 // checkSupportURL accepts web, mail and phone links and same-origin paths.
@@ -265,6 +300,9 @@ type Data struct {
 	// Branding (Config).
 	Logo       template.URL
 	SupportURL template.URL
+	// HomeURL is the site's front page, linked from the pages that end
+	// a flow (page home_url; empty on the challenge page and when off).
+	HomeURL template.URL
 	// PolicyLabel is the policy's name made readable ("Payment methods").
 	PolicyLabel string
 	// CodePattern is the code field's pattern ("[0-9]{6}").
@@ -310,6 +348,9 @@ type Words struct {
 	// Fixed words.
 	CodeLabel, Verify, Approving, ContinueTo, SendFailedHint, Resend, ResendRetry,
 	NeverShare, StartAgain, Continue, Help, ContactSupport string
+	// BackToSite labels the link to HomeURL; SupportLine is the help line
+	// shown without a SupportURL (SupportText, or the default sentence).
+	BackToSite, SupportLine string
 	// ErrorTitle is the page title when it shows an error ("Error: ...").
 	ErrorTitle string
 	// The challenge's expiry, attempts left and resend cooldown, and a
@@ -500,6 +541,15 @@ func (p *Responder) prepare(d *Data, st State, l *Locale) {
 	}
 	d.Logo = template.URL(p.cfg.Logo)
 	d.SupportURL = template.URL(p.cfg.SupportURL)
+	if home := firstOf(p.cfg.HomeURL, "/"); home != Off && st != StateChallenge {
+		d.HomeURL = template.URL(home)
+	}
+	switch {
+	case p.cfg.SupportURL != "", p.cfg.SupportText == Off, st == StateChallenge:
+		d.Say.SupportLine = ""
+	case p.cfg.SupportText != "":
+		d.Say.SupportLine = p.cfg.SupportText
+	}
 	d.Style, d.Script = p.style, p.script
 	if st == StateChallenge {
 		d.Client = clientJSON(d, l)
@@ -741,9 +791,18 @@ func (p *Responder) buildLimited() {
 		}
 		b.WriteString(`</header><div class="card"><span class="icon">` + string(icons["clock"]) + `</span><h1>` + esc(heading) + `</h1><p>` +
 			esc(l.stateText(StateRateLimited)) + `</p><p>` + esc(l.Text("rate_limited.more")) + `</p>`)
-		if p.cfg.SupportURL != "" {
+		if home := firstOf(p.cfg.HomeURL, "/"); home != Off {
+			b.WriteString(`<a class="btn btn-quiet" href="` + esc(home) + `">` + esc(l.Text("page.back_to_site")) + `</a>`)
+		}
+		switch {
+		case p.cfg.SupportURL != "":
 			b.WriteString(`<p class="help">` + esc(l.Text("page.help")) + ` <a href="` + esc(p.cfg.SupportURL) + `">` +
 				esc(l.Text("page.contact_support")) + `</a></p>`)
+		case p.cfg.SupportText == Off:
+		case p.cfg.SupportText != "":
+			b.WriteString(`<p class="help">` + esc(p.cfg.SupportText) + `</p>`)
+		default:
+			b.WriteString(`<p class="help">` + esc(l.Text("page.support_default")) + `</p>`)
 		}
 		b.WriteString("</div></main></body></html>\n")
 		p.limited[l] = []byte(b.String())

@@ -496,3 +496,52 @@ func TestDocumentedTemplate(t *testing.T) {
 		t.Fatalf("the documented template: %v", err)
 	}
 }
+
+// The pages that end a flow have a way out: a link back to the site and
+// a support line by default, both configurable (issue 17).
+func TestTerminalPagesHaveAWayOut(t *testing.T) {
+	for _, tc := range []struct {
+		cfg        Config
+		home, help string // "" for none
+	}{
+		{Config{}, `href="/"`, "If this keeps happening, please contact customer service."},
+		{Config{HomeURL: "https://shop.example/", SupportText: "Call us on 0800 123 456"}, `href="https://shop.example/"`, "Call us on 0800 123 456"},
+		{Config{HomeURL: Off, SupportText: Off}, "", ""},
+		{Config{SupportURL: "mailto:help@shop.example"}, `href="/"`, `href="mailto:help@shop.example"`},
+	} {
+		p, err := New(tc.cfg, Options{SiteName: "Shop", CodeLength: 6})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range []State{StateLocked, StateUnavailable, StateNotFound, StateRateLimited} {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest("GET", "/", nil)
+			if st == StateRateLimited {
+				p.RateLimited(w, r, true)
+			} else if err := p.Status(w, r, true, 429, st, Retry(time.Minute)); err != nil {
+				t.Fatal(err)
+			}
+			body := w.Body.String()
+			if tc.home != "" && !strings.Contains(body, tc.home) || tc.home == "" && strings.Contains(body, "Back to the site") {
+				t.Errorf("%+v %s: home link %q missing or shown:\n%s", tc.cfg, st, tc.home, body)
+			}
+			if tc.help != "" && !strings.Contains(body, tc.help) || tc.help == "" && strings.Contains(body, `class="help"`) {
+				t.Errorf("%+v %s: help line %q missing or shown", tc.cfg, st, tc.help)
+			}
+		}
+		// The challenge itself stays as it was: no home link there.
+		w := httptest.NewRecorder()
+		c := &Challenge{Policy: "p", CodeLength: 6, Action: "/x", ResendAction: "/x/resend", CSRF: "t", AttemptsLeft: 5, ExpiresIn: time.Minute}
+		if err := p.Status(w, httptest.NewRequest("GET", "/", nil), true, 200, StateChallenge, c.Data()); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(w.Body.String(), "Back to the site") {
+			t.Errorf("%+v: the challenge page links back to the site", tc.cfg)
+		}
+	}
+	for _, bad := range []Config{{HomeURL: "//evil.example"}, {HomeURL: "javascript:alert(1)"}, {HomeURL: "http://shop.example/"}, {SupportText: "a\nb"}} {
+		if err := bad.Validate(); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}

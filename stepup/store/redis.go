@@ -11,6 +11,18 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// FormatVersion is the version of the layout and encoding of the keys
+// this package writes (see Redis): the key names, the challenge hash's
+// fields, the values of counters, grant records and revocations. It
+// changes when a release writes something that an instance of the
+// previous release would misread, or reads differently what it wrote;
+// instances that share one store must then be upgraded together (see
+// docs/PRODUCTION.md, "Versions and upgrades").
+//
+// Version 1: the layout documented on Redis, with challenges bound to
+// mode, policy version, scope and store generation.
+const FormatVersion = 1
+
 // Redis is a Store on Redis (standalone, Sentinel or Cluster: any
 // redis.UniversalClient).
 //

@@ -280,6 +280,12 @@ type Store interface {
 	Close() error
 }
 
+// Decoy reports whether c is a decoy: a challenge made, for an account
+// that does not exist or a number that cannot take a code, exactly like
+// a real one but without a number, so that it sends nothing and no code
+// opens it.
+func (c *Challenge) Decoy() bool { return c.Phone == "" }
+
 // clone returns a deep copy of c.
 func (c *Challenge) clone() *Challenge {
 	d := *c

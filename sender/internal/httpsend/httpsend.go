@@ -14,8 +14,17 @@
 // taken:
 //
 //   - the connection was never made (refused, a failed DNS lookup);
-//   - the answer says to try again: 408, 429 or 5xx (Retryable), or a
-//     provider's own throttling code.
+//   - the answer says that the message was not taken: an HTTP status
+//     the provider documents so, or its own throttling code.
+//
+// Which HTTP statuses say "not taken" is each provider's word, which
+// its parser gives Response.Failure, where the policy is applied in one
+// place: Retryable (408, 429 and 5xx) for the webhook, whose receivers
+// drop a repeated webhook-id, and for Vonage, MSG91 and the Graph API,
+// whose errors are in their answers' bodies; Throttled (429 alone) for
+// Twilio, which documents only 429 (20429) as never processed. Another
+// 408 or 5xx is Ambiguous: the message may have been sent and billed,
+// and is not sent again through the same sender.
 //
 // After a timeout, a reset or a dropped connection, the request may have
 // reached the receiver, which may deliver it: the attempt is not
@@ -128,6 +137,36 @@ func Retryable(status int) bool {
 	return status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500
 }
 
+// Throttled reports whether an HTTP status is 429 alone: the statuses
+// that say "not taken" for providers that document nothing else as
+// never processed (Twilio).
+func Throttled(status int) bool { return status == http.StatusTooManyRequests }
+
+// Ambiguous returns an Outcome for a failure after which the provider
+// may have sent the message (a 5xx from a provider that does not say it
+// was not taken): temporary, so that a Chain moves on, and not retried
+// by the same sender, which could send it, and bill it, twice.
+func Ambiguous(se *sender.Error) Outcome {
+	se.Temporary = true
+	return Outcome{Err: se}
+}
+
+// Failure returns the Outcome of a failed answer as its HTTP status
+// alone tells it, by the provider's notTaken (Retryable or Throttled):
+// retried, no sooner than Retry-After, when notTaken says the message was
+// not taken; else, for a 408 or a 5xx, Ambiguous. ok is false for the
+// other statuses, which the provider's parser reads itself. se is marked
+// temporary when ok.
+func (r *Response) Failure(se *sender.Error, notTaken func(status int) bool) (o Outcome, ok bool) {
+	switch {
+	case notTaken(r.Status):
+		return r.Retry(se), true
+	case r.Status == http.StatusRequestTimeout || r.Status >= 500:
+		return Ambiguous(se), true
+	}
+	return Outcome{}, false
+}
+
 // Retry returns an Outcome that retries se, marked temporary, no sooner
 // than the answer's Retry-After asks.
 func (r *Response) Retry(se *sender.Error) Outcome {
@@ -174,7 +213,14 @@ type Outcome struct {
 	Retry bool
 	// After is how long the provider asked to wait (Retry-After), or 0.
 	After time.Duration
+	// ID is, on success, the provider's id of the accepted message, when
+	// its answer gives one.
+	ID string
 }
+
+// Accepted returns the Outcome of an accepted message with the
+// provider's id, "" when it gave none.
+func Accepted(id string) Outcome { return Outcome{ID: id} }
 
 // Failed returns an Outcome for err, retried if retry.
 func Failed(err *sender.Error, retry bool) Outcome { return Outcome{Err: err, Retry: retry} }
@@ -221,6 +267,12 @@ type Retrier struct {
 // attempts, or the context's deadline leaves no room for the wait before
 // the next one. It returns nil or the last attempt's *sender.Error.
 func (r Retrier) Do(ctx context.Context, attempt func(ctx context.Context, n int) Outcome) error {
+	_, err := r.DoID(ctx, attempt)
+	return err
+}
+
+// DoID is Do, returning as well the successful attempt's Outcome.ID.
+func (r Retrier) DoID(ctx context.Context, attempt func(ctx context.Context, n int) Outcome) (string, error) {
 	maxAttempts := r.MaxAttempts
 	if maxAttempts <= 0 {
 		maxAttempts = DefaultMaxAttempts
@@ -228,25 +280,25 @@ func (r Retrier) Do(ctx context.Context, attempt func(ctx context.Context, n int
 	for n := 1; ; n++ {
 		o := attempt(ctx, n)
 		if o.Err == nil {
-			return nil
+			return o.ID, nil
 		}
 		if !o.Retry || ctx.Err() != nil {
-			return o.Err
+			return "", o.Err
 		}
 		if n >= maxAttempts {
 			o.Err.Msg += fmt.Sprintf("; gave up after %d attempts", n)
-			return o.Err
+			return "", o.Err
 		}
 		wait := max(o.After, r.Backoff(n))
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < wait {
 			o.Err.Msg += fmt.Sprintf("; no time left for attempt %d", n+1)
-			return o.Err
+			return "", o.Err
 		}
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return o.Err
+			return "", o.Err
 		case <-t.C:
 		}
 	}
@@ -329,7 +381,14 @@ type Request struct {
 // the retry policy says; parse turns each answer into an Outcome. It
 // returns nil or the last attempt's *sender.Error.
 func Send(ctx context.Context, b *Base, r Request, parse func(name string, resp *Response) Outcome) error {
-	return Do(ctx, b, func(ctx context.Context) Outcome {
+	_, err := SendID(ctx, b, r, parse)
+	return err
+}
+
+// SendID is Send, returning as well the provider's id of the accepted
+// message (the Outcome.ID parse gave).
+func SendID(ctx context.Context, b *Base, r Request, parse func(name string, resp *Response) Outcome) (string, error) {
+	return DoID(ctx, b, func(ctx context.Context) Outcome {
 		header := http.Header{}
 		if r.Header != nil {
 			r.Header(header)
@@ -345,9 +404,15 @@ func Send(ctx context.Context, b *Base, r Request, parse func(name string, resp 
 // Do runs attempt with b's retrier, within b's budget: what Send does,
 // for a sender that is not HTTP.
 func Do(ctx context.Context, b *Base, attempt func(ctx context.Context) Outcome) error {
+	_, err := DoID(ctx, b, attempt)
+	return err
+}
+
+// DoID is Do, returning as well the successful attempt's Outcome.ID.
+func DoID(ctx context.Context, b *Base, attempt func(ctx context.Context) Outcome) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
-	return b.retry.Do(ctx, func(ctx context.Context, _ int) Outcome { return attempt(ctx) })
+	return b.retry.DoID(ctx, func(ctx context.Context, _ int) Outcome { return attempt(ctx) })
 }
 
 // E164Digits returns the digits of an E.164 number ("+" and 2 to 15

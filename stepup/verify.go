@@ -1,0 +1,468 @@
+package stepup
+
+import (
+	"context"
+	"crypto/hmac"
+	"encoding/json"
+	"errors"
+	"mime"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
+)
+
+// Entering a code and asking for a new one, from the page (a form with a
+// CSRF token) or the API (JSON): one core decides what a code or a
+// resend comes to (an outcome), and one table says how each outcome is
+// told (answers), as a page or as JSON.
+
+// maxFormBytes bounds the body of the engine's own forms and JSON.
+const maxFormBytes = 4 << 10
+
+// call is one request to the code endpoints: browser or API is decided
+// once, by the endpoint it came to.
+type call struct {
+	w   http.ResponseWriter
+	r   *http.Request
+	api bool
+	// challenge is the challenge's id; code and channel are what the
+	// form or the JSON says.
+	challenge, code, channel string
+}
+
+// outcome is what entering a code or asking for a new one came to.
+type outcome int
+
+const (
+	verified outcome = iota // the code was right: the challenge is consumed
+	sent                    // a new code went out
+	badFormat
+	wrongCode
+	codeReplaced // the code was right for a code a resend replaced
+	lockedOut
+	tooEarly  // a resend within the cooldown or a send budget
+	sendLimit // the challenge sent all the codes it may
+	badChannel
+	finished // used, expired or out of attempts: see the challenge state
+	vanished // gone from the store
+)
+
+// answer is how an outcome is told: its status, the error the challenge
+// page shows (in English; the page translates it), and the API's error
+// code and message.
+type answer struct {
+	status       int
+	text         string
+	code, detail string
+}
+
+// answers tells the outcomes that leave the challenge open. The others
+// answer with a page or an error of their own (tell).
+var answers = map[outcome]answer{
+	badFormat:    {http.StatusUnprocessableEntity, "", "invalid_code", ""}, // the format, in tell
+	wrongCode:    {http.StatusUnprocessableEntity, "That code is not correct. Check the latest message and try again.", "invalid_code", "the code is not correct"},
+	codeReplaced: {http.StatusUnprocessableEntity, "A newer code was sent. Enter the code from the latest message.", "invalid_code", "the code is not correct"},
+	tooEarly:     {http.StatusTooManyRequests, "Please wait a little before asking for a new code.", "resend_too_early", "wait before asking for a new code"},
+	sendLimit:    {http.StatusTooManyRequests, "No more codes can be sent for this request. Use the last code you received.", "send_limit", "no more codes can be sent for this challenge"},
+}
+
+// apiRequest is the body of the verify and resend calls.
+type apiRequest struct {
+	Challenge string `json:"challenge"`
+	Code      string `json:"code"`
+	// Channel (resend only) asks for the code on another channel, one
+	// of the challenge's "channels".
+	Channel string `json:"channel,omitempty"`
+}
+
+// open reads the call (a small form from the same origin, or JSON) and
+// loads its challenge for the identity and session that own it, checking
+// a form's CSRF token. ok is false when it has answered the request.
+func (e *Engine) open(k *call) (b bound, ok bool, err error) {
+	w, r := k.w, k.r
+	if k.api {
+		// Requiring application/json keeps cross-site forms out: a
+		// browser cannot send it cross-origin without a CORS preflight,
+		// which we never grant.
+		if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+			page.WriteError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", "send the request as application/json", nil)
+			return b, false, nil
+		}
+		var req apiRequest
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxFormBytes))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil || !validID(req.Challenge) || len(req.Code) > 64 {
+			page.WriteError(w, http.StatusBadRequest, "bad_request", `send {"challenge":ID,"code":"123456"}`, nil)
+			return b, false, nil
+		}
+		k.challenge, k.code, k.channel = req.Challenge, req.Code, req.Channel
+		return e.load(w, r, k.challenge, true)
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		e.respond(w, r, true, http.StatusBadRequest, page.StateBadForm, nil)
+		return b, false, nil
+	}
+	if !sameOrigin(r) {
+		e.emit(r, &Event{Kind: EventVerifyFailed, Outcome: "cross_site"})
+		e.respond(w, r, true, http.StatusForbidden, page.StateForbidden, nil)
+		return b, false, nil
+	}
+	k.code, k.channel = r.PostForm.Get("code"), r.PostForm.Get("channel")
+	if b, ok, err = e.load(w, r, k.challenge, false); !ok {
+		return b, false, err
+	}
+	if !b.k.checkCSRF(r.PostForm.Get("csrf"), b.c.ID, b.sessionKey) {
+		e.emit(r, &Event{Kind: EventVerifyFailed, Policy: b.c.Policy, Outcome: "csrf"})
+		e.respond(w, r, true, http.StatusForbidden, page.StateForbidden, nil)
+		return b, false, nil
+	}
+	return b, true, nil
+}
+
+// enterCode checks the code of a call: a right one is answered with its
+// grant (the API), or a grant cookie and the way back to the protected
+// page (browsers, with the preserved request's replay cookie).
+func (e *Engine) enterCode(k *call) error {
+	b, ok, err := e.open(k)
+	if !ok {
+		return err
+	}
+	res, lock, err := e.checkCode(k.r, &b, k.code)
+	if err != nil {
+		return e.storeError(k.w, k.r, "verify", err)
+	}
+	if res != verified {
+		return e.tell(k, &b, res, lock)
+	}
+	w, r, c := k.w, k.r, b.c
+	if k.api || b.p.Mode == Session {
+		tok, g, err := e.issue(r, &b)
+		if err != nil {
+			return e.storeError(w, r, "issue_grant", err)
+		}
+		if k.api {
+			kind := "session"
+			if g.Kind == TransactionGrant {
+				kind = "transaction"
+			}
+			out := map[string]any{
+				"grant":      tok,
+				"policy":     c.Policy,
+				"kind":       kind,
+				"expires_at": g.Expires.UTC().Format(time.RFC3339),
+				"cookie":     GrantCookie,
+			}
+			if e.cfg.GrantHeader {
+				out["header"] = GrantHeader
+			}
+			page.WriteJSON(w, http.StatusOK, out)
+			return nil
+		}
+		setGrantCookie(w, r, c.Policy, tok, g.Expires.Sub(c.Used))
+	}
+	ret, ok := SafeReturnPath(c.ReturnURL)
+	if !ok {
+		ret = "/"
+	}
+	if c.HasStash {
+		// The preserved request goes out when the browser arrives back at
+		// its URL, so that the upstream's answer shows there.
+		e.setReplayCookie(w, r, b.k, c.ID, b.sessionKey, ret)
+	}
+	http.Redirect(w, r, ret, http.StatusSeeOther)
+	return nil
+}
+
+// askResend sends a new code for a call's challenge, on the channel it
+// chose if any.
+func (e *Engine) askResend(k *call) error {
+	b, ok, err := e.open(k)
+	if !ok {
+		return err
+	}
+	channel, ok := e.chosenChannel(b, k.channel)
+	if !ok {
+		return e.tell(k, &b, badChannel, 0)
+	}
+	res, wait, err := e.resendCode(k.r, &b, channel)
+	if err != nil {
+		return e.storeError(k.w, k.r, "resend", err)
+	}
+	if res != sent {
+		return e.tell(k, &b, res, wait)
+	}
+	if !k.api {
+		http.Redirect(k.w, k.r, e.challengeURL(b.c.ID)+"?sent=1", http.StatusSeeOther)
+		return nil
+	}
+	// b.c holds the delivery's outcome (deliver records it there too).
+	c := b.c
+	page.WriteJSON(k.w, http.StatusOK, map[string]any{
+		"challenge":    c.ID,
+		"to":           maskedTo(c),
+		"sent":         !sendFailed(c),
+		"resend_after": int(e.cfg.ResendAfter.Seconds()),
+		"expires_at":   c.Expires.UTC().Format(time.RFC3339),
+		"channels":     channelNames(e.otherChannels(b)),
+	})
+	return nil
+}
+
+// tell answers an outcome other than verified or sent, as a page or as
+// JSON: the one place where outcomes become answers. wait is how long a
+// lockout lasts, or how long until a resend is allowed.
+func (e *Engine) tell(k *call, b *bound, res outcome, wait time.Duration) error {
+	w, r, c := k.w, k.r, b.c
+	switch res {
+	case lockedOut:
+		e.renderLocked(w, r, !k.api, wait)
+		return nil
+	case vanished:
+		e.respond(w, r, !k.api, http.StatusNotFound, page.StateNotFound, nil)
+		return nil
+	case badChannel:
+		if k.api {
+			page.WriteError(w, http.StatusBadRequest, "bad_channel", "channel must be one of the challenge's channels", nil)
+		} else {
+			e.respond(w, r, true, http.StatusBadRequest, page.StateBadForm, nil)
+		}
+		return nil
+	}
+	if res == finished || challengeState(c, e.now()) != page.StateChallenge {
+		// Over: the last attempt was wrong, or it expired, was used.
+		st := challengeState(c, e.now())
+		if k.api {
+			page.WriteError(w, http.StatusGone, string(st), page.StateText[st][1], nil)
+		} else {
+			e.respond(w, r, true, http.StatusGone, st, finishedData(c))
+		}
+		return nil
+	}
+	a := answers[res]
+	if res == badFormat {
+		a.text = "Enter the " + strconv.Itoa(e.cfg.CodeLength) + "-digit code from the message."
+		a.detail = a.text
+	}
+	var extra map[string]any
+	switch {
+	case res == tooEarly:
+		secs := int(wait.Seconds()) + 1
+		w.Header().Set("Retry-After", strconv.Itoa(secs))
+		extra = map[string]any{"retry_after": secs}
+	case a.code == "invalid_code":
+		extra = map[string]any{"attempts_left": c.MaxAttempts - c.Attempts}
+	}
+	if k.api {
+		page.WriteError(w, a.status, a.code, a.detail, extra)
+		return nil
+	}
+	e.renderChallenge(w, r, a.status, *b, a.text, "")
+	return nil
+}
+
+// checkCode verifies code against b's challenge. It spends an attempt
+// before comparing (so concurrent guesses cannot outrun the limit),
+// compares in constant time, counts failures against the user, and
+// consumes the challenge on success: of concurrent right answers exactly
+// one gets verified. lock is how long a lockout lasts.
+func (e *Engine) checkCode(r *http.Request, b *bound, code string) (res outcome, lock time.Duration, err error) {
+	res, lock, failures, err := e.compareCode(r.Context(), b, code)
+	if err != nil {
+		return res, lock, err
+	}
+	ev := &Event{Policy: b.c.Policy, Attempts: b.c.Attempts, Failures: failures}
+	switch res {
+	case verified:
+		ev.Kind, ev.Outcome, ev.To = EventVerified, "ok", sender.MaskPhone(b.c.Phone)
+	case wrongCode:
+		ev.Kind, ev.Outcome = EventVerifyFailed, "wrong"
+	case codeReplaced:
+		ev.Kind, ev.Outcome = EventVerifyFailed, "replaced"
+	case badFormat:
+		ev.Kind, ev.Outcome = EventVerifyFailed, "malformed"
+	case lockedOut:
+		ev.Kind, ev.Outcome, ev.Duration = EventLocked, "locked", lock
+	case vanished:
+		ev.Kind, ev.Outcome = EventVerifyFailed, "not_found"
+	case finished:
+		ev.Kind, ev.Outcome = EventVerifyFailed, string(challengeState(b.c, e.now()))
+	}
+	e.emit(r, ev)
+	return res, lock, nil
+}
+
+// compareCode does checkCode's work; failures is the user's failure count
+// after a wrong code.
+func (e *Engine) compareCode(ctx context.Context, b *bound, code string) (res outcome, lock time.Duration, failures int, err error) {
+	c := b.c
+	if b.failureKey == c.UserKey && b.failures.N >= e.cfg.MaxFailures {
+		// Locked, as read with the challenge: no need to ask again.
+		return lockedOut, b.failures.TTL, 0, nil
+	}
+	if b.p == nil || challengeState(c, e.now()) != page.StateChallenge {
+		// Its policy changed, or it is over as read: nothing to compare.
+		return finished, 0, 0, nil
+	}
+	code, ok := normalizeCode(code, e.cfg.CodeLength)
+	if !ok {
+		return badFormat, 0, 0, nil // nothing compared, nothing spent
+	}
+	// The user's failure budget is spent before the comparison, in one
+	// atomic step: however many requests race, across any number of
+	// challenges and instances, at most MaxFailures codes are compared
+	// in a window. A right code gets its unit back.
+	n, ttl, ok, err := e.store.ReserveFailure(ctx, c.UserKey, e.cfg.MaxFailures, e.failureWindow())
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if !ok {
+		return lockedOut, ttl, n, nil
+	}
+	refund := func() {
+		if err := e.store.RefundFailure(ctx, c.UserKey); err != nil {
+			// The unit stays spent: fail closed, by one failure.
+			e.log.Warn("giving back a failure reservation", zap.Error(err))
+		}
+	}
+	now := e.now()
+	stored, attempts, err := e.store.BeginAttempt(ctx, c.ID, now)
+	if err != nil {
+		refund()
+		res, lock, err := e.stateOutcome(b, err, now)
+		return res, lock, 0, err
+	}
+	c.Attempts = attempts
+	if !hmac.Equal(stored, b.k.codeMAC(c.ID, code)) {
+		if n >= e.cfg.MaxFailures {
+			return lockedOut, ttl, n, nil
+		}
+		return wrongCode, 0, n, nil
+	}
+	err = e.store.Consume(ctx, c.ID, stored, now)
+	if errors.Is(err, store.ErrNotDurable) {
+		// Consumed on the primary, not acknowledged by its replicas:
+		// fail closed; the challenge cannot be used again either way.
+		return 0, 0, 0, err
+	}
+	refund()
+	if err != nil {
+		if errors.Is(err, store.ErrCodeChanged) {
+			return codeReplaced, 0, 0, nil
+		}
+		res, lock, err := e.stateOutcome(b, err, now)
+		return res, lock, 0, err
+	}
+	c.Used = now
+	return verified, 0, 0, nil
+}
+
+// failureWindow is how long a user's failed codes are counted: shorter
+// where strangers can name the user (RequestFailureWindow).
+func (e *Engine) failureWindow() time.Duration {
+	if e.fromRequest {
+		return e.cfg.RequestFailureWindow
+	}
+	return e.cfg.FailureWindow
+}
+
+// stateOutcome maps a store state error onto b's challenge.
+func (e *Engine) stateOutcome(b *bound, err error, now time.Time) (outcome, time.Duration, error) {
+	switch {
+	case errors.Is(err, store.ErrUsed):
+		if b.c.Used.IsZero() {
+			b.c.Used = now
+		}
+	case errors.Is(err, store.ErrExpired):
+		b.c.Expires = now
+	case errors.Is(err, store.ErrExhausted):
+		b.c.Attempts = b.c.MaxAttempts
+	case errors.Is(err, store.ErrNotFound):
+		return vanished, 0, nil
+	default:
+		return 0, 0, err
+	}
+	return finished, 0, nil
+}
+
+// resendCode replaces the code of b's challenge and sends it (on channel
+// only, when one is chosen), within the cooldown and the send limit. The
+// attempts already spent stay spent. It comes to sent, tooEarly (wait
+// says how long), sendLimit, or finished or vanished when the challenge
+// can take no resend (its state is then in b.c).
+func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (res outcome, wait time.Duration, err error) {
+	c := b.c
+	if st := challengeState(c, e.now()); st != page.StateChallenge {
+		return finished, 0, nil
+	}
+	// The send cap and the cooldown, as the store will check them, before
+	// any rate-limit budget is spent on a resend that cannot go out.
+	if c.Sends >= e.cfg.MaxSends {
+		return sendLimit, 0, nil
+	}
+	if wait := e.cfg.ResendAfter - e.now().Sub(c.LastSend); !c.LastSend.IsZero() && wait > 0 {
+		return tooEarly, wait, nil
+	}
+	// A challenge that hides its number counts its resends alike whether
+	// the account exists or not (allowHiddenSend); a decoy (no such
+	// account, or a number that cannot take a code: c.Phone empty) goes
+	// through the same cooldown and limits, but nothing is sent: its
+	// "code" is a random value no one knows. Real resends of such flows
+	// are sent after the answer (deliver), so both answer alike.
+	var lim *limited
+	var phone sender.Phone
+	if !c.Decoy() {
+		var perr error
+		if phone, perr = sender.ParsePhone(c.Phone, ""); perr != nil {
+			return vanished, 0, nil
+		}
+	}
+	switch {
+	case c.Hidden:
+		lim, err = e.allowHiddenSend(r.Context(), c.UserKey)
+	default:
+		lim, err = e.allowSend(r.Context(), phone)
+	}
+	if err != nil {
+		return 0, 0, err
+	} else if lim != nil {
+		e.emit(r, &Event{Kind: EventRateLimited, Policy: c.Policy, Limit: lim.name, Duration: lim.retry, Outcome: "resend"})
+		return tooEarly, lim.retry, nil
+	}
+	send := !c.Decoy()
+	if send && c.Hidden {
+		// The per-country budget still guards against pumping, silently.
+		if lim, err := e.allowCountry(r.Context(), phone); err != nil {
+			return 0, 0, err
+		} else if lim != nil {
+			e.emit(r, &Event{Kind: EventRateLimited, Policy: c.Policy, Limit: lim.name, Duration: lim.retry, Outcome: "hidden"})
+			send = false
+		}
+	}
+	code := randomID()
+	if send {
+		code = newCode(e.cfg.CodeLength)
+	}
+	now := e.now()
+	_, err = e.store.Resend(r.Context(), c.ID, b.k.codeMAC(c.ID, code), now, e.cfg.ResendAfter, e.cfg.MaxSends)
+	var cool *store.CooldownError
+	switch {
+	case errors.As(err, &cool):
+		return tooEarly, cool.RetryAfter, nil
+	case errors.Is(err, store.ErrSendLimit):
+		return sendLimit, 0, nil
+	case err != nil:
+		res, _, err := e.stateOutcome(b, err, now)
+		return res, 0, err
+	}
+	if send {
+		e.deliver(r, c, b.id.Email, code, true, channel)
+	}
+	return sent, 0, nil
+}
