@@ -259,10 +259,14 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, port := range []string{"{$STEPUP_DEMO_PORT:8080}", "{$STEPUP_DEMO_APP_PORT:8081}"} {
+		if !strings.Contains(string(src), port) {
+			t.Fatalf("Caddyfile.example no longer takes its ports from %s: update this test", port)
+		}
+	}
 	cfg := strings.NewReplacer(
-		"http://localhost:8080", "http://localhost:{PORT}",
-		"127.0.0.1:8081", "127.0.0.1:{PORT2}",
-		"http://:8081", "http://:{PORT2}",
+		"{$STEPUP_DEMO_PORT:8080}", "{PORT}",
+		"{$STEPUP_DEMO_APP_PORT:8081}", "{PORT2}",
 		"auto_https off", "auto_https off\n\tadmin 127.0.0.1:{ADMIN}",
 	).Replace(string(src))
 	p := startCaddy(t, cfg, "STEPUP_DEMO_ROOT="+filepath.Join(repoRoot, "demo"))
