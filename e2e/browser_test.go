@@ -108,6 +108,7 @@ http://127.0.0.1:{PORT} {
 }
 
 func TestBrowser(t *testing.T) {
+	t.Parallel()
 	bin := os.Getenv("STEPUP_CHROMIUM")
 	if bin == "" {
 		bin = chromiumPath
@@ -130,6 +131,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("session", func(t *testing.T) {
+		t.Parallel()
 		tb := br.tab(t, "alice", "+14155550100", "")
 		target := c.url("/account/payment-methods?tab=cards")
 		sent := hook.count()
@@ -151,6 +153,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("transaction", func(t *testing.T) {
+		t.Parallel()
 		tb := br.tab(t, "bob", "+14155550101", "")
 		tb.navigate(c.url("/shop"))
 		sent := hook.count()
@@ -162,7 +165,7 @@ func TestBrowser(t *testing.T) {
 		tb.shoot("flow-transaction", false, phone, desktop)
 		tb.axe("transaction challenge")
 		code := hook.waitCode(t, sent, id)
-		if m := hook.last(t).Message; !strings.Contains(m, "Pay EUR 42.00 to Café Müller") {
+		if m := hook.messageFor(id).Message; !strings.Contains(m, "Pay EUR 42.00 to Café Müller") {
 			t.Errorf("the SMS does not say what it approves: %q", m)
 		}
 		tb.typeAndLand(code, c.url("/checkout"), "upstream POST /checkout policy=checkout user=bob")
@@ -177,6 +180,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("resend_and_wrong_code", func(t *testing.T) {
+		t.Parallel()
 		tb := br.tab(t, "carol", "+14155550199", "")
 		target := c.url("/account/payment-methods")
 		sent := hook.count()
@@ -233,6 +237,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	t.Run("hindi", func(t *testing.T) {
+		t.Parallel()
 		tb := br.tab(t, "dev", "+14155550100", "hi-IN,hi;q=0.9,en;q=0.5")
 		target := c.url("/account/payment-methods?lang=hi")
 		sent := hook.count()
@@ -249,107 +254,134 @@ func TestBrowser(t *testing.T) {
 		tb.typeAndLand(code, target, "upstream GET /account/payment-methods?lang=hi policy=payment-methods user=dev")
 	})
 
+	// Every page state in every language, and the checks that need a
+	// page of their own, each in a tab of its own, in parallel.
 	t.Run("every_state", func(t *testing.T) {
+		t.Parallel()
 		preview, err := stepuppage.PreviewHandler(stepuppage.Config{SupportURL: "https://help.example/otp"}, "Demo Shop")
 		if err != nil {
 			t.Fatal(err)
 		}
 		srv := httptest.NewServer(preview)
-		defer srv.Close()
-		tb := br.tab(t, "", "", "")
+		t.Cleanup(srv.Close)
 		axeEvery := []string{"challenge", "challenge-wrong-code", "locked", "expired", "rate_limited"}
 		for _, name := range stepuppage.Samples() {
-			for _, lang := range stepuppage.Locales() {
-				what := name + "/" + lang
-				tb.navigate(srv.URL + "/" + name + "?lang=" + lang)
-				tb.clean(what)
-				if got := evaluate[string](tb, `document.documentElement.lang`); got != lang {
-					t.Errorf("%s: lang %q", what, got)
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				tb := br.tab(t, "", "", "")
+				for _, lang := range stepuppage.Locales() {
+					what := name + "/" + lang
+					tb.navigate(srv.URL + "/" + name + "?lang=" + lang)
+					tb.clean(what)
+					if got := evaluate[string](tb, `document.documentElement.lang`); got != lang {
+						t.Errorf("%s: lang %q", what, got)
+					}
+					if wantDir := map[bool]string{true: "rtl", false: "ltr"}[lang == "ar"]; evaluate[string](tb, `document.dir`) != wantDir {
+						t.Errorf("%s: dir is not %s", what, wantDir)
+					}
+					if lang == "en" || slices.Contains(axeEvery, name) {
+						tb.axe(what)
+					}
+					switch {
+					case lang == "en":
+						tb.shoot(name+"-en", true, phone, desktop)
+					case name == "challenge" || name == "challenge-wrong-code":
+						tb.shoot(name+"-"+lang, true, phone)
+					}
 				}
-				if wantDir := map[bool]string{true: "rtl", false: "ltr"}[lang == "ar"]; evaluate[string](tb, `document.dir`) != wantDir {
-					t.Errorf("%s: dir is not %s", what, wantDir)
-				}
-				if lang == "en" || slices.Contains(axeEvery, name) {
-					tb.axe(what)
-				}
-				switch {
-				case lang == "en":
-					tb.shoot(name+"-en", true, phone, desktop)
-				case name == "challenge" || name == "challenge-wrong-code":
-					tb.shoot(name+"-"+lang, true, phone)
-				}
-			}
+				tb.clean(name)
+			})
 		}
 		// Dark mode: colors and contrast.
-		tb.media("prefers-color-scheme", "dark")
-		for _, name := range []string{"challenge", "challenge-wrong-code", "challenge-send-failed", "locked"} {
-			tb.navigate(srv.URL + "/" + name + "?lang=en")
-			if bg := evaluate[string](tb, `getComputedStyle(document.body).backgroundColor`); bg != "rgb(13, 17, 23)" {
-				t.Errorf("dark %s: background %s", name, bg)
+		t.Run("dark", func(t *testing.T) {
+			t.Parallel()
+			tb := br.tab(t, "", "", "")
+			tb.media("prefers-color-scheme", "dark")
+			for _, name := range []string{"challenge", "challenge-wrong-code", "challenge-send-failed", "locked"} {
+				tb.navigate(srv.URL + "/" + name + "?lang=en")
+				if bg := evaluate[string](tb, `getComputedStyle(document.body).backgroundColor`); bg != "rgb(13, 17, 23)" {
+					t.Errorf("dark %s: background %s", name, bg)
+				}
+				tb.axe("dark " + name)
+				tb.shoot(name+"-en-dark", true, phone)
 			}
-			tb.axe("dark " + name)
-			tb.shoot(name+"-en-dark", true, phone)
-		}
-		tb.media("prefers-color-scheme", "light")
+			tb.clean("dark")
+		})
 		// The code runs out while the page is open: the page says so
 		// (also to screen readers) and offers to start again.
-		tb.navigate(srv.URL + "/challenge-expiring")
-		tb.expectText("#expiry", "The code expires in")
-		tb.waitJS(`document.getElementById('expiry').textContent === 'This code has expired.'`, 10*time.Second)
-		tb.waitJS(`document.getElementById('announce').textContent === 'This code has expired.'`, 2*time.Second)
-		if !evaluate[bool](tb, `!document.getElementById('start-again').hidden`) {
-			t.Error("no way to start again once the code expired")
-		}
-		tb.shoot("challenge-expiring-en", false, phone)
-		tb.clean("expiring")
-		// Reduced motion: no transition.
-		tb.media("prefers-reduced-motion", "reduce")
-		tb.navigate(srv.URL + "/challenge")
-		if d := evaluate[string](tb, `getComputedStyle(document.querySelector('.btn')).transitionDuration`); d != "0s" {
-			t.Errorf("with reduced motion the button transitions for %s", d)
-		}
-		tb.media("prefers-reduced-motion", "no-preference")
-		// Focus is visible: the field at load, the button after Tab.
-		tb.navigate(srv.URL + "/challenge")
-		if o := evaluate[string](tb, `(() => { const s = getComputedStyle(document.activeElement); return document.activeElement.id + ' ' + s.outlineStyle + ' ' + s.outlineWidth })()`); o != "code solid 3px" {
-			t.Errorf("focus at load: %q", o)
-		}
-		tb.do(chromedp.KeyEvent("\t"))
-		if o := evaluate[string](tb, `(() => { const s = getComputedStyle(document.activeElement); return document.activeElement.tagName + ' ' + s.outlineStyle })()`); o != "BUTTON solid" {
-			t.Errorf("focus after Tab: %q", o)
-		}
+		t.Run("expiring", func(t *testing.T) {
+			t.Parallel()
+			tb := br.tab(t, "", "", "")
+			tb.navigate(srv.URL + "/challenge-expiring")
+			tb.expectText("#expiry", "The code expires in")
+			tb.waitJS(`document.getElementById('expiry').textContent === 'This code has expired.'`, 10*time.Second)
+			tb.waitJS(`document.getElementById('announce').textContent === 'This code has expired.'`, 2*time.Second)
+			if !evaluate[bool](tb, `!document.getElementById('start-again').hidden`) {
+				t.Error("no way to start again once the code expired")
+			}
+			tb.shoot("challenge-expiring-en", false, phone)
+			tb.clean("expiring")
+		})
+		t.Run("motion_and_focus", func(t *testing.T) {
+			t.Parallel()
+			tb := br.tab(t, "", "", "")
+			// Reduced motion: no transition.
+			tb.media("prefers-reduced-motion", "reduce")
+			tb.navigate(srv.URL + "/challenge")
+			if d := evaluate[string](tb, `getComputedStyle(document.querySelector('.btn')).transitionDuration`); d != "0s" {
+				t.Errorf("with reduced motion the button transitions for %s", d)
+			}
+			tb.media("prefers-reduced-motion", "no-preference")
+			// Focus is visible: the field at load, the button after Tab.
+			tb.navigate(srv.URL + "/challenge")
+			if o := evaluate[string](tb, `(() => { const s = getComputedStyle(document.activeElement); return document.activeElement.id + ' ' + s.outlineStyle + ' ' + s.outlineWidth })()`); o != "code solid 3px" {
+				t.Errorf("focus at load: %q", o)
+			}
+			tb.do(chromedp.KeyEvent("\t"))
+			if o := evaluate[string](tb, `(() => { const s = getComputedStyle(document.activeElement); return document.activeElement.tagName + ' ' + s.outlineStyle })()`); o != "BUTTON solid" {
+				t.Errorf("focus after Tab: %q", o)
+			}
+			tb.clean("accessibility checks")
+		})
 		// Reflow: at 200% and 400% zoom (640 and 320 CSS px wide) no
 		// page scrolls sideways, whatever the language.
 		for _, width := range []int64{640, 320} {
-			tb.do(chromedp.EmulateViewport(width, 600))
-			for _, name := range []string{"challenge-transaction", "challenge-wrong-code", "challenge-send-failed", "phone_unverified"} {
-				for _, lang := range []string{"en", "de", "hi", "ar"} {
-					tb.navigate(srv.URL + "/" + name + "?lang=" + lang)
-					if w := evaluate[[]int](tb, `[document.documentElement.scrollWidth, window.innerWidth]`); len(w) != 2 || w[0] > w[1] {
-						t.Errorf("%s/%s at %d px: scroll width %v", name, lang, width, w)
+			t.Run(fmt.Sprintf("reflow_%d", width), func(t *testing.T) {
+				t.Parallel()
+				tb := br.tab(t, "", "", "")
+				tb.do(chromedp.EmulateViewport(width, 600))
+				for _, name := range []string{"challenge-transaction", "challenge-wrong-code", "challenge-send-failed", "phone_unverified"} {
+					for _, lang := range []string{"en", "de", "hi", "ar"} {
+						tb.navigate(srv.URL + "/" + name + "?lang=" + lang)
+						if w := evaluate[[]int](tb, `[document.documentElement.scrollWidth, window.innerWidth]`); len(w) != 2 || w[0] > w[1] {
+							t.Errorf("%s/%s at %d px: scroll width %v", name, lang, width, w)
+						}
 					}
 				}
-			}
+				tb.clean("reflow checks")
+			})
 		}
-		tb.clean("accessibility checks")
-
 		// Branding: logo, brand color and title.
-		branded, err := stepuppage.PreviewHandler(stepuppage.Config{Title: "Café Müller", Logo: demoLogo, BrandColor: "#7a1fa2",
-			SupportURL: "mailto:help@cafe-mueller.example"}, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		bsrv := httptest.NewServer(branded)
-		defer bsrv.Close()
-		for _, name := range []string{"challenge-transaction", "rate_limited"} {
-			tb.navigate(bsrv.URL + "/" + name)
-			tb.clean("branded " + name)
-			if !evaluate[bool](tb, `document.querySelector('img.logo').complete && document.querySelector('img.logo').naturalWidth > 0`) {
-				t.Errorf("branded %s: logo not shown", name)
+		t.Run("branded", func(t *testing.T) {
+			t.Parallel()
+			branded, err := stepuppage.PreviewHandler(stepuppage.Config{Title: "Café Müller", Logo: demoLogo, BrandColor: "#7a1fa2",
+				SupportURL: "mailto:help@cafe-mueller.example"}, "")
+			if err != nil {
+				t.Fatal(err)
 			}
-			tb.axe("branded " + name)
-			tb.shoot(name+"-branded-en", true, phone, desktop)
-		}
+			bsrv := httptest.NewServer(branded)
+			t.Cleanup(bsrv.Close)
+			tb := br.tab(t, "", "", "")
+			for _, name := range []string{"challenge-transaction", "rate_limited"} {
+				tb.navigate(bsrv.URL + "/" + name)
+				tb.clean("branded " + name)
+				if !evaluate[bool](tb, `document.querySelector('img.logo').complete && document.querySelector('img.logo').naturalWidth > 0`) {
+					t.Errorf("branded %s: logo not shown", name)
+				}
+				tb.axe("branded " + name)
+				tb.shoot(name+"-branded-en", true, phone, desktop)
+			}
+		})
 	})
 }
 
@@ -363,21 +395,34 @@ func otherCode(code string) string {
 	return "000000"
 }
 
-// waitCode waits for a code sent after the receiver held after messages,
-// for challenge id.
+// waitCode waits for a code for challenge id sent after the receiver
+// held after messages (other subtests' codes may come in between).
 func (rc *receiver) waitCode(t *testing.T, after int, id string) string {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if rc.count() > after {
-			m := rc.last(t)
-			if m.Challenge != id {
-				t.Fatalf("code for challenge %s, want %s", m.Challenge, id)
+		rc.mu.Lock()
+		for _, m := range rc.msgs[min(after, len(rc.msgs)):] {
+			if m.Challenge == id {
+				rc.mu.Unlock()
+				return m.Code
 			}
-			return m.Code
+		}
+		rc.mu.Unlock()
+	}
+	t.Fatalf("no code for challenge %s reached the webhook receiver", id)
+	return ""
+}
+
+// messageFor returns the last message the receiver got for challenge id.
+func (rc *receiver) messageFor(id string) webhookMsg {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	for i := len(rc.msgs) - 1; i >= 0; i-- {
+		if rc.msgs[i].Challenge == id {
+			return rc.msgs[i]
 		}
 	}
-	t.Fatal("no code reached the webhook receiver")
-	return ""
+	return webhookMsg{}
 }
 
 // axeSource returns axe-core's script, installing it from npm into

@@ -108,6 +108,7 @@ func apiCall(t *testing.T, method, rawURL, user, phone string, body []byte, hdr 
 // refused unless the operator turns it on. (checkLogs fails the test if
 // the grant, noted as a secret, appears in any line.)
 func TestAccessLogHoldsNoGrant(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	p := startCaddy(t, apiSessionConfig("e2e-accesslog:", hook.URL, up.URL, 1, ""))
@@ -130,6 +131,7 @@ func TestAccessLogHoldsNoGrant(t *testing.T) {
 // Finding 11: a preserved POST to an escaped path that the policy matched
 // reaches the upstream after the code, once, byte for byte.
 func TestEscapedPathReplayE2E(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	p := startCaddy(t, txConfig("e2e-escaped:", hook.URL, up.URL))
@@ -157,6 +159,7 @@ func TestEscapedPathReplayE2E(t *testing.T) {
 // Finding 8: a chunked request's trailers never bring a Stepup-* field to
 // the upstream, through reverse_proxy.
 func TestTrailersE2E(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	p := startCaddy(t, txConfig("e2e-trailers:", hook.URL, up.URL))
@@ -185,17 +188,16 @@ func TestTrailersE2E(t *testing.T) {
 // Finding 9: two sites sharing secret, store and policy name do not
 // accept each other's grants; a shared scope makes them.
 func TestGrantScopeE2E(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	hook := newReceiver(t)
-	for _, tc := range []struct {
+	for i, tc := range []struct {
 		extra string
 		want  int
 	}{{"", http.StatusForbidden}, {"scope shop", http.StatusOK}} {
-		port2 := freePort(t)
-		cfg := strings.ReplaceAll(apiSessionConfig("e2e-scope-"+fmt.Sprint(port2)+":", hook.URL, up.URL, 2, tc.extra), "{PORT2}", fmt.Sprint(port2))
-		p := startCaddy(t, cfg)
+		p := startCaddy(t, apiSessionConfig("e2e-scope-"+fmt.Sprint(i)+":", hook.URL, up.URL, 2, tc.extra))
 		grant := apiSession(t, p.url(""), "scope-user", "+14155550101", hook)
-		other := fmt.Sprintf("http://127.0.0.1:%d/account", port2)
+		other := fmt.Sprintf("http://127.0.0.1:%d/account", p.portOf("PORT2"))
 		resp, _ := apiCall(t, "GET", other, "scope-user", "+14155550101", nil, map[string]string{"Cookie": "Stepup-Grant=" + grant})
 		if resp.StatusCode != tc.want {
 			t.Fatalf("%q: grant of site A at site B = %d, want %d", tc.extra, resp.StatusCode, tc.want)
@@ -209,6 +211,7 @@ func TestGrantScopeE2E(t *testing.T) {
 // paths with their variants; disagreeing overrides are refused; an exact
 // transaction path draws a warning at start.
 func TestMatcherShapesE2E(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	p := startCaddy(t, fmt.Sprintf(`{

@@ -22,12 +22,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/caddy-stepup/caddy-stepup/internal/freeport"
 	"github.com/caddy-stepup/caddy-stepup/internal/logscan"
 	"github.com/caddy-stepup/caddy-stepup/internal/testredis"
 	"github.com/caddy-stepup/caddy-stepup/sender"
@@ -82,10 +85,12 @@ func run(m *testing.M) int {
 
 // caddyProc is one running Caddy.
 type caddyProc struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	port   int
-	admin  int
+	t     *testing.T
+	cmd   *exec.Cmd
+	port  int
+	admin int
+	// ports are the ports of every placeholder, by name ("PORT2").
+	ports  map[string]int
 	logs   *syncBuffer
 	exited chan struct{}
 	// codesLogged marks a Caddy whose config logs codes on purpose (the
@@ -163,25 +168,60 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freePort(t *testing.T) int {
+// portRE finds the port placeholders of a Caddyfile: {PORT}, {PORT2},
+// ... and {ADMIN}.
+var portRE = regexp.MustCompile(`\{(PORT\d*|ADMIN)\}`)
+
+// startCaddy runs caddy with a Caddyfile in which every {PORT}, {PORTn}
+// and {ADMIN} is replaced by a free port, and waits until it serves.
+//
+// Caddy binds its ports itself, so they cannot be held for it: a port
+// free when chosen may be taken by another process before Caddy binds
+// it. When Caddy exits at start because an address was in use, it is
+// started again on new ports (freeport.Retry).
+func startCaddy(t *testing.T, caddyfile string, env ...string) *caddyProc {
 	t.Helper()
-	p, err := testredis.FreePort()
+	var names []string
+	for _, m := range portRE.FindAllStringSubmatch(caddyfile, -1) {
+		if !slices.Contains(names, m[1]) {
+			names = append(names, m[1])
+		}
+	}
+	if !slices.Contains(names, "PORT") {
+		t.Fatal("startCaddy: the Caddyfile has no {PORT}")
+	}
+	var p *caddyProc
+	err := freeport.Retry(len(names), func(ports []int) error {
+		var err error
+		p, err = tryCaddy(t, caddyfile, names, ports, env)
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { p.stop(); p.checkLogs() })
 	return p
 }
 
-// startCaddy runs caddy with a Caddyfile in which {PORT} and {ADMIN} are
-// replaced by free ports, and waits until it serves.
-func startCaddy(t *testing.T, caddyfile string, env ...string) *caddyProc {
-	t.Helper()
+// tryCaddy starts caddy once, with the placeholders names on ports, and
+// waits until it serves. When it cannot, nothing is left running.
+//
+// Caddy serves once it logged so and its port answers: the log line
+// tells Caddy from another process that took the port (Caddy's default
+// logger writes to standard error unless a config redirects it).
+func tryCaddy(t *testing.T, caddyfile string, names []string, ports []int, env []string) (*caddyProc, error) {
 	dir := t.TempDir()
-	p := &caddyProc{t: t, port: freePort(t), admin: freePort(t), logs: &syncBuffer{}, exited: make(chan struct{})}
-	caddyfile = strings.NewReplacer("{PORT}", fmt.Sprint(p.port), "{ADMIN}", fmt.Sprint(p.admin)).Replace(caddyfile)
+	p := &caddyProc{t: t, ports: map[string]int{}, logs: &syncBuffer{}, exited: make(chan struct{})}
+	var pairs []string
+	for i, name := range names {
+		p.ports[name] = ports[i]
+		pairs = append(pairs, "{"+name+"}", strconv.Itoa(ports[i]))
+	}
+	p.port, p.admin = p.ports["PORT"], p.ports["ADMIN"]
+	caddyfile = strings.NewReplacer(pairs...).Replace(caddyfile)
 	path := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(caddyfile), 0o644); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	p.config, p.env = path, env
 	p.cmd = exec.Command(caddyBin, "run", "--config", path, "--adapter", "caddyfile")
@@ -192,27 +232,39 @@ func startCaddy(t *testing.T, caddyfile string, env ...string) *caddyProc {
 	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	go func() { _ = p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(func() { p.stop(); p.checkLogs() })
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
 		case <-p.exited:
-			t.Fatalf("caddy exited at start:\n%s", p.logs)
+			return nil, fmt.Errorf("caddy exited at start:\n%s", p.logs)
 		default:
 		}
-		c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", p.port), 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return p
+		if strings.Contains(p.logs.String(), "serving initial configuration") {
+			c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(p.port), 100*time.Millisecond)
+			if err == nil {
+				c.Close()
+				return p, nil
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("caddy did not listen within 30s:\n%s", p.logs)
+			p.stop()
+			return nil, fmt.Errorf("caddy did not serve within 30s:\n%s", p.logs)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// portOf returns the port that replaced the placeholder {name}.
+func (p *caddyProc) portOf(name string) int {
+	p.t.Helper()
+	n, ok := p.ports[name]
+	if !ok {
+		p.t.Fatalf("the Caddyfile has no {%s}", name)
+	}
+	return n
 }
 
 // waitLog waits up to 5s for s to appear in the log (Caddy writes its
@@ -464,6 +516,7 @@ func resolve(base, loc string) string {
 // The log check finds a full number and a code in a JSON log line, and
 // leaves a masked number and a code inside an id alone.
 func TestLogCheckFindsLeaks(t *testing.T) {
+	t.Parallel()
 	logs := `{"level":"info","msg":"code_sent","to":"+14155550100","code":"483920"}` + "\n" +
 		`{"level":"info","msg":"code_sent","to":"+1******0100","request_id":"a483920b"}`
 	got := leaked(logs, []string{"14155550100", "483920"})

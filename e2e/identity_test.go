@@ -107,6 +107,7 @@ func apiGet(t *testing.T, rawURL, token string) *http.Response {
 // are sent to the login page (browsers) or get 401 (API clients) and
 // never cause a code to be sent; an unverified number gets 403.
 func TestOIDCSessionFlow(t *testing.T) {
+	t.Parallel()
 	is, key := oidctest.New(t)
 	up := newUpstream(t)
 	hook := newReceiver(t)
@@ -218,6 +219,7 @@ func TestOIDCSessionFlow(t *testing.T) {
 // Caddy starts while the identity provider is down; protected requests
 // fail closed (503) until it is up, then the flow works without restart.
 func TestOIDCIssuerDownAtStart(t *testing.T) {
+	t.Parallel()
 	is := oidctest.NewDown(t)
 	key := is.NewKey(t, jose.ES256)
 	is.Publish(key)
@@ -269,6 +271,7 @@ func TestOIDCIssuerDownAtStart(t *testing.T) {
 // a new login is challenged again, a customer without a number gets the
 // "add a number" page, and no cookie value or full number is logged.
 func TestCookieSessionFlow(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	ctx := context.Background()
@@ -344,6 +347,7 @@ func TestCookieSessionFlow(t *testing.T) {
 // is forwarded, the answer cached; the app failing (5xx) or too slow gives
 // the clear 503 page, and nothing reaches the upstream.
 func TestCookieHTTPLookupFailsClosed(t *testing.T) {
+	// Not parallel: it measures how long a lookup takes.
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	var mode atomic.Value

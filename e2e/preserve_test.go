@@ -114,6 +114,7 @@ func multipartBody(t *testing.T) ([]byte, string) {
 // byte-identical, exactly once, only after verification, and the
 // upstream's answer shows at the original URL.
 func TestPreservedRequestsExactlyOnce(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	p := startCaddy(t, txConfig("e2e-preserve:", hook.URL, up.URL))
@@ -186,6 +187,7 @@ func TestPreservedRequestsExactlyOnce(t *testing.T) {
 
 // Twenty tabs return for one verified request: the upstream sees one.
 func TestConcurrentReplaysE2E(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	p := startCaddy(t, txConfig("e2e-concurrent:", hook.URL, up.URL))
@@ -250,6 +252,7 @@ func apiPost(t *testing.T, rawURL string, body []byte, grant string) (*http.Resp
 // A transaction grant retried with a changed amount is refused and the
 // upstream not reached; with the same body it passes once.
 func TestTransactionGrantBoundToBody(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	p := startCaddy(t, txConfig("e2e-grant:", hook.URL, up.URL))
@@ -283,6 +286,7 @@ func TestTransactionGrantBoundToBody(t *testing.T) {
 
 // A body over max_body gets 413 and nothing is stored or sent.
 func TestMaxBodyE2E(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	p := startCaddy(t, txConfig("e2e-maxbody:", hook.URL, up.URL))

@@ -156,6 +156,7 @@ func (rc *receiver) codeFor(id string) string {
 // protected requests fail closed; after the promotion the same flow
 // continues without restarting Caddy.
 func TestSentinelFailoverE2E(t *testing.T) {
+	t.Parallel()
 	sn := testredis.RunSentinel(t)
 	up := newUpstream(t)
 	hook := newReceiver(t)
@@ -214,6 +215,7 @@ func TestSentinelFailoverE2E(t *testing.T) {
 
 // A Caddy on a 3-master Redis Cluster runs the flow.
 func TestClusterE2E(t *testing.T) {
+	t.Parallel()
 	c := testredis.RunCluster(t, 3)
 	up := newUpstream(t)
 	hook := newReceiver(t)
@@ -285,6 +287,7 @@ func connectedClients(t *testing.T, client *redis.Client) int {
 // linger until its keepalive timeout (2 minutes), which is Caddy's
 // behaviour, not stepup's, and would hide what this measures.
 func TestReloadUnderLoad(t *testing.T) {
+	// Not parallel: it counts the shared Redis's connections.
 	hook := newReceiver(t)
 	redisBlock := `redis ` + sharedRedis.URL() + ` {
 			key_prefix e2e-reload:
@@ -394,6 +397,7 @@ func (p *caddyProc) caddyCommand(t *testing.T, args ...string) string {
 // second; every step-up event lands in the audit stream without secrets;
 // the upstream gets a signed assertion it can verify.
 func TestRevokeAuditAndAssertion(t *testing.T) {
+	// Not parallel: it measures how soon a revocation holds.
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	key := strings.Repeat("assertion-key-", 3)

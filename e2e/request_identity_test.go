@@ -79,6 +79,7 @@ func anonymous(t *testing.T) *browser { return newBrowser(t, "", "") }
 // A sign-up form reaches the app only after the typed number is verified,
 // once, byte for byte.
 func TestSignupVerifiesTypedNumber(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	p := startCaddy(t, accountConfig(hook.URL, up.URL, "e2e-signup:"))
@@ -125,6 +126,7 @@ var volatileRE = regexp.MustCompile(`(challenge/[A-Za-z0-9_-]{22}|name="csrf" va
 // known account (same status, same page but for per-challenge tokens, no
 // number shown), and sends nothing.
 func TestResetDoesNotRevealAccounts(t *testing.T) {
+	// Not parallel: it gives codes sent after the answer a fixed time.
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	p := startCaddy(t, accountConfig(hook.URL, up.URL, "e2e-reset:"))
@@ -175,6 +177,7 @@ func TestResetDoesNotRevealAccounts(t *testing.T) {
 // difference in time however slow the gateway (the code goes out after
 // the answer).
 func TestResetLeaksNothing(t *testing.T) {
+	// Not parallel: it measures answer times.
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	p := startCaddy(t, accountConfig(hook.URL, up.URL, "e2e-resetleak:"))

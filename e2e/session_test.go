@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +57,7 @@ http://127.0.0.1:{PORT} {
 // upstream is reached exactly once, the grant is refused for another
 // identity, and the second instance honours the grant.
 func TestSessionFlowAcrossInstances(t *testing.T) {
+	t.Parallel()
 	up := newUpstream(t)
 	hook := newReceiver(t)
 	hook.fails.Store(1) // the first delivery attempt gets a 503: retried
@@ -161,6 +161,7 @@ func TestSessionFlowAcrossInstances(t *testing.T) {
 // Redis down: protected requests fail closed with 503, unprotected ones
 // pass, and the flow works again once Redis is back, with no restart.
 func TestRedisOutage(t *testing.T) {
+	t.Parallel()
 	srv := testredis.Run(t)
 	up := newUpstream(t)
 	hook := newReceiver(t)
@@ -210,6 +211,7 @@ func TestRedisOutage(t *testing.T) {
 // `caddy validate` and `caddy adapt` accept the example; bad values are
 // refused with the file and line.
 func TestCaddyCommands(t *testing.T) {
+	t.Parallel()
 	example := filepath.Join(repoRoot, "Caddyfile.example")
 	env := append(os.Environ(), "STEPUP_SECRET=e2e-secret-0123456789abcdef0123456789", "HOME="+t.TempDir())
 	for _, args := range [][]string{
@@ -252,6 +254,7 @@ var logCodeRE = regexp.MustCompile(`"code":"(\d+)"`)
 // The demo in Caddyfile.example runs as shipped (ports moved to free
 // ones): protected page, code from the log, verified page.
 func TestDemo(t *testing.T) {
+	t.Parallel()
 	src, err := os.ReadFile(filepath.Join(repoRoot, "Caddyfile.example"))
 	if err != nil {
 		t.Fatal(err)
@@ -261,10 +264,9 @@ func TestDemo(t *testing.T) {
 			t.Fatalf("Caddyfile.example no longer takes its ports from %s: update this test", port)
 		}
 	}
-	app := freePort(t)
 	cfg := strings.NewReplacer(
 		"{$STEPUP_DEMO_PORT:8080}", "{PORT}",
-		"{$STEPUP_DEMO_APP_PORT:8081}", strconv.Itoa(app),
+		"{$STEPUP_DEMO_APP_PORT:8081}", "{PORT2}",
 		"auto_https off", "auto_https off\n\tadmin 127.0.0.1:{ADMIN}",
 	).Replace(string(src))
 	p := startCaddy(t, cfg, "STEPUP_DEMO_ROOT="+filepath.Join(repoRoot, "demo"))

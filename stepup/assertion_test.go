@@ -57,6 +57,7 @@ func checkClaims(t *testing.T, tok string, key any, alg jose.SignatureAlgorithm,
 }
 
 func TestAssertionHS256(t *testing.T) {
+	t.Parallel()
 	key := []byte(strings.Repeat("k", 32))
 	a, err := NewHS256Assertion(Assertion{TTL: 30 * time.Second, Audience: "shop"}, key)
 	if err != nil {
@@ -82,6 +83,7 @@ func TestAssertionHS256(t *testing.T) {
 }
 
 func TestAssertionEdDSAAndJWKS(t *testing.T) {
+	t.Parallel()
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	a, err := NewEdDSAAssertion(Assertion{TTL: 30 * time.Second, Audience: "shop", Header: "x-stepup-assertion"}, priv)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 // from the specification there with nothing of the engine's code: an
 // upstream that follows the docs gets the engine's hash.
 func TestTxHashWorkedExample(t *testing.T) {
+	t.Parallel()
 	const (
 		policy = "checkout"
 		method = "POST"
@@ -64,6 +65,7 @@ func TestTxHashWorkedExample(t *testing.T) {
 // a grant for one never opens another (finding 1: a multipart boundary
 // swap made the same bytes read as another payment).
 func TestTxHashCoversTheAppsReading(t *testing.T) {
+	t.Parallel()
 	base := func() (string, string, http.Header, []byte) {
 		return "POST", "/pay", http.Header{"Content-Type": {"multipart/form-data; boundary=AAA"}}, []byte("--AAA\r\n...")
 	}
@@ -113,6 +115,7 @@ func TestTxHashCoversTheAppsReading(t *testing.T) {
 }
 
 func TestAmbiguousRequest(t *testing.T) {
+	t.Parallel()
 	r, _ := http.NewRequest("POST", "/pay", strings.NewReader("x"))
 	if why := ambiguousRequest(r); why != "" {
 		t.Fatalf("plain request refused: %s", why)

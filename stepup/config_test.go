@@ -15,6 +15,7 @@ import (
 // WithDefaults fills every default once; applying it again changes
 // nothing (a limit switched off stays off).
 func TestConfigWithDefaults(t *testing.T) {
+	t.Parallel()
 	cfg, err := Config{Secret: testSecret, Limits: Limits{PerIP: store.Limit{Rate: -1},
 		PerCountry: map[int]store.Limit{91: {Rate: 5, Period: time.Hour}}}}.WithDefaults()
 	if err != nil {
@@ -44,6 +45,7 @@ func TestConfigWithDefaults(t *testing.T) {
 // The bounds the JSON configuration used to skip, held by the engine for
 // every caller, each error naming the option and its range.
 func TestConfigBoundsNameOptionAndRange(t *testing.T) {
+	t.Parallel()
 	for name, tc := range map[string]struct {
 		mutate func(*Config)
 		want   string
@@ -84,6 +86,7 @@ func TestConfigBoundsNameOptionAndRange(t *testing.T) {
 }
 
 func TestBoundCheck(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		err  error
 		want string
@@ -109,6 +112,7 @@ func TestBoundCheck(t *testing.T) {
 }
 
 func TestAssertionTTLBound(t *testing.T) {
+	t.Parallel()
 	key := []byte(strings.Repeat("k", 32))
 	for _, ttl := range []time.Duration{-time.Second, time.Millisecond, 2 * time.Hour} {
 		if _, err := NewHS256Assertion(Assertion{TTL: ttl}, key); err == nil || !strings.Contains(err.Error(), "assertion ttl") {

@@ -14,6 +14,7 @@ import (
 // otherwise than the SMS shows them is refused with 400, before a
 // challenge is made or a code sent, for browsers and API clients.
 func TestDescribeRefusesAmbiguousRequests(t *testing.T) {
+	t.Parallel()
 	const mp = "multipart/form-data; boundary=XX"
 	part := func(hdr, v string) string { return "--XX\r\n" + hdr + "\r\n\r\n" + v + "\r\n" }
 	cases := []struct {
@@ -93,6 +94,7 @@ func TestDescribeRefusesAmbiguousRequests(t *testing.T) {
 // What a stranger types does not become a link, a number to call or a
 // line of its own in the SMS.
 func TestDescribeShowsOnlySafeText(t *testing.T) {
+	t.Parallel()
 	h := newTxHarness(t, store.NewMemory(time.Minute))
 	alice := h.browser("alice", "+14155550100")
 	body := "amount=WIN+A+PRIZE%21&merchant=CALL+%2B1+415+555+0199+or+see+http%3A%2F%2Fevil.com%3Fx%3D1+%23now"
@@ -121,6 +123,7 @@ func (requestSource) IdentityFromRequest() bool { return true }
 // describe that shows request text would let anyone send that text to any
 // number, so the engine refuses it at provision.
 func TestDescribeFromRequestRefusedWithRequestIdentity(t *testing.T) {
+	t.Parallel()
 	src := &requestSource{identity.Header{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"}}
 	for describe, ok := range map[string]bool{
 		"Sign up as {form.name}": false,

@@ -373,11 +373,12 @@ func (b *browser) start(path string) (challenge, csrf string) {
 
 func forEachStore(t *testing.T, fn func(t *testing.T, st store.Store)) {
 	for _, k := range storeKinds {
-		t.Run(k.name, func(t *testing.T) { fn(t, k.new(t)) })
+		t.Run(k.name, func(t *testing.T) { t.Parallel(); fn(t, k.new(t)) })
 	}
 }
 
 func TestSessionFlow(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		h := newHarness(t, st, nil)
 		alice := h.browser("alice", "+14155550100")
@@ -486,6 +487,7 @@ func TestSessionFlow(t *testing.T) {
 }
 
 func TestChallengeBoundToSessionAndUser(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), nil)
 	alice := h.browser("alice", "+14155550100")
 	loc, csrf := alice.start("/account/payment-methods")
@@ -518,6 +520,7 @@ func TestChallengeBoundToSessionAndUser(t *testing.T) {
 }
 
 func TestCSRFAndOrigin(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), nil)
 	alice := h.browser("alice", "+14155550100")
 	loc, csrf := alice.start("/account/payment-methods")
@@ -552,6 +555,7 @@ func TestCSRFAndOrigin(t *testing.T) {
 }
 
 func TestAttemptsAndLockout(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		h := newHarness(t, st, func(c *Config, _ []*Policy) { c.MaxFailures = 7; c.MaxAttempts = 3 })
 		alice := h.browser("alice", "+14155550100")
@@ -618,6 +622,7 @@ func TestAttemptsAndLockout(t *testing.T) {
 }
 
 func TestResendAndExpiry(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		h := newHarness(t, st, nil)
 		alice := h.browser("alice", "+14155550100")
@@ -672,6 +677,7 @@ func TestResendAndExpiry(t *testing.T) {
 }
 
 func TestSendFailureKeepsChallenge(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), nil)
 	h.out.fail.Store(true)
 	alice := h.browser("alice", "+14155550100")
@@ -692,6 +698,7 @@ func TestSendFailureKeepsChallenge(t *testing.T) {
 }
 
 func TestBadIdentity(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), nil)
 	for name, tc := range map[string]struct {
 		user, phone string
@@ -720,6 +727,7 @@ func TestBadIdentity(t *testing.T) {
 }
 
 func TestMonitorAndUnprotected(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), nil)
 	anon := h.browser("", "")
 	resp, body := anon.do("GET", "/admin/users", nil, "Stepup-User", "root")
@@ -749,6 +757,7 @@ func TestMonitorAndUnprotected(t *testing.T) {
 
 // Twenty tabs submit the right code at once: exactly one grant.
 func TestConcurrentVerify(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		h := newHarness(t, st, func(c *Config, _ []*Policy) { c.MaxAttempts = 10 })
 		alice := h.browser("alice", "+14155550100")
@@ -785,6 +794,7 @@ func TestConcurrentVerify(t *testing.T) {
 // With the store unreachable, protected requests get 503 and the upstream
 // is never reached; unprotected requests pass; recovery needs no restart.
 func TestStoreOutageFailsClosed(t *testing.T) {
+	t.Parallel()
 	srv := testredis.Run(t)
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr(), DialTimeout: 200 * time.Millisecond, MaxRetries: -1})
 	h := newHarness(t, store.NewRedis(client, "", true), nil)
@@ -820,6 +830,7 @@ func TestStoreOutageFailsClosed(t *testing.T) {
 }
 
 func TestConfigBounds(t *testing.T) {
+	t.Parallel()
 	base := func() Config { return Config{Secret: testSecret} }
 	for name, mutate := range map[string]func(*Config){
 		"short secret":      func(c *Config) { c.Secret = []byte("short") },

@@ -49,6 +49,7 @@ func apiTransaction(t *testing.T, h *harness, ctype string, body []byte) string 
 // Finding 1: the same bytes under another multipart boundary (or another
 // media type) are another request to the app: the grant does not open it.
 func TestGrantBoundToContentType(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		h := newHarness(t, st, withCheckout(""))
 		api := h.browser("alice", "+14155550100")
@@ -92,6 +93,7 @@ func TestGrantBoundToContentType(t *testing.T) {
 // Finding 1 (ambiguity): a request with two Content-Type fields, which an
 // app may read either way, is refused before any code is sent.
 func TestTwoContentTypesRefused(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), withCheckout(""))
 	req, _ := http.NewRequest("POST", h.srv.URL+"/checkout", strings.NewReader("amount=1"))
 	req.Header["Content-Type"] = []string{"application/x-www-form-urlencoded", "application/json"}
@@ -112,6 +114,7 @@ func TestTwoContentTypesRefused(t *testing.T) {
 // is replayed, byte for byte, whether the browser comes back with the
 // escapes as sent or decoded.
 func TestEscapedPathReplays(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		h := newTxHarness(t, st)
 		for _, tc := range []struct{ path, back string }{
@@ -146,6 +149,7 @@ func TestEscapedPathReplays(t *testing.T) {
 // operator allows it, the replay carries the original's Origin, Referer
 // and Fetch Metadata, never those of the GET that brings the browser back.
 func TestCrossSiteNotStashed(t *testing.T) {
+	t.Parallel()
 	h := newTxHarness(t, store.NewMemory(time.Minute))
 	alice := h.browser("alice", "+14155550100")
 	body := []byte("amount=1.00&merchant=Shop")
@@ -200,6 +204,7 @@ func (b trailingBody) Read(p []byte) (int, error) { return b.r.Read(p) }
 // Finding 8: no client-supplied Stepup-* field reaches the upstream as a
 // trailer, on unprotected routes and on granted ones.
 func TestTrailersStripped(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), nil)
 	alice := h.browser("alice", "+14155550100")
 	ch, csrf := alice.start("/account/payment-methods")
@@ -232,6 +237,7 @@ func TestTrailersStripped(t *testing.T) {
 // Finding 20: a client trickling a preserved body gets 408 when
 // body_timeout passes, and nothing is created or sent.
 func TestBodyReadDeadline(t *testing.T) {
+	// Not parallel: it measures how long a stalled body is waited for.
 	h := newHarness(t, store.NewMemory(time.Minute), func(c *Config, ps []*Policy) {
 		withCheckout("")(c, ps)
 		c.BodyTimeout = time.Second
@@ -263,6 +269,7 @@ func TestBodyReadDeadline(t *testing.T) {
 // the header is refused with a clear error unless the operator allows it,
 // and a grant refused in a header is revoked (it is in the log now).
 func TestGrantHeaderOptIn(t *testing.T) {
+	t.Parallel()
 	for _, allow := range []bool{false, true} {
 		h := newHarness(t, store.NewMemory(time.Minute), func(c *Config, _ []*Policy) { c.GrantHeader = allow })
 		api := h.browser("alice", "+14155550100")
@@ -305,6 +312,7 @@ func TestGrantHeaderOptIn(t *testing.T) {
 // Finding 5: the WebOTP line names the configured domain whatever Host
 // the request claims, and there is none without a configured domain.
 func TestWebOTPLineFromConfig(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), nil)
 	req, _ := http.NewRequest("GET", h.srv.URL+"/account/payment-methods", nil)
 	req.Host = "login.evil-bank.example"
@@ -336,6 +344,7 @@ func TestWebOTPLineFromConfig(t *testing.T) {
 // (two sites, or two ports) never accept each other's grants, unless a
 // shared scope is configured; a changed policy honours no earlier grant.
 func TestGrantScope(t *testing.T) {
+	t.Parallel()
 	st := store.NewMemory(time.Minute)
 	a := newHarness(t, st, nil)
 	b := newHarness(t, st, nil)
@@ -397,6 +406,7 @@ func TestGrantScope(t *testing.T) {
 // together: exactly max_failures (20) codes are compared, the rest are
 // refused without a comparison.
 func TestFailureCapUnderRace(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		h := newHarness(t, st, func(c *Config, _ []*Policy) { c.Limits.PerUser = store.Limit{Rate: 100, Period: time.Hour} })
 		type guess struct {
@@ -452,6 +462,7 @@ func TestFailureCapUnderRace(t *testing.T) {
 // anything: not a used transaction grant, not a session grant, not a
 // revoked one, and no pending challenge.
 func TestDataLossRefusesEarlierGrants(t *testing.T) {
+	t.Parallel()
 	srv := testredis.Run(t)
 	st := store.NewRedis(redis.NewClient(&redis.Options{Addr: srv.Addr()}), "stepup:", true)
 	h := newHarness(t, st, withCheckout(""))
@@ -500,6 +511,7 @@ func TestDataLossRefusesEarlierGrants(t *testing.T) {
 // was made under: after a reload that changed the policy it expires, and
 // a transaction code never becomes a session grant.
 func TestPolicyChangeExpiresChallenge(t *testing.T) {
+	t.Parallel()
 	st := store.NewMemory(time.Minute)
 	shared := func(c *Config) { c.Scope = "shop" }
 	before := newHarness(t, st, func(c *Config, ps []*Policy) { shared(c); withCheckout("")(c, ps) })
@@ -521,6 +533,7 @@ func TestPolicyChangeExpiresChallenge(t *testing.T) {
 // Finding 9: a challenge made by one handler cannot be verified at
 // another that shares the secret and the store.
 func TestChallengeScope(t *testing.T) {
+	t.Parallel()
 	st := store.NewMemory(time.Minute)
 	a, b := newHarness(t, st, nil), newHarness(t, st, nil)
 	_, ch := a.browser("alice", "+14155550100").apiDo("GET", "/account/payment-methods", nil)
@@ -533,6 +546,7 @@ func TestChallengeScope(t *testing.T) {
 // Finding 20: a user's newer preserved request for a policy replaces the
 // older one's stash at once.
 func TestReplacedStashDeleted(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		h := newTxHarness(t, st)
 		alice := h.browser("alice", "+14155550100")
@@ -552,6 +566,7 @@ func TestReplacedStashDeleted(t *testing.T) {
 // Finding 10: over-long identity values are the client's error (400),
 // never an outage (no source_error, no 503).
 func TestOverlongIdentityIs400(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), nil)
 	for _, b := range []*browser{
 		h.browser(strings.Repeat("u", 300), "+14155550100"),
@@ -570,6 +585,7 @@ func TestOverlongIdentityIs400(t *testing.T) {
 // Finding 8's class: headers that a CGI-style gateway (php_fastcgi, WSGI)
 // reads as Stepup-* never reach the upstream, whatever their spelling.
 func TestFoldedStepupHeadersStripped(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), nil)
 	b := h.browser("alice", "+14155550100")
 	req, _ := http.NewRequest("GET", h.srv.URL+"/other", nil)
@@ -630,6 +646,7 @@ func (b *browser) resetAPI(user string, extra ...string) (*http.Response, map[st
 // an unknown one and one whose number cannot take a code: the same JSON,
 // description included.
 func TestResetAnswersAlike(t *testing.T) {
+	t.Parallel()
 	h := newResetHarness(t, store.NewMemory(time.Minute), nil)
 	volatile := func(m map[string]any) map[string]any {
 		delete(m, "challenge")
@@ -650,6 +667,7 @@ func TestResetAnswersAlike(t *testing.T) {
 // form, say) does not tell which account has that number: hidden-number
 // flows count their budget per account, alike for real and unknown ones.
 func TestResetBudgetIsPerAccount(t *testing.T) {
+	t.Parallel()
 	st := store.NewMemory(time.Minute)
 	one := func(c *Config) { c.Limits.PerNumber = store.Limit{Rate: 1, Period: time.Hour} }
 	signup := newHarness(t, st, func(c *Config, ps []*Policy) { one(c) })
@@ -670,6 +688,7 @@ func TestResetBudgetIsPerAccount(t *testing.T) {
 // Finding 11 (outside test): a stranger who names the same account from
 // another browser does not cancel the owner's pending reset.
 func TestResetStashKeptPerSession(t *testing.T) {
+	t.Parallel()
 	h := newResetHarness(t, store.NewMemory(time.Minute), nil)
 	owner, stranger := h.browser("", ""), h.browser("", "")
 	resp, _ := owner.raw("POST", "/checkout", "application/x-www-form-urlencoded", []byte("email=known"), "X-Reset-User", "known@example.com")
@@ -699,6 +718,7 @@ func waitCount(t *testing.T, o *outbox, n int) {
 // Finding 12 (outside test): a trailer cannot bring the identity headers
 // the source read (an app that merges trailers would see another user).
 func TestIdentityTrailersStripped(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), nil)
 	alice := h.browser("alice", "+14155550100")
 	ch, csrf := alice.start("/account/payment-methods")

@@ -9,6 +9,7 @@ import (
 )
 
 func TestRequestMethods(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		method, target string
 		headers        map[string][]string
@@ -59,6 +60,7 @@ func TestRequestMethods(t *testing.T) {
 // The reading of a request without overrides allocates nothing: it runs
 // for every request a policy without a path prefix might match.
 func TestRequestMethodsAllocatesNothing(t *testing.T) {
+	// Not parallel: it AllocsPerRun counts the allocations of every running test.
 	r := httptest.NewRequest("GET", "http://shop.example/catalog?page=2&q=caf%C3%A9", nil)
 	r.Header.Set("Accept", "text/html")
 	if n := testing.AllocsPerRun(100, func() { _, _ = RequestMethods(r) }); n != 0 {
@@ -67,6 +69,7 @@ func TestRequestMethodsAllocatesNothing(t *testing.T) {
 }
 
 func TestIsMethodParam(t *testing.T) {
+	t.Parallel()
 	for name, want := range map[string]bool{
 		"_method": true, ".method": true, " method": false, "  _method": true, " .method": true, "_method[]": true, "_method[x]": true,
 		"_METHOD": false, "method": false, "_methods": false, "x_method": false, "": false,

@@ -40,6 +40,7 @@ func mustPage(t *testing.T, cfg Config, pc page.Config) *page.Responder {
 // in right-to-left pages, and neither the code nor the full number
 // reaches the page.
 func TestChallengePageLocalized(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		h := newHarness(t, st, nil)
 		for i, tag := range page.Locales() {
@@ -120,6 +121,7 @@ func otherCode(code string) string {
 }
 
 func TestLockedAndFinishedPagesLocalized(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), func(c *Config, _ []*Policy) { c.MaxFailures = 1 })
 	b := h.browser("alice", "+14155550100")
 	loc, csrf := b.start("/account/payment-methods")
@@ -149,6 +151,7 @@ func TestLockedAndFinishedPagesLocalized(t *testing.T) {
 
 // A custom template serves the real pages, under the same headers.
 func TestCustomTemplateServed(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), nil)
 	h.e.page = mustPage(t, h.e.cfg, page.Config{Template: pagetest.WriteTemplate(t, pagetest.CustomTemplate), Title: "Custom Shop"})
 	b := h.browser("alice", "+14155550100")
@@ -166,6 +169,7 @@ func TestCustomTemplateServed(t *testing.T) {
 
 // Branding reaches the page: title, logo, colors, support link.
 func TestBrandedPage(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), nil)
 	h.e.page = mustPage(t, h.e.cfg, page.Config{Title: "Café Müller", Logo: "/static/logo.svg", BrandColor: "#7a1fa2",
 		SupportURL: "tel:+14155550199"})
@@ -184,6 +188,7 @@ func TestBrandedPage(t *testing.T) {
 // The sample pages (previews, template checks) show a challenge with the
 // engine's default settings.
 func TestPageSamplesShowDefaults(t *testing.T) {
+	t.Parallel()
 	tmpl := strings.Replace(pagetest.CustomTemplate, "</main>",
 		`<p id="settings">{{.CodeLength}} {{.AttemptsLeft}} {{.SendsLeft}} {{.ExpiresSeconds}} {{.ResendSeconds}} {{.Action}}</p></main>`, 1)
 	h, err := page.PreviewHandler(page.Config{Template: pagetest.WriteTemplate(t, tmpl)}, "")

@@ -39,6 +39,7 @@ func (b *browser) verifyLast(loc string) *http.Response {
 }
 
 func TestTransactionBrowserReplay(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		h := newTxHarness(t, st)
 		alice := h.browser("alice", "+14155550100")
@@ -111,6 +112,7 @@ func TestTransactionBrowserReplay(t *testing.T) {
 }
 
 func TestSessionModePostPreserved(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), nil)
 	alice := h.browser("alice", "+14155550100")
 	body := []byte(`{"card":"4242","label":"Arbeit ✓"}`)
@@ -136,6 +138,7 @@ func TestSessionModePostPreserved(t *testing.T) {
 }
 
 func TestBodyTooLarge(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		h := newTxHarness(t, st)
 		alice := h.browser("alice", "+14155550100")
@@ -197,6 +200,7 @@ func (b *browser) apiDo(method, path string, body []byte, extra ...string) (*htt
 }
 
 func TestAPITransaction(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		h := newHarness(t, st, withCheckout("Pay {json.order.amount} to {json.order.payee}"))
 		api := h.browser("alice", "+14155550100")
@@ -261,6 +265,7 @@ func TestAPITransaction(t *testing.T) {
 }
 
 func TestAPISessionGrantAndResend(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, store.NewMemory(time.Minute), nil)
 	api := h.browser("alice", "+14155550100")
 	resp, ch := api.apiDo("GET", "/account/payment-methods", nil)
@@ -303,6 +308,7 @@ func TestAPISessionGrantAndResend(t *testing.T) {
 
 // Twenty tabs come back for the same verified request: one replay.
 func TestConcurrentReplay(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		h := newTxHarness(t, st)
 		alice := h.browser("alice", "+14155550100")
@@ -340,6 +346,7 @@ func TestConcurrentReplay(t *testing.T) {
 // A crafted field cannot add lines to the SMS (no fake WebOTP line) nor
 // markup to the page.
 func TestDescribeSanitized(t *testing.T) {
+	t.Parallel()
 	h := newTxHarness(t, store.NewMemory(time.Minute))
 	alice := h.browser("alice", "+14155550100")
 	form := url.Values{
@@ -362,6 +369,7 @@ func TestDescribeSanitized(t *testing.T) {
 }
 
 func TestDescribeTemplate(t *testing.T) {
+	t.Parallel()
 	for _, bad := range []string{"Pay {amount}", "Pay {form.amount", "{cookie.x}", "{form.}"} {
 		if _, err := parseDescribe(bad); err == nil {
 			t.Errorf("parseDescribe(%q) accepted", bad)
@@ -389,6 +397,7 @@ func TestDescribeTemplate(t *testing.T) {
 }
 
 func TestStashRoundTrip(t *testing.T) {
+	t.Parallel()
 	k := testKeys(t)
 	r, _ := http.NewRequest("POST", "/checkout?a=1&a=2", nil)
 	r.Header.Set("Content-Type", "multipart/form-data; boundary=x")
@@ -473,6 +482,7 @@ func BenchmarkStashReplay(b *testing.B) {
 // the next code goes by the channel chosen (and only by it); a channel
 // not offered is refused; with one channel nothing is offered.
 func TestUseAnotherChannel(t *testing.T) {
+	t.Parallel()
 	forEachStore(t, func(t *testing.T, st store.Store) {
 		h := newHarness(t, st, nil)
 		alice := h.browser("alice", "+14155550100")

@@ -15,6 +15,7 @@ import (
 // a form over max_body 413 (not 401), and a plain form over 64 KiB a
 // challenge.
 func TestRequestSourceThroughEngine(t *testing.T) {
+	t.Parallel()
 	src, err := identity.NewRequest(identity.RequestConfig{Phone: "{form.phone}"})
 	if err != nil {
 		t.Fatal(err)

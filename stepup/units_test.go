@@ -8,6 +8,7 @@ import (
 )
 
 func TestNewCodeUniform(t *testing.T) {
+	t.Parallel()
 	var counts [6][10]int
 	const n = 20000
 	for i := 0; i < n; i++ {
@@ -40,6 +41,7 @@ func TestNewCodeUniform(t *testing.T) {
 }
 
 func TestNormalizeCode(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string]string{
 		"123456":                 "123456",
 		" 123 456 ":              "123456",
@@ -68,6 +70,7 @@ func testKeys(t testing.TB) keys {
 }
 
 func TestGrantToken(t *testing.T) {
+	t.Parallel()
 	k := testKeys(t)
 	now := time.Now()
 	g := Grant{Kind: SessionGrant, Policy: "p", IssuedAt: now, Expires: now.Add(time.Minute)}
@@ -179,6 +182,7 @@ var hostileReturnURLs = []string{
 }
 
 func TestSafeReturnPath(t *testing.T) {
+	t.Parallel()
 	for _, s := range hostileReturnURLs {
 		if got, ok := SafeReturnPath(s); ok {
 			t.Errorf("SafeReturnPath(%q) accepted as %q", s, got)

@@ -1,6 +1,10 @@
 // Package testredis starts real redis-server processes on free loopback
 // ports for tests. It never skips: when redis-server is missing, the test
 // fails and says how to get it (./xcaddy.sh test installs it).
+//
+// Ports come from freeport: redis-server binds its port itself, so a
+// server whose port was taken before it bound it is started again on
+// another.
 package testredis
 
 import (
@@ -18,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddy-stepup/caddy-stepup/internal/freeport"
 )
 
 // Server is one redis-server process listening on 127.0.0.1.
@@ -37,8 +43,8 @@ type Server struct {
 	// hold keeps the port of a stopped server bound but not listening,
 	// so that no other test's server takes it while this one is down
 	// (tests in parallel packages start servers on free ports): clients
-	// get "connection refused", as from a dead server. -1: none.
-	hold int
+	// get "connection refused", as from a dead server. nil: none.
+	hold *freeport.Port
 }
 
 // Addr returns "127.0.0.1:PORT".
@@ -61,16 +67,6 @@ func Binary() (string, error) {
 	return p, nil
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // New starts a redis-server in dir (a temporary directory when empty),
 // with extra arguments appended to its command line. Stop it with Stop.
 func New(dir string, extra ...string) (*Server, error) {
@@ -81,44 +77,49 @@ func New(dir string, extra ...string) (*Server, error) {
 		}
 		dir = d
 	}
-	var lastErr error
-	for try := 0; try < 5; try++ {
-		port, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		s := &Server{Port: port, Dir: dir, extra: extra}
-		if lastErr = s.Start(); lastErr == nil {
-			return s, nil
-		}
-		s.Release()
+	var s *Server
+	err := freeport.Retry(1, func(ports []int) error {
+		s = &Server{Port: ports[0], Dir: dir, extra: extra}
+		return s.start()
+	})
+	if err != nil {
+		return nil, err
 	}
-	return nil, lastErr
+	return s, nil
 }
 
 // holdPort binds the port without listening.
 func (s *Server) holdPort() {
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	if err != nil {
-		return
+	if p, err := freeport.HoldPort(s.Port); err == nil {
+		s.hold = p
 	}
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: s.Port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		syscall.Close(fd)
-		return
-	}
-	s.hold = fd
 }
 
 // releasePort gives the held port back.
 func (s *Server) releasePort() {
-	if s.hold > 0 {
-		syscall.Close(s.hold)
-		s.hold = 0
+	if s.hold != nil {
+		s.hold.Release()
+		s.hold = nil
 	}
 }
 
-// Start starts (or restarts) the server on its port.
+// Start starts (or restarts) the server on its port. The port is held
+// while the server is stopped; should another process take it in the
+// moment between the release and redis-server's bind, the start is
+// tried again for a few seconds.
 func (s *Server) Start() error {
+	var err error
+	for try := 0; try < 20; try++ {
+		if err = s.start(); err == nil || !freeport.InUse(err.Error()) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
+}
+
+// start starts the server once.
+func (s *Server) start() error {
 	s.mu.Lock()
 	s.releasePort()
 	s.mu.Unlock()
@@ -165,6 +166,7 @@ func (s *Server) Start() error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	s.Stop()
+	s.Release()
 	return fmt.Errorf("redis-server on port %d did not answer PING within 10s", s.Port)
 }
 
@@ -196,16 +198,6 @@ func (s *Server) ping() error {
 		return fmt.Errorf("unexpected answer to PING: %q", line)
 	}
 	return nil
-}
-
-// portFree reports whether a TCP port on 127.0.0.1 can be listened on.
-func portFree(port int) bool {
-	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		return false
-	}
-	l.Close()
-	return true
 }
 
 // Raw runs a command with redis-cli and returns its output.

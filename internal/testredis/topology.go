@@ -2,6 +2,7 @@ package testredis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-stepup/caddy-stepup/internal/freeport"
 )
 
 // Cluster is a local Redis Cluster.
@@ -30,22 +33,33 @@ func (c *Cluster) Addrs() []string {
 	return a
 }
 
-// clusterPort returns a port p such that p and its cluster bus port
-// p+10000 were both free a moment ago.
-func clusterPort() (int, error) {
-	for try := 0; try < 50; try++ {
-		p, err := FreePort()
-		if err != nil {
-			return 0, err
-		}
+// startNode starts a cluster node in a directory under dir, on a port
+// p whose cluster bus port p+10000 was free too, and stops it when the
+// test ends.
+func startNode(tb testing.TB, dir string, extra []string) (*Server, error) {
+	var s *Server
+	err := freeport.Retry(1, func(ports []int) error {
+		p := ports[0]
 		if p+10000 > 65535 {
-			continue
+			return errors.New("address already in use: no room for the cluster bus port")
 		}
-		if portFree(p + 10000) {
-			return p, nil
+		bus, err := freeport.HoldPort(p + 10000)
+		if err != nil {
+			return fmt.Errorf("cluster bus port: address already in use (%v)", err)
 		}
+		bus.Release()
+		nodeDir := filepath.Join(dir, strconv.Itoa(p))
+		if err := os.MkdirAll(nodeDir, 0o755); err != nil {
+			return err
+		}
+		s = &Server{Port: p, Dir: nodeDir, extra: extra}
+		return s.start()
+	})
+	if err != nil {
+		return nil, err
 	}
-	return 0, fmt.Errorf("no free port pair for a cluster node")
+	tb.Cleanup(func() { s.Stop(); s.Release() })
+	return s, nil
 }
 
 // RunCluster starts masters cluster-enabled redis-servers, joins them
@@ -67,24 +81,15 @@ func RunClusterReplicas(tb testing.TB, masters, replicas int) *Cluster {
 	dir := tb.TempDir()
 	c := &Cluster{}
 	for i := 0; i < masters*(1+replicas); i++ {
-		port, err := clusterPort()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		nodeDir := filepath.Join(dir, strconv.Itoa(port))
-		if err := os.MkdirAll(nodeDir, 0o755); err != nil {
-			tb.Fatal(err)
-		}
-		s := &Server{Port: port, Dir: nodeDir, extra: []string{
+		s, err := startNode(tb, dir, []string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-node-timeout", "2000",
 			"--repl-diskless-sync-delay", "0",
-		}}
-		if err := s.Start(); err != nil {
+		})
+		if err != nil {
 			tb.Fatalf("starting cluster node: %v", err)
 		}
-		tb.Cleanup(func() { s.Stop(); s.Release() })
 		c.Nodes = append(c.Nodes, s)
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
@@ -172,16 +177,16 @@ func RunSentinel(tb testing.TB) *Sentinel {
 	tb.Helper()
 	dir := tb.TempDir()
 	start := func(name string, extra ...string) *Server {
-		port, err := FreePort()
-		if err != nil {
-			tb.Fatal(err)
-		}
 		d := filepath.Join(dir, name)
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			tb.Fatal(err)
 		}
-		s := &Server{Port: port, Dir: d, extra: extra}
-		if err := s.Start(); err != nil {
+		var s *Server
+		err := freeport.Retry(1, func(ports []int) error {
+			s = &Server{Port: ports[0], Dir: d, extra: extra}
+			return s.start()
+		})
+		if err != nil {
 			tb.Fatalf("starting %s: %v", name, err)
 		}
 		tb.Cleanup(func() { s.Stop(); s.Release() })
@@ -191,28 +196,27 @@ func RunSentinel(tb testing.TB) *Sentinel {
 	st.Master = start("master")
 	st.Replica = start("replica", "--replicaof", "127.0.0.1", strconv.Itoa(st.Master.Port))
 
-	port, err := FreePort()
-	if err != nil {
-		tb.Fatal(err)
-	}
 	sdir := filepath.Join(dir, "sentinel")
 	if err := os.MkdirAll(sdir, 0o755); err != nil {
 		tb.Fatal(err)
 	}
 	conf := filepath.Join(sdir, "sentinel.conf")
-	body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
-		"sentinel monitor %s 127.0.0.1 %d 1\n"+
-		"sentinel down-after-milliseconds %s 1000\n"+
-		"sentinel failover-timeout %s 5000\n"+
-		"sentinel parallel-syncs %s 1\n",
-		port, sdir, st.MasterName, st.Master.Port, st.MasterName, st.MasterName, st.MasterName)
-	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
-		tb.Fatal(err)
-	}
-	// A Sentinel is redis-server in sentinel mode; its config file must
-	// come first on the command line.
-	st.Sentinel = &Server{Port: port, Dir: sdir, confFirst: conf, extra: []string{"--sentinel"}}
-	if err := st.Sentinel.Start(); err != nil {
+	err := freeport.Retry(1, func(ports []int) error {
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
+			"sentinel monitor %s 127.0.0.1 %d 1\n"+
+			"sentinel down-after-milliseconds %s 1000\n"+
+			"sentinel failover-timeout %s 5000\n"+
+			"sentinel parallel-syncs %s 1\n",
+			ports[0], sdir, st.MasterName, st.Master.Port, st.MasterName, st.MasterName, st.MasterName)
+		if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+			return err
+		}
+		// A Sentinel is redis-server in sentinel mode; its config file
+		// must come first on the command line.
+		st.Sentinel = &Server{Port: ports[0], Dir: sdir, confFirst: conf, extra: []string{"--sentinel"}}
+		return st.Sentinel.start()
+	})
+	if err != nil {
 		tb.Fatalf("starting sentinel: %v", err)
 	}
 	tb.Cleanup(func() { st.Sentinel.Stop(); st.Sentinel.Release() })

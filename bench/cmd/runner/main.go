@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,6 +28,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/caddy-stepup/caddy-stepup/internal/freeport"
 )
 
 type options struct {
@@ -49,7 +52,7 @@ type options struct {
 
 func main() {
 	var o options
-	flag.BoolVar(&o.quick, "quick", false, "CI mode: one repetition of ~2s per configuration")
+	flag.BoolVar(&o.quick, "quick", false, "CI mode: one repetition of 1s per configuration, no warm-up, 1s profiles")
 	flag.StringVar(&o.out, "out", "", "Markdown report to write (required)")
 	flag.StringVar(&o.caddy, "caddy", "", "Caddy binary with the stepup plugin (required)")
 	flag.StringVar(&o.bin, "bin", "", "directory holding the upstream, receiver and authsvc binaries (required)")
@@ -58,7 +61,7 @@ func main() {
 	flag.StringVar(&o.repo, "repo", ".", "the repository root")
 	flag.StringVar(&o.command, "command", "bench/run.sh", "the command line to record in the report")
 	flag.IntVar(&o.reps, "reps", 0, "A/B repetitions per configuration (default 5, --quick 1)")
-	flag.DurationVar(&o.duration, "duration", 0, "length of one measured wrk run, whole seconds (default 5s, --quick 2s)")
+	flag.DurationVar(&o.duration, "duration", 0, "length of one measured wrk run, whole seconds (default 5s, --quick 1s)")
 	flag.IntVar(&o.conns, "conns", 32, "wrk connections")
 	flag.Parse()
 	if o.out == "" || o.caddy == "" || o.bin == "" || o.work == "" {
@@ -76,13 +79,15 @@ func main() {
 	}
 	o.warmup, o.profile, o.samples, o.users = 2*time.Second, 10*time.Second, 5000, 20000
 	if o.quick {
-		o.warmup, o.profile, o.samples, o.users = time.Second, 2*time.Second, 500, 2000
+		// What shows that the suite runs end to end: every
+		// configuration checked and driven once, every profile taken.
+		o.warmup, o.profile, o.samples, o.users = 0, time.Second, 500, 2000
 	}
 	if o.reps == 0 {
 		o.reps = map[bool]int{false: 5, true: 1}[o.quick]
 	}
 	if o.duration == 0 {
-		o.duration = map[bool]time.Duration{false: 5 * time.Second, true: 2 * time.Second}[o.quick]
+		o.duration = map[bool]time.Duration{false: 5 * time.Second, true: time.Second}[o.quick]
 	}
 	o.duration = o.duration.Round(time.Second)
 	if o.duration < time.Second {
@@ -226,15 +231,45 @@ func randomSecret(n int) string {
 	return base64.StdEncoding.EncodeToString(b)
 }
 
-// startServers starts Redis, the helpers and Caddy on free ports.
+// startServers starts Redis, the helpers and Caddy on free ports. Each
+// port is held (freeport) until the process that binds it starts; when
+// one was taken in that moment, everything starts again on new ports.
 func (s *suite) startServers(ctx context.Context) error {
+	var err error
+	for try := 0; try < 5; try++ {
+		if err = s.startServersOnce(ctx); err == nil || !freeport.InUse(err.Error()) {
+			return err
+		}
+		s.logf("a port was taken before its server bound it: starting again on other ports")
+		s.teardown()
+		s.procs, s.caddy, s.rdb = nil, nil, nil
+	}
+	return err
+}
+
+func (s *suite) startServersOnce(ctx context.Context) error {
+	var held []*freeport.Port
+	defer func() {
+		for _, h := range held {
+			h.Release()
+		}
+	}()
 	for _, p := range []*int{&s.ports.Admin, &s.ports.Plain, &s.ports.Redis, &s.ports.Memory, &s.ports.Forward,
 		&s.ports.Limited, &s.ports.Upstream, &s.ports.Receiver, &s.ports.AuthService, &s.ports.RedisServer} {
-		port, err := freePort()
+		h, err := freeport.Hold()
 		if err != nil {
 			return err
 		}
-		*p = port
+		held = append(held, h)
+		*p = h.Num
+	}
+	// release lets the process about to start bind its ports.
+	release := func(ports ...int) {
+		for _, h := range held {
+			if slices.Contains(ports, h.Num) {
+				h.Release()
+			}
+		}
 	}
 	addr := func(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 	hookSecret := "whsec_" + randomSecret(24)
@@ -249,6 +284,7 @@ func (s *suite) startServers(ctx context.Context) error {
 		return p, p.waitListen(addr(port), 30*time.Second)
 	}
 	s.logf("starting redis-server, upstream, receiver, authsvc and caddy on 127.0.0.1")
+	release(s.ports.RedisServer)
 	if _, err := launch("redis", s.ports.RedisServer, nil, "redis-server",
 		"--port", strconv.Itoa(s.ports.RedisServer), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", s.opts.work); err != nil {
@@ -259,14 +295,17 @@ func (s *suite) startServers(ctx context.Context) error {
 		return fmt.Errorf("redis: %w", err)
 	}
 	bin := func(name string) string { return filepath.Join(s.opts.bin, name) }
+	release(s.ports.Upstream)
 	if _, err := launch("upstream", s.ports.Upstream, nil, bin("upstream"), "-addr", addr(s.ports.Upstream)); err != nil {
 		return err
 	}
+	release(s.ports.Receiver)
 	if _, err := launch("receiver", s.ports.Receiver, nil, bin("receiver"),
 		"-addr", addr(s.ports.Receiver), "-secret", hookSecret); err != nil {
 		return err
 	}
 	s.rc = receiverClient{base: s.url(s.ports.Receiver, "")}
+	release(s.ports.AuthService)
 	if _, err := launch("authsvc", s.ports.AuthService, nil, bin("authsvc"),
 		"-addr", addr(s.ports.AuthService), "-redis", redisURL, "-cookie", "session", "-prefix", "sess:"); err != nil {
 		return err
@@ -292,12 +331,20 @@ func (s *suite) startServers(ctx context.Context) error {
 		"HOME=" + s.opts.work, "XDG_CONFIG_HOME=" + s.opts.work, "XDG_DATA_HOME=" + s.opts.work,
 		"STEPUP_SECRET=" + randomSecret(32), "BENCH_WEBHOOK_SECRET=" + hookSecret,
 	}
+	release(s.ports.Admin, s.ports.Plain, s.ports.Redis, s.ports.Memory, s.ports.Forward, s.ports.Limited)
 	s.caddy, err = launch("caddy", s.ports.Limited, env, s.opts.caddy, "run", "--config", conf, "--adapter", "caddyfile")
 	if err != nil {
 		return err
 	}
 	for _, port := range []int{s.ports.Plain, s.ports.Redis, s.ports.Memory, s.ports.Forward, s.ports.Admin} {
 		if err := s.caddy.waitListen(addr(port), 30*time.Second); err != nil {
+			return err
+		}
+	}
+	// A port another process took answers too: every server must still
+	// be running.
+	for _, p := range s.procs {
+		if err := p.alive(); err != nil {
 			return err
 		}
 	}
@@ -617,26 +664,13 @@ func (s *suite) cpu() (map[string]int64, error) {
 // measure warms every configuration up, then runs each against the
 // baseline in A/B/A/B repetitions.
 func (s *suite) measure(ctx context.Context) {
-	s.logf("warming up (%s each)", s.opts.warmup)
-	if _, err := s.measureOnce(ctx, s.baseline, s.opts.warmup); err != nil {
-		s.baseline.err = err
-		s.fail("(1) "+s.baseline.name, err)
-		return
+	if s.opts.warmup > 0 {
+		s.warmUp(ctx)
 	}
 	for _, c := range s.configs {
-		if c.err != nil {
-			continue
+		if s.baseline.err != nil {
+			return
 		}
-		r, err := s.prepareAndMeasure(ctx, c, s.opts.warmup)
-		for try := 0; err != nil && c.exhausted != nil && c.exhausted(r) && try < maxExhaustedRetries; try++ {
-			r, err = s.prepareAndMeasure(ctx, c, s.opts.warmup)
-		}
-		if err != nil {
-			c.err = err
-			s.fail("("+c.key+") "+c.name+" (warm-up)", err)
-		}
-	}
-	for _, c := range s.configs {
 		if c.err != nil || ctx.Err() != nil {
 			continue
 		}
@@ -665,6 +699,30 @@ func (s *suite) measure(ctx context.Context) {
 		}
 		if c.err != nil {
 			s.fail("("+c.key+") "+c.name, c.err)
+		}
+	}
+}
+
+// warmUp drives the baseline and every configuration once for the
+// warm-up time; a configuration that fails here is not measured.
+func (s *suite) warmUp(ctx context.Context) {
+	s.logf("warming up (%s each)", s.opts.warmup)
+	if _, err := s.measureOnce(ctx, s.baseline, s.opts.warmup); err != nil {
+		s.baseline.err = err
+		s.fail("(1) "+s.baseline.name, err)
+		return
+	}
+	for _, c := range s.configs {
+		if c.err != nil {
+			continue
+		}
+		r, err := s.prepareAndMeasure(ctx, c, s.opts.warmup)
+		for try := 0; err != nil && c.exhausted != nil && c.exhausted(r) && try < maxExhaustedRetries; try++ {
+			r, err = s.prepareAndMeasure(ctx, c, s.opts.warmup)
+		}
+		if err != nil {
+			c.err = err
+			s.fail("("+c.key+") "+c.name+" (warm-up)", err)
 		}
 	}
 }

@@ -133,16 +133,6 @@ var clockTicks = sync.OnceValue(func() float64 {
 	return 100
 })
 
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // tail returns the last n bytes of a file.
 func tail(path string, n int) string {
 	data, err := os.ReadFile(path)

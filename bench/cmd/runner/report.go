@@ -217,8 +217,12 @@ func (s *suite) writeReport() error {
 	w("| Go | %s (the one that built Caddy) |\n", s.machine.goVersion)
 	w("| Caddy | %s with caddy-stepup at %s (%s) |\n", s.machine.caddy, s.machine.commit, s.machine.binary)
 	w("| Redis | %s (`--save \"\" --appendonly no`) |\n", s.machine.redis)
-	w("| wrk | %s: `-t1 -c%d`, %d × %s per configuration, each repetition right after one of the baseline; %s warm-up each |\n",
-		s.machine.wrk, o.conns, o.reps, o.duration, o.warmup)
+	warmup := fmt.Sprintf("%s warm-up each", o.warmup)
+	if o.warmup == 0 {
+		warmup = "no warm-up"
+	}
+	w("| wrk | %s: `-t1 -c%d`, %d × %s per configuration, each repetition right after one of the baseline; %s |\n",
+		s.machine.wrk, o.conns, o.reps, o.duration, warmup)
 	w("| load average at the start | %s |\n", s.machine.load)
 	var foreign, steal []float64
 	for _, c := range s.configs {

@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -24,6 +23,8 @@ import (
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
+
+	"github.com/caddy-stepup/caddy-stepup/internal/freeport"
 )
 
 // ClientID is the audience of the tokens Token issues.
@@ -37,6 +38,9 @@ type Issuer struct {
 	addr string
 	mu   sync.Mutex
 	srv  *http.Server
+	// hold keeps the port while the issuer is down: connections are
+	// refused, and nothing else can take the address.
+	hold *freeport.Port
 	keys []*Key
 
 	discoveryHits atomic.Int32
@@ -70,14 +74,17 @@ func New(tb testing.TB) (*Issuer, *Key) {
 // listen yet (connections are refused) and has no keys: call Start.
 func NewDown(tb testing.TB) *Issuer {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freeport.Hold()
 	if err != nil {
 		tb.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	is := &Issuer{URL: "http://" + addr, addr: addr}
-	tb.Cleanup(is.Stop)
+	is := &Issuer{URL: "http://" + p.Addr(), addr: p.Addr(), hold: p}
+	tb.Cleanup(func() {
+		is.Stop()
+		is.mu.Lock()
+		is.hold.Release()
+		is.mu.Unlock()
+	})
 	return is
 }
 
@@ -88,14 +95,7 @@ func (is *Issuer) Start() error {
 	if is.srv != nil {
 		return nil
 	}
-	var l net.Listener
-	var err error
-	for try := 0; try < 50; try++ {
-		if l, err = net.Listen("tcp", is.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	l, err := is.hold.Listen()
 	if err != nil {
 		return fmt.Errorf("oidctest: listening on %s: %v", is.addr, err)
 	}
@@ -111,6 +111,10 @@ func (is *Issuer) Stop() {
 	if is.srv != nil {
 		_ = is.srv.Close()
 		is.srv = nil
+		// Hold the port again at once, for the next Start.
+		if p, err := freeport.HoldPort(is.hold.Num); err == nil {
+			is.hold = p
+		}
 	}
 }
 
