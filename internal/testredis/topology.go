@@ -204,7 +204,7 @@ func RunSentinel(tb testing.TB) *Sentinel {
 	err := freeport.Retry(1, func(ports []int) error {
 		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\n"+
 			"sentinel monitor %s 127.0.0.1 %d 1\n"+
-			"sentinel down-after-milliseconds %s 1000\n"+
+			"sentinel down-after-milliseconds %s 2000\n"+
 			"sentinel failover-timeout %s 5000\n"+
 			"sentinel parallel-syncs %s 1\n",
 			ports[0], sdir, st.MasterName, st.Master.Port, st.MasterName, st.MasterName, st.MasterName)

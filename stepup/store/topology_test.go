@@ -77,7 +77,9 @@ func TestSentinelFailover(t *testing.T) {
 		}
 		failures++ // fails closed while no master is known
 		if time.Now().After(deadline) {
-			t.Fatalf("no failover within 30s: %v", err)
+			master, merr := redis.NewSentinelClient(&redis.Options{Addr: sn.Sentinel.Addr()}).GetMasterAddrByName(ctx, sn.MasterName).Result()
+			t.Fatalf("no failover within 30s: %v (the sentinel's master: %v, %v; master was %s, replica %s)",
+				err, master, merr, sn.Master.Addr(), sn.Replica.Addr())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
