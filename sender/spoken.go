@@ -1,6 +1,9 @@
 package sender
 
-import "strings"
+import (
+	"fmt"
+	"strings"
+)
 
 // What a voice call says. The code page's catalog (stepup/page) has the
 // texts of every locale, but package sender never imports the engine:
@@ -87,4 +90,24 @@ func SpokenCode(locale, code string) string {
 	}
 	b.WriteString(s.end)
 	return b.String()
+}
+
+// How many times a voice call reads the code: DefaultVoiceRepeat when
+// the sender's configuration says nothing (0), at most MaxVoiceRepeat.
+const (
+	DefaultVoiceRepeat = 2
+	MaxVoiceRepeat     = 3
+)
+
+// VoiceRepeat checks a voice sender's configured repeat count n, 0 for
+// the default, and returns the count its calls use. name is the sender
+// kind for the error ("twilio_voice").
+func VoiceRepeat(name string, n int) (int, error) {
+	if n == 0 {
+		return DefaultVoiceRepeat, nil
+	}
+	if n < 1 || n > MaxVoiceRepeat {
+		return 0, fmt.Errorf("%s sender: repeat %d out of range (1 to %d)", name, n, MaxVoiceRepeat)
+	}
+	return n, nil
 }

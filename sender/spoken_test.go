@@ -53,3 +53,22 @@ func TestSpokenCode(t *testing.T) {
 		}
 	}
 }
+
+// Every voice sender holds its repeat count to the same bounds.
+func TestVoiceRepeat(t *testing.T) {
+	for _, tc := range []struct {
+		n, want int
+		err     string
+	}{
+		{0, DefaultVoiceRepeat, ""},
+		{1, 1, ""},
+		{MaxVoiceRepeat, MaxVoiceRepeat, ""},
+		{MaxVoiceRepeat + 1, 0, "twilio_voice sender: repeat 4 out of range (1 to 3)"},
+		{-1, 0, "twilio_voice sender: repeat -1 out of range (1 to 3)"},
+	} {
+		got, err := VoiceRepeat("twilio_voice", tc.n)
+		if got != tc.want || (err == nil) != (tc.err == "") || (err != nil && err.Error() != tc.err) {
+			t.Errorf("VoiceRepeat(%d) = %d, %v; want %d, %q", tc.n, got, err, tc.want, tc.err)
+		}
+	}
+}

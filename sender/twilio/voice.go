@@ -44,10 +44,10 @@ var DefaultSpeakers = []Speaker{
 	{Locale: "pt-BR", Language: "pt-BR", Voice: "Google.pt-BR-Standard-C"},
 }
 
-// Bounds of VoiceConfig.Repeat.
+// Bounds of VoiceConfig.Repeat: those of every voice sender.
 const (
-	DefaultRepeat = 2
-	MaxRepeat     = 3
+	DefaultRepeat = sender.DefaultVoiceRepeat
+	MaxRepeat     = sender.MaxVoiceRepeat
 )
 
 // maxTwiml is the longest Twiml parameter Twilio takes, in characters.
@@ -90,8 +90,8 @@ func (c *VoiceConfig) Validate() error {
 	if c.From == "" {
 		return errors.New("twilio_voice sender: needs from (the calling number)")
 	}
-	if c.Repeat < 0 || c.Repeat > MaxRepeat {
-		return fmt.Errorf("twilio_voice sender: repeat %d out of range (1 to %d)", c.Repeat, MaxRepeat)
+	if _, err := sender.VoiceRepeat("twilio_voice", c.Repeat); err != nil {
+		return err
 	}
 	return checkSpeakers(c.Voices)
 }
@@ -156,10 +156,9 @@ func NewVoice(cfg VoiceConfig) (*VoiceSender, error) {
 		url:      cfg.url(base, "Calls.json"),
 		from:     cfg.From,
 		speakers: map[string]Speaker{},
-		repeat:   cfg.Repeat,
 	}
-	if s.repeat == 0 {
-		s.repeat = DefaultRepeat
+	if s.repeat, err = sender.VoiceRepeat("twilio_voice", cfg.Repeat); err != nil {
+		return nil, err
 	}
 	for _, v := range DefaultSpeakers {
 		s.speakers[v.Locale] = v

@@ -38,10 +38,10 @@ var DefaultSpeakers = []Speaker{
 	{Locale: "pt-BR", Language: "pt-BR"},
 }
 
-// Bounds of VoiceConfig.Repeat.
+// Bounds of VoiceConfig.Repeat: those of every voice sender.
 const (
-	DefaultRepeat = 2
-	MaxRepeat     = 3
+	DefaultRepeat = sender.DefaultVoiceRepeat
+	MaxRepeat     = sender.MaxVoiceRepeat
 )
 
 // maxStyle bounds Speaker.Style; Vonage has a handful per language.
@@ -81,8 +81,8 @@ func (c *VoiceConfig) Validate() error {
 	if c.From == "" {
 		return errors.New("vonage_voice sender: needs from (the calling number)")
 	}
-	if c.Repeat < 0 || c.Repeat > MaxRepeat {
-		return fmt.Errorf("vonage_voice sender: repeat %d out of range (1 to %d)", c.Repeat, MaxRepeat)
+	if _, err := sender.VoiceRepeat("vonage_voice", c.Repeat); err != nil {
+		return err
 	}
 	seen := map[string]bool{}
 	for _, v := range c.Voices {
@@ -145,10 +145,9 @@ func NewVoice(cfg VoiceConfig) (*VoiceSender, error) {
 		url:      base + "/v1/calls",
 		from:     from,
 		speakers: map[string]Speaker{},
-		repeat:   cfg.Repeat,
 	}
-	if s.repeat == 0 {
-		s.repeat = DefaultRepeat
+	if s.repeat, err = sender.VoiceRepeat("vonage_voice", cfg.Repeat); err != nil {
+		return nil, err
 	}
 	for _, v := range DefaultSpeakers {
 		s.speakers[v.Locale] = v
