@@ -268,7 +268,8 @@ func FuzzPathPrefilter(f *testing.F) {
 			if err != nil || !match || pol.prefixes == nil {
 				continue
 			}
-			if pol.skip(clean, r, &ps) {
+			ps.init(r.URL.Path)
+			if pol.skip(clean, &ps) {
 				i, _ := strconv.Atoi(pol.Name[1:])
 				t.Fatalf("path %q matches policy %s (%v) but the prefilter would skip it (clean %q, readings %q, prefixes %v)",
 					p, pol.Name, prefilterPatterns[i], clean, ps.readings[:ps.n], pol.prefixes)
@@ -276,6 +277,9 @@ func FuzzPathPrefilter(f *testing.F) {
 		}
 		if r.URL.Path != p {
 			t.Fatalf("the path is %q after matching, want %q", r.URL.Path, p)
+		}
+		if containsPHP(p) != containsFold(p, ".php") {
+			t.Fatalf("containsPHP(%q) = %v, containsFold says otherwise", p, containsPHP(p))
 		}
 	})
 }

@@ -1240,8 +1240,9 @@ func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 			if !cleaned {
 				// The same normalization as Caddy's path matcher.
 				clean, cleaned = caddyhttp.CleanPath(strings.ToLower(r.URL.Path), true), true
+				paths.init(r.URL.Path)
 			}
-			if p.skip(clean, r, &paths) {
+			if p.skip(clean, &paths) {
 				continue
 			}
 		}
@@ -1358,11 +1359,12 @@ func (h *Handler) choosePolicy(r *http.Request, s *methodState, ps *pathState) (
 	return chosen, nil
 }
 
-// skip reports whether the path prefilter rules out p for r, whose path
-// cleaned and lower-cased is clean: neither it nor another reading of
-// the path (pathState) starts with one of p's prefixes.
-func (p *Policy) skip(clean string, r *http.Request, paths *pathState) bool {
-	return !hasAnyPrefix(clean, p.prefixes) && !paths.hasAnyPrefix(r, p.prefixes)
+// skip reports whether the path prefilter rules out p for a request
+// whose path cleaned and lower-cased is clean: neither it nor another
+// reading of the path (paths, initialized) starts with one of p's
+// prefixes.
+func (p *Policy) skip(clean string, paths *pathState) bool {
+	return !hasAnyPrefix(clean, p.prefixes) && !paths.anyHasPrefix(p.prefixes)
 }
 
 func hasAnyPrefix(s string, prefixes []string) bool {

@@ -62,7 +62,7 @@ func (ps *pathState) init(path string) {
 	if !strings.HasPrefix(path, "/") {
 		return
 	}
-	vary, php := pathMayVary(path), containsFold(path, ".php")
+	vary, php := pathMayVary(path), containsPHP(path)
 	if !vary && !php {
 		return
 	}
@@ -105,6 +105,21 @@ func (ps *pathState) addPHP(path, p string) {
 	}
 }
 
+// containsPHP reports whether p holds ".php" in any ASCII case, as
+// containsFold(p, ".php") does, at the cost of a byte search for '.'.
+func containsPHP(p string) bool {
+	for {
+		i := strings.IndexByte(p, '.')
+		if i < 0 || len(p)-i < len(".php") {
+			return false
+		}
+		if p[i+1]|0x20 == 'p' && p[i+2]|0x20 == 'h' && p[i+3]|0x20 == 'p' {
+			return true
+		}
+		p = p[i+1:]
+	}
+}
+
 // phpRemainders returns what follows the first ".php" of p, in any ASCII
 // case, as php_fastcgi's transport splits a path into SCRIPT_NAME and
 // PATH_INFO, and what follows the first ".php" that ends a segment, as
@@ -140,6 +155,12 @@ func (ps *pathState) has(p string) bool {
 // lower-cased, starts with one of prefixes.
 func (ps *pathState) hasAnyPrefix(r *http.Request, prefixes []string) bool {
 	ps.init(r.URL.Path)
+	return ps.anyHasPrefix(prefixes)
+}
+
+// anyHasPrefix is hasAnyPrefix once init ran: nothing to do for a plain
+// path, which has no other reading.
+func (ps *pathState) anyHasPrefix(prefixes []string) bool {
 	for i := 0; i < ps.n; i++ {
 		if hasAnyPrefix(ps.clean[i], prefixes) {
 			return true
