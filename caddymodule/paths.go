@@ -1,7 +1,6 @@
 package caddymodule
 
 import (
-	"net/http"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -151,15 +150,9 @@ func (ps *pathState) has(p string) bool {
 	return false
 }
 
-// hasAnyPrefix reports whether another reading of r's path, cleaned and
-// lower-cased, starts with one of prefixes.
-func (ps *pathState) hasAnyPrefix(r *http.Request, prefixes []string) bool {
-	ps.init(r.URL.Path)
-	return ps.anyHasPrefix(prefixes)
-}
-
-// anyHasPrefix is hasAnyPrefix once init ran: nothing to do for a plain
-// path, which has no other reading.
+// anyHasPrefix reports whether another reading of the path (init ran),
+// cleaned and lower-cased, starts with one of prefixes: nothing to do
+// for a plain path, which has no other reading.
 func (ps *pathState) anyHasPrefix(prefixes []string) bool {
 	for i := 0; i < ps.n; i++ {
 		if hasAnyPrefix(ps.clean[i], prefixes) {
