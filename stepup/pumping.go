@@ -154,6 +154,14 @@ func (p *Pumping) setDefaults() error {
 	return nil
 }
 
+// WithDefaults returns p with its defaults filled in, or an error
+// naming the first option out of its bounds (Config.WithDefaults checks
+// the same; the Caddyfile parser calls it to point at the block).
+func (p Pumping) WithDefaults() (Pumping, error) {
+	err := p.setDefaults()
+	return p, err
+}
+
 // rule is the store's form of p.
 func (p *Pumping) rule() store.PumpRule {
 	return store.PumpRule{Window: p.Window, MinSends: p.MinSends, MinConversion: p.MinConversion,

@@ -287,3 +287,24 @@ func TestPumpingConfig(t *testing.T) {
 		t.Errorf("NumberPrefix = %s", got)
 	}
 }
+
+// BenchmarkPumpingBlocked: each request is for a number whose prefix the
+// pumping defense blocks (enforce). Compare with BenchmarkChallenge (both
+// against Redis): a blocked send costs less than a send.
+func BenchmarkPumpingBlocked(b *testing.B) {
+	e, out := benchEngine(b, func(c *Config) {
+		c.Limits = Limits{PerUser: store.Limit{Rate: -1}, PerIP: store.Limit{Rate: -1}, PerNumber: store.Limit{Rate: -1}}
+		c.Pumping = Pumping{Mode: PumpingEnforce}
+	})
+	phone, _ := sender.ParsePhone("+14155550100", "")
+	rule := e.cfg.Pumping.rule()
+	for i := 0; i <= rule.MinSends; i++ {
+		if _, err := e.store.(store.PumpingStore).PumpSend(context.Background(), "1", NumberPrefix(phone), rule, time.Now()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	benchServe(b, e, func(i int) string { return fmt.Sprintf("user-%d", i) })
+	if out.count() != 0 {
+		b.Fatalf("%d codes sent to a blocked prefix", out.count())
+	}
+}
