@@ -229,6 +229,10 @@ func (e *Engine) allowPumping(r *http.Request, policy string, phone sender.Phone
 	if err != nil {
 		return nil, err
 	}
+	if res.CountrySends >= countryAlarmSends*e.cfg.Pumping.MinSends &&
+		!e.cfg.Pumping.rule().Converting(res.CountrySends, res.CountryVerified) {
+		e.countryConversionAlarm(cc, res.CountrySends, res.CountryVerified)
+	}
 	if res.NewBlock {
 		e.emit(r, &Event{Kind: EventPrefixBlocked, Policy: policy, Mode: string(e.cfg.Pumping.Mode),
 			Country: "+" + cc, Prefix: e.PrefixID(prefix), Sends: res.Sends, Verified: res.Verified,
@@ -238,6 +242,27 @@ func (e *Engine) allowPumping(r *http.Request, policy string, phone sender.Phone
 		return &limited{name: "pumping", retry: res.Retry}, nil
 	}
 	return nil, nil
+}
+
+// countryAlarmSends is how many times min_sends a country must be sent
+// in the window before its own conversion is judged.
+const countryAlarmSends = 5
+
+// countryConversionAlarm reports a country whose codes, over many
+// prefixes, are sent but not verified: a ring spread over ranges too
+// small for the prefix rule, or a route that drops codes. It never
+// blocks (a whole country is too much to refuse on a guess): it logs
+// country_conversion_low at most once a minute per country, beside
+// country_budget_exceeded of the per-country budget.
+func (e *Engine) countryConversionAlarm(cc string, sends, verified int) {
+	now := e.now()
+	key := "conversion:" + cc
+	if last, ok := e.alarms.Load(key); ok && now.Sub(last.(time.Time)) < time.Minute {
+		return
+	}
+	e.alarms.Store(key, now)
+	e.log.Warn("country_conversion_low: codes to this country calling code are sent but rarely verified (possible SMS pumping, or a route that drops codes)",
+		zap.String("calling_code", cc), zap.Int("sends", sends), zap.Int("verified", verified))
 }
 
 // pumpVerified counts a verified code of challenge c for the pumping

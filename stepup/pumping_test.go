@@ -134,6 +134,10 @@ func TestPumpingSimulationMonitor(t *testing.T) {
 	if !strings.Contains(h.logs.String(), `"mode":"monitor"`) {
 		t.Fatal("the event does not say monitor")
 	}
+	// The country's own conversion collapsed too: one alarm a minute.
+	if n := strings.Count(h.logs.String(), "country_conversion_low"); n != 1 || !strings.Contains(h.logs.String(), `"calling_code":"44","sends":100`) {
+		t.Fatalf("%d country_conversion_low lines; want 1, at the 100th send:\n%s", n, h.logs.String())
+	}
 	pb, err := h.e.PrefixBlocks(context.Background(), 1000)
 	if err != nil || pb.Flagged != 1 || pb.Blocked != 0 {
 		t.Fatalf("PrefixBlocks = %+v, %v; want 1 flagged", pb, err)
@@ -156,6 +160,9 @@ func TestPumpingConvertingPrefixNeverBlocked(t *testing.T) {
 				t.Fatalf("verify %d = %d %v", i, resp.StatusCode, out)
 			}
 		}
+	}
+	if strings.Contains(h.logs.String(), "country_conversion_low") {
+		t.Fatal("a converting country raised the alarm")
 	}
 	if n := countEvents(h, EventPrefixBlocked); n != 0 || h.out.count() != 300 {
 		t.Fatalf("%d blocks, %d sent; want none and 300", n, h.out.count())

@@ -180,8 +180,9 @@ func bucket(now time.Time, width time.Duration) int64 {
 	return now.UnixMilli() / max(1, width.Milliseconds())
 }
 
-// converting reports whether sends and verified meet r.
-func (r PumpRule) converting(sends, verified int) bool {
+// Converting reports whether sends and verified meet r: fewer than
+// MinSends sends, or at least MinConversion percent of them verified.
+func (r PumpRule) Converting(sends, verified int) bool {
 	return sends < r.MinSends || verified*100 >= r.MinConversion*sends
 }
 
@@ -210,7 +211,7 @@ func (m *Memory) PumpSend(_ context.Context, country, prefix string, r PumpRule,
 	cw := m.pump.window(country, cur, width, now)
 	cw.sends[cur]++
 	res.CountrySends, res.CountryVerified = cw.totals()
-	if (!marked || (b.mark == pumpFlagged && r.Enforce)) && !r.converting(res.Sends, res.Verified) {
+	if (!marked || (b.mark == pumpFlagged && r.Enforce)) && !r.Converting(res.Sends, res.Verified) {
 		mark := pumpFlagged
 		if r.Enforce {
 			mark = pumpEnforced
