@@ -234,6 +234,14 @@ func TestPumpingHiddenNumberAnswersAlike(t *testing.T) {
 	t.Parallel()
 	st := store.NewMemory(time.Minute)
 	h := newResetHarness(t, st, func(c *Config) { c.Pumping = Pumping{Mode: PumpingEnforce} })
+	b := h.browser("", "")
+	// A challenge of the known account made before the block: its code
+	// went out.
+	_, early := b.resetAPI("known@example.com")
+	time.Sleep(50 * time.Millisecond) // a hidden flow sends after the answer
+	if h.out.count() != 1 {
+		t.Fatalf("%d codes sent before the block; want 1", h.out.count())
+	}
 	// Block +1415555 (the known account's prefix) by pumping it.
 	phone, err := sender.ParsePhone("+14155550100", "")
 	if err != nil {
@@ -251,14 +259,32 @@ func TestPumpingHiddenNumberAnswersAlike(t *testing.T) {
 		delete(m, "expires_at")
 		return fmt.Sprint(m)
 	}
-	b := h.browser("", "")
 	r1, known := b.resetAPI("known@example.com")
 	r2, unknown := b.resetAPI("nobody@example.com")
+	unknownID, _ := unknown["challenge"].(string)
 	if r1.StatusCode != r2.StatusCode || volatile(known) != volatile(unknown) {
 		t.Fatalf("answers differ:\nknown   %d %v\nunknown %d %v", r1.StatusCode, known, r2.StatusCode, unknown)
 	}
-	time.Sleep(50 * time.Millisecond) // a hidden flow sends after the answer
-	if h.out.count() != 0 {
+	// A resend of the challenge made before the block answers as one of
+	// an unknown account, and sends nothing either.
+	h.clock.add(DefaultResendAfter + time.Second)
+	resend := func(user, id string) (int, string) {
+		resp, out := b.apiDo("POST", "/.stepup/resend", []byte(`{"challenge":"`+id+`"}`), "X-Reset-User", user)
+		delete(out, "challenge")
+		delete(out, "expires_at")
+		return resp.StatusCode, fmt.Sprint(out)
+	}
+	earlyID, _ := early["challenge"].(string)
+	c1, o1 := resend("known@example.com", earlyID)
+	c2, o2 := resend("nobody@example.com", unknownID)
+	if c1 != c2 || o1 != o2 {
+		t.Fatalf("resends differ:\nknown   %d %s\nunknown %d %s", c1, o1, c2, o2)
+	}
+	if c1 != http.StatusOK {
+		t.Fatalf("resend = %d %s", c1, o1)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if h.out.count() != 1 {
 		t.Fatalf("%d codes sent to a blocked prefix", h.out.count())
 	}
 }
