@@ -341,3 +341,34 @@ func BenchmarkPumpingBlocked(b *testing.B) {
 		b.Fatalf("%d codes sent to a blocked prefix", out.count())
 	}
 }
+
+// A blocked send is refused before any send budget is spent: once the
+// prefix is unblocked, the number still has its whole budget.
+func TestPumpingBlockedSendSpendsNoBudget(t *testing.T) {
+	t.Parallel()
+	st := store.NewMemory(time.Minute)
+	h := newHarness(t, st, func(c *Config, _ []*Policy) {
+		c.Limits.PerNumber = store.Limit{Rate: 1, Period: time.Hour}
+		c.Limits.Global = store.Limit{Rate: 1, Period: time.Hour}
+		c.Pumping = Pumping{Mode: PumpingEnforce}
+	})
+	phone, _ := sender.ParsePhone(pumpNumber(1), "")
+	pc := h.e.Config().Pumping
+	rule := pc.rule()
+	for i := 0; i <= rule.MinSends; i++ {
+		if _, err := st.PumpSend(context.Background(), "44", NumberPrefix(phone), rule, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if resp, _ := h.browser(fmt.Sprintf("u%d", i), pumpNumber(1)).do("GET", "/account/payment-methods", nil); resp.StatusCode != http.StatusTooManyRequests {
+			t.Fatalf("blocked send = %d", resp.StatusCode)
+		}
+	}
+	if ok, err := h.e.UnblockPrefix(context.Background(), NumberPrefix(phone)); !ok || err != nil {
+		t.Fatalf("UnblockPrefix = %v, %v", ok, err)
+	}
+	if resp, _ := h.browser("u9", pumpNumber(1)).do("GET", "/account/payment-methods", nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("after unblock = %d; want a challenge (the per-number and global budgets unspent)", resp.StatusCode)
+	}
+}
