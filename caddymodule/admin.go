@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-stepup/caddy-stepup/stepup"
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 )
 
@@ -26,7 +27,7 @@ func init() {
 //
 //	POST /stepup/unlock  {"user":"alice"[,"handler":NAME]}  clear a lockout
 //	POST /stepup/revoke  {"user":"alice"[,"handler":NAME]}  end every grant
-//	POST /stepup/unblock {"prefix":"+4420"}                 501 (no pumping defense yet)
+//	POST /stepup/unblock {"prefix":"+4477009000"[,"handler":NAME]}  lift a pumping block
 //	GET  /stepup/status[?handler=NAME]                      store, senders, counts
 //
 // Handlers are named as handlerName says. Answers are JSON; they never
@@ -99,8 +100,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if action == "unblock" {
-		return caddy.APIError{HTTPStatus: http.StatusNotImplemented,
-			Err: errors.New("unblock: stepup has no blocked prefixes yet (there is no SMS-pumping defense that blocks number prefixes); nothing to unblock")}
+		return a.unblock(w, r, req)
 	}
 	if err := (identity.Identity{User: req.User}).Validate(); err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest,
@@ -208,9 +208,15 @@ type HandlerStatus struct {
 	Policies   []PolicyStatus `json:"policies"`
 	Store      StoreStatus    `json:"store"`
 	Senders    []SenderStatus `json:"senders"`
-	// BlockedPrefixes counts number prefixes blocked by the pumping
-	// defense: always 0, as there is none yet.
-	BlockedPrefixes int `json:"blocked_prefixes"`
+	// Pumping is the pumping defense's mode (monitor, enforce, off).
+	// BlockedPrefixes counts the number prefixes it blocks (enforce),
+	// FlaggedPrefixes those it flagged in monitor mode; both count the
+	// whole store, by a bounded SCAN on Redis (PumpingError when the
+	// count failed).
+	Pumping         string `json:"pumping"`
+	BlockedPrefixes int    `json:"blocked_prefixes"`
+	FlaggedPrefixes int    `json:"flagged_prefixes,omitempty"`
+	PumpingError    string `json:"pumping_error,omitempty"`
 }
 
 // PolicyStatus names a policy and its mode.
@@ -285,6 +291,12 @@ func (lh *liveHandler) status(ctx context.Context) HandlerStatus {
 		if ss.Kind == "redis" {
 			hs.Store.Counted = "scan"
 		}
+	}
+	hs.Pumping = string(cfg.Pumping.Mode)
+	if pb, err := h.engine.PrefixBlocks(ctx, statusScanLimit); err == nil {
+		hs.BlockedPrefixes, hs.FlaggedPrefixes = pb.Blocked, pb.Flagged
+	} else if cfg.Pumping.Mode != stepup.PumpingOff {
+		hs.PumpingError = err.Error()
 	}
 	if h.chain != nil {
 		for _, s := range h.chain.Status() {

@@ -76,6 +76,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			global      <count>/<period>|off
 //		}
 //
+//		pumping {
+//			mode           monitor|enforce|off
+//			window         <duration>
+//			min_sends      <n>
+//			min_conversion <percent>%
+//			block_for      <duration>
+//			safe           <prefix...>
+//		}
+//
 //		identity header {
 //			user    <header>
 //			phone   <header>
@@ -189,6 +198,10 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 		case "limits":
 			if err := s.parseLimits(d); err != nil {
+				return err
+			}
+		case "pumping":
+			if err := s.parsePumping(d); err != nil {
 				return err
 			}
 		case "path_prefix":

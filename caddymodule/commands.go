@@ -23,7 +23,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "stepup",
-		Usage: "status|unlock|revoke|send-test|preview|version ...",
+		Usage: "status|unlock|revoke|unblock|send-test|preview|version ...",
 		Short: "Operator tools for the stepup handler",
 		Long: `
 Operator tools for the stepup handler.
@@ -32,23 +32,24 @@ Operator tools for the stepup handler.
               breakers, pending challenges and locked users, per handler
   unlock      clears a user's failed-code count, ending a lockout
   revoke      ends every grant of a user, on every instance, within a second
+  unblock     lifts the SMS-pumping block of a number prefix
   send-test   sends one test message through the configured senders
   preview     writes every page state in every locale as HTML files
   version     the plugin's, Caddy's and the store format's versions
 
-status, unlock and revoke ask the running Caddy through its admin API
-(--address, or the admin address of --config, or localhost:2019), so they
-act on every handler, the memory store's included. unlock and revoke can
-instead go straight to Redis with --config FILE --direct (run them with the
-server's environment so that placeholders such as {env.STEPUP_SECRET}
-resolve). Handlers are named "<domain or listen address><path_prefix>:<policies>".
+status, unlock, revoke and unblock ask the running Caddy through its admin
+API (--address, or the admin address of --config, or localhost:2019), so
+they act on every handler, the memory store's included. unlock, revoke and
+unblock can instead go straight to Redis with --config FILE --direct (run
+them with the server's environment so that placeholders such as
+{env.STEPUP_SECRET} resolve). Handlers are named "<domain or listen address><path_prefix>:<policies>".
 `,
 		CobraFunc: func(cmd *cobra.Command) {
 			cmd.AddCommand(statusCommand(), userCommand("unlock",
 				"Clears a user's failed-code count (ends a lockout)", unlockUser))
 			cmd.AddCommand(userCommand("revoke",
 				"Ends every grant of a user on every instance sharing the store", revokeUser))
-			cmd.AddCommand(sendTestCommand(), previewCommand(), versionCommand())
+			cmd.AddCommand(unblockCommand(), sendTestCommand(), previewCommand(), versionCommand())
 		},
 	})
 }
@@ -353,8 +354,8 @@ Asks the running Caddy (admin API: --address, or the admin address in
 its store answers and how fast (a ping), its senders with their circuit
 breaker and last error, how many challenges are pending and how many users
 are locked out (counted over the whole store: exactly in memory, by a
-SCAN of at most 10000 keys of each kind on Redis), and blocked number
-prefixes (always 0: there is no pumping defense that blocks prefixes yet).
+SCAN of at most 10000 keys of each kind on Redis), and the number
+prefixes the SMS-pumping defense blocks (enforce) or flagged (monitor).
 It never prints a user id, a number or a code. The exit status is 1 when
 a store is unreachable or the admin API cannot be asked.
 `,
@@ -418,7 +419,12 @@ func printStatus(out io.Writer, st Status) {
 		} else if s.CountError != "" {
 			fmt.Fprintf(out, "  counts:    not available: %s\n", s.CountError)
 		}
-		fmt.Fprintf(out, "  blocked prefixes: %d\n", h.BlockedPrefixes)
+		switch {
+		case h.PumpingError != "":
+			fmt.Fprintf(out, "  pumping:   %s, blocked prefixes not counted: %s\n", h.Pumping, h.PumpingError)
+		default:
+			fmt.Fprintf(out, "  pumping:   %s, blocked prefixes: %d, flagged: %d\n", h.Pumping, h.BlockedPrefixes, h.FlaggedPrefixes)
+		}
 		for _, sd := range h.Senders {
 			line := fmt.Sprintf("  sender %s: breaker %s", sd.Name, sd.Breaker)
 			if sd.ConsecutiveFailures > 0 {

@@ -84,6 +84,10 @@ type Handler struct {
 	// Limits bound how often challenges start and codes are sent.
 	Limits *LimitsConfig `json:"limits,omitempty"`
 
+	// Pumping is the SMS-pumping defense that learns from conversion.
+	// Default: mode monitor (see PumpingConfig).
+	Pumping *PumpingConfig `json:"pumping,omitempty"`
+
 	// PathPrefix is where the plugin's own pages live. Default: /.stepup
 	PathPrefix string `json:"path_prefix,omitempty"`
 
@@ -843,6 +847,7 @@ func (h *Handler) engineConfig(repl *caddy.Replacer) (stepup.Config, error) {
 		Secret:          secret,
 		PreviousSecrets: previous,
 		Limits:          limits,
+		Pumping:         h.Pumping.engine(),
 		PhoneRules: sender.PhoneRules{Allow: h.AllowCountries, Deny: h.DenyCountries, AllowTypes: types,
 			AllowNonGeographic: h.AllowNonGeographic},
 		PathPrefix:           h.PathPrefix,

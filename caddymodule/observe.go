@@ -88,6 +88,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 		metrics.challenges, metrics.codesSent, metrics.sendDuration, metrics.verifications,
 		metrics.grantsUsed, metrics.requests, metrics.monitor, metrics.rateLimited,
 		metrics.storeErrors, metrics.refused, metrics.auditDropped,
+		pumpingMetrics.blocks, pumpingMetrics.unblocks,
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
@@ -134,6 +135,8 @@ func (o *observer) Observe(r *http.Request, ev *stepup.Event) {
 		metrics.storeErrors.WithLabelValues(ev.Outcome).Inc()
 	case stepup.EventRequestRefused:
 		metrics.refused.WithLabelValues(ev.Policy, ev.Outcome).Inc()
+	case stepup.EventPrefixBlocked, stepup.EventPrefixUnblocked:
+		observePumping(ev)
 	}
 	name := "stepup." + string(ev.Kind)
 	emit := o.events != nil && o.events.ShouldEmit(name)
@@ -163,6 +166,7 @@ func eventData(r *http.Request, ev *stepup.Event) map[string]any {
 	for k, v := range map[string]string{
 		"policy": ev.Policy, "mode": ev.Mode, "user": ev.User, "to": ev.To, "client_ip": ev.ClientIP,
 		"sender": ev.Sender, "outcome": ev.Outcome, "limit": ev.Limit,
+		"country": ev.Country, "prefix_id": ev.Prefix,
 	} {
 		if v != "" {
 			d[k] = v
@@ -173,6 +177,9 @@ func eventData(r *http.Request, ev *stepup.Event) map[string]any {
 	}
 	if ev.Failures != 0 {
 		d["failures"] = ev.Failures
+	}
+	if ev.Kind == stepup.EventPrefixBlocked {
+		d["sends"], d["verified"] = ev.Sends, ev.Verified
 	}
 	if ev.Duration != 0 {
 		d["duration_ms"] = ev.Duration.Milliseconds()

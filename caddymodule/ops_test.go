@@ -160,7 +160,8 @@ func TestAdminAPIMemoryStore(t *testing.T) {
 		code               int
 		says               string
 	}{
-		{"POST", "/stepup/unblock", `{"prefix":"+4420"}`, 501, "no blocked prefixes"},
+		{"POST", "/stepup/unblock", `{"prefix":"4420"}`, 400, `"prefix": prefix "4420": want + and digits`},
+		{"POST", "/stepup/unblock", `{"user":"alice"}`, 400, "not a user"},
 		{"POST", "/stepup/unlock", `{}`, 400, `"user" must be`},
 		{"POST", "/stepup/unlock", `{"usr":"alice"}`, 400, "unknown field"},
 		{"POST", "/stepup/unlock", `{"user":"alice","handler":"nope"}`, 404, "running: shop.example.com"},

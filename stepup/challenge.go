@@ -182,6 +182,17 @@ func (e *Engine) destination(a *attempt) (*sender.Phone, bool, error) {
 		e.renderStatus(w, r, http.StatusBadRequest, page.StateBadPhone, nil)
 		return nil, true, nil
 	}
+	// The pumping defense first: a blocked prefix spends no budget.
+	if lim, err := e.allowPumping(r, p.Name, phone); err != nil {
+		return nil, true, e.storeError(w, r, "pumping", err)
+	} else if lim != nil {
+		if id.HideNumber {
+			// Silently, as for an account that does not exist.
+			e.emit(r, &Event{Kind: EventRateLimited, Policy: p.Name, Limit: lim.name, Duration: lim.retry, Outcome: "hidden"})
+			return nil, false, nil
+		}
+		return nil, true, e.rateLimited(w, r, p, lim)
+	}
 	if id.HideNumber {
 		// The per-country budget still guards against pumping, silently.
 		if lim, err := e.allowCountry(r.Context(), phone); err != nil {

@@ -168,6 +168,9 @@ type Config struct {
 	PreviousSecrets [][]byte
 	// Limits bound how often challenges start and codes are sent.
 	Limits Limits
+	// Pumping is the SMS-pumping defense that learns from conversion
+	// (pumping.go); monitor by default.
+	Pumping Pumping
 	// PhoneRules decide which numbers codes may go to; the zero value
 	// refuses premium-rate and other non-mobile numbers.
 	PhoneRules sender.PhoneRules
@@ -360,6 +363,9 @@ func (c *Config) setDefaults() error {
 	if err := c.Limits.setDefaults(); err != nil {
 		return err
 	}
+	if err := c.Pumping.setDefaults(); err != nil {
+		return err
+	}
 	return c.PhoneRules.Validate()
 }
 
@@ -544,6 +550,9 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 	}
 	if e.clientIP == nil {
 		e.clientIP = remoteIP
+	}
+	if err := e.checkPumping(); err != nil {
+		return nil, err
 	}
 	for _, p := range policies {
 		if err := p.Validate(); err != nil {

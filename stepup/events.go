@@ -34,6 +34,12 @@ const (
 	// trailers, cross_site, body_timeout, bad_identity).
 	EventRequestRefused EventKind = "request_refused"
 	EventStoreError     EventKind = "store_error"
+	// EventPrefixBlocked: the pumping defense blocked a number prefix
+	// (Mode enforce) or flagged it (Mode monitor), as its codes are sent
+	// but not verified; EventPrefixUnblocked: an operator lifted it.
+	// Both name the prefix by Country and Prefix, never by its digits.
+	EventPrefixBlocked   EventKind = "prefix_blocked"
+	EventPrefixUnblocked EventKind = "prefix_unblocked"
 	// EventRequest is emitted for every request a policy matched, with
 	// Outcome passed, challenged, monitored or refused; it is logged at
 	// debug level only (it is for metrics).
@@ -65,6 +71,11 @@ type Event struct {
 	Attempts, Failures int
 	// Resend marks a code sent by a resend.
 	Resend bool
+	// Country is the country calling code ("+44") and Prefix the keyed
+	// hash of the number prefix (Engine.PrefixID) of a pumping event;
+	// Sends and Verified are the prefix's counts in the window.
+	Country, Prefix string
+	Sends, Verified int
 	// Err is what failed (store errors, send errors; never secrets).
 	Err error
 	// User is the user the event concerns, as the handler's audit_user
@@ -99,7 +110,7 @@ func (ev *Event) level() zapcore.Level {
 		return zapcore.DebugLevel
 	case EventGrantUsed:
 		return zapcore.DebugLevel
-	case EventLocked, EventGrantRefused, EventReplayRefused:
+	case EventLocked, EventGrantRefused, EventReplayRefused, EventPrefixBlocked:
 		return zapcore.WarnLevel
 	case EventCodeSendFailed, EventStoreError:
 		return zapcore.ErrorLevel
@@ -117,7 +128,7 @@ func (e *Engine) emit(r *http.Request, ev *Event) {
 		ev.ClientIP = e.clientIP(r)
 	}
 	if ce != nil {
-		fields := make([]zap.Field, 0, 10)
+		fields := make([]zap.Field, 0, 14)
 		add := func(f zap.Field, ok bool) {
 			if ok {
 				fields = append(fields, f)
@@ -135,6 +146,10 @@ func (e *Engine) emit(r *http.Request, ev *Event) {
 		add(zap.Int("attempts", ev.Attempts), ev.Attempts != 0)
 		add(zap.Int("failures", ev.Failures), ev.Failures != 0)
 		add(zap.Bool("resend", true), ev.Resend)
+		add(zap.String("country", ev.Country), ev.Country != "")
+		add(zap.String("prefix_id", ev.Prefix), ev.Prefix != "")
+		add(zap.Int("sends", ev.Sends), ev.Sends != 0)
+		add(zap.Int("verified", ev.Verified), ev.Kind == EventPrefixBlocked)
 		add(zap.Error(ev.Err), ev.Err != nil)
 		if r != nil && e.requestID != nil {
 			if id := e.requestID(r); id != "" {

@@ -281,6 +281,7 @@ func (e *Engine) checkCode(r *http.Request, b *bound, code string) (res outcome,
 	switch res {
 	case verified:
 		ev.Kind, ev.Outcome, ev.To = EventVerified, "ok", sender.MaskPhone(b.c.Phone)
+		e.pumpVerified(r.Context(), b.c)
 	case wrongCode:
 		ev.Kind, ev.Outcome = EventVerifyFailed, "wrong"
 	case codeReplaced:
@@ -423,7 +424,12 @@ func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (
 			return vanished, 0, nil
 		}
 	}
+	if !c.Hidden && !c.Decoy() {
+		// The pumping defense first: a blocked prefix spends no budget.
+		lim, err = e.allowPumping(r, c.Policy, phone)
+	}
 	switch {
+	case lim != nil || err != nil:
 	case c.Hidden:
 		lim, err = e.allowHiddenSend(r.Context(), c.UserKey)
 	default:
@@ -437,8 +443,13 @@ func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (
 	}
 	send := !c.Decoy()
 	if send && c.Hidden {
-		// The per-country budget still guards against pumping, silently.
-		if lim, err := e.allowCountry(r.Context(), phone); err != nil {
+		// The pumping defense and the per-country budget still guard
+		// against pumping, silently.
+		lim, err := e.allowPumping(r, c.Policy, phone)
+		if lim == nil && err == nil {
+			lim, err = e.allowCountry(r.Context(), phone)
+		}
+		if err != nil {
 			return 0, 0, err
 		} else if lim != nil {
 			e.emit(r, &Event{Kind: EventRateLimited, Policy: c.Policy, Limit: lim.name, Duration: lim.retry, Outcome: "hidden"})

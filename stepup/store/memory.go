@@ -23,6 +23,7 @@ type Memory struct {
 	slots      map[string]memPointer // stash slots
 	rates      map[string]time.Time  // GCRA theoretical arrival times
 	revoked    map[string]memRevocation
+	pump       memPump // the pumping defense's state (pumping.go)
 	generation string
 
 	now       func() time.Time
@@ -130,6 +131,7 @@ func (m *Memory) sweep(now time.Time) {
 			delete(m.revoked, k)
 		}
 	}
+	m.pump.sweep(now)
 }
 
 // Create implements Store.
