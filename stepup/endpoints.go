@@ -23,6 +23,8 @@ import (
 //	POST {prefix}/verify                  API: {"challenge":ID,"code":"123456"}
 //	POST {prefix}/resend                  API: {"challenge":ID}
 //	GET  {prefix}/jwks.json               the assertion's public key (EdDSA)
+//	POST {prefix}/receipts/{sender}       a provider's delivery receipt
+//	GET  {prefix}/receipts/{sender}       (receipts as GET, WhatsApp's check)
 //
 // Anything else under the prefix is 404. These requests never reach the
 // upstream.
@@ -48,6 +50,9 @@ func (e *Engine) ServeEndpoint(w http.ResponseWriter, r *http.Request) error {
 			return e.enterCode(&call{w: w, r: r, api: true})
 		}
 		return e.askResend(&call{w: w, r: r, api: true})
+	}
+	if name, ok := strings.CutPrefix(rest, "/receipts/"); ok && name != "" && !strings.Contains(name, "/") {
+		return e.serveReceipt(w, r, name)
 	}
 	id, action, _ := strings.Cut(strings.TrimPrefix(rest, "/challenge/"), "/")
 	if !strings.HasPrefix(rest, "/challenge/") || !validID(id) {

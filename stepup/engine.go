@@ -215,6 +215,9 @@ type Config struct {
 	Retain time.Duration
 	// SendTimeout bounds the delivery of one code, failover included.
 	SendTimeout time.Duration
+	// Receipts configures delivery receipts, and the failover to the
+	// next sender when a code is not delivered (off by default).
+	Receipts Receipts
 	// MaxBody bounds a request body preserved across a challenge (and
 	// read to bind a transaction). Larger requests get 413.
 	MaxBody int64
@@ -326,6 +329,9 @@ func (c *Config) setDefaults() error {
 		if err != nil {
 			return err
 		}
+	}
+	if err := c.Receipts.setDefaults(c.CodeTTL); err != nil {
+		return err
 	}
 	if c.ResendAfter >= c.CodeTTL {
 		return fmt.Errorf("resend_after %s must be shorter than code_ttl %s: a resend would come after the code expired", c.ResendAfter, c.CodeTTL)

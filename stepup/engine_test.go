@@ -157,6 +157,13 @@ var storeKinds = []storeKind{
 
 func newHarness(t *testing.T, st store.Store, mutate func(*Config, []*Policy)) *harness {
 	t.Helper()
+	return newHarnessWith(t, st, mutate, nil)
+}
+
+// newHarnessWith is newHarness with another Deliverer than its outbox
+// (nil: the outbox), made from the engine's configuration.
+func newHarnessWith(t *testing.T, st store.Store, mutate func(*Config, []*Policy), deliverer func(Config) Deliverer) *harness {
+	t.Helper()
 	h := &harness{t: t, out: &outbox{}, clock: &clock{t: time.Now()}, store: st}
 	cfg := Config{Secret: testSecret, SiteName: "Demo Shop", Domain: "shop.example"}
 	policies := []*Policy{
@@ -168,10 +175,18 @@ func newHarness(t *testing.T, st store.Store, mutate func(*Config, []*Policy)) *
 	}
 	h.logs = &logBuffer{}
 	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(h.logs), zap.DebugLevel))
+	var d Deliverer = h.out
+	if deliverer != nil {
+		full, err := cfg.WithDefaults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d = deliverer(full)
+	}
 	e, err := New(cfg, policies, Options{
 		Store:    st,
 		Identity: &identity.Header{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
-		Sender:   h.out,
+		Sender:   d,
 		Now:      h.clock.now,
 		Logger:   logger,
 		ClientIP: func(r *http.Request) string {

@@ -1,0 +1,231 @@
+package stepup
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/sender/webhook"
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
+)
+
+// testWebhookSecret signs the gateways' sends and receipts.
+const testWebhookSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+// gateway is an SMS gateway behind the real webhook sender: it takes
+// every message (and keeps it), and sends receipts only when told to.
+type gateway struct {
+	t    *testing.T
+	name string
+	srv  *httptest.Server
+	mu   sync.Mutex
+	msgs []gatewayMsg
+}
+
+// gatewayMsg is one message a gateway took.
+type gatewayMsg struct {
+	ID         string // webhook-id: the message id its receipts name
+	To, Code   string
+	Challenge  string
+	ReceiptURL string
+}
+
+func newGateway(t *testing.T, name string) *gateway {
+	g := &gateway{t: t, name: name}
+	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			To, Code, Challenge string
+			ReceiptURL          string `json:"receipt_url"`
+		}
+		body, _ := io.ReadAll(r.Body)
+		if err := json.Unmarshal(body, &p); err != nil {
+			http.Error(w, "bad json", 400)
+			return
+		}
+		g.mu.Lock()
+		g.msgs = append(g.msgs, gatewayMsg{ID: r.Header.Get("webhook-id"), To: p.To, Code: p.Code, Challenge: p.Challenge, ReceiptURL: p.ReceiptURL})
+		g.mu.Unlock()
+	}))
+	t.Cleanup(g.srv.Close)
+	return g
+}
+
+// sender is the webhook sender of g; signed senders take receipts.
+func (g *gateway) sender(signed bool) sender.Sender {
+	cfg := webhook.Config{URL: g.srv.URL}
+	cfg.Name = g.name
+	if signed {
+		cfg.SigningSecret = testWebhookSecret
+	}
+	s, err := webhook.New(cfg)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return s
+}
+
+func (g *gateway) last() gatewayMsg {
+	g.t.Helper()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.msgs) == 0 {
+		g.t.Fatalf("gateway %s got no message", g.name)
+	}
+	return g.msgs[len(g.msgs)-1]
+}
+
+// receiptRequest is a receipt call of the gateway for message id with
+// status, signed with key ("" unsigned), to the harness's endpoint.
+func receiptRequest(t *testing.T, h *harness, senderName, id, status, key string) *http.Request {
+	t.Helper()
+	body, _ := json.Marshal(map[string]string{"message_id": id, "status": status})
+	req, err := http.NewRequest("POST", h.srv.URL+"/.stepup/receipts/"+senderName, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	// A provider is no browser: whatever it says of sites is ignored.
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	req.Header.Set("Origin", "https://gateway.example")
+	if key != "" {
+		k, err := sender.ParseWebhookSecret(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rid := "rcpt_" + randomID()
+		req.Header.Set("webhook-id", rid)
+		now := time.Now()
+		req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+		req.Header.Set("webhook-signature", sender.SignWebhook(k, rid, now, body))
+	}
+	return req
+}
+
+// postReceipt sends a receipt call and returns the answer's status.
+func postReceipt(t *testing.T, h *harness, senderName, id, status, key string) int {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(receiptRequest(t, h, senderName, id, status, key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// receiptHarness is a harness whose chain is two webhook gateways,
+// "gw1" and "gw2", and an unsigned "plain" one, with receipts on.
+func receiptHarness(t *testing.T, st store.Store, mutate func(*Config)) (*harness, *gateway, *gateway) {
+	t.Helper()
+	g1, g2 := newGateway(t, "gw1"), newGateway(t, "gw2")
+	plain := newGateway(t, "plain")
+	h := newHarnessWith(t, st, func(c *Config, _ []*Policy) {
+		c.Receipts = Receipts{PublicURL: "https://shop.example/"}
+		if mutate != nil {
+			mutate(c)
+		}
+	}, func(c Config) Deliverer {
+		return sender.NewChain([]sender.Sender{g1.sender(true), g2.sender(true), plain.sender(false)},
+			sender.ChainOptions{ReceiptURL: c.ReceiptURL})
+	})
+	return h, g1, g2
+}
+
+func TestReceiptEndpoint(t *testing.T) {
+	h, g1, _ := receiptHarness(t, store.NewMemory(time.Minute), nil)
+	alice := h.browser("alice", "+14155550100")
+	alice.start("/account/payment-methods")
+	m := g1.last()
+	if m.ReceiptURL != "https://shop.example/.stepup/receipts/gw1" {
+		t.Errorf("receipt URL given to the provider: %q", m.ReceiptURL)
+	}
+	h.secret(m.Code)
+
+	// No identity, no cookies, a cross-site origin: a signed receipt is
+	// taken all the same.
+	if got := postReceipt(t, h, "gw1", m.ID, "delivered", testWebhookSecret); got != 200 {
+		t.Errorf("signed receipt = %d, want 200", got)
+	}
+	// A receipt for a message nobody knows: taken and ignored.
+	if got := postReceipt(t, h, "gw1", "msg_unknown", "failed", testWebhookSecret); got != 200 {
+		t.Errorf("receipt of an unknown message = %d, want 200", got)
+	}
+	for _, tc := range []struct {
+		name, sender, key string
+		want              int
+	}{
+		{"unsigned", "gw1", "", 401},
+		{"forged", "gw1", "whsec_" + strings.Repeat("QUJD", 8), 403},
+		{"unknown sender", "nobody", testWebhookSecret, 404},
+		{"sender without receipts", "plain", testWebhookSecret, 404},
+	} {
+		if got := postReceipt(t, h, tc.sender, m.ID, "failed", tc.key); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
+	}
+	// Malformed: not JSON.
+	req := receiptRequest(t, h, "gw1", m.ID, "failed", testWebhookSecret)
+	req.Header.Set("Content-Type", "text/plain")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 400 {
+		t.Errorf("malformed receipt: %v %v", resp.StatusCode, err)
+	}
+	// Other methods.
+	req, _ = http.NewRequest("PUT", h.srv.URL+"/.stepup/receipts/gw1", nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != 405 || resp.Header.Get("Allow") != "GET, POST" {
+		t.Errorf("PUT = %v %v", resp.StatusCode, err)
+	}
+}
+
+func TestReceiptsOff(t *testing.T) {
+	g := newGateway(t, "gw1")
+	h := newHarnessWith(t, store.NewMemory(time.Minute), nil, func(c Config) Deliverer {
+		return sender.NewChain([]sender.Sender{g.sender(true)}, sender.ChainOptions{ReceiptURL: c.ReceiptURL})
+	})
+	alice := h.browser("alice", "+14155550100")
+	alice.start("/account/payment-methods")
+	if u := g.last().ReceiptURL; u != "" {
+		t.Errorf("receipts off, yet the provider was given %q", u)
+	}
+	if got := postReceipt(t, h, "gw1", g.last().ID, "delivered", testWebhookSecret); got != 404 {
+		t.Errorf("receipt with receipts off = %d, want 404", got)
+	}
+}
+
+func TestReceiptsConfig(t *testing.T) {
+	for _, tc := range []struct {
+		r    Receipts
+		ttl  time.Duration
+		want string
+	}{
+		{Receipts{PublicURL: "shop.example"}, 0, "public_url"},
+		{Receipts{PublicURL: "https://shop.example/?x=1"}, 0, "public_url"},
+		{Receipts{PublicURL: "ftp://shop.example"}, 0, "public_url"},
+		{Receipts{PublicURL: "https://u:p@shop.example"}, 0, "public_url"},
+		{Receipts{PublicURL: "https://shop.example", FailoverAfter: time.Second}, 0, "failover_after 1s out of range (5s to 10m)"},
+		{Receipts{PublicURL: "https://shop.example", FailoverAfter: time.Minute}, time.Minute, "must be shorter than code_ttl"},
+		{Receipts{FailoverAfter: 20 * time.Second}, 0, "failover_after needs receipts public_url"},
+	} {
+		_, err := Config{Secret: testSecret, CodeTTL: tc.ttl, Receipts: tc.r}.WithDefaults()
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.r, err, tc.want)
+		}
+	}
+	c, err := Config{Secret: testSecret, Receipts: Receipts{PublicURL: "https://example.com/shop/"}}.WithDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Receipts.FailoverAfter != DefaultFailoverAfter || c.ReceiptURL("twilio world") != "https://example.com/shop/.stepup/receipts/twilio%20world" {
+		t.Errorf("defaults: %+v, URL %q", c.Receipts, c.ReceiptURL("twilio world"))
+	}
+	if (&Config{}).ReceiptURL("twilio") != "" {
+		t.Error("a receipt URL without public_url")
+	}
+}
