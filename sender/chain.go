@@ -326,6 +326,21 @@ func (c *Chain) Receipter(name string) (r Receipter, ok bool) {
 	return nil, false
 }
 
+// Serving returns the names of the senders, in order, that Deliver
+// would offer msg to (their channel and countries serve it), leaving out
+// those named in skip. Open circuits are not considered: a sender named
+// here may still be skipped for its breaker.
+func (c *Chain) Serving(msg *Message, skip []string) []string {
+	dest := destinationOf(msg, c.regional)
+	var out []string
+	for i, name := range c.names {
+		if c.routes[i].serves(dest) && !slices.Contains(skip, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // TakesReceipts reports whether the sender named name is given a
 // receipt URL with its messages: it takes receipts, and the chain has
 // ChainOptions.ReceiptURL.

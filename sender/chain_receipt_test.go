@@ -170,6 +170,9 @@ func TestChainDeliverSkipping(t *testing.T) {
 	if err != nil || d.Sender != "third" {
 		t.Fatalf("DeliverSkipping(first, second) = %+v, %v", d, err)
 	}
+	if got := c.Serving(&msg, []string{"second"}); len(got) != 2 || got[0] != "first" || got[1] != "third" {
+		t.Errorf("Serving without second = %v", got)
+	}
 	// Every sender skipped: no route, and nothing counted as a failure.
 	_, err = c.DeliverSkipping(t.Context(), &msg, []string{"first", "second", "third"})
 	if !errors.Is(err, ErrAllFailed) || !errors.Is(err, ErrNoRoute) {

@@ -235,6 +235,7 @@ func (e *Engine) create(a *attempt, phone *sender.Phone) error {
 	if err := e.store.Create(r.Context(), c, a.pending, e.cfg.Retain); err != nil {
 		return e.storeError(w, r, "create", err)
 	}
+	c.Sends = 1 // as the store counts the first code
 	outcome := "browser"
 	switch {
 	case phone == nil:

@@ -503,6 +503,11 @@ type Engine struct {
 	// fromRequest: the identity comes from the protected request itself
 	// (identity.RequestIdentity), so challenges bind to the browser session.
 	fromRequest bool
+	// failoverQueue names this configuration's queue of due failovers
+	// in the store.
+	failoverQueue string
+	// bg counts the sends and failovers running after their request.
+	bg sync.WaitGroup
 }
 
 // New returns an engine for policies.
@@ -570,6 +575,7 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 		}
 	}
 	e.all[0] = &e.keys
+	e.failoverQueue = failoverQueueName(&e.keys, cfg.PathPrefix, opts.Sender)
 	if hn, ok := opts.Identity.(identity.HeaderNamer); ok {
 		e.identityHeaders = hn.HeaderNames()
 	}

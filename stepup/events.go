@@ -18,16 +18,28 @@ const (
 	EventChallengeCreated EventKind = "challenge_created"
 	EventCodeSent         EventKind = "code_sent"
 	EventCodeSendFailed   EventKind = "code_send_failed"
-	EventVerifyFailed     EventKind = "verify_failed"
-	EventVerified         EventKind = "verified"
-	EventGrantUsed        EventKind = "grant_used"
-	EventGrantRefused     EventKind = "grant_refused"
-	EventLocked           EventKind = "locked"
-	EventRateLimited      EventKind = "rate_limited"
-	EventMonitor          EventKind = "monitor_would_challenge"
-	EventReplayed         EventKind = "replayed"
-	EventReplayRefused    EventKind = "replay_refused"
-	EventIdentityRefused  EventKind = "identity_refused"
+	// EventCodeDelivered: a provider's receipt says a code reached the
+	// handset (Duration: from the send).
+	EventCodeDelivered EventKind = "code_delivered"
+	// EventCodeUndelivered: a provider's receipt says a code will not
+	// arrive (Outcome: undelivered or failed, with the provider's error
+	// code after a colon when it gave one).
+	EventCodeUndelivered EventKind = "code_undelivered"
+	// EventFailover: a code that was not delivered (Outcome: failed, or
+	// timeout when no receipt said delivered in time) went out again
+	// through the next sender (Sender; Outcome failed_none when none
+	// was left or all failed).
+	EventFailover        EventKind = "failover"
+	EventVerifyFailed    EventKind = "verify_failed"
+	EventVerified        EventKind = "verified"
+	EventGrantUsed       EventKind = "grant_used"
+	EventGrantRefused    EventKind = "grant_refused"
+	EventLocked          EventKind = "locked"
+	EventRateLimited     EventKind = "rate_limited"
+	EventMonitor         EventKind = "monitor_would_challenge"
+	EventReplayed        EventKind = "replayed"
+	EventReplayRefused   EventKind = "replay_refused"
+	EventIdentityRefused EventKind = "identity_refused"
 	// EventRequestRefused: a protected request refused before anything
 	// was created or sent, because stepup cannot read it the way the app
 	// will (Outcome: too_large, ambiguous_fields, ambiguous_headers,
@@ -52,6 +64,12 @@ type Event struct {
 	ClientIP string
 	// Sender delivered (or failed to deliver) a code.
 	Sender string
+	// Channel is the sender's channel (sms, whatsapp, voice, ...), when
+	// it declares one.
+	Channel string
+	// MessageID is the provider's id of a message (not secret: it names
+	// neither the number nor the code).
+	MessageID string
 	// Outcome refines the kind: the verification outcome (wrong,
 	// expired, exhausted, used, locked), the request outcome (passed,
 	// challenged, monitored, refused), a refusal reason.
@@ -99,7 +117,7 @@ func (ev *Event) level() zapcore.Level {
 		return zapcore.DebugLevel
 	case EventGrantUsed:
 		return zapcore.DebugLevel
-	case EventLocked, EventGrantRefused, EventReplayRefused:
+	case EventLocked, EventGrantRefused, EventReplayRefused, EventCodeUndelivered:
 		return zapcore.WarnLevel
 	case EventCodeSendFailed, EventStoreError:
 		return zapcore.ErrorLevel
@@ -129,6 +147,8 @@ func (e *Engine) emit(r *http.Request, ev *Event) {
 		add(zap.String("to", ev.To), ev.To != "")
 		add(zap.String("client_ip", ev.ClientIP), ev.ClientIP != "")
 		add(zap.String("sender", ev.Sender), ev.Sender != "")
+		add(zap.String("channel", ev.Channel), ev.Channel != "")
+		add(zap.String("message_id", ev.MessageID), ev.MessageID != "")
 		add(zap.String("outcome", ev.Outcome), ev.Outcome != "")
 		add(zap.String("limit", ev.Limit), ev.Limit != "")
 		add(zap.Duration("duration", ev.Duration), ev.Duration != 0)

@@ -620,15 +620,25 @@ func (e *Engine) send(r *http.Request, c *store.Challenge, msg *sender.Message, 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), e.cfg.SendTimeout)
 	defer cancel()
 	start := time.Now()
-	by, err := e.sender.Send(ctx, msg)
+	var d sender.Delivery
+	var err error
+	if dr, ok := e.sender.(DeliveryReporter); ok {
+		d, err = dr.Deliver(ctx, msg)
+	} else {
+		d.Sender, err = e.sender.Send(ctx, msg)
+	}
+	by = d.Sender
 	ev := &Event{Kind: EventCodeSent, Policy: policy, To: sender.MaskPhone(phone), Sender: by,
-		Duration: time.Since(start), Resend: resend, Outcome: "ok"}
+		Channel: string(e.channelOf(by)), MessageID: d.MessageID, Duration: time.Since(start), Resend: resend, Outcome: "ok"}
 	if err != nil {
 		ev.Kind, ev.Outcome, ev.Err = EventCodeSendFailed, "failed", err
 	}
 	e.emit(r, ev)
 	if rerr := e.store.RecordSend(ctx, id, by, err != nil && !hidden); rerr != nil {
 		e.emit(r, &Event{Kind: EventStoreError, Policy: policy, Outcome: "record_send", Err: rerr})
+	}
+	if err == nil {
+		e.recordDelivery(ctx, r, c, msg, d, false)
 	}
 	return by, err != nil
 }

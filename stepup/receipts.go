@@ -157,10 +157,3 @@ func (e *Engine) serveReceipt(w http.ResponseWriter, r *http.Request, name strin
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
-
-// takeReceipt applies one receipt of the sender named name.
-func (e *Engine) takeReceipt(_ *http.Request, name string, rc sender.Receipt) error {
-	e.log.Debug("receipt", zap.String("sender", name), zap.String("status", string(rc.Status)),
-		zap.String("provider_status", rc.ProviderStatus), zap.String("error_code", rc.ErrorCode))
-	return nil
-}

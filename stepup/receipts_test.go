@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -70,6 +71,12 @@ func (g *gateway) sender(signed bool) sender.Sender {
 		g.t.Fatal(err)
 	}
 	return s
+}
+
+func (g *gateway) count() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.msgs)
 }
 
 func (g *gateway) last() gatewayMsg {
@@ -227,5 +234,189 @@ func TestReceiptsConfig(t *testing.T) {
 	}
 	if (&Config{}).ReceiptURL("twilio") != "" {
 		t.Error("a receipt URL without public_url")
+	}
+}
+
+// challengeOf reads the challenge of a page path from the store.
+func challengeOf(t *testing.T, h *harness, loc string) *store.Challenge {
+	t.Helper()
+	c, err := h.store.Get(t.Context(), strings.TrimPrefix(loc, "/.stepup/challenge/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// enterCode posts code on the challenge page at loc and reports whether
+// it was taken.
+func (b *browser) enterCode(loc, csrf, code string) bool {
+	resp, _ := b.do("POST", loc, url.Values{"csrf": {csrf}, "code": {code}}, "Origin", b.h.srv.URL)
+	return resp.StatusCode == http.StatusSeeOther
+}
+
+func TestReceiptsRecordDeliveries(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		h, g1, g2 := receiptHarness(t, st, nil)
+		alice := h.browser("alice", "+14155550100")
+		loc, _ := alice.start("/account/payment-methods")
+		m := g1.last()
+		h.secret(m.Code)
+		c := challengeOf(t, h, loc)
+		if len(c.Deliveries) != 1 || len(c.SealedCode) == 0 {
+			t.Fatalf("after the send: %+v, sealed %d bytes", c.Deliveries, len(c.SealedCode))
+		}
+		if d := c.Deliveries[0]; d.Sender != "gw1" || d.MessageID != m.ID || d.Status != store.StatusAccepted || d.Code != 1 || d.Failover {
+			t.Fatalf("delivery = %+v", d)
+		}
+		if strings.Contains(string(c.SealedCode), m.Code) {
+			t.Fatal("the code is stored in the clear")
+		}
+		for _, status := range []string{"sent", "delivered", "sent", "failed"} {
+			if got := postReceipt(t, h, "gw1", m.ID, status, testWebhookSecret); got != 200 {
+				t.Fatalf("receipt %s = %d", status, got)
+			}
+		}
+		h.e.bg.Wait()
+		if d := challengeOf(t, h, loc).Deliveries[0]; d.Status != "delivered" || d.FailedOver {
+			t.Errorf("after delivered then late receipts: %+v", d)
+		}
+		logs := h.logs.String()
+		if strings.Count(logs, `"msg":"code_delivered"`) != 1 || strings.Contains(logs, "code_undelivered") {
+			t.Errorf("want one code_delivered event and no code_undelivered:\n%s", logs)
+		}
+		if !strings.Contains(logs, `"message_id":"`+m.ID+`"`) || !strings.Contains(logs, `"to":"+1******0100"`) {
+			t.Errorf("code_delivered without the message id or the masked number:\n%s", logs)
+		}
+		// A delivered code fails over neither at once nor on time.
+		h.clock.add(time.Minute)
+		h.e.dueFailovers(t.Context())
+		if g2.count() != 0 {
+			t.Error("a delivered code was sent again")
+		}
+	})
+}
+
+func TestFailoverOnFailedReceipt(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		h, g1, g2 := receiptHarness(t, st, nil)
+		alice := h.browser("alice", "+14155550100")
+		loc, csrf := alice.start("/account/payment-methods")
+		m1 := g1.last()
+		h.secret(m1.Code)
+		if got := postReceipt(t, h, "gw1", m1.ID, "failed", testWebhookSecret); got != 200 {
+			t.Fatalf("failed receipt = %d", got)
+		}
+		h.e.bg.Wait()
+		if g2.count() != 1 {
+			t.Fatalf("gw2 got %d messages after gw1 failed, want 1", g2.count())
+		}
+		m2 := g2.last()
+		if m2.Code != m1.Code || m2.Challenge != m1.Challenge || m2.To != m1.To || m2.ReceiptURL != "https://shop.example/.stepup/receipts/gw2" {
+			t.Errorf("failover message %+v, first %+v", m2, m1)
+		}
+		// The same receipt again, and the timer: nothing more.
+		postReceipt(t, h, "gw1", m1.ID, "failed", testWebhookSecret)
+		postReceipt(t, h, "gw1", m1.ID, "undelivered", testWebhookSecret)
+		h.e.bg.Wait()
+		if g2.count() != 1 || g1.count() != 1 {
+			t.Fatalf("after a replayed receipt: gw1 %d, gw2 %d messages", g1.count(), g2.count())
+		}
+		c := challengeOf(t, h, loc)
+		if len(c.Deliveries) != 2 || !c.Deliveries[0].FailedOver || c.Deliveries[0].Status != "failed" ||
+			c.Deliveries[1].Sender != "gw2" || !c.Deliveries[1].Failover || c.SentBy != "gw2" || c.Sends != 1 {
+			t.Fatalf("challenge after failover: sent by %q, sends %d, %+v", c.SentBy, c.Sends, c.Deliveries)
+		}
+		logs := h.logs.String()
+		if !strings.Contains(logs, `"msg":"code_undelivered"`) || !strings.Contains(logs, `"msg":"failover"`) {
+			t.Errorf("events missing:\n%s", logs)
+		}
+		// The code that went out both times verifies.
+		if !alice.enterCode(loc, csrf, m2.Code) {
+			t.Fatal("the failed-over code was refused")
+		}
+		// gw2 fails too, after the challenge was used: nothing more.
+		postReceipt(t, h, "gw2", m2.ID, "failed", testWebhookSecret)
+		h.e.bg.Wait()
+		if n := len(challengeOf(t, h, loc).Deliveries); n != 2 {
+			t.Errorf("a used challenge failed over: %d deliveries", n)
+		}
+	})
+}
+
+func TestFailoverOnTimeout(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		h, g1, g2 := receiptHarness(t, st, func(c *Config) { c.Receipts.FailoverAfter = 20 * time.Second })
+		alice := h.browser("alice", "+14155550100")
+		loc, _ := alice.start("/account/payment-methods")
+		h.secret(g1.last().Code)
+		h.clock.add(19 * time.Second)
+		h.e.dueFailovers(t.Context())
+		if g2.count() != 0 {
+			t.Fatal("failed over before failover_after")
+		}
+		// A "sent" receipt is not "delivered": the timer still fires.
+		postReceipt(t, h, "gw1", g1.last().ID, "sent", testWebhookSecret)
+		h.clock.add(time.Second)
+		h.e.dueFailovers(t.Context())
+		if g2.count() != 1 || g2.last().Code != g1.last().Code {
+			t.Fatalf("no failover at failover_after: gw2 got %d", g2.count())
+		}
+		// The second sender takes receipts too: its own timer, then the
+		// third sender (which takes none, so the chain ends there).
+		h.clock.add(20 * time.Second)
+		h.e.dueFailovers(t.Context())
+		c := challengeOf(t, h, loc)
+		if len(c.Deliveries) != 3 || c.Deliveries[2].Sender != "plain" || !strings.Contains(h.logs.String(), `"outcome":"timeout"`) {
+			t.Fatalf("deliveries %+v", c.Deliveries)
+		}
+		h.clock.add(20 * time.Second)
+		h.e.dueFailovers(t.Context())
+		if n := len(challengeOf(t, h, loc).Deliveries); n != 3 {
+			t.Errorf("%d deliveries after the last sender", n)
+		}
+	})
+}
+
+func TestFailoverSpendsSendBudget(t *testing.T) {
+	h, g1, g2 := receiptHarness(t, store.NewMemory(time.Minute), func(c *Config) {
+		c.Limits.PerNumber = store.Limit{Rate: 1, Period: time.Hour, Burst: 1}
+	})
+	alice := h.browser("alice", "+14155550100")
+	alice.start("/account/payment-methods")
+	h.secret(g1.last().Code)
+	postReceipt(t, h, "gw1", g1.last().ID, "failed", testWebhookSecret)
+	h.e.bg.Wait()
+	if g2.count() != 0 {
+		t.Fatal("a failover went past the per-number budget")
+	}
+	if logs := h.logs.String(); !strings.Contains(logs, `"msg":"rate_limited"`) || !strings.Contains(logs, `"limit":"per_number"`) {
+		t.Errorf("no rate_limited event:\n%s", logs)
+	}
+}
+
+func TestFailoverAfterResendSendsTheNewCode(t *testing.T) {
+	h, g1, g2 := receiptHarness(t, store.NewMemory(time.Minute), func(c *Config) { c.ResendAfter = time.Second })
+	alice := h.browser("alice", "+14155550100")
+	loc, csrf := alice.start("/account/payment-methods")
+	first := g1.last()
+	h.secret(first.Code)
+	h.clock.add(2 * time.Second)
+	resp, _ := alice.do("POST", loc+"/resend", url.Values{"csrf": {csrf}}, "Origin", h.srv.URL)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("resend = %d", resp.StatusCode)
+	}
+	second := g1.last()
+	h.secret(second.Code)
+	// A late failure of the first code's message: it is not the latest,
+	// so it fails nothing over.
+	postReceipt(t, h, "gw1", first.ID, "failed", testWebhookSecret)
+	h.e.bg.Wait()
+	if g2.count() != 0 {
+		t.Fatal("the replaced code's failure failed over")
+	}
+	postReceipt(t, h, "gw1", second.ID, "failed", testWebhookSecret)
+	h.e.bg.Wait()
+	if g2.count() != 1 || g2.last().Code != second.Code {
+		t.Fatalf("failover after a resend: gw2 got %d, code current %v", g2.count(), g2.count() > 0 && g2.last().Code == second.Code)
 	}
 }

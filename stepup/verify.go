@@ -450,7 +450,7 @@ func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (
 		code = newCode(e.cfg.CodeLength)
 	}
 	now := e.now()
-	_, err = e.store.Resend(r.Context(), c.ID, b.k.codeMAC(c.ID, code), now, e.cfg.ResendAfter, e.cfg.MaxSends)
+	sends, err := e.store.Resend(r.Context(), c.ID, b.k.codeMAC(c.ID, code), now, e.cfg.ResendAfter, e.cfg.MaxSends)
 	var cool *store.CooldownError
 	switch {
 	case errors.As(err, &cool):
@@ -461,6 +461,7 @@ func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (
 		res, _, err := e.stateOutcome(b, err, now)
 		return res, 0, err
 	}
+	c.Sends = sends
 	if send {
 		e.deliver(r, c, b.id.Email, code, true, channel)
 	}
