@@ -784,6 +784,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.warnNoEffect()
 	register(ctx, h)
+	// Due failovers, until this config is unloaded (ctx ends then).
+	go h.engine.RunFailovers(ctx)
 	return nil
 }
 

@@ -162,7 +162,7 @@ func eventData(r *http.Request, ev *stepup.Event) map[string]any {
 	}
 	for k, v := range map[string]string{
 		"policy": ev.Policy, "mode": ev.Mode, "user": ev.User, "to": ev.To, "client_ip": ev.ClientIP,
-		"sender": ev.Sender, "outcome": ev.Outcome, "limit": ev.Limit,
+		"sender": ev.Sender, "channel": ev.Channel, "message_id": ev.MessageID, "outcome": ev.Outcome, "limit": ev.Limit,
 	} {
 		if v != "" {
 			d[k] = v

@@ -255,7 +255,7 @@ func (e *Engine) create(a *attempt, phone *sender.Phone) error {
 			return e.storeError(w, r, "record_send", err)
 		}
 	} else {
-		e.deliver(r, c, a.id.Email, code, false, "")
+		e.deliver(r, c, a.id.Email, code, false, "", a.api)
 	}
 	return e.challenged(a, c)
 }

@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/stepup/page"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -358,4 +359,82 @@ func failoverQueueName(k *keys, prefix string, d Deliverer) string {
 		parts = append(parts, strings.Join(n.Names(), "\x00"))
 	}
 	return k.short("failover", parts...)
+}
+
+// The delivery states the page shows (deliveryState).
+const (
+	// DeliverySending: the code is on its way to the provider.
+	DeliverySending = "sending"
+	// DeliverySent: a provider accepted it; no receipt said more yet.
+	DeliverySent = "sent"
+	// DeliveryDelivered: a receipt says it reached the handset.
+	DeliveryDelivered = "delivered"
+	// DeliveryNotDelivered: a receipt says it will not arrive, and no
+	// other sender is left to try.
+	DeliveryNotDelivered = "not_delivered"
+	// DeliveryFailedOver: it was not delivered and went out again
+	// through another sender (the channel says which way).
+	DeliveryFailedOver = "failed_over"
+	// DeliveryFailed: no sender accepted it (the page offers a resend).
+	DeliveryFailed = "failed"
+)
+
+// deliveryState says how the delivery of c's current code goes, and
+// on which channel it went last. A challenge that hides its number (a
+// reset flow, its decoys included) always says "sent" and no channel:
+// what happened to a code must not tell whether the account exists.
+func deliveryState(c *store.Challenge) (state, channel string) {
+	if c.Hidden {
+		return DeliverySent, ""
+	}
+	if c.SendFailed {
+		return DeliveryFailed, ""
+	}
+	var last *store.Delivery
+	for i := range c.Deliveries {
+		if c.Deliveries[i].Code == c.Sends {
+			last = &c.Deliveries[i]
+		}
+	}
+	if last == nil {
+		if c.SentBy != "" {
+			return DeliverySent, ""
+		}
+		return DeliverySending, ""
+	}
+	st := sender.DeliveryStatus(last.Status)
+	switch {
+	case st.Failed() && last.FailedOver:
+		return DeliverySending, last.Channel // the next one is on its way
+	case st.Failed():
+		return DeliveryNotDelivered, last.Channel
+	case last.Failover:
+		return DeliveryFailedOver, last.Channel
+	case st.Reached():
+		return DeliveryDelivered, last.Channel
+	}
+	return DeliverySent, last.Channel
+}
+
+// showDelivery answers the page's poll, GET {path_prefix}/status?challenge=ID,
+// with {"state": ..., "channel": ...} (deliveryState) for the identity
+// and browser session the challenge belongs to; anyone else gets the 404
+// of a challenge that does not exist.
+func (e *Engine) showDelivery(w http.ResponseWriter, r *http.Request) error {
+	id := r.URL.Query().Get("challenge")
+	if !validID(id) {
+		page.WriteError(w, http.StatusNotFound, "not_found", "no such challenge", nil)
+		return nil
+	}
+	b, ok, err := e.load(w, r, id, false)
+	if !ok {
+		return err
+	}
+	state, channel := deliveryState(b.c)
+	if st := challengeState(b.c, e.now()); st != page.StateChallenge {
+		// Over: the page reloads into its final state.
+		state = string(st)
+	}
+	page.WriteJSON(w, http.StatusOK, map[string]string{"state": state, "channel": channel})
+	return nil
 }

@@ -23,6 +23,7 @@ import (
 //	POST {prefix}/verify                  API: {"challenge":ID,"code":"123456"}
 //	POST {prefix}/resend                  API: {"challenge":ID}
 //	GET  {prefix}/jwks.json               the assertion's public key (EdDSA)
+//	GET  {prefix}/status?challenge={id}   how the code's delivery goes
 //	POST {prefix}/receipts/{sender}       a provider's delivery receipt
 //	GET  {prefix}/receipts/{sender}       (receipts as GET, WhatsApp's check)
 //
@@ -40,6 +41,13 @@ func (e *Engine) ServeEndpoint(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		_, _ = w.Write(e.assertion.JWKS())
 		return nil
+	case "/status":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			e.renderStatus(w, r, http.StatusMethodNotAllowed, page.StateError, nil)
+			return nil
+		}
+		return e.showDelivery(w, r)
 	case "/verify", "/resend":
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")

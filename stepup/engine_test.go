@@ -343,6 +343,8 @@ func (b *browser) raw(method, path, ctype string, body []byte, extra ...string) 
 	if err != nil {
 		b.h.t.Fatal(err)
 	}
+	// Codes go out after the answer: the tests look at them once sent.
+	b.h.e.bg.Wait()
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	for _, c := range resp.Cookies() {

@@ -2,6 +2,7 @@ package stepup
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -420,3 +421,182 @@ func TestFailoverAfterResendSendsTheNewCode(t *testing.T) {
 		t.Fatalf("failover after a resend: gw2 got %d, code current %v", g2.count(), g2.count() > 0 && g2.last().Code == second.Code)
 	}
 }
+
+// channeled is a gateway's webhook sender that declares a channel, as
+// the WhatsApp sender does.
+type channeled struct {
+	*webhook.Sender
+	ch sender.Channel
+}
+
+func (c channeled) Channel() sender.Channel { return c.ch }
+
+// status asks the delivery status of the challenge at loc as b's page
+// script does.
+func (b *browser) status(loc string) (int, map[string]string) {
+	b.h.t.Helper()
+	resp, body := b.do("GET", "/.stepup/status?challenge="+strings.TrimPrefix(loc, "/.stepup/challenge/"), nil, "Accept", "application/json")
+	var out map[string]string
+	if resp.StatusCode == 200 {
+		if err := json.Unmarshal([]byte(body), &out); err != nil {
+			b.h.t.Fatalf("status body %q: %v", body, err)
+		}
+	}
+	return resp.StatusCode, out
+}
+
+func TestDeliveryStatusAndPage(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		g1, g2 := newGateway(t, "gw1"), newGateway(t, "gw2")
+		h := newHarnessWith(t, st, func(c *Config, _ []*Policy) {
+			c.Receipts = Receipts{PublicURL: "https://shop.example"}
+		}, func(c Config) Deliverer {
+			s1, s2 := g1.sender(true).(*webhook.Sender), g2.sender(true).(*webhook.Sender)
+			return sender.NewChain([]sender.Sender{channeled{s1, sender.SMS}, channeled{s2, sender.WhatsApp}},
+				sender.ChainOptions{ReceiptURL: c.ReceiptURL})
+		})
+		alice := h.browser("alice", "+14155550100")
+		loc, _ := alice.start("/account/payment-methods")
+		h.secret(g1.last().Code)
+		code, s := alice.status(loc)
+		if code != 200 || s["state"] != "sent" || s["channel"] != "sms" {
+			t.Fatalf("status after the send: %d %v", code, s)
+		}
+		// The page polls it: its CSP lets it, and its data says where.
+		resp, page := alice.do("GET", loc, nil)
+		if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "connect-src 'self'") {
+			t.Errorf("CSP %q does not let the page poll", csp)
+		}
+		if !strings.Contains(page, `"status":"/.stepup/status?challenge=`) {
+			t.Error("the page's script is not told where to poll")
+		}
+		// Someone else's session, or none: nothing to learn.
+		bob := h.browser("bob", "+14155550111")
+		if code, _ := bob.status(loc); code != 404 {
+			t.Errorf("another user's poll = %d, want 404", code)
+		}
+		stranger := h.browser("alice", "+14155550100") // same user, another browser session
+		if code, _ := stranger.status(loc); code != 404 {
+			t.Errorf("another session's poll = %d, want 404", code)
+		}
+
+		postReceipt(t, h, "gw1", g1.last().ID, "delivered", testWebhookSecret)
+		if _, s := alice.status(loc); s["state"] != "delivered" {
+			t.Errorf("after delivered: %v", s)
+		}
+		if _, page := alice.do("GET", loc, nil); !strings.Contains(page, "Your code was delivered.") {
+			t.Error("the page (no script) does not say the code was delivered")
+		}
+
+		// Another challenge, whose SMS fails: sent again by WhatsApp,
+		// and the page says so, polled or reloaded, in its language.
+		carol := h.browser("carol", "+14155550122")
+		loc2, _ := carol.start("/account/payment-methods")
+		h.secret(g1.last().Code)
+		postReceipt(t, h, "gw1", g1.last().ID, "failed", testWebhookSecret)
+		h.e.bg.Wait()
+		if g2.count() != 1 {
+			t.Fatal("no failover to WhatsApp")
+		}
+		if _, s := carol.status(loc2); s["state"] != "failed_over" || s["channel"] != "whatsapp" {
+			t.Errorf("after failover: %v", s)
+		}
+		_, page = carol.do("GET", loc2, nil)
+		if !strings.Contains(page, "Not delivered: we sent it by WhatsApp instead.") {
+			t.Error("the page does not say the code went by WhatsApp")
+		}
+		_, page = carol.do("GET", loc2, nil, "Accept-Language", "de")
+		if !strings.Contains(page, "Nicht zugestellt: Wir haben ihn stattdessen per WhatsApp gesendet.") {
+			t.Error("the German page does not say the code went by WhatsApp")
+		}
+		// WhatsApp fails too: nobody is left.
+		postReceipt(t, h, "gw2", g2.last().ID, "failed", testWebhookSecret)
+		h.e.bg.Wait()
+		if _, s := carol.status(loc2); s["state"] != "not_delivered" {
+			t.Errorf("after the last sender failed: %v", s)
+		}
+	})
+}
+
+// The first answer does not wait for the provider: the page says the
+// code is on its way, and how it went once it did.
+func TestSendAfterAnswer(t *testing.T) {
+	release := make(chan struct{})
+	slow := &outbox{}
+	h := newHarnessWith(t, store.NewMemory(time.Minute), nil, func(Config) Deliverer {
+		return delivererFunc(func(ctx context.Context, m *sender.Message) (string, error) {
+			<-release
+			return slow.Send(ctx, m)
+		})
+	})
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	get := func(path string, cookies []*http.Cookie) *http.Response {
+		req, _ := http.NewRequest("GET", h.srv.URL+path, nil)
+		req.Header.Set("Accept", "text/html")
+		req.Header.Set("X-Remote-User", "alice")
+		req.Header.Set("X-Remote-Phone", "+14155550100")
+		for _, c := range cookies {
+			req.AddCookie(c)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	done := make(chan *http.Response, 1)
+	go func() { done <- get("/account/payment-methods", nil) }()
+	var resp *http.Response
+	select {
+	case resp = <-done:
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("the answer waited for the provider")
+	}
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("protected GET = %d", resp.StatusCode)
+	}
+	page := get(resp.Header.Get("Location"), resp.Cookies())
+	body, _ := io.ReadAll(page.Body)
+	if page.StatusCode != 200 || !strings.Contains(string(body), "Sending your code…") || !strings.Contains(string(body), `"delivery":"sending"`) {
+		t.Errorf("page while sending: %d\n%s", page.StatusCode, body)
+	}
+	close(release)
+	h.e.bg.Wait()
+	if slow.count() != 1 {
+		t.Fatal("the code was not sent after the answer")
+	}
+}
+
+func TestDeliveryState(t *testing.T) {
+	d := func(status string, failover, failedOver bool) store.Delivery {
+		return store.Delivery{Sender: "s", Channel: "whatsapp", Status: status, Code: 1, Failover: failover, FailedOver: failedOver}
+	}
+	for _, tc := range []struct {
+		c     store.Challenge
+		state string
+	}{
+		{store.Challenge{Sends: 1}, DeliverySending},
+		{store.Challenge{Sends: 1, SentBy: "log"}, DeliverySent},
+		{store.Challenge{Sends: 1, SendFailed: true}, DeliveryFailed},
+		{store.Challenge{Sends: 1, Deliveries: []store.Delivery{d("accepted", false, false)}}, DeliverySent},
+		{store.Challenge{Sends: 1, Deliveries: []store.Delivery{d("read", false, false)}}, DeliveryDelivered},
+		{store.Challenge{Sends: 1, Deliveries: []store.Delivery{d("failed", false, false)}}, DeliveryNotDelivered},
+		{store.Challenge{Sends: 1, Deliveries: []store.Delivery{d("failed", false, true)}}, DeliverySending},
+		{store.Challenge{Sends: 1, Deliveries: []store.Delivery{d("failed", false, true), d("delivered", true, false)}}, DeliveryFailedOver},
+		// The old code's messages say nothing of the new one.
+		{store.Challenge{Sends: 2, Deliveries: []store.Delivery{d("delivered", false, false)}}, DeliverySending},
+		// Hidden numbers (and their decoys) always say the same.
+		{store.Challenge{Sends: 1, Hidden: true, SendFailed: true}, DeliverySent},
+		{store.Challenge{Sends: 1, Hidden: true, Deliveries: []store.Delivery{d("failed", false, false)}}, DeliverySent},
+	} {
+		if got, ch := deliveryState(&tc.c); got != tc.state || (tc.c.Hidden && ch != "") {
+			t.Errorf("%+v: %q %q, want %q", tc.c, got, ch, tc.state)
+		}
+	}
+}
+
+// delivererFunc adapts a function to Deliverer.
+type delivererFunc func(ctx context.Context, m *sender.Message) (string, error)
+
+func (f delivererFunc) Send(ctx context.Context, m *sender.Message) (string, error) { return f(ctx, m) }

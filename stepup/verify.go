@@ -191,7 +191,7 @@ func (e *Engine) askResend(k *call) error {
 	if !ok {
 		return e.tell(k, &b, badChannel, 0)
 	}
-	res, wait, err := e.resendCode(k.r, &b, channel)
+	res, wait, err := e.resendCode(k.r, &b, channel, k.api)
 	if err != nil {
 		return e.storeError(k.w, k.r, "resend", err)
 	}
@@ -396,7 +396,11 @@ func (e *Engine) stateOutcome(b *bound, err error, now time.Time) (outcome, time
 // attempts already spent stay spent. It comes to sent, tooEarly (wait
 // says how long), sendLimit, or finished or vanished when the challenge
 // can take no resend (its state is then in b.c).
-func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (res outcome, wait time.Duration, err error) {
+//
+// A browser's code is sent after the answer (the page shows how the
+// send goes); an API client's before it, as its answer says whether it
+// went out.
+func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel, api bool) (res outcome, wait time.Duration, err error) {
 	c := b.c
 	if st := challengeState(c, e.now()); st != page.StateChallenge {
 		return finished, 0, nil
@@ -463,7 +467,7 @@ func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (
 	}
 	c.Sends = sends
 	if send {
-		e.deliver(r, c, b.id.Email, code, true, channel)
+		e.deliver(r, c, b.id.Email, code, true, channel, api)
 	}
 	return sent, 0, nil
 }
