@@ -784,8 +784,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.warnNoEffect()
 	register(ctx, h)
-	// Due failovers, until this config is unloaded (ctx ends then).
-	go h.engine.RunFailovers(ctx)
+	// Due failovers and abandoned challenges, until this config is
+	// unloaded (ctx ends then).
+	go h.engine.Run(ctx)
 	return nil
 }
 

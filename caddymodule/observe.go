@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -33,6 +34,12 @@ var metrics = struct {
 	storeErrors   *prometheus.CounterVec
 	refused       *prometheus.CounterVec
 	auditDropped  prometheus.Counter
+	// Delivery performance (receipts).
+	deliverySeconds *prometheus.HistogramVec
+	verifySeconds   *prometheus.HistogramVec
+	receipts        *prometheus.CounterVec
+	codes           *prometheus.CounterVec
+	failovers       *prometheus.CounterVec
 }{
 	challenges: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "stepup", Name: "challenges_created_total",
@@ -79,6 +86,28 @@ var metrics = struct {
 		Namespace: "caddy", Subsystem: "stepup", Name: "audit_dropped_total",
 		Help: "Audit events not written to the Redis stream because its queue was full.",
 	}),
+	deliverySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "delivery_seconds",
+		Help:    "Time from a code's send to the provider's receipt that it was delivered, by sender and channel.",
+		Buckets: []float64{1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300},
+	}, []string{"sender", "channel"}),
+	verifySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "verify_seconds",
+		Help:    "Time from a code's send to its verification, by policy, sender and channel.",
+		Buckets: []float64{5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600},
+	}, []string{"policy", "sender", "channel"}),
+	receipts: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "receipts_total",
+		Help: "Delivery receipts taken, by sender and status (queued, sent, delivered, read, undelivered, failed, unknown).",
+	}, []string{"sender", "status"}),
+	codes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "codes_total",
+		Help: "Codes by outcome (sent, verified, abandoned: expired unverified), policy, sender, channel and country calling code; conversion is verified over sent.",
+	}, []string{"outcome", "policy", "sender", "channel", "country"}),
+	failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "failovers_total",
+		Help: "Codes sent again through the next sender because they were not delivered, by the sender that took them (none when none did), channel and reason (failed, timeout).",
+	}, []string{"sender", "channel", "reason"}),
 }
 
 // registerMetrics registers the collectors into the config's registry; a
@@ -88,6 +117,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 		metrics.challenges, metrics.codesSent, metrics.sendDuration, metrics.verifications,
 		metrics.grantsUsed, metrics.requests, metrics.monitor, metrics.rateLimited,
 		metrics.storeErrors, metrics.refused, metrics.auditDropped,
+		metrics.deliverySeconds, metrics.verifySeconds, metrics.receipts, metrics.codes, metrics.failovers,
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
@@ -124,8 +154,29 @@ func (o *observer) Observe(r *http.Request, ev *stepup.Event) {
 	case stepup.EventCodeSent, stepup.EventCodeSendFailed:
 		metrics.codesSent.WithLabelValues(ev.Sender, ev.Outcome).Inc()
 		metrics.sendDuration.WithLabelValues(ev.Sender).Observe(ev.Duration.Seconds())
+		if ev.Kind == stepup.EventCodeSent {
+			metrics.codes.WithLabelValues("sent", ev.Policy, ev.Sender, ev.Channel, ev.Country).Inc()
+		}
 	case stepup.EventVerified, stepup.EventVerifyFailed, stepup.EventLocked:
 		metrics.verifications.WithLabelValues(ev.Policy, ev.Outcome).Inc()
+		if ev.Kind == stepup.EventVerified && ev.Sender != "" {
+			metrics.codes.WithLabelValues("verified", ev.Policy, ev.Sender, ev.Channel, ev.Country).Inc()
+			metrics.verifySeconds.WithLabelValues(ev.Policy, ev.Sender, ev.Channel).Observe(ev.Duration.Seconds())
+		}
+	case stepup.EventAbandoned:
+		metrics.codes.WithLabelValues("abandoned", ev.Policy, ev.Sender, ev.Channel, ev.Country).Inc()
+	case stepup.EventReceipt:
+		metrics.receipts.WithLabelValues(ev.Sender, ev.Outcome).Inc()
+		return // per receipt: metrics only
+	case stepup.EventCodeDelivered:
+		metrics.deliverySeconds.WithLabelValues(ev.Sender, ev.Channel).Observe(ev.Duration.Seconds())
+	case stepup.EventFailover:
+		reason, _, _ := strings.Cut(ev.Outcome, "_none")
+		to := ev.Sender
+		if to == "" {
+			to = "none"
+		}
+		metrics.failovers.WithLabelValues(to, ev.Channel, reason).Inc()
 	case stepup.EventMonitor:
 		metrics.monitor.WithLabelValues(ev.Policy).Inc()
 	case stepup.EventRateLimited:
@@ -176,6 +227,9 @@ func eventData(r *http.Request, ev *stepup.Event) map[string]any {
 	}
 	if ev.Duration != 0 {
 		d["duration_ms"] = ev.Duration.Milliseconds()
+	}
+	if ev.Country != "" {
+		d["country"] = ev.Country
 	}
 	if r != nil {
 		if id := requestID(r); id != "" {

@@ -250,6 +250,8 @@ func (e *Engine) create(a *attempt, phone *sender.Phone) error {
 		ev.To = phone.Masked()
 	}
 	e.emit(r, ev)
+	// Decoys too: real and decoy challenges cost the same.
+	e.watchExpiry(r, c)
 	if phone == nil {
 		if err := e.store.RecordSend(r.Context(), c.ID, "", false); err != nil {
 			return e.storeError(w, r, "record_send", err)

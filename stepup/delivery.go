@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -167,6 +168,7 @@ func (e *Engine) takeReceipt(r *http.Request, name string, rc sender.Receipt) er
 	if err != nil {
 		return err
 	}
+	e.emit(r, &Event{Kind: EventReceipt, Sender: name, Outcome: string(rc.Status)})
 	if !res.Changed {
 		return nil
 	}
@@ -184,7 +186,7 @@ func (e *Engine) takeReceipt(r *http.Request, name string, rc sender.Receipt) er
 		return err
 	}
 	d := c.Deliveries[res.Index-1]
-	ev := &Event{Kind: EventCodeDelivered, Policy: c.Policy, To: sender.MaskPhone(c.Phone), Sender: name,
+	ev := &Event{Kind: EventCodeDelivered, Policy: c.Policy, To: sender.MaskPhone(c.Phone), Sender: name, Country: countryOf(c.Phone),
 		Channel: d.Channel, MessageID: d.MessageID, Duration: d.Updated.Sub(d.Sent), Outcome: string(rc.Status)}
 	if failed {
 		ev.Kind = EventCodeUndelivered
@@ -201,6 +203,10 @@ func (e *Engine) takeReceipt(r *http.Request, name string, rc sender.Receipt) er
 	}
 	return nil
 }
+
+// Wait waits until the sends and failovers that run after their
+// request (a browser's code goes out after the answer) are done.
+func (e *Engine) Wait() { e.bg.Wait() }
 
 // background runs fn on its own goroutine, counted so that tests (and
 // a shutdown) can wait for it.
@@ -259,7 +265,7 @@ func (e *Engine) failover(ctx context.Context, r *http.Request, id string, index
 	if msg.Channel == "" {
 		msg.Channel = sender.SMS
 	}
-	ev := &Event{Kind: EventFailover, Policy: c.Policy, To: sender.MaskPhone(c.Phone), Outcome: why}
+	ev := &Event{Kind: EventFailover, Policy: c.Policy, To: sender.MaskPhone(c.Phone), Country: countryOf(c.Phone), Outcome: why}
 	if len(fo.Serving(msg, skip)) == 0 {
 		return // no sender left: nothing to claim
 	}
@@ -308,18 +314,13 @@ func (e *Engine) failoverBudget(ctx context.Context, c *store.Challenge) (*limit
 	return e.allowSend(ctx, phone)
 }
 
-// RunFailovers sends codes that were not delivered in time through the
-// next sender, until ctx ends: every second it claims the challenges of
-// the store's failover queue that are due. Every instance runs it; the
-// store makes each failover happen once. Without receipts it returns at
-// once.
-func (e *Engine) RunFailovers(ctx context.Context) {
-	if e.cfg.Receipts.PublicURL == "" {
-		return
-	}
-	if _, ok := e.sender.(Failoverer); !ok {
-		return
-	}
+// Run does the engine's work that no request triggers, until ctx ends:
+// every second it sends the codes that were not delivered in time
+// through the next sender (with receipts on), and tells the challenges
+// whose code expired unverified (EventAbandoned). Each comes from a
+// queue in the store that every instance claims from, so that each
+// happens once.
+func (e *Engine) Run(ctx context.Context) {
 	t := time.NewTicker(failoverTick)
 	defer t.Stop()
 	for {
@@ -328,12 +329,53 @@ func (e *Engine) RunFailovers(ctx context.Context) {
 			return
 		case <-t.C:
 			e.dueFailovers(ctx)
+			e.dueExpiries(ctx)
 		}
 	}
 }
 
+// watchExpiry asks that c be looked at when its code expires, to tell
+// whether it was abandoned (a decoy, which sent nothing, is not told).
+func (e *Engine) watchExpiry(r *http.Request, c *store.Challenge) {
+	if err := e.store.ScheduleFailover(r.Context(), e.expiryQueue, c.ID, c.Expires); err != nil {
+		e.emit(r, &Event{Kind: EventStoreError, Policy: c.Policy, Outcome: "schedule_expiry", Err: err})
+	}
+}
+
+// dueExpiries tells the challenges whose code expired unverified.
+func (e *Engine) dueExpiries(ctx context.Context) {
+	now := e.now()
+	ids, err := e.store.DueFailovers(ctx, e.expiryQueue, now, failoverLease, 100)
+	if err != nil {
+		return
+	}
+	for _, id := range ids {
+		if c, err := e.store.Get(ctx, id); err == nil && c.Used.IsZero() && c.Phone != "" {
+			e.emit(nil, &Event{Kind: EventAbandoned, Policy: c.Policy, Sender: c.SentBy,
+				Channel: string(e.channelOf(c.SentBy)), Country: countryOf(c.Phone), Attempts: c.Attempts})
+		}
+		_ = e.store.DoneFailover(ctx, e.expiryQueue, id, now.Add(failoverLease))
+	}
+}
+
+// countryOf is the country calling code of an E.164 number ("91"), or
+// "" when it does not parse.
+func countryOf(e164 string) string {
+	p, err := sender.ParsePhone(e164, "")
+	if err != nil {
+		return ""
+	}
+	return strconv.Itoa(p.CountryCode)
+}
+
 // dueFailovers handles the failovers due now.
 func (e *Engine) dueFailovers(ctx context.Context) {
+	if e.cfg.Receipts.PublicURL == "" {
+		return
+	}
+	if _, ok := e.sender.(Failoverer); !ok {
+		return
+	}
 	now := e.now()
 	ids, err := e.store.DueFailovers(ctx, e.failoverQueue, now, failoverLease, 50)
 	if err != nil {

@@ -506,6 +506,9 @@ type Engine struct {
 	// failoverQueue names this configuration's queue of due failovers
 	// in the store.
 	failoverQueue string
+	// expiryQueue names its queue of challenges to look at when their
+	// code expires (abandonment).
+	expiryQueue string
 	// bg counts the sends and failovers running after their request.
 	bg sync.WaitGroup
 }
@@ -576,6 +579,7 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 	}
 	e.all[0] = &e.keys
 	e.failoverQueue = failoverQueueName(&e.keys, cfg.PathPrefix, opts.Sender)
+	e.expiryQueue = failoverQueueName(&e.keys, cfg.PathPrefix+"\x00expiry", opts.Sender)
 	if hn, ok := opts.Identity.(identity.HeaderNamer); ok {
 		e.identityHeaders = hn.HeaderNames()
 	}

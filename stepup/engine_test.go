@@ -52,6 +52,8 @@ type outbox struct {
 	// (ChannelChooser); its sender "test" is the first, and a message
 	// sent on a chosen channel is sent by the sender named after it.
 	channels []sender.Channel
+	// wait, when set, waits for the engine's sends after their answer.
+	wait func()
 }
 
 func (o *outbox) Send(_ context.Context, m *sender.Message) (string, error) {
@@ -89,6 +91,9 @@ func (o *outbox) ChannelOf(name string) sender.Channel {
 }
 
 func (o *outbox) count() int {
+	if o.wait != nil {
+		o.wait()
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return len(o.msgs)
@@ -96,6 +101,9 @@ func (o *outbox) count() int {
 
 func (o *outbox) last(t *testing.T) sender.Message {
 	t.Helper()
+	if o.wait != nil {
+		o.wait()
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.msgs) == 0 {
@@ -200,6 +208,7 @@ func newHarnessWith(t *testing.T, st store.Store, mutate func(*Config, []*Policy
 		t.Fatal(err)
 	}
 	h.e = e
+	h.out.wait = e.Wait
 	next := NextFunc(func(w http.ResponseWriter, r *http.Request) error {
 		h.upstream.Add(1)
 		body, _ := io.ReadAll(r.Body)
@@ -263,6 +272,7 @@ func (h *harness) secret(s string) {
 // checkLogs fails the test if any code sent, cookie value, grant token or
 // full phone number of the test reached the engine's logs.
 func (h *harness) checkLogs() {
+	h.e.Wait()
 	logs := logscan.Strings(h.logs.String())
 	h.out.mu.Lock()
 	var secrets []string

@@ -27,9 +27,15 @@ const (
 	EventCodeUndelivered EventKind = "code_undelivered"
 	// EventFailover: a code that was not delivered (Outcome: failed, or
 	// timeout when no receipt said delivered in time) went out again
-	// through the next sender (Sender; Outcome failed_none when none
-	// was left or all failed).
-	EventFailover        EventKind = "failover"
+	// through the next sender (Sender); the Outcome ends in
+	// _none_delivered when every sender left failed.
+	EventFailover EventKind = "failover"
+	// EventReceipt: a provider's receipt was taken (Sender, Outcome: its
+	// status). Like EventRequest it is for metrics, logged at debug.
+	EventReceipt EventKind = "receipt"
+	// EventAbandoned: a challenge's code expired and was never verified
+	// (Sender and Channel of its last code, Country).
+	EventAbandoned       EventKind = "challenge_abandoned"
 	EventVerifyFailed    EventKind = "verify_failed"
 	EventVerified        EventKind = "verified"
 	EventGrantUsed       EventKind = "grant_used"
@@ -70,6 +76,9 @@ type Event struct {
 	// MessageID is the provider's id of a message (not secret: it names
 	// neither the number nor the code).
 	MessageID string
+	// Country is the destination's country calling code ("91"), never
+	// more of the number.
+	Country string
 	// Outcome refines the kind: the verification outcome (wrong,
 	// expired, exhausted, used, locked), the request outcome (passed,
 	// challenged, monitored, refused), a refusal reason.
@@ -107,13 +116,13 @@ type Observer interface {
 // makes (a policy match, a session grant used): worth counting, not
 // auditing one by one.
 func (ev *Event) PerRequest() bool {
-	return ev.Kind == EventRequest || (ev.Kind == EventGrantUsed && ev.Mode == "session")
+	return ev.Kind == EventRequest || ev.Kind == EventReceipt || (ev.Kind == EventGrantUsed && ev.Mode == "session")
 }
 
 // level is the log level of an event.
 func (ev *Event) level() zapcore.Level {
 	switch ev.Kind {
-	case EventRequest:
+	case EventRequest, EventReceipt:
 		return zapcore.DebugLevel
 	case EventGrantUsed:
 		return zapcore.DebugLevel
@@ -149,6 +158,7 @@ func (e *Engine) emit(r *http.Request, ev *Event) {
 		add(zap.String("sender", ev.Sender), ev.Sender != "")
 		add(zap.String("channel", ev.Channel), ev.Channel != "")
 		add(zap.String("message_id", ev.MessageID), ev.MessageID != "")
+		add(zap.String("country", ev.Country), ev.Country != "")
 		add(zap.String("outcome", ev.Outcome), ev.Outcome != "")
 		add(zap.String("limit", ev.Limit), ev.Limit != "")
 		add(zap.Duration("duration", ev.Duration), ev.Duration != 0)

@@ -634,7 +634,7 @@ func (e *Engine) send(r *http.Request, c *store.Challenge, msg *sender.Message, 
 	}
 	by = d.Sender
 	ev := &Event{Kind: EventCodeSent, Policy: policy, To: sender.MaskPhone(phone), Sender: by,
-		Channel: string(e.channelOf(by)), MessageID: d.MessageID, Duration: time.Since(start), Resend: resend, Outcome: "ok"}
+		Channel: string(e.channelOf(by)), MessageID: d.MessageID, Country: countryOf(phone), Duration: time.Since(start), Resend: resend, Outcome: "ok"}
 	if err != nil {
 		ev.Kind, ev.Outcome, ev.Err = EventCodeSendFailed, "failed", err
 	}

@@ -281,6 +281,10 @@ func (e *Engine) checkCode(r *http.Request, b *bound, code string) (res outcome,
 	switch res {
 	case verified:
 		ev.Kind, ev.Outcome, ev.To = EventVerified, "ok", sender.MaskPhone(b.c.Phone)
+		ev.Sender, ev.Channel, ev.Country = b.c.SentBy, string(e.channelOf(b.c.SentBy)), countryOf(b.c.Phone)
+		if !b.c.LastSend.IsZero() {
+			ev.Duration = b.c.Used.Sub(b.c.LastSend) // from the send of the code
+		}
 	case wrongCode:
 		ev.Kind, ev.Outcome = EventVerifyFailed, "wrong"
 	case codeReplaced:
