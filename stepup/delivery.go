@@ -22,7 +22,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -359,14 +358,8 @@ func (e *Engine) dueExpiries(ctx context.Context) {
 }
 
 // countryOf is the country calling code of an E.164 number ("91"), or
-// "" when it does not parse.
-func countryOf(e164 string) string {
-	p, err := sender.ParsePhone(e164, "")
-	if err != nil {
-		return ""
-	}
-	return strconv.Itoa(p.CountryCode)
-}
+// "".
+func countryOf(e164 string) string { return sender.CallingCode(e164) }
 
 // dueFailovers handles the failovers due now.
 func (e *Engine) dueFailovers(ctx context.Context) {
