@@ -23,7 +23,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "stepup",
-		Usage: "status|unlock|revoke|send-test|preview|version ...",
+		Usage: "status|unlock|revoke|send-test|stats|preview|version ...",
 		Short: "Operator tools for the stepup handler",
 		Long: `
 Operator tools for the stepup handler.
@@ -33,6 +33,7 @@ Operator tools for the stepup handler.
   unlock      clears a user's failed-code count, ending a lockout
   revoke      ends every grant of a user, on every instance, within a second
   send-test   sends one test message through the configured senders
+  stats       codes sent, delivered, verified and failed over, from Redis
   preview     writes every page state in every locale as HTML files
   version     the plugin's, Caddy's and the store format's versions
 
@@ -48,7 +49,7 @@ resolve). Handlers are named "<domain or listen address><path_prefix>:<policies>
 				"Clears a user's failed-code count (ends a lockout)", unlockUser))
 			cmd.AddCommand(userCommand("revoke",
 				"Ends every grant of a user on every instance sharing the store", revokeUser))
-			cmd.AddCommand(sendTestCommand(), previewCommand(), versionCommand())
+			cmd.AddCommand(sendTestCommand(), statsCommand(), previewCommand(), versionCommand())
 		},
 	})
 }

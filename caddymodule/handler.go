@@ -742,6 +742,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if rs, ok := st.(*store.Redis); ok {
+		// Hourly delivery tallies for caddy stepup stats.
+		obs.tally = make(chan tallyCount, 4096)
+		go tallyWriter(ctx, rs, obs.tally, h.logger)
+	}
 	var assertion *stepup.Assertion
 	if h.Assertion != nil {
 		if assertion, err = h.Assertion.build(repl); err != nil {

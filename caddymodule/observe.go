@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
 // Metrics, namespace caddy, subsystem stepup. Created once per process
@@ -135,10 +136,90 @@ type observer struct {
 	ctx    caddy.Context
 	events *caddyevents.App
 	audit  chan map[string]any // nil without audit_stream
+	tally  chan tallyCount     // for the Redis tallies; nil without Redis
+}
+
+// tallyCount is n to add to the tally key (a store.TallyKey).
+type tallyCount struct {
+	key string
+	n   int64
+}
+
+// count queues n for the tally key (caddy stepup stats); a full queue
+// drops it (the metrics still count).
+func (o *observer) count(key string, n int64) {
+	select {
+	case o.tally <- tallyCount{key, n}:
+	default:
+	}
+}
+
+// tallies counts ev for the Redis tallies, and for code_delivered the
+// time it took, in milliseconds.
+func (o *observer) tallies(ev *stepup.Event) {
+	if o.tally == nil {
+		return
+	}
+	var kind string
+	switch ev.Kind {
+	case stepup.EventCodeSent:
+		kind = "sent"
+	case stepup.EventVerified:
+		kind = "verified"
+	case stepup.EventAbandoned:
+		kind = "abandoned"
+	case stepup.EventCodeDelivered:
+		kind = "delivered"
+	case stepup.EventCodeUndelivered:
+		kind = "undelivered"
+	case stepup.EventFailover:
+		kind = "failover"
+	default:
+		return
+	}
+	if ev.Kind == stepup.EventVerified && ev.Sender == "" {
+		return
+	}
+	o.count(store.TallyKey(kind, ev.Policy, ev.Sender, ev.Channel, ev.Country), 1)
+	if ev.Kind == stepup.EventCodeDelivered {
+		// The times to deliver, summed in milliseconds.
+		o.count(store.TallyKey("delivered_ms", ev.Policy, ev.Sender, ev.Channel, ev.Country), ev.Duration.Milliseconds())
+	}
+}
+
+// tallyWriter adds the queued counts to the Redis tallies, once a
+// second, until ctx ends.
+func tallyWriter(ctx context.Context, st *store.Redis, queue <-chan tallyCount, log *zap.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	counts := map[string]int64{}
+	var failing bool
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c := <-queue:
+			counts[c.key] += c.n
+		case <-t.C:
+			if len(counts) == 0 {
+				continue
+			}
+			err := st.AddTallies(ctx, time.Now(), counts)
+			switch {
+			case err != nil && !failing && ctx.Err() == nil:
+				failing = true
+				log.Warn("writing delivery tallies to redis", zap.Error(err))
+			case err == nil:
+				failing = false
+			}
+			counts = map[string]int64{}
+		}
+	}
 }
 
 // Observe implements stepup.Observer.
 func (o *observer) Observe(r *http.Request, ev *stepup.Event) {
+	o.tallies(ev)
 	switch ev.Kind {
 	case stepup.EventRequest:
 		metrics.requests.WithLabelValues(ev.Policy, ev.Mode, ev.Outcome).Inc()

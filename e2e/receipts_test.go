@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -214,6 +215,27 @@ func TestReceiptFailover(t *testing.T) {
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+
+	// The same figures from Redis, for shops without Prometheus (the
+	// tallies are written once a second).
+	var stats string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		cmd := exec.Command(caddyBin, "stepup", "stats", "--config", p.config, "--since", "2h")
+		cmd.Env = append(os.Environ(), p.env...)
+		b, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("caddy stepup stats: %v\n%s", err, b)
+		}
+		stats = strings.Join(strings.Fields(string(b)), " ")
+		if strings.Contains(stats, "failed over 2") {
+			break
+		}
+	}
+	for _, want := range []string{"codes sent 2, verified 1 (50.0%)", "delivered 1, not delivered 1, failed over 2", "+1 2 1 50.0%"} {
+		if !strings.Contains(stats, want) {
+			t.Errorf("caddy stepup stats lacks %q:\n%s", want, stats)
 		}
 	}
 
