@@ -3,6 +3,7 @@ package stepup
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -15,7 +16,9 @@ import (
 	"time"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/sender/twilio"
 	"github.com/caddy-stepup/caddy-stepup/sender/webhook"
+	"github.com/caddy-stepup/caddy-stepup/sender/whatsapp"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
@@ -600,3 +603,74 @@ func TestDeliveryState(t *testing.T) {
 type delivererFunc func(ctx context.Context, m *sender.Message) (string, error)
 
 func (f delivererFunc) Send(ctx context.Context, m *sender.Message) (string, error) { return f(ctx, m) }
+
+// Receipts of the providers that sign the URL (Twilio) verify against
+// public_url, not the address the request reached behind a proxy; Meta's
+// subscription check (a GET) is answered with its challenge.
+func TestReceiptProvidersThroughEndpoint(t *testing.T) {
+	tw, err := twilio.New(twilio.Config{AccountSID: "AC" + strings.Repeat("0", 32), AuthToken: "twilio-auth-token-0123456789abcdef", From: "+15557122661"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waCfg := whatsapp.Config{PhoneNumberID: "123456789", AccessToken: "token", Template: "verification_code",
+		AppSecret: "meta-app-secret-0123456789", VerifyToken: "verify-token-0123456789"}
+	wa, err := whatsapp.New(waCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := store.NewMemory(time.Minute)
+	h := newHarnessWith(t, st, func(c *Config, _ []*Policy) {
+		c.Receipts = Receipts{PublicURL: "https://shop.example"}
+	}, func(c Config) Deliverer {
+		return sender.NewChain([]sender.Sender{tw, wa}, sender.ChainOptions{ReceiptURL: c.ReceiptURL})
+	})
+	ctx := t.Context()
+	c := &store.Challenge{ID: randomID(), Policy: "payment-methods", Phone: "+14155550100", Created: time.Now(),
+		Expires: time.Now().Add(time.Minute), MaxAttempts: 3, CodeMAC: []byte("m")}
+	if err := st.Create(ctx, c, "", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.AddDelivery(ctx, c.ID, store.Delivery{Sender: "twilio", MessageID: "SM1", Sent: time.Now(), Code: 1}, nil, c.Expires); err != nil {
+		t.Fatal(err)
+	}
+	form := url.Values{"MessageSid": {"SM1"}, "MessageStatus": {"delivered"}, "AccountSid": {"AC" + strings.Repeat("0", 32)}}
+	post := func(signedFor string) int {
+		req, _ := http.NewRequest("POST", h.srv.URL+"/.stepup/receipts/twilio", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Twilio-Signature", base64.StdEncoding.EncodeToString(twilio.Signature("twilio-auth-token-0123456789abcdef", signedFor, form)))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Signed for the address Caddy saw: not the URL Twilio called.
+	if got := post(h.srv.URL + "/.stepup/receipts/twilio"); got != 403 {
+		t.Errorf("signed for the inner address = %d, want 403", got)
+	}
+	if got, _ := st.Get(ctx, c.ID); got.Deliveries[0].Status != store.StatusAccepted {
+		t.Fatal("a refused receipt changed the delivery")
+	}
+	if got := post("https://shop.example/.stepup/receipts/twilio"); got != 200 {
+		t.Errorf("signed for public_url = %d, want 200", got)
+	}
+	if got, _ := st.Get(ctx, c.ID); got.Deliveries[0].Status != "delivered" {
+		t.Errorf("after Twilio's receipt: %+v", got.Deliveries[0])
+	}
+
+	// Meta's check of the callback URL.
+	resp, err := http.Get(h.srv.URL + "/.stepup/receipts/whatsapp?hub.mode=subscribe&hub.verify_token=verify-token-0123456789&hub.challenge=1158201444")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "1158201444" {
+		t.Errorf("WhatsApp handshake = %d %q", resp.StatusCode, body)
+	}
+	resp, _ = http.Get(h.srv.URL + "/.stepup/receipts/whatsapp?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1")
+	if resp.StatusCode != 403 {
+		t.Errorf("WhatsApp handshake with a wrong token = %d, want 403", resp.StatusCode)
+	}
+}
