@@ -274,11 +274,22 @@ func (e *Engine) failover(ctx context.Context, r *http.Request, id string, index
 	} else if !ok {
 		return // another instance (or the other path) has it
 	}
+	// A code that will not arrive and that no other sender took: the
+	// page says it could not be sent, and offers a new one at once.
+	undelivered := func() {
+		if !sender.DeliveryStatus(last.Status).Failed() {
+			return // it may still arrive
+		}
+		if err := e.store.RecordSend(ctx, c.ID, "", !c.Hidden); err != nil && !errors.Is(err, store.ErrNotFound) {
+			e.emit(r, &Event{Kind: EventStoreError, Policy: c.Policy, Outcome: "record_send", Err: err})
+		}
+	}
 	if lim, err := e.failoverBudget(ctx, c); err != nil {
 		e.emit(r, &Event{Kind: EventStoreError, Policy: c.Policy, Outcome: "rate_limit", Err: err})
 		return
 	} else if lim != nil {
 		e.emit(r, &Event{Kind: EventRateLimited, Policy: c.Policy, Limit: lim.name, Duration: lim.retry, Outcome: "failover"})
+		undelivered()
 		return
 	}
 	sctx, cancel := context.WithTimeout(ctx, e.cfg.SendTimeout)
@@ -289,6 +300,7 @@ func (e *Engine) failover(ctx context.Context, r *http.Request, id string, index
 	if err != nil {
 		ev.Outcome, ev.Err = why+"_none_delivered", err
 		e.emit(r, ev)
+		undelivered()
 		return
 	}
 	ev.Sender, ev.Channel, ev.MessageID = d.Sender, string(e.channelOf(d.Sender)), d.MessageID

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +34,8 @@ type gateway struct {
 	srv  *httptest.Server
 	mu   sync.Mutex
 	msgs []gatewayMsg
+	// refuse makes it refuse every message (400: not retried).
+	refuse atomic.Bool
 }
 
 // gatewayMsg is one message a gateway took.
@@ -46,6 +49,10 @@ type gatewayMsg struct {
 func newGateway(t *testing.T, name string) *gateway {
 	g := &gateway{t: t, name: name}
 	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g.refuse.Load() {
+			http.Error(w, "number not reachable", 400)
+			return
+		}
 		var p struct {
 			To, Code, Challenge string
 			ReceiptURL          string `json:"receipt_url"`
@@ -672,5 +679,45 @@ func TestReceiptProvidersThroughEndpoint(t *testing.T) {
 	resp, _ = http.Get(h.srv.URL + "/.stepup/receipts/whatsapp?hub.mode=subscribe&hub.verify_token=wrong&hub.challenge=1")
 	if resp.StatusCode != 403 {
 		t.Errorf("WhatsApp handshake with a wrong token = %d, want 403", resp.StatusCode)
+	}
+}
+
+// A code that failed and that the next sender refused too: the page
+// says it could not be sent and offers a new one at once.
+func TestFailoverThatFailsOffersResend(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		h, g1, g2 := receiptHarness(t, st, nil)
+		g2.refuse.Store(true)
+		alice := h.browser("alice", "+14155550100")
+		loc, _ := alice.start("/account/payment-methods")
+		h.secret(g1.last().Code)
+		postReceipt(t, h, "gw1", g1.last().ID, "failed", testWebhookSecret)
+		h.e.Wait()
+		// gw2 refused; the chain's third sender ("plain") took it.
+		c := challengeOf(t, h, loc)
+		if n := len(c.Deliveries); n != 2 || c.Deliveries[1].Sender != "plain" {
+			t.Fatalf("deliveries after gw2 refused: %+v", c.Deliveries)
+		}
+	})
+	h, g1, g2 := receiptHarness(t, store.NewMemory(time.Minute), func(c *Config) {})
+	g2.refuse.Store(true)
+	alice := h.browser("alice", "+14155550100")
+	loc, _ := alice.start("/account/payment-methods")
+	h.secret(g1.last().Code)
+	// Only gw2 is left for this message: plain is skipped as if tried.
+	c := challengeOf(t, h, loc)
+	if _, err := h.store.AddDelivery(t.Context(), c.ID, store.Delivery{Sender: "plain", Sent: time.Now(), Code: 1}, nil, c.Expires); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.store.AddDelivery(t.Context(), c.ID, store.Delivery{Sender: "gw1", MessageID: "msg_last", Sent: time.Now(), Code: 1}, nil, c.Expires); err != nil {
+		t.Fatal(err)
+	}
+	postReceipt(t, h, "gw1", "msg_last", "failed", testWebhookSecret)
+	h.e.Wait()
+	if _, s := alice.status(loc); s["state"] != DeliveryFailed {
+		t.Errorf("status after every sender failed: %v", s)
+	}
+	if _, page := alice.do("GET", loc, nil); !strings.Contains(page, "We could not send your code") {
+		t.Error("the page does not offer a new code after every sender failed")
 	}
 }
