@@ -449,6 +449,7 @@ var referenceShots = map[string]bool{
 	"challenge-de-phone": true, "challenge-pt-BR-phone": true,
 	"challenge-en-dark-phone": true, "challenge-wrong-code-en-dark-phone": true,
 	"challenge-transaction-branded-en-phone": true, "challenge-transaction-branded-en-desktop": true,
+	"challenge-sending-en-phone": true, "challenge-delivered-en-phone": true, "challenge-failed-over-en-phone": true,
 }
 
 // chrome is one headless Chromium for the whole test.
