@@ -35,6 +35,8 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/caddy-stepup/caddy-stepup/sender"
+
 	stepuppage "github.com/caddy-stepup/caddy-stepup/stepup/page"
 )
 
@@ -84,6 +86,9 @@ http://127.0.0.1:{PORT} {
 			signing_secret %s
 		}
 		resend_after 2s
+		receipts {
+			public_url http://127.0.0.1:{PORT}
+		}
 		protect payment-methods {
 			match {
 				path /account/payment-methods*
@@ -148,6 +153,26 @@ func TestBrowser(t *testing.T) {
 		code := hook.waitCode(t, sent, id)
 		tb.typeAndLand(code, target, "upstream GET /account/payment-methods?tab=cards policy=payment-methods user=alice")
 		tb.clean("upstream answer")
+	})
+
+	// The page asks how the code's delivery goes and says it when the
+	// gateway's receipt comes in, under the page's CSP.
+	t.Run("delivery_receipt", func(t *testing.T) {
+		tb := br.tab(t, "dave", "+14155550101", "")
+		sent := hook.count()
+		tb.navigate(c.url("/account/payment-methods"))
+		id := tb.onChallenge()
+		hook.waitCode(t, sent, id)
+		m := hook.last(t)
+		if !evaluate[bool](tb, `document.getElementById('delivery').hidden`) {
+			t.Error("a delivery line before any receipt")
+		}
+		key, _ := sender.ParseWebhookSecret(signingSecret)
+		if got := gatewayReceipt(t, m.ReceiptURL, m.ID, "delivered", key); got != 200 {
+			t.Fatalf("receipt = %d", got)
+		}
+		tb.waitJS(`document.getElementById('delivery').textContent === 'Your code was delivered.' && !document.getElementById('delivery').hidden`, 15*time.Second)
+		tb.clean("delivery line")
 	})
 
 	t.Run("transaction", func(t *testing.T) {
