@@ -111,10 +111,55 @@ var metrics = struct {
 	}, []string{"sender", "channel", "reason"}),
 }
 
+// breakerStates reports each sender's circuit breaker, of every running
+// stepup handler, when scraped: caddy_stepup_sender_breaker_state (0
+// closed, 1 half-open, 2 open) and caddy_stepup_sender_consecutive_failures,
+// by handler and sender. Senders whose breaker is disabled are left out.
+type breakerStates struct{}
+
+var (
+	breakerStateDesc = prometheus.NewDesc("caddy_stepup_sender_breaker_state",
+		"State of each sender's circuit breaker: 0 closed (in use), 1 half-open (the next message probes it), 2 open (skipped).",
+		[]string{"handler", "sender"}, nil)
+	breakerFailuresDesc = prometheus.NewDesc("caddy_stepup_sender_consecutive_failures",
+		"Failures of each sender in a row, as its circuit breaker counts them.",
+		[]string{"handler", "sender"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (breakerStates) Describe(ch chan<- *prometheus.Desc) {
+	ch <- breakerStateDesc
+	ch <- breakerFailuresDesc
+}
+
+// Collect implements prometheus.Collector.
+func (breakerStates) Collect(ch chan<- prometheus.Metric) {
+	for _, lh := range currentHandlers() {
+		if lh.h.chain == nil {
+			continue
+		}
+		for _, s := range lh.h.chain.Status() {
+			var v float64
+			switch s.Breaker {
+			case "closed":
+			case "half-open":
+				v = 1
+			case "open":
+				v = 2
+			default:
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(breakerStateDesc, prometheus.GaugeValue, v, lh.name, s.Name)
+			ch <- prometheus.MustNewConstMetric(breakerFailuresDesc, prometheus.GaugeValue, float64(s.ConsecutiveFailures), lh.name, s.Name)
+		}
+	}
+}
+
 // registerMetrics registers the collectors into the config's registry; a
 // second stepup handler in the same config finds them there already.
 func registerMetrics(reg *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{
+		breakerStates{},
 		metrics.challenges, metrics.codesSent, metrics.sendDuration, metrics.verifications,
 		metrics.grantsUsed, metrics.requests, metrics.monitor, metrics.rateLimited,
 		metrics.storeErrors, metrics.refused, metrics.auditDropped,

@@ -247,3 +247,58 @@ func TestDeliveryMetrics(t *testing.T) {
 		}
 	}
 }
+
+// The breakers of the running handlers' senders are gauges.
+func TestBreakerStateMetric(t *testing.T) {
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(400) }))
+	defer down.Close()
+	h, err := parse(t, strings.Replace(fmtMinimal(""), "\tsender log\n", "\tsender webhook "+down.URL+" {\n\t\tname gw\n\t}\n\tsender log\n", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := h.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Cleanup()
+	reg := prometheus.NewPedanticRegistry()
+	if err := registerMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	gauge := func(name, sender string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "sender" && l.GetValue() == sender {
+						return m.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		return -1
+	}
+	if got := gauge("caddy_stepup_sender_breaker_state", "gw"); got != 0 {
+		t.Fatalf("breaker of gw = %v, want 0 (closed)", got)
+	}
+	send := func() { _, _ = h.chain.Send(t.Context(), &sender.Message{To: "+14155550100", Code: "123456", Text: "x"}) }
+	send()
+	send()
+	if got := gauge("caddy_stepup_sender_consecutive_failures", "gw"); got != 2 {
+		t.Errorf("consecutive failures of gw = %v, want 2", got)
+	}
+	send()
+	if got := gauge("caddy_stepup_sender_breaker_state", "gw"); got != 2 {
+		t.Errorf("breaker of gw after 3 failures = %v, want 2 (open)", got)
+	}
+	if got := gauge("caddy_stepup_sender_breaker_state", "log"); got != 0 {
+		t.Errorf("breaker of log = %v, want 0", got)
+	}
+}
