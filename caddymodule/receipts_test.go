@@ -288,7 +288,9 @@ func TestBreakerStateMetric(t *testing.T) {
 	if got := gauge("caddy_stepup_sender_breaker_state", "gw"); got != 0 {
 		t.Fatalf("breaker of gw = %v, want 0 (closed)", got)
 	}
-	send := func() { _, _ = h.chain.Send(t.Context(), &sender.Message{To: "+14155550100", Code: "123456", Text: "x"}) }
+	send := func() {
+		_, _ = h.chain.Send(t.Context(), &sender.Message{To: "+14155550100", Code: "123456", Text: "x"})
+	}
 	send()
 	send()
 	if got := gauge("caddy_stepup_sender_consecutive_failures", "gw"); got != 2 {
