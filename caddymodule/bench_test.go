@@ -202,6 +202,7 @@ func grantCookie(tb testing.TB, h *Handler, codes *codeReceiver) string {
 	if m == nil {
 		tb.Fatalf("no challenge page at %q", loc)
 	}
+	h.engine.Wait() // the code goes out after the answer
 	codes.mu.Lock()
 	code := codes.last
 	codes.mu.Unlock()

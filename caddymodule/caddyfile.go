@@ -138,6 +138,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			[support_text <line>|off]
 //			[home_url    <path|https URL>|off]
 //		}
+//		receipts {
+//			public_url     <scheme://host[/path]>
+//			[failover_after <duration>]
+//		}
 //		headers {
 //			policy      <header>
 //			user        <header>
@@ -401,6 +405,10 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			s.SendTimeout = v
 		case "headers":
 			if err := s.parseHeaders(d); err != nil {
+				return err
+			}
+		case "receipts":
+			if err := s.parseReceipts(d); err != nil {
 				return err
 			}
 		case "page":
@@ -906,3 +914,37 @@ func wrap(d *caddyfile.Dispenser, err error) error {
 
 // Interface guard
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// parseReceipts parses the receipts block.
+func (s *Handler) parseReceipts(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	rc := &ReceiptsConfig{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "public_url":
+			v, err := singleArg(d)
+			if err != nil {
+				return err
+			}
+			if _, err := stepup.CheckPublicURL(v); err != nil {
+				return wrap(d, err)
+			}
+			rc.PublicURL = v
+		case "failover_after":
+			v, err := boundedDuration(d, stepup.FailoverAfterBound)
+			if err != nil {
+				return err
+			}
+			rc.FailoverAfter = v
+		default:
+			return d.Errf("unknown receipts option %q", d.Val())
+		}
+	}
+	if rc.PublicURL == "" && rc.FailoverAfter == 0 {
+		return d.Err("receipts needs public_url: the scheme and host providers call back, such as https://shop.example.com")
+	}
+	s.Receipts = rc
+	return nil
+}

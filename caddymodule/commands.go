@@ -23,7 +23,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "stepup",
-		Usage: "status|unlock|revoke|unblock|send-test|preview|version ...",
+		Usage: "status|unlock|revoke|unblock|send-test|stats|preview|version ...",
 		Short: "Operator tools for the stepup handler",
 		Long: `
 Operator tools for the stepup handler.
@@ -34,6 +34,7 @@ Operator tools for the stepup handler.
   revoke      ends every grant of a user, on every instance, within a second
   unblock     lifts the SMS-pumping block of a number prefix
   send-test   sends one test message through the configured senders
+  stats       codes sent, delivered, verified and failed over, from Redis
   preview     writes every page state in every locale as HTML files
   version     the plugin's, Caddy's and the store format's versions
 
@@ -49,7 +50,7 @@ them with the server's environment so that placeholders such as
 				"Clears a user's failed-code count (ends a lockout)", unlockUser))
 			cmd.AddCommand(userCommand("revoke",
 				"Ends every grant of a user on every instance sharing the store", revokeUser))
-			cmd.AddCommand(unblockCommand(), sendTestCommand(), previewCommand(), versionCommand())
+			cmd.AddCommand(unblockCommand(), sendTestCommand(), statsCommand(), previewCommand(), versionCommand())
 		},
 	})
 }

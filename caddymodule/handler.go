@@ -149,6 +149,8 @@ type Handler struct {
 	// SendTimeout bounds the delivery of one code across all senders
 	// (1s to 2m). Default: 10s
 	SendTimeout caddy.Duration `json:"send_timeout,omitempty"`
+	// Receipts turns on delivery receipts and the failover they drive.
+	Receipts *ReceiptsConfig `json:"receipts,omitempty"`
 	// Headers renames the headers sent upstream on verified requests.
 	Headers *HeadersConfig `json:"headers,omitempty"`
 
@@ -744,6 +746,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	if rs, ok := st.(*store.Redis); ok {
+		// Hourly delivery tallies for caddy stepup stats.
+		obs.tally = make(chan tallyCount, 4096)
+		go tallyWriter(ctx, rs, obs.tally, h.logger)
+	}
 	var assertion *stepup.Assertion
 	if h.Assertion != nil {
 		if assertion, err = h.Assertion.build(repl); err != nil {
@@ -755,7 +762,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.senderErrs = newSenderErrors()
-	h.chain = sender.NewChain(senders, sender.ChainOptions{Timeout: cfg.SendTimeout,
+	h.chain = sender.NewChain(senders, sender.ChainOptions{Timeout: cfg.SendTimeout, ReceiptURL: cfg.ReceiptURL,
 		Logger: h.logger.WithOptions(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return zapcore.NewTee(c, h.senderErrs) }))})
 	h.engine, err = stepup.New(cfg, policies, stepup.Options{
 		Store:     st,
@@ -786,6 +793,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.warnNoEffect()
 	register(ctx, h)
+	// Due failovers and abandoned challenges, until this config is
+	// unloaded (ctx ends then).
+	go h.engine.Run(ctx)
 	return nil
 }
 
@@ -870,6 +880,9 @@ func (h *Handler) engineConfig(repl *caddy.Replacer) (stepup.Config, error) {
 		GrantHeader:          h.APIGrantHeader,
 		RequestFailureWindow: time.Duration(h.RequestFailureWindow),
 		RevocationGrace:      time.Duration(h.RevocationGrace),
+	}
+	if h.Receipts != nil {
+		cfg.Receipts = stepup.Receipts{PublicURL: h.Receipts.PublicURL, FailoverAfter: time.Duration(h.Receipts.FailoverAfter)}
 	}
 	if h.Headers != nil {
 		cfg.Headers = stepup.Headers{Policy: h.Headers.Policy, User: h.Headers.User, VerifiedAt: h.Headers.VerifiedAt}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-stepup/caddy-stepup/stepup"
+	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
 // Metrics, namespace caddy, subsystem stepup. Created once per process
@@ -33,6 +35,12 @@ var metrics = struct {
 	storeErrors   *prometheus.CounterVec
 	refused       *prometheus.CounterVec
 	auditDropped  prometheus.Counter
+	// Delivery performance (receipts).
+	deliverySeconds *prometheus.HistogramVec
+	verifySeconds   *prometheus.HistogramVec
+	receipts        *prometheus.CounterVec
+	codes           *prometheus.CounterVec
+	failovers       *prometheus.CounterVec
 }{
 	challenges: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "stepup", Name: "challenges_created_total",
@@ -79,16 +87,84 @@ var metrics = struct {
 		Namespace: "caddy", Subsystem: "stepup", Name: "audit_dropped_total",
 		Help: "Audit events not written to the Redis stream because its queue was full.",
 	}),
+	deliverySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "delivery_seconds",
+		Help:    "Time from a code's send to the provider's receipt that it was delivered, by sender and channel.",
+		Buckets: []float64{1, 2, 3, 5, 8, 13, 20, 30, 60, 120, 300},
+	}, []string{"sender", "channel"}),
+	verifySeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "verify_seconds",
+		Help:    "Time from a code's send to its verification, by policy, sender and channel.",
+		Buckets: []float64{5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600},
+	}, []string{"policy", "sender", "channel"}),
+	receipts: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "receipts_total",
+		Help: "Delivery receipts taken, by sender and status (queued, sent, delivered, read, undelivered, failed, unknown).",
+	}, []string{"sender", "status"}),
+	codes: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "codes_total",
+		Help: "Codes by outcome (sent, verified, abandoned: expired unverified), policy, sender, channel and country calling code; conversion is verified over sent.",
+	}, []string{"outcome", "policy", "sender", "channel", "country"}),
+	failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "failovers_total",
+		Help: "Codes sent again through the next sender because they were not delivered, by the sender that took them (none when none did), channel and reason (failed, timeout).",
+	}, []string{"sender", "channel", "reason"}),
+}
+
+// breakerStates reports each sender's circuit breaker, of every running
+// stepup handler, when scraped: caddy_stepup_sender_breaker_state (0
+// closed, 1 half-open, 2 open) and caddy_stepup_sender_consecutive_failures,
+// by handler and sender. Senders whose breaker is disabled are left out.
+type breakerStates struct{}
+
+var (
+	breakerStateDesc = prometheus.NewDesc("caddy_stepup_sender_breaker_state",
+		"State of each sender's circuit breaker: 0 closed (in use), 1 half-open (the next message probes it), 2 open (skipped).",
+		[]string{"handler", "sender"}, nil)
+	breakerFailuresDesc = prometheus.NewDesc("caddy_stepup_sender_consecutive_failures",
+		"Failures of each sender in a row, as its circuit breaker counts them.",
+		[]string{"handler", "sender"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (breakerStates) Describe(ch chan<- *prometheus.Desc) {
+	ch <- breakerStateDesc
+	ch <- breakerFailuresDesc
+}
+
+// Collect implements prometheus.Collector.
+func (breakerStates) Collect(ch chan<- prometheus.Metric) {
+	for _, lh := range currentHandlers() {
+		if lh.h.chain == nil {
+			continue
+		}
+		for _, s := range lh.h.chain.Status() {
+			var v float64
+			switch s.Breaker {
+			case "closed":
+			case "half-open":
+				v = 1
+			case "open":
+				v = 2
+			default:
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(breakerStateDesc, prometheus.GaugeValue, v, lh.name, s.Name)
+			ch <- prometheus.MustNewConstMetric(breakerFailuresDesc, prometheus.GaugeValue, float64(s.ConsecutiveFailures), lh.name, s.Name)
+		}
+	}
 }
 
 // registerMetrics registers the collectors into the config's registry; a
 // second stepup handler in the same config finds them there already.
 func registerMetrics(reg *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{
+		breakerStates{},
 		metrics.challenges, metrics.codesSent, metrics.sendDuration, metrics.verifications,
 		metrics.grantsUsed, metrics.requests, metrics.monitor, metrics.rateLimited,
 		metrics.storeErrors, metrics.refused, metrics.auditDropped,
 		pumpingMetrics.blocks, pumpingMetrics.unblocks,
+		metrics.deliverySeconds, metrics.verifySeconds, metrics.receipts, metrics.codes, metrics.failovers,
 	} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
@@ -106,10 +182,90 @@ type observer struct {
 	ctx    caddy.Context
 	events *caddyevents.App
 	audit  chan map[string]any // nil without audit_stream
+	tally  chan tallyCount     // for the Redis tallies; nil without Redis
+}
+
+// tallyCount is n to add to the tally key (a store.TallyKey).
+type tallyCount struct {
+	key string
+	n   int64
+}
+
+// count queues n for the tally key (caddy stepup stats); a full queue
+// drops it (the metrics still count).
+func (o *observer) count(key string, n int64) {
+	select {
+	case o.tally <- tallyCount{key, n}:
+	default:
+	}
+}
+
+// tallies counts ev for the Redis tallies, and for code_delivered the
+// time it took, in milliseconds.
+func (o *observer) tallies(ev *stepup.Event) {
+	if o.tally == nil {
+		return
+	}
+	var kind string
+	switch ev.Kind {
+	case stepup.EventCodeSent:
+		kind = "sent"
+	case stepup.EventVerified:
+		kind = "verified"
+	case stepup.EventAbandoned:
+		kind = "abandoned"
+	case stepup.EventCodeDelivered:
+		kind = "delivered"
+	case stepup.EventCodeUndelivered:
+		kind = "undelivered"
+	case stepup.EventFailover:
+		kind = "failover"
+	default:
+		return
+	}
+	if ev.Kind == stepup.EventVerified && ev.Sender == "" {
+		return
+	}
+	o.count(store.TallyKey(kind, ev.Policy, ev.Sender, ev.Channel, ev.Country), 1)
+	if ev.Kind == stepup.EventCodeDelivered {
+		// The times to deliver, summed in milliseconds.
+		o.count(store.TallyKey("delivered_ms", ev.Policy, ev.Sender, ev.Channel, ev.Country), ev.Duration.Milliseconds())
+	}
+}
+
+// tallyWriter adds the queued counts to the Redis tallies, once a
+// second, until ctx ends.
+func tallyWriter(ctx context.Context, st *store.Redis, queue <-chan tallyCount, log *zap.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	counts := map[string]int64{}
+	var failing bool
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c := <-queue:
+			counts[c.key] += c.n
+		case <-t.C:
+			if len(counts) == 0 {
+				continue
+			}
+			err := st.AddTallies(ctx, time.Now(), counts)
+			switch {
+			case err != nil && !failing && ctx.Err() == nil:
+				failing = true
+				log.Warn("writing delivery tallies to redis", zap.Error(err))
+			case err == nil:
+				failing = false
+			}
+			counts = map[string]int64{}
+		}
+	}
 }
 
 // Observe implements stepup.Observer.
 func (o *observer) Observe(r *http.Request, ev *stepup.Event) {
+	o.tallies(ev)
 	switch ev.Kind {
 	case stepup.EventRequest:
 		metrics.requests.WithLabelValues(ev.Policy, ev.Mode, ev.Outcome).Inc()
@@ -125,8 +281,29 @@ func (o *observer) Observe(r *http.Request, ev *stepup.Event) {
 	case stepup.EventCodeSent, stepup.EventCodeSendFailed:
 		metrics.codesSent.WithLabelValues(ev.Sender, ev.Outcome).Inc()
 		metrics.sendDuration.WithLabelValues(ev.Sender).Observe(ev.Duration.Seconds())
+		if ev.Kind == stepup.EventCodeSent {
+			metrics.codes.WithLabelValues("sent", ev.Policy, ev.Sender, ev.Channel, ev.Country).Inc()
+		}
 	case stepup.EventVerified, stepup.EventVerifyFailed, stepup.EventLocked:
 		metrics.verifications.WithLabelValues(ev.Policy, ev.Outcome).Inc()
+		if ev.Kind == stepup.EventVerified && ev.Sender != "" {
+			metrics.codes.WithLabelValues("verified", ev.Policy, ev.Sender, ev.Channel, ev.Country).Inc()
+			metrics.verifySeconds.WithLabelValues(ev.Policy, ev.Sender, ev.Channel).Observe(ev.Duration.Seconds())
+		}
+	case stepup.EventAbandoned:
+		metrics.codes.WithLabelValues("abandoned", ev.Policy, ev.Sender, ev.Channel, ev.Country).Inc()
+	case stepup.EventReceipt:
+		metrics.receipts.WithLabelValues(ev.Sender, ev.Outcome).Inc()
+		return // per receipt: metrics only
+	case stepup.EventCodeDelivered:
+		metrics.deliverySeconds.WithLabelValues(ev.Sender, ev.Channel).Observe(ev.Duration.Seconds())
+	case stepup.EventFailover:
+		reason, _, _ := strings.Cut(ev.Outcome, "_none")
+		to := ev.Sender
+		if to == "" {
+			to = "none"
+		}
+		metrics.failovers.WithLabelValues(to, ev.Channel, reason).Inc()
 	case stepup.EventMonitor:
 		metrics.monitor.WithLabelValues(ev.Policy).Inc()
 	case stepup.EventRateLimited:
@@ -165,7 +342,7 @@ func eventData(r *http.Request, ev *stepup.Event) map[string]any {
 	}
 	for k, v := range map[string]string{
 		"policy": ev.Policy, "mode": ev.Mode, "user": ev.User, "to": ev.To, "client_ip": ev.ClientIP,
-		"sender": ev.Sender, "outcome": ev.Outcome, "limit": ev.Limit,
+		"sender": ev.Sender, "channel": ev.Channel, "message_id": ev.MessageID, "outcome": ev.Outcome, "limit": ev.Limit,
 		"country": ev.Country, "prefix_id": ev.Prefix,
 	} {
 		if v != "" {

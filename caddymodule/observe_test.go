@@ -103,6 +103,7 @@ func TestMetricsAfterScriptedFlow(t *testing.T) {
 	loc := resp.Header.Get("Location")
 	_, page := do("GET", loc, nil)
 	csrf := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindStringSubmatch(page)[1]
+	e.Wait() // the code goes out after the answer
 	out.mu.Lock()
 	code := out.last
 	out.mu.Unlock()

@@ -35,6 +35,8 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
+	"github.com/caddy-stepup/caddy-stepup/sender"
+
 	stepuppage "github.com/caddy-stepup/caddy-stepup/stepup/page"
 )
 
@@ -84,6 +86,9 @@ http://127.0.0.1:{PORT} {
 			signing_secret %s
 		}
 		resend_after 2s
+		receipts {
+			public_url http://127.0.0.1:{PORT}
+		}
 		protect payment-methods {
 			match {
 				path /account/payment-methods*
@@ -150,6 +155,26 @@ func TestBrowser(t *testing.T) {
 		code := hook.waitCode(t, sent, id)
 		tb.typeAndLand(code, target, "upstream GET /account/payment-methods?tab=cards policy=payment-methods user=alice")
 		tb.clean("upstream answer")
+	})
+
+	// The page asks how the code's delivery goes and says it when the
+	// gateway's receipt comes in, under the page's CSP.
+	t.Run("delivery_receipt", func(t *testing.T) {
+		tb := br.tab(t, "dave", "+14155550101", "")
+		sent := hook.count()
+		tb.navigate(c.url("/account/payment-methods"))
+		id := tb.onChallenge()
+		hook.waitCode(t, sent, id)
+		m := hook.last(t)
+		if !evaluate[bool](tb, `document.getElementById('delivery').hidden`) {
+			t.Error("a delivery line before any receipt")
+		}
+		key, _ := sender.ParseWebhookSecret(signingSecret)
+		if got := gatewayReceipt(t, m.ReceiptURL, m.ID, "delivered", key); got != 200 {
+			t.Fatalf("receipt = %d", got)
+		}
+		tb.waitJS(`document.getElementById('delivery').textContent === 'Your code was delivered.' && !document.getElementById('delivery').hidden`, 15*time.Second)
+		tb.clean("delivery line")
 	})
 
 	t.Run("transaction", func(t *testing.T) {
@@ -494,6 +519,7 @@ var referenceShots = map[string]bool{
 	"challenge-de-phone": true, "challenge-pt-BR-phone": true,
 	"challenge-en-dark-phone": true, "challenge-wrong-code-en-dark-phone": true,
 	"challenge-transaction-branded-en-phone": true, "challenge-transaction-branded-en-desktop": true,
+	"challenge-sending-en-phone": true, "challenge-delivered-en-phone": true, "challenge-failed-over-en-phone": true,
 }
 
 // chrome is one headless Chromium for the whole test.
@@ -748,6 +774,8 @@ func (tb *tab) clean(what string) {
 		case u.Scheme == "data":
 		case u.Hostname() != "127.0.0.1":
 			tb.t.Errorf("%s: request to another host: %s", what, r.Request.URL)
+		case r.Type == network.ResourceTypeFetch && strings.HasSuffix(u.Path, "/status") && u.Query().Get("challenge") != "":
+			// the page's delivery poll, by design (same origin, connect-src 'self')
 		case r.Type != network.ResourceTypeDocument && u.Path != "/favicon.ico":
 			tb.t.Errorf("%s: the page requested %s (%s)", what, r.Request.URL, r.Type)
 		case r.Type != network.ResourceTypeDocument && (strings.Contains(r.DocumentURL, "/.stepup/") || strings.Contains(r.DocumentURL, "?lang=")):

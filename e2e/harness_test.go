@@ -370,6 +370,8 @@ type receiver struct {
 type webhookMsg struct {
 	To, Code, Message, Channel, Policy, Challenge string
 	ID                                            string
+	// ReceiptURL is where the gateway reports delivery (receipts on).
+	ReceiptURL string
 }
 
 const signingSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -401,6 +403,7 @@ func newReceiver(t *testing.T) *receiver {
 		}
 		var m struct {
 			To, Code, Message, Channel, Policy, Challenge string
+			ReceiptURL                                    string `json:"receipt_url"`
 		}
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
@@ -412,7 +415,7 @@ func newReceiver(t *testing.T) *receiver {
 			noteSecret(strings.TrimPrefix(m.To, "+"))
 		}
 		rc.mu.Lock()
-		rc.msgs = append(rc.msgs, webhookMsg{m.To, m.Code, m.Message, m.Channel, m.Policy, m.Challenge, r.Header.Get("webhook-id")})
+		rc.msgs = append(rc.msgs, webhookMsg{m.To, m.Code, m.Message, m.Channel, m.Policy, m.Challenge, r.Header.Get("webhook-id"), m.ReceiptURL})
 		rc.mu.Unlock()
 		w.WriteHeader(204)
 	}))
@@ -427,7 +430,7 @@ func (rc *receiver) count() int {
 }
 
 // wait waits up to 10s until the receiver has got n codes in all (codes
-// of flows without a signed-in user go out after the answer).
+// go out after the answer).
 func (rc *receiver) wait(t *testing.T, n int) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); rc.count() < n; time.Sleep(10 * time.Millisecond) {
@@ -437,8 +440,13 @@ func (rc *receiver) wait(t *testing.T, n int) {
 	}
 }
 
+// last returns the last code the receiver got, waiting up to 10s for a
+// first one (a browser's code goes out after the answer: a test that
+// asks for another code waits for it with wait).
 func (rc *receiver) last(t *testing.T) webhookMsg {
 	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); rc.count() == 0 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+	}
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	if len(rc.msgs) == 0 {

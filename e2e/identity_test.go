@@ -310,6 +310,7 @@ func TestCookieSessionFlow(t *testing.T) {
 		t.Fatalf("new session with the old grant = %d, upstream hits %d", resp.StatusCode, up.hits.Load())
 	}
 
+	hook.wait(t, 2) // the new session's code goes out after the answer
 	sends := hook.count()
 	carol := newBrowser(t, "", "")
 	setCookie(carol, p, "PHPSESSID", "sess-carol")

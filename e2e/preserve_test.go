@@ -88,7 +88,8 @@ func (b *browser) passChallenge(base string, resp *http.Response, hook *receiver
 	}
 	challenge := resolve(base, resp.Header.Get("Location"))
 	_, page := b.do("GET", challenge, nil)
-	resp, _ = b.do("POST", challenge, url.Values{"csrf": {csrfOf(b.t, page)}, "code": {hook.last(b.t).Code}})
+	code := hook.codeFor(challenge[strings.LastIndex(challenge, "/")+1:])
+	resp, _ = b.do("POST", challenge, url.Values{"csrf": {csrfOf(b.t, page)}, "code": {code}})
 	if resp.StatusCode != http.StatusSeeOther {
 		b.t.Fatalf("verify = %d", resp.StatusCode)
 	}
@@ -136,7 +137,9 @@ func TestPreservedRequestsExactlyOnce(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			alice := newBrowser(t, "alice", "+14155550100")
 			before, _ := up.posts()
+			sent := hook.count()
 			resp := alice.post(p.url(tc.path), tc.ctype, tc.body)
+			hook.wait(t, sent+1) // the code goes out after the answer
 			if !strings.Contains(hook.last(t).Message, tc.describe) {
 				t.Errorf("message %q lacks %q", hook.last(t).Message, tc.describe)
 			}

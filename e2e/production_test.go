@@ -140,16 +140,22 @@ func statusOf(resp *http.Response) any {
 	return resp.StatusCode
 }
 
-// codeFor returns the code the receiver got for a challenge.
+// codeFor returns the code the receiver got for a challenge, waiting up
+// to 10s for it (a browser's code goes out after the answer).
 func (rc *receiver) codeFor(id string) string {
-	rc.mu.Lock()
-	defer rc.mu.Unlock()
-	for i := len(rc.msgs) - 1; i >= 0; i-- {
-		if rc.msgs[i].Challenge == id {
-			return rc.msgs[i].Code
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		rc.mu.Lock()
+		for i := len(rc.msgs) - 1; i >= 0; i-- {
+			if rc.msgs[i].Challenge == id {
+				rc.mu.Unlock()
+				return rc.msgs[i].Code
+			}
+		}
+		rc.mu.Unlock()
+		if time.Now().After(deadline) {
+			return ""
 		}
 	}
-	return ""
 }
 
 // Sentinel: the master dies mid-flow; while no master is known,

@@ -66,4 +66,6 @@ func testPumping(t *testing.T, redisBlock string) {
 	if code == 0 || !strings.Contains(out, "nothing unblocked") {
 		t.Fatalf("second unblock (exit %d):\n%s", code, out)
 	}
+	// The dashboard's pumping panels ask for metrics this Caddy exports.
+	checkDashboard(t, p.adminGet(t, "/metrics"), func(title string) bool { return strings.Contains(title, "Pumping") }, 3)
 }

@@ -120,7 +120,7 @@ func TestSignupVerifiesTypedNumber(t *testing.T) {
 	}
 }
 
-var volatileRE = regexp.MustCompile(`(challenge/[A-Za-z0-9_-]{22}|name="csrf" value="[^"]+"|nonce="[^"]+"|nonce-[A-Za-z0-9_-]+|\d+ seconds?|\d+ minutes?|"(expires|resend)[a-z_]*":\s*"?[0-9TZ:.-]+"?)`)
+var volatileRE = regexp.MustCompile(`(challenge[/=][A-Za-z0-9_-]{22}|name="csrf" value="[^"]+"|nonce="[^"]+"|nonce-[A-Za-z0-9_-]+|\d+ seconds?|\d+ minutes?|"(expires|resend)[a-z_]*":\s*"?[0-9TZ:.-]+"?)`)
 
 // A reset for an unknown account is answered exactly like one for a
 // known account (same status, same page but for per-challenge tokens, no

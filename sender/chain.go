@@ -295,6 +295,65 @@ func (c *Chain) Send(ctx context.Context, msg *Message) (sentBy string, err erro
 // Cancelling ctx stops the delivery; a caller that must deliver even
 // after its own request went away should pass context.WithoutCancel(ctx).
 func (c *Chain) Deliver(ctx context.Context, msg *Message) (Delivery, error) {
+	return c.deliver(ctx, msg, nil)
+}
+
+// DeliverSkipping is Deliver without the senders named in skip: the
+// failover of a message that one sender accepted and did not deliver
+// (a delivery receipt said failed, or none said delivered in time) goes
+// to the senders the message has not been through yet. Skipped senders
+// count neither as tried nor as failed; when every sender that serves
+// the destination is skipped, the error wraps ErrAllFailed and
+// ErrNoRoute.
+func (c *Chain) DeliverSkipping(ctx context.Context, msg *Message, skip []string) (Delivery, error) {
+	return c.deliver(ctx, msg, skip)
+}
+
+// Receipter returns the sender named name when it takes delivery
+// receipts as configured (Receipter and Receipts), for the endpoint its
+// providers call. ok is false for an unknown name, or a sender that takes
+// no receipts (the caller answers as ErrReceiptsOff says).
+func (c *Chain) Receipter(name string) (r Receipter, ok bool) {
+	for i, n := range c.names {
+		if n == name {
+			r, ok = c.senders[i].(Receipter)
+			if !ok || !r.Receipts() {
+				return nil, false
+			}
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// Serving returns the names of the senders, in order, that Deliver
+// would offer msg to (their channel and countries serve it), leaving out
+// those named in skip. Open circuits are not considered: a sender named
+// here may still be skipped for its breaker.
+func (c *Chain) Serving(msg *Message, skip []string) []string {
+	dest := destinationOf(msg, c.regional)
+	var out []string
+	for i, name := range c.names {
+		if c.routes[i].serves(dest) && !slices.Contains(skip, name) {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// TakesReceipts reports whether the sender named name is given a
+// receipt URL with its messages: it takes receipts, and the chain has
+// ChainOptions.ReceiptURL.
+func (c *Chain) TakesReceipts(name string) bool {
+	for i, n := range c.names {
+		if n == name {
+			return c.receipts[i] != ""
+		}
+	}
+	return false
+}
+
+func (c *Chain) deliver(ctx context.Context, msg *Message, skip []string) (Delivery, error) {
 	if len(c.senders) == 0 {
 		return Delivery{}, ErrNoSenders
 	}
@@ -308,14 +367,14 @@ func (c *Chain) Deliver(ctx context.Context, msg *Message) (Delivery, error) {
 	errs := []error{ErrAllFailed}
 	served := 0
 	for i, s := range c.senders {
-		if !c.routes[i].serves(dest) {
+		if !c.routes[i].serves(dest) || slices.Contains(skip, c.names[i]) {
 			continue
 		}
 		served++
 		if ctx.Err() != nil {
 			left, serving := 0, served-1
 			for j := i; j < len(c.senders); j++ {
-				if c.routes[j].serves(dest) {
+				if c.routes[j].serves(dest) && !slices.Contains(skip, c.names[j]) {
 					left++
 				}
 			}

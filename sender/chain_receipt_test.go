@@ -151,3 +151,56 @@ func TestReceiptHTTPStatus(t *testing.T) {
 		}
 	}
 }
+
+func TestChainDeliverSkipping(t *testing.T) {
+	url := func(name string) string { return "https://shop.example/.stepup/receipts/" + name }
+	first := &receipter{fake: succeed("first"), id: "F1", receipts: true}
+	second := &receipter{fake: succeed("second"), id: "S1", receipts: true}
+	third := succeed("third")
+	c := NewChain([]Sender{first, second, third}, ChainOptions{ReceiptURL: url})
+	msg := testMessage
+	d, err := c.DeliverSkipping(t.Context(), &msg, []string{"first"})
+	if err != nil || d != (Delivery{Sender: "second", MessageID: "S1", ReceiptURL: url("second")}) {
+		t.Fatalf("DeliverSkipping(first) = %+v, %v", d, err)
+	}
+	if first.calls.Load() != 0 {
+		t.Errorf("a skipped sender was tried %d times", first.calls.Load())
+	}
+	d, err = c.DeliverSkipping(t.Context(), &msg, []string{"first", "second"})
+	if err != nil || d.Sender != "third" {
+		t.Fatalf("DeliverSkipping(first, second) = %+v, %v", d, err)
+	}
+	if got := c.Serving(&msg, []string{"second"}); len(got) != 2 || got[0] != "first" || got[1] != "third" {
+		t.Errorf("Serving without second = %v", got)
+	}
+	// Every sender skipped: no route, and nothing counted as a failure.
+	_, err = c.DeliverSkipping(t.Context(), &msg, []string{"first", "second", "third"})
+	if !errors.Is(err, ErrAllFailed) || !errors.Is(err, ErrNoRoute) {
+		t.Errorf("all skipped: %v, want ErrAllFailed and ErrNoRoute", err)
+	}
+	if first.calls.Load() != 0 || second.calls.Load() != 1 || third.calls.Load() != 1 {
+		t.Errorf("calls: first %d, second %d, third %d", first.calls.Load(), second.calls.Load(), third.calls.Load())
+	}
+}
+
+func TestChainReceipter(t *testing.T) {
+	url := func(name string) string { return "https://shop.example/.stepup/receipts/" + name }
+	on := &receipter{fake: succeed("on"), receipts: true}
+	off := &receipter{fake: succeed("off"), receipts: false}
+	c := NewChain([]Sender{on, off, succeed("log")}, ChainOptions{ReceiptURL: url})
+	if r, ok := c.Receipter("on"); !ok || r != Receipter(on) {
+		t.Errorf("Receipter(on) = %v, %v", r, ok)
+	}
+	for _, name := range []string{"off", "log", "nobody"} {
+		if _, ok := c.Receipter(name); ok {
+			t.Errorf("Receipter(%s) found one", name)
+		}
+	}
+	if !c.TakesReceipts("on") || c.TakesReceipts("off") || c.TakesReceipts("log") || c.TakesReceipts("nobody") {
+		t.Error("TakesReceipts wrong")
+	}
+	// Without a ReceiptURL option nobody is given a URL.
+	if NewChain([]Sender{on}, ChainOptions{}).TakesReceipts("on") {
+		t.Error("TakesReceipts without ReceiptURL")
+	}
+}

@@ -261,6 +261,18 @@ func MaskPhone(e164 string) string {
 // countryCallingCode returns the country calling code digits starts with,
 // or "" if it starts with none. Calling codes are prefix-free, so at most
 // one of the one-, two- and three-digit prefixes is assigned.
+// CallingCode returns the country calling code of a number in E.164
+// form ("+919876543210" gives "91"), or "" when it has none: a cheap
+// look at its first digits, for labels that may name a country and
+// nothing more of the number.
+func CallingCode(e164 string) string {
+	digits, ok := strings.CutPrefix(e164, "+")
+	if !ok {
+		return ""
+	}
+	return countryCallingCode(digits)
+}
+
 func countryCallingCode(digits string) string {
 	for n := 1; n <= 3 && n < len(digits); n++ {
 		cc, err := strconv.Atoi(digits[:n])

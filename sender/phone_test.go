@@ -263,3 +263,14 @@ func FuzzParsePhone(f *testing.F) {
 		}
 	})
 }
+
+func TestCallingCode(t *testing.T) {
+	for in, want := range map[string]string{
+		"+919876543210": "91", "+14155550100": "1", "+447700900123": "44", "+35312345678": "353",
+		"919876543210": "", "": "", "+": "", "+0123": "",
+	} {
+		if got := CallingCode(in); got != want {
+			t.Errorf("CallingCode(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

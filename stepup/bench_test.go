@@ -1,17 +1,21 @@
 package stepup
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/caddy-stepup/caddy-stepup/sender"
+	"github.com/caddy-stepup/caddy-stepup/sender/webhook"
 	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
@@ -201,4 +205,76 @@ func (w *nopWriter) WriteHeader(code int) {
 	if w.code == 0 {
 		w.code = code
 	}
+}
+
+// BenchmarkReceipt: POST /.stepup/receipts/gw, a signed "delivered"
+// receipt call of a webhook gateway for a message of a pending challenge
+// (challenge and message recorded beforehand), as the provider makes
+// it: the signature checked, the message found, its status moved on,
+// code_delivered told. Compare with BenchmarkVerify.
+func BenchmarkReceipt(b *testing.B) {
+	benchStores(b, func(b *testing.B, st store.Store) {
+		gwCfg := webhook.Config{URL: "http://127.0.0.1:9/sms", SigningSecret: testWebhookSecret}
+		gwCfg.Name = "gw"
+		gw, err := webhook.New(gwCfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg := Config{Secret: testSecret, Receipts: Receipts{PublicURL: "https://shop.example"}}
+		full, _ := cfg.WithDefaults()
+		e, err := New(cfg, []*Policy{{Name: "p"}}, Options{
+			Store: st, Sender: sender.NewChain([]sender.Sender{gw}, sender.ChainOptions{ReceiptURL: full.ReceiptURL}),
+			Identity: &identity.Header{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		key, _ := sender.ParseWebhookSecret(testWebhookSecret)
+		match := MatchFunc(func(*http.Request) (*Policy, error) { return nil, nil })
+		next := NextFunc(func(http.ResponseWriter, *http.Request) error { return nil })
+		ctx := context.Background()
+		type call struct {
+			body         []byte
+			id, ts, sign string
+		}
+		var todo []call
+		b.ReportAllocs()
+		for b.Loop() {
+			if len(todo) == 0 {
+				b.StopTimer()
+				todo = make([]call, 1000)
+				for i := range todo {
+					c, err := e.newChallenge(httptest.NewRequest("GET", "/", nil), e.Policy("p"), "u"+randomID(), "s", "/")
+					if err != nil {
+						b.Fatal(err)
+					}
+					c.Phone = "+14155550100"
+					c.CodeMAC = e.keys.codeMAC(c.ID, "123456")
+					if err := st.Create(ctx, c, "", time.Minute); err != nil {
+						b.Fatal(err)
+					}
+					msg := "msg_" + randomID()
+					if _, err := st.AddDelivery(ctx, c.ID, store.Delivery{Sender: "gw", MessageID: msg, Sent: time.Now(), Code: 1}, nil, c.Expires); err != nil {
+						b.Fatal(err)
+					}
+					body := []byte(`{"message_id":"` + msg + `","status":"delivered"}`)
+					now := time.Now()
+					rid := "r" + randomID()
+					todo[i] = call{body, rid, strconv.FormatInt(now.Unix(), 10), sender.SignWebhook(key, rid, now, body)}
+				}
+				b.StartTimer()
+			}
+			c := todo[len(todo)-1]
+			todo = todo[:len(todo)-1]
+			r := httptest.NewRequest("POST", DefaultPathPrefix+"/receipts/gw", bytes.NewReader(c.body))
+			r.Header.Set("Content-Type", "application/json")
+			r.Header.Set("webhook-id", c.id)
+			r.Header.Set("webhook-timestamp", c.ts)
+			r.Header.Set("webhook-signature", c.sign)
+			w := &nopWriter{h: http.Header{}}
+			if err := e.Serve(w, r, match, next); err != nil || w.code != http.StatusOK {
+				b.Fatalf("receipt = %d, %v", w.code, err)
+			}
+		}
+	})
 }

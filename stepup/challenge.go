@@ -246,6 +246,7 @@ func (e *Engine) create(a *attempt, phone *sender.Phone) error {
 	if err := e.store.Create(r.Context(), c, a.pending, e.cfg.Retain); err != nil {
 		return e.storeError(w, r, "create", err)
 	}
+	c.Sends = 1 // as the store counts the first code
 	outcome := "browser"
 	switch {
 	case phone == nil:
@@ -260,12 +261,14 @@ func (e *Engine) create(a *attempt, phone *sender.Phone) error {
 		ev.To = phone.Masked()
 	}
 	e.emit(r, ev)
+	// Decoys too: real and decoy challenges cost the same.
+	e.watchExpiry(r, c)
 	if phone == nil {
 		if err := e.store.RecordSend(r.Context(), c.ID, "", false); err != nil {
 			return e.storeError(w, r, "record_send", err)
 		}
 	} else {
-		e.deliver(r, c, a.id.Email, code, false, "")
+		e.deliver(r, c, a.id.Email, code, false, "", a.api)
 	}
 	return e.challenged(a, c)
 }

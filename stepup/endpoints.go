@@ -23,6 +23,9 @@ import (
 //	POST {prefix}/verify                  API: {"challenge":ID,"code":"123456"}
 //	POST {prefix}/resend                  API: {"challenge":ID}
 //	GET  {prefix}/jwks.json               the assertion's public key (EdDSA)
+//	GET  {prefix}/status?challenge={id}   how the code's delivery goes
+//	POST {prefix}/receipts/{sender}       a provider's delivery receipt
+//	GET  {prefix}/receipts/{sender}       (receipts as GET, WhatsApp's check)
 //
 // Anything else under the prefix is 404. These requests never reach the
 // upstream.
@@ -38,6 +41,13 @@ func (e *Engine) ServeEndpoint(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Cache-Control", "public, max-age=300")
 		_, _ = w.Write(e.assertion.JWKS())
 		return nil
+	case "/status":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			e.renderStatus(w, r, http.StatusMethodNotAllowed, page.StateError, nil)
+			return nil
+		}
+		return e.showDelivery(w, r)
 	case "/verify", "/resend":
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
@@ -48,6 +58,9 @@ func (e *Engine) ServeEndpoint(w http.ResponseWriter, r *http.Request) error {
 			return e.enterCode(&call{w: w, r: r, api: true})
 		}
 		return e.askResend(&call{w: w, r: r, api: true})
+	}
+	if name, ok := strings.CutPrefix(rest, "/receipts/"); ok && name != "" && !strings.Contains(name, "/") {
+		return e.serveReceipt(w, r, name)
 	}
 	id, action, _ := strings.Cut(strings.TrimPrefix(rest, "/challenge/"), "/")
 	if !strings.HasPrefix(rest, "/challenge/") || !validID(id) {

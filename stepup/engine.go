@@ -218,6 +218,9 @@ type Config struct {
 	Retain time.Duration
 	// SendTimeout bounds the delivery of one code, failover included.
 	SendTimeout time.Duration
+	// Receipts configures delivery receipts, and the failover to the
+	// next sender when a code is not delivered (off by default).
+	Receipts Receipts
 	// MaxBody bounds a request body preserved across a challenge (and
 	// read to bind a transaction). Larger requests get 413.
 	MaxBody int64
@@ -329,6 +332,9 @@ func (c *Config) setDefaults() error {
 		if err != nil {
 			return err
 		}
+	}
+	if err := c.Receipts.setDefaults(c.CodeTTL); err != nil {
+		return err
 	}
 	if c.ResendAfter >= c.CodeTTL {
 		return fmt.Errorf("resend_after %s must be shorter than code_ttl %s: a resend would come after the code expired", c.ResendAfter, c.CodeTTL)
@@ -503,6 +509,14 @@ type Engine struct {
 	// fromRequest: the identity comes from the protected request itself
 	// (identity.RequestIdentity), so challenges bind to the browser session.
 	fromRequest bool
+	// failoverQueue names this configuration's queue of due failovers
+	// in the store.
+	failoverQueue string
+	// expiryQueue names its queue of challenges to look at when their
+	// code expires (abandonment).
+	expiryQueue string
+	// bg counts the sends and failovers running after their request.
+	bg sync.WaitGroup
 }
 
 // New returns an engine for policies.
@@ -573,6 +587,8 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 		}
 	}
 	e.all[0] = &e.keys
+	e.failoverQueue = failoverQueueName(&e.keys, cfg.PathPrefix, opts.Sender)
+	e.expiryQueue = failoverQueueName(&e.keys, cfg.PathPrefix+"\x00expiry", opts.Sender)
 	if hn, ok := opts.Identity.(identity.HeaderNamer); ok {
 		e.identityHeaders = hn.HeaderNames()
 	}

@@ -52,6 +52,8 @@ type outbox struct {
 	// (ChannelChooser); its sender "test" is the first, and a message
 	// sent on a chosen channel is sent by the sender named after it.
 	channels []sender.Channel
+	// wait, when set, waits for the engine's sends after their answer.
+	wait func()
 }
 
 func (o *outbox) Send(_ context.Context, m *sender.Message) (string, error) {
@@ -89,6 +91,9 @@ func (o *outbox) ChannelOf(name string) sender.Channel {
 }
 
 func (o *outbox) count() int {
+	if o.wait != nil {
+		o.wait()
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return len(o.msgs)
@@ -96,6 +101,9 @@ func (o *outbox) count() int {
 
 func (o *outbox) last(t *testing.T) sender.Message {
 	t.Helper()
+	if o.wait != nil {
+		o.wait()
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if len(o.msgs) == 0 {
@@ -157,6 +165,13 @@ var storeKinds = []storeKind{
 
 func newHarness(t *testing.T, st store.Store, mutate func(*Config, []*Policy)) *harness {
 	t.Helper()
+	return newHarnessWith(t, st, mutate, nil)
+}
+
+// newHarnessWith is newHarness with another Deliverer than its outbox
+// (nil: the outbox), made from the engine's configuration.
+func newHarnessWith(t *testing.T, st store.Store, mutate func(*Config, []*Policy), deliverer func(Config) Deliverer) *harness {
+	t.Helper()
 	h := &harness{t: t, out: &outbox{}, clock: &clock{t: time.Now()}, store: st}
 	cfg := Config{Secret: testSecret, SiteName: "Demo Shop", Domain: "shop.example"}
 	policies := []*Policy{
@@ -168,10 +183,18 @@ func newHarness(t *testing.T, st store.Store, mutate func(*Config, []*Policy)) *
 	}
 	h.logs = &logBuffer{}
 	logger := zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(h.logs), zap.DebugLevel))
+	var d Deliverer = h.out
+	if deliverer != nil {
+		full, err := cfg.WithDefaults()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d = deliverer(full)
+	}
 	e, err := New(cfg, policies, Options{
 		Store:    st,
 		Identity: &identity.Header{UserHeader: "X-Remote-User", PhoneHeader: "X-Remote-Phone"},
-		Sender:   h.out,
+		Sender:   d,
 		Now:      h.clock.now,
 		Logger:   logger,
 		ClientIP: func(r *http.Request) string {
@@ -185,6 +208,7 @@ func newHarness(t *testing.T, st store.Store, mutate func(*Config, []*Policy)) *
 		t.Fatal(err)
 	}
 	h.e = e
+	h.out.wait = e.Wait
 	next := NextFunc(func(w http.ResponseWriter, r *http.Request) error {
 		h.upstream.Add(1)
 		body, _ := io.ReadAll(r.Body)
@@ -248,6 +272,7 @@ func (h *harness) secret(s string) {
 // checkLogs fails the test if any code sent, cookie value, grant token or
 // full phone number of the test reached the engine's logs.
 func (h *harness) checkLogs() {
+	h.e.Wait()
 	logs := logscan.Strings(h.logs.String())
 	h.out.mu.Lock()
 	var secrets []string
@@ -328,6 +353,8 @@ func (b *browser) raw(method, path, ctype string, body []byte, extra ...string) 
 	if err != nil {
 		b.h.t.Fatal(err)
 	}
+	// Codes go out after the answer: the tests look at them once sent.
+	b.h.e.bg.Wait()
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
 	for _, c := range resp.Cookies() {

@@ -18,16 +18,34 @@ const (
 	EventChallengeCreated EventKind = "challenge_created"
 	EventCodeSent         EventKind = "code_sent"
 	EventCodeSendFailed   EventKind = "code_send_failed"
-	EventVerifyFailed     EventKind = "verify_failed"
-	EventVerified         EventKind = "verified"
-	EventGrantUsed        EventKind = "grant_used"
-	EventGrantRefused     EventKind = "grant_refused"
-	EventLocked           EventKind = "locked"
-	EventRateLimited      EventKind = "rate_limited"
-	EventMonitor          EventKind = "monitor_would_challenge"
-	EventReplayed         EventKind = "replayed"
-	EventReplayRefused    EventKind = "replay_refused"
-	EventIdentityRefused  EventKind = "identity_refused"
+	// EventCodeDelivered: a provider's receipt says a code reached the
+	// handset (Duration: from the send).
+	EventCodeDelivered EventKind = "code_delivered"
+	// EventCodeUndelivered: a provider's receipt says a code will not
+	// arrive (Outcome: undelivered or failed, with the provider's error
+	// code after a colon when it gave one).
+	EventCodeUndelivered EventKind = "code_undelivered"
+	// EventFailover: a code that was not delivered (Outcome: failed, or
+	// timeout when no receipt said delivered in time) went out again
+	// through the next sender (Sender); the Outcome ends in
+	// _none_delivered when every sender left failed.
+	EventFailover EventKind = "failover"
+	// EventReceipt: a provider's receipt was taken (Sender, Outcome: its
+	// status). Like EventRequest it is for metrics, logged at debug.
+	EventReceipt EventKind = "receipt"
+	// EventAbandoned: a challenge's code expired and was never verified
+	// (Sender and Channel of its last code, Country).
+	EventAbandoned       EventKind = "challenge_abandoned"
+	EventVerifyFailed    EventKind = "verify_failed"
+	EventVerified        EventKind = "verified"
+	EventGrantUsed       EventKind = "grant_used"
+	EventGrantRefused    EventKind = "grant_refused"
+	EventLocked          EventKind = "locked"
+	EventRateLimited     EventKind = "rate_limited"
+	EventMonitor         EventKind = "monitor_would_challenge"
+	EventReplayed        EventKind = "replayed"
+	EventReplayRefused   EventKind = "replay_refused"
+	EventIdentityRefused EventKind = "identity_refused"
 	// EventRequestRefused: a protected request refused before anything
 	// was created or sent, because stepup cannot read it the way the app
 	// will (Outcome: too_large, ambiguous_fields, ambiguous_headers,
@@ -58,6 +76,15 @@ type Event struct {
 	ClientIP string
 	// Sender delivered (or failed to deliver) a code.
 	Sender string
+	// Channel is the sender's channel (sms, whatsapp, voice, ...), when
+	// it declares one.
+	Channel string
+	// MessageID is the provider's id of a message (not secret: it names
+	// neither the number nor the code).
+	MessageID string
+	// Country is the destination's country calling code ("91"), never
+	// more of the number.
+	Country string
 	// Outcome refines the kind: the verification outcome (wrong,
 	// expired, exhausted, used, locked), the request outcome (passed,
 	// challenged, monitored, refused), a refusal reason.
@@ -71,10 +98,10 @@ type Event struct {
 	Attempts, Failures int
 	// Resend marks a code sent by a resend.
 	Resend bool
-	// Country is the country calling code ("+44") and Prefix the keyed
-	// hash of the number prefix (Engine.PrefixID) of a pumping event;
-	// Sends and Verified are the prefix's counts in the window.
-	Country, Prefix string
+	// Prefix is the keyed hash of the number prefix (Engine.PrefixID) of
+	// a pumping event; Sends and Verified are the prefix's counts in the
+	// window.
+	Prefix          string
 	Sends, Verified int
 	// Err is what failed (store errors, send errors; never secrets).
 	Err error
@@ -100,17 +127,17 @@ type Observer interface {
 // makes (a policy match, a session grant used): worth counting, not
 // auditing one by one.
 func (ev *Event) PerRequest() bool {
-	return ev.Kind == EventRequest || (ev.Kind == EventGrantUsed && ev.Mode == "session")
+	return ev.Kind == EventRequest || ev.Kind == EventReceipt || (ev.Kind == EventGrantUsed && ev.Mode == "session")
 }
 
 // level is the log level of an event.
 func (ev *Event) level() zapcore.Level {
 	switch ev.Kind {
-	case EventRequest:
+	case EventRequest, EventReceipt:
 		return zapcore.DebugLevel
 	case EventGrantUsed:
 		return zapcore.DebugLevel
-	case EventLocked, EventGrantRefused, EventReplayRefused, EventPrefixBlocked:
+	case EventLocked, EventGrantRefused, EventReplayRefused, EventPrefixBlocked, EventCodeUndelivered:
 		return zapcore.WarnLevel
 	case EventCodeSendFailed, EventStoreError:
 		return zapcore.ErrorLevel
@@ -140,13 +167,15 @@ func (e *Engine) emit(r *http.Request, ev *Event) {
 		add(zap.String("to", ev.To), ev.To != "")
 		add(zap.String("client_ip", ev.ClientIP), ev.ClientIP != "")
 		add(zap.String("sender", ev.Sender), ev.Sender != "")
+		add(zap.String("channel", ev.Channel), ev.Channel != "")
+		add(zap.String("message_id", ev.MessageID), ev.MessageID != "")
+		add(zap.String("country", ev.Country), ev.Country != "")
 		add(zap.String("outcome", ev.Outcome), ev.Outcome != "")
 		add(zap.String("limit", ev.Limit), ev.Limit != "")
 		add(zap.Duration("duration", ev.Duration), ev.Duration != 0)
 		add(zap.Int("attempts", ev.Attempts), ev.Attempts != 0)
 		add(zap.Int("failures", ev.Failures), ev.Failures != 0)
 		add(zap.Bool("resend", true), ev.Resend)
-		add(zap.String("country", ev.Country), ev.Country != "")
 		add(zap.String("prefix_id", ev.Prefix), ev.Prefix != "")
 		add(zap.Int("sends", ev.Sends), ev.Sends != 0)
 		add(zap.Int("verified", ev.Verified), ev.Kind == EventPrefixBlocked)

@@ -589,12 +589,15 @@ func safeMethod(m string) bool {
 // channel, when set, is the one the customer chose: the code goes by it
 // or not at all.
 //
-// Where the identity comes from the request (sign-up, password reset),
-// the answer goes out first and the code after: how long a send takes,
-// and whether it fails, must not tell who has an account (decoys send
-// nothing). Elsewhere the send is part of the answer, so that the page
-// can say at once when it failed.
-func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string, resend bool, channel sender.Channel) {
+// A browser's answer goes out first and the code after: the customer
+// never waits for a slow provider, and the page shows how the send goes
+// (the status endpoint, or the page itself on a reload), a failure
+// included. Where the identity comes from the request (sign-up,
+// password reset) the same holds for API clients: how long a send
+// takes, and whether it fails, must not tell who has an account (decoys
+// send nothing). Other API clients (wait) get the send's outcome in
+// their answer.
+func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string, resend bool, channel sender.Channel, wait bool) {
 	msg := &sender.Message{
 		To:          c.Phone,
 		Code:        code,
@@ -611,10 +614,12 @@ func (e *Engine) deliver(r *http.Request, c *store.Challenge, email, code string
 	if channel != "" {
 		msg.Channel = channel
 	}
-	if e.fromRequest {
-		// A detached copy: the request is over when the send runs.
+	if e.fromRequest || !wait {
+		// A detached copy: the request is over when the send runs; c is
+		// the caller's, and the send only reads its copy.
 		dr := r.Clone(context.WithoutCancel(r.Context()))
-		go e.send(dr, c, msg, resend)
+		cc := *c
+		e.background(func() { e.send(dr, &cc, msg, resend) })
 		return
 	}
 	c.SentBy, c.SendFailed = e.send(r, c, msg, resend)
@@ -633,15 +638,25 @@ func (e *Engine) send(r *http.Request, c *store.Challenge, msg *sender.Message, 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), e.cfg.SendTimeout)
 	defer cancel()
 	start := time.Now()
-	by, err := e.sender.Send(ctx, msg)
+	var d sender.Delivery
+	var err error
+	if dr, ok := e.sender.(DeliveryReporter); ok {
+		d, err = dr.Deliver(ctx, msg)
+	} else {
+		d.Sender, err = e.sender.Send(ctx, msg)
+	}
+	by = d.Sender
 	ev := &Event{Kind: EventCodeSent, Policy: policy, To: sender.MaskPhone(phone), Sender: by,
-		Duration: time.Since(start), Resend: resend, Outcome: "ok"}
+		Channel: string(e.channelOf(by)), MessageID: d.MessageID, Country: countryOf(phone), Duration: time.Since(start), Resend: resend, Outcome: "ok"}
 	if err != nil {
 		ev.Kind, ev.Outcome, ev.Err = EventCodeSendFailed, "failed", err
 	}
 	e.emit(r, ev)
 	if rerr := e.store.RecordSend(ctx, id, by, err != nil && !hidden); rerr != nil {
 		e.emit(r, &Event{Kind: EventStoreError, Policy: policy, Outcome: "record_send", Err: rerr})
+	}
+	if err == nil {
+		e.recordDelivery(ctx, r, c, msg, d, false)
 	}
 	return by, err != nil
 }

@@ -235,7 +235,7 @@ func (e *Engine) allowPumping(r *http.Request, policy string, phone sender.Phone
 	}
 	if res.NewBlock {
 		e.emit(r, &Event{Kind: EventPrefixBlocked, Policy: policy, Mode: string(e.cfg.Pumping.Mode),
-			Country: "+" + cc, Prefix: e.PrefixID(prefix), Sends: res.Sends, Verified: res.Verified,
+			Country: cc, Prefix: e.PrefixID(prefix), Sends: res.Sends, Verified: res.Verified,
 			Duration: e.cfg.Pumping.BlockFor})
 	}
 	if res.Blocked {
@@ -322,7 +322,7 @@ func (e *Engine) UnblockPrefix(ctx context.Context, prefix string) (bool, error)
 	}
 	if ok {
 		e.emit(nil, &Event{Kind: EventPrefixUnblocked, Mode: string(e.cfg.Pumping.Mode),
-			Country: "+" + strconv.Itoa(cc), Prefix: e.PrefixID(prefix), Outcome: "operator"})
+			Country: strconv.Itoa(cc), Prefix: e.PrefixID(prefix), Outcome: "operator"})
 	}
 	return ok, nil
 }

@@ -76,7 +76,7 @@ func TestPumpingSimulationEnforce(t *testing.T) {
 		t.Fatalf("%d prefix_blocked events; want 1", n)
 	}
 	logs := h.logs.String()
-	if !strings.Contains(logs, `"country":"+44"`) || !strings.Contains(logs, `"mode":"enforce"`) || !strings.Contains(logs, `"limit":"pumping"`) {
+	if !strings.Contains(logs, `"country":"44"`) || !strings.Contains(logs, `"mode":"enforce"`) || !strings.Contains(logs, `"limit":"pumping"`) {
 		t.Fatalf("the block's events lack country, mode or limit:\n%s", logs)
 	}
 	// Another prefix of the same country is not blocked.

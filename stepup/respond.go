@@ -72,6 +72,8 @@ func (e *Engine) challengeData(b bound, now time.Time) *page.Challenge {
 		SendFailed:   sendFailed(c),
 		Channels:     channelNames(e.otherChannels(b)),
 	}
+	pc.Delivery, pc.DeliveryChannel = deliveryState(c)
+	pc.StatusURL = e.cfg.PathPrefix + "/status?challenge=" + c.ID
 	if ret, ok := SafeReturnPath(c.ReturnURL); ok {
 		pc.ContinueURL = ret
 	}

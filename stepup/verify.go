@@ -191,7 +191,7 @@ func (e *Engine) askResend(k *call) error {
 	if !ok {
 		return e.tell(k, &b, badChannel, 0)
 	}
-	res, wait, err := e.resendCode(k.r, &b, channel)
+	res, wait, err := e.resendCode(k.r, &b, channel, k.api)
 	if err != nil {
 		return e.storeError(k.w, k.r, "resend", err)
 	}
@@ -282,6 +282,10 @@ func (e *Engine) checkCode(r *http.Request, b *bound, code string) (res outcome,
 	case verified:
 		ev.Kind, ev.Outcome, ev.To = EventVerified, "ok", sender.MaskPhone(b.c.Phone)
 		e.pumpVerified(r.Context(), b.c)
+		ev.Sender, ev.Channel, ev.Country = b.c.SentBy, string(e.channelOf(b.c.SentBy)), countryOf(b.c.Phone)
+		if !b.c.LastSend.IsZero() {
+			ev.Duration = b.c.Used.Sub(b.c.LastSend) // from the send of the code
+		}
 	case wrongCode:
 		ev.Kind, ev.Outcome = EventVerifyFailed, "wrong"
 	case codeReplaced:
@@ -397,7 +401,11 @@ func (e *Engine) stateOutcome(b *bound, err error, now time.Time) (outcome, time
 // attempts already spent stay spent. It comes to sent, tooEarly (wait
 // says how long), sendLimit, or finished or vanished when the challenge
 // can take no resend (its state is then in b.c).
-func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (res outcome, wait time.Duration, err error) {
+//
+// A browser's code is sent after the answer (the page shows how the
+// send goes); an API client's before it, as its answer says whether it
+// went out.
+func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel, api bool) (res outcome, wait time.Duration, err error) {
 	c := b.c
 	if st := challengeState(c, e.now()); st != page.StateChallenge {
 		return finished, 0, nil
@@ -461,7 +469,7 @@ func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (
 		code = newCode(e.cfg.CodeLength)
 	}
 	now := e.now()
-	_, err = e.store.Resend(r.Context(), c.ID, b.k.codeMAC(c.ID, code), now, e.cfg.ResendAfter, e.cfg.MaxSends)
+	sends, err := e.store.Resend(r.Context(), c.ID, b.k.codeMAC(c.ID, code), now, e.cfg.ResendAfter, e.cfg.MaxSends)
 	var cool *store.CooldownError
 	switch {
 	case errors.As(err, &cool):
@@ -472,8 +480,9 @@ func (e *Engine) resendCode(r *http.Request, b *bound, channel sender.Channel) (
 		res, _, err := e.stateOutcome(b, err, now)
 		return res, 0, err
 	}
+	c.Sends = sends
 	if send {
-		e.deliver(r, c, b.id.Email, code, true, channel)
+		e.deliver(r, c, b.id.Email, code, true, channel, api)
 	}
 	return sent, 0, nil
 }

@@ -28,6 +28,12 @@ type Challenge struct {
 	SendFailed bool
 	// Channels are the other channels the next code can be asked on.
 	Channels []string
+	// Delivery is how the code's delivery goes (sending, sent,
+	// delivered, not_delivered, failed_over, failed) and
+	// DeliveryChannel the channel it went by last ("whatsapp"), if
+	// known; StatusURL is where the page's script polls for them, ""
+	// for none.
+	Delivery, DeliveryChannel, StatusURL string
 	// ContinueURL is where the customer was going, "" if unknown.
 	ContinueURL string
 	// Error and Notice are the engine's English texts for the field and
@@ -54,6 +60,9 @@ func (c *Challenge) Data() *Data {
 		SendsLeft:      c.SendsLeft,
 		SendFailed:     c.SendFailed,
 		ContinueURL:    c.ContinueURL,
+		Delivery:       c.Delivery,
+		StatusURL:      c.StatusURL,
+		deliveryCh:     c.DeliveryChannel,
 		Error:          c.Error,
 		Notice:         c.Notice,
 		expires:        c.ExpiresIn,

@@ -257,6 +257,9 @@ func init() {
 			},
 			Dur: clientDurations{Moment: l.Text("dur.moment")},
 		}
+		for _, k := range deliveryKeys {
+			c.T["delivery."+k] = l.Text("page.delivery_" + k)
+		}
 		c.Dur.Seconds, _ = l.lookup("dur.seconds")
 		c.Dur.Minutes, _ = l.lookup("dur.minutes")
 		c.Dur.Hours, _ = l.lookup("dur.hours")
@@ -266,6 +269,28 @@ func init() {
 		}
 		l.client = b
 	}
+}
+
+// deliveryKeys are the delivery lines of the catalog
+// ("page.delivery_" + key), which the page's script gets too
+// ("delivery." + key).
+var deliveryKeys = []string{"sending", "delivered", "not_delivered", "failed_over",
+	"failed_over_sms", "failed_over_whatsapp", "failed_over_voice", "failed_over_email", "failed_over_rcs"}
+
+// deliveryText says a delivery state in l ("" for none to show: sent,
+// failed, which the page's text says already, or unknown).
+func (l *Locale) deliveryText(state, channel string) string {
+	switch state {
+	case "sending", "delivered", "not_delivered":
+		return l.Text("page.delivery_" + state)
+	case "failed_over":
+		switch channel {
+		case "sms", "whatsapp", "voice", "email", "rcs":
+			return l.Text("page.delivery_failed_over_" + channel)
+		}
+		return l.Text("page.delivery_failed_over")
+	}
+	return ""
 }
 
 // en is the default locale.

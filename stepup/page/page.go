@@ -288,6 +288,12 @@ type Data struct {
 	// ("use another channel"): each a resend form that posts its Name as
 	// "channel", labelled in the page's language.
 	Channels []Channel
+	// Delivery is how the code's delivery goes (sending, sent,
+	// delivered, not_delivered, failed_over, failed; "" when unknown),
+	// DeliveryText says it in the page's language ("" when there is
+	// nothing to add to Text), and StatusURL is where the page's script
+	// polls for changes.
+	Delivery, DeliveryText, StatusURL string
 
 	// Finished states: where to go on.
 	ContinueURL string
@@ -333,6 +339,8 @@ type Data struct {
 	timed, retrySet            bool
 	// sentText marks a challenge whose Text the page words itself.
 	sentText bool
+	// deliveryCh is the channel of the delivery's last message.
+	deliveryCh string
 }
 
 // Channel is a channel the page offers ("whatsapp", "Send the code
@@ -534,6 +542,9 @@ func (p *Responder) prepare(d *Data, st State, l *Locale) {
 	for i := range d.Channels {
 		d.Channels[i].Label = l.Text("page.use_" + d.Channels[i].Name)
 	}
+	if st == StateChallenge {
+		d.DeliveryText = l.deliveryText(d.Delivery, d.deliveryCh)
+	}
 	d.Icon = iconFor(st)
 	d.IconSVG = icons[d.Icon]
 	if d.Error != "" || st == StateChallenge {
@@ -608,6 +619,12 @@ func clientJSON(d *Data, l *Locale) template.JS {
 	if resendURL != "" {
 		u, _ := json.Marshal(resendURL)
 		b = append(append(b, `,"resendUrl":`...), u...)
+	}
+	if d.StatusURL != "" {
+		u, _ := json.Marshal(d.StatusURL)
+		b = append(append(b, `,"status":`...), u...)
+		st, _ := json.Marshal(d.Delivery)
+		b = append(append(b, `,"delivery":`...), st...)
 	}
 	b = append(append(b, `,"format":`...), format...)
 	b = append(append(b, ','), l.client[1:]...)

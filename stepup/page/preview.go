@@ -109,6 +109,14 @@ func samplePages(codeLength int) []samplePage {
 			canResend(c)
 		})},
 		{"challenge-number-hidden", StateChallenge, http.StatusOK, challenge(func(c *Challenge) { c.To = "" })},
+		// Delivery receipts: how the code's delivery goes.
+		{"challenge-sending", StateChallenge, http.StatusOK, challenge(func(c *Challenge) { c.Delivery = "sending" })},
+		{"challenge-delivered", StateChallenge, http.StatusOK, challenge(func(c *Challenge) {
+			c.Delivery, c.DeliveryChannel = "delivered", "sms"
+		})},
+		{"challenge-failed-over", StateChallenge, http.StatusOK, challenge(func(c *Challenge) {
+			c.Delivery, c.DeliveryChannel = "failed_over", "whatsapp"
+		})},
 		// About to expire: the page's script says so when it does.
 		{"challenge-expiring", StateChallenge, http.StatusOK, challenge(func(c *Challenge) {
 			c.ExpiresIn = 3 * time.Second

@@ -210,8 +210,9 @@ func WriteError(w http.ResponseWriter, status int, code, message string, extra m
 }
 
 // pageCSP is the page's Content-Security-Policy without its script and
-// style sources: nothing loads from anywhere but the page itself.
-const pageCSP = "default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; img-src 'self' data:"
+// style sources: nothing loads from anywhere but the page itself, and
+// its script asks only its own origin (the delivery status).
+const pageCSP = "default-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'; img-src 'self' data:; connect-src 'self'"
 
 // setHeaders sets the headers of every page and JSON answer of the
 // engine. With a nonce, the page's one stylesheet and one script may run.

@@ -24,6 +24,8 @@ type Memory struct {
 	rates      map[string]time.Time  // GCRA theoretical arrival times
 	revoked    map[string]memRevocation
 	pump       memPump // the pumping defense's state (pumping.go)
+	messages   map[string]memMessage           // message pointers (AddDelivery)
+	queues     map[string]map[string]time.Time // failover queues
 	generation string
 
 	now       func() time.Time
@@ -71,6 +73,8 @@ func NewMemory(sweep time.Duration) *Memory {
 		slots:      make(map[string]memPointer),
 		rates:      make(map[string]time.Time),
 		revoked:    make(map[string]memRevocation),
+		messages:   make(map[string]memMessage),
+		queues:     make(map[string]map[string]time.Time),
 		generation: newGeneration(),
 		now:        time.Now,
 		stop:       make(chan struct{}),
@@ -132,6 +136,18 @@ func (m *Memory) sweep(now time.Time) {
 		}
 	}
 	m.pump.sweep(now)
+	for k, v := range m.messages {
+		if !now.Before(v.expire) {
+			delete(m.messages, k)
+		}
+	}
+	for _, q := range m.queues {
+		for id := range q {
+			if _, ok := m.challenges[id]; !ok {
+				delete(q, id)
+			}
+		}
+	}
 }
 
 // Create implements Store.

@@ -37,6 +37,8 @@ const FormatVersion = 1
 //	PREFIXg:{ID}      string: a single-use grant's issuance record ("i"
 //	                  while unused, "u" once used)
 //	PREFIXrv:{KEY}    string: a user's last revocation (Unix ms)
+//	PREFIXm:{MSG}     string: a message pointer, "ID:i" (see AddDelivery)
+//	PREFIXfo:{QUEUE}  sorted set: a failover queue (see ScheduleFailover)
 //	PREFIXgen         string: the store generation marker
 //	rate:PREFIXr:{KEY} string: a rate limit (go-redis/redis_rate puts its
 //	                  own "rate:" before every key)
@@ -162,6 +164,8 @@ const (
 	fPolicyV  = "pv"
 	fScope    = "sc"
 	fGen      = "g"
+	// fSealed and the delivery fields: see delivery_redis.go.
+	fSealed = "cz"
 )
 
 // Lua scripts. Each reads and writes a single key (KEYS[1]). Times are
@@ -530,6 +534,10 @@ func parseChallenge(id string, h map[string]string) (*Challenge, error) {
 	if v := h[fMAC]; v != "" {
 		c.CodeMAC = []byte(v)
 	}
+	if v := h[fSealed]; v != "" {
+		c.SealedCode = []byte(v)
+	}
+	c.Deliveries = parseDeliveries(h)
 	return c, nil
 }
 

@@ -128,6 +128,16 @@ type Challenge struct {
 	// Used is when the challenge was verified; zero while pending.
 	Used time.Time
 
+	// Deliveries are the messages that carried the challenge's codes, in
+	// the order they were accepted (AddDelivery), with what their
+	// receipts said.
+	Deliveries []Delivery
+	// SealedCode is the current code and what its message needs, sealed
+	// by the engine (encrypted under its secret, bound to the challenge
+	// id), for a failover to send it again through another sender; nil
+	// when no failover can happen. Only the engine can open it.
+	SealedCode []byte
+
 	// Mode is the policy mode the challenge was created under.
 	Mode string
 	// PolicyVersion identifies the policy's definition at creation (a
@@ -278,6 +288,7 @@ type Store interface {
 	Ping(ctx context.Context) error
 	// Close releases the store's resources.
 	Close() error
+	DeliveryStore
 }
 
 // Decoy reports whether c is a decoy: a challenge made, for an account
@@ -291,6 +302,8 @@ func (c *Challenge) clone() *Challenge {
 	d := *c
 	d.TxHash = append([]byte(nil), c.TxHash...)
 	d.CodeMAC = append([]byte(nil), c.CodeMAC...)
+	d.Deliveries = append([]Delivery(nil), c.Deliveries...)
+	d.SealedCode = append([]byte(nil), c.SealedCode...)
 	d.Stash = nil
 	d.StashSlot = ""
 	return &d

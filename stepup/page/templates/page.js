@@ -207,4 +207,38 @@
     tick();
     timer = window.setInterval(tick, 1000);
   }
+
+  // Delivery: while the code is on its way, ask the handler how it goes
+  // and say it ("Delivered", "Not delivered: we sent it by WhatsApp
+  // instead"). A send that failed, or a challenge that ended, reloads
+  // the page, which then says so and offers what can be done.
+  var line = document.getElementById('delivery');
+  var waiting = { sending: 1, sent: 1, failed_over: 1 };
+  function deliveryText(state, ch) {
+    if (state === 'failed_over') return t['delivery.failed_over_' + ch] || t['delivery.failed_over'] || '';
+    return t['delivery.' + state] || '';
+  }
+  if (line && data.status && window.fetch && waiting[data.delivery]) {
+    var polls = 0, shown = data.delivery;
+    var poll = function () {
+      if (expired || busy || polls++ >= 90) return;
+      window.fetch(data.status, { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } })
+        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (s) {
+          if (!s || typeof s.state !== 'string') return;
+          if (s.state === 'failed' || !(s.state in waiting || s.state === 'delivered' || s.state === 'not_delivered')) {
+            window.location.reload();
+            return;
+          }
+          var text = deliveryText(s.state, s.channel);
+          if (s.state !== shown) {
+            shown = s.state;
+            setText(line, text);
+            line.hidden = !text;
+          }
+          if (waiting[s.state]) window.setTimeout(poll, polls < 15 ? 2000 : 5000);
+        }, function () { window.setTimeout(poll, 5000); });
+    };
+    window.setTimeout(poll, 1000);
+  }
 })();

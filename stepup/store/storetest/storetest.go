@@ -58,6 +58,11 @@ func Run(t *testing.T, newStore Factory) {
 		{"RateLimitConcurrent", testRateLimitConcurrent},
 		{"Revoke", testRevoke},
 		{"Ping", testPing},
+		{"Deliveries", testDeliveries},
+		{"ReceiptsAnyOrder", testReceiptsAnyOrder},
+		{"ReceiptsConcurrent", testReceiptsConcurrent},
+		{"ClaimFailover", testClaimFailover},
+		{"FailoverQueue", testFailoverQueue},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1107,5 +1112,236 @@ func testRevoke(t *testing.T, s store.Store) {
 	}
 	if at, _ := s.RevokedAt(ctx, other); !at.Equal(t1) {
 		t.Fatalf("RevokedAt of the other key = %v, want %v", at, t1)
+	}
+}
+
+func testDeliveries(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	c.Mode, c.PolicyVersion, c.Scope, c.Generation = "session", "pv1", "shop.example.com", "gen1"
+	mustCreate(t, s, c)
+	if _, err := s.AddDelivery(ctx, ID(), store.Delivery{Sender: "x"}, nil, c.Expires); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("AddDelivery to nothing: %v", err)
+	}
+	first := store.Delivery{Sender: "twilio", Channel: "sms", MessageID: "SM1", Sent: t0.Add(time.Second), Code: 1}
+	if n, err := s.AddDelivery(ctx, c.ID, first, []byte("sealed\x00one"), c.Expires); err != nil || n != 1 {
+		t.Fatalf("AddDelivery = %d, %v", n, err)
+	}
+	// A sender without ids: recorded, found by no receipt; the sealed
+	// code is kept when none is given.
+	second := store.Delivery{Sender: "log", Sent: t0.Add(2 * time.Second), Code: 1, Failover: true}
+	if n, err := s.AddDelivery(ctx, c.ID, second, nil, c.Expires); err != nil || n != 2 {
+		t.Fatalf("AddDelivery = %d, %v", n, err)
+	}
+	got, err := s.Get(ctx, c.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.SealedCode, []byte("sealed\x00one")) || len(got.Deliveries) != 2 {
+		t.Fatalf("after two deliveries: sealed %q, %+v", got.SealedCode, got.Deliveries)
+	}
+	// Nothing else of the challenge changed.
+	if got.Mode != c.Mode || got.PolicyVersion != c.PolicyVersion || got.Scope != c.Scope || got.Generation != c.Generation ||
+		got.Description != c.Description || !bytes.Equal(got.CodeMAC, c.CodeMAC) || got.Sends != 1 || got.Phone != c.Phone {
+		t.Fatalf("a delivery changed the challenge: %+v", got)
+	}
+	first.Status, first.Updated = store.StatusAccepted, first.Sent
+	second.Status, second.Updated = store.StatusAccepted, second.Sent
+	for i, want := range []store.Delivery{first, second} {
+		d := got.Deliveries[i]
+		if d.Sender != want.Sender || d.Channel != want.Channel || d.MessageID != want.MessageID || d.Status != want.Status ||
+			!d.Sent.Equal(want.Sent) || !d.Updated.Equal(want.Updated) || d.Code != want.Code || d.Failover != want.Failover || d.FailedOver {
+			t.Errorf("delivery %d = %+v, want %+v", i+1, d, want)
+		}
+	}
+	// Deliveries are recorded on a used challenge too (a late send).
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(3*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.AddDelivery(ctx, c.ID, store.Delivery{Sender: "late", Sent: t0.Add(4 * time.Second)}, nil, c.Expires); err != nil || n != 3 {
+		t.Fatalf("AddDelivery after use = %d, %v", n, err)
+	}
+}
+
+func testReceiptsAnyOrder(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	mustCreate(t, s, c)
+	if _, err := s.AddDelivery(ctx, c.ID, store.Delivery{Sender: "twilio", MessageID: "SM1", Sent: t0, Code: 1}, nil, c.Expires); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		sender, id, status string
+		changed            bool
+		want, previous     string
+	}{
+		{"twilio", "SM1", "queued", true, "queued", "accepted"},
+		{"twilio", "SM1", "delivered", true, "delivered", "queued"},
+		{"twilio", "SM1", "delivered", false, "delivered", "delivered"}, // again
+		{"twilio", "SM1", "sent", false, "delivered", "delivered"},      // late
+		{"twilio", "SM1", "failed", false, "delivered", "delivered"},    // it arrived
+		{"twilio", "SM1", "bogus", false, "delivered", "delivered"},
+		{"twilio", "SM1", "read", true, "read", "delivered"},
+	} {
+		rc, err := s.TakeReceipt(ctx, tc.sender, tc.id, tc.status, t0.Add(time.Second))
+		if err != nil || rc.Challenge != c.ID || rc.Index != 1 || rc.Changed != tc.changed || rc.Previous != tc.previous {
+			t.Fatalf("receipt %s: %+v, %v", tc.status, rc, err)
+		}
+		got, _ := s.Get(ctx, c.ID)
+		if got.Deliveries[0].Status != tc.want {
+			t.Fatalf("after %s: status %q, want %q", tc.status, got.Deliveries[0].Status, tc.want)
+		}
+	}
+	// Unknown messages, and a known id of another sender.
+	for _, k := range [][2]string{{"twilio", "SM2"}, {"vonage", "SM1"}, {"twilio", ""}} {
+		if _, err := s.TakeReceipt(ctx, k[0], k[1], "failed", t0); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("receipt for %v: %v, want ErrNotFound", k, err)
+		}
+	}
+	// Undelivered moves a sent message on.
+	if _, err := s.AddDelivery(ctx, c.ID, store.Delivery{Sender: "vonage", MessageID: "V1", Sent: t0, Code: 1}, nil, c.Expires); err != nil {
+		t.Fatal(err)
+	}
+	if rc, err := s.TakeReceipt(ctx, "vonage", "V1", "undelivered", t0.Add(time.Minute)); err != nil || !rc.Changed || rc.Index != 2 {
+		t.Fatalf("undelivered: %+v, %v", rc, err)
+	}
+	got, _ := s.Get(ctx, c.ID)
+	if d := got.Deliveries[1]; d.Status != "undelivered" || !d.Updated.Equal(t0.Add(time.Minute)) {
+		t.Fatalf("after undelivered: %+v", d)
+	}
+}
+
+func testReceiptsConcurrent(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	mustCreate(t, s, c)
+	if _, err := s.AddDelivery(ctx, c.ID, store.Delivery{Sender: "wa", MessageID: "wamid.1", Sent: t0, Code: 1}, nil, c.Expires); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var changed atomic.Int32
+	statuses := []string{"sent", "delivered", "failed", "sent", "delivered", "queued"}
+	for i := 0; i < 30; i++ {
+		wg.Add(1)
+		go func(status string) {
+			defer wg.Done()
+			rc, err := s.TakeReceipt(ctx, "wa", "wamid.1", status, t0)
+			if err != nil {
+				t.Error(err)
+			}
+			if rc.Changed && status == "delivered" {
+				changed.Add(1)
+			}
+		}(statuses[i%len(statuses)])
+	}
+	wg.Wait()
+	got, _ := s.Get(ctx, c.ID)
+	if got.Deliveries[0].Status != "delivered" || changed.Load() != 1 {
+		t.Fatalf("after concurrent receipts: %q, delivered taken %d times", got.Deliveries[0].Status, changed.Load())
+	}
+}
+
+func testClaimFailover(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	c := newChallenge()
+	mustCreate(t, s, c)
+	now := t0.Add(time.Second)
+	if ok, err := s.ClaimFailover(ctx, c.ID, 1, now); ok || err != nil {
+		t.Fatalf("claim without a delivery: %v %v", ok, err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if _, err := s.AddDelivery(ctx, c.ID, store.Delivery{Sender: name, MessageID: name + "1", Sent: t0, Code: 1}, nil, c.Expires); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Only the latest delivery fails over, once, of many claimants.
+	if ok, _ := s.ClaimFailover(ctx, c.ID, 1, now); ok {
+		t.Fatal("an older delivery failed over")
+	}
+	var wg sync.WaitGroup
+	var won atomic.Int32
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if ok, err := s.ClaimFailover(ctx, c.ID, 2, now); err != nil {
+				t.Error(err)
+			} else if ok {
+				won.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if won.Load() != 1 {
+		t.Fatalf("%d claims won, want 1", won.Load())
+	}
+	got, _ := s.Get(ctx, c.ID)
+	if got.Deliveries[0].FailedOver || !got.Deliveries[1].FailedOver {
+		t.Fatalf("failed over: %+v", got.Deliveries)
+	}
+	// Expired or used: nothing more goes out.
+	if _, err := s.AddDelivery(ctx, c.ID, store.Delivery{Sender: "c", Sent: t0, Code: 1}, nil, c.Expires); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.ClaimFailover(ctx, c.ID, 3, c.Expires); ok {
+		t.Fatal("an expired challenge failed over")
+	}
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, now); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := s.ClaimFailover(ctx, c.ID, 3, now); ok {
+		t.Fatal("a used challenge failed over")
+	}
+}
+
+func testFailoverQueue(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	q := "q" + ID()
+	a, b := ID(), ID()
+	if err := s.ScheduleFailover(ctx, q, a, t0.Add(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ScheduleFailover(ctx, q, b, t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if ids, err := s.DueFailovers(ctx, q, t0, time.Minute, 10); err != nil || len(ids) != 0 {
+		t.Fatalf("nothing due yet: %v %v", ids, err)
+	}
+	ids, err := s.DueFailovers(ctx, q, t0.Add(10*time.Second), time.Minute, 10)
+	if err != nil || len(ids) != 1 || ids[0] != a {
+		t.Fatalf("due: %v %v, want [%s]", ids, err, a)
+	}
+	// Claimed: leased to this caller, another gets it after the lease.
+	if ids, _ := s.DueFailovers(ctx, q, t0.Add(11*time.Second), time.Minute, 10); len(ids) != 0 {
+		t.Fatalf("claimed twice: %v", ids)
+	}
+	if ids, _ := s.DueFailovers(ctx, q, t0.Add(71*time.Second), time.Minute, 10); len(ids) != 1 || ids[0] != a {
+		t.Fatalf("after the lease: %v", ids)
+	}
+	// Scheduled again while leased: done with the lease, not with it.
+	if err := s.ScheduleFailover(ctx, q, a, t0.Add(5*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DoneFailover(ctx, q, a, t0.Add(131*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := s.DueFailovers(ctx, q, t0.Add(5*time.Minute), time.Minute, 10); len(ids) != 1 || ids[0] != a {
+		t.Fatalf("rescheduled while leased: %v", ids)
+	}
+	if err := s.DoneFailover(ctx, q, a, t0.Add(6*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := s.DueFailovers(ctx, q, t0.Add(10*time.Minute), time.Minute, 10); len(ids) != 0 {
+		t.Fatalf("done, yet due: %v", ids)
+	}
+	// A later schedule replaces the earlier time; queues are apart.
+	if err := s.ScheduleFailover(ctx, q, b, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := s.DueFailovers(ctx, "other"+q, t0.Add(time.Hour), time.Minute, 10); len(ids) != 0 {
+		t.Fatalf("another queue: %v", ids)
+	}
+	if ids, _ := s.DueFailovers(ctx, q, t0.Add(time.Second), time.Minute, 10); len(ids) != 1 || ids[0] != b {
+		t.Fatalf("rescheduled: %v", ids)
 	}
 }
