@@ -161,6 +161,18 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 		e.renderStatus(w, r, http.StatusNotFound, page.StateNotFound, nil)
 		return true, nil
 	}
+	// A revocation ends a verified transaction still waiting for its
+	// replay as it ends a grant: the verification is the grant's issue,
+	// in whole seconds as grants carry it, so a verification in the
+	// second of the revocation counts as revoked.
+	if revoked, err := e.revoked(ctx, ident.User, c.Used.Truncate(time.Second)); err != nil {
+		return true, e.storeError(w, r, "revocation", err)
+	} else if revoked {
+		e.emit(r, &Event{Kind: EventReplayRefused, Policy: c.Policy, Outcome: "revoked"})
+		w.Header().Set("WWW-Authenticate", `StepUp error="invalid_grant"`)
+		e.renderStatus(w, r, http.StatusForbidden, page.StateInvalidGrant, nil)
+		return true, nil
+	}
 	blob, err := e.store.TakeStash(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrReplayed):
