@@ -153,6 +153,15 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	case err != nil:
 		return true, e.storeError(w, r, "get", err)
 	}
+	// A challenge of an earlier store generation is refused, as its
+	// grants are: the store may have rolled back to a snapshot in which
+	// the stash was not yet sent.
+	if gen, err := e.generation(ctx); err != nil {
+		return true, e.storeError(w, r, "generation", err)
+	} else if c.Generation != gen {
+		e.renderStatus(w, r, http.StatusGone, page.StateStashExpired, &page.Data{ContinueURL: "/"})
+		return true, nil
+	}
 	if e.fromRequest {
 		ident.User = c.User // the form that named it is the stashed request
 		e.audit.remember(r, c.User)
