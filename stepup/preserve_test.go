@@ -407,7 +407,7 @@ func TestStashRoundTrip(t *testing.T) {
 	r.Header.Add("X-Multi", "1")
 	r.Header.Add("X-Multi", "2")
 	body := []byte{0, 1, 2, 0xff, '\r', '\n'}
-	sealed := k.seal("id1", newStash(r, body).marshal())
+	sealed := k.seal("id1", newStash(r, body, nil).marshal())
 	if bytes.Contains(sealed, []byte("checkout")) || bytes.Contains(sealed, []byte("multipart")) {
 		t.Fatal("stash is not encrypted")
 	}
@@ -431,7 +431,7 @@ func TestStashRoundTrip(t *testing.T) {
 func FuzzUnmarshalStash(f *testing.F) {
 	r, _ := http.NewRequest("POST", "/x", nil)
 	r.Header.Set("A", "b")
-	f.Add(newStash(r, []byte("body")).marshal())
+	f.Add(newStash(r, []byte("body"), nil).marshal())
 	f.Add([]byte{1, 0, 0, 0, 5})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -456,7 +456,7 @@ func benchmarkStashReplay(b *testing.B, size int) {
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	for b.Loop() {
-		sealed := k.seal("Xq3-v9a_Hk2LmN0pQr5sTu", newStash(r, body).marshal())
+		sealed := k.seal("Xq3-v9a_Hk2LmN0pQr5sTu", newStash(r, body, nil).marshal())
 		plain, err := k.open("Xq3-v9a_Hk2LmN0pQr5sTu", sealed)
 		if err != nil {
 			b.Fatal(err)
@@ -465,7 +465,7 @@ func benchmarkStashReplay(b *testing.B, size int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := replayRequest(get, s); err != nil {
+		if _, err := replayRequest(get, s, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -201,7 +201,7 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	}
 	var rr *http.Request
 	if err == nil {
-		rr, err = replayRequest(r, st)
+		rr, err = replayRequest(r, st, e.identityHeaders)
 	}
 	if err != nil {
 		// Sealed with another secret, or damaged: nothing goes upstream.
@@ -209,6 +209,7 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 		e.renderStatus(w, r, http.StatusGone, page.StateStashExpired, &page.Data{ContinueURL: "/"})
 		return true, nil
 	}
+	e.StripHeaders(rr.Header) // a stash from before X-Original-URL was stripped may hold it
 	p := e.policies[c.Policy]
 	if p == nil {
 		p = &Policy{Name: c.Policy}
