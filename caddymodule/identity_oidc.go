@@ -255,3 +255,11 @@ var (
 	_ identity.Source          = (*OIDCIdentity)(nil)
 	_ identity.LoginRedirector = (*OIDCIdentity)(nil)
 )
+
+// HeaderNames implements identity.HeaderNamer.
+func (o *OIDCIdentity) HeaderNames() []string {
+	if o.source == nil {
+		return nil
+	}
+	return o.source.HeaderNames()
+}

@@ -225,7 +225,7 @@ func (e *Engine) create(a *attempt, phone *sender.Phone) error {
 		c.User = a.id.User
 	}
 	if a.preserve {
-		c.Stash = e.keys.seal(c.ID, newStash(r, a.body).marshal())
+		c.Stash = e.keys.seal(c.ID, newStash(r, a.body, e.identityHeaders).marshal())
 		c.HasStash = true
 		// A newer preserved request of the user for this policy replaces
 		// this one's stash at once (the store deletes the older). Where

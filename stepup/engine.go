@@ -628,14 +628,20 @@ func (e *Engine) IsEndpoint(path string) bool {
 
 // StripHeaders removes every header a client could use to pretend a
 // verification happened: all "Stepup-*" headers and the configured
-// upstream header names. Call it on every request, protected or not.
+// upstream header names. It also removes the URL-rewrite headers
+// X-Original-URL and X-Rewrite-Url, on which some apps route instead of
+// the request line (Yii2, Laminas and Zend behind IIS): with Caddy in
+// front only a client can have set them, and they would take such an
+// app to a protected page on an unprotected path. Call it on every
+// request, protected or not.
 //
 // Names are compared as CGI-style gateways read them (FastCGI, WSGI:
 // case ignored, '-', '_', '.' and ' ' alike), so that "Stepup_User" or
 // "stepup.user" cannot reach an app that reads HTTP_STEPUP_USER.
 func (e *Engine) StripHeaders(h http.Header) {
 	for k := range h {
-		if len(k) >= len("Stepup-") && identity.FoldedEqual(k[:len("Stepup-")], "Stepup-") {
+		if len(k) >= len("Stepup-") && identity.FoldedEqual(k[:len("Stepup-")], "Stepup-") ||
+			identity.FoldedEqual(k, "X-Original-Url") || identity.FoldedEqual(k, "X-Rewrite-Url") {
 			delete(h, k)
 			continue
 		}

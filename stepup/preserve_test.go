@@ -2,6 +2,7 @@ package stepup
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -406,7 +407,7 @@ func TestStashRoundTrip(t *testing.T) {
 	r.Header.Add("X-Multi", "1")
 	r.Header.Add("X-Multi", "2")
 	body := []byte{0, 1, 2, 0xff, '\r', '\n'}
-	sealed := k.seal("id1", newStash(r, body).marshal())
+	sealed := k.seal("id1", newStash(r, body, nil).marshal())
 	if bytes.Contains(sealed, []byte("checkout")) || bytes.Contains(sealed, []byte("multipart")) {
 		t.Fatal("stash is not encrypted")
 	}
@@ -430,7 +431,7 @@ func TestStashRoundTrip(t *testing.T) {
 func FuzzUnmarshalStash(f *testing.F) {
 	r, _ := http.NewRequest("POST", "/x", nil)
 	r.Header.Set("A", "b")
-	f.Add(newStash(r, []byte("body")).marshal())
+	f.Add(newStash(r, []byte("body"), nil).marshal())
 	f.Add([]byte{1, 0, 0, 0, 5})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -455,7 +456,7 @@ func benchmarkStashReplay(b *testing.B, size int) {
 	b.SetBytes(int64(size))
 	b.ReportAllocs()
 	for b.Loop() {
-		sealed := k.seal("Xq3-v9a_Hk2LmN0pQr5sTu", newStash(r, body).marshal())
+		sealed := k.seal("Xq3-v9a_Hk2LmN0pQr5sTu", newStash(r, body, nil).marshal())
 		plain, err := k.open("Xq3-v9a_Hk2LmN0pQr5sTu", sealed)
 		if err != nil {
 			b.Fatal(err)
@@ -464,7 +465,7 @@ func benchmarkStashReplay(b *testing.B, size int) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, err := replayRequest(get, s); err != nil {
+		if _, err := replayRequest(get, s, nil); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -537,6 +538,52 @@ func TestUseAnotherChannel(t *testing.T) {
 		resp, out = api.apiDo("POST", "/.stepup/resend", []byte(`{"challenge":"`+id+`","channel":"whatsapp"}`))
 		if resp.StatusCode != 200 || fmt.Sprint(out["channels"]) != "[sms]" || h.out.last(t).Channel != sender.WhatsApp {
 			t.Fatalf("API resend on WhatsApp = %d %v", resp.StatusCode, out)
+		}
+	})
+}
+
+// TestRevokeEndsPendingReplay: a revocation ends a verified browser
+// transaction that waits for its replay, as it ends a grant (round 3,
+// R3-7): the replay is refused as a revoked grant is, and nothing goes
+// upstream. Another user's pending replay still goes.
+func TestRevokeEndsPendingReplay(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		h := newTxHarness(t, st)
+		start := func(b *browser, amount string) {
+			t.Helper()
+			resp, _ := b.raw("POST", "/checkout", "application/x-www-form-urlencoded", []byte("amount="+amount+"&merchant=ACME"), "Origin", h.srv.URL)
+			if resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("POST /checkout = %d", resp.StatusCode)
+			}
+			if resp := b.verifyLast(resp.Header.Get("Location")); resp.StatusCode != http.StatusSeeOther || b.jar["stepup_replay"] == "" {
+				t.Fatalf("verify = %d, replay cookie %q", resp.StatusCode, b.jar["stepup_replay"])
+			}
+		}
+		alice := h.browser("alice", "+14155550100")
+		bob := h.browser("bob", "+14155550101")
+		start(alice, "42")
+		start(bob, "7")
+		h.clock.add(1500 * time.Millisecond)
+		if err := h.e.RevokeUser(context.Background(), "alice"); err != nil {
+			t.Fatal(err)
+		}
+		h.clock.add(500 * time.Millisecond)
+		resp, page := alice.do("GET", "/checkout", nil)
+		if resp.StatusCode != http.StatusForbidden || h.upstream.Load() != 0 {
+			t.Fatalf("replay after revocation = %d, upstream %d\n%s", resp.StatusCode, h.upstream.Load(), page)
+		}
+		if _, ok := alice.jar["stepup_replay"]; ok {
+			t.Fatal("replay cookie kept after a refused replay")
+		}
+		if !strings.Contains(h.logs.String(), `"outcome":"revoked"`) {
+			t.Fatal("no replay_refused event with outcome revoked")
+		}
+		// Without a revocation the replay goes, once.
+		resp, got := bob.do("GET", "/checkout", nil)
+		if resp.StatusCode != 200 || got != "upstream /checkout" || h.upstream.Load() != 1 ||
+			string(*h.lastBody.Load()) != "amount=7&merchant=ACME" {
+			t.Fatalf("bob's replay = %d %q, upstream %d", resp.StatusCode, got, h.upstream.Load())
 		}
 	})
 }

@@ -153,12 +153,33 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	case err != nil:
 		return true, e.storeError(w, r, "get", err)
 	}
+	// A challenge of an earlier store generation is refused, as its
+	// grants are: the store may have rolled back to a snapshot in which
+	// the stash was not yet sent.
+	if gen, err := e.generation(ctx); err != nil {
+		return true, e.storeError(w, r, "generation", err)
+	} else if c.Generation != gen {
+		e.renderStatus(w, r, http.StatusGone, page.StateStashExpired, &page.Data{ContinueURL: "/"})
+		return true, nil
+	}
 	if e.fromRequest {
 		ident.User = c.User // the form that named it is the stashed request
 		e.audit.remember(r, c.User)
 	}
 	if !hmac.Equal([]byte(c.UserKey), []byte(e.challengeUserKey(k, ident.User))) {
 		e.renderStatus(w, r, http.StatusNotFound, page.StateNotFound, nil)
+		return true, nil
+	}
+	// A revocation ends a verified transaction still waiting for its
+	// replay as it ends a grant: the verification is the grant's issue,
+	// in whole seconds as grants carry it, so a verification in the
+	// second of the revocation counts as revoked.
+	if revoked, err := e.revoked(ctx, ident.User, c.Used.Truncate(time.Second)); err != nil {
+		return true, e.storeError(w, r, "revocation", err)
+	} else if revoked {
+		e.emit(r, &Event{Kind: EventReplayRefused, Policy: c.Policy, Outcome: "revoked"})
+		w.Header().Set("WWW-Authenticate", `StepUp error="invalid_grant"`)
+		e.renderStatus(w, r, http.StatusForbidden, page.StateInvalidGrant, nil)
 		return true, nil
 	}
 	blob, err := e.store.TakeStash(ctx, id)
@@ -180,7 +201,7 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	}
 	var rr *http.Request
 	if err == nil {
-		rr, err = replayRequest(r, st)
+		rr, err = replayRequest(r, st, e.identityHeaders)
 	}
 	if err != nil {
 		// Sealed with another secret, or damaged: nothing goes upstream.
@@ -188,6 +209,7 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 		e.renderStatus(w, r, http.StatusGone, page.StateStashExpired, &page.Data{ContinueURL: "/"})
 		return true, nil
 	}
+	e.StripHeaders(rr.Header) // a stash from before X-Original-URL was stripped may hold it
 	p := e.policies[c.Policy]
 	if p == nil {
 		p = &Policy{Name: c.Policy}

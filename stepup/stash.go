@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/caddy-stepup/caddy-stepup/stepup/fields"
+	"github.com/caddy-stepup/caddy-stepup/stepup/identity"
 )
 
 // Bounds of a stashed request body.
@@ -46,19 +47,20 @@ var unstashed = map[string]bool{
 	"Expect":              true,
 }
 
-// replayedFromStash are the headers that describe the preserved request
-// itself: on replay they come from the stash even though the request that
-// triggers the replay (a GET) has its own.
-// Origin, Referer and the Fetch Metadata headers say where the original
-// request came from: the app's CSRF checks (Go's CrossOriginProtection,
-// Rails, Django) must see those of the request the customer sent, never
-// those of the GET that brings the browser back. The method overrides
-// are bound to the transaction and come from the stash too.
-var replayedFromStash = []string{
-	"Content-Type", "Content-Encoding", "Content-Language", "Content-Md5",
-	"Origin", "Referer", "X-Requested-With", "Accept",
-	"Sec-Fetch-Site", "Sec-Fetch-Mode", "Sec-Fetch-Dest", "Sec-Fetch-User",
-	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
+// replayedFromLater are the headers a replay takes from the request that
+// triggers it (a GET of the same verified user) rather than from the
+// stash: its credentials, which must be the current ones, and what the
+// proxies in front say about its connection (X-Forwarded-For, -Proto and
+// -Host: Caddy's reverse_proxy replaces a client's own unless it comes
+// from a trusted proxy) and the trace context of Caddy's tracing. The
+// identity source's headers come from it too (see replayRequest). Every
+// other header is the preserved request's: the later GET cannot add
+// routing headers (X-Original-URL, X-Forwarded-Prefix), an
+// Idempotency-Key or anything else to the approved request.
+var replayedFromLater = []string{
+	"Cookie", "Authorization",
+	"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host",
+	"Traceparent", "Tracestate",
 }
 
 // readBody reads the whole body of r, up to max bytes, with the reader
@@ -69,16 +71,31 @@ func readBody(r *http.Request, max int64) ([]byte, error) {
 	return fields.ReadBody(r, max)
 }
 
-// newStash captures r (whose body was read into body).
-func newStash(r *http.Request, body []byte) *stash {
+// newStash captures r (whose body was read into body): its method, URI,
+// body and end-to-end headers, but not its credentials, cookies,
+// hop-by-hop headers, Stepup-* headers nor the identity source's headers
+// (any spelling a gateway folds into one of them), which the replay
+// takes from the later request.
+func newStash(r *http.Request, body []byte, identityHeaders []string) *stash {
 	h := make(http.Header, len(r.Header))
 	for k, v := range r.Header {
-		if unstashed[k] || strings.HasPrefix(k, "Stepup-") {
+		if unstashed[k] || strings.HasPrefix(k, "Stepup-") || isIdentityHeader(k, identityHeaders) {
 			continue
 		}
 		h[k] = append([]string(nil), v...)
 	}
 	return &stash{Method: r.Method, URI: r.URL.RequestURI(), Header: h, Body: body}
+}
+
+// isIdentityHeader reports whether the header named k is one of names as
+// CGI-style gateways read names (see Engine.StripHeaders).
+func isIdentityHeader(k string, names []string) bool {
+	for _, n := range names {
+		if identity.FoldedEqual(k, n) {
+			return true
+		}
+	}
+	return false
 }
 
 // Stash encoding: version(1), then length-prefixed method, URI, header
@@ -199,10 +216,11 @@ func (k *keys) open(id string, sealed []byte) ([]byte, error) {
 }
 
 // replayRequest builds the preserved request from s, on top of r (the
-// request that triggers the replay, from the same verified user): r's
-// credentials, cookies and forwarding headers, the stash's method, URI,
-// body and content headers.
-func replayRequest(r *http.Request, s *stash) (*http.Request, error) {
+// request that triggers the replay, from the same verified user): the
+// stash's method, URI, body and headers, with r's replayedFromLater
+// headers and r's identityHeaders (the identity source's) in place of any
+// the stash has. Nothing else of r's headers is kept.
+func replayRequest(r *http.Request, s *stash, identityHeaders []string) (*http.Request, error) {
 	u, err := url.ParseRequestURI(s.URI)
 	if err != nil {
 		return nil, errBadStash
@@ -211,15 +229,26 @@ func replayRequest(r *http.Request, s *stash) (*http.Request, error) {
 	rr.Method = s.Method
 	rr.URL = u
 	rr.RequestURI = s.URI
-	for _, k := range replayedFromStash {
-		rr.Header.Del(k)
-	}
+	h := make(http.Header, len(s.Header)+len(replayedFromLater))
 	for k, v := range s.Header {
-		if _, present := rr.Header[k]; !present {
-			rr.Header[k] = append([]string(nil), v...)
+		// A stash from before identity headers were left out may hold them.
+		if !unstashed[k] && !isIdentityHeader(k, identityHeaders) {
+			h[k] = append([]string(nil), v...)
 		}
 	}
-	rr.Header.Del("Content-Length")
+	for _, k := range replayedFromLater {
+		delete(h, k)
+		if v, ok := r.Header[k]; ok {
+			h[k] = append([]string(nil), v...)
+		}
+	}
+	for _, n := range identityHeaders {
+		k := http.CanonicalHeaderKey(n)
+		if v, ok := r.Header[k]; ok {
+			h[k] = append([]string(nil), v...)
+		}
+	}
+	rr.Header = h
 	rr.TransferEncoding = nil
 	rr.Body = io.NopCloser(bytes.NewReader(s.Body))
 	rr.ContentLength = int64(len(s.Body))

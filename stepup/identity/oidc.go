@@ -710,3 +710,13 @@ func (b *limitedBody) Read(p []byte) (int, error) {
 }
 
 func (b *limitedBody) Close() error { return b.body.Close() }
+
+// HeaderNames implements HeaderNamer: the header that holds the token,
+// if any (a replayed request takes it from the request that triggers the
+// replay, and trailers may not carry it).
+func (s *OIDC) HeaderNames() []string {
+	if s.header == "" {
+		return nil
+	}
+	return []string{s.header}
+}

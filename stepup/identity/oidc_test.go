@@ -709,3 +709,25 @@ func TestOIDCTokenAge(t *testing.T) {
 		}
 	}
 }
+
+// HeaderNames names the header the token is read from, so that the
+// engine takes it from the request that triggers a replay and never from
+// a trailer.
+func TestOIDCHeaderNames(t *testing.T) {
+	for _, c := range []struct {
+		cfg  OIDCConfig
+		want string
+	}{
+		{OIDCConfig{Issuer: "https://sso.example.com", ClientID: "a"}, "Authorization"},
+		{OIDCConfig{Issuer: "https://sso.example.com", ClientID: "a", Header: "x-id-token"}, "X-Id-Token"},
+		{OIDCConfig{Issuer: "https://sso.example.com", ClientID: "a", Cookie: "id_token"}, ""},
+	} {
+		s, err := NewOIDC(c.cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(s.HeaderNames(), ","); got != c.want {
+			t.Errorf("%+v: HeaderNames = %q, want %q", c.cfg, got, c.want)
+		}
+	}
+}

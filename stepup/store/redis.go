@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -40,14 +42,17 @@ const FormatVersion = 1
 //	PREFIXm:{MSG}     string: a message pointer, "ID:i" (see AddDelivery)
 //	PREFIXfo:{QUEUE}  sorted set: a failover queue (see ScheduleFailover)
 //	PREFIXgen         string: the store generation marker
+//	PREFIXgen:run...  hash: the run id of the Redis process that last
+//	                  confirmed the marker (r) and when (t, Unix ms by
+//	                  that server's clock); in the marker's Cluster slot
 //	rate:PREFIXr:{KEY} string: a rate limit (go-redis/redis_rate puts its
 //	                  own "rate:" before every key)
 //
 // The braces are Redis Cluster hash tags: each script touches one key, or
 // two keys of one tag (a challenge and its stash), so every operation is
 // atomic and Cluster-safe. Every key has a TTL except the generation
-// marker, which must outlive everything else to notice their loss: it is
-// one small key per prefix.
+// marker and its run record, which must outlive everything else to notice
+// their loss: they are two small keys per prefix.
 //
 // Redis must not evict keys (maxmemory-policy noeviction, the default):
 // an evicted failure counter or grant record is lost data, and only the
@@ -60,6 +65,12 @@ type Redis struct {
 
 	waitReplicas int
 	waitTimeout  time.Duration
+
+	// runKey is the generation marker's run record; restartOff, when
+	// set, says why Generation cannot tell a restart of the marker's
+	// Redis (a string).
+	runKey     string
+	restartOff atomic.Value
 }
 
 // RedisOptions configure a Redis store made by NewRedisWith.
@@ -101,6 +112,10 @@ func NewRedisWith(client redis.UniversalClient, o RedisOptions) (*Redis, error) 
 		o.Prefix = "stepup:"
 	}
 	s := &Redis{client: client, prefix: o.Prefix, owned: o.Owned, limiter: redis_rate.NewLimiter(client)}
+	s.runKey = runKey(s.generationKey())
+	if _, ok := client.(*redis.ClusterClient); ok && hashTag(s.runKey) != hashTag(s.generationKey()) {
+		s.restartOff.Store(fmt.Sprintf("the key prefix %q puts the generation marker and its run record in two Cluster slots", o.Prefix))
+	}
 	switch {
 	case o.WaitReplicas < 0:
 		return nil, errors.New("waiting for a negative number of replicas")
@@ -285,11 +300,40 @@ end
 return redis.call('DECR', KEYS[1])`)
 
 	// KEYS[1] generation marker; ARGV[1] a fresh value. No TTL, by design.
+	// Used when the Redis process's run id cannot be read.
 	scriptGeneration = redis.NewScript(`
 local g = redis.call('GET', KEYS[1])
 if g then return g end
 redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]`)
+
+	// KEYS[1] generation marker, KEYS[2] its run record (hash: r, the run
+	// id of the process that confirmed the marker last, and t, when, in
+	// Unix ms of its clock); ARGV[1] a fresh marker, ARGV[2] the run id of
+	// the process this runs on, ARGV[3] its uptime in seconds, ARGV[4]
+	// its second_repl_offset (-1: it was never promoted, nor shifted its
+	// replication id). See Redis.Generation. No TTLs, by design.
+	scriptGenerationRun = redis.NewScript(`
+if redis.replicate_commands then redis.replicate_commands() end
+local g = redis.call('GET', KEYS[1])
+local rec = redis.call('HMGET', KEYS[2], 'r', 't')
+local run, conf = rec[1], tonumber(rec[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if not g then
+  g = ARGV[1]
+  redis.call('SET', KEYS[1], g)
+elseif run and run ~= ARGV[2] then
+  local started = now - tonumber(ARGV[3]) * 1000
+  if not (tonumber(ARGV[4]) >= 0 and conf and started < conf) then
+    g = ARGV[1]
+    redis.call('SET', KEYS[1], g)
+  end
+end
+if run ~= ARGV[2] or not conf or now - conf >= 1000 then
+  redis.call('HSET', KEYS[2], 'r', ARGV[2], 't', now)
+end
+return g`)
 
 	// KEYS[1] grant record; ARGV[1] px
 	scriptIssueGrant = redis.NewScript(`
@@ -910,12 +954,146 @@ func (s *Redis) RevokedAt(ctx context.Context, key string) (time.Time, error) {
 // without persistence) shows as a new generation. In a Cluster it lives
 // on one master: a data loss on another master alone does not change it
 // (single-use records there still fail closed; see UseGrant).
+//
+// A restart that loads an older snapshot (RDB, or an AOF that missed the
+// last writes) keeps the marker, but not what was written after the
+// snapshot (a grant used, a revocation). So each call also reads, on the
+// same connection to the marker's master, the process's run id, uptime
+// and second_repl_offset (INFO server, INFO replication), and the marker's
+// run record says which process confirmed the marker last, and when. A
+// process with another run id is:
+//   - a replica promoted by a failover (Sentinel, Cluster) when it was
+//     promoted (second_repl_offset >= 0) and started before the last
+//     confirmation its data holds: it was replicating then, so it has
+//     the data (wait_replicas covers the last writes). The marker stays.
+//   - anything else, a restart of the master above all (Redis 7 shows a
+//     restarted master's reloaded replication id as promoted too, but
+//     it started after the confirmation): a new marker, so that every
+//     earlier grant and challenge is refused.
+//
+// When the run id cannot be read (INFO denied by an ACL, a server or
+// proxy that does not give it), Generation falls back to the marker alone
+// and RestartCheck says why.
 func (s *Redis) Generation(ctx context.Context) (string, error) {
+	node, err := s.markerNode(ctx)
+	if err != nil {
+		return "", fmt.Errorf("reading store generation: %w", err)
+	}
+	if node == nil || s.RestartCheck() != nil {
+		return s.markerOnly(ctx)
+	}
+	conn := node.Conn()
+	defer conn.Close()
+	var server, repl *redis.StringCmd
+	_, err = conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		server, repl = p.Info(ctx, "server"), p.Info(ctx, "replication")
+		return nil
+	})
+	if err != nil {
+		for _, e := range []error{server.Err(), repl.Err()} {
+			if infoRefused(e) {
+				s.restartOff.Store("INFO refused: " + e.Error())
+				return s.markerOnly(ctx)
+			}
+		}
+		return "", fmt.Errorf("reading store generation: %w", err)
+	}
+	run, uptime, second, ok := parseRunInfo(server.Val(), repl.Val())
+	if !ok {
+		s.restartOff.Store("INFO gives no run_id, uptime_in_seconds or second_repl_offset")
+		return s.markerOnly(ctx)
+	}
+	g, err := scriptGenerationRun.Run(ctx, conn, []string{s.generationKey(), s.runKey},
+		newGeneration(), run, uptime, second).Text()
+	if err != nil {
+		return "", fmt.Errorf("reading store generation: %w", err)
+	}
+	return g, nil
+}
+
+// RestartCheck returns why Generation cannot tell a restart of the
+// marker's Redis from its run id (see Generation), or nil when it can
+// (or has not found out yet).
+func (s *Redis) RestartCheck() error {
+	if v, _ := s.restartOff.Load().(string); v != "" {
+		return errors.New(v)
+	}
+	return nil
+}
+
+// markerOnly reads the marker without the run check.
+func (s *Redis) markerOnly(ctx context.Context) (string, error) {
 	g, err := scriptGeneration.Run(ctx, s.client, []string{s.generationKey()}, newGeneration()).Text()
 	if err != nil {
 		return "", fmt.Errorf("reading store generation: %w", err)
 	}
 	return g, nil
+}
+
+// markerNode returns the client of the one server that holds the marker,
+// or nil for a client of another kind (Generation then checks the marker
+// alone).
+func (s *Redis) markerNode(ctx context.Context) (*redis.Client, error) {
+	switch c := s.client.(type) {
+	case *redis.Client:
+		return c, nil
+	case *redis.ClusterClient:
+		return c.MasterForKey(ctx, s.generationKey())
+	}
+	s.restartOff.Store(fmt.Sprintf("a %T has no one server to ask INFO", s.client))
+	return nil, nil
+}
+
+// infoRefused reports an error of a server that answers but will not
+// give INFO: an ACL without +info, a proxy without the command.
+func infoRefused(err error) bool {
+	// (HasErrorPrefix drops a leading "ERR ".)
+	return redis.HasErrorPrefix(err, "NOPERM") || redis.HasErrorPrefix(err, "unknown command") ||
+		redis.HasErrorPrefix(err, "unknown subcommand")
+}
+
+// parseRunInfo reads run_id and uptime_in_seconds of INFO server and
+// second_repl_offset of INFO replication.
+func parseRunInfo(server, repl string) (run string, uptime, second int64, ok bool) {
+	field := func(info, name string) (string, bool) {
+		for _, line := range strings.Split(info, "\n") {
+			if v, found := strings.CutPrefix(strings.TrimSpace(line), name+":"); found {
+				return v, true
+			}
+		}
+		return "", false
+	}
+	run, ok1 := field(server, "run_id")
+	up, ok2 := field(server, "uptime_in_seconds")
+	sec, ok3 := field(repl, "second_repl_offset")
+	if !ok1 || !ok2 || !ok3 || run == "" {
+		return "", 0, 0, false
+	}
+	uptime, err1 := strconv.ParseInt(up, 10, 64)
+	second, err2 := strconv.ParseInt(sec, 10, 64)
+	if err1 != nil || err2 != nil || uptime < 0 {
+		return "", 0, 0, false
+	}
+	return run, uptime, second, true
+}
+
+// hashTag returns the part of key that Redis Cluster hashes to a slot:
+// its hash tag, or the whole key.
+func hashTag(key string) string {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			return key[i+1 : i+1+j]
+		}
+	}
+	return key
+}
+
+// runKey names the run record of the marker gen: after gen, in its slot.
+func runKey(gen string) string {
+	if hashTag(gen) != gen {
+		return gen + ":run"
+	}
+	return gen + ":run{" + gen + "}"
 }
 
 // Ping implements Store.

@@ -25,6 +25,20 @@ func TestClusterContract(t *testing.T) {
 		return store.NewRedis(client, "cluster:"+strings.ReplaceAll(t.Name(), "/", ":")+":", false)
 	})
 	ctx := context.Background()
+	// The generation's run check works on the marker's master, whatever
+	// the prefix's hash tag: the marker and its run record share a slot.
+	for _, prefix := range []string{"cluster-gen:", "cluster-{gen}:", "{a}cluster-gen:"} {
+		s := store.NewRedis(client, prefix, false)
+		if g, err := s.Generation(ctx); err != nil || g == "" {
+			t.Fatalf("prefix %q: Generation = %q, %v", prefix, g, err)
+		}
+		if err := s.RestartCheck(); err != nil {
+			t.Fatalf("prefix %q: RestartCheck = %v", prefix, err)
+		}
+	}
+	if err := store.NewRedis(client, "odd}prefix:", false).RestartCheck(); err == nil {
+		t.Fatal("a prefix that splits the marker and its run record across slots was not noticed")
+	}
 	used := 0
 	for _, addr := range c.Addrs() {
 		n, err := redis.NewClient(&redis.Options{Addr: addr}).DBSize(ctx).Result()
@@ -54,6 +68,16 @@ func TestSentinelFailover(t *testing.T) {
 	defer client.Close()
 	s := store.NewRedis(client, "sentinel:", false)
 	ctx := context.Background()
+	// The store generation is confirmed by the master a while after
+	// the replica started (uptimes are in whole seconds).
+	gen, err := s.Generation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if g, err := s.Generation(ctx); err != nil || g != gen {
+		t.Fatalf("Generation = %q, %v; want %q", g, err, gen)
+	}
 	now := time.Now()
 	c := &store.Challenge{ID: storetest.ID(), Policy: "p", Created: now, Expires: now.Add(5 * time.Minute), MaxAttempts: 3, CodeMAC: []byte("mac")}
 	if err := s.Create(ctx, c, "", time.Minute); err != nil {
@@ -84,6 +108,11 @@ func TestSentinelFailover(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("the store answered errors %d times during the failover, then continued on the promoted replica", failures)
+	// A failover to a replica in sync is not a restart: the generation
+	// stays, so grants and challenges made before it stay good.
+	if g, err := s.Generation(ctx); err != nil || g != gen {
+		t.Fatalf("Generation after the failover = %q, %v; want %q", g, err, gen)
+	}
 	if addr, err := redis.NewSentinelClient(&redis.Options{Addr: sn.Sentinel.Addr()}).GetMasterAddrByName(ctx, sn.MasterName).Result(); err != nil ||
 		addr[1] != strings.TrimPrefix(sn.Replica.Addr(), "127.0.0.1:") {
 		t.Fatalf("master after failover = %v, %v; want the replica %s", addr, err, sn.Replica.Addr())
