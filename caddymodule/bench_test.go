@@ -283,3 +283,12 @@ func FuzzPathPrefilter(f *testing.F) {
 		}
 	})
 }
+
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
+}
