@@ -14,7 +14,7 @@ import (
 const (
 	plainReading   = iota // the name as it is (Go, Java, ASP.NET)
 	bracketReading        // PHP (Symfony, Laravel): "a[b][]"
-	dotReading            // Spring and qs with allowDots: "a.b[c]"
+	dotReading            // Spring ("!a" is a's default) and qs with allowDots: "a.b[c]"
 	rackReading           // Rack 2 (Rails <= 7.0, Sinatra 2 and 3): "[a]", "a]", "]]a" are a
 	qsReading             // qs (Express's extended parser): "[a]" is a
 	readings
@@ -40,9 +40,18 @@ func readName(name string) paths {
 	base, segs, matched := splitBrackets(n)
 	p[bracketReading] = append([]string{fold(phpMangle(base, matched))}, segs...)
 
-	// Spring and qs with dots: "a.b" is b inside a.
+	// Spring and qs with dots: "a.b" is b inside a. Spring's data
+	// binder also reads a field default: "!amount" gives amount its
+	// value when amount is absent, so a leading '!' is dropped (once, as
+	// Spring does). Its field marker "_amount" is not read as amount: it
+	// only resets an absent amount to empty (false, an empty array or
+	// null), never gives it a value, and a described field that is
+	// absent shows as missing all the same.
 	if !matched {
 		base = n
+	}
+	if spring, ok := strings.CutPrefix(base, "!"); ok {
+		base = spring
 	}
 	var dots []string
 	for _, s := range strings.Split(base, ".") {
