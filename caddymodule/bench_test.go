@@ -263,8 +263,9 @@ func FuzzPathPrefilter(f *testing.F) {
 		clean := caddyhttp.CleanPath(strings.ToLower(p), true)
 		var ms methodState
 		var ps pathState
+		var qs queryState
 		for _, pol := range h.Policies {
-			match, err := h.matchPolicy(pol, r, &ms, &ps)
+			match, err := h.matchPolicy(pol, r, &ms, &ps, &qs)
 			if err != nil || !match || pol.prefixes == nil {
 				continue
 			}

@@ -118,11 +118,29 @@ func contains(list []string, s string) bool {
 }
 
 // matchPolicy reports whether p's matchers match r under any reading of
-// its method and path.
-func (h *Handler) matchPolicy(p *Policy, r *http.Request, s *methodState, ps *pathState) (bool, error) {
+// its method, path and, when they may read it, query.
+func (h *Handler) matchPolicy(p *Policy, r *http.Request, s *methodState, ps *pathState, qs *queryState) (bool, error) {
 	if len(p.matchers) == 0 {
 		return true, nil
 	}
+	ok, err := h.matchPaths(p, r, s, ps)
+	if ok || err != nil || !p.readsQuery || r.URL.RawQuery == "" {
+		return ok, err
+	}
+	if qs.init(r.URL.RawQuery); qs.alt == "" {
+		return false, nil
+	}
+	s.init(r) // from the query as sent
+	u := r.URL
+	sent := u.RawQuery
+	u.RawQuery = qs.alt
+	defer func() { u.RawQuery = sent }()
+	return h.matchPaths(p, r, s, ps)
+}
+
+// matchPaths reports whether p's matchers match r under any reading of
+// its method and path.
+func (h *Handler) matchPaths(p *Policy, r *http.Request, s *methodState, ps *pathState) (bool, error) {
 	if ok, err := h.matchMethods(p, r, s); ok || err != nil {
 		return ok, err
 	}

@@ -1,6 +1,7 @@
 package fields
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -391,4 +392,32 @@ func foldRune(r rune) rune {
 		}
 	}
 	return min
+}
+
+// TopKeys returns every top-level key under which some app files a
+// request field's name (decoded), each once, for a matcher that compares
+// names as written: the name itself and [TopNames]' readings (PHP, Rack
+// 2, qs), Spring's (a field default's '!' dropped, up to the first '.'
+// or '['), and each of these in lower case (ASP.NET and Spring's binder
+// read names in any case). "action\x00x", " action", "[action]",
+// "action]", "[[action]]", "!action" and "action.x" all give "action".
+// A name no app reads gives none.
+func TopKeys(name string) []string {
+	var out []string
+	add := func(k string) {
+		for _, v := range [2]string{k, strings.ToLower(k)} {
+			if v != "" && !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		}
+	}
+	for _, k := range TopNames(name) {
+		add(k)
+	}
+	spring := strings.TrimPrefix(name, "!")
+	if i := strings.IndexAny(spring, ".["); i >= 0 {
+		spring = spring[:i]
+	}
+	add(spring)
+	return out
 }
