@@ -263,3 +263,22 @@ func TestSpringFieldDefaultRefused(t *testing.T) {
 		}
 	}
 }
+
+// TopKeys gives every top-level key an app files a name under, for the
+// query matchers (R3-2).
+func TestTopKeys(t *testing.T) {
+	for _, name := range []string{"action", "action\x00x", " action", "[action]", "action]", "]action", "[[action]]",
+		"action[]", "action[x]", "!action", "!Action", "action.x", "ACTION", "Action"} {
+		if keys := TopKeys(name); !slices.Contains(keys, "action") {
+			t.Errorf("TopKeys(%q) = %q, want action among them", name, keys)
+		}
+	}
+	for _, name := range []string{"xaction", "action_x", "x[action]", "!!action", "action\x01", "actions"} {
+		if keys := TopKeys(name); slices.Contains(keys, "action") {
+			t.Errorf("TopKeys(%q) = %q, want no action", name, keys)
+		}
+	}
+	if keys := TopKeys("[]"); slices.Contains(keys, "") {
+		t.Errorf("TopKeys([]) = %q", keys)
+	}
+}
