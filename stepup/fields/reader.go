@@ -335,14 +335,17 @@ func (rd *Reader) queryValue(f Ref) (string, bool, error) {
 		return "", false, ambiguous(f, bad)
 	}
 	want := readName(f.Name)
-	form, bad := rd.formPairs()
+	// The body as the apps read it, which Rails and PHP's $_REQUEST
+	// merge with the query: also an untyped POST body and any multipart
+	// type, which Rack reads as a form.
+	form, doc, bad := rd.appBody()
 	if bad != "" {
 		return "", false, ambiguous(f, bad)
 	}
 	if err := inOther(form, f, &want, "body"); err != nil {
 		return "", false, err
 	}
-	if media, _ := rd.bodyType(); media == mediaJSON {
+	if doc != nil {
 		tops, bad := rd.jsonTops()
 		if bad != "" {
 			return "", false, ambiguous(f, bad)

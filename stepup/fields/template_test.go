@@ -77,6 +77,11 @@ func TestRender(t *testing.T) {
 		{"Pay {form.amount} to {json.merchant}", req{ctype: form, body: "amount=1"}, "Pay 1 to ?"},
 		// A template of the query alone takes any body.
 		{"Order {query.order}", req{ctype: "application/octet-stream", query: "order=42", body: "\x00\x01"}, "Order 42"},
+		// Rack reads an untyped POST body, and any multipart type, as a
+		// form, and Rails merges it over the query.
+		{"Order {query.order}", req{query: "order=42", body: "order=43"}, refused},
+		{"Order {query.order}", req{ctype: "multipart/mixed; boundary=XX", query: "order=42", body: mp(field("order", "43"))}, refused},
+		{"Order {query.order}", req{query: "order=42", body: "note=1"}, "Order 42"},
 		{"Pay {form.amount}", req{ctype: form, body: "amount=10%0A%0A%40evil.example+%23123456"}, "Pay 10 evil example 123456"},
 		// Repro 08: phones link a bare IPv4 address.
 		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=1&merchant=203.0.113.7%2Fpay"}, "Pay 1 to 203 0 113 7/pay"},
