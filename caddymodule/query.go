@@ -23,6 +23,12 @@ import (
 // (fields.TopKeys), written as Go reads it. The readings fall under
 // policies as the method and path readings do (MatchPolicy).
 
+// maxQueryPairs bounds the pairs of a query read for its other reading:
+// more than any app behind stepup reads (PHP's max_input_vars and qs's
+// parameterLimit are 1000, Rack's params limit 4096, Tomcat's
+// maxParameterCount at most 10000).
+const maxQueryPairs = 10000
+
 // queryState is the other reading of a request's query, computed once,
 // when a policy that may read the query is tried on a request with one.
 type queryState struct {
@@ -43,7 +49,7 @@ func (qs *queryState) init(raw string) {
 	}
 	var b strings.Builder
 	rest := raw
-	for rest != "" {
+	for n := 0; rest != "" && n < maxQueryPairs; n++ {
 		var pair string
 		if i := strings.IndexAny(rest, "&;"); i >= 0 {
 			pair, rest = rest[:i], rest[i+1:]
