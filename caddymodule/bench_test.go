@@ -264,8 +264,9 @@ func FuzzPathPrefilter(f *testing.F) {
 		clean := caddyhttp.CleanPath(strings.ToLower(p), true)
 		var ms methodState
 		var ps pathState
+		var qs queryState
 		for _, pol := range h.Policies {
-			match, err := h.matchPolicy(pol, r, &ms, &ps)
+			match, err := h.matchPolicy(pol, r, &ms, &ps, &qs)
 			if err != nil || !match || pol.prefixes == nil {
 				continue
 			}
@@ -283,4 +284,13 @@ func FuzzPathPrefilter(f *testing.F) {
 			t.Fatalf("containsPHP(%q) = %v, containsFold says otherwise", p, containsPHP(p))
 		}
 	})
+}
+
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }

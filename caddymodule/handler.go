@@ -665,6 +665,9 @@ type Policy struct {
 	// request's cleaned, lowercased path must start with for the
 	// matchers to possibly match (see pathPrefixes).
 	prefixes []string
+	// readsQuery: the matchers may look at the query, so they are run
+	// under its other reading too (queryState).
+	readsQuery bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -1082,6 +1085,7 @@ func (p *Policy) provision(ctx caddy.Context) error {
 			return fmt.Errorf("policy %s: %v", p.Name, err)
 		}
 		p.prefixes = pathPrefixes(p.matchers)
+		p.readsQuery = matchersReadQuery(p.matchers)
 	}
 	return nil
 }
@@ -1229,7 +1233,9 @@ func (h *Handler) refuse(_ http.ResponseWriter, r *http.Request, status int, rea
 // backslash or '%', with path parameters stripped, backslashes as
 // slashes and decoded once more; when it holds ".php", what follows it
 // (the PATH_INFO front controllers route on). A request no policy
-// matches, on a path without those, costs no allocation.
+// matches, on a path without those, costs no allocation. And for the
+// query, for a policy whose matchers may read it (queryState): as sent,
+// and with every pair under each name an app files it under.
 //
 // Which policy applies:
 //   - Under each one reading, the first enforcing (session or
@@ -1247,6 +1253,7 @@ func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 	var cleaned bool
 	var methods methodState
 	var paths pathState
+	var query queryState
 	var enforcing, monitor *Policy
 	several := false
 	for _, p := range h.Policies {
@@ -1264,7 +1271,7 @@ func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 				continue
 			}
 		}
-		match, err := h.matchPolicy(p, r, &methods, &paths)
+		match, err := h.matchPolicy(p, r, &methods, &paths, &query)
 		if err != nil {
 			return nil, caddyhttp.Error(http.StatusInternalServerError, err)
 		}
@@ -1284,7 +1291,7 @@ func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 	p := enforcing
 	if several {
 		var err error
-		if p, err = h.choosePolicy(r, &methods, &paths); err != nil {
+		if p, err = h.choosePolicy(r, &methods, &paths, &query); err != nil {
 			return nil, err
 		}
 	}
@@ -1309,9 +1316,18 @@ func (h *Handler) MatchPolicy(r *http.Request) (*stepup.Policy, error) {
 // policies, or readings that leave one for another), so this tries
 // every reading with every policy, without the shortcuts of
 // matchPolicy.
-func (h *Handler) choosePolicy(r *http.Request, s *methodState, ps *pathState) (*Policy, error) {
+func (h *Handler) choosePolicy(r *http.Request, s *methodState, ps *pathState, qs *queryState) (*Policy, error) {
 	s.init(r)
 	ps.init(r.URL.Path)
+	queries := []string{r.URL.RawQuery}
+	for _, p := range h.Policies {
+		if p.readsQuery && p.policy.Mode != stepup.Monitor {
+			if qs.init(r.URL.RawQuery); qs.alt != "" {
+				queries = append(queries, qs.alt)
+			}
+			break
+		}
+	}
 	methods := []string{r.Method}
 	for i := 0; i < s.n; i++ {
 		methods = append(methods, s.reading(i))
@@ -1336,41 +1352,44 @@ func (h *Handler) choosePolicy(r *http.Request, s *methodState, ps *pathState) (
 	}
 	paths := append([]string{r.URL.Path}, ps.readings[:ps.n]...)
 	u := r.URL
-	sentMethod, sentPath, sentRaw := r.Method, u.Path, u.RawPath
-	defer func() { r.Method, u.Path, u.RawPath = sentMethod, sentPath, sentRaw }()
+	sentMethod, sentPath, sentRaw, sentQuery := r.Method, u.Path, u.RawPath, u.RawQuery
+	defer func() { r.Method, u.Path, u.RawPath, u.RawQuery = sentMethod, sentPath, sentRaw, sentQuery }()
 	var chosen *Policy
 	var chosenPath, chosenMethod string
-	for i, path := range paths {
-		u.Path, u.RawPath = sentPath, sentRaw
-		if i > 0 {
-			u.Path, u.RawPath = path, ""
-		}
-		for _, m := range methods {
-			r.Method = m
-			for _, p := range h.Policies {
-				if p.policy.Mode == stepup.Monitor {
-					continue
-				}
-				ok := len(p.matchers) == 0
-				if !ok {
-					var err error
-					if ok, err = p.matchers.AnyMatchWithError(r); err != nil {
-						return nil, caddyhttp.Error(http.StatusInternalServerError, err)
+	for _, query := range queries {
+		u.RawQuery = query
+		for i, path := range paths {
+			u.Path, u.RawPath = sentPath, sentRaw
+			if i > 0 {
+				u.Path, u.RawPath = path, ""
+			}
+			for _, m := range methods {
+				r.Method = m
+				for _, p := range h.Policies {
+					if p.policy.Mode == stepup.Monitor {
+						continue
 					}
+					ok := len(p.matchers) == 0
+					if !ok {
+						var err error
+						if ok, err = p.matchers.AnyMatchWithError(r); err != nil {
+							return nil, caddyhttp.Error(http.StatusInternalServerError, err)
+						}
+					}
+					if !ok {
+						continue
+					}
+					switch {
+					case chosen == nil:
+						chosen, chosenPath, chosenMethod = p, path, m
+					case p != chosen:
+						err := fmt.Errorf("%w: read as %s %q it is for policy %s, read as %s %q for policy %s; "+
+							"stepup cannot know which the app will execute",
+							stepup.ErrAmbiguousPolicy, chosenMethod, chosenPath, chosen.Name, m, path, p.Name)
+						return nil, caddyhttp.Error(http.StatusBadRequest, err)
+					}
+					break
 				}
-				if !ok {
-					continue
-				}
-				switch {
-				case chosen == nil:
-					chosen, chosenPath, chosenMethod = p, path, m
-				case p != chosen:
-					err := fmt.Errorf("%w: read as %s %q it is for policy %s, read as %s %q for policy %s; "+
-						"stepup cannot know which the app will execute",
-						stepup.ErrAmbiguousPolicy, chosenMethod, chosenPath, chosen.Name, m, path, p.Name)
-					return nil, caddyhttp.Error(http.StatusBadRequest, err)
-				}
-				break
 			}
 		}
 	}

@@ -118,11 +118,29 @@ func contains(list []string, s string) bool {
 }
 
 // matchPolicy reports whether p's matchers match r under any reading of
-// its method and path.
-func (h *Handler) matchPolicy(p *Policy, r *http.Request, s *methodState, ps *pathState) (bool, error) {
+// its method, path and, when they may read it, query.
+func (h *Handler) matchPolicy(p *Policy, r *http.Request, s *methodState, ps *pathState, qs *queryState) (bool, error) {
 	if len(p.matchers) == 0 {
 		return true, nil
 	}
+	ok, err := h.matchPaths(p, r, s, ps)
+	if ok || err != nil || !p.readsQuery || r.URL.RawQuery == "" {
+		return ok, err
+	}
+	if qs.init(r.URL.RawQuery); qs.alt == "" {
+		return false, nil
+	}
+	s.init(r) // from the query as sent
+	u := r.URL
+	sent := u.RawQuery
+	u.RawQuery = qs.alt
+	defer func() { u.RawQuery = sent }()
+	return h.matchPaths(p, r, s, ps)
+}
+
+// matchPaths reports whether p's matchers match r under any reading of
+// its method and path.
+func (h *Handler) matchPaths(p *Policy, r *http.Request, s *methodState, ps *pathState) (bool, error) {
 	if ok, err := h.matchMethods(p, r, s); ok || err != nil {
 		return ok, err
 	}
@@ -201,74 +219,30 @@ func matchAs(sets caddyhttp.MatcherSets, r *http.Request, method string) (bool, 
 }
 
 // bodyMayOverride reports whether a POST's body may carry _method as an
-// app reads it, without allocating. Only a body whose one Content-Type
-// is a plain, well-formed media type that no app reads fields from is
-// left unread; any other may override:
-//   - no Content-Type, or an empty one (Rack reads the body as a form);
-//   - a form, or any multipart/* (Rack parses multipart/mixed and
-//     multipart/related as it does multipart/form-data);
-//   - a type holding "json" (Laravel reads a JSON body as its input);
-//   - more than one Content-Type, or one that does not parse as
-//     type/subtype (apps cut it at ';', ',' or a space, each its way).
+// app reads it, without allocating: unless its one Content-Type is a
+// plain, well-formed media type that no app reads fields from and that
+// does not hold "json" (fields.BodyNone), it may. The body's kind is
+// told by fields.BodyKindOf, the one rule the field reader uses too: no
+// Content-Type or an empty one (Rack reads the body as a form), a form,
+// any multipart/* (Rack parses multipart/mixed and multipart/related as
+// multipart/form-data), a type holding "json" anywhere (Laravel reads
+// the body as JSON), more than one Content-Type, one that does not parse
+// as type/subtype, or a form type that also holds "json".
 func bodyMayOverride(h http.Header) bool {
-	v := h["Content-Type"]
-	if len(v) != 1 {
-		return true
-	}
-	ct := v[0]
-	if hasPrefixFold(ct, "application/x-www-form-urlencoded") || hasPrefixFold(ct, "multipart/") || containsFold(ct, "json") {
-		return true
-	}
-	media := ct
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
-		media = ct[:i]
-	}
-	media = strings.TrimRight(media, " \t")
-	return !plainMediaType(media)
-}
-
-// plainMediaType reports whether s is type "/" subtype, both tokens
-// (RFC 9110), and nothing else.
-func plainMediaType(s string) bool {
-	slash := strings.IndexByte(s, '/')
-	return slash > 0 && slash < len(s)-1 && isToken(s[:slash]) && isToken(s[slash+1:])
-}
-
-func isToken(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-func hasPrefixFold(s, prefix string) bool {
-	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
-}
-
-func containsFold(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
-			return true
-		}
-	}
-	return false
+	kind, _ := fields.BodyKindOf(h["Content-Type"])
+	return kind != fields.BodyNone
 }
 
 // bodyMethodOverrides reads the _method values of a POST's body as the
-// apps behind stepup would (fields.Reader.BodyValues: an urlencoded,
-// multipart or JSON body, or an untyped one as Rack reads it), and puts
-// the body back as it was for the engine and the upstream. A body whose
-// Content-Type is empty is read as untyped, and one of another multipart
-// type as multipart/form-data, as Rack reads them (asRackReads). known
-// is false when the body cannot be told: larger than limit,
-// content-encoded, unreadable, or one that parsers could read
-// differently (fields.ErrAmbiguous).
+// apps behind stepup would (fields.Reader.BodyValues: an urlencoded or
+// any multipart body, a JSON one whose _method is a string or an array
+// of strings, or an untyped one as Rack reads it), and puts the body
+// back as it was for the engine and the upstream. known is false when
+// the body cannot be told: larger than limit, content-encoded,
+// unreadable, or one that parsers could read differently
+// (fields.ErrAmbiguous: a form type whose Content-Type holds "json", a
+// JSON _method that is neither a string nor an array of strings, ...):
+// it asks for any method.
 func bodyMethodOverrides(r *http.Request, limit int64) (methods []string, known bool) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, true
@@ -280,11 +254,7 @@ func bodyMethodOverrides(r *http.Request, limit int64) (methods []string, known 
 	if !ok {
 		return nil, false
 	}
-	rr, ok := asRackReads(r)
-	if !ok {
-		return nil, false
-	}
-	values, err := fields.NewReader(rr, buf).BodyValues(stepup.MethodParam)
+	values, err := fields.NewReader(r, buf).BodyValues(stepup.MethodParam)
 	if err != nil {
 		return nil, false
 	}
@@ -295,45 +265,6 @@ func bodyMethodOverrides(r *http.Request, limit int64) (methods []string, known 
 		}
 	}
 	return methods, true
-}
-
-// asRackReads returns r, or a copy of it whose Content-Type says how
-// Rack reads the body where the field reader would not read it: an
-// empty Content-Type is none (Rack reads the body as a form), and a
-// multipart type other than form-data (multipart/mixed, related, ...)
-// is multipart/form-data with the same parameters (Rack's multipart
-// parser reads any multipart body's named parts). The copy shares all
-// else with r. ok is false for a type that is not type/subtype ("form",
-// ";"), which apps read each their way.
-func asRackReads(r *http.Request) (rr *http.Request, ok bool) {
-	v := r.Header["Content-Type"]
-	if len(v) != 1 {
-		return r, true // the reader refuses more than one
-	}
-	ct := strings.TrimSpace(v[0])
-	media, _, _ := strings.Cut(ct, ";")
-	if ct != "" && !plainMediaType(strings.TrimRight(media, " \t")) {
-		return nil, false
-	}
-	var set string
-	switch {
-	case ct == "":
-	case hasPrefixFold(ct, "multipart/") && !hasPrefixFold(ct, "multipart/form-data"):
-		set = "multipart/form-data" // no boundary: the reader refuses it
-		if i := strings.IndexByte(ct, ';'); i >= 0 {
-			set += ct[i:]
-		}
-	default:
-		return r, true
-	}
-	c := *r
-	c.Header = r.Header.Clone()
-	if set == "" {
-		c.Header.Del("Content-Type")
-	} else {
-		c.Header.Set("Content-Type", set)
-	}
-	return &c, true
 }
 
 // peekBody reads r's body, up to limit bytes, and leaves r.Body reading

@@ -140,8 +140,11 @@ func (tc matchCase) run(t *testing.T, h *Handler) {
 	for k, v := range tc.headers {
 		r.Header[k] = v
 	}
-	path, rawPath := r.URL.Path, r.URL.RawPath
+	path, rawPath, rawQuery := r.URL.Path, r.URL.RawPath, r.URL.RawQuery
 	p, err := h.MatchPolicy(r)
+	if r.URL.RawQuery != rawQuery {
+		t.Errorf("MatchPolicy left the query %q, want %q", r.URL.RawQuery, rawQuery)
+	}
 	if r.Method != tc.method {
 		t.Errorf("MatchPolicy left the method %q, want %q", r.Method, tc.method)
 	}

@@ -55,6 +55,20 @@ func TestMatchPolicyPHPMethodReadings(t *testing.T) {
 		{name: "multipart delimiter after a bare LF", method: "POST", target: "/profile", body: mpPart(`form-data; name="x"`, "1\n"+strings.TrimSuffix(mpPart(`form-data; name="_method"`, "DELETE"), "\r\n")) + mpEnd, ctype: mpType, want: "profile", keepsBody: true},
 		{name: "multipart ; in a quoted filename", method: "POST", target: "/profile", body: mpPart(`form-data; name="f"; filename="a; name=_method "`, "DELETE") + mpEnd, ctype: mpType, want: "profile", keepsBody: true},
 		{name: "multipart boundary PHP takes elsewhere", method: "POST", target: "/profile", body: mpPart(`form-data; name="x"`, "1") + mpEnd, ctype: `multipart/form-data; x="boundary=YY"; boundary=XX`, want: "profile", keepsBody: true},
+		// R3-6: Express's method-override takes an array's first element.
+		{name: "json _method array", method: "POST", target: "/profile", body: `{"_method":["DELETE"]}`, ctype: "application/json", want: "profile", keepsBody: true},
+		{name: "json _method array of PUT", method: "POST", target: "/profile", body: `{"_method":["put"]}`, ctype: "application/json", want: "profile", keepsBody: true},
+		{name: "json _method array of two", method: "POST", target: "/profile", body: `{"_method":["DELETE","POST"]}`, ctype: "application/json", want: "400", keepsBody: true},
+		{name: "json _method object (any method)", method: "POST", target: "/profile", body: `{"_method":{"0":"DELETE"}}`, ctype: "application/json", want: "profile", keepsBody: true},
+		{name: "json _method number (any method)", method: "POST", target: "/profile", body: `{"_method":1}`, ctype: "application/json", want: "profile", keepsBody: true},
+		{name: "json _method array of arrays (any method)", method: "POST", target: "/profile", body: `{"_method":[["DELETE"]]}`, ctype: "application/json", want: "profile", keepsBody: true},
+		// R3-1: Laravel's isJson() finds "+json" in a parameter; a form
+		// type that holds "json" cannot be told (any method), another
+		// type that holds it is JSON.
+		{name: "form type with +json (Laravel reads json)", method: "POST", target: "/profile", body: `{"_method":"DELETE"}`, ctype: "application/x-www-form-urlencoded;charset=utf-8;v=+json", want: "profile", keepsBody: true},
+		{name: "form type with quoted /json", method: "POST", target: "/profile", body: `{"_method":"DELETE"}`, ctype: `application/x-www-form-urlencoded; v="a/json"`, want: "profile", keepsBody: true},
+		{name: "text/plain with +json", method: "POST", target: "/profile", body: `{"_method":"DELETE"}`, ctype: "text/plain; v=+json", want: "profile", keepsBody: true},
+		{name: "text/x-json (Rails)", method: "POST", target: "/profile", body: `{"_method":"DELETE"}`, ctype: "text/x-json", want: "profile", keepsBody: true},
 		{name: "json malformed", method: "POST", target: "/profile", body: `{"_method":"DELETE"`, ctype: "application/json", want: "profile", keepsBody: true},
 		{name: "json key twice", method: "POST", target: "/profile", body: `{"_method":"GET","_method":"DELETE"}`, ctype: "application/json", want: "profile", keepsBody: true},
 		{name: "json too large to tell", method: "POST", target: "/profile", body: `{"x":"` + strings.Repeat("x", 2000) + `"}`, ctype: "application/json", want: "profile", keepsBody: true},
@@ -87,7 +101,9 @@ func TestMatchPolicyPHPMethodReadings(t *testing.T) {
 		// Not readings of DELETE or PUT: the policy does not apply.
 		{name: "json _method GET", method: "POST", target: "/profile", body: `{"_method":"GET"}`, ctype: "application/json", want: "", keepsBody: true},
 		{name: "json without _method", method: "POST", target: "/profile", body: `{"name":"x","payment_method":"DELETE"}`, ctype: "application/json", want: "", keepsBody: true},
-		{name: "json _method not a string", method: "POST", target: "/profile", body: `{"_method":["DELETE"],"a":{"_method":"DELETE"}}`, ctype: "application/json", want: "", keepsBody: true},
+		{name: "json _method nested", method: "POST", target: "/profile", body: `{"a":{"_method":"DELETE"}}`, ctype: "application/json", want: "", keepsBody: true},
+		{name: "json _method null", method: "POST", target: "/profile", body: `{"_method":null}`, ctype: "application/json", want: "", keepsBody: true},
+		{name: "json _method array of GET", method: "POST", target: "/profile", body: `{"_method":["GET"]}`, ctype: "application/json", want: "", keepsBody: true},
 		{name: "json _METHOD", method: "POST", target: "/profile", body: `{"_METHOD":"DELETE"}`, ctype: "application/json", want: "", keepsBody: true},
 		{name: "json _method elsewhere", method: "POST", target: "/catalog", body: `{"_method":"DELETE"}`, ctype: "application/json", want: "", keepsBody: true},
 		{name: "query name not cut", method: "POST", target: "/profile?_method%01=DELETE&x_method=DELETE", want: ""},

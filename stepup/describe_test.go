@@ -49,7 +49,11 @@ func TestDescribeRefusesAmbiguousRequests(t *testing.T) {
 		// A body the describe does not read, which the app may (repro 12:
 		// Laravel parses any type holding "/json"), and a request with
 		// none of the described fields: not approved as "Pay ? to ?".
-		{"json body as text/json", "Pay {json.amount} to {json.payee.name}", "/checkout", "text/json", `{"amount":"9999","payee":{"name":"EVIL"}}`},
+		// R3-1: Laravel's isJson() finds "+json" anywhere in the
+		// Content-Type and reads the body as JSON: 9999 to EVIL, where
+		// the form reading says 1 to ACME.
+		{"form type holding +json", "", "/checkout", "application/x-www-form-urlencoded;charset=utf-8;v=+json", `{"x":"=&merchant=ACME&amount=1&y=","amount":9999,"merchant":"EVIL"}`},
+		{"json body to a form describe, form type holding json", "", "/checkout", "application/x-www-form-urlencoded; v=JSON", `{"amount":9999,"merchant":"EVIL"}`},
 		{"json body as text/plain", "Pay {json.amount} to {json.payee.name}", "/checkout", "text/plain", `{"amount":"9999","payee":{"name":"EVIL"}}`},
 		{"form body as octet-stream", "", "/checkout", "application/octet-stream", "amount=9999&merchant=EVIL"},
 		{"json body to a form describe", "", "/checkout", "application/json", `{"amount":"9999","merchant":"EVIL"}`},

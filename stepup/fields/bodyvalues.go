@@ -7,46 +7,34 @@ import (
 
 // BodyValues returns the text values that the apps behind stepup could
 // read for the top-level field name from the request's body, each in the
-// order found:
+// order found. The body's kind is [BodyKindOf]'s:
 //
-//   - in an urlencoded or multipart body, the value of each field that
-//     some parser files under name (see [TopNames]: PHP's "name[]",
-//     ".name", "name\x00x", Rack 2's "[name]", "name]", "]name", qs's
-//     "[name]"); a part with a filename is a file, not a value.
-//   - in a JSON body, the value of a top-level key name when it is a
-//     string (Laravel reads a JSON body's top level as its input). The
-//     body is read as JSON when its Content-Type holds "/json" or
-//     "+json", as Laravel tells JSON, in any case.
-//   - in a POST without a Content-Type, read as an urlencoded body (Rack
-//     reads such a body as a form).
+//   - in an urlencoded or multipart body (any multipart/* type, as Rack
+//     reads them), the value of each field that some parser files under
+//     name (see [TopNames]: PHP's "name[]", ".name", "name\x00x", Rack
+//     2's "[name]", "name]", "]name", qs's "[name]"); a part with a
+//     filename is a file, not a value.
+//   - in a JSON body (a Content-Type holding "json" anywhere, as Laravel
+//     tells JSON), the value of a top-level key name when it is a
+//     string, and each element of it when it is an array of strings
+//     (Express's method-override takes an array's first element). A
+//     value that is neither, nor null, is refused: apps read such values
+//     each their way.
+//   - in a POST without a Content-Type, or with an empty one, read as an
+//     urlencoded body (Rack reads such a body as a form).
 //
 // A body of another type has none. The error matches [ErrAmbiguous] when
 // the body cannot be read the same way by every parser (see the package
-// documentation): its values are then unknown.
+// documentation, and BodyAmbiguous: a form type whose Content-Type holds
+// "json"): its values are then unknown.
 func (rd *Reader) BodyValues(name string) ([]string, error) {
 	f := Ref{Source: Form, Name: name}
-	media, bad := rd.bodyType()
-	if bad == "" && media == "" {
-		media, bad = rd.otherBodyType()
-	}
+	l, doc, bad := rd.appBody()
 	if bad != "" {
 		return nil, ambiguous(f, bad)
 	}
 	var out []string
-	switch media {
-	case mediaForm, mediaMultipart, untypedForm:
-		var l *pairList
-		if media == untypedForm {
-			l, bad = parseURLEncoded(string(rd.body), "body")
-		} else {
-			l, bad = rd.formPairs()
-		}
-		if bad != "" {
-			return nil, ambiguous(f, bad)
-		}
-		if l == nil {
-			break
-		}
+	if l != nil {
 		for _, p := range l.pairs {
 			switch {
 			case p.file && !p.named:
@@ -58,55 +46,81 @@ func (rd *Reader) BodyValues(name string) ([]string, error) {
 				out = append(out, p.value)
 			}
 		}
-	case mediaJSON:
-		doc, bad := parseJSON(rd.body)
-		if bad != "" {
-			return nil, ambiguous(f, bad)
-		}
-		if doc != nil && doc.kind == 'o' {
-			for i, k := range doc.keys {
-				if k == name && doc.vals[i].kind == 's' {
-					out = append(out, doc.vals[i].text)
+	}
+	if doc != nil && doc.kind == 'o' {
+		for i, k := range doc.keys {
+			if k != name {
+				continue
+			}
+			switch v := doc.vals[i]; v.kind {
+			case 's':
+				out = append(out, v.text)
+			case 'z':
+				// null: no app reads a value from it.
+			case 'a':
+				for _, e := range v.vals {
+					if e.kind != 's' {
+						return nil, ambiguous(f, "is an array that holds other than strings")
+					}
+					out = append(out, e.text)
 				}
+			default:
+				return nil, ambiguous(f, "is neither a string nor an array of strings")
 			}
 		}
 	}
 	return out, nil
 }
 
-// untypedForm is the body of a POST without a Content-Type, which Rack
-// reads as an urlencoded form.
-const untypedForm = "(none)"
-
-// otherBodyType is how an app reads a body whose Content-Type stepup does
-// not read for references: JSON for Laravel when the type holds "/json"
-// or "+json", a form for Rack when a POST has no Content-Type; "" for
-// none.
-func (rd *Reader) otherBodyType() (string, string) {
+// appBody reads the body as the apps behind stepup may (BodyKindOf),
+// beyond what a reference reads: the fields of an urlencoded body, of a
+// body of any multipart/* type (Rack reads their named parts), or of a
+// POST's untyped body (Rack reads it as a form); or the JSON document of
+// a body whose Content-Type holds "json". bad says why the body cannot
+// be told.
+func (rd *Reader) appBody() (l *pairList, doc *node, bad string) {
 	hs := rd.r.Header.Values("Content-Type")
-	var media string
-	switch {
-	case len(hs) == 0 && strings.EqualFold(rd.r.Method, http.MethodPost):
-		media = untypedForm
-	case len(hs) == 1 && (containsFold(hs[0], "/json") || containsFold(hs[0], "+json")):
-		media = mediaJSON
-	default:
-		return "", ""
+	kind, bad := BodyKindOf(hs)
+	if bad != "" {
+		return nil, nil, bad
+	}
+	switch kind {
+	case BodyNone:
+		return nil, nil, ""
+	case BodyUntyped:
+		if !strings.EqualFold(rd.r.Method, http.MethodPost) {
+			return nil, nil, ""
+		}
 	}
 	for _, ce := range rd.r.Header.Values("Content-Encoding") {
 		if !strings.EqualFold(strings.TrimSpace(ce), "identity") {
-			return "", "the request body has a Content-Encoding"
+			return nil, nil, "the request body has a Content-Encoding"
 		}
 	}
-	return media, ""
-}
-
-// containsFold reports whether s holds sub in any ASCII case.
-func containsFold(s, sub string) bool {
-	for i := 0; i+len(sub) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
-			return true
+	switch kind {
+	case BodyUntyped:
+		l, bad = parseURLEncoded(string(rd.body), "body")
+		return l, nil, bad
+	case BodyMultipart:
+		media, bad := rd.bodyType()
+		if bad != "" {
+			return nil, nil, bad
 		}
+		if media != mediaMultipart {
+			// Another multipart type, read as Rack reads it: its named
+			// parts, in the one shape canonicalMultipart accepts.
+			l, bad = parseMultipart(hs[0], rd.body)
+			if l != nil && bad == "" {
+				bad = checkCharsetField(l)
+			}
+			return l, nil, bad
+		}
+		l, bad = rd.formPairs()
+		return l, nil, bad
+	case BodyForm:
+		l, bad = rd.formPairs()
+		return l, nil, bad
 	}
-	return false
+	doc, bad = rd.document()
+	return nil, doc, bad
 }

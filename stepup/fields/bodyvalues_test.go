@@ -64,7 +64,30 @@ func TestBodyValues(t *testing.T) {
 		{"json +json", "", req{ctype: "application/merge-patch+json", body: `{"_method":"DELETE"}`}, "DELETE"},
 		{"json text/json (Laravel)", "", req{ctype: "text/json", body: `{"_method":"DELETE"}`}, "DELETE"},
 		{"json in upper case", "", req{ctype: "APPLICATION/JSON", body: `{"_method":"DELETE"}`}, "DELETE"},
-		{"json not a string", "", req{ctype: js, body: `{"_method":["DELETE"],"a":{"_method":"PUT"}}`}, none},
+		// Express's method-override takes an array's first element (R3-6):
+		// every string of an array is asked for; any other value is
+		// refused (any method), null asks for none.
+		{"json array", "", req{ctype: js, body: `{"_method":["DELETE"],"a":{"_method":"PUT"}}`}, "DELETE"},
+		{"json array of two", "", req{ctype: js, body: `{"_method":["DELETE","POST"]}`}, "DELETE,POST"},
+		{"json empty array", "", req{ctype: js, body: `{"_method":[]}`}, none},
+		{"json array of an array", "", req{ctype: js, body: `{"_method":[["DELETE"]]}`}, refused},
+		{"json array of a number", "", req{ctype: js, body: `{"_method":["DELETE",1]}`}, refused},
+		{"json object", "", req{ctype: js, body: `{"_method":{"0":"DELETE"}}`}, refused},
+		{"json number", "", req{ctype: js, body: `{"_method":1}`}, refused},
+		{"json bool", "", req{ctype: js, body: `{"_method":true}`}, refused},
+		{"json null", "", req{ctype: js, body: `{"_method":null}`}, none},
+		// A type holding "json" anywhere is JSON, as Laravel's isJson()
+		// tells it; a form type that holds it is refused (R3-1).
+		{"form type +json (Laravel)", "", req{ctype: "application/x-www-form-urlencoded;charset=utf-8;v=+json", body: `{"_method":"DELETE"}`}, refused},
+		{"form type quoted /json", "", req{ctype: "application/x-www-form-urlencoded; charset=\"/json\"", body: `_method=DELETE`}, refused},
+		{"form type JSON in any case", "", req{ctype: "application/x-www-form-urlencoded; v=JsOn", body: `{"_method":"DELETE"}`}, refused},
+		{"multipart type +json", "", req{ctype: "multipart/form-data; boundary=XX; v=+json", body: mp(field("a", "1"))}, refused},
+		{"multipart/mixed +json", "", req{ctype: "multipart/mixed; boundary=XX; v=+json", body: mp(field("a", "1"))}, refused},
+		{"text/plain +json", "", req{ctype: "text/plain; v=+json", body: `{"_method":"DELETE"}`}, "DELETE"},
+		{"text/x-json (Rails)", "", req{ctype: "text/x-json", body: `{"_method":"DELETE"}`}, "DELETE"},
+		{"octet-stream json parameter", "", req{ctype: "application/octet-stream; v=json", body: `{"_method":"DELETE"}`}, "DELETE"},
+		{"multipart/mixed (Rack)", "", req{ctype: "multipart/mixed; boundary=XX", body: mp(field("_method", "DELETE"))}, "DELETE"},
+		{"empty type (Rack)", "", req{ctype: " ", body: "_method=DELETE"}, "DELETE"},
 		{"json other case", "", req{ctype: js, body: `{"_METHOD":"DELETE"}`}, none},
 		{"json array", "", req{ctype: js, body: `[{"_method":"DELETE"}]`}, none},
 		{"json duplicate", "", req{ctype: js, body: `{"_method":"GET","_method":"DELETE"}`}, refused},

@@ -75,15 +75,20 @@
 //     (Go reads it as the field, PHP as a file). A field and a file of
 //     the same name are a name that occurs twice; a file alone is not the
 //     field's value (missing).
-//   - a Content-Type given twice or that does not parse, a '*' (RFC 2231)
+//   - a Content-Type given twice or that does not parse, a form or
+//     multipart type whose text holds "json" anywhere (Laravel's isJson()
+//     reads "application/x-www-form-urlencoded; v=+json" as JSON: see
+//     [BodyKindOf], the one rule for a body's type), a '*' (RFC 2231)
 //     in it, a charset other than UTF-8 (in Content-Type, a part's
 //     Content-Type or a _charset_ field), and a Content-Encoding on a body
 //     that is read.
 //   - a referenced value that is not UTF-8 or holds NUL (C strings end
 //     there).
 //
-// A body whose Content-Type is not one a reference reads ({form.x} on a
-// JSON body, or no Content-Type) is not sniffed: to [Reader.Value] the
+// Any other type whose text holds "json" (text/json, text/x-json,
+// "text/plain; v=+json") is a JSON body. A body whose Content-Type is
+// not one a reference reads ({form.x} on a JSON body, or no
+// Content-Type) is not sniffed: to [Reader.Value] the
 // value is missing. A [Template] refuses such a body when it is not
 // empty, and a request that has none of the template's fields: a code
 // must not approve "Pay ? to ?" while the app reads the body its own way

@@ -1,6 +1,7 @@
 package fields
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -14,7 +15,7 @@ import (
 const (
 	plainReading   = iota // the name as it is (Go, Java, ASP.NET)
 	bracketReading        // PHP (Symfony, Laravel): "a[b][]"
-	dotReading            // Spring and qs with allowDots: "a.b[c]"
+	dotReading            // Spring ("!a" is a's default) and qs with allowDots: "a.b[c]"
 	rackReading           // Rack 2 (Rails <= 7.0, Sinatra 2 and 3): "[a]", "a]", "]]a" are a
 	qsReading             // qs (Express's extended parser): "[a]" is a
 	readings
@@ -40,9 +41,18 @@ func readName(name string) paths {
 	base, segs, matched := splitBrackets(n)
 	p[bracketReading] = append([]string{fold(phpMangle(base, matched))}, segs...)
 
-	// Spring and qs with dots: "a.b" is b inside a.
+	// Spring and qs with dots: "a.b" is b inside a. Spring's data
+	// binder also reads a field default: "!amount" gives amount its
+	// value when amount is absent, so a leading '!' is dropped (once, as
+	// Spring does). Its field marker "_amount" is not read as amount: it
+	// only resets an absent amount to empty (false, an empty array or
+	// null), never gives it a value, and a described field that is
+	// absent shows as missing all the same.
 	if !matched {
 		base = n
+	}
+	if spring, ok := strings.CutPrefix(base, "!"); ok {
+		base = spring
 	}
 	var dots []string
 	for _, s := range strings.Split(base, ".") {
@@ -382,4 +392,32 @@ func foldRune(r rune) rune {
 		}
 	}
 	return min
+}
+
+// TopKeys returns every top-level key under which some app files a
+// request field's name (decoded), each once, for a matcher that compares
+// names as written: the name itself and [TopNames]' readings (PHP, Rack
+// 2, qs), Spring's (a field default's '!' dropped, up to the first '.'
+// or '['), and each of these in lower case (ASP.NET and Spring's binder
+// read names in any case). "action\x00x", " action", "[action]",
+// "action]", "[[action]]", "!action" and "action.x" all give "action".
+// A name no app reads gives none.
+func TopKeys(name string) []string {
+	var out []string
+	add := func(k string) {
+		for _, v := range [2]string{k, strings.ToLower(k)} {
+			if v != "" && !slices.Contains(out, v) {
+				out = append(out, v)
+			}
+		}
+	}
+	for _, k := range TopNames(name) {
+		add(k)
+	}
+	spring := strings.TrimPrefix(name, "!")
+	if i := strings.IndexAny(spring, ".["); i >= 0 {
+		spring = spring[:i]
+	}
+	add(spring)
+	return out
 }

@@ -228,3 +228,57 @@ func foldAll(segs []string) []string {
 	}
 	return out
 }
+
+// Spring's data binder reads "!amount" as amount's default (R3-4):
+// "merchant=ACME&!amount=9999" binds 9999, so it is amount's field,
+// refused beside amount and alone (never shown as "?"), in any case of
+// its first letter. "_amount" (Spring's field marker) only empties an
+// absent amount, and is not read as it.
+func TestSpringFieldDefaultRefused(t *testing.T) {
+	for _, s := range []string{"!amount", "!Amount", "%21amount", "!AMOUNT", "!amount[0]"} {
+		for name, q := range map[string]req{
+			"form alone":  {ctype: form, body: "merchant=ACME&" + s + "=9999"},
+			"form beside": {ctype: form, body: "amount=1&merchant=ACME&" + s + "=9999"},
+			"multipart":   {ctype: mpct, body: mp(field("merchant", "ACME"), field(strings.ReplaceAll(s, "%21", "!"), "9999"))},
+			"query":       {query: "merchant=ACME&" + s + "=9999"},
+		} {
+			ref := "{form.amount}"
+			if name == "query" {
+				ref = "{query.amount}"
+			}
+			r, body := q.build(t)
+			if v, ok, err := NewReader(r, body).Value(mustRef(t, ref)); !errors.Is(err, ErrAmbiguous) {
+				t.Errorf("%s %q: Value = %q, %v, %v; want ErrAmbiguous", name, s, v, ok, err)
+			}
+		}
+	}
+	r, body := req{ctype: form, body: "amount=1&!merchant=EVIL+Corp"}.build(t)
+	if v, ok, err := NewReader(r, body).Value(mustRef(t, "{form.merchant}")); !errors.Is(err, ErrAmbiguous) {
+		t.Errorf("!merchant: Value = %q, %v, %v; want ErrAmbiguous", v, ok, err)
+	}
+	for _, body := range []string{"amount=1&_amount=on", "amount=1&!!amount=9", "amount=1&x!amount=9", "amount=1&!amounts=9"} {
+		r, b := req{ctype: form, body: body}.build(t)
+		if v, ok, err := NewReader(r, b).Value(mustRef(t, "{form.amount}")); err != nil || !ok || v != "1" {
+			t.Errorf("%q: Value = %q, %v, %v; want 1", body, v, ok, err)
+		}
+	}
+}
+
+// TopKeys gives every top-level key an app files a name under, for the
+// query matchers (R3-2).
+func TestTopKeys(t *testing.T) {
+	for _, name := range []string{"action", "action\x00x", " action", "[action]", "action]", "]action", "[[action]]",
+		"action[]", "action[x]", "!action", "!Action", "action.x", "ACTION", "Action"} {
+		if keys := TopKeys(name); !slices.Contains(keys, "action") {
+			t.Errorf("TopKeys(%q) = %q, want action among them", name, keys)
+		}
+	}
+	for _, name := range []string{"xaction", "action_x", "x[action]", "!!action", "action\x01", "actions"} {
+		if keys := TopKeys(name); slices.Contains(keys, "action") {
+			t.Errorf("TopKeys(%q) = %q, want no action", name, keys)
+		}
+	}
+	if keys := TopKeys("[]"); slices.Contains(keys, "") {
+		t.Errorf("TopKeys([]) = %q", keys)
+	}
+}

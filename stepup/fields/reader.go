@@ -59,7 +59,10 @@ const (
 )
 
 // bodyType returns the body's media type when a reference reads that
-// type ("" otherwise), or why the request is refused.
+// type ("" otherwise), or why the request is refused: the body's kind is
+// BodyKindOf's (a form type whose text holds "json" is refused, any
+// other type holding "json" is read as JSON), and a reference reads
+// urlencoded, multipart/form-data and JSON bodies.
 func (rd *Reader) bodyType() (string, string) {
 	if rd.ctypeDone {
 		return rd.ctype, rd.ctypeBad
@@ -71,20 +74,17 @@ func (rd *Reader) bodyType() (string, string) {
 
 func (rd *Reader) readBodyType() (string, string) {
 	hs := rd.r.Header.Values("Content-Type")
-	switch {
-	case len(hs) == 0:
+	kind, bad := BodyKindOf(hs)
+	switch kind {
+	case BodyAmbiguous:
+		return "", bad
+	case BodyForm, BodyMultipart, BodyJSON:
+	default:
 		return "", ""
-	case len(hs) > 1:
-		return "", "the request has more than one Content-Type"
 	}
 	media, params, err := mime.ParseMediaType(hs[0])
 	if err != nil {
 		return "", "the request's Content-Type does not parse"
-	}
-	switch {
-	case media == mediaForm, media == mediaMultipart, media == mediaJSON, strings.HasSuffix(media, "+json"):
-	default:
-		return "", ""
 	}
 	if strings.ContainsRune(hs[0], '*') {
 		// RFC 2231 parameters (boundary*=, charset*0=), which Go decodes
@@ -99,10 +99,15 @@ func (rd *Reader) readBodyType() (string, string) {
 			return "", "the request body has a Content-Encoding"
 		}
 	}
-	if media == mediaMultipart && params["boundary"] == "" {
+	if kind == BodyMultipart && params["boundary"] == "" {
 		return "", "the multipart body has no boundary"
 	}
-	if strings.HasSuffix(media, "+json") {
+	if kind == BodyMultipart && media != mediaMultipart {
+		// multipart/mixed and the like: Rack reads their named parts
+		// (Reader.BodyValues does), PHP does not; a reference does not.
+		return "", ""
+	}
+	if kind == BodyJSON {
 		media = mediaJSON
 	}
 	return media, ""
@@ -330,14 +335,17 @@ func (rd *Reader) queryValue(f Ref) (string, bool, error) {
 		return "", false, ambiguous(f, bad)
 	}
 	want := readName(f.Name)
-	form, bad := rd.formPairs()
+	// The body as the apps read it, which Rails and PHP's $_REQUEST
+	// merge with the query: also an untyped POST body and any multipart
+	// type, which Rack reads as a form.
+	form, doc, bad := rd.appBody()
 	if bad != "" {
 		return "", false, ambiguous(f, bad)
 	}
 	if err := inOther(form, f, &want, "body"); err != nil {
 		return "", false, err
 	}
-	if media, _ := rd.bodyType(); media == mediaJSON {
+	if doc != nil {
 		tops, bad := rd.jsonTops()
 		if bad != "" {
 			return "", false, ambiguous(f, bad)

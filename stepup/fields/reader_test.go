@@ -93,6 +93,12 @@ var readerCases = []struct {
 	{"multipart part charset utf-8", req{ctype: mpct, body: mp("Content-Disposition: form-data; name=\"amount\"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n5")}, "{form.amount}", "5"},
 	{"json", req{ctype: js, body: `{"a":{"b":[1,2.50,3]},"amount":"10.00"}`}, "{json.a.b.1}", "2.50"},
 	{"json +json type", req{ctype: "application/vnd.api+json; charset=utf-8", body: `{"amount":"7"}`}, "{json.amount}", "7"},
+	// R3-1: Laravel's isJson() looks for "/json" or "+json" in the whole
+	// Content-Type; a form type that holds "json" is read both ways.
+	{"form type +json", req{ctype: "application/x-www-form-urlencoded;charset=utf-8;v=+json", body: `{"x":"=&phone=%2B14155550177&y=","phone":"+14155550999"}`}, "{form.phone}", refused},
+	{"form type +json, json ref", req{ctype: "application/x-www-form-urlencoded; v=+json", body: `{"phone":"+14155550999"}`}, "{json.phone}", refused},
+	{"multipart type json", req{ctype: "multipart/form-data; boundary=XX; v=JSON", body: mp(field("phone", "1"))}, "{form.phone}", refused},
+	{"text/plain +json is json", req{ctype: "text/plain; v=+json", body: `{"phone":"+14155550999"}`}, "{json.phone}", "+14155550999"},
 	{"json bool", req{ctype: js, body: `{"ok":true}`}, "{json.ok}", "true"},
 	{"json null", req{ctype: js, body: `{"amount":null}`}, "{json.amount}", missing},
 	{"json object", req{ctype: js, body: `{"amount":{"v":1}}`}, "{json.amount}", refused},

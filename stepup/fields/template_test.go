@@ -59,7 +59,16 @@ func TestRender(t *testing.T) {
 		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "merchant=ACME"}, "Pay ? to ACME"},
 		// A body the template does not read, which the app may (repro 12).
 		{"Pay {form.amount} to {form.merchant}", req{ctype: js, body: `{"amount":"1","merchant":"ACME"}`}, refused},
-		{"Pay {json.amount} to {json.payee.name}", req{ctype: "text/json", body: `{"amount":"9999","payee":{"name":"EVIL"}}`}, refused},
+		// A type holding "json" anywhere is JSON, as Laravel's isJson()
+		// tells it (R3-1); a form type that holds it is refused.
+		{"Pay {json.amount} to {json.payee.name}", req{ctype: "text/json", body: `{"amount":"9999","payee":{"name":"EVIL"}}`}, "Pay 9999 to EVIL"},
+		{"Pay {json.amount} to {json.payee.name}", req{ctype: "text/plain; v=+json", body: `{"amount":"9999","payee":{"name":"EVIL"}}`}, "Pay 9999 to EVIL"},
+		{"Pay {form.amount} to {form.merchant}", req{ctype: "application/x-www-form-urlencoded;charset=utf-8;v=+json",
+			body: `{"x":"=&merchant=ACME&amount=1&y=","amount":9999,"merchant":"EVIL"}`}, refused},
+		{"Pay {form.amount} to {form.merchant}", req{ctype: "application/x-www-form-urlencoded; charset=\"utf-8/JSON\"", body: "amount=1&merchant=ACME"}, refused},
+		{"Pay {form.amount} to {form.merchant}", req{ctype: "multipart/form-data; boundary=XX; v=+json", body: mp(field("amount", "1"), field("merchant", "ACME"))}, refused},
+		{"Pay {json.amount} to {json.merchant}", req{ctype: "application/x-www-form-urlencoded; v=+json", body: `{"amount":9999,"merchant":"EVIL"}`}, refused},
+		{"Order {query.order}", req{ctype: "application/x-www-form-urlencoded; v=+json", query: "order=42", body: `{"order":43}`}, refused},
 		{"Pay {json.amount} to {json.payee.name}", req{ctype: "text/plain", body: `{"amount":"9999","payee":{"name":"EVIL"}}`}, refused},
 		{"Pay {json.amount} to {json.payee.name}", req{body: `{"amount":"9999","payee":{"name":"EVIL"}}`}, refused},
 		{"Pay {json.amount} to {json.payee.name}", req{ctype: form, query: "x=1", body: "amount=9999"}, refused},
@@ -68,6 +77,11 @@ func TestRender(t *testing.T) {
 		{"Pay {form.amount} to {json.merchant}", req{ctype: form, body: "amount=1"}, "Pay 1 to ?"},
 		// A template of the query alone takes any body.
 		{"Order {query.order}", req{ctype: "application/octet-stream", query: "order=42", body: "\x00\x01"}, "Order 42"},
+		// Rack reads an untyped POST body, and any multipart type, as a
+		// form, and Rails merges it over the query.
+		{"Order {query.order}", req{query: "order=42", body: "order=43"}, refused},
+		{"Order {query.order}", req{ctype: "multipart/mixed; boundary=XX", query: "order=42", body: mp(field("order", "43"))}, refused},
+		{"Order {query.order}", req{query: "order=42", body: "note=1"}, "Order 42"},
 		{"Pay {form.amount}", req{ctype: form, body: "amount=10%0A%0A%40evil.example+%23123456"}, "Pay 10 evil example 123456"},
 		// Repro 08: phones link a bare IPv4 address.
 		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=1&merchant=203.0.113.7%2Fpay"}, "Pay 1 to 203 0 113 7/pay"},

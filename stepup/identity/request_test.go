@@ -65,6 +65,9 @@ func TestRequestRefusesAmbiguousFields(t *testing.T) {
 		{"json twice", "{json.phone}", "", "application/json", `{"phone":"+14155550100","phone":"+14155550199"}`},
 		{"json case", "{json.phone}", "", "application/json", `{"phone":"+14155550100","PHONE":"+14155550199"}`},
 		{"email twice", "{form.email}", "", form, "email=ann%40example.com&email=eve%40example.com"},
+		// R3-1: Laravel reads a form type holding "+json" as JSON, and
+		// registers +14155550999 where the form says ...0177.
+		{"form type holding +json", "{form.phone}", "", form + ";charset=utf-8;v=+json", `{"x":"=&phone=%2B14155550177&y=","phone":"+14155550999"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := RequestConfig{Phone: tc.field}
