@@ -147,8 +147,9 @@ func (rc *receiver) codeFor(id string) string {
 		rc.mu.Lock()
 		for i := len(rc.msgs) - 1; i >= 0; i-- {
 			if rc.msgs[i].Challenge == id {
+				code := rc.msgs[i].Code
 				rc.mu.Unlock()
-				return rc.msgs[i].Code
+				return code
 			}
 		}
 		rc.mu.Unlock()
