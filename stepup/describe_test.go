@@ -101,7 +101,7 @@ func TestDescribeShowsOnlySafeText(t *testing.T) {
 	t.Parallel()
 	h := newTxHarness(t, store.NewMemory(time.Minute))
 	alice := h.browser("alice", "+14155550100")
-	body := "amount=WIN+A+PRIZE%21&merchant=CALL+%2B1+415+555+0199+or+see+http%3A%2F%2Fevil.com%3Fx%3D1+%23now"
+	body := "amount=WIN+A+PRIZE%21+%23now&merchant=CALL+%2B1+415+555+0199+http%3A%2F%2Fevil.com%3Fx%3D1"
 	resp, _ := alice.raw("POST", "/checkout", "application/x-www-form-urlencoded", []byte(body))
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("POST = %d", resp.StatusCode)
@@ -112,7 +112,7 @@ func TestDescribeShowsOnlySafeText(t *testing.T) {
 			t.Errorf("the SMS carries %q: %q", bad, text)
 		}
 	}
-	if !strings.Contains(text, "approve: Pay WIN A PRIZE to CALL 1 415 555 0199 or see http //evil c….") {
+	if !strings.Contains(text, "approve: Pay WIN A PRIZE now to CALL 1 415 555 0199 http //evil com x 1.") {
 		t.Errorf("SMS = %q", text)
 	}
 }

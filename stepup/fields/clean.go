@@ -138,6 +138,12 @@ func baseOrMark(r rune) bool {
 
 // capRunes collapses runs of spaces, trims and cuts to max runes.
 func capRunes(rs []rune, max int) string {
+	s, _ := capRunesCut(rs, max)
+	return s
+}
+
+// capRunesCut is capRunes, and reports whether it cut.
+func capRunesCut(rs []rune, max int) (string, bool) {
 	var b strings.Builder
 	n := 0
 	space := false
@@ -151,18 +157,19 @@ func capRunes(rs []rune, max int) string {
 			space = false
 		}
 		if n == max {
-			return strings.TrimRight(b.String(), " ") + Ellipsis
+			return strings.TrimRight(b.String(), " ") + Ellipsis, true
 		}
 		b.WriteRune(r)
 		n++
 	}
-	return strings.TrimRight(b.String(), " ")
+	return strings.TrimRight(b.String(), " "), false
 }
 
 // capText makes operator text with values in it fit a description: no
 // control or format characters (newlines, bidi overrides, zero-width
-// tricks), runs of spaces collapsed, at most max runes.
-func capText(s string, max int) string {
+// tricks), runs of spaces collapsed, at most max runes; it reports
+// whether it cut.
+func capText(s string, max int) (string, bool) {
 	rs := make([]rune, 0, len(s))
 	for _, r := range s {
 		if r == utf8.RuneError || unicode.IsSpace(r) || unicode.In(r, unicode.Cc, unicode.Cf, unicode.Co, unicode.Cs) ||
@@ -171,5 +178,5 @@ func capText(s string, max int) string {
 		}
 		rs = append(rs, r)
 	}
-	return capRunes(rs, max)
+	return capRunesCut(rs, max)
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Missing stands for a value the request does not have.
@@ -73,9 +75,11 @@ func (t *Template) String() string {
 }
 
 // Render fills the template from r and its body (read with [ReadBody]).
-// Each value is cleaned ([Clean]) and cut to [MaxValue] runes; a missing
-// or empty one shows as [Missing]; the whole text is cut to [MaxText]
-// runes. The error matches ErrAmbiguous when the request must be refused:
+// Each value is cleaned ([Clean]); a missing or empty one shows as
+// [Missing]. Nothing taken from the request is ever cut: a value longer
+// than [MaxValue] runes once cleaned, or a text longer than [MaxText], is
+// refused, as are values that [showable] refuses. The error matches
+// ErrAmbiguous when the request must be refused:
 // besides the refusals of [Reader.Value], a template refuses what it
 // would describe as nothing ("Pay ? to ?"), since a code approves what
 // the app then reads:
@@ -105,7 +109,13 @@ func (t *Template) Render(r *http.Request, body []byte) (string, error) {
 		if err != nil {
 			return "", err
 		}
+		if err := showable(t.refs[p.ref], v); err != nil {
+			return "", err
+		}
 		v = Clean(v, MaxValue)
+		if strings.HasSuffix(v, Ellipsis) {
+			return "", ambiguous(t.refs[p.ref], fmt.Sprintf("longer than the %d characters an SMS shows of a value", MaxValue))
+		}
 		if !ok || v == "" {
 			v = Missing
 		} else {
@@ -116,5 +126,72 @@ func (t *Template) Render(r *http.Request, body []byte) (string, error) {
 	if len(t.refs) > 0 && shown == 0 {
 		return "", ambiguous(t.refs[0], "the request has none of the described fields")
 	}
-	return capText(b.String(), MaxText), nil
+	text, cut := capText(b.String(), MaxText)
+	if cut && len(t.refs) > 0 {
+		return "", ambiguous(t.refs[0], fmt.Sprintf("the description is longer than the %d characters an SMS shows", MaxText))
+	}
+	return text, nil
+}
+
+// showable refuses a value that the customer would read otherwise than
+// the app's number parsers do, so that a code never approves an amount
+// other than the one it shows:
+//
+//   - decimal digits of a script other than ASCII ("1٠٠٠٠" reads as
+//     "1" followed by dots to most customers; Java, Python and .NET read
+//     10000, PHP reads 1);
+//   - a number in exponent notation ("0.01e6" is 10000 to every parser).
+//
+// Values longer than [MaxValue] are refused by Render after cleaning:
+// the cut part would be what the customer must see.
+func showable(f Ref, v string) error {
+	for _, r := range v {
+		if r >= utf8.RuneSelf && unicode.IsDigit(r) {
+			return ambiguous(f, "holds digits of a script other than 0-9, which apps read as digits and customers may not")
+		}
+	}
+	if exponent(v) {
+		return ambiguous(f, "is a number in exponent notation, which apps read as another magnitude than it shows")
+	}
+	return nil
+}
+
+// exponent reports whether v, trimmed of spaces, is a decimal number in
+// exponent notation: an optional sign, digits with at most one '.', then
+// 'e' or 'E', an optional sign and digits ("1e3", "-0.5E-2", ".1e9").
+func exponent(v string) bool {
+	v = strings.TrimSpace(v)
+	if v != "" && (v[0] == '+' || v[0] == '-') {
+		v = v[1:]
+	}
+	mant, exp, ok := strings.Cut(strings.ToLower(v), "e")
+	if !ok || mant == "" || exp == "" {
+		return false
+	}
+	digits, dots := 0, 0
+	for _, c := range mant {
+		switch {
+		case '0' <= c && c <= '9':
+			digits++
+		case c == '.':
+			dots++
+		default:
+			return false
+		}
+	}
+	if digits == 0 || dots > 1 {
+		return false
+	}
+	if exp[0] == '+' || exp[0] == '-' {
+		exp = exp[1:]
+	}
+	if exp == "" {
+		return false
+	}
+	for _, c := range exp {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }

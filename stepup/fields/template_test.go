@@ -86,9 +86,27 @@ func TestRender(t *testing.T) {
 		// Repro 08: phones link a bare IPv4 address.
 		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=1&merchant=203.0.113.7%2Fpay"}, "Pay 1 to 203 0 113 7/pay"},
 		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=1%2C234.56&merchant=ACME"}, "Pay 1,234.56 to ACME"},
-		{"Sign up as {form.name}", req{ctype: form, body: "name=WIN+A+PRIZE%21+CALL+%2B1+415+555+0199+NOW+at+http%3A%2F%2Fevil.com"}, "Sign up as WIN A PRIZE CALL 1 415 555 0199 NOW at h…"},
-		{"{form.a} {form.b} {form.c} {form.d}", req{ctype: form, body: "a=" + strings.Repeat("x", 50) + "&b=" + strings.Repeat("y", 50) + "&c=" + strings.Repeat("z", 50) + "&d=" + strings.Repeat("w", 50)},
-			strings.Repeat("x", 40) + "… " + strings.Repeat("y", 40) + "… " + strings.Repeat("z", 40) + "… " + strings.Repeat("w", 14) + "…"},
+		{"Sign up as {form.name}", req{ctype: form, body: "name=WIN+A+PRIZE%21+CALL+%2B1+415+555+0199"}, "Sign up as WIN A PRIZE CALL 1 415 555 0199"},
+		// Nothing taken from the request is cut: what the cut hides is
+		// what the customer must see (R4-2).
+		{"Sign up as {form.name}", req{ctype: form, body: "name=WIN+A+PRIZE%21+CALL+%2B1+415+555+0199+NOW+at+http%3A%2F%2Fevil.com"}, refused},
+		{"Pay {json.amount} to {json.merchant}", req{ctype: js, body: `{"amount":"0.00000000000000000000000000000000000001e42","merchant":"ACME"}`}, refused},
+		{"Pay {json.amount} to {json.merchant}", req{ctype: js, body: `{"amount":"000000000000000000000000000000000000009999","merchant":"ACME"}`}, refused},
+		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=" + strings.Repeat("1", 40) + "&merchant=ACME"}, "Pay " + strings.Repeat("1", 40) + " to ACME"},
+		{"{form.a} {form.b} {form.c} {form.d}", req{ctype: form, body: "a=" + strings.Repeat("x", 40) + "&b=" + strings.Repeat("y", 40) + "&c=" + strings.Repeat("z", 40) + "&d=" + strings.Repeat("w", 40)}, refused},
+		{"{form.a} {form.b} {form.c} {form.d}", req{ctype: form, body: "a=" + strings.Repeat("x", 50) + "&b=1&c=2&d=3"}, refused},
+		// Exponent notation is another magnitude than it shows, to every
+		// number parser (R4-2).
+		{"Pay {json.amount} to {json.merchant}", req{ctype: js, body: `{"amount":"0.01e6","merchant":"ACME"}`}, refused},
+		{"Pay {json.amount} to {json.merchant}", req{ctype: js, body: `{"amount":1E4,"merchant":"ACME"}`}, refused},
+		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=-.5e%2B3&merchant=ACME"}, refused},
+		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=10&merchant=E1+Energy"}, "Pay 10 to E1 Energy"},
+		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=10&merchant=1e"}, "Pay 10 to 1e"},
+		// Digits of other scripts: customers may read "1٠٠٠٠" as "1",
+		// Java and Python read 10000 (R4-5).
+		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=1%D9%A0%D9%A0%D9%A0%D9%A0&merchant=ACME"}, refused},
+		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=1%E0%A5%A6%E0%A5%A6%E0%A5%A6&merchant=ACME"}, refused},
+		{"Pay {form.amount} to {form.merchant}", req{ctype: form, body: "amount=500&merchant=%D9%A5%D9%A0%D9%A0"}, refused},
 		{"Pay\n{form.a}\u202e", req{ctype: form, body: "a=1"}, "Pay 1"},
 	}
 	for _, tc := range cases {
