@@ -161,8 +161,8 @@ func newCookieName(name string) cookieName {
 // foldCookieName removes from a cookie name what some parser removes or
 // changes: surrounding whitespace and quotes, a '$' prefix (RFC 2965
 // attributes), up to two rounds of %-decoding with '+' as space, and
-// PHP's mangling (leading spaces removed, an array index "[...]" cut,
-// ' ' and '.' as '_'). Compare results with strings.EqualFold.
+// PHP's reading (the name ends at a NUL, leading spaces removed, an
+// array index "[...]" cut, ' ' and '.' as '_'). Compare results with strings.EqualFold.
 func foldCookieName(n string) string {
 	if plainCookieName(n) {
 		return n // the common case: nothing to fold, no allocation
@@ -178,6 +178,9 @@ func foldCookieName(n string) string {
 			break
 		}
 		n = d
+	}
+	if i := strings.IndexByte(n, 0); i >= 0 {
+		n = n[:i] // PHP's names end at a NUL ("PHPSESSID\x00x" is PHPSESSID)
 	}
 	n = strings.TrimFunc(n, isCookieSeparator)
 	if i := strings.IndexByte(n, '['); i >= 0 {

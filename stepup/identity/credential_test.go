@@ -35,6 +35,8 @@ func TestCookieFind(t *testing.T) {
 		"only other case":       {[]string{"phpsessid=victim"}, amb},
 		"percent-encoded name":  {[]string{"PHPSESSID=mallory; PHP%53ESSID=victim"}, amb},
 		"double-encoded name":   {[]string{"PHPSESSID=mallory; PHP%2553ESSID=victim"}, amb},
+		"NUL ends the name":     {[]string{"PHPSESSID%00x=victim; PHPSESSID=mallory"}, amb},
+		"encoded NUL, twice":    {[]string{"PHPSESSID=mallory; PHPSESSID%2500anything=victim"}, amb},
 		"PHP array":             {[]string{"PHPSESSID=mallory; PHPSESSID[x]=victim"}, amb},
 		"leading space encoded": {[]string{"PHPSESSID=mallory; %20PHPSESSID=victim"}, amb},
 		"quoted name":           {[]string{`PHPSESSID=mallory; "PHPSESSID"=victim`}, amb},
@@ -218,6 +220,9 @@ func phpCookie(lines []string, name string) (string, bool) {
 		if d, err := url.QueryUnescape(n); err == nil {
 			n = d
 		}
+		if i := strings.IndexByte(n, 0); i >= 0 {
+			n = n[:i] // PHP's C strings end at a NUL
+		}
 		n = strings.TrimLeft(n, " ")
 		if i := strings.IndexByte(n, '['); i >= 0 {
 			n = n[:i]
@@ -258,6 +263,7 @@ func FuzzCookieFind(f *testing.F) {
 		"cart=1; PHPSESSID=abc123; theme=dark",
 		"PHPSESSID=mallory; PHPSESSID=victim",
 		"PHPSESSID=mallory; PHP%53ESSID=victim",
+		"PHPSESSID%00x=victim; PHPSESSID=mallory",
 		"x=1, PHPSESSID=victim; PHPSESSID=mallory",
 		"PHPSESSID=mallory; x=1 PHPSESSID=victim",
 		"PHPSESSID=mallory;\xa0PHPSESSID=victim",
