@@ -212,7 +212,9 @@ func TestTrailersStripped(t *testing.T) {
 	for _, path := range []string{"/other", "/account/payment-methods/add"} {
 		req, _ := http.NewRequest("POST", h.srv.URL+path, trailingBody{strings.NewReader("a=1")})
 		req.ContentLength = -1
-		req.Trailer = http.Header{"Stepup-User": {"admin"}, "Stepup-Policy": {"admin"}, "X-Other": {"kept"}}
+		req.Trailer = http.Header{"Stepup-User": {"admin"}, "Stepup-Policy": {"admin"}, "X-Other": {"kept"},
+			// Method overrides are read from headers only (R4-6).
+			"X-Http-Method-Override": {"DELETE"}, "X-Http-Method": {"DELETE"}, "X_method_override": {"DELETE"}}
 		req.Header.Set("Accept", "text/html")
 		req.Header.Set("X-Remote-User", "alice")
 		req.Header.Set("X-Remote-Phone", "+14155550100")
@@ -228,7 +230,7 @@ func TestTrailersStripped(t *testing.T) {
 			t.Fatalf("%s = %d", path, resp.StatusCode)
 		}
 		tr := *h.lastTrailer.Load()
-		if tr.Get("Stepup-User") != "" || tr.Get("Stepup-Policy") != "" || tr.Get("X-Other") != "kept" {
+		if tr.Get("Stepup-User") != "" || tr.Get("Stepup-Policy") != "" || tr.Get("X-Other") != "kept" || len(tr) != 1 {
 			t.Fatalf("%s: upstream read trailers %v", path, tr)
 		}
 	}

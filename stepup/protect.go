@@ -149,8 +149,9 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, m Matcher, next N
 }
 
 // trailerGuard removes client-sent Stepup-* (and configured upstream)
-// fields from a request's trailers when the body has been read, which is
-// when net/http fills them in and before a proxy forwards them.
+// fields, identity headers and method overrides from a request's
+// trailers when the body has been read, which is when net/http fills
+// them in and before a proxy forwards them.
 type trailerGuard struct {
 	io.ReadCloser
 	r *http.Request
@@ -162,9 +163,16 @@ func (g *trailerGuard) Read(p []byte) (int, error) {
 	if err != nil {
 		g.e.StripHeaders(g.r.Trailer)
 		// Nor may a trailer carry the identity the source read from the
-		// headers (an app that merges trailers would see another user).
+		// headers (an app that merges trailers would see another user),
+		// nor a method override, which policies read from the headers
+		// only (such an app would run a DELETE that matched as a POST).
 		for k := range g.r.Trailer {
 			for _, name := range g.e.identityHeaders {
+				if identity.FoldedEqual(k, name) {
+					delete(g.r.Trailer, k)
+				}
+			}
+			for _, name := range MethodOverrideHeaders {
 				if identity.FoldedEqual(k, name) {
 					delete(g.r.Trailer, k)
 				}
