@@ -165,16 +165,27 @@ func unblockOnRedis(ctx context.Context, h *Handler, repl *caddy.Replacer, cc in
 	}
 	st := store.NewRedis(client, h.Redis.KeyPrefix, true)
 	defer st.Close()
-	ok, err := st.UnblockPrefix(ctx, strconv.Itoa(cc), prefix)
-	if err != nil || !ok || h.AuditStream == "" {
-		return ok, err
+	keys, err := stepup.PumpKeys([]byte(repl.ReplaceKnown(h.Secret, "")), prefix)
+	if err != nil {
+		return false, err
+	}
+	ok := false
+	for _, key := range keys {
+		lifted, err := st.UnblockPrefix(ctx, strconv.Itoa(cc), key)
+		if err != nil {
+			return false, err
+		}
+		ok = ok || lifted
+	}
+	if !ok || h.AuditStream == "" {
+		return ok, nil
 	}
 	maxLen := h.AuditMaxLen
 	if maxLen == 0 {
 		maxLen = defaultAuditMaxLen
 	}
 	values := []any{"event", string(stepup.EventPrefixUnblocked), "ts", time.Now().UTC().Format(time.RFC3339Nano),
-		"country", "+" + strconv.Itoa(cc), "outcome", "operator_direct"}
+		"country", strconv.Itoa(cc), "outcome", "operator_direct"}
 	if prefixID != "" {
 		values = append(values, "prefix_id", prefixID)
 	}

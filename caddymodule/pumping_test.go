@@ -21,21 +21,33 @@ import (
 	"github.com/caddy-stepup/caddy-stepup/stepup/store"
 )
 
-// blockPrefix blocks prefix +44740012 in st as the defense's enforce
-// rule with the defaults would.
-func blockPrefix(t *testing.T, st store.PumpingStore) {
+// pumpKey is the store's name of prefix +44740012 for a handler with
+// secret whose numbers are on file (stepup.PumpKeys).
+func pumpKey(t *testing.T, secret string) string {
 	t.Helper()
+	keys, err := stepup.PumpKeys([]byte(secret), "+44740012")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return keys[1]
+}
+
+// blockPrefix blocks prefix +44740012 of a handler with secret in st as
+// the defense's enforce rule with the defaults would.
+func blockPrefix(t *testing.T, st store.PumpingStore, secret string) {
+	t.Helper()
+	key := pumpKey(t, secret)
 	p, err := stepup.Pumping{Mode: stepup.PumpingEnforce}.WithDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
 	rule := store.PumpRule{Window: p.Window, MinSends: p.MinSends, MinConversion: p.MinConversion, BlockFor: p.BlockFor, Enforce: true}
 	for i := 0; i <= p.MinSends; i++ {
-		if _, err := st.PumpSend(context.Background(), "44", "+44740012", rule, time.Now()); err != nil {
+		if _, err := st.PumpSend(context.Background(), "44", key, rule, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if res, _ := st.PumpSend(context.Background(), "44", "+44740012", rule, time.Now()); !res.Blocked {
+	if res, _ := st.PumpSend(context.Background(), "44", key, rule, time.Now()); !res.Blocked {
 		t.Fatal("the prefix is not blocked")
 	}
 }
@@ -66,7 +78,7 @@ func TestUnblockThroughAdminAPI(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Delete(key)
-	blockPrefix(t, st.(store.PumpingStore))
+	blockPrefix(t, st.(store.PumpingStore), opsSecret)
 
 	resp, err := http.Get("http://" + admin.Addr() + "/stepup/status")
 	if err != nil {
@@ -101,7 +113,7 @@ func TestUnblockThroughAdminAPI(t *testing.T) {
 		t.Fatalf("prefix_unblocks_total{country=44} = %v; want %v", got, before+1)
 	}
 	rule := store.PumpRule{Window: time.Hour, MinSends: 20, MinConversion: 20, BlockFor: time.Hour, Enforce: true}
-	if res, _ := st.(store.PumpingStore).PumpSend(context.Background(), "44", "+44740012", rule, time.Now()); res.Blocked || res.Sends != 1 {
+	if res, _ := st.(store.PumpingStore).PumpSend(context.Background(), "44", pumpKey(t, opsSecret), rule, time.Now()); res.Blocked || res.Sends != 1 {
 		t.Fatalf("after unblock: %+v", res)
 	}
 	code, out = run("--prefix", "+44740012")
@@ -159,7 +171,7 @@ http://127.0.0.1:2 {
 	client := redis.NewClient(&redis.Options{Addr: srv.Addr()})
 	st := store.NewRedis(client, "shop:", false)
 	defer client.Close()
-	blockPrefix(t, st)
+	blockPrefix(t, st, strings.Repeat("k", 40))
 	ctx := context.Background()
 	results, err := unblockDirect(ctx, cfg, "+44740012", "")
 	if err != nil || len(results) != 2 {
@@ -180,11 +192,11 @@ http://127.0.0.1:2 {
 	}
 	entries, err := client.XRange(ctx, "stepup:audit", "-", "+").Result()
 	if err != nil || len(entries) != 1 || entries[0].Values["event"] != "prefix_unblocked" ||
-		entries[0].Values["country"] != "+44" || entries[0].Values["prefix_id"] != id {
+		entries[0].Values["country"] != "44" || entries[0].Values["prefix_id"] != id {
 		t.Fatalf("audit stream: %v, %v", entries, err)
 	}
 	rule := store.PumpRule{Window: time.Hour, MinSends: 20, MinConversion: 20, BlockFor: time.Hour, Enforce: true}
-	if res, _ := st.PumpSend(ctx, "44", "+44740012", rule, time.Now()); res.Blocked {
+	if res, _ := st.PumpSend(ctx, "44", pumpKey(t, strings.Repeat("k", 40)), rule, time.Now()); res.Blocked {
 		t.Fatal("still blocked")
 	}
 	results, _ = unblockDirect(ctx, cfg, "+44740012", ":1/.stepup:-")

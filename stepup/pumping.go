@@ -225,7 +225,7 @@ func (e *Engine) allowPumping(r *http.Request, policy string, phone sender.Phone
 	}
 	cc := strconv.Itoa(phone.CountryCode)
 	prefix := NumberPrefix(phone)
-	res, err := ps.PumpSend(r.Context(), cc, prefix, e.cfg.Pumping.rule(), e.now())
+	res, err := ps.PumpSend(r.Context(), cc, e.pumpKey(prefix), e.cfg.Pumping.rule(), e.now())
 	if err != nil {
 		return nil, err
 	}
@@ -239,9 +239,53 @@ func (e *Engine) allowPumping(r *http.Request, policy string, phone sender.Phone
 			Duration: e.cfg.Pumping.BlockFor})
 	}
 	if res.Blocked {
-		return &limited{name: "pumping", retry: res.Retry}, nil
+		return &limited{name: "pumping", retry: e.pumpingRetry()}, nil
 	}
 	return nil, nil
+}
+
+// pumpingRetry is the Retry-After of a send refused by a block: what a
+// spent per_number budget answers (its interval), never the block's
+// remaining time, which would tell a ring that its range is blocked and
+// for how long.
+func (e *Engine) pumpingRetry() time.Duration {
+	if l := e.cfg.Limits.PerNumber; !l.Off() {
+		return l.Period / time.Duration(l.Rate)
+	}
+	return time.Minute
+}
+
+// Origins of a number, which the pumping defense counts and blocks
+// apart: a number the request names (identity request: sign-up and
+// reset forms, where whoever sends the request picks it) and a number
+// on file (the identity source's account). So strangers who pump a
+// range through a sign-up form block that form for the range, never the
+// signed-in customers whose numbers on file are in it.
+const (
+	pumpOriginRequest = "r"
+	pumpOriginAccount = "a"
+)
+
+// pumpKey is the store's name of a number prefix for this engine: the
+// origin of its numbers and the prefix's keyed hash (PrefixID), so that
+// Redis keys hold no digits of customers' numbers either.
+func (e *Engine) pumpKey(prefix string) string {
+	origin := pumpOriginAccount
+	if e.fromRequest {
+		origin = pumpOriginRequest
+	}
+	return origin + ":" + e.PrefixID(prefix)
+}
+
+// PumpKeys returns the store's names of a number prefix under a
+// handler's secret, one per origin of numbers (Engine.pumpKey), for the
+// tools that reach the store without an engine: unblocking lifts both.
+func PumpKeys(secret []byte, prefix string) ([]string, error) {
+	id, err := PrefixID(secret, prefix)
+	if err != nil {
+		return nil, err
+	}
+	return []string{pumpOriginRequest + ":" + id, pumpOriginAccount + ":" + id}, nil
 }
 
 // countryAlarmSends is how many times min_sends a country must be sent
@@ -277,7 +321,7 @@ func (e *Engine) pumpVerified(ctx context.Context, c *store.Challenge) {
 	if err != nil {
 		return
 	}
-	if err := ps.PumpVerified(ctx, strconv.Itoa(phone.CountryCode), NumberPrefix(phone), e.cfg.Pumping.Window, e.now()); err != nil {
+	if err := ps.PumpVerified(ctx, strconv.Itoa(phone.CountryCode), e.pumpKey(NumberPrefix(phone)), e.cfg.Pumping.Window, e.now()); err != nil {
 		e.log.Warn("counting a verified code for the pumping defense", zap.String("calling_code", strconv.Itoa(phone.CountryCode)), zap.Error(err))
 	}
 }
@@ -316,9 +360,13 @@ func (e *Engine) UnblockPrefix(ctx context.Context, prefix string) (bool, error)
 	if ps == nil {
 		return false, ErrPumpingOff
 	}
-	ok, err := ps.UnblockPrefix(ctx, strconv.Itoa(cc), prefix)
-	if err != nil {
-		return false, err
+	ok := false
+	for _, origin := range []string{pumpOriginRequest, pumpOriginAccount} {
+		lifted, err := ps.UnblockPrefix(ctx, strconv.Itoa(cc), origin+":"+e.PrefixID(prefix))
+		if err != nil {
+			return false, err
+		}
+		ok = ok || lifted
 	}
 	if ok {
 		e.emit(nil, &Event{Kind: EventPrefixUnblocked, Mode: string(e.cfg.Pumping.Mode),
