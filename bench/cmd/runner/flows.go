@@ -82,16 +82,28 @@ func (rc receiverClient) count(ctx context.Context) (ok, bad int, err error) {
 }
 
 // code returns the code sent for one challenge.
+// A browser's code is sent after its answer: code waits up to 15
+// seconds for it (a loaded machine may take a while).
 func (rc receiverClient) code(ctx context.Context, id string) (string, error) {
-	resp, body, err := send(ctx, client, http.MethodGet, rc.base+"/codes?id="+url.QueryEscape(id), nil, nil)
-	if err != nil {
-		return "", err
+	deadline := time.Now().Add(15 * time.Second)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		resp, body, err := send(ctx, client, http.MethodGet, rc.base+"/codes?id="+url.QueryEscape(id), nil, nil)
+		if err != nil {
+			return "", err
+		}
+		if resp.StatusCode == http.StatusOK {
+			_, code, _ := strings.Cut(strings.TrimSpace(body), " ")
+			return code, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no code reached the receiver for challenge %s", id)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(wait):
+		}
 	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("no code reached the receiver for challenge %s", id)
-	}
-	_, code, _ := strings.Cut(strings.TrimSpace(body), " ")
-	return code, nil
 }
 
 // codes returns every code the receiver kept since the last reset, by
@@ -256,6 +268,14 @@ func precreate(ctx context.Context, rc receiverClient, target, prefix string, n 
 	err := parallel(ctx, n, func(i int) error {
 		user := prefix + "-" + strconv.Itoa(i)
 		id, status, err := apiChallenge(ctx, target, user)
+		// A 503 is a store error: on a machine loaded enough to stall
+		// Redis for seconds, the preparation (not a measured run) tries
+		// again, as another user, up to three times.
+		for try := 1; err == nil && status == http.StatusServiceUnavailable && try <= 3; try++ {
+			time.Sleep(time.Duration(try) * 200 * time.Millisecond)
+			user = prefix + "-" + strconv.Itoa(i) + "-r" + strconv.Itoa(try)
+			id, status, err = apiChallenge(ctx, target, user)
+		}
 		if err == nil && id == "" {
 			err = fmt.Errorf("GET %s as %s: %d, want 401", target, user, status)
 		}
