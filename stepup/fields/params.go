@@ -206,6 +206,20 @@ func (ps *Params) Elsewhere(r *http.Request) (int, string) {
 	return found, where
 }
 
+// Elsewhere refuses f (the error matches ErrAmbiguous) when the request
+// carries its name (a JSON path's first step) in a cookie or a header,
+// where some app reads it as a parameter ([EachOtherParam]).
+func (rd *Reader) Elsewhere(f Ref) error {
+	name := f.Name
+	if f.Source == JSON && len(f.path) > 0 {
+		name = f.path[0]
+	}
+	if i, where := NewParams(name).Elsewhere(rd.r); i >= 0 {
+		return ambiguous(f, elsewhereReason(where))
+	}
+	return nil
+}
+
 // elsewhereReason is the reason of a refusal for a reference found in a
 // cookie or a header.
 func elsewhereReason(where string) string {
