@@ -668,6 +668,14 @@ type Policy struct {
 	// readsQuery: the matchers may look at the query, so they are run
 	// under its other reading too (queryState).
 	readsQuery bool
+	// readsParams: the matchers may read parameters (a query matcher, an
+	// expression), so they are run under the readings with the
+	// cookies', headers' and body's parameters too (queryState);
+	// paramProbe and opaqueParams say what a body that cannot be told is
+	// taken to carry (paramProbe).
+	readsParams  bool
+	paramProbe   string
+	opaqueParams bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -1086,6 +1094,8 @@ func (p *Policy) provision(ctx caddy.Context) error {
 		}
 		p.prefixes = pathPrefixes(p.matchers)
 		p.readsQuery = matchersReadQuery(p.matchers)
+		p.readsParams = matchersReadParams(p.matchers)
+		p.paramProbe, p.opaqueParams = paramProbe(p.matchers)
 	}
 	return nil
 }
@@ -1328,6 +1338,30 @@ func (h *Handler) choosePolicy(r *http.Request, s *methodState, ps *pathState, q
 			break
 		}
 	}
+	for _, p := range h.Policies {
+		if p.readsParams && p.policy.Mode != stepup.Monitor {
+			if qs.initParams(r); qs.params != "" {
+				queries = append(queries, qs.params)
+			}
+			if qs.initBody(r, h.engine.Config().MaxBody); qs.body != "" {
+				queries = append(queries, qs.body)
+			}
+			// A body that cannot be told: each policy applies when it
+			// would with the parameters it names (the probes).
+			if qs.bodyUnknown {
+				base := qs.params
+				if base == "" {
+					base = qs.base(r.URL.RawQuery)
+				}
+				for _, p := range h.Policies {
+					if p.readsParams && p.paramProbe != "" && p.policy.Mode != stepup.Monitor {
+						queries = append(queries, joinQuery(base, p.paramProbe))
+					}
+				}
+			}
+			break
+		}
+	}
 	methods := []string{r.Method}
 	for i := 0; i < s.n; i++ {
 		methods = append(methods, s.reading(i))
@@ -1390,6 +1424,29 @@ func (h *Handler) choosePolicy(r *http.Request, s *methodState, ps *pathState, q
 					}
 					break
 				}
+			}
+		}
+	}
+	if qs.bodyUnknown {
+		// A body that cannot be told may carry any parameter: a policy
+		// whose other matchers (an expression) may read it applies when
+		// the rest of it matches, beside the one chosen.
+		r.Method, u.Path, u.RawPath, u.RawQuery = sentMethod, sentPath, sentRaw, sentQuery
+		for _, p := range h.Policies {
+			if !p.opaqueParams || p.policy.Mode == stepup.Monitor || p == chosen {
+				continue
+			}
+			ok, err := h.matchPolicy(p, r, s, ps, qs)
+			switch {
+			case err != nil:
+				return nil, caddyhttp.Error(http.StatusInternalServerError, err)
+			case !ok:
+			case chosen == nil:
+				chosen = p
+			default:
+				err := fmt.Errorf("%w: with a body stepup cannot read it may be for policy %s or policy %s; "+
+					"stepup cannot know which the app will execute", stepup.ErrAmbiguousPolicy, chosen.Name, p.Name)
+				return nil, caddyhttp.Error(http.StatusBadRequest, err)
 			}
 		}
 	}

@@ -107,6 +107,11 @@ func (s *RequestIdentity) Identify(r *http.Request) (identity.Identity, error) {
 // IdentityFromRequest implements identity.RequestIdentity.
 func (s *RequestIdentity) IdentityFromRequest() bool { return true }
 
+// Elsewhere refuses a request that carries the source's field in a cookie
+// or a header (identity.Request.Elsewhere): the engine checks it on a
+// replay.
+func (s *RequestIdentity) Elsewhere(r *http.Request) error { return s.source.Elsewhere(r) }
+
 // UnmarshalCaddyfile sets up the source from Caddyfile tokens. Syntax:
 //
 //	identity request {

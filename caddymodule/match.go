@@ -102,6 +102,11 @@ func (s *methodState) ambiguous(r *http.Request) error {
 	if s.err != nil {
 		return s.err
 	}
+	if stepup.MethodParamElsewhere(r) {
+		// A cookie or header named _method (PHP's $_REQUEST, ASP.NET's
+		// Request[], Spring 6.2's header binding): the app may read it.
+		return stepup.ErrAmbiguousMethod
+	}
 	if len(s.body) > 1 || len(s.body) == 1 && len(s.methods.Overrides) == 1 && s.body[0] != s.methods.Overrides[0] {
 		return stepup.ErrAmbiguousMethod
 	}
@@ -124,18 +129,60 @@ func (h *Handler) matchPolicy(p *Policy, r *http.Request, s *methodState, ps *pa
 		return true, nil
 	}
 	ok, err := h.matchPaths(p, r, s, ps)
-	if ok || err != nil || !p.readsQuery || r.URL.RawQuery == "" {
+	if ok || err != nil || !p.readsQuery {
 		return ok, err
 	}
-	if qs.init(r.URL.RawQuery); qs.alt == "" {
+	if r.URL.RawQuery != "" {
+		if qs.init(r.URL.RawQuery); qs.alt != "" {
+			if ok, err := h.matchQueryAs(p, r, s, ps, qs.alt); ok || err != nil {
+				return ok, err
+			}
+		}
+	}
+	if !p.readsParams {
 		return false, nil
 	}
+	// The parameters of the cookies and headers, then of the body.
+	if qs.initParams(r); qs.params != "" {
+		if ok, err := h.matchQueryAs(p, r, s, ps, qs.params); ok || err != nil {
+			return ok, err
+		}
+	}
+	qs.initBody(r, h.engine.Config().MaxBody)
+	switch {
+	case qs.bodyUnknown && p.opaqueParams:
+		return true, nil // any parameter: apply the policy
+	case qs.bodyUnknown && p.paramProbe != "":
+		base := qs.params
+		if base == "" {
+			base = qs.base(r.URL.RawQuery)
+		}
+		return h.matchQueryAs(p, r, s, ps, joinQuery(base, p.paramProbe))
+	case qs.body != "":
+		return h.matchQueryAs(p, r, s, ps, qs.body)
+	}
+	return false, nil
+}
+
+// matchQueryAs runs matchPaths on r as if its query were query.
+func (h *Handler) matchQueryAs(p *Policy, r *http.Request, s *methodState, ps *pathState, query string) (bool, error) {
 	s.init(r) // from the query as sent
 	u := r.URL
 	sent := u.RawQuery
-	u.RawQuery = qs.alt
+	u.RawQuery = query
 	defer func() { u.RawQuery = sent }()
 	return h.matchPaths(p, r, s, ps)
+}
+
+// joinQuery joins two RawQuery texts.
+func joinQuery(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "&" + b
 }
 
 // matchPaths reports whether p's matchers match r under any reading of

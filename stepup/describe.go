@@ -40,6 +40,17 @@ func (d *describer) render(r *http.Request, body []byte) (string, error) {
 	return d.tmpl.Render(r, body)
 }
 
+// elsewhere refuses (fields.ErrAmbiguous) a request that carries a
+// described field in a cookie or a header, where PHP's $_REQUEST,
+// ASP.NET's Request[] or Spring 6.2's data binder read it
+// (fields.Template.Elsewhere). A nil describer refuses nothing.
+func (d *describer) elsewhere(r *http.Request) error {
+	if d == nil {
+		return nil
+	}
+	return d.tmpl.Elsewhere(r)
+}
+
 // refuseFields answers a request whose body or fields the engine will not
 // read: 413 for a body over max_body, 400 when the fields a describe or
 // an identity request source reads are ambiguous (package fields says

@@ -154,6 +154,23 @@ func QueryMethodOverrides(text string, add func(string)) {
 	}
 }
 
+// methodParams is MethodParam as a request parameter name.
+var methodParams = fields.NewParams(MethodParam)
+
+// MethodParamElsewhere reports whether r carries a _method parameter in
+// a cookie or a header (fields.EachOtherParam: PHP's $_REQUEST and
+// ASP.NET's Request[] read cookies as parameters, Spring 6.2 binds
+// headers): an app that reads its method override from its merged
+// parameters may execute another method than the one stepup sees, so a
+// request that a policy applies to is refused as ambiguous
+// (ErrAmbiguousMethod), and a grant or replay is not used on one. Only
+// called where a policy applies: it costs a walk of the cookies and
+// headers.
+func MethodParamElsewhere(r *http.Request) bool {
+	i, _ := methodParams.Elsewhere(r)
+	return i >= 0
+}
+
 // IsMethodParam reports whether a form field name, decoded, is _method
 // to some app: as it is, as PHP files names (fields.PHPName: cut at NUL,
 // leading spaces dropped, " " and "." as "_", an array "_method[...]"),

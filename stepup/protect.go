@@ -101,7 +101,8 @@ func hasCookieNamed(r *http.Request, name string) bool {
 // Serve runs step-up for one request: it removes client-supplied Stepup-*
 // headers, serves the engine's own endpoints, replays a preserved request
 // after its verification, and applies the policy m finds, if any. Requests
-// no policy matches go to next untouched.
+// no policy matches go to next untouched but for stepup's own cookies,
+// which never go upstream (StripOwnCookies).
 func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, m Matcher, next Next) error {
 	var grant apiGrant
 	if len(r.Header) > 0 {
@@ -115,6 +116,11 @@ func (e *Engine) Serve(w http.ResponseWriter, r *http.Request, m Matcher, next N
 	}
 	if e.IsEndpoint(r.URL.Path) {
 		return e.guard(w, r, next, func(Next) error { return e.ServeEndpoint(w, r) })
+	}
+	if mayHoldOwnCookie(r.Header) {
+		// Whatever goes upstream from here goes without stepup's own
+		// cookies, which the engine reads first.
+		next = ownCookiesStripped{next}
 	}
 	if hasReplayCookie(r) {
 		var done bool
@@ -222,7 +228,7 @@ func (e *Engine) guard(w http.ResponseWriter, r *http.Request, next Next, fn fun
 func (e *Engine) Protect(w http.ResponseWriter, r *http.Request, p *Policy, next Next) error {
 	grant := readAPIGrant(r)
 	e.StripHeaders(r.Header)
-	return e.protect(w, r, p, grant, next)
+	return e.protect(w, r, p, grant, ownCookiesStripped{next})
 }
 
 // visit is a request a policy matched, on its way through the policy:
@@ -413,6 +419,13 @@ func (e *Engine) useGrant(v *visit, tok string) error {
 		body, ok := e.readBound(w, r, p)
 		if !ok {
 			return nil
+		}
+		// A described field (or _method) in a cookie or a header is read
+		// by PHP's $_REQUEST, ASP.NET's Request[] or Spring 6.2 over (or
+		// beside) the approved body: the grant does not open such a
+		// request, and stays unused.
+		if p.desc.elsewhere(r) != nil || MethodParamElsewhere(r) {
+			return e.refuseGrant(w, r, p, "ambiguous_fields")
 		}
 		bind = string(txHash(p.Name, r.Method, r.URL.RequestURI(), r.Header, body, id.User))
 		kind = TransactionGrant

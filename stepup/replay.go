@@ -182,6 +182,16 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 		e.renderStatus(w, r, http.StatusForbidden, page.StateInvalidGrant, nil)
 		return true, nil
 	}
+	// The replay takes its cookies (and the identity headers) from this
+	// GET: a described field or _method among them would be read by
+	// PHP's $_REQUEST, ASP.NET's Request[] or Spring 6.2 over the
+	// approved body. Refused before the stash is taken.
+	if laterParams(r, e.policies[c.Policy], e.identityHeaders, e.identity) {
+		e.emit(r, &Event{Kind: EventReplayRefused, Policy: c.Policy, Outcome: "ambiguous_fields"})
+		w.Header().Set("WWW-Authenticate", `StepUp error="invalid_grant"`)
+		e.renderStatus(w, r, http.StatusForbidden, page.StateInvalidGrant, nil)
+		return true, nil
+	}
 	blob, err := e.store.TakeStash(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrReplayed):
@@ -219,4 +229,32 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	}
 	e.emit(r, &Event{Kind: EventReplayed, Policy: c.Policy, Mode: p.Mode.String(), Outcome: st.Method})
 	return true, next.ServeHTTP(w, rr)
+}
+
+// laterParams reports whether the headers a replay takes from the later
+// request r (its cookies, credentials and identity headers, see
+// replayRequest) carry a field that p describes, the field an identity
+// request source reads, or _method, where an app reads it as a parameter
+// (fields.EachOtherParam).
+func laterParams(r *http.Request, p *Policy, identityHeaders []string, source identity.Source) bool {
+	h := make(http.Header, len(replayedFromLater)+len(identityHeaders))
+	for _, k := range replayedFromLater {
+		if v, ok := r.Header[k]; ok {
+			h[k] = v
+		}
+	}
+	for _, n := range identityHeaders {
+		k := http.CanonicalHeaderKey(n)
+		if v, ok := r.Header[k]; ok {
+			h[k] = v
+		}
+	}
+	later := &http.Request{Header: h}
+	if p != nil && p.desc.elsewhere(later) != nil {
+		return true
+	}
+	if src, ok := source.(interface{ Elsewhere(*http.Request) error }); ok && src.Elsewhere(later) != nil {
+		return true // the identity request source's field
+	}
+	return MethodParamElsewhere(later)
 }

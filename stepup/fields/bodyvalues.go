@@ -124,3 +124,41 @@ func (rd *Reader) appBody() (l *pairList, doc *node, bad string) {
 	doc, bad = rd.document()
 	return nil, doc, bad
 }
+
+// BodyParams calls fn with each top-level parameter the apps behind
+// stepup could read from the request's body (the body as
+// [Reader.BodyValues] reads it, for every name): each text field of an
+// urlencoded, multipart or untyped POST body, under its name as sent,
+// and each top-level key of a JSON object body whose value is a
+// string, a number or a boolean (its text), or an array of those (each
+// element). A JSON value that is an object or null gives none. The error
+// matches [ErrAmbiguous] when the body cannot be read the same way by
+// every parser: its parameters are then unknown.
+func (rd *Reader) BodyParams(fn func(name, value string)) error {
+	l, doc, bad := rd.appBody()
+	if bad != "" {
+		return ambiguous(Ref{Source: Form, Name: "*"}, bad)
+	}
+	if l != nil {
+		for _, p := range l.pairs {
+			if !p.file {
+				fn(p.name, p.value)
+			}
+		}
+	}
+	if doc != nil && doc.kind == 'o' {
+		for i, k := range doc.keys {
+			switch v := doc.vals[i]; v.kind {
+			case 's', 'n', 'b':
+				fn(k, v.text)
+			case 'a':
+				for _, e := range v.vals {
+					if e.kind == 's' || e.kind == 'n' || e.kind == 'b' {
+						fn(k, e.text)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}

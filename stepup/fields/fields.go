@@ -84,6 +84,11 @@
 //     that is read.
 //   - a referenced value that is not UTF-8 or holds NUL (C strings end
 //     there).
+//   - for a template ([Template.Elsewhere]) and the identity request
+//     source ([Reader.Elsewhere]): a referenced name (a JSON path's first
+//     step) that the request also carries in a cookie or a header, where
+//     PHP's $_REQUEST, ASP.NET's Request[] or Spring 6.2's data binder
+//     read it as a parameter ([EachOtherParam]).
 //
 // Any other type whose text holds "json" (text/json, text/x-json,
 // "text/plain; v=+json") is a JSON body. A body whose Content-Type is

@@ -16,6 +16,9 @@ const Missing = "?"
 type Template struct {
 	parts []part
 	refs  []Ref
+	// params are the refs' names as request parameters (a JSON path's
+	// first step), in the order of refs.
+	params *Params
 }
 
 // part is literal text, or the reference refs[ref] when ref >= 0.
@@ -51,7 +54,29 @@ func ParseTemplate(s string) (*Template, error) {
 		t.refs = append(t.refs, f)
 		rest = rest[i+j+1:]
 	}
+	names := make([]string, len(t.refs))
+	for i, f := range t.refs {
+		names[i] = f.Name
+		if f.Source == JSON {
+			names[i] = f.path[0]
+		}
+	}
+	t.params = NewParams(names...)
 	return t, nil
+}
+
+// Elsewhere refuses a request that carries one of the template's fields
+// (a JSON path's first step) in a cookie or a header, where some app
+// reads it as a parameter ([EachOtherParam]: PHP's $_REQUEST and
+// ASP.NET's Request[] read cookies, Spring 6.2 binds headers): the
+// error matches ErrAmbiguous. [Template.Render] checks it; a transaction
+// grant's use and a preserved request's replay check it again on the
+// request that goes upstream.
+func (t *Template) Elsewhere(r *http.Request) error {
+	if i, where := t.params.Elsewhere(r); i >= 0 {
+		return ambiguous(t.refs[i], elsewhereReason(where))
+	}
+	return nil
 }
 
 // Refs returns the template's references, in order.
@@ -93,7 +118,12 @@ func (t *Template) String() string {
 //     read the body, and takes any.
 //   - a request in which every reference of the template is missing or
 //     shows as empty once cleaned.
+//   - a request that carries a referenced field in a cookie or a header
+//     ([Template.Elsewhere]).
 func (t *Template) Render(r *http.Request, body []byte) (string, error) {
+	if err := t.Elsewhere(r); err != nil {
+		return "", err
+	}
 	rd := NewReader(r, body)
 	if err := rd.checkBodyType(t.refs); err != nil {
 		return "", err

@@ -86,6 +86,18 @@ func (s *Request) SetMaxBody(n int64) {
 	s.maxBody = n
 }
 
+// Elsewhere refuses (fields.ErrAmbiguous) a request that carries the
+// field the source reads in a cookie or a header, where some app reads it
+// as a parameter (fields.Reader.Elsewhere): the engine checks it again on
+// a replay, whose cookies come from a later request.
+func (s *Request) Elsewhere(r *http.Request) error {
+	f := s.phone
+	if s.user.Source != 0 {
+		f = s.user
+	}
+	return fields.NewReader(r, nil).Elsewhere(f)
+}
+
 // IdentityFromRequest implements RequestIdentity.
 func (s *Request) IdentityFromRequest() bool { return true }
 
@@ -150,8 +162,14 @@ func bounded(v string) string {
 }
 
 // fieldValue reads one field of the request; an ambiguous one is an
-// error.
+// error, and so is one the request also carries in a cookie or a header
+// (PHP's $_REQUEST and ASP.NET's Request[] read cookies, Spring 6.2
+// binds headers: the code would go to one number and the app register
+// another).
 func fieldValue(rd *fields.Reader, f fields.Ref) (string, error) {
+	if err := rd.Elsewhere(f); err != nil {
+		return "", fmt.Errorf("request: %w", err)
+	}
 	v, _, err := rd.Value(f)
 	if err != nil {
 		return "", fmt.Errorf("request: %w", err)

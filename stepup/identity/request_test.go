@@ -107,3 +107,40 @@ func TestRequestBodyCap(t *testing.T) {
 		t.Fatalf("over max_body: %v, want ErrTooLarge", err)
 	}
 }
+
+// R4-7, R4-8: the number (or account) also in a cookie or a header, where
+// PHP's $_REQUEST, ASP.NET's Request[] or Spring 6.2 read it: refused.
+func TestRequestRefusesFieldInCookieOrHeader(t *testing.T) {
+	const form = "application/x-www-form-urlencoded"
+	for _, tc := range []struct{ name, field, header, value string }{
+		{"cookie", "{form.phone}", "Cookie", "phone=%2B14155550199"},
+		{"cookie in another case", "{form.phone}", "Cookie", "s=1; PHONE=+14155550199"},
+		{"header", "{form.phone}", "Phone", "+14155550199"},
+		{"json, cookie for the path's first step", "{json.customer.phone}", "Cookie", "customer[phone]=+14155550199"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := NewRequest(RequestConfig{Phone: tc.field})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctype, body := form, "phone=%2B14155550100"
+			if strings.HasPrefix(tc.field, "{json.") {
+				ctype, body = "application/json", `{"customer":{"phone":"+14155550100"}}`
+			}
+			r := signupRequest(t, "", ctype, body)
+			r.Header.Set(tc.header, tc.value)
+			id, err := s.Identify(r)
+			if !errors.Is(err, fields.ErrAmbiguous) || strings.Contains(err.Error(), "4155550") {
+				t.Fatalf("Identify = %+v, %v: want ErrAmbiguous without the value", id, err)
+			}
+		})
+	}
+	// An ordinary cookie and header: read as before.
+	s, _ := NewRequest(RequestConfig{Phone: "{form.phone}"})
+	r := signupRequest(t, "", form, "phone=%2B14155550100")
+	r.Header.Set("Cookie", "PHPSESSID=abc; telephone=1")
+	r.Header.Set("X-Phone-Hint", "1")
+	if id, err := s.Identify(r); err != nil || id.Phone != "+14155550100" {
+		t.Fatalf("Identify = %+v, %v", id, err)
+	}
+}
