@@ -359,6 +359,8 @@ func TestBrowser(t *testing.T) {
 			tb.media("prefers-reduced-motion", "no-preference")
 			// Focus is visible: the field at load, the button after Tab.
 			tb.navigate(srv.URL + "/challenge")
+			// A loaded machine may evaluate before autofocus applies.
+			tb.waitJS(`document.activeElement && document.activeElement.id === 'code'`, 5*time.Second)
 			if o := evaluate[string](tb, `(() => { const s = getComputedStyle(document.activeElement); return document.activeElement.id + ' ' + s.outlineStyle + ' ' + s.outlineWidth })()`); o != "code solid 3px" {
 				t.Errorf("focus at load: %q", o)
 			}
