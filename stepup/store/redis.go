@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -982,6 +984,12 @@ func (s *Redis) Generation(ctx context.Context) (string, error) {
 	if node == nil || s.RestartCheck() != nil {
 		return s.markerOnly(ctx)
 	}
+	// go-redis (v9.23) races when two Conn of one client start at once
+	// (their handshakes share the client's options): one at a time per
+	// client. Generation runs at most once a second per engine.
+	mu := &connLocks[(reflect.ValueOf(node).Pointer()>>4)%uintptr(len(connLocks))]
+	mu.Lock()
+	defer mu.Unlock()
 	conn := node.Conn()
 	defer conn.Close()
 	var server, repl *redis.StringCmd
@@ -1010,6 +1018,11 @@ func (s *Redis) Generation(ctx context.Context) (string, error) {
 	}
 	return g, nil
 }
+
+// connLocks are the mutexes under which Generation takes a dedicated
+// connection (Client.Conn), one per client by its address (striped, so
+// that nothing is kept per client).
+var connLocks [16]sync.Mutex
 
 // RestartCheck returns why Generation cannot tell a restart of the
 // marker's Redis from its run id (see Generation), or nil when it can
