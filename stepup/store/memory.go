@@ -23,9 +23,10 @@ type Memory struct {
 	slots      map[string]memPointer // stash slots
 	rates      map[string]time.Time  // GCRA theoretical arrival times
 	revoked    map[string]memRevocation
-	pump       memPump // the pumping defense's state (pumping.go)
+	pump       memPump                         // the pumping defense's state (pumping.go)
 	messages   map[string]memMessage           // message pointers (AddDelivery)
 	queues     map[string]map[string]time.Time // failover queues
+	passkeys   map[string]memPasskeys          // by user key, never swept
 	generation string
 
 	now       func() time.Time
@@ -163,6 +164,9 @@ func (m *Memory) Create(_ context.Context, c *Challenge, pending string, retain 
 	d := c.clone()
 	d.Sends = 1
 	d.LastSend = c.Created
+	if c.CodeLater {
+		d.Sends, d.LastSend = 0, time.Time{}
+	}
 	d.Attempts = 0
 	d.Used = time.Time{}
 	e := &memChallenge{c: d, expire: c.Expires.Add(retain)}

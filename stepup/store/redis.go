@@ -387,6 +387,10 @@ func (s *Redis) Create(ctx context.Context, c *Challenge, pending string, retain
 		return err
 	}
 	ttl := c.Expires.Sub(c.Created) + retain
+	sends, lastSend := 1, ms(c.Created)
+	if c.CodeLater {
+		sends, lastSend = 0, 0
+	}
 	args := []any{
 		fPolicy, c.Policy,
 		fUser, c.UserKey,
@@ -398,8 +402,8 @@ func (s *Redis) Create(ctx context.Context, c *Challenge, pending string, retain
 		fMax, c.MaxAttempts,
 		fMAC, c.CodeMAC,
 		fAttempts, 0,
-		fSends, 1,
-		fLastSend, ms(c.Created),
+		fSends, sends,
+		fLastSend, lastSend,
 		fSentBy, "",
 		fFailed, 0,
 		fUsed, 0,

@@ -106,6 +106,11 @@ type Challenge struct {
 	User string
 	// Hidden marks a challenge whose page must not show the number.
 	Hidden bool
+	// CodeLater marks a challenge made without a code on its way (a
+	// passkey is offered first): Create counts no send, so that the
+	// first code goes out as a resend, at once. It is not stored: Get
+	// returns it false, with Sends 0 until a code is sent.
+	CodeLater bool
 	// Created and Expires bound the code's lifetime.
 	Created time.Time
 	Expires time.Time
@@ -186,7 +191,7 @@ const AnyKey = "*"
 // concurrent use and must make each method atomic.
 type Store interface {
 	// Create stores a new challenge with its first code, counting one
-	// send at c.Created. The record is kept until c.Expires plus retain,
+	// send at c.Created (none with c.CodeLater). The record is kept until c.Expires plus retain,
 	// so that late requests learn it expired or was used. When pending is
 	// not empty, it also points pending at the challenge until c.Expires.
 	// With c.StashSlot set and a stash, it then points the slot at c for

@@ -163,6 +163,17 @@ func testCreateGet(t *testing.T, s store.Store) {
 	if got2.Description != "" || len(got2.TxHash) != 0 || got2.User != "" || got2.Hidden {
 		t.Fatalf("optional fields not empty: %+v", got2)
 	}
+	// A challenge made without a code (a passkey first) counts no send:
+	// its first code is a resend, allowed at once.
+	c5 := newChallenge()
+	c5.CodeLater = true
+	mustCreate(t, s, c5)
+	if got5, _ := s.Get(ctx, c5.ID); got5.Sends != 0 || !got5.LastSend.IsZero() {
+		t.Fatalf("CodeLater: sends %d, last send %v; want 0, zero", got5.Sends, got5.LastSend)
+	}
+	if n, err := s.Resend(ctx, c5.ID, []byte("mac-2"), time.Now(), time.Hour, 3); err != nil || n != 1 {
+		t.Fatalf("first send of a CodeLater challenge = %d, %v; want 1, nil", n, err)
+	}
 }
 
 func testCreateTwice(t *testing.T, s store.Store) {
