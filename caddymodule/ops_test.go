@@ -198,7 +198,7 @@ func TestRedisStats(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 2 {
-			if err := st.Consume(ctx, id, []byte("mac"), now); err != nil {
+			if err := st.Consume(ctx, id, []byte("mac"), now, "sms"); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -67,7 +67,7 @@ func TestAssertionHS256(t *testing.T) {
 	r := httptest.NewRequest("POST", "/checkout", nil)
 	at := time.Now().Add(-time.Minute).Truncate(time.Second)
 	tx := txHash("checkout", "POST", "/checkout", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte("amount=1"), "alice")
-	if err := e.setUpstreamHeaders(r, e.Policy("checkout"), "alice", at, tx); err != nil {
+	if err := e.setUpstreamHeaders(r, e.Policy("checkout"), "alice", at, tx, ""); err != nil {
 		t.Fatal(err)
 	}
 	tok := r.Header.Get("Stepup-Assertion")
@@ -102,7 +102,7 @@ func TestAssertionEdDSAAndJWKS(t *testing.T) {
 	}
 	at := time.Now().Truncate(time.Second)
 	r := httptest.NewRequest("GET", "/checkout", nil)
-	if err := e.setUpstreamHeaders(r, e.Policy("checkout"), "alice", at, nil); err != nil {
+	if err := e.setUpstreamHeaders(r, e.Policy("checkout"), "alice", at, nil, ""); err != nil {
 		t.Fatal(err)
 	}
 	checkClaims(t, r.Header.Get("X-Stepup-Assertion"), set.Keys[0].Key, jose.EdDSA, nil, at)

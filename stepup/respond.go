@@ -71,6 +71,7 @@ func (e *Engine) challengeData(b bound, now time.Time) *page.Challenge {
 		ExpiresAt:    c.Expires,
 		SendFailed:   sendFailed(c),
 		Channels:     channelNames(e.otherChannels(b)),
+		CodeSent:     c.Sends > 0,
 	}
 	pc.Delivery, pc.DeliveryChannel = deliveryState(c)
 	pc.StatusURL = e.cfg.PathPrefix + "/status?challenge=" + c.ID

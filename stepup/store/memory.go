@@ -251,7 +251,7 @@ func (m *Memory) BeginAttempt(_ context.Context, id string, now time.Time) ([]by
 }
 
 // Consume implements Store.
-func (m *Memory) Consume(_ context.Context, id string, mac []byte, now time.Time) error {
+func (m *Memory) Consume(_ context.Context, id string, mac []byte, now time.Time, method string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := m.live(id)
@@ -267,6 +267,7 @@ func (m *Memory) Consume(_ context.Context, id string, mac []byte, now time.Time
 	}
 	c.Used = now
 	c.CodeMAC = nil
+	c.Method = method
 	return nil
 }
 

@@ -57,7 +57,8 @@ const MaxPasskeyName = 64
 // PasskeyStore keeps users' passkeys. Memory and Redis implement it; each
 // method is atomic.
 type PasskeyStore interface {
-	// AddPasskey enrols p for user, unless a credential with its id is
+	// AddPasskey enrols p (with its name and its counter at enrolment)
+	// for user, unless a credential with its id is
 	// enrolled for user already (ErrPasskeyExists) or user has max
 	// passkeys (ErrPasskeyLimit).
 	AddPasskey(ctx context.Context, user string, p Passkey, max int) error

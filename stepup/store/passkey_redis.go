@@ -27,7 +27,7 @@ import (
 func (s *Redis) passkeyKey(user string) string { return s.prefix + "pk:{" + user + "}" }
 
 var (
-	// KEYS[1] user; ARGV: id, credential JSON, name, max
+	// KEYS[1] user; ARGV: id, credential JSON, name, max, counter
 	scriptAddPasskey = redis.NewScript(`
 if redis.call('HEXISTS', KEYS[1], 'k:' .. ARGV[1]) == 1 then return 'exists' end
 local n = 0
@@ -35,7 +35,7 @@ for _, f in ipairs(redis.call('HKEYS', KEYS[1])) do
   if string.sub(f, 1, 2) == 'k:' then n = n + 1 end
 end
 if n >= tonumber(ARGV[4]) then return 'limit' end
-redis.call('HSET', KEYS[1], 'k:' .. ARGV[1], ARGV[2], 'n:' .. ARGV[1], 0, 'u:' .. ARGV[1], 0, 'm:' .. ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[1], 'k:' .. ARGV[1], ARGV[2], 'n:' .. ARGV[1], ARGV[5], 'u:' .. ARGV[1], 0, 'm:' .. ARGV[1], ARGV[3])
 return 'ok'`)
 
 	// KEYS[1] user; ARGV: id, counter, now
@@ -93,7 +93,7 @@ func (s *Redis) AddPasskey(ctx context.Context, user string, p Passkey, max int)
 	if err != nil {
 		return err
 	}
-	st, err := scriptAddPasskey.Run(ctx, s.client, []string{s.passkeyKey(user)}, passkeyField(p.ID), b, p.Name, max).Text()
+	st, err := scriptAddPasskey.Run(ctx, s.client, []string{s.passkeyKey(user)}, passkeyField(p.ID), b, p.Name, max, p.SignCount).Text()
 	return passkeyStatus(st, err, "adding passkey")
 }
 

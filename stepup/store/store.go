@@ -132,6 +132,8 @@ type Challenge struct {
 	SendFailed bool
 	// Used is when the challenge was verified; zero while pending.
 	Used time.Time
+	// Method is how it was verified (Consume's method); "" while pending.
+	Method string
 
 	// Deliveries are the messages that carried the challenge's codes, in
 	// the order they were accepted (AddDelivery), with what their
@@ -209,10 +211,11 @@ type Store interface {
 	// It fails with ErrNotFound, ErrUsed, ErrExpired or ErrExhausted,
 	// spending nothing.
 	BeginAttempt(ctx context.Context, id string, now time.Time) (mac []byte, attempts int, err error)
-	// Consume marks a challenge used if it is still pending and its code
-	// is still mac. Of concurrent callers exactly one succeeds; the others
-	// get ErrUsed (or ErrCodeChanged, ErrExpired, ErrNotFound).
-	Consume(ctx context.Context, id string, mac []byte, now time.Time) error
+	// Consume marks a challenge used, by method (how it was answered:
+	// "sms", "passkey"), if it is still pending and its code is still
+	// mac. Of concurrent callers exactly one succeeds; the others get
+	// ErrUsed (or ErrCodeChanged, ErrExpired, ErrNotFound).
+	Consume(ctx context.Context, id string, mac []byte, now time.Time, method string) error
 	// Resend replaces the code of a live challenge with mac, if the
 	// cooldown since the last send has passed (else *CooldownError) and
 	// fewer than maxSends codes were sent (else ErrSendLimit). Attempts

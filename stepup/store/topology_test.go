@@ -100,7 +100,7 @@ func TestSentinelFailover(t *testing.T) {
 	for {
 		mac, _, err := s.BeginAttempt(ctx, c.ID, time.Now())
 		if err == nil {
-			if err := s.Consume(ctx, c.ID, mac, time.Now()); err != nil {
+			if err := s.Consume(ctx, c.ID, mac, time.Now(), "sms"); err != nil {
 				t.Fatalf("Consume after failover: %v", err)
 			}
 			break

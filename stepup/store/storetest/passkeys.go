@@ -136,6 +136,15 @@ func testPasskeyCounter(t *testing.T, s keeper) {
 	if err := s.AddPasskey(ctx, user, samplePasskey("c", time.Now()), 10); err != nil {
 		t.Fatal(err)
 	}
+	// A counter at enrolment is kept.
+	withCount := samplePasskey("w", time.Now())
+	withCount.SignCount = 7
+	if err := s.AddPasskey(ctx, user, withCount, 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UsePasskey(ctx, user, []byte("w"), 7, time.Now()); !errors.Is(err, store.ErrSignCount) {
+		t.Fatalf("counter 7 after enrolment at 7: %v", err)
+	}
 	// An authenticator without a counter: 0 after 0 is fine.
 	at := time.Now().Truncate(time.Millisecond)
 	if err := s.UsePasskey(ctx, user, []byte("c"), 0, at); err != nil {
