@@ -499,3 +499,11 @@ func (e *Engine) offerPasskeyOn(r *http.Request, b *bound, d *page.Challenge) {
 	d.PasskeyOptions = string(opts)
 	d.PasskeyFirst = b.p.passkeyFirst()
 }
+
+// CheckPasskeys checks a passkeys block as the engine will (its
+// defaults filled in on a copy): the Caddy adapter's parser calls it so
+// that a Caddyfile and its JSON are refused with the same words.
+func CheckPasskeys(p Passkeys, siteName string) error {
+	p.Origins = append([]string(nil), p.Origins...)
+	return p.setDefaults(siteName)
+}
