@@ -73,7 +73,10 @@ func (e *Engine) challengeData(b bound, now time.Time) *page.Challenge {
 		Channels:     channelNames(e.otherChannels(b)),
 		CodeSent:     c.Sends > 0,
 	}
-	pc.Delivery, pc.DeliveryChannel = deliveryState(c)
+	if c.Sends > 0 {
+		// No code on its way yet (a passkey first): no delivery to tell.
+		pc.Delivery, pc.DeliveryChannel = deliveryState(c)
+	}
 	pc.StatusURL = e.cfg.PathPrefix + "/status?challenge=" + c.ID
 	if ret, ok := SafeReturnPath(c.ReturnURL); ok {
 		pc.ContinueURL = ret

@@ -36,10 +36,13 @@
     var region = document.getElementById('passkey-error-live');
     if (!region) return;
     region.textContent = '';
-    var p = document.createElement('p');
+    var p = document.createElement('p'), icon = document.getElementById('error-icon');
     p.className = 'error';
     p.id = 'passkey-error';
-    p.textContent = msg;
+    if (icon && icon.content) p.appendChild(icon.content.cloneNode(true));
+    var span = document.createElement('span');
+    span.textContent = msg;
+    p.appendChild(span);
     region.appendChild(p);
   }
   function wire(button, form, field, ask) {
