@@ -181,6 +181,10 @@ func (a *Authenticator) authData(flags byte, counter uint32) []byte {
 	return binary.BigEndian.AppendUint32(out, counter)
 }
 
+// PublicKeyCOSE is the credential's public key as COSE, as a relying
+// party stores it.
+func (a *Authenticator) PublicKeyCOSE() []byte { return coseKey(&a.key.PublicKey) }
+
 // coseKey writes an EC2 P-256 public key as COSE (CBOR): {1: 2, 3: -7,
 // -1: 1, -2: x, -3: y}.
 func coseKey(pub *ecdsa.PublicKey) []byte {
