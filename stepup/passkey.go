@@ -507,3 +507,28 @@ func CheckPasskeys(p Passkeys, siteName string) error {
 	p.Origins = append([]string(nil), p.Origins...)
 	return p.setDefaults(siteName)
 }
+
+// RemoveUserPasskeys removes every passkey of user, under the current
+// secret and the previous ones (an operator's answer to a lost device or
+// a taken-over account): the user gets SMS from then on. It returns how
+// many were removed.
+func (e *Engine) RemoveUserPasskeys(ctx context.Context, user string) (int, error) {
+	if e.passkeys == nil {
+		return 0, nil
+	}
+	n := 0
+	for _, k := range e.all {
+		key := k.short("passkeys", user)
+		ps, err := e.passkeys.Passkeys(ctx, key)
+		if err != nil {
+			return n, err
+		}
+		for _, p := range ps {
+			if err := e.passkeys.RemovePasskey(ctx, key, p.ID); err != nil && !errors.Is(err, store.ErrPasskeyNotFound) {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
+}

@@ -525,3 +525,19 @@ func dropGrants(b *browser) {
 		}
 	}
 }
+
+// An operator removes every passkey of a user (a lost device): SMS from
+// then on.
+func TestRemoveUserPasskeys(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t, store.NewMemory(time.Minute), withPasskeys)
+	alice := h.browser("alice", "+14155550100")
+	enrolPasskey(t, h, alice, newAuthenticator())
+	if n, err := h.e.RemoveUserPasskeys(t.Context(), "alice"); n != 1 || err != nil {
+		t.Fatalf("removed %d, %v", n, err)
+	}
+	ch := apiPasskeyChallenge(t, h.browser("alice", "+14155550100"), "GET", "/account/payment-methods", nil)
+	if m, _ := json.Marshal(ch["methods"]); string(m) != `["sms"]` {
+		t.Fatalf("after removal: %v", ch)
+	}
+}
