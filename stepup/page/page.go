@@ -568,6 +568,10 @@ func (p *Responder) prepare(d *Data, st State, l *Locale) {
 	}
 	if st == StateChallenge {
 		d.Say.ExpiresIn = l.Text("page.expires_in", "time", d.ExpiresIn)
+		if d.Passkey && !d.CodeSent {
+			// No code yet: the request expires, not a code.
+			d.Say.ExpiresIn = l.Text("page.passkey_expires_in", "time", d.ExpiresIn)
+		}
 		d.Say.AttemptsLeft = l.Text("page.attempts_left", "n", d.AttemptsLeft)
 		if d.ResendIn != "" {
 			d.Say.ResendIn = l.Text("page.resend_in", "time", d.ResendIn)
@@ -676,6 +680,10 @@ func clientJSON(d *Data, l *Locale) template.JS {
 	}
 	if d.passkeyOptions != "" {
 		b = append(append(b, `,"passkey":`...), d.passkeyOptions...)
+		if !d.CodeSent {
+			exp, _ := json.Marshal(l.Text("page.passkey_expires_in"))
+			b = append(append(b, `,"expiresText":`...), exp...)
+		}
 	}
 	b = append(append(b, `,"format":`...), format...)
 	b = append(append(b, ','), l.client[1:]...)

@@ -264,7 +264,7 @@
     if (typeof data.expires === 'number' && !expired) {
       var e = left(data.expires);
       if (e > 0) {
-        setText(expiry, fill(t.expiresIn, 'time', duration(e)));
+        setText(expiry, fill(data.expiresText || t.expiresIn, 'time', duration(e)));
         more = true;
       } else {
         expired = true;
