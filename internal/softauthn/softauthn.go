@@ -29,6 +29,9 @@ type Authenticator struct {
 	// Flags override the authenticator data flags when not zero.
 	Flags byte
 
+	// RPID is the relying party the credential was made for (its hash
+	// starts the authenticator data); ID the credential id; Handle the
+	// user handle the relying party gave.
 	RPID   string
 	ID     []byte
 	Handle []byte
