@@ -75,8 +75,8 @@ type userResult struct {
 	// RevokedUntil is the time revoke voided grants up to.
 	RevokedUntil string `json:"revoked_until,omitempty"`
 	// PasskeysRemoved is how many passkeys remove-passkeys removed.
-	PasskeysRemoved *int `json:"passkeys_removed,omitempty"`
-	Error        string `json:"error,omitempty"`
+	PasskeysRemoved *int   `json:"passkeys_removed,omitempty"`
+	Error           string `json:"error,omitempty"`
 }
 
 // adminTimeout bounds one admin action (a store round trip per handler).
