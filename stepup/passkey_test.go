@@ -533,8 +533,21 @@ func TestRemoveUserPasskeys(t *testing.T) {
 	h := newHarness(t, store.NewMemory(time.Minute), withPasskeys)
 	alice := h.browser("alice", "+14155550100")
 	enrolPasskey(t, h, alice, newAuthenticator())
+	dropGrants(alice)
+	loc, csrf := alice.start("/account/payment-methods") // a passkey first: no code
+	sent := h.out.count()
 	if n, err := h.e.RemoveUserPasskeys(t.Context(), "alice"); n != 1 || err != nil {
 		t.Fatalf("removed %d, %v", n, err)
+	}
+	// The pending challenge, made for the passkey now gone, says that no
+	// code was sent and offers one.
+	_, page := alice.do("GET", loc, nil)
+	if strings.Contains(page, `id="passkey-button"`) || !strings.Contains(page, "Ask for a code below") ||
+		!strings.Contains(page, "Send me a code by SMS") || strings.Contains(page, "We sent") {
+		t.Fatalf("challenge after the passkeys were removed:\n%s", page)
+	}
+	if resp, _ := alice.do("POST", loc+"/resend", url.Values{"csrf": {csrf}}, "Origin", h.srv.URL); resp.StatusCode != http.StatusSeeOther || h.out.count() != sent+1 {
+		t.Fatalf("first code = %d", resp.StatusCode)
 	}
 	ch := apiPasskeyChallenge(t, h.browser("alice", "+14155550100"), "GET", "/account/payment-methods", nil)
 	if m, _ := json.Marshal(ch["methods"]); string(m) != `["sms"]` {

@@ -71,7 +71,7 @@ func (e *Engine) challengeData(b bound, now time.Time) *page.Challenge {
 		ExpiresAt:    c.Expires,
 		SendFailed:   sendFailed(c),
 		Channels:     channelNames(e.otherChannels(b)),
-		CodeSent:     c.Sends > 0,
+		NoCode:       c.Sends == 0,
 	}
 	if c.Sends > 0 {
 		// No code on its way yet (a passkey first): no delivery to tell.

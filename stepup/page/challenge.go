@@ -39,9 +39,9 @@ type Challenge struct {
 	// Error and Notice are the engine's English texts for the field and
 	// above the form; the page shows them in its language.
 	Error, Notice string
-	// CodeSent: a code went out (false while a passkey is offered first
-	// and no code was asked for).
-	CodeSent bool
+	// NoCode: no code went out yet (a passkey was offered first and no
+	// code was asked for); the first one is a resend.
+	NoCode bool
 	// PasskeyOptions are the WebAuthn request options (JSON) when a
 	// passkey may answer, "" otherwise; PasskeyFirst: the policy prefers
 	// it to the code.
@@ -76,7 +76,7 @@ func (c *Challenge) Data() *Data {
 		expires:        c.ExpiresIn,
 		timed:          true,
 		sentText:       true,
-		CodeSent:       c.CodeSent,
+		NoCode:         c.NoCode,
 		Passkey:        c.PasskeyOptions != "",
 		PasskeyFirst:   c.PasskeyOptions != "" && c.PasskeyFirst,
 		passkeyOptions: c.PasskeyOptions,

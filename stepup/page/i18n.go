@@ -248,6 +248,7 @@ func init() {
 			PasskeyUse:     l.Text("page.passkey_use"),
 			PasskeyInstead: l.Text("page.passkey_instead"),
 			SMSInstead:     l.Text("page.sms_instead"),
+			SendCode:       l.Text("page.send_code"),
 			PasskeyCreate:  l.Text("page.passkey_create"),
 			NotNow:         l.Text("page.not_now"),
 			PasskeyName:    l.Text("passkeys.name"),

@@ -304,10 +304,10 @@ type Data struct {
 
 	// Passkeys. Passkey: a passkey may answer the challenge (the script
 	// asks the browser for it, then posts the assertion to Action);
-	// PasskeyFirst: the policy prefers it to a code; CodeSent: a code
-	// went out (while none did, the code form is hidden and "Send a
-	// code by SMS instead" posts to ResendAction).
-	Passkey, PasskeyFirst, CodeSent bool
+	// PasskeyFirst: the policy prefers it to a code; NoCode: no code
+	// went out yet (the code form is then hidden while a passkey may
+	// answer, and "Send a code by SMS" posts to ResendAction).
+	Passkey, PasskeyFirst, NoCode bool
 	// EnrolAction is where a new passkey is posted (passkey_offer);
 	// ManageAction where the passkeys page posts renames and removals.
 	EnrolAction, ManageAction string
@@ -397,7 +397,7 @@ type Words struct {
 	ExpiresIn, AttemptsLeft, ResendIn, TryAgainIn string
 	// Passkeys: the challenge's buttons, the enrolment offer's and the
 	// passkeys page's words.
-	PasskeyUse, PasskeyInstead, SMSInstead, PasskeyCreate, NotNow,
+	PasskeyUse, PasskeyInstead, SMSInstead, SendCode, PasskeyCreate, NotNow,
 	PasskeyName, Rename, Remove, NoPasskeys string
 }
 
@@ -531,8 +531,10 @@ func (p *Responder) prepare(d *Data, st State, l *Locale) {
 		d.CodeLength = codeLength
 	}
 	switch {
-	case st == StateChallenge && d.sentText && d.Passkey && !d.CodeSent:
+	case st == StateChallenge && d.sentText && d.Passkey && d.NoCode:
 		d.Text = l.Text("page.passkey_prompt")
+	case st == StateChallenge && d.sentText && d.NoCode:
+		d.Text = l.Text("page.no_code_yet")
 	case st == StateChallenge && d.sentText && d.SendFailed && d.To == "":
 		d.Text = l.Text("page.send_failed_hidden")
 	case st == StateChallenge && d.sentText && d.SendFailed:
@@ -568,7 +570,7 @@ func (p *Responder) prepare(d *Data, st State, l *Locale) {
 	}
 	if st == StateChallenge {
 		d.Say.ExpiresIn = l.Text("page.expires_in", "time", d.ExpiresIn)
-		if d.Passkey && !d.CodeSent {
+		if d.NoCode {
 			// No code yet: the request expires, not a code.
 			d.Say.ExpiresIn = l.Text("page.passkey_expires_in", "time", d.ExpiresIn)
 		}
@@ -680,7 +682,7 @@ func clientJSON(d *Data, l *Locale) template.JS {
 	}
 	if d.passkeyOptions != "" {
 		b = append(append(b, `,"passkey":`...), d.passkeyOptions...)
-		if !d.CodeSent {
+		if d.NoCode {
 			exp, _ := json.Marshal(l.Text("page.passkey_expires_in"))
 			b = append(append(b, `,"expiresText":`...), exp...)
 		}

@@ -132,17 +132,17 @@ func samplePages(codeLength int) []samplePage {
 		// Passkeys: first (no code sent yet, "Send a code by SMS
 		// instead"), for a transaction, and after the code was asked for.
 		{"challenge-passkey", StateChallenge, http.StatusOK, challenge(func(c *Challenge) {
-			c.PasskeyOptions, c.PasskeyFirst, c.ResendWait = samplePasskeyOptions, true, 0
+			c.PasskeyOptions, c.PasskeyFirst, c.ResendWait, c.NoCode = samplePasskeyOptions, true, 0, true
 		})},
 		{"challenge-passkey-transaction", StateChallenge, http.StatusOK, challenge(func(c *Challenge) {
 			c.Policy, c.Description, c.ContinueURL = "checkout", desc, "/checkout"
-			c.PasskeyOptions, c.PasskeyFirst, c.ResendWait = samplePasskeyOptions, true, 0
+			c.PasskeyOptions, c.PasskeyFirst, c.ResendWait, c.NoCode = samplePasskeyOptions, true, 0, true
 		})},
 		{"challenge-passkey-code", StateChallenge, http.StatusOK, challenge(func(c *Challenge) {
-			c.PasskeyOptions, c.PasskeyFirst, c.CodeSent = samplePasskeyOptions, true, true
+			c.PasskeyOptions, c.PasskeyFirst = samplePasskeyOptions, true
 		})},
 		{"challenge-passkey-failed", StateChallenge, http.StatusUnprocessableEntity, challenge(func(c *Challenge) {
-			c.PasskeyOptions, c.PasskeyFirst, c.ResendWait = samplePasskeyOptions, true, 0
+			c.PasskeyOptions, c.PasskeyFirst, c.ResendWait, c.NoCode = samplePasskeyOptions, true, 0, true
 			c.Error = en().Text("msg.passkey_failed")
 			c.AttemptsLeft--
 		})},
