@@ -46,14 +46,14 @@ const (
 	AssertionAMR = "sms"
 )
 
-// AssertionPasskeyACR and AssertionPasskeyAMR are the claims of an
-// assertion made by a passkey (RFC 8176: hwk, proof of possession of a
-// hardware-bound key, and user, user presence verified: the passkey's
-// user verification).
-var (
-	AssertionPasskeyACR = "urn:stepup:passkey"
-	AssertionPasskeyAMR = []string{"hwk", "user"}
-)
+// AssertionPasskeyACR is the acr claim of an assertion made by a
+// passkey.
+const AssertionPasskeyACR = "urn:stepup:passkey"
+
+// AssertionPasskeyAMR is the amr claim of an assertion made by a passkey
+// (RFC 8176: hwk, proof of possession of a hardware-bound key, and user,
+// the passkey's user verification).
+var AssertionPasskeyAMR = []string{"hwk", "user"}
 
 // methodClaims are the acr and amr claims of method.
 func methodClaims(method string) (string, []string) {
