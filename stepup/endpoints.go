@@ -28,6 +28,7 @@ import (
 //	GET  {prefix}/receipts/{sender}       (receipts as GET, WhatsApp's check)
 //	GET  {prefix}/challenge/{id}/passkey  the offer of a passkey after a code
 //	POST {prefix}/challenge/{id}/passkey  enrol it (form: csrf, credential)
+//	GET  {prefix}/challenge/{id}/continue go on without one ("Not now")
 //	GET  {prefix}/passkeys                the user's passkeys (a fresh step-up)
 //	POST {prefix}/passkeys                rename or remove one (form: csrf, action, id, name)
 //
@@ -84,6 +85,8 @@ func (e *Engine) ServeEndpoint(w http.ResponseWriter, r *http.Request) error {
 		return e.showEnrol(w, r, id)
 	case action == "passkey" && r.Method == http.MethodPost:
 		return e.enrol(w, r, id)
+	case action == "continue" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		return e.leaveOffer(w, r, id)
 	case action == "" || action == "resend" || action == "passkey":
 		w.Header().Set("Allow", allowFor(action))
 		e.renderStatus(w, r, http.StatusMethodNotAllowed, page.StateError, nil)

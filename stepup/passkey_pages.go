@@ -32,12 +32,13 @@ const enrolWindow = 5 * time.Minute
 func (k *keys) enrolRecord(id string) string { return k.short("enrol", id) }
 
 // offerEnrol reports whether the customer who just verified b's
-// challenge by code is offered a passkey: its policy offers passkeys,
-// in session mode (a transaction goes on to its replay at once), and
-// the user has room for one more. It records the offer's single use.
+// challenge by code is offered a passkey: its policy offers passkeys
+// and the user has room for one more. It records the offer's single
+// use. A preserved request waits for the customer to leave the offer
+// (goOn).
 func (e *Engine) offerEnrol(r *http.Request, b *bound) bool {
 	c := b.c
-	if e.wa == nil || b.p == nil || b.p.Mode != Session || !b.p.offers(MethodPasskey) || c.Method != MethodSMS || c.Hidden || c.Decoy() {
+	if e.wa == nil || b.p == nil || !b.p.offers(MethodPasskey) || c.Method != MethodSMS || c.Hidden || c.Decoy() {
 		return false
 	}
 	owner, err := e.passkeysOf(r.Context(), b.id.User)
@@ -76,15 +77,31 @@ func (e *Engine) enrolBound(w http.ResponseWriter, r *http.Request, id string) (
 		return b, false, err
 	}
 	c := b.c
-	if c.Used.IsZero() || c.Method != MethodSMS || b.p == nil || !b.p.offers(MethodPasskey) || !e.now().Before(c.Used.Add(enrolWindow)) {
-		ret, ok := SafeReturnPath(c.ReturnURL)
-		if !ok {
-			ret = "/"
-		}
-		http.Redirect(w, r, ret, http.StatusSeeOther)
+	if c.Used.IsZero() {
+		// Not verified: nothing to enrol after, nowhere to go on to.
+		http.Redirect(w, r, e.challengeURL(c.ID), http.StatusSeeOther)
+		return b, false, nil
+	}
+	if c.Method != MethodSMS || b.p == nil || !b.p.offers(MethodPasskey) || !e.now().Before(c.Used.Add(enrolWindow)) {
+		e.goOn(w, r, &b)
 		return b, false, nil
 	}
 	return b, true, nil
+}
+
+// leaveOffer goes on from the offer without a passkey ("Not now"): to
+// where the customer was going, with the preserved request, if any.
+func (e *Engine) leaveOffer(w http.ResponseWriter, r *http.Request, id string) error {
+	b, ok, err := e.load(w, r, id, false)
+	if !ok {
+		return err
+	}
+	if b.c.Used.IsZero() {
+		http.Redirect(w, r, e.challengeURL(id), http.StatusSeeOther)
+		return nil
+	}
+	e.goOn(w, r, &b)
+	return nil
 }
 
 // registerSelection is what a new passkey must be: user verification
@@ -126,11 +143,7 @@ func (e *Engine) showEnrol(w http.ResponseWriter, r *http.Request, id string) er
 	if err != nil {
 		return err
 	}
-	ret, ok := SafeReturnPath(b.c.ReturnURL)
-	if !ok {
-		ret = "/"
-	}
-	d := page.PasskeyOffer(e.enrolURL(b.c.ID), b.k.csrfToken(b.c.ID, b.sessionKey), ret, string(opts))
+	d := page.PasskeyOffer(e.enrolURL(b.c.ID), b.k.csrfToken(b.c.ID, b.sessionKey), e.challengeURL(b.c.ID)+"/continue", string(opts))
 	e.renderStatus(w, r, http.StatusOK, page.StatePasskeyOffer, d)
 	return nil
 }
@@ -219,7 +232,7 @@ func (e *Engine) enrol(w http.ResponseWriter, r *http.Request, id string) error 
 		return e.storeError(w, r, "add_passkey", err)
 	}
 	e.emit(r, &Event{Kind: EventPasskeyAdded, Policy: b.c.Policy, Method: MethodPasskey, Outcome: "ok"})
-	http.Redirect(w, r, ret, http.StatusSeeOther)
+	e.goOn(w, r, &b)
 	return nil
 }
 

@@ -554,3 +554,57 @@ func TestRemoveUserPasskeys(t *testing.T) {
 		t.Fatalf("after removal: %v", ch)
 	}
 }
+
+// A transaction verified by code in a browser: the offer comes first,
+// and the preserved request goes out once the customer leaves it, by
+// "Not now" or by enrolling; never before, never twice.
+func TestPasskeyOfferAfterTransaction(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		h := newHarness(t, st, withPasskeys)
+		for _, enrol := range []bool{false, true} {
+			alice := h.browser("alice", "+14155550100")
+			body := []byte(`{"amount":"10.00","payee":"ACME"}`)
+			resp, _ := alice.raw("POST", "/checkout", "application/json", body)
+			if resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("checkout = %d", resp.StatusCode)
+			}
+			loc := resp.Header.Get("Location")
+			_, page := alice.do("GET", loc, nil)
+			resp, _ = alice.do("POST", loc, url.Values{"csrf": {csrfOf(t, page)}, "code": {h.out.last(t).Code}}, "Origin", h.srv.URL)
+			if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != loc+"/passkey" {
+				t.Fatalf("code = %d %q, want the offer", resp.StatusCode, resp.Header.Get("Location"))
+			}
+			before := h.upstream.Load()
+			_, page = alice.do("GET", loc+"/passkey", nil)
+			if !strings.Contains(page, `href="`+loc+`/continue"`) {
+				t.Fatalf("the offer's Not now does not go on through /continue:\n%s", page)
+			}
+			if enrol {
+				var opts softauthn.CreationOptions
+				_ = json.Unmarshal(island(t, page)["create"], &opts)
+				cred, _ := newAuthenticator().Create(opts)
+				resp, _ = alice.do("POST", loc+"/passkey", url.Values{"csrf": {csrfOf(t, page)}, "credential": {string(cred)}}, "Origin", h.srv.URL)
+			} else {
+				resp, _ = alice.do("GET", loc+"/continue", nil)
+			}
+			if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/checkout" || h.upstream.Load() != before {
+				t.Fatalf("leaving the offer (enrol %v) = %d %q, upstream %d", enrol, resp.StatusCode, resp.Header.Get("Location"), h.upstream.Load()-before)
+			}
+			resp, _ = alice.do("GET", "/checkout", nil)
+			if resp.StatusCode != http.StatusOK || h.upstream.Load() != before+1 || string(*h.lastBody.Load()) != string(body) {
+				t.Fatalf("replay (enrol %v) = %d, upstream %d", enrol, resp.StatusCode, h.upstream.Load()-before)
+			}
+			if resp, _ := alice.do("GET", loc+"/continue", nil); resp.StatusCode != http.StatusSeeOther {
+				t.Fatalf("continue again = %d", resp.StatusCode)
+			}
+			if resp, _ := alice.do("GET", "/checkout", nil); h.upstream.Load() != before+1 {
+				t.Fatalf("replayed twice (%d)", resp.StatusCode)
+			}
+			// A stranger's session cannot go on with it.
+			if resp, _ := h.browser("alice", "+14155550100").do("GET", loc+"/continue", nil); resp.StatusCode != http.StatusNotFound {
+				t.Fatalf("another session's continue = %d", resp.StatusCode)
+			}
+		}
+	})
+}

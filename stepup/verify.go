@@ -225,24 +225,31 @@ func (e *Engine) enterCode(k *call) error {
 			return nil
 		}
 		setGrantCookie(w, r, c.Policy, tok, g.Expires.Sub(c.Used))
-		if !k.api && e.offerEnrol(r, &b) {
-			// Verified by code where passkeys are offered: "use a
-			// passkey next time?" before going on.
-			http.Redirect(w, r, e.enrolURL(c.ID), http.StatusSeeOther)
-			return nil
-		}
 	}
+	if e.offerEnrol(r, &b) {
+		// Verified by code where passkeys are offered: "use a passkey
+		// next time?" before going on (a preserved request goes out
+		// when the browser leaves the offer: goOn).
+		http.Redirect(w, r, e.enrolURL(c.ID), http.StatusSeeOther)
+		return nil
+	}
+	e.goOn(w, r, &b)
+	return nil
+}
+
+// goOn sends the browser whose challenge b was just verified back where
+// it was going; a preserved request goes out when it arrives there, so
+// that the upstream's answer shows at its URL.
+func (e *Engine) goOn(w http.ResponseWriter, r *http.Request, b *bound) {
+	c := b.c
 	ret, ok := SafeReturnPath(c.ReturnURL)
 	if !ok {
 		ret = "/"
 	}
 	if c.HasStash {
-		// The preserved request goes out when the browser arrives back at
-		// its URL, so that the upstream's answer shows there.
 		e.setReplayCookie(w, r, b.k, c.ID, b.sessionKey, ret)
 	}
 	http.Redirect(w, r, ret, http.StatusSeeOther)
-	return nil
 }
 
 // askResend sends a new code for a call's challenge, on the channel it
