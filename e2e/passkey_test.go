@@ -296,6 +296,31 @@ func TestPasskeyBrowser(t *testing.T) {
 		t.Errorf("after the SMS fallback Stepup-Method %q", m)
 	}
 	tb.clean("SMS fallback")
+
+	// 6. Enrolment after a transaction approved by code: the payment
+	// waits for the offer, and goes out once the passkey is created.
+	tf := br.tab(t, "frank", "+14155550177", "")
+	fauth := tf.virtualAuthenticator()
+	tf.navigate(c.local("/shop"))
+	sent = hook.count()
+	before, _ = up.posts()
+	tf.do(chromedp.Click(chromedp.ID("pay")))
+	id = tf.onChallenge()
+	code = hook.waitCode(t, sent, id)
+	tf.do(chromedp.SendKeys(chromedp.ID("code"), code))
+	tf.waitJS(`location.pathname.endsWith('/passkey') && !!document.getElementById('enrol-button') && !document.getElementById('enrol-button').hidden`, 15*time.Second)
+	if after, _ := up.posts(); len(after) != len(before) {
+		t.Fatal("the payment went out before the customer left the offer")
+	}
+	tf.reloadBy(chromedp.Click(chromedp.ID("enrol-button")))
+	tf.waitJS(fmt.Sprintf(`location.href === %q`, c.local("/checkout")), 15*time.Second)
+	if after, bodies := up.posts(); len(after) != len(before)+1 || string(bodies[len(bodies)-1]) != "amount=EUR+42.00&merchant=Caf%C3%A9+M%C3%BCller" {
+		t.Fatalf("after the enrolment the upstream got %d POSTs (was %d)", len(after), len(before))
+	}
+	if n := tf.credentials(fauth); n != 1 {
+		t.Fatalf("frank's authenticator holds %d credentials", n)
+	}
+	tf.clean("enrolment after a transaction")
 }
 
 // lastAt is the last request the upstream got for path.
