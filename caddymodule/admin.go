@@ -27,6 +27,7 @@ func init() {
 //
 //	POST /stepup/unlock  {"user":"alice"[,"handler":NAME]}  clear a lockout
 //	POST /stepup/revoke  {"user":"alice"[,"handler":NAME]}  end every grant
+//	POST /stepup/remove-passkeys {"user":"alice"[,"handler":NAME]}  remove every passkey
 //	POST /stepup/unblock {"prefix":"+4477009000"[,"handler":NAME]}  lift a pumping block
 //	GET  /stepup/status[?handler=NAME]                      store, senders, counts
 //
@@ -73,7 +74,9 @@ type userResult struct {
 	Cleared *int `json:"cleared,omitempty"`
 	// RevokedUntil is the time revoke voided grants up to.
 	RevokedUntil string `json:"revoked_until,omitempty"`
-	Error        string `json:"error,omitempty"`
+	// PasskeysRemoved is how many passkeys remove-passkeys removed.
+	PasskeysRemoved *int   `json:"passkeys_removed,omitempty"`
+	Error           string `json:"error,omitempty"`
 }
 
 // adminTimeout bounds one admin action (a store round trip per handler).
@@ -87,7 +90,7 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 			return methodNotAllowed(r, http.MethodGet)
 		}
 		return a.status(w, r)
-	case "unlock", "revoke", "unblock":
+	case "unlock", "revoke", "unblock", "remove-passkeys":
 		if r.Method != http.MethodPost {
 			return methodNotAllowed(r, http.MethodPost)
 		}
@@ -123,6 +126,13 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 				res.Error = err.Error()
 			} else {
 				res.Cleared = &n
+			}
+		case "remove-passkeys":
+			n, err := lh.h.engine.RemoveUserPasskeys(ctx, req.User)
+			if err != nil {
+				res.Error = err.Error()
+			} else {
+				res.PasskeysRemoved = &n
 			}
 		case "revoke":
 			at, err := lh.h.engine.RevokeUserEverywhere(ctx, req.User)

@@ -146,6 +146,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			policy      <header>
 //			user        <header>
 //			verified_at <header>
+//			method      <header>
+//		}
+//		passkeys {
+//			rp_id         <host name>
+//			[rp_name      <name>]
+//			[origins      <origins...>]
+//			[attestation  none|indirect|direct]
+//			[max_per_user <n>]
+//			[manage_window <duration>]
 //		}
 //
 //		protect <name> {
@@ -155,6 +164,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			mode      session|transaction|monitor
 //			grant_ttl <duration>
 //			describe  <template>
+//			methods   <passkey|sms...>
 //		}
 //	}
 //
@@ -405,6 +415,10 @@ func (s *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			s.SendTimeout = v
 		case "headers":
 			if err := s.parseHeaders(d); err != nil {
+				return err
+			}
+		case "passkeys":
+			if err := s.parsePasskeys(d); err != nil {
 				return err
 			}
 		case "receipts":
@@ -722,11 +736,60 @@ func (s *Handler) parseHeaders(d *caddyfile.Dispenser) error {
 			s.Headers.User = v
 		case "verified_at":
 			s.Headers.VerifiedAt = v
+		case "method":
+			s.Headers.Method = v
 		default:
 			return d.Errf("unrecognized headers option '%s'", key)
 		}
 		return nil
 	})
+}
+
+// parsePasskeys parses the passkeys block; its values are checked by
+// the engine's own check (stepup.CheckPasskeys), as the JSON is.
+func (s *Handler) parsePasskeys(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if s.Passkeys != nil {
+		return d.Err("passkeys already set")
+	}
+	p := &PasskeysConfig{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		opt := d.Val()
+		var err error
+		switch opt {
+		case "rp_id":
+			p.RPID, err = singleArg(d)
+		case "rp_name":
+			p.RPName, err = singleArg(d)
+		case "origins":
+			if p.Origins = d.RemainingArgs(); len(p.Origins) == 0 {
+				err = d.ArgErr()
+			}
+		case "attestation":
+			p.Attestation, err = singleArg(d)
+		case "max_per_user":
+			var v string
+			if v, err = singleArg(d); err == nil {
+				if p.MaxPerUser, err = strconv.Atoi(v); err != nil {
+					err = d.Errf("passkeys max_per_user %q is not a number", v)
+				}
+			}
+		case "manage_window":
+			p.ManageWindow, err = durationValue(d)
+		default:
+			err = d.Errf("unrecognized passkeys option '%s'", opt)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := stepup.CheckPasskeys(p.engine(), s.SiteName); err != nil {
+		return wrap(d, err)
+	}
+	s.Passkeys = p
+	return nil
 }
 
 func parsePolicy(d *caddyfile.Dispenser) (*Policy, error) {
@@ -779,6 +842,15 @@ func parsePolicy(d *caddyfile.Dispenser) (*Policy, error) {
 				return nil, wrap(d, err)
 			}
 			p.Describe = v
+		case "methods":
+			ms := d.RemainingArgs()
+			if len(ms) == 0 {
+				return nil, d.ArgErr()
+			}
+			if err := (&stepup.Policy{Name: p.Name, Methods: ms}).Validate(); err != nil {
+				return nil, wrap(d, err)
+			}
+			p.Methods = ms
 		default:
 			return nil, d.Errf("unrecognized protect option '%s'", d.Val())
 		}

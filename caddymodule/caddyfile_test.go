@@ -355,3 +355,66 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 		}
 	})
 }
+
+func TestUnmarshalCaddyfilePasskeys(t *testing.T) {
+	h, err := parse(t, `stepup {
+		secret 0123456789abcdef0123456789abcdef
+		identity header {
+			user X-Remote-User
+			phone X-Remote-Phone
+		}
+		sender log
+		headers {
+			method X-Step-Method
+		}
+		passkeys {
+			rp_id shop.example.com
+			rp_name "Demo Shop"
+			origins https://shop.example.com https://www.shop.example.com
+			attestation none
+			max_per_user 5
+			manage_window 10m
+		}
+		protect checkout {
+			match {
+				method POST
+				path /checkout
+			}
+			mode transaction
+			methods passkey sms
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(h)
+	for _, want := range []string{
+		`"headers":{"method":"X-Step-Method"}`,
+		`"passkeys":{"rp_id":"shop.example.com","rp_name":"Demo Shop","origins":["https://shop.example.com","https://www.shop.example.com"],"attestation":"none","max_per_user":5,"manage_window":600000000000}`,
+		`"mode":"transaction","methods":["passkey","sms"]`,
+	} {
+		if !strings.Contains(string(got), want) {
+			t.Errorf("JSON lacks %s\n%s", want, got)
+		}
+	}
+	for input, want := range map[string]string{
+		"\tpasskeys {\n\t\trp_id shop.example\n\t\tcolour blue\n\t}":                           "unrecognized passkeys option 'colour'",
+		"\tprotect p {\n\t\tmethods passkey\n\t}":                                              "methods must include sms",
+		"\tprotect p {\n\t\tmethods sms totp\n\t}":                                             `unknown method "totp"`,
+		"\tpasskeys {\n\t\trp_id shop.example\n\t\tattestation enterprise\n\t}":                "attestation",
+		"\tpasskeys {\n\t\trp_id shop.example\n\t}\n\tpasskeys {\n\t\trp_id shop.example\n\t}": "passkeys already set",
+	} {
+		if _, err := parse(t, strings.Replace(minimal, "%s", input, 1)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: err %v, want %q", input, err, want)
+		}
+	}
+	// A policy that offers passkeys without a passkeys block: refused at
+	// provision, with the same words for JSON.
+	err = provisionOver(t, `"policies":[{"name":"p","methods":["passkey","sms"]}]`)
+	if err == nil || !strings.Contains(err.Error(), "configure passkeys") {
+		t.Fatalf("passkey without passkeys: %v", err)
+	}
+	if err := provisionOver(t, `"passkeys":{"rp_id":"shop.example"},"policies":[{"name":"p","methods":["passkey","sms"]}]`); err != nil {
+		t.Fatalf("passkeys provision: %v", err)
+	}
+}

@@ -23,7 +23,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "stepup",
-		Usage: "status|unlock|revoke|unblock|send-test|stats|preview|version ...",
+		Usage: "status|unlock|revoke|remove-passkeys|unblock|send-test|stats|preview|version ...",
 		Short: "Operator tools for the stepup handler",
 		Long: `
 Operator tools for the stepup handler.
@@ -32,6 +32,7 @@ Operator tools for the stepup handler.
               breakers, pending challenges and locked users, per handler
   unlock      clears a user's failed-code count, ending a lockout
   revoke      ends every grant of a user, on every instance, within a second
+  remove-passkeys  removes every passkey of a user (a lost device)
   unblock     lifts the SMS-pumping block of a number prefix
   send-test   sends one test message through the configured senders
   stats       codes sent, delivered, verified and failed over, from Redis
@@ -50,6 +51,8 @@ them with the server's environment so that placeholders such as
 				"Clears a user's failed-code count (ends a lockout)", unlockUser))
 			cmd.AddCommand(userCommand("revoke",
 				"Ends every grant of a user on every instance sharing the store", revokeUser))
+			cmd.AddCommand(userCommand("remove-passkeys",
+				"Removes every passkey of a user (a lost device): SMS from then on", removePasskeysDirect))
 			cmd.AddCommand(unblockCommand(), sendTestCommand(), statsCommand(), previewCommand(), versionCommand())
 		},
 	})
@@ -177,6 +180,8 @@ func printUserResults(out io.Writer, action string, results []userResult) {
 			what = fmt.Sprintf("cleared %d failed attempts", *r.Cleared)
 		case action == "revoke":
 			what = "revoked every grant issued until " + r.RevokedUntil
+		case action == "remove-passkeys" && r.PasskeysRemoved != nil:
+			what = fmt.Sprintf("removed %d passkeys", *r.PasskeysRemoved)
 		}
 		if r.AuditUser != "" {
 			what += fmt.Sprintf(" (audit events name this user %s)", r.AuditUser)
@@ -327,6 +332,12 @@ func unlockUser(ctx context.Context, cfg []byte, user, only string, out io.Write
 		fmt.Fprintf(out, "%s: cleared %d failed attempts%s\n", name, total, auditNote(keys))
 		return nil
 	})
+}
+
+// removePasskeysDirect: remove-passkeys works through the admin API
+// only (the running engine knows where passkeys are kept).
+func removePasskeysDirect(context.Context, []byte, string, string, io.Writer) (int, error) {
+	return 0, errors.New("remove-passkeys works through the admin API of the running Caddy; drop --direct")
 }
 
 // revokeUser ends every grant of user issued until now, straight on

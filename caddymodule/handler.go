@@ -153,6 +153,9 @@ type Handler struct {
 	Receipts *ReceiptsConfig `json:"receipts,omitempty"`
 	// Headers renames the headers sent upstream on verified requests.
 	Headers *HeadersConfig `json:"headers,omitempty"`
+	// Passkeys configures passkeys (WebAuthn), for policies whose
+	// methods include passkey.
+	Passkeys *PasskeysConfig `json:"passkeys,omitempty"`
 
 	// Page brands and localizes the challenge page and the code message
 	// (docs/PAGE.md).
@@ -642,6 +645,38 @@ type HeadersConfig struct {
 	Policy     string `json:"policy,omitempty"`
 	User       string `json:"user,omitempty"`
 	VerifiedAt string `json:"verified_at,omitempty"`
+	// Method says how the step-up was made (sms, passkey).
+	// Default: Stepup-Method
+	Method string `json:"method,omitempty"`
+}
+
+// PasskeysConfig configures passkeys (WebAuthn) for the policies that
+// offer them (docs/PASSKEYS.md).
+type PasskeysConfig struct {
+	// RPID is the relying party id: the site's registrable host name
+	// ("shop.example.com"), never taken from a request. Required.
+	RPID string `json:"rp_id,omitempty"`
+	// RPName is the name authenticators show. Default: the site name.
+	RPName string `json:"rp_name,omitempty"`
+	// Origins are the origins passkeys may be used from.
+	// Default: https:// and the RP ID.
+	Origins []string `json:"origins,omitempty"`
+	// Attestation asked at enrolment: none, indirect or direct.
+	// Default: none
+	Attestation string `json:"attestation,omitempty"`
+	// MaxPerUser bounds the passkeys of one user (1 to 50). Default: 10
+	MaxPerUser int `json:"max_per_user,omitempty"`
+	// ManageWindow is how fresh a step-up must be for the passkeys page
+	// (1m to 1h). Default: 5m
+	ManageWindow caddy.Duration `json:"manage_window,omitempty"`
+}
+
+func (p *PasskeysConfig) engine() stepup.Passkeys {
+	if p == nil {
+		return stepup.Passkeys{}
+	}
+	return stepup.Passkeys{RPID: p.RPID, RPName: p.RPName, Origins: append([]string(nil), p.Origins...),
+		Attestation: p.Attestation, MaxPerUser: p.MaxPerUser, ManageWindow: time.Duration(p.ManageWindow)}
 }
 
 // Policy is one protected area.
@@ -658,6 +693,9 @@ type Policy struct {
 	// Describe is what a transaction authorizes, with placeholders from
 	// the request ("Pay {form.amount} to {form.merchant}").
 	Describe string `json:"describe,omitempty"`
+	// Methods are the step-up methods offered, preferred first: sms,
+	// passkey (which needs passkeys configured). Default: ["sms"]
+	Methods []string `json:"methods,omitempty"`
 
 	matchers caddyhttp.MatcherSets
 	policy   *stepup.Policy
@@ -891,12 +929,13 @@ func (h *Handler) engineConfig(repl *caddy.Replacer) (stepup.Config, error) {
 		GrantHeader:          h.APIGrantHeader,
 		RequestFailureWindow: time.Duration(h.RequestFailureWindow),
 		RevocationGrace:      time.Duration(h.RevocationGrace),
+		Passkeys:             h.Passkeys.engine(),
 	}
 	if h.Receipts != nil {
 		cfg.Receipts = stepup.Receipts{PublicURL: h.Receipts.PublicURL, FailoverAfter: time.Duration(h.Receipts.FailoverAfter)}
 	}
 	if h.Headers != nil {
-		cfg.Headers = stepup.Headers{Policy: h.Headers.Policy, User: h.Headers.User, VerifiedAt: h.Headers.VerifiedAt}
+		cfg.Headers = stepup.Headers{Policy: h.Headers.Policy, User: h.Headers.User, VerifiedAt: h.Headers.VerifiedAt, Method: h.Headers.Method}
 	}
 	if h.Page != nil {
 		cfg.Page = *h.Page
@@ -1063,7 +1102,7 @@ func (p *Policy) enginePolicy() (*stepup.Policy, error) {
 		return nil, fmt.Errorf("policy %s: %v", p.Name, err)
 	}
 	sum := sha256.Sum256(def)
-	sp := &stepup.Policy{Name: p.Name, Mode: mode, GrantTTL: time.Duration(p.GrantTTL), Describe: p.Describe,
+	sp := &stepup.Policy{Name: p.Name, Mode: mode, GrantTTL: time.Duration(p.GrantTTL), Describe: p.Describe, Methods: p.Methods,
 		Version: base64.RawURLEncoding.EncodeToString(sum[:12])}
 	if err := sp.Validate(); err != nil {
 		return nil, err

@@ -28,6 +28,7 @@ var metrics = struct {
 	codesSent     *prometheus.CounterVec
 	sendDuration  *prometheus.HistogramVec
 	verifications *prometheus.CounterVec
+	byMethod      *prometheus.CounterVec
 	grantsUsed    *prometheus.CounterVec
 	requests      *prometheus.CounterVec
 	monitor       *prometheus.CounterVec
@@ -59,6 +60,10 @@ var metrics = struct {
 		Namespace: "caddy", Subsystem: "stepup", Name: "verifications_total",
 		Help: "Code verifications, by policy and outcome (ok, wrong, expired, attempts_exhausted, already_used, locked, malformed, replaced, not_found, csrf, cross_site, foreign_challenge).",
 	}, []string{"policy", "outcome"}),
+	byMethod: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "caddy", Subsystem: "stepup", Name: "verifications_by_method_total",
+		Help: "Verifications and failed attempts by policy, method (sms, passkey) and outcome (ok, wrong, malformed, locked, ...): conversion by method.",
+	}, []string{"policy", "method", "outcome"}),
 	grantsUsed: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "stepup", Name: "grants_used_total",
 		Help: "Requests let through on a grant, by policy and mode.",
@@ -160,7 +165,7 @@ func (breakerStates) Collect(ch chan<- prometheus.Metric) {
 func registerMetrics(reg *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{
 		breakerStates{},
-		metrics.challenges, metrics.codesSent, metrics.sendDuration, metrics.verifications,
+		metrics.challenges, metrics.codesSent, metrics.sendDuration, metrics.verifications, metrics.byMethod,
 		metrics.grantsUsed, metrics.requests, metrics.monitor, metrics.rateLimited,
 		metrics.storeErrors, metrics.refused, metrics.auditDropped,
 		pumpingMetrics.blocks, pumpingMetrics.unblocks,
@@ -286,6 +291,9 @@ func (o *observer) Observe(r *http.Request, ev *stepup.Event) {
 		}
 	case stepup.EventVerified, stepup.EventVerifyFailed, stepup.EventLocked:
 		metrics.verifications.WithLabelValues(ev.Policy, ev.Outcome).Inc()
+		if ev.Method != "" {
+			metrics.byMethod.WithLabelValues(ev.Policy, ev.Method, ev.Outcome).Inc()
+		}
 		if ev.Kind == stepup.EventVerified && ev.Sender != "" {
 			metrics.codes.WithLabelValues("verified", ev.Policy, ev.Sender, ev.Channel, ev.Country).Inc()
 			metrics.verifySeconds.WithLabelValues(ev.Policy, ev.Sender, ev.Channel).Observe(ev.Duration.Seconds())
@@ -343,7 +351,7 @@ func eventData(r *http.Request, ev *stepup.Event) map[string]any {
 	for k, v := range map[string]string{
 		"policy": ev.Policy, "mode": ev.Mode, "user": ev.User, "to": ev.To, "client_ip": ev.ClientIP,
 		"sender": ev.Sender, "channel": ev.Channel, "message_id": ev.MessageID, "outcome": ev.Outcome, "limit": ev.Limit,
-		"country": ev.Country, "prefix_id": ev.Prefix,
+		"country": ev.Country, "prefix_id": ev.Prefix, "method": ev.Method,
 	} {
 		if v != "" {
 			d[k] = v

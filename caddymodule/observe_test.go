@@ -40,7 +40,7 @@ func (c *codes) Send(_ context.Context, m *sender.Message) error {
 // reload into the same registry) is harmless.
 func TestMetricsAfterScriptedFlow(t *testing.T) {
 	for _, v := range []interface{ Reset() }{metrics.challenges, metrics.codesSent, metrics.sendDuration,
-		metrics.verifications, metrics.grantsUsed, metrics.requests, metrics.monitor, metrics.rateLimited, metrics.storeErrors} {
+		metrics.verifications, metrics.byMethod, metrics.grantsUsed, metrics.requests, metrics.monitor, metrics.rateLimited, metrics.storeErrors} {
 		v.Reset()
 	}
 	reg := prometheus.NewPedanticRegistry()
@@ -146,6 +146,9 @@ caddy_stepup_policy_match_total{mode="session",outcome="passed",policy="pay"} 2
 	}
 	if got := testutil.ToFloat64(metrics.verifications.WithLabelValues("pay", "ok")); got != 1 {
 		t.Fatalf("ok verifications = %v", got)
+	}
+	if got := testutil.ToFloat64(metrics.byMethod.WithLabelValues("pay", "sms", "ok")); got != 1 {
+		t.Fatalf("ok verifications by sms = %v", got)
 	}
 	if n := testutil.CollectAndCount(metrics.sendDuration); n != 1 {
 		t.Fatalf("send latency series = %d", n)

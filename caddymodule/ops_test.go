@@ -155,6 +155,10 @@ func TestAdminAPIMemoryStore(t *testing.T) {
 	if at, _ := st.RevokedAt(context.Background(), userKey); at.IsZero() {
 		t.Fatal("alice not revoked")
 	}
+	code, body = call("POST", "/stepup/remove-passkeys", `{"user":"alice"}`)
+	if code != 200 || !strings.Contains(body, `"passkeys_removed": 0`) {
+		t.Fatalf("remove-passkeys %d:\n%s", code, body)
+	}
 	for _, tc := range []struct {
 		method, path, body string
 		code               int
@@ -198,7 +202,7 @@ func TestRedisStats(t *testing.T) {
 			t.Fatal(err)
 		}
 		if i == 2 {
-			if err := st.Consume(ctx, id, []byte("mac"), now); err != nil {
+			if err := st.Consume(ctx, id, []byte("mac"), now, "sms"); err != nil {
 				t.Fatal(err)
 			}
 		}

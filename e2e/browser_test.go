@@ -527,6 +527,9 @@ var referenceShots = map[string]bool{
 	"challenge-en-dark-phone": true, "challenge-wrong-code-en-dark-phone": true,
 	"challenge-transaction-branded-en-phone": true, "challenge-transaction-branded-en-desktop": true,
 	"challenge-sending-en-phone": true, "challenge-delivered-en-phone": true, "challenge-failed-over-en-phone": true,
+	"challenge-passkey-en-phone": true, "challenge-passkey-en-desktop": true, "challenge-passkey-transaction-en-phone": true,
+	"challenge-passkey-code-en-phone": true, "challenge-passkey-failed-en-phone": true,
+	"passkey_offer-en-phone": true, "passkeys-en-phone": true,
 }
 
 // chrome is one headless Chromium for the whole test.
@@ -779,7 +782,7 @@ func (tb *tab) clean(what string) {
 		case err != nil:
 			tb.t.Errorf("%s: request to %q", what, r.Request.URL)
 		case u.Scheme == "data":
-		case u.Hostname() != "127.0.0.1":
+		case u.Hostname() != "127.0.0.1" && u.Hostname() != "localhost":
 			tb.t.Errorf("%s: request to another host: %s", what, r.Request.URL)
 		case r.Type == network.ResourceTypeFetch && strings.HasSuffix(u.Path, "/status") && u.Query().Get("challenge") != "":
 			// the page's delivery poll, by design (same origin, connect-src 'self')

@@ -39,11 +39,25 @@ type apiChallengeBody struct {
 	// Channels the next code can be asked on instead (resend with
 	// "channel"); empty with a single channel.
 	Channels []string `json:"channels"`
+	// Methods are the ways this challenge can be answered, preferred
+	// first: "passkey" (an assertion to verify_url, made with WebAuthn)
+	// and "sms" (a code; when CodeSent is false, ask for it at
+	// resend_url).
+	Methods  []string `json:"methods"`
+	CodeSent bool     `json:"code_sent"`
+	// WebAuthn are the request options for navigator.credentials.get
+	// (JSON form), when a passkey may answer.
+	WebAuthn *requestOptions `json:"webauthn,omitempty"`
 }
 
 // apiChallenge answers an API client's protected request with 401.
-func (e *Engine) apiChallenge(w http.ResponseWriter, r *http.Request, p *Policy, c *store.Challenge, email string) {
+func (e *Engine) apiChallenge(w http.ResponseWriter, r *http.Request, p *Policy, c *store.Challenge, email string, passkeys []store.Passkey) {
 	w.Header().Set("WWW-Authenticate", `StepUp challenge="`+c.ID+`", policy="`+p.Name+`"`)
+	methods, opts := []string{MethodSMS}, (*requestOptions)(nil)
+	if len(passkeys) > 0 {
+		methods = methodsOf(p)
+		opts = e.assertOptions(&bound{c: c, k: &e.keys}, passkeys)
+	}
 	page.WriteJSON(w, http.StatusUnauthorized, apiChallengeBody{
 		Error:       "step_up_required",
 		Challenge:   c.ID,
@@ -57,6 +71,9 @@ func (e *Engine) apiChallenge(w http.ResponseWriter, r *http.Request, p *Policy,
 		ResendURL:   e.cfg.PathPrefix + "/resend",
 		SendFailed:  sendFailed(c),
 		Channels:    channelNames(e.otherChannels(bound{c: c, id: identity.Identity{Email: email}})),
+		Methods:     methods,
+		CodeSent:    c.Sends > 0,
+		WebAuthn:    opts,
 	})
 }
 

@@ -20,6 +20,7 @@ import (
 //
 //	{"iss":"caddy-stepup","sub":"alice","aud":"shop","iat":...,"exp":...,
 //	 "jti":"...","auth_time":...,"acr":"urn:stepup:sms","amr":["sms"],
+//	 (a passkey: "acr":"urn:stepup:passkey","amr":["hwk","user"]),
 //	 "policy":"checkout","tx":"<hex sha-256 of the transaction>"}
 //
 // With HS256 the upstream shares the key; with EdDSA it needs only the
@@ -38,11 +39,29 @@ type Assertion struct {
 	jwks   []byte
 }
 
-// ACR and AMR are the step-up claims of an assertion.
+// ACR and AMR are the step-up claims of an assertion made by a code
+// (RFC 8176: sms).
 const (
 	AssertionACR = "urn:stepup:sms"
 	AssertionAMR = "sms"
 )
+
+// AssertionPasskeyACR is the acr claim of an assertion made by a
+// passkey.
+const AssertionPasskeyACR = "urn:stepup:passkey"
+
+// AssertionPasskeyAMR is the amr claim of an assertion made by a passkey
+// (RFC 8176: hwk, proof of possession of a hardware-bound key, and user,
+// the passkey's user verification).
+var AssertionPasskeyAMR = []string{"hwk", "user"}
+
+// methodClaims are the acr and amr claims of method.
+func methodClaims(method string) (string, []string) {
+	if method == MethodPasskey {
+		return AssertionPasskeyACR, append([]string(nil), AssertionPasskeyAMR...)
+	}
+	return AssertionACR, []string{AssertionAMR}
+}
 
 // NewHS256Assertion signs with HMAC-SHA256 under key (at least 32 bytes).
 func NewHS256Assertion(a Assertion, key []byte) (*Assertion, error) {
@@ -120,7 +139,8 @@ type assertionClaims struct {
 }
 
 // sign makes the token for one verified request.
-func (a *Assertion) sign(user, policy string, verifiedAt, now time.Time, tx []byte) (string, error) {
+func (a *Assertion) sign(user, policy string, verifiedAt, now time.Time, tx []byte, method string) (string, error) {
+	acr, amr := methodClaims(method)
 	c := assertionClaims{
 		Claims: jwt.Claims{
 			Issuer:   a.Issuer,
@@ -130,8 +150,8 @@ func (a *Assertion) sign(user, policy string, verifiedAt, now time.Time, tx []by
 			ID:       randomID(),
 		},
 		AuthTime: verifiedAt.Unix(),
-		ACR:      AssertionACR,
-		AMR:      []string{AssertionAMR},
+		ACR:      acr,
+		AMR:      amr,
 		Policy:   policy,
 	}
 	if a.Audience != "" {

@@ -67,7 +67,7 @@ func TestAssertionHS256(t *testing.T) {
 	r := httptest.NewRequest("POST", "/checkout", nil)
 	at := time.Now().Add(-time.Minute).Truncate(time.Second)
 	tx := txHash("checkout", "POST", "/checkout", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, []byte("amount=1"), "alice")
-	if err := e.setUpstreamHeaders(r, e.Policy("checkout"), "alice", at, tx); err != nil {
+	if err := e.setUpstreamHeaders(r, e.Policy("checkout"), "alice", at, tx, ""); err != nil {
 		t.Fatal(err)
 	}
 	tok := r.Header.Get("Stepup-Assertion")
@@ -102,7 +102,7 @@ func TestAssertionEdDSAAndJWKS(t *testing.T) {
 	}
 	at := time.Now().Truncate(time.Second)
 	r := httptest.NewRequest("GET", "/checkout", nil)
-	if err := e.setUpstreamHeaders(r, e.Policy("checkout"), "alice", at, nil); err != nil {
+	if err := e.setUpstreamHeaders(r, e.Policy("checkout"), "alice", at, nil, ""); err != nil {
 		t.Fatal(err)
 	}
 	checkClaims(t, r.Header.Get("X-Stepup-Assertion"), set.Keys[0].Key, jose.EdDSA, nil, at)
@@ -115,5 +115,48 @@ func TestAssertionEdDSAAndJWKS(t *testing.T) {
 		NextFunc(func(_ http.ResponseWriter, r *http.Request) error { seen = r.Header; return nil }))
 	if seen.Get("X-Stepup-Assertion") != "" {
 		t.Fatal("a client-supplied assertion reached the upstream")
+	}
+}
+
+// A step-up by passkey says so upstream: Stepup-Method and the
+// assertion's acr and amr (RFC 8176: hwk, user).
+func TestAssertionPasskeyClaims(t *testing.T) {
+	t.Parallel()
+	key := []byte(strings.Repeat("k", 32))
+	a, err := NewHS256Assertion(Assertion{TTL: 30 * time.Second}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := assertionEngine(t, a)
+	for method, want := range map[string]struct {
+		acr string
+		amr []string
+	}{
+		MethodPasskey: {"urn:stepup:passkey", []string{"hwk", "user"}},
+		MethodSMS:     {"urn:stepup:sms", []string{"sms"}},
+		"":            {"urn:stepup:sms", []string{"sms"}},
+	} {
+		r := httptest.NewRequest("GET", "/account", nil)
+		if err := e.setUpstreamHeaders(r, e.Policy("checkout"), "alice", time.Now(), nil, method); err != nil {
+			t.Fatal(err)
+		}
+		wantHeader := method
+		if wantHeader == "" {
+			wantHeader = MethodSMS
+		}
+		if got := r.Header.Get("Stepup-Method"); got != wantHeader {
+			t.Errorf("%q: Stepup-Method %q", method, got)
+		}
+		parsed, err := jwt.ParseSigned(r.Header.Get(a.Header), []jose.SignatureAlgorithm{jose.HS256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var c assertionClaims
+		if err := parsed.Claims(key, &c); err != nil {
+			t.Fatal(err)
+		}
+		if c.ACR != want.acr || strings.Join(c.AMR, ",") != strings.Join(want.amr, ",") {
+			t.Errorf("%q: acr %q amr %v, want %q %v", method, c.ACR, c.AMR, want.acr, want.amr)
+		}
 	}
 }

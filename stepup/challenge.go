@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
 	"github.com/caddy-stepup/caddy-stepup/stepup/page"
@@ -37,6 +38,30 @@ type attempt struct {
 	// pending names the pending challenge of the same user, session,
 	// policy and request.
 	pending string
+	// passkeys are the user's passkeys where the policy offers them
+	// (loaded once: passkeysLoaded); codeLater: a passkey comes first,
+	// so the challenge is made without sending a code.
+	passkeys       []store.Passkey
+	passkeysLoaded bool
+	codeLater      bool
+}
+
+// userPasskeys loads the user's passkeys, where the policy offers them
+// and the identity may use them (not a flow that hides the number).
+func (e *Engine) userPasskeys(a *attempt) ([]store.Passkey, error) {
+	if a.passkeysLoaded {
+		return a.passkeys, nil
+	}
+	a.passkeysLoaded = true
+	if e.wa == nil || !a.p.offers(MethodPasskey) || a.id.HideNumber || a.id.Decoy || e.fromRequest {
+		return nil, nil
+	}
+	owner, err := e.passkeysOf(a.r.Context(), a.id.User)
+	if err != nil {
+		return nil, err
+	}
+	a.passkeys = owner.keys
+	return a.passkeys, nil
 }
 
 // challenge starts (or resumes) a challenge for p. Browsers are sent to
@@ -50,6 +75,11 @@ func (e *Engine) challenge(v *visit) error {
 		return err
 	} else if c != nil {
 		return e.challenged(a, c)
+	}
+	if ps, err := e.userPasskeys(a); err != nil {
+		return e.storeError(a.w, a.r, "passkeys", err)
+	} else if len(ps) > 0 && a.p.passkeyFirst() {
+		a.codeLater = true
 	}
 	phone, done, err := e.destination(a)
 	if done || err != nil {
@@ -182,6 +212,11 @@ func (e *Engine) destination(a *attempt) (*sender.Phone, bool, error) {
 		e.renderStatus(w, r, http.StatusBadRequest, page.StateBadPhone, nil)
 		return nil, true, nil
 	}
+	if a.codeLater {
+		// No code goes out now: the SMS fallback's resend spends the
+		// send budgets and passes the pumping defense when it is asked.
+		return &phone, false, nil
+	}
 	// The pumping defense first: a blocked prefix spends no budget.
 	if lim, err := e.allowPumping(r, p.Name, phone); err != nil {
 		return nil, true, e.storeError(w, r, "pumping", err)
@@ -220,7 +255,7 @@ func (e *Engine) create(a *attempt, phone *sender.Phone) error {
 	if err != nil {
 		return e.storeError(w, r, "generation", err)
 	}
-	c.Description, c.TxHash, c.Hidden = a.description, a.tx, a.id.HideNumber
+	c.Description, c.TxHash, c.Hidden, c.CodeLater = a.description, a.tx, a.id.HideNumber, a.codeLater
 	if e.fromRequest {
 		c.User = a.id.User
 	}
@@ -240,15 +275,22 @@ func (e *Engine) create(a *attempt, phone *sender.Phone) error {
 	code := randomID()
 	if phone != nil {
 		c.Phone = phone.E164
-		code = newCode(e.cfg.CodeLength)
+		if !a.codeLater {
+			code = newCode(e.cfg.CodeLength)
+		}
 	}
 	c.CodeMAC = e.keys.codeMAC(c.ID, code)
 	if err := e.store.Create(r.Context(), c, a.pending, e.cfg.Retain); err != nil {
 		return e.storeError(w, r, "create", err)
 	}
 	c.Sends = 1 // as the store counts the first code
+	if a.codeLater {
+		c.Sends, c.LastSend = 0, time.Time{}
+	}
 	outcome := "browser"
 	switch {
+	case a.codeLater:
+		outcome = "passkey_first"
 	case phone == nil:
 		outcome = "decoy"
 	case a.api:
@@ -263,11 +305,14 @@ func (e *Engine) create(a *attempt, phone *sender.Phone) error {
 	e.emit(r, ev)
 	// Decoys too: real and decoy challenges cost the same.
 	e.watchExpiry(r, c)
-	if phone == nil {
+	switch {
+	case a.codeLater:
+		// The code waits until the customer asks for it (resend).
+	case phone == nil:
 		if err := e.store.RecordSend(r.Context(), c.ID, "", false); err != nil {
 			return e.storeError(w, r, "record_send", err)
 		}
-	} else {
+	default:
 		e.deliver(r, c, a.id.Email, code, false, "", a.api)
 	}
 	return e.challenged(a, c)
@@ -277,7 +322,11 @@ func (e *Engine) create(a *attempt, phone *sender.Phone) error {
 func (e *Engine) challenged(a *attempt, c *store.Challenge) error {
 	e.emit(a.r, &Event{Kind: EventRequest, Policy: a.p.Name, Mode: a.p.Mode.String(), Outcome: "challenged"})
 	if a.api {
-		e.apiChallenge(a.w, a.r, a.p, c, a.id.Email)
+		ps, err := e.userPasskeys(a)
+		if err != nil {
+			return e.storeError(a.w, a.r, "passkeys", err)
+		}
+		e.apiChallenge(a.w, a.r, a.p, c, a.id.Email, ps)
 		return nil
 	}
 	http.Redirect(a.w, a.r, e.challengeURL(c.ID), http.StatusSeeOther)

@@ -26,6 +26,11 @@ import (
 //	GET  {prefix}/status?challenge={id}   how the code's delivery goes
 //	POST {prefix}/receipts/{sender}       a provider's delivery receipt
 //	GET  {prefix}/receipts/{sender}       (receipts as GET, WhatsApp's check)
+//	GET  {prefix}/challenge/{id}/passkey  the offer of a passkey after a code
+//	POST {prefix}/challenge/{id}/passkey  enrol it (form: csrf, credential)
+//	GET  {prefix}/challenge/{id}/continue go on without one ("Not now")
+//	GET  {prefix}/passkeys                the user's passkeys (a fresh step-up)
+//	POST {prefix}/passkeys                rename or remove one (form: csrf, action, id, name)
 //
 // Anything else under the prefix is 404. These requests never reach the
 // upstream.
@@ -48,6 +53,8 @@ func (e *Engine) ServeEndpoint(w http.ResponseWriter, r *http.Request) error {
 			return nil
 		}
 		return e.showDelivery(w, r)
+	case "/passkeys":
+		return e.managePage(w, r)
 	case "/verify", "/resend":
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
@@ -74,7 +81,13 @@ func (e *Engine) ServeEndpoint(w http.ResponseWriter, r *http.Request) error {
 		return e.enterCode(&call{w: w, r: r, challenge: id})
 	case action == "resend" && r.Method == http.MethodPost:
 		return e.askResend(&call{w: w, r: r, challenge: id})
-	case action == "" || action == "resend":
+	case action == "passkey" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		return e.showEnrol(w, r, id)
+	case action == "passkey" && r.Method == http.MethodPost:
+		return e.enrol(w, r, id)
+	case action == "continue" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+		return e.leaveOffer(w, r, id)
+	case action == "" || action == "resend" || action == "passkey":
 		w.Header().Set("Allow", allowFor(action))
 		e.renderStatus(w, r, http.StatusMethodNotAllowed, page.StateError, nil)
 		return nil
@@ -84,7 +97,7 @@ func (e *Engine) ServeEndpoint(w http.ResponseWriter, r *http.Request) error {
 }
 
 func allowFor(action string) string {
-	if action == "" {
+	if action == "" || action == "passkey" {
 		return "GET, HEAD, POST"
 	}
 	return "POST"
@@ -234,6 +247,7 @@ func (e *Engine) renderChallenge(w http.ResponseWriter, r *http.Request, status 
 		return
 	}
 	d := e.challengeData(b, now)
+	e.offerPasskeyOn(r, &b, d)
 	d.Error = errMsg
 	d.Notice = notice
 	e.renderStatus(w, r, status, page.StateChallenge, d.Data())

@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
 	"go.uber.org/zap"
 
 	"github.com/caddy-stepup/caddy-stepup/sender"
@@ -148,6 +149,8 @@ type Headers struct {
 	Policy     string
 	User       string
 	VerifiedAt string
+	// Method says how the step-up was made (sms, passkey).
+	Method string
 }
 
 // DefaultHeaders are the upstream headers unless configured otherwise.
@@ -155,6 +158,7 @@ var DefaultHeaders = Headers{
 	Policy:     "Stepup-Policy",
 	User:       "Stepup-User",
 	VerifiedAt: "Stepup-Verified-At",
+	Method:     "Stepup-Method",
 }
 
 // Config is the engine's configuration. Zero values take the defaults.
@@ -242,6 +246,9 @@ type Config struct {
 	// anyone's account there, so a lockout that strangers can cause must
 	// end soon. At most MaxRequestFailureWindow.
 	RequestFailureWindow time.Duration
+	// Passkeys configures WebAuthn, for policies that offer passkeys
+	// (docs/PASSKEYS.md).
+	Passkeys Passkeys
 	// RevocationGrace is how long an instance keeps honouring session
 	// grants on the revocation state and store generation it read last
 	// while the store is unreachable (at most MaxRevocationGrace). Zero
@@ -363,9 +370,16 @@ func (c *Config) setDefaults() error {
 	if c.Headers.VerifiedAt == "" {
 		c.Headers.VerifiedAt = DefaultHeaders.VerifiedAt
 	}
+	if c.Headers.Method == "" {
+		c.Headers.Method = DefaultHeaders.Method
+	}
+	c.Headers.Method = http.CanonicalHeaderKey(c.Headers.Method)
 	c.Headers.Policy = http.CanonicalHeaderKey(c.Headers.Policy)
 	c.Headers.User = http.CanonicalHeaderKey(c.Headers.User)
 	c.Headers.VerifiedAt = http.CanonicalHeaderKey(c.Headers.VerifiedAt)
+	if err := c.Passkeys.setDefaults(firstNonEmpty(c.SiteName, c.Page.Title, c.Domain)); err != nil {
+		return err
+	}
 	if err := c.Limits.setDefaults(); err != nil {
 		return err
 	}
@@ -517,6 +531,12 @@ type Engine struct {
 	expiryQueue string
 	// bg counts the sends and failovers running after their request.
 	bg sync.WaitGroup
+	// wa is the WebAuthn relying party and passkeys the store's passkeys,
+	// when passkeys are configured; manage is the built-in policy of the
+	// passkeys page (a fresh step-up).
+	wa       *webauthn.WebAuthn
+	passkeys store.PasskeyStore
+	manage   *Policy
 }
 
 // New returns an engine for policies.
@@ -577,7 +597,10 @@ func New(cfg Config, policies []*Policy, opts Options) (*Engine, error) {
 		}
 		e.policies[p.Name] = p
 	}
-	upstream := []string{cfg.Headers.Policy, cfg.Headers.User, cfg.Headers.VerifiedAt}
+	if err := e.setupPasskeys(policies); err != nil {
+		return nil, err
+	}
+	upstream := []string{cfg.Headers.Policy, cfg.Headers.User, cfg.Headers.VerifiedAt, cfg.Headers.Method}
 	if opts.Assertion != nil {
 		upstream = append(upstream, opts.Assertion.Header)
 	}

@@ -46,6 +46,13 @@ const (
 	EventReplayed        EventKind = "replayed"
 	EventReplayRefused   EventKind = "replay_refused"
 	EventIdentityRefused EventKind = "identity_refused"
+	// EventPasskeyAdded: a passkey was enrolled; EventPasskeyChanged: one
+	// was renamed or removed (Outcome); EventPasskeyRefused: an
+	// enrolment or a change was refused (Outcome: csrf, malformed,
+	// invalid, offer_used, not_added, not_fresh).
+	EventPasskeyAdded   EventKind = "passkey_added"
+	EventPasskeyChanged EventKind = "passkey_changed"
+	EventPasskeyRefused EventKind = "passkey_refused"
 	// EventRequestRefused: a protected request refused before anything
 	// was created or sent, because stepup cannot read it the way the app
 	// will (Outcome: too_large, ambiguous_fields, ambiguous_headers,
@@ -98,6 +105,8 @@ type Event struct {
 	Attempts, Failures int
 	// Resend marks a code sent by a resend.
 	Resend bool
+	// Method is how a verification was made, or tried (sms, passkey).
+	Method string
 	// Prefix is the keyed hash of the number prefix (Engine.PrefixID) of
 	// a pumping event; Sends and Verified are the prefix's counts in the
 	// window.
@@ -137,7 +146,7 @@ func (ev *Event) level() zapcore.Level {
 		return zapcore.DebugLevel
 	case EventGrantUsed:
 		return zapcore.DebugLevel
-	case EventLocked, EventGrantRefused, EventReplayRefused, EventPrefixBlocked, EventCodeUndelivered:
+	case EventLocked, EventGrantRefused, EventReplayRefused, EventPrefixBlocked, EventCodeUndelivered, EventPasskeyRefused:
 		return zapcore.WarnLevel
 	case EventCodeSendFailed, EventStoreError:
 		return zapcore.ErrorLevel
@@ -171,6 +180,7 @@ func (e *Engine) emit(r *http.Request, ev *Event) {
 		add(zap.String("message_id", ev.MessageID), ev.MessageID != "")
 		add(zap.String("country", ev.Country), ev.Country != "")
 		add(zap.String("outcome", ev.Outcome), ev.Outcome != "")
+		add(zap.String("method", ev.Method), ev.Method != "")
 		add(zap.String("limit", ev.Limit), ev.Limit != "")
 		add(zap.Duration("duration", ev.Duration), ev.Duration != 0)
 		add(zap.Int("attempts", ev.Attempts), ev.Attempts != 0)

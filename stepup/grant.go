@@ -30,6 +30,9 @@ type Grant struct {
 	Expires  time.Time
 	// ID is random; it names the grant for single use and revocation.
 	ID string
+	// Method is how the step-up was made: MethodSMS ("" reads as SMS)
+	// or MethodPasskey.
+	Method string
 }
 
 // Token layout: base64url(payload) "." base64url(mac[:16]), where payload
@@ -71,6 +74,10 @@ func (k *keys) issueGrant(g Grant, b grantBinding) string {
 	var p [grantPayloadLen]byte
 	p[0] = grantVersion
 	p[1] = byte(g.Kind)
+	if g.Method == MethodPasskey {
+		// The kind in upper case: a passkey's grant ('S', 'T').
+		p[1] -= 'a' - 'A'
+	}
 	binary.BigEndian.PutUint64(p[2:10], uint64(g.IssuedAt.Unix()))
 	binary.BigEndian.PutUint64(p[10:18], uint64(g.Expires.Unix()))
 	if g.ID == "" {
@@ -123,8 +130,13 @@ func (k *keys) verifyGrant(token string, b *grantBinding, now time.Time) (Grant,
 	if !hmac.Equal(m[:], want[:grantMACLen]) {
 		return Grant{}, false
 	}
+	kind, method := p[1], MethodSMS
+	if kind == 'S' || kind == 'T' {
+		kind, method = kind+('a'-'A'), MethodPasskey
+	}
 	g := Grant{
-		Kind:     GrantKind(p[1]),
+		Kind:     GrantKind(kind),
+		Method:   method,
 		Policy:   b.Policy,
 		IssuedAt: time.Unix(int64(binary.BigEndian.Uint64(p[2:10])), 0),
 		Expires:  time.Unix(int64(binary.BigEndian.Uint64(p[10:18])), 0),
@@ -155,7 +167,7 @@ func grantID(token string) (string, bool) {
 // in the store.
 func (e *Engine) issue(r *http.Request, b *bound) (string, Grant, error) {
 	c, p := b.c, b.p
-	g := Grant{Kind: SessionGrant, Policy: c.Policy, IssuedAt: c.Used, Expires: c.Used.Add(p.GrantTTL)}
+	g := Grant{Kind: SessionGrant, Policy: c.Policy, IssuedAt: c.Used, Expires: c.Used.Add(p.GrantTTL), Method: c.Method}
 	var tx string
 	if p.Mode == Transaction {
 		var id [12]byte

@@ -33,6 +33,7 @@ type keys struct {
 	csrf    *macKey // form tokens
 	binding *macKey // user, session and pending-challenge keys
 	replay  *macKey // replay cookies
+	passkey *macKey // WebAuthn challenges
 
 	// aead is the stash cipher under the stash key (AES-256-GCM, safe
 	// for concurrent use).
@@ -65,6 +66,7 @@ func deriveKeys(secret []byte) (keys, error) {
 		csrf:    newMACKey(derive("csrf")),
 		binding: newMACKey(derive("binding")),
 		replay:  newMACKey(derive("replay")),
+		passkey: newMACKey(derive("passkey")),
 		aead:    aead,
 	}, nil
 }

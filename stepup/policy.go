@@ -72,6 +72,10 @@ type Policy struct {
 	// it: after a reload that changes the policy they expire, so that a
 	// change can never widen what an earlier code approved.
 	Version string
+	// Methods are the step-up methods offered, in order of preference:
+	// "sms" (a code; the default when empty) and "passkey" (WebAuthn,
+	// for users who enrolled one). SMS must be among them.
+	Methods []string
 
 	desc *describer
 }
@@ -92,9 +96,15 @@ func (p *Policy) Validate() error {
 	if err := GrantTTLBound.Check(p.GrantTTL); err != nil {
 		return fmt.Errorf("policy %s: %v", p.Name, err)
 	}
+	if err := checkMethods(p.Methods); err != nil {
+		return fmt.Errorf("policy %s: %v", p.Name, err)
+	}
 	if p.Version == "" {
 		sum := sha256.New()
 		writeParts(sum, "policy-v1", p.Name, p.Mode.String(), p.GrantTTL.String(), p.Describe)
+		if len(p.Methods) > 0 {
+			writeParts(sum, p.Methods...)
+		}
 		p.Version = b64.EncodeToString(sum.Sum(nil)[:12])
 	}
 	if p.Describe != "" {

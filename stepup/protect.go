@@ -339,7 +339,7 @@ func (e *Engine) sessionGrant(v *visit) (passed bool, err error) {
 	} else if revoked {
 		return false, nil
 	}
-	if err := e.setUpstreamHeaders(r, p, v.id.User, g.IssuedAt, nil); err != nil {
+	if err := e.setUpstreamHeaders(r, p, v.id.User, g.IssuedAt, nil, g.Method); err != nil {
 		return true, err
 	}
 	e.emit(r, &Event{Kind: EventGrantUsed, Policy: p.Name, Mode: "session", Outcome: "passed"})
@@ -457,7 +457,7 @@ func (e *Engine) useGrant(v *visit, tok string) error {
 	if kind == TransactionGrant {
 		tx = []byte(bind)
 	}
-	if err := e.setUpstreamHeaders(r, p, id.User, g.IssuedAt, tx); err != nil {
+	if err := e.setUpstreamHeaders(r, p, id.User, g.IssuedAt, tx, g.Method); err != nil {
 		return err
 	}
 	mode := "session"
@@ -526,15 +526,20 @@ func (e *Engine) refuseGrant(w http.ResponseWriter, r *http.Request, p *Policy, 
 }
 
 // setUpstreamHeaders tells the upstream what was verified, and signs it
-// when an assertion is configured. tx is the transaction hash, if any.
-// An error (the signer failed) means the request must not go on.
-func (e *Engine) setUpstreamHeaders(r *http.Request, p *Policy, user string, at time.Time, tx []byte) error {
+// when an assertion is configured. tx is the transaction hash, if any;
+// method how the step-up was made ("" reads as SMS). An error (the
+// signer failed) means the request must not go on.
+func (e *Engine) setUpstreamHeaders(r *http.Request, p *Policy, user string, at time.Time, tx []byte, method string) error {
 	h := e.cfg.Headers
+	if method == "" {
+		method = MethodSMS
+	}
 	r.Header.Set(h.Policy, p.Name)
 	r.Header.Set(h.User, user)
 	r.Header.Set(h.VerifiedAt, at.UTC().Format(time.RFC3339))
+	r.Header.Set(h.Method, method)
 	if a := e.assertion; a != nil {
-		tok, err := a.sign(user, p.Name, at, e.now(), tx)
+		tok, err := a.sign(user, p.Name, at, e.now(), tx, method)
 		if err != nil {
 			return fmt.Errorf("signing the step-up assertion: %w", err)
 		}

@@ -224,7 +224,7 @@ func (e *Engine) replay(w http.ResponseWriter, r *http.Request, next Next) (done
 	if p == nil {
 		p = &Policy{Name: c.Policy}
 	}
-	if err := e.setUpstreamHeaders(rr, p, ident.User, c.Used, c.TxHash); err != nil {
+	if err := e.setUpstreamHeaders(rr, p, ident.User, c.Used, c.TxHash, c.Method); err != nil {
 		return true, err
 	}
 	e.emit(r, &Event{Kind: EventReplayed, Policy: c.Policy, Mode: p.Mode.String(), Outcome: st.Method})

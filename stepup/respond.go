@@ -71,8 +71,12 @@ func (e *Engine) challengeData(b bound, now time.Time) *page.Challenge {
 		ExpiresAt:    c.Expires,
 		SendFailed:   sendFailed(c),
 		Channels:     channelNames(e.otherChannels(b)),
+		NoCode:       c.Sends == 0,
 	}
-	pc.Delivery, pc.DeliveryChannel = deliveryState(c)
+	if c.Sends > 0 {
+		// No code on its way yet (a passkey first): no delivery to tell.
+		pc.Delivery, pc.DeliveryChannel = deliveryState(c)
+	}
 	pc.StatusURL = e.cfg.PathPrefix + "/status?challenge=" + c.ID
 	if ret, ok := SafeReturnPath(c.ReturnURL); ok {
 		pc.ContinueURL = ret

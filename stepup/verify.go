@@ -23,7 +23,7 @@ import (
 // told (answers), as a page or as JSON.
 
 // maxFormBytes bounds the body of the engine's own forms and JSON.
-const maxFormBytes = 4 << 10
+const maxFormBytes = 8 << 10
 
 // call is one request to the code endpoints: browser or API is decided
 // once, by the endpoint it came to.
@@ -34,6 +34,50 @@ type call struct {
 	// challenge is the challenge's id; code and channel are what the
 	// form or the JSON says.
 	challenge, code, channel string
+	// assertion is a passkey's answer instead of a code (JSON), if any.
+	assertion []byte
+}
+
+// proof is what a call offers to open a challenge: a code, or a
+// passkey's assertion. Both go through the same core (compare): the
+// same failure budget and attempt, spent before the check, the same
+// consumption.
+type proof interface {
+	// method names it: MethodSMS or MethodPasskey.
+	method() string
+	// parse checks its form, before anything is spent: verified when it
+	// can be checked, else the outcome (badFormat, badAssertion).
+	parse(e *Engine, b *bound) outcome
+	// matches checks it against b's challenge once an attempt was spent:
+	// stored is the current code's MAC, n the attempts made, this one
+	// included.
+	matches(ctx context.Context, e *Engine, b *bound, stored []byte, n int) (bool, error)
+}
+
+// codeProof is a code typed in (or filled in from the SMS).
+type codeProof struct{ code string }
+
+func (*codeProof) method() string { return MethodSMS }
+
+func (cp *codeProof) parse(e *Engine, _ *bound) outcome {
+	code, ok := normalizeCode(cp.code, e.cfg.CodeLength)
+	if !ok {
+		return badFormat
+	}
+	cp.code = code
+	return verified
+}
+
+func (cp *codeProof) matches(_ context.Context, _ *Engine, b *bound, stored []byte, _ int) (bool, error) {
+	return hmac.Equal(stored, b.k.codeMAC(b.c.ID, cp.code)), nil
+}
+
+// proof is the call's code or assertion.
+func (k *call) proof() proof {
+	if len(k.assertion) > 0 {
+		return &passkeyProof{raw: k.assertion}
+	}
+	return &codeProof{code: k.code}
 }
 
 // outcome is what entering a code or asking for a new one came to.
@@ -51,6 +95,12 @@ const (
 	badChannel
 	finished // used, expired or out of attempts: see the challenge state
 	vanished // gone from the store
+	// badAssertion: a passkey answer that cannot be read, or one offered
+	// where no passkey may answer (nothing spent).
+	badAssertion
+	// wrongPasskey: the passkey's answer did not verify (an attempt and
+	// a failure spent, as for a wrong code).
+	wrongPasskey
 )
 
 // answer is how an outcome is told: its status, the error the challenge
@@ -70,12 +120,17 @@ var answers = map[outcome]answer{
 	codeReplaced: {http.StatusUnprocessableEntity, "A newer code was sent. Enter the code from the latest message.", "invalid_code", "the code is not correct"},
 	tooEarly:     {http.StatusTooManyRequests, "Please wait a little before asking for a new code.", "resend_too_early", "wait before asking for a new code"},
 	sendLimit:    {http.StatusTooManyRequests, "No more codes can be sent for this request. Use the last code you received.", "send_limit", "no more codes can be sent for this challenge"},
+	badAssertion: {http.StatusBadRequest, "That passkey could not be used. Try again, or get a code by SMS instead.", "invalid_assertion", "the assertion cannot be read, or this challenge takes no passkey"},
+	wrongPasskey: {http.StatusUnprocessableEntity, "That passkey could not be used. Try again, or get a code by SMS instead.", "invalid_assertion", "the passkey could not be verified"},
 }
 
 // apiRequest is the body of the verify and resend calls.
 type apiRequest struct {
 	Challenge string `json:"challenge"`
 	Code      string `json:"code"`
+	// Assertion is a passkey's answer instead of a code: the
+	// PublicKeyCredential as JSON (verify only).
+	Assertion json.RawMessage `json:"assertion,omitempty"`
 	// Channel (resend only) asks for the code on another channel, one
 	// of the challenge's "channels".
 	Channel string `json:"channel,omitempty"`
@@ -97,11 +152,11 @@ func (e *Engine) open(k *call) (b bound, ok bool, err error) {
 		var req apiRequest
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxFormBytes))
 		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil || !validID(req.Challenge) || len(req.Code) > 64 {
-			page.WriteError(w, http.StatusBadRequest, "bad_request", `send {"challenge":ID,"code":"123456"}`, nil)
+		if err := dec.Decode(&req); err != nil || !validID(req.Challenge) || len(req.Code) > 64 || (req.Code != "" && len(req.Assertion) > 0) {
+			page.WriteError(w, http.StatusBadRequest, "bad_request", `send {"challenge":ID,"code":"123456"} or {"challenge":ID,"assertion":{...}}`, nil)
 			return b, false, nil
 		}
-		k.challenge, k.code, k.channel = req.Challenge, req.Code, req.Channel
+		k.challenge, k.code, k.channel, k.assertion = req.Challenge, req.Code, req.Channel, req.Assertion
 		return e.load(w, r, k.challenge, true)
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
@@ -115,6 +170,9 @@ func (e *Engine) open(k *call) (b bound, ok bool, err error) {
 		return b, false, nil
 	}
 	k.code, k.channel = r.PostForm.Get("code"), r.PostForm.Get("channel")
+	if a := r.PostForm.Get("assertion"); a != "" {
+		k.assertion = []byte(a)
+	}
 	if b, ok, err = e.load(w, r, k.challenge, false); !ok {
 		return b, false, err
 	}
@@ -134,7 +192,7 @@ func (e *Engine) enterCode(k *call) error {
 	if !ok {
 		return err
 	}
-	res, lock, err := e.checkCode(k.r, &b, k.code)
+	res, lock, err := e.checkCode(k.r, &b, k.proof())
 	if err != nil {
 		return e.storeError(k.w, k.r, "verify", err)
 	}
@@ -156,6 +214,7 @@ func (e *Engine) enterCode(k *call) error {
 				"grant":      tok,
 				"policy":     c.Policy,
 				"kind":       kind,
+				"method":     c.Method,
 				"expires_at": g.Expires.UTC().Format(time.RFC3339),
 				"cookie":     GrantCookie,
 			}
@@ -167,17 +226,30 @@ func (e *Engine) enterCode(k *call) error {
 		}
 		setGrantCookie(w, r, c.Policy, tok, g.Expires.Sub(c.Used))
 	}
+	if e.offerEnrol(r, &b) {
+		// Verified by code where passkeys are offered: "use a passkey
+		// next time?" before going on (a preserved request goes out
+		// when the browser leaves the offer: goOn).
+		http.Redirect(w, r, e.enrolURL(c.ID), http.StatusSeeOther)
+		return nil
+	}
+	e.goOn(w, r, &b)
+	return nil
+}
+
+// goOn sends the browser whose challenge b was just verified back where
+// it was going; a preserved request goes out when it arrives there, so
+// that the upstream's answer shows at its URL.
+func (e *Engine) goOn(w http.ResponseWriter, r *http.Request, b *bound) {
+	c := b.c
 	ret, ok := SafeReturnPath(c.ReturnURL)
 	if !ok {
 		ret = "/"
 	}
 	if c.HasStash {
-		// The preserved request goes out when the browser arrives back at
-		// its URL, so that the upstream's answer shows there.
 		e.setReplayCookie(w, r, b.k, c.ID, b.sessionKey, ret)
 	}
 	http.Redirect(w, r, ret, http.StatusSeeOther)
-	return nil
 }
 
 // askResend sends a new code for a call's challenge, on the channel it
@@ -256,8 +328,17 @@ func (e *Engine) tell(k *call, b *bound, res outcome, wait time.Duration) error 
 		secs := int(wait.Seconds()) + 1
 		w.Header().Set("Retry-After", strconv.Itoa(secs))
 		extra = map[string]any{"retry_after": secs}
-	case a.code == "invalid_code":
+	case a.code == "invalid_code" || res == wrongPasskey:
 		extra = map[string]any{"attempts_left": c.MaxAttempts - c.Attempts}
+	}
+	if k.api && (res == wrongPasskey || res == badAssertion) && b.p != nil && b.p.offers(MethodPasskey) {
+		// A new try needs the options of the next attempt (a new nonce).
+		if owner, err := e.passkeysOf(r.Context(), b.id.User); err == nil && len(owner.keys) > 0 {
+			if extra == nil {
+				extra = map[string]any{}
+			}
+			extra["webauthn"] = e.assertOptions(b, owner.keys)
+		}
 	}
 	if k.api {
 		page.WriteError(w, a.status, a.code, a.detail, extra)
@@ -267,25 +348,33 @@ func (e *Engine) tell(k *call, b *bound, res outcome, wait time.Duration) error 
 	return nil
 }
 
-// checkCode verifies code against b's challenge. It spends an attempt
-// before comparing (so concurrent guesses cannot outrun the limit),
-// compares in constant time, counts failures against the user, and
-// consumes the challenge on success: of concurrent right answers exactly
-// one gets verified. lock is how long a lockout lasts.
-func (e *Engine) checkCode(r *http.Request, b *bound, code string) (res outcome, lock time.Duration, err error) {
-	res, lock, failures, err := e.compareCode(r.Context(), b, code)
+// checkCode verifies a code or a passkey's assertion against b's
+// challenge. It spends an attempt before comparing (so concurrent
+// guesses cannot outrun the limit), compares in constant time, counts
+// failures against the user, and consumes the challenge on success: of
+// concurrent right answers exactly one gets verified. lock is how long a
+// lockout lasts.
+func (e *Engine) checkCode(r *http.Request, b *bound, in proof) (res outcome, lock time.Duration, err error) {
+	res, lock, failures, err := e.compare(r.Context(), b, in)
 	if err != nil {
 		return res, lock, err
 	}
-	ev := &Event{Policy: b.c.Policy, Attempts: b.c.Attempts, Failures: failures}
+	ev := &Event{Policy: b.c.Policy, Attempts: b.c.Attempts, Failures: failures, Method: in.method()}
 	switch res {
 	case verified:
 		ev.Kind, ev.Outcome, ev.To = EventVerified, "ok", sender.MaskPhone(b.c.Phone)
-		e.pumpVerified(r.Context(), b.c)
-		ev.Sender, ev.Channel, ev.Country = b.c.SentBy, string(e.channelOf(b.c.SentBy)), countryOf(b.c.Phone)
-		if !b.c.LastSend.IsZero() {
-			ev.Duration = b.c.Used.Sub(b.c.LastSend) // from the send of the code
+		ev.Country = countryOf(b.c.Phone)
+		if in.method() == MethodSMS {
+			e.pumpVerified(r.Context(), b.c)
+			ev.Sender, ev.Channel = b.c.SentBy, string(e.channelOf(b.c.SentBy))
+			if !b.c.LastSend.IsZero() {
+				ev.Duration = b.c.Used.Sub(b.c.LastSend) // from the send of the code
+			}
 		}
+	case wrongPasskey:
+		ev.Kind, ev.Outcome = EventVerifyFailed, "wrong"
+	case badAssertion:
+		ev.Kind, ev.Outcome = EventVerifyFailed, "malformed"
 	case wrongCode:
 		ev.Kind, ev.Outcome = EventVerifyFailed, "wrong"
 	case codeReplaced:
@@ -303,9 +392,9 @@ func (e *Engine) checkCode(r *http.Request, b *bound, code string) (res outcome,
 	return res, lock, nil
 }
 
-// compareCode does checkCode's work; failures is the user's failure count
-// after a wrong code.
-func (e *Engine) compareCode(ctx context.Context, b *bound, code string) (res outcome, lock time.Duration, failures int, err error) {
+// compare does checkCode's work; failures is the user's failure count
+// after a wrong answer.
+func (e *Engine) compare(ctx context.Context, b *bound, in proof) (res outcome, lock time.Duration, failures int, err error) {
 	c := b.c
 	if b.failureKey == c.UserKey && b.failures.N >= e.cfg.MaxFailures {
 		// Locked, as read with the challenge: no need to ask again.
@@ -315,9 +404,8 @@ func (e *Engine) compareCode(ctx context.Context, b *bound, code string) (res ou
 		// Its policy changed, or it is over as read: nothing to compare.
 		return finished, 0, 0, nil
 	}
-	code, ok := normalizeCode(code, e.cfg.CodeLength)
-	if !ok {
-		return badFormat, 0, 0, nil // nothing compared, nothing spent
+	if res := in.parse(e, b); res != verified {
+		return res, 0, 0, nil // nothing compared, nothing spent
 	}
 	// The user's failure budget is spent before the comparison, in one
 	// atomic step: however many requests race, across any number of
@@ -344,13 +432,21 @@ func (e *Engine) compareCode(ctx context.Context, b *bound, code string) (res ou
 		return res, lock, 0, err
 	}
 	c.Attempts = attempts
-	if !hmac.Equal(stored, b.k.codeMAC(c.ID, code)) {
-		if n >= e.cfg.MaxFailures {
+	ok, err = in.matches(ctx, e, b, stored, attempts)
+	if err != nil {
+		// The attempt and the failure stay spent: fail closed.
+		return 0, 0, 0, err
+	}
+	if !ok {
+		switch {
+		case n >= e.cfg.MaxFailures:
 			return lockedOut, ttl, n, nil
+		case in.method() == MethodPasskey:
+			return wrongPasskey, 0, n, nil
 		}
 		return wrongCode, 0, n, nil
 	}
-	err = e.store.Consume(ctx, c.ID, stored, now)
+	err = e.store.Consume(ctx, c.ID, stored, now, in.method())
 	if errors.Is(err, store.ErrNotDurable) {
 		// Consumed on the primary, not acknowledged by its replicas:
 		// fail closed; the challenge cannot be used again either way.
@@ -364,7 +460,7 @@ func (e *Engine) compareCode(ctx context.Context, b *bound, code string) (res ou
 		res, lock, err := e.stateOutcome(b, err, now)
 		return res, lock, 0, err
 	}
-	c.Used = now
+	c.Used, c.Method = now, in.method()
 	return verified, 0, 0, nil
 }
 

@@ -39,6 +39,14 @@ type Challenge struct {
 	// Error and Notice are the engine's English texts for the field and
 	// above the form; the page shows them in its language.
 	Error, Notice string
+	// NoCode: no code went out yet (a passkey was offered first and no
+	// code was asked for); the first one is a resend.
+	NoCode bool
+	// PasskeyOptions are the WebAuthn request options (JSON) when a
+	// passkey may answer, "" otherwise; PasskeyFirst: the policy prefers
+	// it to the code.
+	PasskeyOptions string
+	PasskeyFirst   bool
 }
 
 // Data returns the page's data of c: a resend while sends are left
@@ -68,6 +76,10 @@ func (c *Challenge) Data() *Data {
 		expires:        c.ExpiresIn,
 		timed:          true,
 		sentText:       true,
+		NoCode:         c.NoCode,
+		Passkey:        c.PasskeyOptions != "",
+		PasskeyFirst:   c.PasskeyOptions != "" && c.PasskeyFirst,
+		passkeyOptions: c.PasskeyOptions,
 	}
 	if d.SendsLeft > 0 {
 		if wait := c.ResendWait; wait > 0 {
@@ -88,4 +100,19 @@ func (c *Challenge) Data() *Data {
 // locked state): after retry.
 func Retry(retry time.Duration) *Data {
 	return &Data{RetryIn: humanDuration(retry), retry: retry, retrySet: true}
+}
+
+// PasskeyOffer returns the data of the offer to create a passkey after
+// a code (StatePasskeyOffer): the form posts the new credential to
+// action with the csrf token; options are the WebAuthn creation options
+// (JSON); "Not now" goes on to continueURL.
+func PasskeyOffer(action, csrf, continueURL, options string) *Data {
+	return &Data{EnrolAction: action, CSRF: csrf, ContinueURL: continueURL, createOptions: options}
+}
+
+// PasskeyList returns the data of the passkeys page (StatePasskeys):
+// items, each with a rename and a remove form posting to action with
+// the csrf token, and notice (English, shown translated) after a change.
+func PasskeyList(items []PasskeyItem, action, csrf, notice string) *Data {
+	return &Data{Passkeys: items, ManageAction: action, CSRF: csrf, Notice: notice}
 }

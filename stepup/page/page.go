@@ -70,6 +70,11 @@ const (
 	StateAmbiguous       State = "ambiguous_request"
 	StateCrossSite       State = "cross_site"
 	StateBadIdentity     State = "bad_identity"
+	// StatePasskeyOffer offers a passkey after a verification by code
+	// ("use a passkey next time"); StatePasskeys lists the user's
+	// passkeys (rename, remove).
+	StatePasskeyOffer State = "passkey_offer"
+	StatePasskeys     State = "passkeys"
 )
 
 // StateText is the heading and text of each state. No text says which
@@ -98,6 +103,8 @@ var StateText = map[State][2]string{
 	StateAmbiguous:       {"This request cannot be verified", "The form holds a field twice or in a form we cannot show you exactly, so it cannot be approved. Nothing was sent."},
 	StateCrossSite:       {"This request came from another site", "For your security, a request sent from another website cannot be approved here. Nothing was sent. Go to this site and try again there."},
 	StateBadIdentity:     {"Your sign-in could not be read", "Your account details in this request are not valid. Sign in again, then try again. Nothing was sent."},
+	StatePasskeyOffer:    {"Use a passkey next time?", "You are verified. Next time, confirm with your fingerprint, face or screen lock instead of waiting for a code."},
+	StatePasskeys:        {"Your passkeys", "Passkeys let you confirm it’s you with your fingerprint, face or screen lock. If you lose a device, remove its passkey here: you can always get a code by SMS instead."},
 }
 
 // Config brands and localizes the engine's pages (Caddyfile: the
@@ -295,6 +302,18 @@ type Data struct {
 	// polls for changes.
 	Delivery, DeliveryText, StatusURL string
 
+	// Passkeys. Passkey: a passkey may answer the challenge (the script
+	// asks the browser for it, then posts the assertion to Action);
+	// PasskeyFirst: the policy prefers it to a code; NoCode: no code
+	// went out yet (the code form is then hidden while a passkey may
+	// answer, and "Send a code by SMS" posts to ResendAction).
+	Passkey, PasskeyFirst, NoCode bool
+	// EnrolAction is where a new passkey is posted (passkey_offer);
+	// ManageAction where the passkeys page posts renames and removals.
+	EnrolAction, ManageAction string
+	// Passkeys are the passkeys the passkeys page lists.
+	Passkeys []PasskeyItem
+
 	// Finished states: where to go on.
 	ContinueURL string
 	// Locked: roughly when to retry.
@@ -341,6 +360,18 @@ type Data struct {
 	sentText bool
 	// deliveryCh is the channel of the delivery's last message.
 	deliveryCh string
+	// passkeyOptions and createOptions are the WebAuthn request and
+	// creation options (JSON) the script passes to the browser.
+	passkeyOptions, createOptions string
+}
+
+// PasskeyItem is one passkey on the passkeys page.
+type PasskeyItem struct {
+	// ID is the credential id (base64url), Name what the user calls it.
+	ID, Name string
+	// Created and LastUsed are dates ("2026-12-06"); LastUsed is "" if
+	// never used. Meta says both in the page's language.
+	Created, LastUsed, Meta string
 }
 
 // Channel is a channel the page offers ("whatsapp", "Send the code
@@ -364,6 +395,10 @@ type Words struct {
 	// The challenge's expiry, attempts left and resend cooldown, and a
 	// locked user's wait ("You can try again in about 3 hours.").
 	ExpiresIn, AttemptsLeft, ResendIn, TryAgainIn string
+	// Passkeys: the challenge's buttons, the enrolment offer's and the
+	// passkeys page's words.
+	PasskeyUse, PasskeyInstead, SMSInstead, SendCode, PasskeyCreate, NotNow,
+	PasskeyName, Rename, Remove, NoPasskeys string
 }
 
 // T returns the catalog message key in the page's language, with
@@ -496,6 +531,10 @@ func (p *Responder) prepare(d *Data, st State, l *Locale) {
 		d.CodeLength = codeLength
 	}
 	switch {
+	case st == StateChallenge && d.sentText && d.Passkey && d.NoCode:
+		d.Text = l.Text("page.passkey_prompt")
+	case st == StateChallenge && d.sentText && d.NoCode:
+		d.Text = l.Text("page.no_code_yet")
 	case st == StateChallenge && d.sentText && d.SendFailed && d.To == "":
 		d.Text = l.Text("page.send_failed_hidden")
 	case st == StateChallenge && d.sentText && d.SendFailed:
@@ -531,6 +570,10 @@ func (p *Responder) prepare(d *Data, st State, l *Locale) {
 	}
 	if st == StateChallenge {
 		d.Say.ExpiresIn = l.Text("page.expires_in", "time", d.ExpiresIn)
+		if d.NoCode {
+			// No code yet: the request expires, not a code.
+			d.Say.ExpiresIn = l.Text("page.passkey_expires_in", "time", d.ExpiresIn)
+		}
 		d.Say.AttemptsLeft = l.Text("page.attempts_left", "n", d.AttemptsLeft)
 		if d.ResendIn != "" {
 			d.Say.ResendIn = l.Text("page.resend_in", "time", d.ResendIn)
@@ -561,9 +604,20 @@ func (p *Responder) prepare(d *Data, st State, l *Locale) {
 	case p.cfg.SupportText != "":
 		d.Say.SupportLine = p.cfg.SupportText
 	}
+	for i := range d.Passkeys {
+		it := &d.Passkeys[i]
+		if it.LastUsed == "" {
+			it.Meta = l.Text("passkeys.added_never_used", "date", it.Created)
+		} else {
+			it.Meta = l.Text("passkeys.added_used", "date", it.Created, "used", it.LastUsed)
+		}
+	}
 	d.Style, d.Script = p.style, p.script
-	if st == StateChallenge {
+	switch st {
+	case StateChallenge:
 		d.Client = clientJSON(d, l)
+	case StatePasskeyOffer:
+		d.Client = passkeyClientJSON(d, l)
 	}
 }
 
@@ -572,7 +626,7 @@ func iconFor(st State) string {
 	switch st {
 	case StateChallenge:
 		return "shield"
-	case StateUsed, StateAlreadySent:
+	case StateUsed, StateAlreadySent, StatePasskeyOffer:
 		return "check"
 	case StateExpired, StateStashExpired, StateExhausted, StateLocked, StateRateLimited:
 		return "clock"
@@ -626,7 +680,27 @@ func clientJSON(d *Data, l *Locale) template.JS {
 		st, _ := json.Marshal(d.Delivery)
 		b = append(append(b, `,"delivery":`...), st...)
 	}
+	if d.passkeyOptions != "" {
+		b = append(append(b, `,"passkey":`...), d.passkeyOptions...)
+		if d.NoCode {
+			exp, _ := json.Marshal(l.Text("page.passkey_expires_in"))
+			b = append(append(b, `,"expiresText":`...), exp...)
+		}
+	}
 	b = append(append(b, `,"format":`...), format...)
+	b = append(append(b, ','), l.client[1:]...)
+	return template.JS(b)
+}
+
+// passkeyClientJSON is the script's data on the enrolment offer: the
+// creation options and the texts.
+func passkeyClientJSON(d *Data, l *Locale) template.JS {
+	b := []byte(`{"create":`)
+	if d.createOptions != "" {
+		b = append(b, d.createOptions...)
+	} else {
+		b = append(b, "null"...)
+	}
 	b = append(append(b, ','), l.client[1:]...)
 	return template.JS(b)
 }

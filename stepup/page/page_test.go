@@ -215,6 +215,15 @@ func TestRenderEveryStateEveryLocale(t *testing.T) {
 					}
 					number = l.Text("page.sent_hidden", "n", 6)
 				}
+				if strings.HasPrefix(name, "challenge-passkey") && name != "challenge-passkey-code" {
+					// No code sent yet: the passkey first, the number not shown.
+					number = l.Text("page.passkey_prompt")
+					for _, want := range []string{`id="passkey-button"`, l.Text("page.passkey_use"), l.Text("page.sms_instead"), `novalidate hidden`} {
+						if !strings.Contains(text, want) {
+							t.Errorf("%s: lacks %q", what, want)
+						}
+					}
+				}
 				for _, want := range []string{`autocomplete="one-time-code"`, `inputmode="numeric"`, `pattern="[0-9]{6}"`,
 					`maxlength="6"`, `name="csrf"`, number, l.Text("page.code_label"), `<meta name="referrer" content="same-origin">`} {
 					if !strings.Contains(text, want) {

@@ -20,6 +20,18 @@ type samplePage struct {
 // samplePreviewNonce is the nonce of pages rendered for checks.
 const samplePreviewNonce = "c2FtcGxlLW5vbmNlLTEyMzQ"
 
+// samplePasskeyOptions and sampleCreateOptions are WebAuthn options of
+// the samples, for a credential that exists nowhere (a browser finds no
+// passkey for them).
+const (
+	samplePasskeyOptions = `{"challenge":"c2FtcGxlLWNoYWxsZW5nZS0wMTIzNDU2Nzg5YWJjZGVm","rpId":"localhost",` +
+		`"allowCredentials":[{"type":"public-key","id":"c2FtcGxlLWNyZWRlbnRpYWwtMQ","transports":["internal"]}],` +
+		`"userVerification":"required","timeout":300000}`
+	sampleCreateOptions = `{"rp":{"name":"Demo Shop","id":"localhost"},"user":{"name":"alice","displayName":"alice","id":"c2FtcGxlLXVzZXItaGFuZGxl"},` +
+		`"challenge":"c2FtcGxlLWNoYWxsZW5nZS0wMTIzNDU2Nzg5YWJjZGVm","pubKeyCredParams":[{"type":"public-key","alg":-7}],"timeout":300000,` +
+		`"authenticatorSelection":{"residentKey":"preferred","userVerification":"required"},"attestation":"none"}`
+)
+
 // sampleChallengeID is a well-formed challenge id that exists nowhere.
 const sampleChallengeID = "PREVIEW_0123456789abcd"
 
@@ -117,6 +129,23 @@ func samplePages(codeLength int) []samplePage {
 		{"challenge-failed-over", StateChallenge, http.StatusOK, challenge(func(c *Challenge) {
 			c.Delivery, c.DeliveryChannel = "failed_over", "whatsapp"
 		})},
+		// Passkeys: first (no code sent yet, "Send a code by SMS
+		// instead"), for a transaction, and after the code was asked for.
+		{"challenge-passkey", StateChallenge, http.StatusOK, challenge(func(c *Challenge) {
+			c.PasskeyOptions, c.PasskeyFirst, c.ResendWait, c.NoCode = samplePasskeyOptions, true, 0, true
+		})},
+		{"challenge-passkey-transaction", StateChallenge, http.StatusOK, challenge(func(c *Challenge) {
+			c.Policy, c.Description, c.ContinueURL = "checkout", desc, "/checkout"
+			c.PasskeyOptions, c.PasskeyFirst, c.ResendWait, c.NoCode = samplePasskeyOptions, true, 0, true
+		})},
+		{"challenge-passkey-code", StateChallenge, http.StatusOK, challenge(func(c *Challenge) {
+			c.PasskeyOptions, c.PasskeyFirst = samplePasskeyOptions, true
+		})},
+		{"challenge-passkey-failed", StateChallenge, http.StatusUnprocessableEntity, challenge(func(c *Challenge) {
+			c.PasskeyOptions, c.PasskeyFirst, c.ResendWait, c.NoCode = samplePasskeyOptions, true, 0, true
+			c.Error = en().Text("msg.passkey_failed")
+			c.AttemptsLeft--
+		})},
 		// About to expire: the page's script says so when it does.
 		{"challenge-expiring", StateChallenge, http.StatusOK, challenge(func(c *Challenge) {
 			c.ExpiresIn = 3 * time.Second
@@ -144,6 +173,17 @@ func samplePages(codeLength int) []samplePage {
 			data = func() *Data { return &Data{ContinueURL: "/", Description: desc} }
 		case StateLocked:
 			data = func() *Data { return Retry(3 * time.Hour) }
+		case StatePasskeyOffer:
+			data = func() *Data {
+				return PasskeyOffer(samplePathPrefix+"/challenge/"+sampleChallengeID+"/passkey", "sample-csrf-token", ret, sampleCreateOptions)
+			}
+		case StatePasskeys:
+			data = func() *Data {
+				return PasskeyList([]PasskeyItem{
+					{ID: "c2FtcGxlLWNyZWRlbnRpYWwtMQ", Name: "Passkey 1", Created: "2026-11-02", LastUsed: "2026-12-05"},
+					{ID: "c2FtcGxlLWNyZWRlbnRpYWwtMg", Name: "Work laptop", Created: "2026-12-01"},
+				}, samplePathPrefix+"/passkeys", "sample-csrf-token", "")
+			}
 		}
 		samples = append(samples, samplePage{name, st, status, data})
 	}

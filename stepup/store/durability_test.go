@@ -167,7 +167,7 @@ func durableOps(t *testing.T, s store.Store) map[string]error {
 		t.Fatal(err)
 	}
 	errs := map[string]error{}
-	errs["Consume"] = s.Consume(ctx, c.ID, c.CodeMAC, now)
+	errs["Consume"] = s.Consume(ctx, c.ID, c.CodeMAC, now, "sms")
 	if errs["Consume"] != nil {
 		// Used on the master even so: the stash can be taken.
 		if got, err := s.Get(ctx, c.ID); err != nil || got.Used.IsZero() {
@@ -215,7 +215,7 @@ func TestRedisWaitReplicas(t *testing.T) {
 	}
 	grant := storetest.ID()
 	_ = s.IssueGrant(ctx, grant, now.Add(time.Minute))
-	if err := s.Consume(ctx, c.ID, c.CodeMAC, now); err != nil {
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, now, "sms"); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.UseGrant(ctx, grant, now.Add(time.Minute)); err != nil {
@@ -239,7 +239,7 @@ func TestRedisWaitReplicas(t *testing.T) {
 		}
 	}
 	// A refusal wrote nothing and says so, not ErrNotDurable.
-	if err := s.Consume(ctx, c.ID, c.CodeMAC, now); !errors.Is(err, store.ErrUsed) {
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, now, "sms"); !errors.Is(err, store.ErrUsed) {
 		t.Errorf("Consume of a used challenge with a hung replica = %v, want ErrUsed", err)
 	}
 	t.Logf("6 operations against a hung replica took %v", time.Since(start).Round(time.Millisecond))

@@ -26,6 +26,7 @@ type Memory struct {
 	pump       memPump                         // the pumping defense's state (pumping.go)
 	messages   map[string]memMessage           // message pointers (AddDelivery)
 	queues     map[string]map[string]time.Time // failover queues
+	passkeys   map[string]memPasskeys          // by user key, never swept
 	generation string
 
 	now       func() time.Time
@@ -163,6 +164,9 @@ func (m *Memory) Create(_ context.Context, c *Challenge, pending string, retain 
 	d := c.clone()
 	d.Sends = 1
 	d.LastSend = c.Created
+	if c.CodeLater {
+		d.Sends, d.LastSend = 0, time.Time{}
+	}
 	d.Attempts = 0
 	d.Used = time.Time{}
 	e := &memChallenge{c: d, expire: c.Expires.Add(retain)}
@@ -247,7 +251,7 @@ func (m *Memory) BeginAttempt(_ context.Context, id string, now time.Time) ([]by
 }
 
 // Consume implements Store.
-func (m *Memory) Consume(_ context.Context, id string, mac []byte, now time.Time) error {
+func (m *Memory) Consume(_ context.Context, id string, mac []byte, now time.Time, method string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	c := m.live(id)
@@ -263,6 +267,7 @@ func (m *Memory) Consume(_ context.Context, id string, mac []byte, now time.Time
 	}
 	c.Used = now
 	c.CodeMAC = nil
+	c.Method = method
 	return nil
 }
 

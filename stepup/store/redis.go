@@ -181,6 +181,7 @@ const (
 	fPolicyV  = "pv"
 	fScope    = "sc"
 	fGen      = "g"
+	fMethod   = "vm"
 	// fSealed and the delivery fields: see delivery_redis.go.
 	fSealed = "cz"
 )
@@ -221,14 +222,14 @@ if tonumber(v[3]) >= tonumber(v[4]) then return {'dead'} end
 local a = redis.call('HINCRBY', KEYS[1], 'a', 1)
 return {'ok', v[5], a}`)
 
-	// KEYS[1] challenge; ARGV[1] mac, ARGV[2] now
+	// KEYS[1] challenge; ARGV[1] mac, ARGV[2] now, ARGV[3] method
 	scriptConsume = redis.NewScript(`
 local v = redis.call('HMGET', KEYS[1], 'e', 'u', 'm')
 if not v[1] then return 'nf' end
 if v[2] ~= '0' then return 'used' end
 if tonumber(v[1]) <= tonumber(ARGV[2]) then return 'exp' end
 if v[3] ~= ARGV[1] then return 'changed' end
-redis.call('HSET', KEYS[1], 'u', ARGV[2], 'm', '')
+redis.call('HSET', KEYS[1], 'u', ARGV[2], 'm', '', 'vm', ARGV[3])
 return 'ok'`)
 
 	// KEYS[1] challenge; ARGV[1] mac, ARGV[2] now, ARGV[3] cooldown, ARGV[4] max sends
@@ -389,6 +390,10 @@ func (s *Redis) Create(ctx context.Context, c *Challenge, pending string, retain
 		return err
 	}
 	ttl := c.Expires.Sub(c.Created) + retain
+	sends, lastSend := 1, ms(c.Created)
+	if c.CodeLater {
+		sends, lastSend = 0, 0
+	}
 	args := []any{
 		fPolicy, c.Policy,
 		fUser, c.UserKey,
@@ -400,8 +405,8 @@ func (s *Redis) Create(ctx context.Context, c *Challenge, pending string, retain
 		fMax, c.MaxAttempts,
 		fMAC, c.CodeMAC,
 		fAttempts, 0,
-		fSends, 1,
-		fLastSend, ms(c.Created),
+		fSends, sends,
+		fLastSend, lastSend,
 		fSentBy, "",
 		fFailed, 0,
 		fUsed, 0,
@@ -565,6 +570,7 @@ func parseChallenge(id string, h map[string]string) (*Challenge, error) {
 		SentBy:      h[fSentBy],
 		SendFailed:  h[fFailed] == "1",
 		Used:        fromMS(num(fUsed)),
+		Method:      h[fMethod],
 		HasStash:    h[fStash] == "1",
 		User:        h[fRawUser],
 		Hidden:      h[fHidden] == "1",
@@ -687,8 +693,8 @@ func (s *Redis) BeginAttempt(ctx context.Context, id string, now time.Time) ([]b
 }
 
 // Consume implements Store.
-func (s *Redis) Consume(ctx context.Context, id string, mac []byte, now time.Time) error {
-	cmd, durable := s.runDurable(ctx, scriptConsume, []string{s.challengeKey(id)}, mac, ms(now))
+func (s *Redis) Consume(ctx context.Context, id string, mac []byte, now time.Time, method string) error {
+	cmd, durable := s.runDurable(ctx, scriptConsume, []string{s.challengeKey(id)}, mac, ms(now), method)
 	status, err := cmd.Text()
 	if err != nil {
 		return fmt.Errorf("consuming challenge: %w", err)

@@ -106,6 +106,11 @@ type Challenge struct {
 	User string
 	// Hidden marks a challenge whose page must not show the number.
 	Hidden bool
+	// CodeLater marks a challenge made without a code on its way (a
+	// passkey is offered first): Create counts no send, so that the
+	// first code goes out as a resend, at once. It is not stored: Get
+	// returns it false, with Sends 0 until a code is sent.
+	CodeLater bool
 	// Created and Expires bound the code's lifetime.
 	Created time.Time
 	Expires time.Time
@@ -127,6 +132,8 @@ type Challenge struct {
 	SendFailed bool
 	// Used is when the challenge was verified; zero while pending.
 	Used time.Time
+	// Method is how it was verified (Consume's method); "" while pending.
+	Method string
 
 	// Deliveries are the messages that carried the challenge's codes, in
 	// the order they were accepted (AddDelivery), with what their
@@ -186,7 +193,7 @@ const AnyKey = "*"
 // concurrent use and must make each method atomic.
 type Store interface {
 	// Create stores a new challenge with its first code, counting one
-	// send at c.Created. The record is kept until c.Expires plus retain,
+	// send at c.Created (none with c.CodeLater). The record is kept until c.Expires plus retain,
 	// so that late requests learn it expired or was used. When pending is
 	// not empty, it also points pending at the challenge until c.Expires.
 	// With c.StashSlot set and a stash, it then points the slot at c for
@@ -204,10 +211,11 @@ type Store interface {
 	// It fails with ErrNotFound, ErrUsed, ErrExpired or ErrExhausted,
 	// spending nothing.
 	BeginAttempt(ctx context.Context, id string, now time.Time) (mac []byte, attempts int, err error)
-	// Consume marks a challenge used if it is still pending and its code
-	// is still mac. Of concurrent callers exactly one succeeds; the others
-	// get ErrUsed (or ErrCodeChanged, ErrExpired, ErrNotFound).
-	Consume(ctx context.Context, id string, mac []byte, now time.Time) error
+	// Consume marks a challenge used, by method (how it was answered:
+	// "sms", "passkey"), if it is still pending and its code is still
+	// mac. Of concurrent callers exactly one succeeds; the others get
+	// ErrUsed (or ErrCodeChanged, ErrExpired, ErrNotFound).
+	Consume(ctx context.Context, id string, mac []byte, now time.Time, method string) error
 	// Resend replaces the code of a live challenge with mac, if the
 	// cooldown since the last send has passed (else *CooldownError) and
 	// fewer than maxSends codes were sent (else ErrSendLimit). Attempts

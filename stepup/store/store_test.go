@@ -145,7 +145,7 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	if _, _, err := s.BeginAttempt(ctx, c.ID, now); err == nil {
 		t.Fatal("BeginAttempt succeeded with Redis down")
 	}
-	if err := s.Consume(ctx, c.ID, []byte("m"), now); err == nil {
+	if err := s.Consume(ctx, c.ID, []byte("m"), now, "sms"); err == nil {
 		t.Fatal("Consume succeeded with Redis down")
 	}
 	if err := s.Ping(ctx); err == nil {

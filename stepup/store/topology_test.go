@@ -24,6 +24,12 @@ func TestClusterContract(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return store.NewRedis(client, "cluster:"+strings.ReplaceAll(t.Name(), "/", ":")+":", false)
 	})
+	storetest.RunPasskeys(t, func(t *testing.T) interface {
+		store.Store
+		store.PasskeyStore
+	} {
+		return store.NewRedis(client, "cluster:"+strings.ReplaceAll(t.Name(), "/", ":")+":", false)
+	})
 	ctx := context.Background()
 	// The generation's run check works on the marker's master, whatever
 	// the prefix's hash tag: the marker and its run record share a slot.
@@ -94,7 +100,7 @@ func TestSentinelFailover(t *testing.T) {
 	for {
 		mac, _, err := s.BeginAttempt(ctx, c.ID, time.Now())
 		if err == nil {
-			if err := s.Consume(ctx, c.ID, mac, time.Now()); err != nil {
+			if err := s.Consume(ctx, c.ID, mac, time.Now(), "sms"); err != nil {
 				t.Fatalf("Consume after failover: %v", err)
 			}
 			break

@@ -1,3 +1,110 @@
+// Passkeys: where the page offers one (a challenge a passkey may answer,
+// or the offer to create one after a code), the browser is asked for it
+// by WebAuthn, and the answer is posted with the page's form. Without
+// this script, or without WebAuthn, the buttons stay hidden and the
+// code works as ever.
+(function () {
+  'use strict';
+  var island = document.getElementById('stepup-data'), data;
+  if (!island || !window.PublicKeyCredential || !navigator.credentials) return;
+  try { data = JSON.parse(island.textContent); } catch (e) { return; }
+  var t = data.t || {};
+
+  function dec(s) {
+    s = String(s).replace(/-/g, '+').replace(/_/g, '/');
+    while (s.length % 4) s += '=';
+    var bin = window.atob(s), out = new Uint8Array(bin.length);
+    for (var i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+    return out.buffer;
+  }
+  function enc(buf) {
+    if (!buf) return null;
+    var bytes = new Uint8Array(buf), bin = '';
+    for (var i = 0; i < bytes.length; i++) bin += String.fromCharCode(bytes[i]);
+    return window.btoa(bin).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+  function descriptors(list) {
+    var out = [];
+    for (var i = 0; list && i < list.length; i++) {
+      var d = { type: list[i].type, id: dec(list[i].id) };
+      if (list[i].transports) d.transports = list[i].transports;
+      out.push(d);
+    }
+    return out;
+  }
+  function showError(msg) {
+    var region = document.getElementById('passkey-error-live');
+    if (!region) return;
+    region.textContent = '';
+    var p = document.createElement('p'), icon = document.getElementById('error-icon');
+    p.className = 'error';
+    p.id = 'passkey-error';
+    if (icon && icon.content) p.appendChild(icon.content.cloneNode(true));
+    var span = document.createElement('span');
+    span.textContent = msg;
+    p.appendChild(span);
+    region.appendChild(p);
+  }
+  function wire(button, form, field, ask) {
+    var label = button.textContent, busy = false;
+    button.hidden = false;
+    button.addEventListener('click', function () {
+      if (busy) return;
+      busy = true;
+      button.setAttribute('aria-disabled', 'true');
+      if (t.working) button.textContent = t.working;
+      ask().then(function (value) {
+        field.value = JSON.stringify(value);
+        form.submit();
+      }, function () {
+        // Cancelled, timed out, or no such passkey here: nothing was
+        // sent, and the code remains.
+        busy = false;
+        button.removeAttribute('aria-disabled');
+        button.textContent = label;
+        showError(t.passkeyFailed);
+      });
+    });
+  }
+
+  // A challenge a passkey may answer: navigator.credentials.get.
+  var o = data.passkey, button = document.getElementById('passkey-button');
+  if (o && button) {
+    wire(button, document.getElementById('passkey-form'), document.getElementById('assertion'), function () {
+      return navigator.credentials.get({ publicKey: {
+        challenge: dec(o.challenge), rpId: o.rpId, timeout: o.timeout,
+        userVerification: o.userVerification, allowCredentials: descriptors(o.allowCredentials)
+      } }).then(function (c) {
+        var r = c.response;
+        return { id: c.id, rawId: enc(c.rawId), type: c.type, authenticatorAttachment: c.authenticatorAttachment || undefined,
+          clientExtensionResults: c.getClientExtensionResults ? c.getClientExtensionResults() : {},
+          response: { clientDataJSON: enc(r.clientDataJSON), authenticatorData: enc(r.authenticatorData),
+            signature: enc(r.signature), userHandle: enc(r.userHandle) } };
+      });
+    });
+  }
+
+  // The offer after a code: navigator.credentials.create.
+  var co = data.create, enrol = document.getElementById('enrol-button');
+  if (co && enrol) {
+    wire(enrol, document.getElementById('enrol-form'), document.getElementById('credential'), function () {
+      var pk = {
+        challenge: dec(co.challenge), rp: co.rp, timeout: co.timeout,
+        user: { id: dec(co.user.id), name: co.user.name, displayName: co.user.displayName },
+        pubKeyCredParams: co.pubKeyCredParams, excludeCredentials: descriptors(co.excludeCredentials),
+        authenticatorSelection: co.authenticatorSelection, attestation: co.attestation
+      };
+      return navigator.credentials.create({ publicKey: pk }).then(function (c) {
+        var r = c.response;
+        return { id: c.id, rawId: enc(c.rawId), type: c.type, authenticatorAttachment: c.authenticatorAttachment || undefined,
+          clientExtensionResults: c.getClientExtensionResults ? c.getClientExtensionResults() : {},
+          response: { clientDataJSON: enc(r.clientDataJSON), attestationObject: enc(r.attestationObject),
+            transports: r.getTransports ? r.getTransports() : [] } };
+      });
+    });
+  }
+})();
+
 // The code page works without this script; with it the page counts down,
 // submits once every digit is in (typed, pasted, or filled by the WebOTP
 // API from the SMS), and says what changed through a polite live region.
@@ -157,7 +264,7 @@
     if (typeof data.expires === 'number' && !expired) {
       var e = left(data.expires);
       if (e > 0) {
-        setText(expiry, fill(t.expiresIn, 'time', duration(e)));
+        setText(expiry, fill(data.expiresText || t.expiresIn, 'time', duration(e)));
         more = true;
       } else {
         expired = true;

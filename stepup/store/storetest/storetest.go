@@ -163,6 +163,17 @@ func testCreateGet(t *testing.T, s store.Store) {
 	if got2.Description != "" || len(got2.TxHash) != 0 || got2.User != "" || got2.Hidden {
 		t.Fatalf("optional fields not empty: %+v", got2)
 	}
+	// A challenge made without a code (a passkey first) counts no send:
+	// its first code is a resend, allowed at once.
+	c5 := newChallenge()
+	c5.CodeLater = true
+	mustCreate(t, s, c5)
+	if got5, _ := s.Get(ctx, c5.ID); got5.Sends != 0 || !got5.LastSend.IsZero() {
+		t.Fatalf("CodeLater: sends %d, last send %v; want 0, zero", got5.Sends, got5.LastSend)
+	}
+	if n, err := s.Resend(ctx, c5.ID, []byte("mac-2"), time.Now(), time.Hour, 3); err != nil || n != 1 {
+		t.Fatalf("first send of a CodeLater challenge = %d, %v; want 1, nil", n, err)
+	}
 }
 
 func testCreateTwice(t *testing.T, s store.Store) {
@@ -198,7 +209,7 @@ func testNotFound(t *testing.T, s store.Store) {
 	if _, _, err := s.BeginAttempt(ctx, id, t0); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("BeginAttempt = %v", err)
 	}
-	if err := s.Consume(ctx, id, []byte("x"), t0); !errors.Is(err, store.ErrNotFound) {
+	if err := s.Consume(ctx, id, []byte("x"), t0, "sms"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Consume = %v", err)
 	}
 	if _, err := s.Resend(ctx, id, []byte("x"), t0, 0, 3); !errors.Is(err, store.ErrNotFound) {
@@ -298,7 +309,7 @@ func testExpired(t *testing.T, s store.Store) {
 	if _, _, err := s.BeginAttempt(ctx, c.ID, late); !errors.Is(err, store.ErrExpired) {
 		t.Fatalf("BeginAttempt at expiry = %v", err)
 	}
-	if err := s.Consume(ctx, c.ID, c.CodeMAC, late); !errors.Is(err, store.ErrExpired) {
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, late, "sms"); !errors.Is(err, store.ErrExpired) {
 		t.Fatalf("Consume at expiry = %v", err)
 	}
 	if _, err := s.Resend(ctx, c.ID, []byte("m"), late, 0, 5); !errors.Is(err, store.ErrExpired) {
@@ -315,13 +326,19 @@ func testConsumeOnce(t *testing.T, s store.Store) {
 	c := newChallenge()
 	mustCreate(t, s, c)
 	now := t0.Add(time.Second)
-	if err := s.Consume(ctx, c.ID, []byte("wrong"), now); !errors.Is(err, store.ErrCodeChanged) {
+	if err := s.Consume(ctx, c.ID, []byte("wrong"), now, "sms"); !errors.Is(err, store.ErrCodeChanged) {
 		t.Fatalf("Consume with another mac = %v, want ErrCodeChanged", err)
 	}
-	if err := s.Consume(ctx, c.ID, c.CodeMAC, now); err != nil {
+	if pending, _ := s.Get(ctx, c.ID); pending.Method != "" {
+		t.Fatalf("Method %q before use", pending.Method)
+	}
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, now, "passkey"); err != nil {
 		t.Fatalf("Consume: %v", err)
 	}
-	if err := s.Consume(ctx, c.ID, c.CodeMAC, now); !errors.Is(err, store.ErrUsed) {
+	if used, _ := s.Get(ctx, c.ID); used.Method != "passkey" {
+		t.Fatalf("Method %q after use by passkey", used.Method)
+	}
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, now, "sms"); !errors.Is(err, store.ErrUsed) {
 		t.Fatalf("second Consume = %v, want ErrUsed", err)
 	}
 	if _, _, err := s.BeginAttempt(ctx, c.ID, now); !errors.Is(err, store.ErrUsed) {
@@ -351,10 +368,10 @@ func testConsumeAfterResend(t *testing.T, s store.Store) {
 	if _, err := s.Resend(ctx, c.ID, []byte("mac-two"), now, 30*time.Second, 3); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Consume(ctx, c.ID, mac, now); !errors.Is(err, store.ErrCodeChanged) {
+	if err := s.Consume(ctx, c.ID, mac, now, "sms"); !errors.Is(err, store.ErrCodeChanged) {
 		t.Fatalf("Consume of a replaced code = %v, want ErrCodeChanged", err)
 	}
-	if err := s.Consume(ctx, c.ID, []byte("mac-two"), now); err != nil {
+	if err := s.Consume(ctx, c.ID, []byte("mac-two"), now, "sms"); err != nil {
 		t.Fatalf("Consume of the new code: %v", err)
 	}
 }
@@ -370,7 +387,7 @@ func testConcurrentConsume(t *testing.T, s store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(time.Second))
+			err := s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(time.Second), "sms")
 			switch {
 			case err == nil:
 				ok.Add(1)
@@ -566,7 +583,7 @@ func testStashTakeOnce(t *testing.T, s store.Store) {
 	if _, err := s.TakeStash(ctx, c.ID); !errors.Is(err, store.ErrPending) {
 		t.Fatalf("TakeStash before verification = %v, want ErrPending", err)
 	}
-	if err := s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(time.Second)); err != nil {
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(time.Second), "sms"); err != nil {
 		t.Fatal(err)
 	}
 	b, err := s.TakeStash(ctx, c.ID)
@@ -583,7 +600,7 @@ func testStashConcurrentTake(t *testing.T, s store.Store) {
 	c := newChallenge()
 	c.Stash = []byte("POST /checkout")
 	mustCreate(t, s, c)
-	if err := s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(time.Second)); err != nil {
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(time.Second), "sms"); err != nil {
 		t.Fatal(err)
 	}
 	var ok, replayed atomic.Int32
@@ -616,7 +633,7 @@ func testNoStash(t *testing.T, s store.Store) {
 	if got, _ := s.Get(ctx, c.ID); got.HasStash {
 		t.Fatal("HasStash without a stash")
 	}
-	_ = s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(time.Second))
+	_ = s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(time.Second), "sms")
 	if _, err := s.TakeStash(ctx, c.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("TakeStash without stash = %v, want ErrNotFound", err)
 	}
@@ -869,7 +886,7 @@ func testReserveRefundConcurrent(t *testing.T, s store.Store) {
 				wrong.Add(1) // a wrong code keeps its unit
 				return
 			}
-			if err := s.Consume(ctx, c.ID, mac, now); err == nil {
+			if err := s.Consume(ctx, c.ID, mac, now, "sms"); err == nil {
 				right.Add(1)
 			}
 			if err := s.RefundFailure(ctx, user); err != nil {
@@ -946,13 +963,13 @@ func testStashSlot(t *testing.T, s store.Store) {
 	plain := newChallenge()
 	plain.StashSlot = slot
 	mustCreate(t, s, plain)
-	if err := s.Consume(ctx, a.ID, a.CodeMAC, now); err != nil {
+	if err := s.Consume(ctx, a.ID, a.CodeMAC, now, "sms"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.TakeStash(ctx, a.ID); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("TakeStash of a replaced challenge = %v, want ErrNotFound", err)
 	}
-	if err := s.Consume(ctx, b.ID, b.CodeMAC, now); err != nil {
+	if err := s.Consume(ctx, b.ID, b.CodeMAC, now, "sms"); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := s.TakeStash(ctx, b.ID); err != nil || !bytes.Equal(got, b.Stash) {
@@ -961,7 +978,7 @@ func testStashSlot(t *testing.T, s store.Store) {
 	// Verified before it was replaced: kept.
 	slot2 := "slot-" + ID()
 	v := stashed(t, s, slot2)
-	if err := s.Consume(ctx, v.ID, v.CodeMAC, now); err != nil {
+	if err := s.Consume(ctx, v.ID, v.CodeMAC, now, "sms"); err != nil {
 		t.Fatal(err)
 	}
 	w := stashed(t, s, slot2)
@@ -971,7 +988,7 @@ func testStashSlot(t *testing.T, s store.Store) {
 	// Other slots are untouched.
 	x := stashed(t, s, "slot-"+ID())
 	for _, c := range []*store.Challenge{w, x} {
-		if err := s.Consume(ctx, c.ID, c.CodeMAC, now); err != nil {
+		if err := s.Consume(ctx, c.ID, c.CodeMAC, now, "sms"); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := s.TakeStash(ctx, c.ID); err != nil {
@@ -1001,7 +1018,7 @@ func testStashSlotConcurrent(t *testing.T, s store.Store) {
 	wg.Wait()
 	kept := 0
 	for _, c := range cs {
-		if err := s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(time.Second)); err != nil {
+		if err := s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(time.Second), "sms"); err != nil {
 			t.Fatal(err)
 		}
 		switch got, err := s.TakeStash(ctx, c.ID); {
@@ -1155,7 +1172,7 @@ func testDeliveries(t *testing.T, s store.Store) {
 		}
 	}
 	// Deliveries are recorded on a used challenge too (a late send).
-	if err := s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(3*time.Second)); err != nil {
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, t0.Add(3*time.Second), "sms"); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.AddDelivery(ctx, c.ID, store.Delivery{Sender: "late", Sent: t0.Add(4 * time.Second)}, nil, c.Expires); err != nil || n != 3 {
@@ -1286,7 +1303,7 @@ func testClaimFailover(t *testing.T, s store.Store) {
 	if ok, _ := s.ClaimFailover(ctx, c.ID, 3, c.Expires); ok {
 		t.Fatal("an expired challenge failed over")
 	}
-	if err := s.Consume(ctx, c.ID, c.CodeMAC, now); err != nil {
+	if err := s.Consume(ctx, c.ID, c.CodeMAC, now, "sms"); err != nil {
 		t.Fatal(err)
 	}
 	if ok, _ := s.ClaimFailover(ctx, c.ID, 3, now); ok {
