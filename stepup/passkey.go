@@ -323,22 +323,31 @@ const maxAssertionBytes = 4 << 10
 type passkeyProof struct {
 	raw    []byte
 	parsed *protocol.ParsedCredentialAssertionData
+	owner  passkeyOwner // the user's passkeys, read by parse
 }
 
 func (*passkeyProof) method() string { return MethodPasskey }
 
-// parse reads the assertion; nothing is spent on one that cannot be read
-// or where the challenge's policy offers no passkey.
-func (pp *passkeyProof) parse(e *Engine, b *bound) outcome {
+// parse reads the assertion; nothing is spent on one that cannot be
+// read, where the challenge's policy offers no passkey, or where the
+// user has none (their challenge asked for a code only).
+func (pp *passkeyProof) parse(ctx context.Context, e *Engine, b *bound) (outcome, error) {
 	if e.wa == nil || b.p == nil || !b.p.offers(MethodPasskey) || b.c.Decoy() || len(pp.raw) > maxAssertionBytes {
-		return badAssertion
+		return badAssertion, nil
 	}
 	parsed, err := parseAssertion(pp.raw)
 	if err != nil {
-		return badAssertion
+		return badAssertion, nil
 	}
-	pp.parsed = parsed
-	return verified
+	owner, err := e.passkeysOf(ctx, b.id.User)
+	if err != nil {
+		return 0, err
+	}
+	if len(owner.keys) == 0 {
+		return badAssertion, nil
+	}
+	pp.parsed, pp.owner = parsed, owner
+	return verified, nil
 }
 
 // parseAssertion parses an assertion (PublicKeyCredential JSON) without
@@ -357,10 +366,7 @@ func parseAssertion(raw []byte) (*protocol.ParsedCredentialAssertionData, error)
 // nonce this attempt spent; then the signature counter must move on
 // (atomically, in the store).
 func (pp *passkeyProof) matches(ctx context.Context, e *Engine, b *bound, _ []byte, n int) (bool, error) {
-	owner, err := e.passkeysOf(ctx, b.id.User)
-	if err != nil {
-		return false, err
-	}
+	owner := pp.owner
 	var cred *store.Passkey
 	for i := range owner.keys {
 		if bytes.Equal(owner.keys[i].ID, pp.parsed.RawID) {

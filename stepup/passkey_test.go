@@ -168,13 +168,22 @@ func TestPasskeyNoneFallsBackToSMS(t *testing.T) {
 	if h.out.count() != 1 {
 		t.Fatal("no code sent")
 	}
-	// A passkey answer where none may answer: refused, nothing spent.
+	// A passkey answer where none may answer (bob has none): refused
+	// with 400, nothing spent, however often (R5-02).
 	auth := newAuthenticator()
-	if _, err := auth.Create(softauthn.CreationOptions{}); err == nil {
-		as, _ := auth.Get(softauthn.RequestOptions{Challenge: "AAAAAAAAAAAAAAAAAAAAAA"})
-		resp, out := bob.apiAssert(ch["challenge"].(string), as)
-		if resp.StatusCode != http.StatusUnprocessableEntity && resp.StatusCode != http.StatusBadRequest {
-			t.Fatalf("foreign assertion = %d %v", resp.StatusCode, out)
+	if _, err := auth.Create(softauthn.CreationOptions{RP: struct {
+		ID string `json:"id"`
+	}{"shop.example"}}); err != nil {
+		t.Fatal(err)
+	}
+	as, err := auth.Sign("AAAAAAAAAAAAAAAAAAAAAA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 8 {
+		resp, out := bob.apiAssert(ch["challenge"].(string), auth.JSON(as))
+		if resp.StatusCode != http.StatusBadRequest || out["error"] != "invalid_assertion" {
+			t.Fatalf("an assertion of a user without passkeys = %d %v; want 400 invalid_assertion", resp.StatusCode, out)
 		}
 	}
 	resp, out := bob.apiVerify(ch["challenge"].(string), h.out.last(t).Code)

@@ -46,8 +46,9 @@ type proof interface {
 	// method names it: MethodSMS or MethodPasskey.
 	method() string
 	// parse checks its form, before anything is spent: verified when it
-	// can be checked, else the outcome (badFormat, badAssertion).
-	parse(e *Engine, b *bound) outcome
+	// can be checked, else the outcome (badFormat, badAssertion). An
+	// error is the store's.
+	parse(ctx context.Context, e *Engine, b *bound) (outcome, error)
 	// matches checks it against b's challenge once an attempt was spent:
 	// stored is the current code's MAC, n the attempts made, this one
 	// included.
@@ -59,13 +60,13 @@ type codeProof struct{ code string }
 
 func (*codeProof) method() string { return MethodSMS }
 
-func (cp *codeProof) parse(e *Engine, _ *bound) outcome {
+func (cp *codeProof) parse(_ context.Context, e *Engine, _ *bound) (outcome, error) {
 	code, ok := normalizeCode(cp.code, e.cfg.CodeLength)
 	if !ok {
-		return badFormat
+		return badFormat, nil
 	}
 	cp.code = code
-	return verified
+	return verified, nil
 }
 
 func (cp *codeProof) matches(_ context.Context, _ *Engine, b *bound, stored []byte, _ int) (bool, error) {
@@ -404,8 +405,8 @@ func (e *Engine) compare(ctx context.Context, b *bound, in proof) (res outcome, 
 		// Its policy changed, or it is over as read: nothing to compare.
 		return finished, 0, 0, nil
 	}
-	if res := in.parse(e, b); res != verified {
-		return res, 0, 0, nil // nothing compared, nothing spent
+	if res, err := in.parse(ctx, e, b); err != nil || res != verified {
+		return res, 0, 0, err // nothing compared, nothing spent
 	}
 	// The user's failure budget is spent before the comparison, in one
 	// atomic step: however many requests race, across any number of
