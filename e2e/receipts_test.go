@@ -177,15 +177,11 @@ func TestReceiptFailover(t *testing.T) {
 	resp, _ = bob.do("GET", target, nil)
 	challenge = resolve(target, resp.Header.Get("Location"))
 	gw1.wait(t, 2)
-	sent2 := time.Now()
 	m1 = gw1.last(t)
 	before := gw2.count()
 	if got := gatewayReceipt(t, m1.ReceiptURL, m1.ID, "failed", key); got != 200 {
 		t.Fatalf("failed receipt = %d", got)
 	}
-	// On a loaded machine the receipt may come after failover_after: the
-	// timer then fails the code over first, and the metrics say so.
-	late := time.Since(sent2) > 4*time.Second
 	gw2.wait(t, before+1)
 	if m2 := gw2.last(t); m2.Code != m1.Code || m2.Challenge != m1.Challenge {
 		t.Fatal("the failed receipt's failover carried another code")
@@ -210,25 +206,28 @@ func TestReceiptFailover(t *testing.T) {
 		}
 	}
 	metrics := p.adminGet(t, "/metrics")
-	wants := []string{
+	for _, want := range []string{
 		`caddy_stepup_receipts_total{sender="gw2",status="delivered"} 1`,
 		`caddy_stepup_delivery_seconds_count{channel="",sender="gw2"} 1`,
-	}
-	if late {
-		t.Log("the failed receipt came after failover_after: the timer failed bob's code over")
-		wants = append(wants, `caddy_stepup_failovers_total{channel="",reason="timeout",sender="gw2"} 2`)
-	} else {
-		wants = append(wants,
-			`caddy_stepup_failovers_total{channel="",reason="timeout",sender="gw2"} 1`,
-			`caddy_stepup_failovers_total{channel="",reason="failed",sender="gw2"} 1`,
-			`caddy_stepup_receipts_total{sender="gw1",status="failed"} 2`)
-	}
-	for _, want := range wants {
+	} {
 		if !strings.Contains(metrics, want) {
-			t.Errorf("metrics lack %s; they have:\n%s", want,
-				strings.Join(regexp.MustCompile(`(?m)^caddy_stepup_(failovers|receipts)_total.*$`).FindAllString(metrics, -1), "\n"))
+			t.Errorf("metrics lack %s", want)
 		}
 	}
+	// Two failovers to gw2. Which reason each carries depends on timing
+	// (on a loaded machine the timer may fail bob's code over before the
+	// failed receipt is taken); the reasons are unit-tested
+	// (TestFailoverOnFailedReceipt, TestDeliveryMetrics).
+	failovers := 0
+	for _, m := range regexp.MustCompile(`(?m)^caddy_stepup_failovers_total\{channel="",reason="(?:timeout|failed)",sender="gw2"\} (\d+)$`).FindAllStringSubmatch(metrics, -1) {
+		n, _ := strconv.Atoi(m[1])
+		failovers += n
+	}
+	if failovers != 2 {
+		t.Errorf("%d failovers to gw2 in the metrics, want 2:\n%s", failovers,
+			strings.Join(regexp.MustCompile(`(?m)^caddy_stepup_(failovers|receipts)_total.*$`).FindAllString(metrics, -1), "\n"))
+	}
+
 
 	// The same figures from Redis, for shops without Prometheus (the
 	// tallies are written once a second).
