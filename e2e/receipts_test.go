@@ -228,7 +228,6 @@ func TestReceiptFailover(t *testing.T) {
 			strings.Join(regexp.MustCompile(`(?m)^caddy_stepup_(failovers|receipts)_total.*$`).FindAllString(metrics, -1), "\n"))
 	}
 
-
 	// The same figures from Redis, for shops without Prometheus (the
 	// tallies are written once a second).
 	var stats string
