@@ -270,11 +270,17 @@ const (
 // origin of its numbers and the prefix's keyed hash (PrefixID), so that
 // Redis keys hold no digits of customers' numbers either.
 func (e *Engine) pumpKey(prefix string) string {
-	origin := pumpOriginAccount
+	keys := pumpKeys(e.PrefixID(prefix))
 	if e.fromRequest {
-		origin = pumpOriginRequest
+		return keys[0]
 	}
-	return origin + ":" + e.PrefixID(prefix)
+	return keys[1]
+}
+
+// pumpKeys are the store's names of the prefix whose PrefixID is id: of
+// numbers a request names, then of numbers on file.
+func pumpKeys(id string) []string {
+	return []string{pumpOriginRequest + ":" + id, pumpOriginAccount + ":" + id}
 }
 
 // PumpKeys returns the store's names of a number prefix under a
@@ -285,7 +291,7 @@ func PumpKeys(secret []byte, prefix string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []string{pumpOriginRequest + ":" + id, pumpOriginAccount + ":" + id}, nil
+	return pumpKeys(id), nil
 }
 
 // countryAlarmSends is how many times min_sends a country must be sent
@@ -361,8 +367,8 @@ func (e *Engine) UnblockPrefix(ctx context.Context, prefix string) (bool, error)
 		return false, ErrPumpingOff
 	}
 	ok := false
-	for _, origin := range []string{pumpOriginRequest, pumpOriginAccount} {
-		lifted, err := ps.UnblockPrefix(ctx, strconv.Itoa(cc), origin+":"+e.PrefixID(prefix))
+	for _, key := range pumpKeys(e.PrefixID(prefix)) {
+		lifted, err := ps.UnblockPrefix(ctx, strconv.Itoa(cc), key)
 		if err != nil {
 			return false, err
 		}
