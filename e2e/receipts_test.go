@@ -159,7 +159,13 @@ func TestReceiptFailover(t *testing.T) {
 	if m2.Code != m1.Code || m2.Challenge != m1.Challenge {
 		t.Fatalf("failover sent another code or challenge: %+v vs %+v", m2, m1)
 	}
-	if s := alice.status(p, challenge); s["state"] != "failed_over" {
+	// The failover's delivery is recorded once gw2 has answered, a
+	// moment after gw2 got the message: poll as the page does.
+	s := alice.status(p, challenge)
+	for deadline := time.Now().Add(5 * time.Second); s["state"] != "failed_over" && time.Now().Before(deadline); s = alice.status(p, challenge) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s["state"] != "failed_over" {
 		t.Errorf("status after the failover: %v", s)
 	}
 	_, page := alice.do("GET", challenge, nil)
