@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -517,6 +518,11 @@ type Engine struct {
 	expiryQueue string
 	// bg counts the sends and failovers running after their request.
 	bg sync.WaitGroup
+	// lastScope and lastVerifiedAt remember the last value each worked
+	// out, for the next request that needs the same (one site, one
+	// grant): one entry each, so nothing a client sends can grow them.
+	lastScope      atomic.Pointer[scopeEntry]
+	lastVerifiedAt atomic.Pointer[verifiedAtEntry]
 }
 
 // New returns an engine for policies.

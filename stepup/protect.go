@@ -76,13 +76,13 @@ func readAPIGrant(r *http.Request) apiGrant {
 	if !hasCookieNamed(r, GrantCookie) {
 		return g
 	}
-	cs := r.CookiesNamed(GrantCookie)
+	first, n := cookiesNamed(r, GrantCookie)
 	switch {
-	case len(cs) == 0:
-	case g.token != "" || len(cs) > 1:
+	case n == 0:
+	case g.token != "" || n > 1:
 		g.ambiguous = true
 	default:
-		g.token = cs[0].Value
+		g.token = first
 	}
 	return g
 }
@@ -479,19 +479,60 @@ func (e *Engine) scope(r *http.Request) string {
 	if e.cfg.Scope != "" {
 		return "shared\x00" + e.cfg.Scope
 	}
+	a, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	ta, tcp := a.(*net.TCPAddr)
+	if tcp {
+		// The scope of the last request, when this one came for the
+		// same Host on the same port.
+		if c := e.lastScope.Load(); c != nil && c.host == r.Host && c.port == ta.Port {
+			return c.scope
+		}
+	}
 	host := r.Host
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
 		host = host[:i]
 	}
 	var port string
-	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		if ta, ok := a.(*net.TCPAddr); ok {
-			port = strconv.Itoa(ta.Port)
-		} else if _, p, err := net.SplitHostPort(a.String()); err == nil {
+	if tcp {
+		port = strconv.Itoa(ta.Port)
+	} else if a != nil {
+		if _, p, err := net.SplitHostPort(a.String()); err == nil {
 			port = p
 		}
 	}
-	return "site\x00" + e.cfg.PathPrefix + "\x00" + strings.ToLower(host) + "\x00" + port
+	scope := "site\x00" + e.cfg.PathPrefix + "\x00" + strings.ToLower(host) + "\x00" + port
+	if tcp {
+		e.lastScope.Store(&scopeEntry{host: r.Host, port: ta.Port, scope: scope})
+	}
+	return scope
+}
+
+// scopeEntry is a scope worked out for a request's Host and local port.
+type scopeEntry struct {
+	host  string
+	port  int
+	scope string
+}
+
+// verifiedAtEntry is the Stepup-Verified-At value of a time, in seconds.
+type verifiedAtEntry struct {
+	unix  int64
+	value string
+}
+
+// verifiedAt formats at for the Stepup-Verified-At header (RFC 3339,
+// UTC, whole seconds as grants keep them).
+func (e *Engine) verifiedAt(at time.Time) string {
+	if at.Nanosecond() == 0 {
+		if c := e.lastVerifiedAt.Load(); c != nil && c.unix == at.Unix() {
+			return c.value
+		}
+	}
+	v := at.UTC().Format(time.RFC3339)
+	if at.Nanosecond() == 0 {
+		e.lastVerifiedAt.Store(&verifiedAtEntry{unix: at.Unix(), value: v})
+	}
+	return v
 }
 
 // refuseGrant answers a grant token that does not open this request: it
@@ -511,7 +552,7 @@ func (e *Engine) setUpstreamHeaders(r *http.Request, p *Policy, user string, at 
 	h := e.cfg.Headers
 	r.Header.Set(h.Policy, p.Name)
 	r.Header.Set(h.User, user)
-	r.Header.Set(h.VerifiedAt, at.UTC().Format(time.RFC3339))
+	r.Header.Set(h.VerifiedAt, e.verifiedAt(at))
 	if a := e.assertion; a != nil {
 		tok, err := a.sign(user, p.Name, at, e.now(), tx)
 		if err != nil {
