@@ -143,7 +143,7 @@ type suite struct {
 	peerNote string
 	jwt      string // the peer's access_token
 	rc       receiverClient
-	rdb   *redis.Client
+	rdb      *redis.Client
 
 	baseline *config
 	configs  []*config
