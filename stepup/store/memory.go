@@ -23,7 +23,7 @@ type Memory struct {
 	slots      map[string]memPointer // stash slots
 	rates      map[string]time.Time  // GCRA theoretical arrival times
 	revoked    map[string]memRevocation
-	pump       memPump // the pumping defense's state (pumping.go)
+	pump       memPump                         // the pumping defense's state (pumping.go)
 	messages   map[string]memMessage           // message pointers (AddDelivery)
 	queues     map[string]map[string]time.Time // failover queues
 	generation string
