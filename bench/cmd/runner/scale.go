@@ -310,7 +310,10 @@ func (s *suite) writeScale(w func(string, ...any)) {
 			bytesHuman(st.metrics["redis-B/op"]), st.metrics["redis-B/op"]/float64(size))
 	}
 	w("\n")
-	w("The stash grows linearly with the body it preserves (sealed, then kept as a\n")
-	w("Redis string: see [TUNING.md](TUNING.md) for the overhead), plus the\n")
-	w("challenge's own few hundred bytes; the time is the body's read, seal and write.\n\n")
+	w("The stash grows linearly with the body it preserves: the request sealed\n")
+	w("(AES-GCM: its headers, the body, nonce and tag) and kept as one Redis string,\n")
+	w("plus the challenge's own few hundred bytes. Above the body, `used_memory`\n")
+	w("also shows Redis's allocator rounding a large value up to its size class\n")
+	w("(jemalloc: up to 25%%, e.g. 1 MiB and a little → 1.25 MiB). The time is the\n")
+	w("body's read, seal and write.\n\n")
 }
