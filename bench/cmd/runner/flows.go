@@ -82,16 +82,28 @@ func (rc receiverClient) count(ctx context.Context) (ok, bad int, err error) {
 }
 
 // code returns the code sent for one challenge.
+// A browser's code is sent after its answer: code waits up to 15
+// seconds for it (a loaded machine may take a while).
 func (rc receiverClient) code(ctx context.Context, id string) (string, error) {
-	resp, body, err := send(ctx, client, http.MethodGet, rc.base+"/codes?id="+url.QueryEscape(id), nil, nil)
-	if err != nil {
-		return "", err
+	deadline := time.Now().Add(15 * time.Second)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		resp, body, err := send(ctx, client, http.MethodGet, rc.base+"/codes?id="+url.QueryEscape(id), nil, nil)
+		if err != nil {
+			return "", err
+		}
+		if resp.StatusCode == http.StatusOK {
+			_, code, _ := strings.Cut(strings.TrimSpace(body), " ")
+			return code, nil
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("no code reached the receiver for challenge %s", id)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(wait):
+		}
 	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("no code reached the receiver for challenge %s", id)
-	}
-	_, code, _ := strings.Cut(strings.TrimSpace(body), " ")
-	return code, nil
 }
 
 // codes returns every code the receiver kept since the last reset, by
