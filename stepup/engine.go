@@ -523,6 +523,8 @@ type Engine struct {
 	// grant): one entry each, so nothing a client sends can grow them.
 	lastScope      atomic.Pointer[scopeEntry]
 	lastVerifiedAt atomic.Pointer[verifiedAtEntry]
+	// verified remembers session grants that verified (verifyGrant).
+	verified grantCache
 }
 
 // New returns an engine for policies.

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -448,15 +450,61 @@ func (e *Engine) useGrant(v *visit, tok string) error {
 }
 
 // verifyGrant checks a grant token under the current secret, then the
-// previous ones.
+// previous ones. A session grant that verified is remembered with its
+// binding (grantCache): the same token for the same binding verifies
+// again without its MAC being computed again, its expiry checked each
+// time.
 func (e *Engine) verifyGrant(tok string, b grantBinding) (Grant, bool) {
 	now := e.now()
+	if v, ok := e.verified.m.Load(tok); ok {
+		if ent := v.(*verifiedGrant); ent.b == b {
+			if !now.Before(ent.g.Expires) {
+				return Grant{}, false
+			}
+			return ent.g, true
+		}
+	}
 	for _, k := range e.all {
 		if g, ok := k.verifyGrant(tok, &b, now); ok {
+			if g.Kind == SessionGrant {
+				e.verified.remember(tok, b, g)
+			}
 			return g, true
 		}
 	}
 	return Grant{}, false
+}
+
+// grantCacheMax bounds the cache of verified grants; past it, it starts
+// afresh.
+const grantCacheMax = 100_000
+
+// grantCache remembers session grants that verified: token -> the
+// binding it verified for and the grant. Only a token whose MAC verified
+// under this engine's secrets enters it, and an entry answers only for
+// the very same binding (policy and its version, scope, store
+// generation, user, session), so it answers as the MAC would; the
+// secrets of an engine never change. Revocation is checked after it, as
+// before.
+type grantCache struct {
+	m    sync.Map // token -> *verifiedGrant
+	size atomic.Int64
+}
+
+type verifiedGrant struct {
+	b grantBinding
+	g Grant
+}
+
+func (c *grantCache) remember(tok string, b grantBinding, g Grant) {
+	if c.size.Add(1) > grantCacheMax {
+		c.m.Clear()
+		c.size.Store(1)
+	}
+	// Copies, so that the entry does not keep the request's headers
+	// (the token is a piece of its Cookie header) alive.
+	b.User, b.Session = strings.Clone(b.User), strings.Clone(b.Session)
+	c.m.Store(strings.Clone(tok), &verifiedGrant{b: b, g: g})
 }
 
 // binding is what a grant of policy p for user in session, made or used
