@@ -477,7 +477,7 @@ func (e *Engine) verifyGrant(tok string, b grantBinding) (Grant, bool) {
 
 // grantCacheMax bounds the cache of verified grants; past it, it starts
 // afresh.
-const grantCacheMax = 100_000
+const grantCacheMax = 50_000
 
 // grantCache remembers session grants that verified: token -> the
 // binding it verified for and the grant. Only a token whose MAC verified
