@@ -126,7 +126,7 @@ func main() {
 type ports struct {
 	Admin, Plain, Redis, Memory, Forward, Limited int
 	Upstream, Receiver, AuthService, RedisServer  int
-	Peer, PeerAdmin                               int
+	Peer, PeerAdmin, PeerPlain                    int
 	// Scale1, Scale200: stepup with 1 and 200 policies (scaling table).
 	Scale1, Scale200 int
 	// Many numbers the 180 extra policies of the 200-policy site.
@@ -296,7 +296,7 @@ func (s *suite) startServersOnce(ctx context.Context) error {
 	}()
 	for _, p := range []*int{&s.ports.Admin, &s.ports.Plain, &s.ports.Redis, &s.ports.Memory, &s.ports.Forward,
 		&s.ports.Limited, &s.ports.Upstream, &s.ports.Receiver, &s.ports.AuthService, &s.ports.RedisServer,
-		&s.ports.Peer, &s.ports.PeerAdmin, &s.ports.Scale1, &s.ports.Scale200} {
+		&s.ports.Peer, &s.ports.PeerAdmin, &s.ports.PeerPlain, &s.ports.Scale1, &s.ports.Scale200} {
 		h, err := freeport.Hold()
 		if err != nil {
 			return err
@@ -573,7 +573,13 @@ func (s *suite) defineConfigs(ctx context.Context) error {
 			load: load{url: s.url(s.ports.Peer, vault),
 				headers: append([]string{browser, "Cookie: access_token=" + s.jwt}, identityHeaders("alice")...)},
 			want: 200, proc: "peer", group: true}
-		s.configs = slices.Insert(s.configs, 3, peer)
+		peerPlain := &config{key: "P0", name: "plain `reverse_proxy` in the peer's Caddy (the peer's own baseline)", target: "GET " + product,
+			load: load{url: s.url(s.ports.PeerPlain, product), headers: signedIn}, want: 200, proc: "peer", group: true}
+		s.configs = slices.Insert(s.configs, 3, peerPlain, peer)
+		if err := expect(ctx, peerPlain.load.url, peerPlain.load.headers, 200); err != nil {
+			peerPlain.err = err
+			s.fail("(P0) "+peerPlain.name, err)
+		}
 		if err := expect(ctx, peer.load.url, peer.load.headers, 200); err != nil {
 			peer.err = err
 			s.fail("(P) "+peer.name, err)

@@ -53,12 +53,17 @@ func (s *suite) startPeer(ctx context.Context, launch func(string, int, []string
 	})
 	env := []string{"HOME=" + s.opts.work, "XDG_CONFIG_HOME=" + s.opts.work, "XDG_DATA_HOME=" + s.opts.work,
 		"BENCH_JWT_SECRET=" + secret}
-	release(s.ports.Peer, s.ports.PeerAdmin)
+	release(s.ports.Peer, s.ports.PeerAdmin, s.ports.PeerPlain)
 	s.peer, err = launch("peer", s.ports.Peer, env, s.opts.peer, "run", "--config", conf, "--adapter", "caddyfile")
 	if err != nil {
 		return err
 	}
-	return s.peer.waitListen("127.0.0.1:"+strconv.Itoa(s.ports.PeerAdmin), 30*time.Second)
+	for _, port := range []int{s.ports.PeerAdmin, s.ports.PeerPlain} {
+		if err := s.peer.waitListen("127.0.0.1:"+strconv.Itoa(port), 30*time.Second); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // hs256 returns a JWT of claims signed with HMAC-SHA256 under secret.

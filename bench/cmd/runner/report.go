@@ -225,6 +225,58 @@ func summarize(runs, partners []*run, proc string) stats {
 	return st
 }
 
+// overheadVsPeer: per round, a's Caddy CPU/req over its baseline run's,
+// divided by peer's over peerBase's (the peer's own plain
+// reverse_proxy); the median and quartiles of that over the rounds.
+func overheadVsPeer(a, peer, peerBase *config) (med, q1, q3 float64, n int) {
+	type pair struct{ r, b *run }
+	byRound := func(c *config) map[int]pair {
+		m := map[int]pair{}
+		for i, r := range c.runs {
+			if r.round >= 0 && i < len(c.partners) {
+				m[r.round] = pair{r, c.partners[i]}
+			}
+		}
+		return m
+	}
+	ar, pr, br := byRound(a), byRound(peer), byRound(peerBase)
+	var xs []float64
+	for round, x := range ar {
+		p, ok1 := pr[round]
+		b, ok2 := br[round]
+		if !ok1 || !ok2 {
+			continue
+		}
+		ab, pb := cpuPerReq(x.b, "caddy"), cpuPerReq(b.r, peerBase.proc)
+		pc := cpuPerReq(p.r, peer.proc)
+		if ab <= 0 || pb <= 0 || pc <= 0 {
+			continue
+		}
+		xs = append(xs, (cpuPerReq(x.r, a.proc)/ab)/(pc/pb))
+	}
+	if len(xs) == 0 {
+		return 0, 0, 0, 0
+	}
+	q1, med, q3 = quartiles(xs)
+	if len(xs) < 4 {
+		q1, q3 = minOf(xs), maxOf(xs)
+	}
+	return med, q1, q3, len(xs)
+}
+
+// peerOverhead writes the peer's CPU/req over its own baseline's (P0),
+// paired by round, and whether that lies inside the noise.
+func peerOverhead(peer, base *config) string {
+	med, q1, q3, n := pairedCPU(peer, base)
+	if n == 0 {
+		return "–"
+	}
+	if n > 1 && q1 <= 1 && 1 <= q3 {
+		return fmt.Sprintf("%+.1f%%, inside noise", (med-1)*100)
+	}
+	return fmt.Sprintf("%+.1f%%, outside noise", (med-1)*100)
+}
+
 // pairedCPU compares a and b run by run within the same rounds: the
 // median and quartiles of a's Caddy CPU/req over b's.
 func pairedCPU(a, b *config) (med, q1, q3 float64, n int) {
@@ -413,7 +465,11 @@ func (s *suite) writeReport() error {
 	w("  between the first and third quartiles of those ratios (with fewer than\n")
 	w("  four runs: between their lowest and highest), that is when the difference\n")
 	w("  is not told apart from the spread of the pairs.\n")
-	w("- Rows (2), (3), (3b), (P) and (4) are measured in rounds: each round runs\n")
+	w("- **(P0) and (P)** run in the peer's own Caddy process: their *vs (1)* compares\n")
+	w("  with the main Caddy's baseline, another process; the targets also compare\n")
+	w("  each plugin's overhead over plain `reverse_proxy` in its own process ((3)\n")
+	w("  over (1), (P) over (P0)).\n")
+	w("- Rows (2), (3), (3b), (P0), (P) and (4) are measured in rounds: each round runs\n")
 	w("  the baseline once and then each of them once, in an order that rotates\n")
 	w("  from round to round; each is paired with its round's baseline. The other\n")
 	w("  rows run in (baseline, row) pairs.\n")
@@ -445,12 +501,22 @@ func (s *suite) writeReport() error {
 			continue
 		}
 		med, q1, q3, n := pairedCPU(byKey[k], byKey["P"])
-		inside := q1 <= 1 && 1 <= q3
-		how := fmt.Sprintf("%.0f µs vs %.0f µs; paired by round (%d): %+.1f%%", x.caddyCPU, st["P"].caddyCPU, n, (med-1)*100)
+		inside := n > 1 && q1 <= 1 && 1 <= q3
+		how := fmt.Sprintf("%.0f µs vs %.0f µs (two processes); paired by round (%d): %+.1f%%", x.caddyCPU, st["P"].caddyCPU, n, (med-1)*100)
 		if inside {
 			how += ", inside noise"
 		}
 		target(fmt.Sprintf("(%s) no more Caddy CPU/req than the peer (P)", k), true, how, med <= 1 || inside)
+		if ok("P0") {
+			med, q1, q3, n := overheadVsPeer(byKey[k], byKey["P"], byKey["P0"])
+			inside := n > 1 && q1 <= 1 && 1 <= q3
+			how := fmt.Sprintf("(%s) over (1): %s; (P) over (P0): %s; the ratio of the two, paired by round (%d): %+.1f%%",
+				k, x.verdict(), peerOverhead(byKey["P"], byKey["P0"]), n, (med-1)*100)
+			if inside {
+				how += ", inside noise"
+			}
+			target(fmt.Sprintf("(%s) no more overhead over plain `reverse_proxy` than the peer's, each in its own process", k), true, how, med <= 1 || inside)
+		}
 	}
 	if ok("2") {
 		x := st["2"]
@@ -494,7 +560,7 @@ func (s *suite) writeReport() error {
 			}
 		}
 	}
-	for _, k := range []string{"1", "2", "3", "3b", "P"} {
+	for _, k := range []string{"1", "2", "3", "3b", "P0", "P"} {
 		x, found := st[k]
 		if k == "1" && len(roundBase) > 0 {
 			x, found = summarize(roundBase, nil, "caddy"), true
