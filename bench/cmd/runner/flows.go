@@ -268,6 +268,14 @@ func precreate(ctx context.Context, rc receiverClient, target, prefix string, n 
 	err := parallel(ctx, n, func(i int) error {
 		user := prefix + "-" + strconv.Itoa(i)
 		id, status, err := apiChallenge(ctx, target, user)
+		// A 503 is a store error: on a machine loaded enough to stall
+		// Redis for seconds, the preparation (not a measured run) tries
+		// again, as another user, up to three times.
+		for try := 1; err == nil && status == http.StatusServiceUnavailable && try <= 3; try++ {
+			time.Sleep(time.Duration(try) * 200 * time.Millisecond)
+			user = prefix + "-" + strconv.Itoa(i) + "-r" + strconv.Itoa(try)
+			id, status, err = apiChallenge(ctx, target, user)
+		}
 		if err == nil && id == "" {
 			err = fmt.Errorf("GET %s as %s: %d, want 401", target, user, status)
 		}
