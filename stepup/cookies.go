@@ -3,8 +3,11 @@ package stepup
 import (
 	"net"
 	"net/http"
+	"net/textproto"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Cookie names. On HTTPS they carry the "__Host-" prefix, which makes the
@@ -30,13 +33,81 @@ func grantCookie(r *http.Request, policy string) string {
 	return cookieName(r, grantCookiePrefix+policy)
 }
 
-// cookieValue returns the value of the named cookie, or "".
+// cookieValue returns the value of the named cookie, or "": what
+// r.Cookie(name) returns, without parsing every cookie of the request
+// into an allocated http.Cookie (a grant check reads two cookies of
+// headers that carry the app's too).
 func cookieValue(r *http.Request, name string) string {
-	c, err := r.Cookie(name)
-	if err != nil {
-		return ""
+	v, _ := cookiesNamed(r, name)
+	return v
+}
+
+// maxCookies is net/http's default limit on the number of cookies of a
+// request (GODEBUG httpcookiemaxnum): beyond it, net/http reads none.
+const maxCookies = 3000
+
+// cookiesNamed returns the value of the first cookie called name and the
+// number of such cookies, exactly as net/http's readCookies filters them
+// (r.Cookie, r.CookiesNamed): the same trimming, name and value checks,
+// and double quotes stripped. It allocates nothing. Requests with more
+// cookies than maxCookies are left to net/http itself, whose limit a
+// GODEBUG setting may change.
+func cookiesNamed(r *http.Request, name string) (first string, n int) {
+	lines := r.Header["Cookie"]
+	if len(lines) == 0 || name == "" {
+		return "", 0
 	}
-	return c.Value
+	count := 0
+	for _, line := range lines {
+		count += strings.Count(line, ";") + 1
+	}
+	if count > maxCookies {
+		cs := r.CookiesNamed(name)
+		if len(cs) == 0 {
+			return "", 0
+		}
+		return cs[0].Value, len(cs)
+	}
+	if !httpguts.ValidHeaderFieldName(name) {
+		return "", 0
+	}
+	for _, line := range lines {
+		line = textproto.TrimString(line)
+		var part string
+		for len(line) > 0 {
+			part, line, _ = strings.Cut(line, ";")
+			part = textproto.TrimString(part)
+			if part == "" {
+				continue
+			}
+			k, v, _ := strings.Cut(part, "=")
+			if textproto.TrimString(k) != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if !validCookieValue(v) {
+				continue
+			}
+			if n == 0 {
+				first = v
+			}
+			n++
+		}
+	}
+	return first, n
+}
+
+// validCookieValue: every byte of v may be in a cookie value (net/http's
+// validCookieValueByte).
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 func setCookie(w http.ResponseWriter, r *http.Request, name, value string, maxAge time.Duration) {

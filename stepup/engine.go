@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-webauthn/webauthn/webauthn"
@@ -537,6 +538,13 @@ type Engine struct {
 	wa       *webauthn.WebAuthn
 	passkeys store.PasskeyStore
 	manage   *Policy
+	// lastScope and lastVerifiedAt remember the last value each worked
+	// out, for the next request that needs the same (one site, one
+	// grant): one entry each, so nothing a client sends can grow them.
+	lastScope      atomic.Pointer[scopeEntry]
+	lastVerifiedAt atomic.Pointer[verifiedAtEntry]
+	// verified remembers session grants that verified (verifyGrant).
+	verified grantCache
 }
 
 // New returns an engine for policies.

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -76,13 +78,13 @@ func readAPIGrant(r *http.Request) apiGrant {
 	if !hasCookieNamed(r, GrantCookie) {
 		return g
 	}
-	cs := r.CookiesNamed(GrantCookie)
+	first, n := cookiesNamed(r, GrantCookie)
 	switch {
-	case len(cs) == 0:
-	case g.token != "" || len(cs) > 1:
+	case n == 0:
+	case g.token != "" || n > 1:
 		g.ambiguous = true
 	default:
-		g.token = cs[0].Value
+		g.token = first
 	}
 	return g
 }
@@ -469,15 +471,61 @@ func (e *Engine) useGrant(v *visit, tok string) error {
 }
 
 // verifyGrant checks a grant token under the current secret, then the
-// previous ones.
+// previous ones. A session grant that verified is remembered with its
+// binding (grantCache): the same token for the same binding verifies
+// again without its MAC being computed again, its expiry checked each
+// time.
 func (e *Engine) verifyGrant(tok string, b grantBinding) (Grant, bool) {
 	now := e.now()
+	if v, ok := e.verified.m.Load(tok); ok {
+		if ent := v.(*verifiedGrant); ent.b == b {
+			if !now.Before(ent.g.Expires) {
+				return Grant{}, false
+			}
+			return ent.g, true
+		}
+	}
 	for _, k := range e.all {
 		if g, ok := k.verifyGrant(tok, &b, now); ok {
+			if g.Kind == SessionGrant {
+				e.verified.remember(tok, b, g)
+			}
 			return g, true
 		}
 	}
 	return Grant{}, false
+}
+
+// grantCacheMax bounds the cache of verified grants; past it, it starts
+// afresh.
+const grantCacheMax = 50_000
+
+// grantCache remembers session grants that verified: token -> the
+// binding it verified for and the grant. Only a token whose MAC verified
+// under this engine's secrets enters it, and an entry answers only for
+// the very same binding (policy and its version, scope, store
+// generation, user, session), so it answers as the MAC would; the
+// secrets of an engine never change. Revocation is checked after it, as
+// before.
+type grantCache struct {
+	m    sync.Map // token -> *verifiedGrant
+	size atomic.Int64
+}
+
+type verifiedGrant struct {
+	b grantBinding
+	g Grant
+}
+
+func (c *grantCache) remember(tok string, b grantBinding, g Grant) {
+	if c.size.Add(1) > grantCacheMax {
+		c.m.Clear()
+		c.size.Store(1)
+	}
+	// Copies, so that the entry does not keep the request's headers
+	// (the token is a piece of its Cookie header) alive.
+	b.User, b.Session = strings.Clone(b.User), strings.Clone(b.Session)
+	c.m.Store(strings.Clone(tok), &verifiedGrant{b: b, g: g})
 }
 
 // binding is what a grant of policy p for user in session, made or used
@@ -500,19 +548,60 @@ func (e *Engine) scope(r *http.Request) string {
 	if e.cfg.Scope != "" {
 		return "shared\x00" + e.cfg.Scope
 	}
+	a, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	ta, tcp := a.(*net.TCPAddr)
+	if tcp {
+		// The scope of the last request, when this one came for the
+		// same Host on the same port.
+		if c := e.lastScope.Load(); c != nil && c.host == r.Host && c.port == ta.Port {
+			return c.scope
+		}
+	}
 	host := r.Host
 	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
 		host = host[:i]
 	}
 	var port string
-	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		if ta, ok := a.(*net.TCPAddr); ok {
-			port = strconv.Itoa(ta.Port)
-		} else if _, p, err := net.SplitHostPort(a.String()); err == nil {
+	if tcp {
+		port = strconv.Itoa(ta.Port)
+	} else if a != nil {
+		if _, p, err := net.SplitHostPort(a.String()); err == nil {
 			port = p
 		}
 	}
-	return "site\x00" + e.cfg.PathPrefix + "\x00" + strings.ToLower(host) + "\x00" + port
+	scope := "site\x00" + e.cfg.PathPrefix + "\x00" + strings.ToLower(host) + "\x00" + port
+	if tcp {
+		e.lastScope.Store(&scopeEntry{host: r.Host, port: ta.Port, scope: scope})
+	}
+	return scope
+}
+
+// scopeEntry is a scope worked out for a request's Host and local port.
+type scopeEntry struct {
+	host  string
+	port  int
+	scope string
+}
+
+// verifiedAtEntry is the Stepup-Verified-At value of a time, in seconds.
+type verifiedAtEntry struct {
+	unix  int64
+	value string
+}
+
+// verifiedAt formats at for the Stepup-Verified-At header (RFC 3339,
+// UTC, whole seconds as grants keep them).
+func (e *Engine) verifiedAt(at time.Time) string {
+	if at.Nanosecond() == 0 {
+		if c := e.lastVerifiedAt.Load(); c != nil && c.unix == at.Unix() {
+			return c.value
+		}
+	}
+	v := at.UTC().Format(time.RFC3339)
+	if at.Nanosecond() == 0 {
+		e.lastVerifiedAt.Store(&verifiedAtEntry{unix: at.Unix(), value: v})
+	}
+	return v
 }
 
 // refuseGrant answers a grant token that does not open this request: it
@@ -536,7 +625,7 @@ func (e *Engine) setUpstreamHeaders(r *http.Request, p *Policy, user string, at 
 	}
 	r.Header.Set(h.Policy, p.Name)
 	r.Header.Set(h.User, user)
-	r.Header.Set(h.VerifiedAt, at.UTC().Format(time.RFC3339))
+	r.Header.Set(h.VerifiedAt, e.verifiedAt(at))
 	r.Header.Set(h.Method, method)
 	if a := e.assertion; a != nil {
 		tok, err := a.sign(user, p.Name, at, e.now(), tx, method)

@@ -447,13 +447,25 @@ func (e *Engine) compare(ctx context.Context, b *bound, in proof) (res outcome, 
 		}
 		return wrongCode, 0, n, nil
 	}
-	err = e.store.Consume(ctx, c.ID, stored, now, in.method())
-	if errors.Is(err, store.ErrNotDurable) {
-		// Consumed on the primary, not acknowledged by its replicas:
-		// fail closed; the challenge cannot be used again either way.
-		return 0, 0, 0, err
+	var done bool
+	if cr, ok := e.store.(store.ConsumeRefunder); ok {
+		// Consume and refund in one round trip, where no replica must
+		// acknowledge the consume first.
+		var refundErr error
+		err, refundErr, done = cr.ConsumeRefund(ctx, c.ID, stored, now, in.method(), c.UserKey)
+		if done && refundErr != nil {
+			e.log.Warn("giving back a failure reservation", zap.Error(refundErr))
+		}
 	}
-	refund()
+	if !done {
+		err = e.store.Consume(ctx, c.ID, stored, now, in.method())
+		if errors.Is(err, store.ErrNotDurable) {
+			// Consumed on the primary, not acknowledged by its replicas:
+			// fail closed; the challenge cannot be used again either way.
+			return 0, 0, 0, err
+		}
+		refund()
+	}
 	if err != nil {
 		if errors.Is(err, store.ErrCodeChanged) {
 			return codeReplaced, 0, 0, nil

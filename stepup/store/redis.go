@@ -695,6 +695,16 @@ func (s *Redis) BeginAttempt(ctx context.Context, id string, now time.Time) ([]b
 // Consume implements Store.
 func (s *Redis) Consume(ctx context.Context, id string, mac []byte, now time.Time, method string) error {
 	cmd, durable := s.runDurable(ctx, scriptConsume, []string{s.challengeKey(id)}, mac, ms(now), method)
+	if err := consumeResult(cmd); err != nil {
+		return err
+	}
+	if durable != nil {
+		return fmt.Errorf("consuming challenge: %w", durable)
+	}
+	return nil
+}
+
+func consumeResult(cmd *redis.Cmd) error {
 	status, err := cmd.Text()
 	if err != nil {
 		return fmt.Errorf("consuming challenge: %w", err)
@@ -702,10 +712,31 @@ func (s *Redis) Consume(ctx context.Context, id string, mac []byte, now time.Tim
 	if status != "ok" {
 		return stateError(status)
 	}
-	if durable != nil {
-		return fmt.Errorf("consuming challenge: %w", durable)
-	}
 	return nil
+}
+
+// ConsumeRefund implements ConsumeRefunder: Consume and RefundFailure in
+// one pipeline, when no consume is waited for on replicas.
+func (s *Redis) ConsumeRefund(ctx context.Context, id string, mac []byte, now time.Time, method, key string) (consumeErr, refundErr error, ok bool) {
+	if s.waitReplicas != 0 {
+		return nil, nil, false
+	}
+	ckeys, rkeys := []string{s.challengeKey(id)}, []string{s.failureKey(key)}
+	pipe := s.client.Pipeline()
+	consume := scriptConsume.EvalSha(ctx, pipe, ckeys, mac, ms(now), method)
+	refund := scriptRefundFailure.EvalSha(ctx, pipe, rkeys)
+	_, _ = pipe.Exec(ctx)
+	if err := consume.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The first use of the script on this server: Run loads it.
+		consume = scriptConsume.Run(ctx, s.client, ckeys, mac, ms(now), method)
+	}
+	if err := refund.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		refund = scriptRefundFailure.Run(ctx, s.client, rkeys)
+	}
+	if err := refund.Err(); err != nil {
+		refundErr = fmt.Errorf("refunding failure: %w", err)
+	}
+	return consumeResult(consume), refundErr, true
 }
 
 // Resend implements Store.

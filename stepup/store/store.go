@@ -338,3 +338,12 @@ func newGeneration() string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// ConsumeRefunder is a Store that can consume a challenge and give back
+// a failure unit in one round trip: what Consume and then RefundFailure
+// do, both always done, the refund whatever the consume's outcome.
+// ok is false when it cannot (a consume that replicas must acknowledge:
+// its refund depends on that); the caller then makes the two calls.
+type ConsumeRefunder interface {
+	ConsumeRefund(ctx context.Context, id string, mac []byte, now time.Time, method, key string) (consumeErr, refundErr error, ok bool)
+}

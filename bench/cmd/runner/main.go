@@ -48,6 +48,11 @@ type options struct {
 	conns    int
 	samples  int // challenges made for the Redis memory measurement
 	users    int // users with a grant in configuration 3b
+	// peer is a Caddy with caddy-security (the peer row P), or "";
+	// peerNote says why there is none.
+	peer, peerNote string
+	// scaling: also measure the scaling table (full run).
+	scaling bool
 }
 
 func main() {
@@ -63,12 +68,20 @@ func main() {
 	flag.IntVar(&o.reps, "reps", 0, "A/B repetitions per configuration (default 5, --quick 1)")
 	flag.DurationVar(&o.duration, "duration", 0, "length of one measured wrk run, whole seconds (default 5s, --quick 1s)")
 	flag.IntVar(&o.conns, "conns", 32, "wrk connections")
+	flag.StringVar(&o.peer, "peer", "", "Caddy binary with caddy-security, for the peer row (P); none if empty")
+	flag.StringVar(&o.peerNote, "peer-note", "", "why there is no peer binary (for the report)")
+	flag.BoolVar(&o.scaling, "scaling", false, "also measure the scaling table (policies, live grants, stash sizes)")
 	flag.Parse()
 	if o.out == "" || o.caddy == "" || o.bin == "" || o.work == "" {
 		flag.Usage()
 		os.Exit(2)
 	}
 	// The servers run in the scratch directory: every path is made absolute.
+	if o.peer != "" {
+		if abs, err := filepath.Abs(o.peer); err == nil {
+			o.peer = abs
+		}
+	}
 	for _, p := range []*string{&o.out, &o.caddy, &o.bin, &o.bench, &o.work, &o.repo} {
 		abs, err := filepath.Abs(*p)
 		if err != nil {
@@ -84,10 +97,10 @@ func main() {
 		o.warmup, o.profile, o.samples, o.users = 0, time.Second, 500, 2000
 	}
 	if o.reps == 0 {
-		o.reps = map[bool]int{false: 5, true: 1}[o.quick]
+		o.reps = map[bool]int{false: 10, true: 1}[o.quick]
 	}
 	if o.duration == 0 {
-		o.duration = map[bool]time.Duration{false: 5 * time.Second, true: time.Second}[o.quick]
+		o.duration = map[bool]time.Duration{false: 4 * time.Second, true: time.Second}[o.quick]
 	}
 	o.duration = o.duration.Round(time.Second)
 	if o.duration < time.Second {
@@ -113,6 +126,11 @@ func main() {
 type ports struct {
 	Admin, Plain, Redis, Memory, Forward, Limited int
 	Upstream, Receiver, AuthService, RedisServer  int
+	Peer, PeerAdmin, PeerPlain                    int
+	// Scale1, Scale200: stepup with 1 and 200 policies (scaling table).
+	Scale1, Scale200 int
+	// Many numbers the 180 extra policies of the 200-policy site.
+	Many []int
 }
 
 type suite struct {
@@ -120,8 +138,12 @@ type suite struct {
 	ports ports
 	procs []*proc
 	caddy *proc
-	rc    receiverClient
-	rdb   *redis.Client
+	peer  *proc // Caddy with caddy-security, or nil
+	// peerNote says why the peer row was not measured, when it was not.
+	peerNote string
+	jwt      string // the peer's access_token
+	rc       receiverClient
+	rdb      *redis.Client
 
 	baseline *config
 	configs  []*config
@@ -136,6 +158,11 @@ type suite struct {
 
 	profiles []profile
 	memory   *memoryResult
+	scale    *scaleResult
+	// unmatchedAllocs is BenchmarkUnmatched's allocs/op (-1: not measured).
+	unmatchedAllocs float64
+	unmatchedNote   string
+	loadEnd         string
 }
 
 // config is one measured configuration.
@@ -145,6 +172,12 @@ type config struct {
 	want              int         // the status every answer must have
 	allow             map[int]int // except for this many of these statuses
 	scripted          bool        // the script counts statuses
+	// proc is the process whose CPU is this configuration's Caddy CPU
+	// ("caddy" unless it is the peer's Caddy).
+	proc string
+	// group: measured in rounds with the baseline and the other grouped
+	// configurations (the key rows), not in pairs.
+	group bool
 	// before prepares a run of length d (challenges to verify, unique
 	// user names); it runs ahead of the baseline run of a repetition.
 	before func(ctx context.Context, d time.Duration) error
@@ -169,6 +202,8 @@ type run struct {
 	// servers and wrk used during the run; steal what the hypervisor
 	// took.
 	foreign, steal float64
+	// round is the round of a grouped run (measureRounds), else -1.
+	round int
 }
 
 func (s *suite) url(port int, path string) string {
@@ -203,6 +238,11 @@ func (s *suite) run(ctx context.Context) error {
 		s.fail("redis memory", err)
 	}
 	s.memory = m
+	s.unmatchedAllocs, s.unmatchedNote = s.measureUnmatchedAllocs(ctx)
+	if s.opts.scaling {
+		s.scale = s.measureScale(ctx)
+	}
+	s.loadEnd = loadAverage()
 	if err := s.caddy.alive(); err != nil {
 		return err
 	}
@@ -255,7 +295,8 @@ func (s *suite) startServersOnce(ctx context.Context) error {
 		}
 	}()
 	for _, p := range []*int{&s.ports.Admin, &s.ports.Plain, &s.ports.Redis, &s.ports.Memory, &s.ports.Forward,
-		&s.ports.Limited, &s.ports.Upstream, &s.ports.Receiver, &s.ports.AuthService, &s.ports.RedisServer} {
+		&s.ports.Limited, &s.ports.Upstream, &s.ports.Receiver, &s.ports.AuthService, &s.ports.RedisServer,
+		&s.ports.Peer, &s.ports.PeerAdmin, &s.ports.PeerPlain, &s.ports.Scale1, &s.ports.Scale200} {
 		h, err := freeport.Hold()
 		if err != nil {
 			return err
@@ -311,6 +352,10 @@ func (s *suite) startServersOnce(ctx context.Context) error {
 		return err
 	}
 
+	s.ports.Many = nil
+	for i := 1; i <= 180; i++ {
+		s.ports.Many = append(s.ports.Many, i)
+	}
 	tmpl, err := template.ParseFiles(filepath.Join(s.opts.bench, "Caddyfile.tmpl"))
 	if err != nil {
 		return err
@@ -331,14 +376,28 @@ func (s *suite) startServersOnce(ctx context.Context) error {
 		"HOME=" + s.opts.work, "XDG_CONFIG_HOME=" + s.opts.work, "XDG_DATA_HOME=" + s.opts.work,
 		"STEPUP_SECRET=" + randomSecret(32), "BENCH_WEBHOOK_SECRET=" + hookSecret,
 	}
-	release(s.ports.Admin, s.ports.Plain, s.ports.Redis, s.ports.Memory, s.ports.Forward, s.ports.Limited)
+	release(s.ports.Admin, s.ports.Plain, s.ports.Redis, s.ports.Memory, s.ports.Forward, s.ports.Limited,
+		s.ports.Scale1, s.ports.Scale200)
 	s.caddy, err = launch("caddy", s.ports.Limited, env, s.opts.caddy, "run", "--config", conf, "--adapter", "caddyfile")
 	if err != nil {
 		return err
 	}
-	for _, port := range []int{s.ports.Plain, s.ports.Redis, s.ports.Memory, s.ports.Forward, s.ports.Admin} {
+	for _, port := range []int{s.ports.Plain, s.ports.Redis, s.ports.Memory, s.ports.Forward, s.ports.Admin,
+		s.ports.Scale1, s.ports.Scale200} {
 		if err := s.caddy.waitListen(addr(port), 30*time.Second); err != nil {
 			return err
+		}
+	}
+	s.peerNote = s.opts.peerNote
+	if s.opts.peer != "" {
+		if err := s.startPeer(ctx, launch, release); err != nil {
+			if freeport.InUse(err.Error()) {
+				return err
+			}
+			// The rest of the suite runs without the peer row.
+			s.logf("the peer (caddy-security) did not start: %v", err)
+			s.peerNote = "the peer's Caddy did not start: " + firstLine(err.Error())
+			s.peer = nil
 		}
 	}
 	// A port another process took answers too: every server must still
@@ -504,6 +563,43 @@ func (s *suite) defineConfigs(ctx context.Context) error {
 		verification,
 		flood,
 	}
+	// The key rows are measured in rounds, interleaved with the baseline
+	// and each other: (2), (3), (3b), (4) and the peer (P).
+	for _, c := range s.configs[:4] {
+		c.group = true
+	}
+	if s.peer != nil {
+		peer := &config{key: "P", name: "peer: caddy-security `authorize`, valid HS256 JWT cookie", target: "GET " + vault,
+			load: load{url: s.url(s.ports.Peer, vault),
+				headers: append([]string{browser, "Cookie: access_token=" + s.jwt}, identityHeaders("alice")...)},
+			want: 200, proc: "peer", group: true}
+		peerPlain := &config{key: "P0", name: "plain `reverse_proxy` in the peer's Caddy (the peer's own baseline)", target: "GET " + product,
+			load: load{url: s.url(s.ports.PeerPlain, product), headers: signedIn}, want: 200, proc: "peer", group: true}
+		s.configs = slices.Insert(s.configs, 3, peerPlain, peer)
+		if err := expect(ctx, peerPlain.load.url, peerPlain.load.headers, 200); err != nil {
+			peerPlain.err = err
+			s.fail("(P0) "+peerPlain.name, err)
+		}
+		if err := expect(ctx, peer.load.url, peer.load.headers, 200); err != nil {
+			peer.err = err
+			s.fail("(P) "+peer.name, err)
+		}
+		if err := expect(ctx, peer.load.url, append([]string{browser}, identityHeaders("alice")...), 302); err != nil {
+			peer.err = err
+			s.fail("(P) a request without the token is refused", err)
+		}
+		bad := hs256("another key", map[string]any{"sub": "alice", "roles": []string{peerRoles}, "exp": time.Now().Add(time.Hour).Unix()})
+		if err := expect(ctx, peer.load.url, []string{browser, "Cookie: access_token=" + bad}, 302); err != nil {
+			peer.err = err
+			s.fail("(P) a token signed with another key is refused", err)
+		}
+	}
+	for _, c := range s.configs {
+		if c.proc == "" {
+			c.proc = "caddy"
+		}
+	}
+	s.baseline.proc = "caddy"
 
 	// One request of each by hand: a configuration that answers wrongly
 	// is reported at once, not as a fast wrong number.
@@ -511,8 +607,8 @@ func (s *suite) defineConfigs(ctx context.Context) error {
 	if err := expect(ctx, s.baseline.load.url, s.baseline.load.headers, 200); err != nil {
 		return fmt.Errorf("(1): %w", err)
 	}
-	for _, c := range s.configs[:5] {
-		if c.load.script != "" {
+	for _, c := range s.configs {
+		if c.load.script != "" || c.key == "P" || c.want != 200 {
 			continue
 		}
 		if err := expect(ctx, c.load.url, c.load.headers, c.want); err != nil {
@@ -617,7 +713,7 @@ func (s *suite) measureOnce(ctx context.Context, c *config, d time.Duration) (*r
 	if err != nil {
 		return nil, err
 	}
-	r := &run{res: res, cpu: map[string]float64{}, codes: okAfter - okBefore, errors: badAfter - badBefore}
+	r := &run{res: res, cpu: map[string]float64{}, codes: okAfter - okBefore, errors: badAfter - badBefore, round: -1}
 	ours := res.cpu
 	for name, t := range after {
 		r.cpu[name] = float64(t-before[name]) / clockTicks()
@@ -637,6 +733,11 @@ func (s *suite) measureOnce(ctx context.Context, c *config, d time.Duration) (*r
 	}
 	if err := s.caddy.alive(); err != nil {
 		return r, err
+	}
+	if c.proc == "peer" && s.peer != nil {
+		if err := s.peer.alive(); err != nil {
+			return r, err
+		}
 	}
 	return r, nil
 }
@@ -667,11 +768,12 @@ func (s *suite) measure(ctx context.Context) {
 	if s.opts.warmup > 0 {
 		s.warmUp(ctx)
 	}
+	s.measureRounds(ctx)
 	for _, c := range s.configs {
 		if s.baseline.err != nil {
 			return
 		}
-		if c.err != nil || ctx.Err() != nil {
+		if c.group || c.err != nil || ctx.Err() != nil {
 			continue
 		}
 		s.logf("(%s) %s: %d × (baseline, this) of %s", c.key, c.name, s.opts.reps, s.opts.duration)
@@ -701,6 +803,74 @@ func (s *suite) measure(ctx context.Context) {
 			s.fail("("+c.key+") "+c.name, c.err)
 		}
 	}
+}
+
+// measureRounds measures the grouped configurations (the key rows) in
+// rounds: each round runs the baseline, then every grouped configuration
+// once, in an order that rotates from round to round, so that each row
+// and the baseline share the same minute of the machine's life and no
+// row always comes right after the baseline. Each run is paired with its
+// round's baseline run.
+func (s *suite) measureRounds(ctx context.Context) {
+	var group []*config
+	for _, c := range s.configs {
+		if c.group && c.err == nil {
+			group = append(group, c)
+		}
+	}
+	if len(group) == 0 || s.baseline.err != nil {
+		return
+	}
+	keys := make([]string, len(group))
+	for i, c := range group {
+		keys[i] = c.key
+	}
+	s.logf("(%s) in %d rounds of (baseline, each once, rotating) of %s", strings.Join(keys, ", "), s.opts.reps, s.opts.duration)
+	for rep := 0; rep < s.opts.reps && ctx.Err() == nil; rep++ {
+		b, err := s.measureOnce(ctx, s.baseline, s.opts.duration)
+		if err != nil {
+			for _, c := range group {
+				if c.err == nil {
+					c.err = fmt.Errorf("baseline run: %w", err)
+				}
+			}
+			break
+		}
+		line := fmt.Sprintf("  %d: baseline %.0f req/s %.0f µs", rep+1, b.res.rps, cpuPerReq(b, "caddy"))
+		for i := range group {
+			c := group[(i+rep)%len(group)]
+			if c.err != nil {
+				continue
+			}
+			if err := s.prepare(ctx, c, s.opts.duration); err != nil {
+				c.err = err
+				continue
+			}
+			r, err := s.measureOnce(ctx, c, s.opts.duration)
+			if err != nil {
+				c.err = err
+				continue
+			}
+			r.round = rep
+			c.partners = append(c.partners, b)
+			c.runs = append(c.runs, r)
+			line += fmt.Sprintf(", (%s) %.0f req/s %.0f µs", c.key, r.res.rps, cpuPerReq(r, c.proc))
+		}
+		s.logf("%s", line)
+	}
+	for _, c := range group {
+		if c.err != nil {
+			s.fail("("+c.key+") "+c.name, c.err)
+		}
+	}
+}
+
+// cpuPerReq is the CPU process name used per request of r, in µs.
+func cpuPerReq(r *run, name string) float64 {
+	if r.res.requests == 0 {
+		return 0
+	}
+	return r.cpu[name] * 1e6 / float64(r.res.requests)
 }
 
 // warmUp drives the baseline and every configuration once for the

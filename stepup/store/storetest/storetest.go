@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"AttemptsExhaust", testAttemptsExhaust},
 		{"Expired", testExpired},
 		{"ConsumeOnce", testConsumeOnce},
+		{"ConsumeRefund", testConsumeRefund},
 		{"ConsumeAfterResend", testConsumeAfterResend},
 		{"ConcurrentConsume", testConcurrentConsume},
 		{"ConcurrentAttempts", testConcurrentAttempts},
@@ -353,6 +354,51 @@ func testConsumeOnce(t *testing.T, s store.Store) {
 	}
 	if got, _ := s.Get(ctx, c.ID); got.SentBy == "late" {
 		t.Fatal("RecordSend changed a used challenge")
+	}
+}
+
+// testConsumeRefund: a store that consumes and refunds in one step
+// (store.ConsumeRefunder) does what Consume and then RefundFailure do,
+// the refund whatever the consume's outcome.
+func testConsumeRefund(t *testing.T, s store.Store) {
+	cr, ok := s.(store.ConsumeRefunder)
+	if !ok {
+		t.Skip("the store does not implement ConsumeRefunder")
+	}
+	ctx := context.Background()
+	c := newChallenge()
+	mustCreate(t, s, c)
+	now := t0.Add(time.Second)
+	user := "refund-" + ID()
+	for range 3 {
+		if _, _, ok, err := s.ReserveFailure(ctx, user, 5, time.Hour); !ok || err != nil {
+			t.Fatalf("ReserveFailure: %v, %v", ok, err)
+		}
+	}
+	cerr, rerr, done := cr.ConsumeRefund(ctx, c.ID, []byte("wrong"), now, "sms", user)
+	if !done {
+		t.Skip("this store's ConsumeRefund does not apply (replicas acknowledge consumes)")
+	}
+	if !errors.Is(cerr, store.ErrCodeChanged) || rerr != nil {
+		t.Fatalf("ConsumeRefund with another mac = %v, %v; want ErrCodeChanged, nil", cerr, rerr)
+	}
+	if cerr, rerr, _ = cr.ConsumeRefund(ctx, c.ID, c.CodeMAC, now, "passkey", user); cerr != nil || rerr != nil {
+		t.Fatalf("ConsumeRefund = %v, %v", cerr, rerr)
+	}
+	if used, _ := s.Get(ctx, c.ID); used.Method != "passkey" {
+		t.Fatalf("Method %q after ConsumeRefund by passkey", used.Method)
+	}
+	if cerr, rerr, _ = cr.ConsumeRefund(ctx, c.ID, c.CodeMAC, now, "sms", user); !errors.Is(cerr, store.ErrUsed) || rerr != nil {
+		t.Fatalf("second ConsumeRefund = %v, %v; want ErrUsed, nil", cerr, rerr)
+	}
+	if got, _ := s.Get(ctx, c.ID); got.Used.IsZero() || len(got.CodeMAC) != 0 {
+		t.Fatalf("consumed challenge keeps its code or lacks Used: %+v", got)
+	}
+	if n, _, err := s.Failures(ctx, user); err != nil || n != 0 {
+		t.Fatalf("failures after three refunds = %d, %v; want 0", n, err)
+	}
+	if cerr, rerr, _ = cr.ConsumeRefund(ctx, "no-such-"+ID(), c.CodeMAC, now, "sms", user); !errors.Is(cerr, store.ErrNotFound) || rerr != nil {
+		t.Fatalf("ConsumeRefund of an unknown challenge = %v, %v; want ErrNotFound, nil", cerr, rerr)
 	}
 }
 
