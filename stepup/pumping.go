@@ -182,8 +182,13 @@ func (p *Pumping) safe(e164 string) bool {
 // under: the number in E.164 form without its last four digits, and never
 // shorter than its country calling code.
 func NumberPrefix(phone sender.Phone) string {
-	cc := len(strconv.Itoa(phone.CountryCode)) + 1
-	return phone.E164[:min(len(phone.E164), max(cc, len(phone.E164)-4))]
+	return numberPrefix(phone.E164, strconv.Itoa(phone.CountryCode))
+}
+
+// numberPrefix is NumberPrefix of the E.164 number e164 whose country
+// calling code is cc (digits, no "+").
+func numberPrefix(e164, cc string) string {
+	return e164[:min(len(e164), max(len(cc)+1, len(e164)-4))]
 }
 
 // pumpStore returns the store's pumping state, or nil when the defense
@@ -323,12 +328,14 @@ func (e *Engine) pumpVerified(ctx context.Context, c *store.Challenge) {
 	if ps == nil || c.Decoy() || e.cfg.Pumping.safe(c.Phone) {
 		return
 	}
-	phone, err := sender.ParsePhone(c.Phone, "")
-	if err != nil {
+	// c.Phone is the E.164 form ParsePhone made when the code was sent:
+	// its calling code is all that is needed, not a second parse.
+	cc := sender.CallingCode(c.Phone)
+	if cc == "" {
 		return
 	}
-	if err := ps.PumpVerified(ctx, strconv.Itoa(phone.CountryCode), e.pumpKey(NumberPrefix(phone)), e.cfg.Pumping.Window, e.now()); err != nil {
-		e.log.Warn("counting a verified code for the pumping defense", zap.String("calling_code", strconv.Itoa(phone.CountryCode)), zap.Error(err))
+	if err := ps.PumpVerified(ctx, cc, e.pumpKey(numberPrefix(c.Phone, cc)), e.cfg.Pumping.Window, e.now()); err != nil {
+		e.log.Warn("counting a verified code for the pumping defense", zap.String("calling_code", cc), zap.Error(err))
 	}
 }
 

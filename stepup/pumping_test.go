@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -331,6 +332,27 @@ func TestPumpingConfig(t *testing.T) {
 	phone, _ := sender.ParsePhone("+447911123456", "")
 	if got := NumberPrefix(phone); got != "+44791112" {
 		t.Errorf("NumberPrefix = %s", got)
+	}
+}
+
+// A verified code is counted under the prefix its send was counted
+// under: pumpVerified takes the calling code from the stored E.164
+// number instead of parsing it again, and must land on the same key for
+// calling codes of one, two and three digits.
+func TestVerifiedCountedUnderTheSendsPrefix(t *testing.T) {
+	for _, raw := range []string{"+14155550100", "+447911123456", "+919876543210", "+353851234567",
+		"+8613812345678", "+35799123456", "+16132345678", "+61412345678", "+5511987654321", "+2348031234567"} {
+		phone, err := sender.ParsePhone(raw, "")
+		if err != nil {
+			t.Fatalf("%s: %v", raw, err)
+		}
+		cc := sender.CallingCode(phone.E164)
+		if cc != strconv.Itoa(phone.CountryCode) {
+			t.Errorf("%s: CallingCode %q, parsed %d", raw, cc, phone.CountryCode)
+		}
+		if got, want := numberPrefix(phone.E164, cc), NumberPrefix(phone); got != want {
+			t.Errorf("%s: verified under %q, sent under %q", raw, got, want)
+		}
 	}
 }
 
