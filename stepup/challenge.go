@@ -256,6 +256,10 @@ func (e *Engine) create(a *attempt, phone *sender.Phone) error {
 		return e.storeError(w, r, "generation", err)
 	}
 	c.Description, c.TxHash, c.Hidden, c.CodeLater = a.description, a.tx, a.id.HideNumber, a.codeLater
+	// Looked at when its code expires, to tell whether it was abandoned;
+	// decoys too (real and decoy challenges cost the same), though their
+	// expiry tells nothing (dueExpiries).
+	c.ExpiryQueue = e.expiryQueue
 	if e.fromRequest {
 		c.User = a.id.User
 	}
@@ -303,8 +307,6 @@ func (e *Engine) create(a *attempt, phone *sender.Phone) error {
 		ev.To = phone.Masked()
 	}
 	e.emit(r, ev)
-	// Decoys too: real and decoy challenges cost the same.
-	e.watchExpiry(r, c)
 	switch {
 	case a.codeLater:
 		// The code waits until the customer asks for it (resend).

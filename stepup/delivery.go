@@ -345,14 +345,6 @@ func (e *Engine) Run(ctx context.Context) {
 	}
 }
 
-// watchExpiry asks that c be looked at when its code expires, to tell
-// whether it was abandoned (a decoy, which sent nothing, is not told).
-func (e *Engine) watchExpiry(r *http.Request, c *store.Challenge) {
-	if err := e.store.ScheduleFailover(r.Context(), e.expiryQueue, c.ID, c.Expires); err != nil {
-		e.emit(r, &Event{Kind: EventStoreError, Policy: c.Policy, Outcome: "schedule_expiry", Err: err})
-	}
-}
-
 // dueExpiries tells the challenges whose code expired unverified.
 func (e *Engine) dueExpiries(ctx context.Context) {
 	now := e.now()

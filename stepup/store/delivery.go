@@ -180,13 +180,18 @@ func (m *Memory) ClaimFailover(_ context.Context, id string, index int, now time
 func (m *Memory) ScheduleFailover(_ context.Context, queue, id string, at time.Time) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.scheduleLocked(queue, id, at)
+	return nil
+}
+
+// scheduleLocked puts id on queue, due at at; m.mu is held.
+func (m *Memory) scheduleLocked(queue, id string, at time.Time) {
 	q := m.queues[queue]
 	if q == nil {
 		q = map[string]time.Time{}
 		m.queues[queue] = q
 	}
 	q[id] = at
-	return nil
 }
 
 // DueFailovers implements DeliveryStore.

@@ -178,6 +178,9 @@ func (m *Memory) Create(_ context.Context, c *Challenge, pending string, retain 
 	if pending != "" {
 		m.pending[pending] = memPointer{id: c.ID, expire: c.Expires}
 	}
+	if c.ExpiryQueue != "" {
+		m.scheduleLocked(c.ExpiryQueue, c.ID, c.Expires)
+	}
 	if c.StashSlot != "" && e.stash != nil {
 		old, ok := m.slots[c.StashSlot]
 		m.slots[c.StashSlot] = memPointer{id: c.ID, expire: e.expire}

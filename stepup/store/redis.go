@@ -439,7 +439,7 @@ func (s *Redis) Create(ctx context.Context, c *Challenge, pending string, retain
 	args = append([]any{stash}, args...)
 	args = append(args, ttl.Milliseconds())
 	keys := []string{s.challengeKey(c.ID), s.stashKey(c.ID)}
-	if pending == "" {
+	if pending == "" && c.ExpiryQueue == "" {
 		created, err := scriptCreate.Run(ctx, s.client, keys, args...).Int()
 		if err := createdResult(created, err); err != nil {
 			return err
@@ -447,13 +447,24 @@ func (s *Redis) Create(ctx context.Context, c *Challenge, pending string, retain
 		s.replaceStash(ctx, c, ttl)
 		return nil
 	}
-	// The challenge and its pending pointer in one round trip. The
-	// pointer is written even if the script fails; it then points at
+	// The challenge, its pending pointer and its place on the expiry
+	// queue in one round trip. The pointer and the queue entry are
+	// written even if the script fails; the pointer then points at
 	// nothing (or, for an id taken already, at a challenge of another
-	// user and session), which readers treat as nothing pending.
+	// user and session), which readers treat as nothing pending, and the
+	// queue entry finds no challenge of its own when it is due.
 	pipe := s.client.Pipeline()
 	script := scriptCreate.EvalSha(ctx, pipe, keys, args...)
-	set := pipe.Set(ctx, s.pendingKey(pending), c.ID, c.Expires.Sub(c.Created))
+	set := redis.NewStatusCmd(ctx)
+	if pending != "" {
+		set = pipe.Set(ctx, s.pendingKey(pending), c.ID, c.Expires.Sub(c.Created))
+	}
+	var queued *redis.IntCmd
+	if c.ExpiryQueue != "" {
+		k := s.queueKey(c.ExpiryQueue)
+		queued = pipe.ZAdd(ctx, k, redis.Z{Score: float64(ms(c.Expires)), Member: c.ID})
+		pipe.PExpire(ctx, k, queueTTL)
+	}
 	_, _ = pipe.Exec(ctx)
 	created, err := script.Int()
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
@@ -467,6 +478,9 @@ func (s *Redis) Create(ctx context.Context, c *Challenge, pending string, retain
 	s.replaceStash(ctx, c, ttl)
 	if err := set.Err(); err != nil {
 		return fmt.Errorf("recording pending challenge: %w", err)
+	}
+	if queued != nil && queued.Err() != nil {
+		return fmt.Errorf("scheduling the expiry watch: %w", queued.Err())
 	}
 	return nil
 }

@@ -163,6 +163,12 @@ type Challenge struct {
 	// empty. A replaced challenge stays readable, and TakeStash on it
 	// gets ErrNotFound.
 	StashSlot string
+
+	// ExpiryQueue, when set, names a queue (DeliveryStore.ScheduleFailover)
+	// that Create puts the challenge on, due at c.Expires, in the same
+	// round trip as the challenge itself: the engine's watch for codes
+	// that expire unverified. Like StashSlot it is not stored.
+	ExpiryQueue string
 }
 
 // Limit is a rate: Rate events per Period, with bursts of up to Burst
@@ -200,7 +206,8 @@ type Store interface {
 	// as long as c's record lives and deletes the stash of the pending
 	// challenge the slot pointed at before: a cleanup step after the
 	// create, whose failure leaves that stash to its TTL and is not
-	// reported.
+	// reported. With c.ExpiryQueue set, it puts c on that queue, due at
+	// c.Expires, as ScheduleFailover does.
 	Create(ctx context.Context, c *Challenge, pending string, retain time.Duration) error
 	// Get returns a copy of a challenge, or ErrNotFound.
 	Get(ctx context.Context, id string) (*Challenge, error)
@@ -313,7 +320,7 @@ func (c *Challenge) clone() *Challenge {
 	d.Deliveries = append([]Delivery(nil), c.Deliveries...)
 	d.SealedCode = append([]byte(nil), c.SealedCode...)
 	d.Stash = nil
-	d.StashSlot = ""
+	d.StashSlot, d.ExpiryQueue = "", ""
 	return &d
 }
 

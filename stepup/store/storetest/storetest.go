@@ -64,6 +64,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"ReceiptsConcurrent", testReceiptsConcurrent},
 		{"ClaimFailover", testClaimFailover},
 		{"FailoverQueue", testFailoverQueue},
+		{"CreateOnExpiryQueue", testCreateOnExpiryQueue},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1406,5 +1407,42 @@ func testFailoverQueue(t *testing.T, s store.Store) {
 	}
 	if ids, _ := s.DueFailovers(ctx, q, t0.Add(time.Second), time.Minute, 10); len(ids) != 1 || ids[0] != b {
 		t.Fatalf("rescheduled: %v", ids)
+	}
+}
+
+// testCreateOnExpiryQueue: a challenge created with ExpiryQueue is on
+// that queue, due when its code expires, with or without a pending
+// pointer; without it, it is on none; Get does not return the queue.
+func testCreateOnExpiryQueue(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	q := "expiry" + ID()
+	for _, pending := range []string{"", "pending-" + ID()} {
+		c := newChallenge()
+		c.ExpiryQueue = q
+		if err := s.Create(ctx, c, pending, time.Minute); err != nil {
+			t.Fatalf("Create (pending %q): %v", pending, err)
+		}
+		if got, err := s.Get(ctx, c.ID); err != nil || got.ExpiryQueue != "" {
+			t.Fatalf("Get: %+v, %v; want no ExpiryQueue", got, err)
+		}
+		if pending != "" {
+			if id, err := s.Pending(ctx, pending); err != nil || id != c.ID {
+				t.Fatalf("Pending = %q, %v; want %s", id, err, c.ID)
+			}
+		}
+		if ids, err := s.DueFailovers(ctx, q, c.Expires.Add(-time.Millisecond), time.Minute, 10); err != nil || len(ids) != 0 {
+			t.Fatalf("due before the code expires: %v, %v", ids, err)
+		}
+		if ids, err := s.DueFailovers(ctx, q, c.Expires, time.Minute, 10); err != nil || len(ids) != 1 || ids[0] != c.ID {
+			t.Fatalf("due at expiry: %v, %v; want [%s]", ids, err, c.ID)
+		}
+		if err := s.DoneFailover(ctx, q, c.ID, c.Expires.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	plain := newChallenge()
+	mustCreate(t, s, plain)
+	if ids, err := s.DueFailovers(ctx, q, plain.Expires.Add(time.Hour), time.Minute, 10); err != nil || len(ids) != 0 {
+		t.Fatalf("a challenge without ExpiryQueue is due: %v, %v", ids, err)
 	}
 }
