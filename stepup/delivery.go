@@ -129,8 +129,9 @@ func (e *Engine) watching(name, id string) (Failoverer, bool) {
 }
 
 // recordDelivery records the message d of challenge c's current code
-// (c.Sends) on the challenge, and when it can fail over, what a
-// failover needs and when it is due.
+// (c.Sends) on the challenge, with its sender as the code's (what
+// RecordSend does), and when it can fail over, what a failover needs
+// and when it is due.
 func (e *Engine) recordDelivery(ctx context.Context, r *http.Request, c *store.Challenge, msg *sender.Message, d sender.Delivery, failover bool) {
 	now := e.now()
 	del := store.Delivery{Sender: d.Sender, Channel: string(e.channelOf(d.Sender)), MessageID: d.MessageID,
@@ -305,9 +306,6 @@ func (e *Engine) failover(ctx context.Context, r *http.Request, id string, index
 	}
 	ev.Sender, ev.Channel, ev.MessageID = d.Sender, string(e.channelOf(d.Sender)), d.MessageID
 	e.emit(r, ev)
-	if err := e.store.RecordSend(ctx, c.ID, d.Sender, false); err != nil && !errors.Is(err, store.ErrNotFound) {
-		e.emit(r, &Event{Kind: EventStoreError, Policy: c.Policy, Outcome: "record_send", Err: err})
-	}
 	e.recordDelivery(ctx, r, c, msg, d, true)
 }
 

@@ -767,13 +767,15 @@ func (e *Engine) send(r *http.Request, c *store.Challenge, msg *sender.Message, 
 		ev.Kind, ev.Outcome, ev.Err = EventCodeSendFailed, "failed", err
 	}
 	e.emit(r, ev)
-	if rerr := e.store.RecordSend(ctx, id, by, err != nil && !hidden); rerr != nil {
-		e.emit(r, &Event{Kind: EventStoreError, Policy: policy, Outcome: "record_send", Err: rerr})
+	if err != nil {
+		if rerr := e.store.RecordSend(ctx, id, by, !hidden); rerr != nil {
+			e.emit(r, &Event{Kind: EventStoreError, Policy: policy, Outcome: "record_send", Err: rerr})
+		}
+		return by, true
 	}
-	if err == nil {
-		e.recordDelivery(ctx, r, c, msg, d, false)
-	}
-	return by, err != nil
+	// Who sent it goes with the delivery record, in one step.
+	e.recordDelivery(ctx, r, c, msg, d, false)
+	return by, false
 }
 
 // challengeURL is the page of challenge id.

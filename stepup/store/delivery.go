@@ -86,8 +86,10 @@ type DeliveryStore interface {
 	// keeps to send the current code again (sealed, see
 	// Challenge.SealedCode). When d has a MessageID, the message is
 	// found by TakeReceipt until expires (the code's end of life).
-	// The challenge may be used already (a late send is recorded all
-	// the same); a challenge gone gets ErrNotFound.
+	// A delivery is a send a sender accepted: on a pending challenge it
+	// also does what RecordSend(id, d.Sender, false) does, in the same
+	// step. The challenge may be used already (a late send is recorded
+	// all the same); a challenge gone gets ErrNotFound.
 	AddDelivery(ctx context.Context, id string, d Delivery, sealed []byte, expires time.Time) (int, error)
 	// TakeReceipt applies a receipt of sender for messageID: the
 	// delivery's status moves to status at at, if StatusRank says it is
@@ -136,6 +138,9 @@ func (m *Memory) AddDelivery(_ context.Context, id string, d Delivery, sealed []
 	c.Deliveries = append(c.Deliveries, d)
 	if sealed != nil {
 		c.SealedCode = append([]byte(nil), sealed...)
+	}
+	if c.Used.IsZero() {
+		c.SentBy, c.SendFailed = d.Sender, false
 	}
 	n := len(c.Deliveries)
 	if d.MessageID != "" && m.now().Before(expires) {

@@ -21,8 +21,9 @@ import (
 //	d{i}n   which code      d{i}v  a failover    d{i}f  failed over
 //	cz      the sealed code
 //
-// A message pointer, PREFIXm:{LEN:SENDER:MESSAGEID}, holds "ID:i" for as
-// long as the code lives; a failover queue, PREFIXfo:{QUEUE}, is a
+// A message pointer, PREFIXm:{LEN:SENDER:MESSAGEID}, holds the
+// challenge's ID for as long as the code lives (the delivery is the
+// challenge's latest of that sender and message id); a failover queue, PREFIXfo:{QUEUE}, is a
 // sorted set of challenge ids by the time they are due (Unix ms), with a
 // TTL renewed by each schedule.
 
@@ -33,26 +34,44 @@ func (s *Redis) queueKey(queue string) string { return s.prefix + "fo:{" + queue
 
 var (
 	// KEYS[1] challenge; ARGV: sealed ("" keeps it), sender, channel,
-	// message id, status, sent ms, code, failover ("1"/"0").
+	// message id, status, sent ms, code, failover ("1"/"0"). A pending
+	// challenge also notes the sender as its current code's (as
+	// scriptRecordSend does for a send that did not fail).
 	scriptAddDelivery = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local u = redis.call('HGET', KEYS[1], 'u')
+if not u then return 0 end
 local n = redis.call('HINCRBY', KEYS[1], 'dn', 1)
 local p = 'd' .. n
 redis.call('HSET', KEYS[1], p .. 's', ARGV[2], p .. 'c', ARGV[3], p .. 'm', ARGV[4], p .. 'st', ARGV[5],
   p .. 't', ARGV[6], p .. 'u', ARGV[6], p .. 'n', ARGV[7], p .. 'v', ARGV[8], p .. 'f', '0')
 if ARGV[1] ~= '' then redis.call('HSET', KEYS[1], 'cz', ARGV[1]) end
+if u == '0' then redis.call('HSET', KEYS[1], 'b', ARGV[2], 'f', '0') end
 return n`)
 
-	// KEYS[1] challenge; ARGV[1] index, ARGV[2] status, ARGV[3] at ms.
-	// The ranks are StatusRank's.
+	// KEYS[1] challenge; ARGV[1] index (0: the latest delivery of
+	// sender ARGV[4] with message id ARGV[5]), ARGV[2] status, ARGV[3]
+	// at ms. Returns {state, previous status, index}. The ranks are
+	// StatusRank's.
 	scriptReceipt = redis.NewScript(`
-local p = 'd' .. ARGV[1]
+local i = tonumber(ARGV[1])
+if i == 0 then
+  local n = tonumber(redis.call('HGET', KEYS[1], 'dn') or '0')
+  for j = n, 1, -1 do
+    local v = redis.call('HMGET', KEYS[1], 'd' .. j .. 's', 'd' .. j .. 'm')
+    if v[1] == ARGV[4] and v[2] == ARGV[5] then
+      i = j
+      break
+    end
+  end
+  if i == 0 then return {'nf'} end
+end
+local p = 'd' .. i
 local cur = redis.call('HGET', KEYS[1], p .. 'st')
 if not cur then return {'nf'} end
 local rank = {accepted = 1, queued = 2, sent = 3, undelivered = 4, failed = 4, delivered = 5, read = 6}
-if (rank[ARGV[2]] or 0) <= (rank[cur] or 0) then return {'same', cur} end
+if (rank[ARGV[2]] or 0) <= (rank[cur] or 0) then return {'same', cur, i} end
 redis.call('HSET', KEYS[1], p .. 'st', ARGV[2], p .. 'u', ARGV[3])
-return {'ok', cur}`)
+return {'ok', cur, i}`)
 
 	// KEYS[1] challenge; ARGV[1] index, ARGV[2] now ms.
 	scriptClaimFailover = redis.NewScript(`
@@ -77,7 +96,9 @@ return ids`)
 )
 
 // AddDelivery implements DeliveryStore: the delivery in one script on
-// the challenge, then its message pointer.
+// the challenge and its message pointer, in one round trip. The pointer
+// holds the challenge id; the receipt's script finds the delivery by
+// sender and message id (a challenge has a handful).
 func (s *Redis) AddDelivery(ctx context.Context, id string, d Delivery, sealed []byte, expires time.Time) (int, error) {
 	if d.Status == "" {
 		d.Status = StatusAccepted
@@ -89,18 +110,30 @@ func (s *Redis) AddDelivery(ctx context.Context, id string, d Delivery, sealed [
 	if sealed == nil {
 		sealed = []byte{}
 	}
-	n, err := scriptAddDelivery.Run(ctx, s.client, []string{s.challengeKey(id)},
-		sealed, d.Sender, d.Channel, d.MessageID, d.Status, ms(d.Sent), d.Code, failover).Int()
+	keys := []string{s.challengeKey(id)}
+	args := []any{sealed, d.Sender, d.Channel, d.MessageID, d.Status, ms(d.Sent), d.Code, failover}
+	pipe := s.client.Pipeline()
+	added := scriptAddDelivery.EvalSha(ctx, pipe, keys, args...)
+	var pointer *redis.StatusCmd
+	if ttl := time.Until(expires); d.MessageID != "" && ttl > 0 {
+		// Written even if the challenge is gone: a receipt then finds no
+		// delivery, as for a message this handler does not know.
+		pointer = pipe.Set(ctx, s.messageKey(d.Sender, d.MessageID), id, ttl)
+	}
+	_, _ = pipe.Exec(ctx)
+	if err := added.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The first use of the script on this server: Run loads it.
+		added = scriptAddDelivery.Run(ctx, s.client, keys, args...)
+	}
+	n, err := added.Int()
 	if err != nil {
 		return 0, fmt.Errorf("recording delivery: %w", err)
 	}
 	if n == 0 {
 		return 0, ErrNotFound
 	}
-	if ttl := time.Until(expires); d.MessageID != "" && ttl > 0 {
-		if err := s.client.Set(ctx, s.messageKey(d.Sender, d.MessageID), id+":"+strconv.Itoa(n), ttl).Err(); err != nil {
-			return n, fmt.Errorf("recording message: %w", err)
-		}
+	if pointer != nil && pointer.Err() != nil {
+		return n, fmt.Errorf("recording message: %w", pointer.Err())
 	}
 	return n, nil
 }
@@ -114,19 +147,26 @@ func (s *Redis) TakeReceipt(ctx context.Context, sender, messageID, status strin
 	if err != nil {
 		return Receipt{}, fmt.Errorf("finding message: %w", err)
 	}
-	id, idx, ok := strings.Cut(v, ":")
-	index, err := strconv.Atoi(idx)
-	if !ok || err != nil {
-		return Receipt{}, ErrNotFound
+	// "ID" (the delivery is found by sender and message id), or "ID:i",
+	// the index, as pointers written by earlier versions hold it.
+	id, idx, indexed := strings.Cut(v, ":")
+	index := 0
+	if indexed {
+		if index, err = strconv.Atoi(idx); err != nil || index < 1 {
+			return Receipt{}, ErrNotFound
+		}
 	}
-	res, err := scriptReceipt.Run(ctx, s.client, []string{s.challengeKey(id)}, index, status, ms(at)).StringSlice()
+	res, err := scriptReceipt.Run(ctx, s.client, []string{s.challengeKey(id)}, index, status, ms(at), sender, messageID).Slice()
 	if err != nil {
 		return Receipt{}, fmt.Errorf("taking receipt: %w", err)
 	}
-	if len(res) < 2 {
+	if len(res) < 3 {
 		return Receipt{}, ErrNotFound
 	}
-	return Receipt{Challenge: id, Index: index, Changed: res[0] == "ok", Previous: res[1]}, nil
+	state, _ := res[0].(string)
+	prev, _ := res[1].(string)
+	found, _ := res[2].(int64)
+	return Receipt{Challenge: id, Index: int(found), Changed: state == "ok", Previous: prev}, nil
 }
 
 // ClaimFailover implements DeliveryStore.

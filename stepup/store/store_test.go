@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +163,47 @@ func TestRedisOutageAndRecovery(t *testing.T) {
 	}
 	if _, err := s.Get(ctx, c.ID); err != nil {
 		t.Fatalf("Get after recovery: %v", err)
+	}
+}
+
+// A message pointer written by an earlier version holds "ID:i", the
+// delivery's index; receipts for it are still taken (the pointer lives
+// as long as a code, so across an upgrade).
+func TestRedisReceiptOldPointer(t *testing.T) {
+	ctx := context.Background()
+	s, client := newRedisStore(t)
+	defer s.Close()
+	now := time.Now()
+	c := &store.Challenge{ID: "old-pointer-" + strconv.FormatInt(now.UnixNano(), 36), Policy: "p", UserKey: "u", SessionKey: "s",
+		Phone: "+14155550100", ReturnURL: "/", Created: now, Expires: now.Add(time.Minute), MaxAttempts: 3, CodeMAC: []byte("m")}
+	if err := s.Create(ctx, c, "", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"SM1", "SM2"} {
+		if _, err := s.AddDelivery(ctx, c.ID, store.Delivery{Sender: "twilio", MessageID: id, Sent: now, Code: 1}, nil, c.Expires); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := client.Keys(ctx, "test:TestRedisReceiptOldPointer:m:{6:twilio:SM1}").Result()
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("message pointer keys %v, %v", keys, err)
+	}
+	if v, _ := client.Get(ctx, keys[0]).Result(); v != c.ID {
+		t.Fatalf("message pointer holds %q, want the challenge id", v)
+	}
+	if err := client.Set(ctx, keys[0], c.ID+":1", time.Minute).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := s.TakeReceipt(ctx, "twilio", "SM1", "delivered", now)
+	if err != nil || rc.Challenge != c.ID || rc.Index != 1 || !rc.Changed {
+		t.Fatalf("receipt through an old pointer = %+v, %v", rc, err)
+	}
+	rc, err = s.TakeReceipt(ctx, "twilio", "SM2", "failed", now)
+	if err != nil || rc.Index != 2 || !rc.Changed || rc.Previous != store.StatusAccepted {
+		t.Fatalf("receipt through a new pointer = %+v, %v", rc, err)
+	}
+	got, _ := s.Get(ctx, c.ID)
+	if got.Deliveries[0].Status != "delivered" || got.Deliveries[1].Status != "failed" {
+		t.Fatalf("deliveries after the receipts: %+v", got.Deliveries)
 	}
 }

@@ -1204,6 +1204,11 @@ func testDeliveries(t *testing.T, s store.Store) {
 	if !bytes.Equal(got.SealedCode, []byte("sealed\x00one")) || len(got.Deliveries) != 2 {
 		t.Fatalf("after two deliveries: sealed %q, %+v", got.SealedCode, got.Deliveries)
 	}
+	// The latest accepted send is the code's sender (RecordSend's part),
+	// and a failed send before it no longer counts.
+	if got.SentBy != "log" || got.SendFailed {
+		t.Fatalf("after two deliveries: SentBy %q, SendFailed %v; want log, false", got.SentBy, got.SendFailed)
+	}
 	// Nothing else of the challenge changed.
 	if got.Mode != c.Mode || got.PolicyVersion != c.PolicyVersion || got.Scope != c.Scope || got.Generation != c.Generation ||
 		got.Description != c.Description || !bytes.Equal(got.CodeMAC, c.CodeMAC) || got.Sends != 1 || got.Phone != c.Phone {
@@ -1224,6 +1229,21 @@ func testDeliveries(t *testing.T, s store.Store) {
 	}
 	if n, err := s.AddDelivery(ctx, c.ID, store.Delivery{Sender: "late", Sent: t0.Add(4 * time.Second)}, nil, c.Expires); err != nil || n != 3 {
 		t.Fatalf("AddDelivery after use = %d, %v", n, err)
+	}
+	if got, _ := s.Get(ctx, c.ID); got.SentBy != "log" {
+		t.Fatalf("a late delivery changed a used challenge's sender to %q", got.SentBy)
+	}
+	// A failed send, then one accepted: the failure is cleared.
+	d := newChallenge()
+	mustCreate(t, s, d)
+	if err := s.RecordSend(ctx, d.ID, "", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddDelivery(ctx, d.ID, store.Delivery{Sender: "vonage", Sent: t0, Code: 1}, nil, d.Expires); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Get(ctx, d.ID); got.SentBy != "vonage" || got.SendFailed {
+		t.Fatalf("after a failed send and an accepted one: SentBy %q, SendFailed %v", got.SentBy, got.SendFailed)
 	}
 }
 
