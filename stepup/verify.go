@@ -411,12 +411,26 @@ func (e *Engine) compare(ctx context.Context, b *bound, in proof) (res outcome, 
 	// The user's failure budget is spent before the comparison, in one
 	// atomic step: however many requests race, across any number of
 	// challenges and instances, at most MaxFailures codes are compared
-	// in a window. A right code gets its unit back.
-	n, ttl, ok, err := e.store.ReserveFailure(ctx, c.UserKey, e.cfg.MaxFailures, e.failureWindow())
-	if err != nil {
-		return 0, 0, 0, err
+	// in a window. A right code gets its unit back. The challenge's
+	// attempt is begun with it: in one round trip where the store can
+	// (store.AttemptReserver: a user locked out since the read then
+	// spends the attempt too, which fails closed), else once reserved.
+	now := e.now()
+	ra, reserved := store.ReservedAttempt{}, false
+	if rb, ok := e.store.(store.AttemptReserver); ok {
+		ra, reserved = rb.ReserveAndBegin(ctx, c.UserKey, e.cfg.MaxFailures, e.failureWindow(), c.ID, now)
 	}
-	if !ok {
+	if !reserved {
+		ra.Failures, ra.TTL, ra.Reserved, ra.ReserveErr = e.store.ReserveFailure(ctx, c.UserKey, e.cfg.MaxFailures, e.failureWindow())
+		if ra.ReserveErr == nil && ra.Reserved {
+			ra.MAC, ra.Attempts, ra.BeginErr = e.store.BeginAttempt(ctx, c.ID, now)
+		}
+	}
+	n, ttl := ra.Failures, ra.TTL
+	if ra.ReserveErr != nil {
+		return 0, 0, 0, ra.ReserveErr
+	}
+	if !ra.Reserved {
 		return lockedOut, ttl, n, nil
 	}
 	refund := func() {
@@ -425,15 +439,14 @@ func (e *Engine) compare(ctx context.Context, b *bound, in proof) (res outcome, 
 			e.log.Warn("giving back a failure reservation", zap.Error(err))
 		}
 	}
-	now := e.now()
-	stored, attempts, err := e.store.BeginAttempt(ctx, c.ID, now)
-	if err != nil {
+	if ra.BeginErr != nil {
 		refund()
-		res, lock, err := e.stateOutcome(b, err, now)
+		res, lock, err := e.stateOutcome(b, ra.BeginErr, now)
 		return res, lock, 0, err
 	}
+	stored, attempts := ra.MAC, ra.Attempts
 	c.Attempts = attempts
-	ok, err = in.matches(ctx, e, b, stored, attempts)
+	ok, err := in.matches(ctx, e, b, stored, attempts)
 	if err != nil {
 		// The attempt and the failure stay spent: fail closed.
 		return 0, 0, 0, err

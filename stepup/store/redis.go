@@ -693,7 +693,36 @@ func (s *Redis) runDurable(ctx context.Context, script *redis.Script, keys []str
 
 // BeginAttempt implements Store.
 func (s *Redis) BeginAttempt(ctx context.Context, id string, now time.Time) ([]byte, int, error) {
-	res, err := scriptBegin.Run(ctx, s.client, []string{s.challengeKey(id)}, ms(now)).Slice()
+	return beginResult(scriptBegin.Run(ctx, s.client, []string{s.challengeKey(id)}, ms(now)))
+}
+
+// ReserveAndBegin implements AttemptReserver: ReserveFailure and
+// BeginAttempt in one pipeline, when no reservation is waited for on
+// replicas.
+func (s *Redis) ReserveAndBegin(ctx context.Context, failureKey string, max int, window time.Duration, id string, now time.Time) (r ReservedAttempt, ok bool) {
+	if s.waitReplicas != 0 || window <= 0 {
+		return r, false
+	}
+	fkeys, ckeys := []string{s.failureKey(failureKey)}, []string{s.challengeKey(id)}
+	pipe := s.client.Pipeline()
+	reserve := scriptReserveFailure.EvalSha(ctx, pipe, fkeys, max, window.Milliseconds())
+	begin := scriptBegin.EvalSha(ctx, pipe, ckeys, ms(now))
+	_, _ = pipe.Exec(ctx)
+	if err := reserve.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// The first use of the script on this server: Run loads it.
+		reserve = scriptReserveFailure.Run(ctx, s.client, fkeys, max, window.Milliseconds())
+	}
+	if err := begin.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		begin = scriptBegin.Run(ctx, s.client, ckeys, ms(now))
+	}
+	r.Failures, r.TTL, r.Reserved, r.ReserveErr = reserveResult(reserve)
+	r.MAC, r.Attempts, r.BeginErr = beginResult(begin)
+	return r, true
+}
+
+// beginResult reads the answer of scriptBegin.
+func beginResult(cmd *redis.Cmd) ([]byte, int, error) {
+	res, err := cmd.Slice()
 	if err != nil {
 		return nil, 0, fmt.Errorf("beginning attempt: %w", err)
 	}
@@ -873,6 +902,19 @@ func (s *Redis) ReserveFailure(ctx context.Context, key string, max int, window 
 		return 0, 0, false, errors.New("failure window must be positive")
 	}
 	cmd, durable := s.runDurable(ctx, scriptReserveFailure, []string{s.failureKey(key)}, max, window.Milliseconds())
+	n, ttl, ok, err := reserveResult(cmd)
+	if err != nil || !ok {
+		return n, ttl, false, err
+	}
+	if durable != nil {
+		// The unit stays spent: failing closed counts it as a failure.
+		return n, ttl, false, fmt.Errorf("reserving failure: %w", durable)
+	}
+	return n, ttl, true, nil
+}
+
+// reserveResult reads the answer of scriptReserveFailure.
+func reserveResult(cmd *redis.Cmd) (int, time.Duration, bool, error) {
 	res, err := cmd.Int64Slice()
 	if err == nil && len(res) != 3 {
 		err = fmt.Errorf("unexpected script answer %v", res)
@@ -880,15 +922,7 @@ func (s *Redis) ReserveFailure(ctx context.Context, key string, max int, window 
 	if err != nil {
 		return 0, 0, false, fmt.Errorf("reserving failure: %w", err)
 	}
-	n, ttl := int(res[1]), time.Duration(max64(res[2], 0))*time.Millisecond
-	if res[0] != 1 {
-		return n, ttl, false, nil
-	}
-	if durable != nil {
-		// The unit stays spent: failing closed counts it as a failure.
-		return n, ttl, false, fmt.Errorf("reserving failure: %w", durable)
-	}
-	return n, ttl, true, nil
+	return int(res[1]), time.Duration(max64(res[2], 0)) * time.Millisecond, res[0] == 1, nil
 }
 
 func max64(a, b int64) int64 {

@@ -346,6 +346,31 @@ func newGeneration() string {
 	return hex.EncodeToString(b)
 }
 
+// AttemptReserver is a Store that can reserve a failure unit and begin
+// an attempt in one round trip: what ReserveFailure(failureKey, max,
+// window) and then BeginAttempt(id, now) do, both always done. So an
+// attempt is spent even when the reservation is refused (the user was
+// locked out since the challenge was read): that fails closed. ok is
+// false when it cannot (a reservation that replicas must acknowledge);
+// the caller then makes the two calls.
+type AttemptReserver interface {
+	ReserveAndBegin(ctx context.Context, failureKey string, max int, window time.Duration, id string, now time.Time) (r ReservedAttempt, ok bool)
+}
+
+// ReservedAttempt is what AttemptReserver.ReserveAndBegin returns: the
+// results of ReserveFailure and of BeginAttempt.
+type ReservedAttempt struct {
+	// Failures, TTL, Reserved and ReserveErr are ReserveFailure's.
+	Failures   int
+	TTL        time.Duration
+	Reserved   bool
+	ReserveErr error
+	// MAC, Attempts and BeginErr are BeginAttempt's.
+	MAC      []byte
+	Attempts int
+	BeginErr error
+}
+
 // ConsumeRefunder is a Store that can consume a challenge and give back
 // a failure unit in one round trip: what Consume and then RefundFailure
 // do, both always done, the refund whatever the consume's outcome.

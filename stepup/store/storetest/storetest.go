@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"Expired", testExpired},
 		{"ConsumeOnce", testConsumeOnce},
 		{"ConsumeRefund", testConsumeRefund},
+		{"ReserveAndBegin", testReserveAndBegin},
 		{"ConsumeAfterResend", testConsumeAfterResend},
 		{"ConcurrentConsume", testConcurrentConsume},
 		{"ConcurrentAttempts", testConcurrentAttempts},
@@ -355,6 +356,47 @@ func testConsumeOnce(t *testing.T, s store.Store) {
 	}
 	if got, _ := s.Get(ctx, c.ID); got.SentBy == "late" {
 		t.Fatal("RecordSend changed a used challenge")
+	}
+}
+
+// testReserveAndBegin: a store that reserves a failure and begins an
+// attempt in one step (store.AttemptReserver) does what ReserveFailure
+// and BeginAttempt do, both always done.
+func testReserveAndBegin(t *testing.T, s store.Store) {
+	ar, ok := s.(store.AttemptReserver)
+	if !ok {
+		t.Skip("the store does not implement AttemptReserver")
+	}
+	ctx := context.Background()
+	c := newChallenge() // MaxAttempts 3
+	mustCreate(t, s, c)
+	now := t0.Add(time.Second)
+	user := "reserve-begin-" + ID()
+	r, done := ar.ReserveAndBegin(ctx, user, 2, time.Hour, c.ID, now)
+	if !done {
+		t.Skip("this store's ReserveAndBegin does not apply (replicas acknowledge reservations)")
+	}
+	if r.ReserveErr != nil || !r.Reserved || r.Failures != 1 || r.TTL <= 0 || r.BeginErr != nil || r.Attempts != 1 || !bytes.Equal(r.MAC, c.CodeMAC) {
+		t.Fatalf("first ReserveAndBegin = %+v", r)
+	}
+	if r, _ = ar.ReserveAndBegin(ctx, user, 2, time.Hour, c.ID, now); !r.Reserved || r.Failures != 2 || r.Attempts != 2 {
+		t.Fatalf("second ReserveAndBegin = %+v", r)
+	}
+	// The budget is spent: not reserved, and the attempt spent all the
+	// same (fails closed).
+	if r, _ = ar.ReserveAndBegin(ctx, user, 2, time.Hour, c.ID, now); r.Reserved || r.Failures != 2 || r.TTL <= 0 || r.Attempts != 3 || r.BeginErr != nil {
+		t.Fatalf("ReserveAndBegin past the budget = %+v", r)
+	}
+	// The challenge's attempts are spent: reserved, the begin refused.
+	other := "reserve-begin-other-" + ID()
+	if r, _ = ar.ReserveAndBegin(ctx, other, 5, time.Hour, c.ID, now); !r.Reserved || !errors.Is(r.BeginErr, store.ErrExhausted) {
+		t.Fatalf("ReserveAndBegin on an exhausted challenge = %+v", r)
+	}
+	if r, _ = ar.ReserveAndBegin(ctx, other, 5, time.Hour, "no-such-"+ID(), now); !r.Reserved || !errors.Is(r.BeginErr, store.ErrNotFound) {
+		t.Fatalf("ReserveAndBegin on an unknown challenge = %+v", r)
+	}
+	if n, _, err := s.Failures(ctx, other); err != nil || n != 2 {
+		t.Fatalf("failures of the other user = %d, %v; want 2 (the caller refunds)", n, err)
 	}
 }
 
