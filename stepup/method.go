@@ -154,8 +154,9 @@ func QueryMethodOverrides(text string, add func(string)) {
 	}
 }
 
-// methodParams is MethodParam as a request parameter name.
-var methodParams = fields.NewParams(MethodParam)
+// methodParams is MethodParam as a request parameter name; it remembers
+// how the cookies and headers it sees read (fields.Params.Remembering).
+var methodParams = fields.NewParams(MethodParam).Remembering()
 
 // MethodParamElsewhere reports whether r carries a _method parameter in
 // a cookie or a header (fields.EachOtherParam: PHP's $_REQUEST and

@@ -3,6 +3,7 @@ package fields
 import (
 	"net/http"
 	"strings"
+	"sync"
 )
 
 // Where the apps behind stepup read request parameters from, besides the
@@ -92,6 +93,25 @@ func SpringHeaderName(h string) string {
 // (under its Spring name, SpringHeaderName, once for each value). where
 // is InCookie or InHeader. It stops when fn returns false.
 func EachOtherParam(r *http.Request, fn func(where, name, value string) bool) {
+	if !eachCookie(r, func(name, value string) bool { return fn(InCookie, name, value) }) {
+		return
+	}
+	for k, vs := range r.Header {
+		if transportHeader(k) {
+			continue
+		}
+		name := SpringHeaderName(k)
+		for _, v := range vs {
+			if !fn(InHeader, name, v) {
+				return
+			}
+		}
+	}
+}
+
+// eachCookie is EachOtherParam's walk of the cookies. It reports false
+// when fn stopped it.
+func eachCookie(r *http.Request, fn func(name, value string) bool) bool {
 	for _, line := range r.Header["Cookie"] {
 		for line != "" {
 			var c string
@@ -106,25 +126,15 @@ func EachOtherParam(r *http.Request, fn func(where, name, value string) bool) {
 			if name == "" {
 				continue
 			}
-			if !fn(InCookie, name, value) {
-				return
+			if !fn(name, value) {
+				return false
 			}
-			if d := decodeLenient(name); d != name && !fn(InCookie, d, decodeLenient(value)) {
-				return
-			}
-		}
-	}
-	for k, vs := range r.Header {
-		if transportHeader(k) {
-			continue
-		}
-		name := SpringHeaderName(k)
-		for _, v := range vs {
-			if !fn(InHeader, name, v) {
-				return
+			if d := decodeLenient(name); d != name && !fn(d, decodeLenient(value)) {
+				return false
 			}
 		}
 	}
+	return true
 }
 
 // decodeLenient decodes a name or value as PHP's urldecode does: '+' is
@@ -170,6 +180,7 @@ func unhex(c byte) byte {
 // qs's).
 type Params struct {
 	names []paths
+	memo  *nameMemo // nil: nothing remembered
 }
 
 // NewParams returns the set of the given parameter names.
@@ -179,6 +190,73 @@ func NewParams(names ...string) *Params {
 		ps.names = append(ps.names, readName(n))
 	}
 	return ps
+}
+
+// Remembering makes ps remember, for each cookie name and header it is
+// asked about, which of its names that one reads as: for a set that
+// lives long and sees the same cookies and headers on request after
+// request (a policy's fields, the method parameter), so that each is
+// read under every reading once, not on every request. What it
+// remembers is bounded (nameMemoMax names; past that it starts afresh),
+// since clients choose the names. It returns ps.
+func (ps *Params) Remembering() *Params {
+	ps.memo = &nameMemo{cookies: map[string]int{}, headers: map[string]int{}}
+	return ps
+}
+
+// nameMemoMax bounds the cookie names and header keys a remembering
+// Params keeps.
+const nameMemoMax = 4096
+
+// nameMemo is what a remembering Params knows: a cookie name, or a
+// header's key as net/http holds it, to the index of the name it reads
+// as (-1: none).
+type nameMemo struct {
+	mu      sync.RWMutex
+	cookies map[string]int
+	headers map[string]int
+}
+
+// index returns the index of the name n (a cookie name) or, for a
+// header, SpringHeaderName(n) reads as, or -1.
+func (ps *Params) index(n string, header bool) int {
+	m := ps.memo
+	if m == nil {
+		return ps.lookup(n, header)
+	}
+	tab := m.cookies
+	if header {
+		tab = m.headers
+	}
+	m.mu.RLock()
+	i, ok := tab[n]
+	m.mu.RUnlock()
+	if ok {
+		return i
+	}
+	i = ps.lookup(n, header)
+	m.mu.Lock()
+	if len(m.cookies)+len(m.headers) >= nameMemoMax {
+		clear(m.cookies)
+		clear(m.headers)
+	}
+	tab[strings.Clone(n)] = i
+	m.mu.Unlock()
+	return i
+}
+
+// lookup is index without the memory.
+func (ps *Params) lookup(n string, header bool) int {
+	if header {
+		n = SpringHeaderName(n)
+	}
+	p := readName(n)
+	for i := range ps.names {
+		if sameTop(&p, &ps.names[i]) {
+			return i
+		}
+	}
+	return -1
 }
 
 // Elsewhere reports whether r carries one of the names outside its query
@@ -192,18 +270,24 @@ func (ps *Params) Elsewhere(r *http.Request) (int, string) {
 	if ps == nil || len(ps.names) == 0 {
 		return -1, ""
 	}
-	found, where := -1, ""
-	EachOtherParam(r, func(w, name, _ string) bool {
-		p := readName(name)
-		for i := range ps.names {
-			if sameTop(&p, &ps.names[i]) {
-				found, where = i, w
-				return false
-			}
-		}
-		return true
+	found := -1
+	eachCookie(r, func(name, _ string) bool {
+		found = ps.index(name, false)
+		return found < 0
 	})
-	return found, where
+	if found >= 0 {
+		return found, InCookie
+	}
+	// A header's values do not change how its name reads: once per key.
+	for k, vs := range r.Header {
+		if len(vs) == 0 || transportHeader(k) {
+			continue
+		}
+		if found = ps.index(k, true); found >= 0 {
+			return found, InHeader
+		}
+	}
+	return -1, ""
 }
 
 // Elsewhere refuses f (the error matches ErrAmbiguous) when the request

@@ -2,6 +2,7 @@ package fields
 
 import (
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -20,7 +21,16 @@ func TestSpringHeaderName(t *testing.T) {
 // The names Params.Elsewhere finds in cookies and headers, and those it
 // leaves alone (R4-7, R4-8).
 func TestParamsElsewhere(t *testing.T) {
-	ps := NewParams("amount", "pay_to", "user[phone]")
+	plain := NewParams("amount", "pay_to", "user[phone]")
+	remembering := NewParams("amount", "pay_to", "user[phone]").Remembering()
+	// The remembering set answers as the plain one, the first time and
+	// from its memory (each case runs twice).
+	for _, ps := range []*Params{plain, remembering, remembering} {
+		testParamsElsewhere(t, ps)
+	}
+}
+
+func testParamsElsewhere(t *testing.T, ps *Params) {
 	for _, tc := range []struct {
 		cookie string
 		header map[string]string
@@ -90,9 +100,20 @@ func FuzzParamsElsewhere(f *testing.F) {
 	f.Add("session=1", "Pay-To")
 	f.Add("", "AMOUNT")
 	ps := NewParams("amount")
+	remembering := NewParams("amount", "_method").Remembering()
+	plain := NewParams("amount", "_method")
 	f.Fuzz(func(t *testing.T, cookie, header string) {
 		r, _ := http.NewRequest("POST", "/", nil)
 		r.Header["Cookie"] = []string{cookie}
+		r.Header[header] = []string{"1"}
+		// Remembering changes nothing of the answer.
+		for range 2 {
+			i, where := remembering.Elsewhere(r)
+			if j, w := plain.Elsewhere(r); i != j || where != w {
+				t.Fatalf("cookie %q, header %q: remembering %d %q, plain %d %q", cookie, header, i, where, j, w)
+			}
+		}
+		delete(r.Header, header)
 		for _, c := range r.Cookies() {
 			if strings.EqualFold(c.Name, "amount") {
 				if i, _ := ps.Elsewhere(r); i != 0 {
@@ -107,4 +128,28 @@ func FuzzParamsElsewhere(f *testing.F) {
 			}
 		}
 	})
+}
+
+// A remembering set keeps at most nameMemoMax names, whatever names the
+// clients send, and still answers right past the bound.
+func TestParamsRememberingBounded(t *testing.T) {
+	ps := NewParams("_method").Remembering()
+	r, _ := http.NewRequest("GET", "/", nil)
+	for i := range 3 * nameMemoMax {
+		r.Header = http.Header{"Cookie": {"c" + strconv.Itoa(i) + "=1"}, "X-H" + strconv.Itoa(i): {"1"}}
+		if j, _ := ps.Elsewhere(r); j != -1 {
+			t.Fatalf("request %d: found %d", i, j)
+		}
+		if n := len(ps.memo.cookies) + len(ps.memo.headers); n > nameMemoMax {
+			t.Fatalf("remembers %d names, bound %d", n, nameMemoMax)
+		}
+	}
+	r.Header = http.Header{"Cookie": {"%5Fmethod=PUT"}}
+	if j, where := ps.Elsewhere(r); j != 0 || where != InCookie {
+		t.Fatalf("past the bound: %d %q", j, where)
+	}
+	r.Header = http.Header{"_method": {"PUT"}}
+	if j, where := ps.Elsewhere(r); j != 0 || where != InHeader {
+		t.Fatalf("past the bound: %d %q", j, where)
+	}
 }

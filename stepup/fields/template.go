@@ -61,7 +61,7 @@ func ParseTemplate(s string) (*Template, error) {
 			names[i] = f.path[0]
 		}
 	}
-	t.params = NewParams(names...)
+	t.params = NewParams(names...).Remembering()
 	return t, nil
 }
 
