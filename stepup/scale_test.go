@@ -109,21 +109,7 @@ func BenchmarkScaleGrants(b *testing.B) {
 					}
 				}
 				memGrants := redisUsedMemory(b, client) - memBefore
-				r.Header.Set("Accept", "text/html")
-				r.Header.Set("X-Remote-Phone", "+14155550100")
-				w := &nopWriter{h: http.Header{}}
-				b.ReportAllocs()
-				i := 0
-				for b.Loop() {
-					u := i % users
-					i++
-					r.Header.Set("X-Remote-User", names[u])
-					r.Header.Set("Cookie", cookies[u])
-					w.code = 0
-					if err := e.Serve(w, r, match, next); err != nil || w.code != 0 {
-						b.Fatalf("grant refused: %d, %v", w.code, err)
-					}
-				}
+				serveGrants(b, e, r, names, cookies, match, next)
 				if !revoked {
 					b.ReportMetric(float64(max(memGrants, 0))/float64(users), "redis-B/grant")
 				}

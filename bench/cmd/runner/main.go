@@ -356,19 +356,7 @@ func (s *suite) startServersOnce(ctx context.Context) error {
 	for i := 1; i <= 180; i++ {
 		s.ports.Many = append(s.ports.Many, i)
 	}
-	tmpl, err := template.ParseFiles(filepath.Join(s.opts.bench, "Caddyfile.tmpl"))
-	if err != nil {
-		return err
-	}
-	conf := filepath.Join(s.opts.work, "Caddyfile")
-	f, err := os.Create(conf)
-	if err != nil {
-		return err
-	}
-	err = tmpl.Execute(f, s.ports)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	conf, err := s.writeConfig("Caddyfile")
 	if err != nil {
 		return err
 	}
@@ -895,4 +883,23 @@ func (s *suite) warmUp(ctx context.Context) {
 			s.fail("("+c.key+") "+c.name+" (warm-up)", err)
 		}
 	}
+}
+
+// writeConfig fills the template bench/NAME.tmpl with the suite's ports
+// and writes it to the work directory as NAME, whose path it returns.
+func (s *suite) writeConfig(name string) (string, error) {
+	tmpl, err := template.ParseFiles(filepath.Join(s.opts.bench, name+".tmpl"))
+	if err != nil {
+		return "", err
+	}
+	conf := filepath.Join(s.opts.work, name)
+	f, err := os.Create(conf)
+	if err != nil {
+		return "", err
+	}
+	err = tmpl.Execute(f, s.ports)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return conf, err
 }

@@ -9,10 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
-	"text/template"
 	"time"
 )
 
@@ -27,19 +24,7 @@ const peerRoles = "authp/user"
 // startPeer writes the peer's Caddyfile and starts it.
 func (s *suite) startPeer(ctx context.Context, launch func(string, int, []string, string, ...string) (*proc, error),
 	release func(...int)) error {
-	tmpl, err := template.ParseFiles(filepath.Join(s.opts.bench, "Caddyfile-peer.tmpl"))
-	if err != nil {
-		return err
-	}
-	conf := filepath.Join(s.opts.work, "Caddyfile-peer")
-	f, err := os.Create(conf)
-	if err != nil {
-		return err
-	}
-	err = tmpl.Execute(f, s.ports)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	conf, err := s.writeConfig("Caddyfile-peer")
 	if err != nil {
 		return err
 	}

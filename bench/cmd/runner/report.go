@@ -254,14 +254,7 @@ func overheadVsPeer(a, peer, peerBase *config) (med, q1, q3 float64, n int) {
 		}
 		xs = append(xs, (cpuPerReq(x.r, a.proc)/ab)/(pc/pb))
 	}
-	if len(xs) == 0 {
-		return 0, 0, 0, 0
-	}
-	q1, med, q3 = quartiles(xs)
-	if len(xs) < 4 {
-		q1, q3 = minOf(xs), maxOf(xs)
-	}
-	return med, q1, q3, len(xs)
+	return medianQuartiles(xs)
 }
 
 // peerOverhead writes the peer's CPU/req over its own baseline's (P0),
@@ -275,6 +268,20 @@ func peerOverhead(peer, base *config) string {
 		return fmt.Sprintf("%+.1f%%, inside noise", (med-1)*100)
 	}
 	return fmt.Sprintf("%+.1f%%, outside noise", (med-1)*100)
+}
+
+// medianQuartiles returns the median and quartiles of xs (with fewer
+// than four, its least and greatest instead of the quartiles) and how
+// many there are; zeros for none.
+func medianQuartiles(xs []float64) (med, q1, q3 float64, n int) {
+	if len(xs) == 0 {
+		return 0, 0, 0, 0
+	}
+	q1, med, q3 = quartiles(xs)
+	if len(xs) < 4 {
+		q1, q3 = minOf(xs), maxOf(xs)
+	}
+	return med, q1, q3, len(xs)
 }
 
 // pairedCPU compares a and b run by run within the same rounds: the
@@ -294,14 +301,7 @@ func pairedCPU(a, b *config) (med, q1, q3 float64, n int) {
 			}
 		}
 	}
-	if len(xs) == 0 {
-		return 0, 0, 0, 0
-	}
-	q1, med, q3 = quartiles(xs)
-	if len(xs) < 4 {
-		q1, q3 = minOf(xs), maxOf(xs)
-	}
-	return med, q1, q3, len(xs)
+	return medianQuartiles(xs)
 }
 
 func ms(d time.Duration) string {
