@@ -460,6 +460,62 @@ func TestFailureCapUnderRace(t *testing.T) {
 	})
 }
 
+// Thirty wrong codes at once on one challenge (5 attempts): five are
+// compared and counted, the rest are told the challenge is over; the
+// user is not locked out by the ones never compared, and a new
+// challenge's right code verifies. The seventh outside test (R6-1) saw
+// false "locked" answers here over the built Caddy: every request
+// reserved a unit before learning the challenge's attempts were spent,
+// and the units in flight filled the budget for a moment. (In process
+// the race rarely shows; the contract test ReserveAndBegin holds the
+// order that removes it.)
+func TestConcurrentGuessesOnOneChallenge(t *testing.T) {
+	t.Parallel()
+	forEachStore(t, func(t *testing.T, st store.Store) {
+		h := newHarness(t, st, func(c *Config, _ []*Policy) { c.Limits.PerUser = store.Limit{Rate: 100, Period: time.Hour} })
+		first := h.browser("alice", "+14155550100")
+		loc, csrf := first.start("/account/payment-methods")
+		code := h.out.last(t).Code
+		statuses := map[int]int{}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for range 30 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b := &browser{h: h, user: "alice", phone: "+14155550100", jar: maps.Clone(first.jar)}
+				<-start
+				resp, _ := b.do("POST", loc, url.Values{"csrf": {csrf}, "code": {otherCode(code)}})
+				mu.Lock()
+				statuses[resp.StatusCode]++
+				mu.Unlock()
+			}()
+		}
+		close(start)
+		wg.Wait()
+		for status := range statuses {
+			switch status {
+			case http.StatusUnprocessableEntity, http.StatusGone, http.StatusTooManyRequests:
+			default:
+				t.Errorf("a guess answered %d (%v)", status, statuses)
+			}
+		}
+		t.Logf("answers: %v", statuses)
+		n, _, err := st.Failures(context.Background(), h.e.keys.userKey("alice"))
+		if err != nil || n != 5 {
+			t.Fatalf("failures counted = %d, %v; want the 5 compared", n, err)
+		}
+		// Not locked: a new challenge, and its right code verifies.
+		b := h.browser("alice", "+14155550100")
+		loc, csrf = b.start("/account/payment-methods")
+		resp, _ := b.do("POST", loc, url.Values{"csrf": {csrf}, "code": {h.out.last(t).Code}})
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("the right code of a new challenge = %d", resp.StatusCode)
+		}
+	})
+}
+
 // Finding 7: after the store loses its data, no earlier grant opens
 // anything: not a used transaction grant, not a session grant, not a
 // revoked one, and no pending challenge.

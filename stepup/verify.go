@@ -412,9 +412,9 @@ func (e *Engine) compare(ctx context.Context, b *bound, in proof) (res outcome, 
 	// atomic step: however many requests race, across any number of
 	// challenges and instances, at most MaxFailures codes are compared
 	// in a window. A right code gets its unit back. The challenge's
-	// attempt is begun with it: in one round trip where the store can
-	// (store.AttemptReserver: a user locked out since the read then
-	// spends the attempt too, which fails closed), else once reserved.
+	// attempt is begun with it: in one atomic step where the store can
+	// (store.AttemptReserver: a challenge that is over reserves nothing,
+	// a refused reservation spends no attempt), else once reserved.
 	now := e.now()
 	ra, reserved := store.ReservedAttempt{}, false
 	if rb, ok := e.store.(store.AttemptReserver); ok {
@@ -430,9 +430,6 @@ func (e *Engine) compare(ctx context.Context, b *bound, in proof) (res outcome, 
 	if ra.ReserveErr != nil {
 		return 0, 0, 0, ra.ReserveErr
 	}
-	if !ra.Reserved {
-		return lockedOut, ttl, n, nil
-	}
 	refund := func() {
 		if err := e.store.RefundFailure(ctx, c.UserKey); err != nil {
 			// The unit stays spent: fail closed, by one failure.
@@ -440,9 +437,17 @@ func (e *Engine) compare(ctx context.Context, b *bound, in proof) (res outcome, 
 		}
 	}
 	if ra.BeginErr != nil {
-		refund()
+		// The challenge itself is over (attempts spent, used, expired):
+		// that is the answer. Where the reservation came first (a store
+		// without AttemptReserver), its unit goes back.
+		if ra.Reserved {
+			refund()
+		}
 		res, lock, err := e.stateOutcome(b, ra.BeginErr, now)
 		return res, lock, 0, err
+	}
+	if !ra.Reserved {
+		return lockedOut, ttl, n, nil
 	}
 	stored, attempts := ra.MAC, ra.Attempts
 	c.Attempts = attempts

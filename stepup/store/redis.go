@@ -222,6 +222,35 @@ if tonumber(v[3]) >= tonumber(v[4]) then return {'dead'} end
 local a = redis.call('HINCRBY', KEYS[1], 'a', 1)
 return {'ok', v[5], a}`)
 
+	// KEYS[1] challenge, KEYS[2] the user's failure counter (one server:
+	// not under Cluster); ARGV[1] now, ARGV[2] max, ARGV[3] window ms.
+	// scriptBegin's checks, then scriptReserveFailure's, then the
+	// attempt: a challenge that is over reserves nothing, a refused
+	// reservation spends no attempt. Returns {'ok', mac, attempts, n,
+	// pttl}, {'locked', n, pttl} or scriptBegin's state.
+	scriptReserveBegin = redis.NewScript(`
+local v = redis.call('HMGET', KEYS[1], 'e', 'u', 'a', 'x', 'm')
+if not v[1] then return {'nf'} end
+if v[2] ~= '0' then return {'used'} end
+if tonumber(v[1]) <= tonumber(ARGV[1]) then return {'exp'} end
+if tonumber(v[3]) >= tonumber(v[4]) then return {'dead'} end
+local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+local ttl = redis.call('PTTL', KEYS[2])
+if n >= tonumber(ARGV[2]) then
+  if ttl == -1 then
+    redis.call('PEXPIRE', KEYS[2], ARGV[3])
+    ttl = tonumber(ARGV[3])
+  end
+  return {'locked', n, ttl}
+end
+n = redis.call('INCR', KEYS[2])
+if ttl < 0 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[3])
+  ttl = tonumber(ARGV[3])
+end
+local a = redis.call('HINCRBY', KEYS[1], 'a', 1)
+return {'ok', v[5], a, n, ttl}`)
+
 	// KEYS[1] challenge; ARGV[1] mac, ARGV[2] now, ARGV[3] method
 	scriptConsume = redis.NewScript(`
 local v = redis.call('HMGET', KEYS[1], 'e', 'u', 'm')
@@ -696,27 +725,37 @@ func (s *Redis) BeginAttempt(ctx context.Context, id string, now time.Time) ([]b
 	return beginResult(scriptBegin.Run(ctx, s.client, []string{s.challengeKey(id)}, ms(now)))
 }
 
-// ReserveAndBegin implements AttemptReserver: ReserveFailure and
-// BeginAttempt in one pipeline, when no reservation is waited for on
-// replicas.
+// ReserveAndBegin implements AttemptReserver in one script on one
+// server: the challenge's state, then the reservation, then the attempt.
+// A Cluster keeps the challenge and the user's counter in different
+// slots (no script may touch both), and with WaitReplicas the
+// reservation must be acknowledged on its own: there ok is false.
 func (s *Redis) ReserveAndBegin(ctx context.Context, failureKey string, max int, window time.Duration, id string, now time.Time) (r ReservedAttempt, ok bool) {
-	if s.waitReplicas != 0 || window <= 0 {
+	if _, cluster := s.client.(*redis.ClusterClient); cluster || s.waitReplicas != 0 || window <= 0 {
 		return r, false
 	}
-	fkeys, ckeys := []string{s.failureKey(failureKey)}, []string{s.challengeKey(id)}
-	pipe := s.client.Pipeline()
-	reserve := scriptReserveFailure.EvalSha(ctx, pipe, fkeys, max, window.Milliseconds())
-	begin := scriptBegin.EvalSha(ctx, pipe, ckeys, ms(now))
-	_, _ = pipe.Exec(ctx)
-	if err := reserve.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		// The first use of the script on this server: Run loads it.
-		reserve = scriptReserveFailure.Run(ctx, s.client, fkeys, max, window.Milliseconds())
+	res, err := scriptReserveBegin.Run(ctx, s.client, []string{s.challengeKey(id), s.failureKey(failureKey)},
+		ms(now), max, window.Milliseconds()).Slice()
+	if err != nil {
+		r.ReserveErr = fmt.Errorf("reserving failure: %w", err)
+		return r, true
 	}
-	if err := begin.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		begin = scriptBegin.Run(ctx, s.client, ckeys, ms(now))
+	status, _ := res[0].(string)
+	switch {
+	case status == "ok" && len(res) == 5:
+		mac, _ := res[1].(string)
+		attempts, _ := res[2].(int64)
+		n, _ := res[3].(int64)
+		ttl, _ := res[4].(int64)
+		r.MAC, r.Attempts = []byte(mac), int(attempts)
+		r.Failures, r.TTL, r.Reserved = int(n), time.Duration(max64(ttl, 0))*time.Millisecond, true
+	case status == "locked" && len(res) == 3:
+		n, _ := res[1].(int64)
+		ttl, _ := res[2].(int64)
+		r.Failures, r.TTL = int(n), time.Duration(max64(ttl, 0))*time.Millisecond
+	default:
+		r.BeginErr = stateError(status)
 	}
-	r.Failures, r.TTL, r.Reserved, r.ReserveErr = reserveResult(reserve)
-	r.MAC, r.Attempts, r.BeginErr = beginResult(begin)
 	return r, true
 }
 

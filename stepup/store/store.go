@@ -346,13 +346,15 @@ func newGeneration() string {
 	return hex.EncodeToString(b)
 }
 
-// AttemptReserver is a Store that can reserve a failure unit and begin
-// an attempt in one round trip: what ReserveFailure(failureKey, max,
-// window) and then BeginAttempt(id, now) do, both always done. So an
-// attempt is spent even when the reservation is refused (the user was
-// locked out since the challenge was read): that fails closed. ok is
-// false when it cannot (a reservation that replicas must acknowledge);
-// the caller then makes the two calls.
+// AttemptReserver is a Store that can begin an attempt and reserve a
+// failure unit for it in one atomic step: the challenge's state is
+// checked first (a challenge that is over reserves nothing: BeginErr is
+// set, Reserved false), then the reservation (refused: Reserved false
+// and no attempt spent), then the attempt. So only the attempts being
+// compared hold units of the user's budget, and a request that is
+// refused spends nothing. ok is false when it cannot (a Cluster keeps
+// the two in different slots; a reservation that replicas must
+// acknowledge); the caller then calls ReserveFailure, then BeginAttempt.
 type AttemptReserver interface {
 	ReserveAndBegin(ctx context.Context, failureKey string, max int, window time.Duration, id string, now time.Time) (r ReservedAttempt, ok bool)
 }

@@ -359,9 +359,10 @@ func testConsumeOnce(t *testing.T, s store.Store) {
 	}
 }
 
-// testReserveAndBegin: a store that reserves a failure and begins an
-// attempt in one step (store.AttemptReserver) does what ReserveFailure
-// and BeginAttempt do, both always done.
+// testReserveAndBegin: a store that begins an attempt and reserves a
+// failure for it in one step (store.AttemptReserver) checks the
+// challenge first, then the reservation, then spends the attempt: a
+// refused request spends nothing.
 func testReserveAndBegin(t *testing.T, s store.Store) {
 	ar, ok := s.(store.AttemptReserver)
 	if !ok {
@@ -374,7 +375,7 @@ func testReserveAndBegin(t *testing.T, s store.Store) {
 	user := "reserve-begin-" + ID()
 	r, done := ar.ReserveAndBegin(ctx, user, 2, time.Hour, c.ID, now)
 	if !done {
-		t.Skip("this store's ReserveAndBegin does not apply (replicas acknowledge reservations)")
+		t.Skip("this store's ReserveAndBegin does not apply (Cluster, or replicas acknowledge reservations)")
 	}
 	if r.ReserveErr != nil || !r.Reserved || r.Failures != 1 || r.TTL <= 0 || r.BeginErr != nil || r.Attempts != 1 || !bytes.Equal(r.MAC, c.CodeMAC) {
 		t.Fatalf("first ReserveAndBegin = %+v", r)
@@ -382,21 +383,35 @@ func testReserveAndBegin(t *testing.T, s store.Store) {
 	if r, _ = ar.ReserveAndBegin(ctx, user, 2, time.Hour, c.ID, now); !r.Reserved || r.Failures != 2 || r.Attempts != 2 {
 		t.Fatalf("second ReserveAndBegin = %+v", r)
 	}
-	// The budget is spent: not reserved, and the attempt spent all the
-	// same (fails closed).
-	if r, _ = ar.ReserveAndBegin(ctx, user, 2, time.Hour, c.ID, now); r.Reserved || r.Failures != 2 || r.TTL <= 0 || r.Attempts != 3 || r.BeginErr != nil {
+	// The budget is spent: refused, and no attempt spent.
+	if r, _ = ar.ReserveAndBegin(ctx, user, 2, time.Hour, c.ID, now); r.Reserved || r.Failures != 2 || r.TTL <= 0 || r.Attempts != 0 || r.BeginErr != nil || r.ReserveErr != nil {
 		t.Fatalf("ReserveAndBegin past the budget = %+v", r)
 	}
-	// The challenge's attempts are spent: reserved, the begin refused.
+	// Another user: the third and last attempt; then the challenge is
+	// over and reserves nothing.
 	other := "reserve-begin-other-" + ID()
-	if r, _ = ar.ReserveAndBegin(ctx, other, 5, time.Hour, c.ID, now); !r.Reserved || !errors.Is(r.BeginErr, store.ErrExhausted) {
+	if r, _ = ar.ReserveAndBegin(ctx, other, 5, time.Hour, c.ID, now); !r.Reserved || r.Attempts != 3 {
+		t.Fatalf("the last attempt = %+v", r)
+	}
+	if r, _ = ar.ReserveAndBegin(ctx, other, 5, time.Hour, c.ID, now); r.Reserved || !errors.Is(r.BeginErr, store.ErrExhausted) {
 		t.Fatalf("ReserveAndBegin on an exhausted challenge = %+v", r)
 	}
-	if r, _ = ar.ReserveAndBegin(ctx, other, 5, time.Hour, "no-such-"+ID(), now); !r.Reserved || !errors.Is(r.BeginErr, store.ErrNotFound) {
+	if r, _ = ar.ReserveAndBegin(ctx, other, 5, time.Hour, "no-such-"+ID(), now); r.Reserved || !errors.Is(r.BeginErr, store.ErrNotFound) {
 		t.Fatalf("ReserveAndBegin on an unknown challenge = %+v", r)
 	}
-	if n, _, err := s.Failures(ctx, other); err != nil || n != 2 {
-		t.Fatalf("failures of the other user = %d, %v; want 2 (the caller refunds)", n, err)
+	if r, _ = ar.ReserveAndBegin(ctx, other, 5, time.Hour, c.ID, c.Expires); r.Reserved || r.BeginErr == nil {
+		t.Fatalf("ReserveAndBegin on an expired challenge = %+v", r)
+	}
+	if n, _, err := s.Failures(ctx, other); err != nil || n != 1 {
+		t.Fatalf("failures of the other user = %d, %v; want 1 (the refused calls reserved nothing)", n, err)
+	}
+	d := newChallenge()
+	mustCreate(t, s, d)
+	if err := s.Consume(ctx, d.ID, d.CodeMAC, now, "sms"); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ = ar.ReserveAndBegin(ctx, other, 5, time.Hour, d.ID, now); r.Reserved || !errors.Is(r.BeginErr, store.ErrUsed) {
+		t.Fatalf("ReserveAndBegin on a used challenge = %+v", r)
 	}
 }
 
