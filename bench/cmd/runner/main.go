@@ -127,6 +127,11 @@ type ports struct {
 	Admin, Plain, Redis, Memory, Forward, Limited int
 	Upstream, Receiver, AuthService, RedisServer  int
 	Peer, PeerAdmin, PeerPlain                    int
+	// TwinAdmin, TwinPlain, TwinRedis: the twin, a second Caddy with the
+	// plugin shaped as the peer's (rows S0 and S); Twin is set when the
+	// template is filled for it.
+	TwinAdmin, TwinPlain, TwinRedis int
+	Twin                            bool
 	// Scale1, Scale200: stepup with 1 and 200 policies (scaling table).
 	Scale1, Scale200 int
 	// Many numbers the 180 extra policies of the 200-policy site.
@@ -139,6 +144,7 @@ type suite struct {
 	procs []*proc
 	caddy *proc
 	peer  *proc // Caddy with caddy-security, or nil
+	twin  *proc // the second Caddy with the plugin, or nil
 	// peerNote says why the peer row was not measured, when it was not.
 	peerNote string
 	jwt      string // the peer's access_token
@@ -296,7 +302,8 @@ func (s *suite) startServersOnce(ctx context.Context) error {
 	}()
 	for _, p := range []*int{&s.ports.Admin, &s.ports.Plain, &s.ports.Redis, &s.ports.Memory, &s.ports.Forward,
 		&s.ports.Limited, &s.ports.Upstream, &s.ports.Receiver, &s.ports.AuthService, &s.ports.RedisServer,
-		&s.ports.Peer, &s.ports.PeerAdmin, &s.ports.PeerPlain, &s.ports.Scale1, &s.ports.Scale200} {
+		&s.ports.Peer, &s.ports.PeerAdmin, &s.ports.PeerPlain, &s.ports.Scale1, &s.ports.Scale200,
+		&s.ports.TwinAdmin, &s.ports.TwinPlain, &s.ports.TwinRedis} {
 		h, err := freeport.Hold()
 		if err != nil {
 			return err
@@ -356,7 +363,7 @@ func (s *suite) startServersOnce(ctx context.Context) error {
 	for i := 1; i <= 180; i++ {
 		s.ports.Many = append(s.ports.Many, i)
 	}
-	conf, err := s.writeConfig("Caddyfile")
+	conf, err := s.writeConfig("Caddyfile", "Caddyfile", s.ports)
 	if err != nil {
 		return err
 	}
@@ -374,6 +381,24 @@ func (s *suite) startServersOnce(ctx context.Context) error {
 		s.ports.Scale1, s.ports.Scale200} {
 		if err := s.caddy.waitListen(addr(port), 30*time.Second); err != nil {
 			return err
+		}
+	}
+	if s.opts.peer != "" {
+		// The twin goes with the peer: it is there to compare with it.
+		twin := s.ports
+		twin.Twin = true
+		conf, err := s.writeConfig("Caddyfile", "Caddyfile-twin", twin)
+		if err != nil {
+			return err
+		}
+		release(s.ports.TwinAdmin, s.ports.TwinPlain, s.ports.TwinRedis)
+		if s.twin, err = launch("twin", s.ports.TwinRedis, env, s.opts.caddy, "run", "--config", conf, "--adapter", "caddyfile"); err != nil {
+			return err
+		}
+		for _, port := range []int{s.ports.TwinPlain, s.ports.TwinAdmin} {
+			if err := s.twin.waitListen(addr(port), 30*time.Second); err != nil {
+				return err
+			}
 		}
 	}
 	s.peerNote = s.opts.peerNote
@@ -420,6 +445,12 @@ func (s *suite) defineConfigs(ctx context.Context) error {
 	cookieMemory, err := browserGrant(ctx, s.rc, s.url(s.ports.Memory, vault), "alice")
 	if err != nil {
 		return fmt.Errorf("grant on the memory site: %w", err)
+	}
+	var cookieTwin string
+	if s.twin != nil {
+		if cookieTwin, err = browserGrant(ctx, s.rc, s.url(s.ports.TwinRedis, vault), "alice"); err != nil {
+			return fmt.Errorf("grant on the twin's site: %w", err)
+		}
 	}
 	session := randomSecret(24)
 	session = strings.NewReplacer("+", "A", "/", "B", "=", "").Replace(session)
@@ -564,6 +595,15 @@ func (s *suite) defineConfigs(ctx context.Context) error {
 		peerPlain := &config{key: "P0", name: "plain `reverse_proxy` in the peer's Caddy (the peer's own baseline)", target: "GET " + product,
 			load: load{url: s.url(s.ports.PeerPlain, product), headers: signedIn}, want: 200, proc: "peer", group: true}
 		s.configs = slices.Insert(s.configs, 3, peerPlain, peer)
+		if s.twin != nil {
+			twinPlain := &config{key: "S0", name: "plain `reverse_proxy` in the twin, a second stepup Caddy shaped as the peer's", target: "GET " + product,
+				load: load{url: s.url(s.ports.TwinPlain, product), headers: signedIn}, want: 200, proc: "twin", group: true}
+			twin := &config{key: "S", name: "the twin's granted route: (3) in a Caddy shaped as the peer's", target: "GET " + vault,
+				load: load{url: s.url(s.ports.TwinRedis, vault),
+					headers: append([]string{browser, "Cookie: " + cookieTwin}, identityHeaders("alice")...)},
+				want: 200, proc: "twin", group: true}
+			s.configs = slices.Insert(s.configs, 5, twinPlain, twin)
+		}
 		if err := expect(ctx, peerPlain.load.url, peerPlain.load.headers, 200); err != nil {
 			peerPlain.err = err
 			s.fail("(P0) "+peerPlain.name, err)
@@ -727,6 +767,11 @@ func (s *suite) measureOnce(ctx context.Context, c *config, d time.Duration) (*r
 			return r, err
 		}
 	}
+	if c.proc == "twin" && s.twin != nil {
+		if err := s.twin.alive(); err != nil {
+			return r, err
+		}
+	}
 	return r, nil
 }
 
@@ -885,19 +930,19 @@ func (s *suite) warmUp(ctx context.Context) {
 	}
 }
 
-// writeConfig fills the template bench/NAME.tmpl with the suite's ports
-// and writes it to the work directory as NAME, whose path it returns.
-func (s *suite) writeConfig(name string) (string, error) {
+// writeConfig fills the template bench/NAME.tmpl with ports and writes
+// it to the work directory as OUT, whose path it returns.
+func (s *suite) writeConfig(name, out string, ports ports) (string, error) {
 	tmpl, err := template.ParseFiles(filepath.Join(s.opts.bench, name+".tmpl"))
 	if err != nil {
 		return "", err
 	}
-	conf := filepath.Join(s.opts.work, name)
+	conf := filepath.Join(s.opts.work, out)
 	f, err := os.Create(conf)
 	if err != nil {
 		return "", err
 	}
-	err = tmpl.Execute(f, s.ports)
+	err = tmpl.Execute(f, ports)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

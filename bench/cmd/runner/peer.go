@@ -24,7 +24,7 @@ const peerRoles = "authp/user"
 // startPeer writes the peer's Caddyfile and starts it.
 func (s *suite) startPeer(ctx context.Context, launch func(string, int, []string, string, ...string) (*proc, error),
 	release func(...int)) error {
-	conf, err := s.writeConfig("Caddyfile-peer")
+	conf, err := s.writeConfig("Caddyfile-peer", "Caddyfile-peer", s.ports)
 	if err != nil {
 		return err
 	}

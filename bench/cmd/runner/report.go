@@ -191,7 +191,7 @@ func summarize(runs, partners []*run, proc string) stats {
 		n := float64(r.res.requests)
 		var h float64
 		for name, sec := range r.cpu {
-			if name != "caddy" && name != "redis" && name != "peer" {
+			if name != "caddy" && name != "redis" && name != "peer" && name != "twin" {
 				h += sec
 			}
 		}
@@ -469,7 +469,12 @@ func (s *suite) writeReport() error {
 	w("  with the main Caddy's baseline, another process; the targets also compare\n")
 	w("  each plugin's overhead over plain `reverse_proxy` in its own process ((3)\n")
 	w("  over (1), (P) over (P0)).\n")
-	w("- Rows (2), (3), (3b), (P0), (P) and (4) are measured in rounds: each round runs\n")
+	w("- **(S0) and (S)** run in the twin: a second Caddy of the plugin's binary\n")
+	w("  shaped as the peer's (the same two kinds of site and nothing else: no\n")
+	w("  other stepup handlers, their queues and caches), so that (S) and (P) are\n")
+	w("  compared in absolute CPU/req in processes alike. (S) is (3): the same\n")
+	w("  20 policies, Redis store and grant.\n")
+	w("- Rows (2), (3), (3b), (P0), (P), (S0), (S) and (4) are measured in rounds: each round runs\n")
 	w("  the baseline once and then each of them once, in an order that rotates\n")
 	w("  from round to round; each is paired with its round's baseline. The other\n")
 	w("  rows run in (baseline, row) pairs.\n")
@@ -518,6 +523,31 @@ func (s *suite) writeReport() error {
 			target(fmt.Sprintf("(%s) no more overhead over plain `reverse_proxy` than the peer's, each in its own process", k), true, how, med <= 1 || inside)
 		}
 	}
+	if s.twin != nil && ok("S", "P") {
+		// The same comparison in processes alike: the twin against the
+		// peer, absolute, and each over its own plain reverse_proxy.
+		med, q1, q3, n := pairedCPU(byKey["S"], byKey["P"])
+		inside := n > 1 && q1 <= 1 && 1 <= q3
+		how := fmt.Sprintf("%.0f µs vs %.0f µs; paired by round (%d): %+.1f%%", st["S"].caddyCPU, st["P"].caddyCPU, n, (med-1)*100)
+		if inside {
+			how += ", inside noise"
+		}
+		target("(S) the granted route, in a Caddy shaped as the peer's: no more Caddy CPU/req than the peer (P)", true, how, med <= 1 || inside)
+		if ok("S0", "P0") {
+			med, q1, q3, n := pairedCPU(byKey["S0"], byKey["P0"])
+			target("(S0) check, not a target: the twin's plain `reverse_proxy` costs what the peer's (P0) does (the processes alike)", true,
+				fmt.Sprintf("%.0f µs vs %.0f µs; paired by round (%d): %+.1f%%", st["S0"].caddyCPU, st["P0"].caddyCPU, n, (med-1)*100),
+				n > 1 && q1 <= 1 && 1 <= q3)
+			med, q1, q3, n = pairedCPU(byKey["S"], byKey["S0"])
+			inside := n > 1 && q1 <= 1 && 1 <= q3
+			how := fmt.Sprintf("(S) over (S0): %+.1f%% (paired by round, %d)", (med-1)*100, n)
+			if inside {
+				how += ", inside noise"
+			}
+			how += "; (P) over (P0): " + peerOverhead(byKey["P"], byKey["P0"])
+			target("(S) granted route within 3% of plain `reverse_proxy` in the twin (S0)", true, how, med <= 1.03 || inside)
+		}
+	}
 	if ok("2") {
 		x := st["2"]
 		target("(2) unprotected route: within noise of (1)", true,
@@ -560,7 +590,7 @@ func (s *suite) writeReport() error {
 			}
 		}
 	}
-	for _, k := range []string{"1", "2", "3", "3b", "P0", "P"} {
+	for _, k := range []string{"1", "2", "3", "3b", "P0", "P", "S0", "S"} {
 		x, found := st[k]
 		if k == "1" && len(roundBase) > 0 {
 			x, found = summarize(roundBase, nil, "caddy"), true
