@@ -186,9 +186,50 @@ const (
 	fSealed = "cz"
 )
 
-// Lua scripts. Each reads and writes a single key (KEYS[1]). Times are
-// Unix milliseconds passed by the caller, so that instances agree with
-// their own clocks and tests can move time.
+// Lua shared by the scripts below, so that each rule is written once.
+const (
+	// beginLua: beginCheck(key, now) says whether challenge key can take
+	// an attempt at now: 'ok' and the MAC of its current code, or the
+	// state that refuses it ('nf', 'used', 'exp', 'dead').
+	beginLua = `
+local function beginCheck(key, now)
+  local v = redis.call('HMGET', key, 'e', 'u', 'a', 'x', 'm')
+  if not v[1] then return 'nf' end
+  if v[2] ~= '0' then return 'used' end
+  if tonumber(v[1]) <= tonumber(now) then return 'exp' end
+  if tonumber(v[3]) >= tonumber(v[4]) then return 'dead' end
+  return 'ok', v[5]
+end
+`
+	// reserveLua: reserve(key, max, window) takes one unit of failure
+	// counter key unless max are taken (a counter without a TTL gets
+	// window either way): whether it did, the count, and its PTTL.
+	reserveLua = `
+local function reserve(key, max, window)
+  local n = tonumber(redis.call('GET', key) or '0')
+  local ttl = redis.call('PTTL', key)
+  if n >= tonumber(max) then
+    if ttl == -1 then
+      redis.call('PEXPIRE', key, window)
+      ttl = tonumber(window)
+    end
+    return false, n, ttl
+  end
+  n = redis.call('INCR', key)
+  if ttl < 0 then
+    redis.call('PEXPIRE', key, window)
+    ttl = tonumber(window)
+  end
+  return true, n, ttl
+end
+`
+)
+
+// Lua scripts. Each works on the keys of one challenge, one counter or
+// one pointer, except scriptReserveBegin (a challenge and its user's
+// counter, on one server). Times are Unix milliseconds passed by the
+// caller, so that instances agree with their own clocks and tests can
+// move time.
 var (
 	// KEYS[1] challenge, KEYS[2] stash; ARGV: stash ("" for none),
 	// field/value pairs..., px. Both keys share the {ID} hash tag.
@@ -213,14 +254,11 @@ redis.call('SET', KEYS[2], '', 'KEEPTTL')
 return {'ok', s}`)
 
 	// KEYS[1] challenge; ARGV[1] now
-	scriptBegin = redis.NewScript(`
-local v = redis.call('HMGET', KEYS[1], 'e', 'u', 'a', 'x', 'm')
-if not v[1] then return {'nf'} end
-if v[2] ~= '0' then return {'used'} end
-if tonumber(v[1]) <= tonumber(ARGV[1]) then return {'exp'} end
-if tonumber(v[3]) >= tonumber(v[4]) then return {'dead'} end
+	scriptBegin = redis.NewScript(beginLua + `
+local st, mac = beginCheck(KEYS[1], ARGV[1])
+if st ~= 'ok' then return {st} end
 local a = redis.call('HINCRBY', KEYS[1], 'a', 1)
-return {'ok', v[5], a}`)
+return {'ok', mac, a}`)
 
 	// KEYS[1] challenge, KEYS[2] the user's failure counter (one server:
 	// not under Cluster); ARGV[1] now, ARGV[2] max, ARGV[3] window ms.
@@ -228,28 +266,13 @@ return {'ok', v[5], a}`)
 	// attempt: a challenge that is over reserves nothing, a refused
 	// reservation spends no attempt. Returns {'ok', mac, attempts, n,
 	// pttl}, {'locked', n, pttl} or scriptBegin's state.
-	scriptReserveBegin = redis.NewScript(`
-local v = redis.call('HMGET', KEYS[1], 'e', 'u', 'a', 'x', 'm')
-if not v[1] then return {'nf'} end
-if v[2] ~= '0' then return {'used'} end
-if tonumber(v[1]) <= tonumber(ARGV[1]) then return {'exp'} end
-if tonumber(v[3]) >= tonumber(v[4]) then return {'dead'} end
-local n = tonumber(redis.call('GET', KEYS[2]) or '0')
-local ttl = redis.call('PTTL', KEYS[2])
-if n >= tonumber(ARGV[2]) then
-  if ttl == -1 then
-    redis.call('PEXPIRE', KEYS[2], ARGV[3])
-    ttl = tonumber(ARGV[3])
-  end
-  return {'locked', n, ttl}
-end
-n = redis.call('INCR', KEYS[2])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[2], ARGV[3])
-  ttl = tonumber(ARGV[3])
-end
+	scriptReserveBegin = redis.NewScript(beginLua + reserveLua + `
+local st, mac = beginCheck(KEYS[1], ARGV[1])
+if st ~= 'ok' then return {st} end
+local ok, n, ttl = reserve(KEYS[2], ARGV[2], ARGV[3])
+if not ok then return {'locked', n, ttl} end
 local a = redis.call('HINCRBY', KEYS[1], 'a', 1)
-return {'ok', v[5], a, n, ttl}`)
+return {'ok', mac, a, n, ttl}`)
 
 	// KEYS[1] challenge; ARGV[1] mac, ARGV[2] now, ARGV[3] method
 	scriptConsume = redis.NewScript(`
@@ -305,22 +328,10 @@ if n == 1 or redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1],
 return n`)
 
 	// KEYS[1] counter; ARGV[1] max, ARGV[2] window ms. Returns {ok, n, pttl}.
-	scriptReserveFailure = redis.NewScript(`
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-local ttl = redis.call('PTTL', KEYS[1])
-if n >= tonumber(ARGV[1]) then
-  if ttl == -1 then
-    redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    ttl = tonumber(ARGV[2])
-  end
-  return {0, n, ttl}
-end
-n = redis.call('INCR', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  ttl = tonumber(ARGV[2])
-end
-return {1, n, ttl}`)
+	scriptReserveFailure = redis.NewScript(reserveLua + `
+local ok, n, ttl = reserve(KEYS[1], ARGV[1], ARGV[2])
+if ok then return {1, n, ttl} end
+return {0, n, ttl}`)
 
 	// KEYS[1] counter. DECR keeps the TTL; a count back at 0 goes.
 	scriptRefundFailure = redis.NewScript(`
