@@ -42,7 +42,7 @@ build() {
 		--output "$ROOT/caddy" \
 		--with "$MODULE@v0.0.0-00010101000000-000000000000" \
 		--replace "$MODULE=$ROOT")
-	"$ROOT/caddy" list-modules | grep -qx 'http.handlers.stepup' || die "built ./caddy lacks http.handlers.stepup"
+	"$ROOT/caddy" list-modules | grep -x 'http.handlers.stepup' >/dev/null || die "built ./caddy lacks http.handlers.stepup"
 	say "built $ROOT/caddy"
 }
 

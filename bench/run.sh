@@ -73,7 +73,7 @@ newer_source() {
 }
 caddy=
 if [ -x ./caddy ] && [ -z "$(newer_source ./caddy)" ] &&
-	./caddy list-modules 2>/dev/null | grep -qx 'http.handlers.stepup'; then
+	./caddy list-modules 2>/dev/null | grep -x 'http.handlers.stepup' >/dev/null; then
 	caddy=./caddy
 	say "using ./caddy (newer than the sources)"
 else
@@ -109,7 +109,7 @@ else
 	say "building the peer: Caddy $CADDY_VERSION with $PEER_MODULE@$PEER_VERSION (xcaddy, cold: several minutes; log in $OUTDIR/peer/build.log)"
 	if (cd tools && go tool xcaddy build "$CADDY_VERSION" --output "$ROOT/$peer_bin.tmp" \
 		--with "$PEER_MODULE@$PEER_VERSION") >"$OUTDIR/peer/build.log" 2>&1 &&
-		"$peer_bin.tmp" list-modules 2>/dev/null | grep -qx 'http.authentication.providers.authorizer'; then
+		"$peer_bin.tmp" list-modules 2>/dev/null | grep -x 'http.authentication.providers.authorizer' >/dev/null; then
 		mv "$peer_bin.tmp" "$peer_bin"
 		peer_args=(-peer "$peer_bin")
 	else
