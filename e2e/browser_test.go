@@ -459,8 +459,15 @@ func (rc *receiver) messageFor(id string) webhookMsg {
 
 // axeSource returns axe-core's script, installing it from npm into
 // .cache/axe when missing. It fails the test, never skips it.
+// axeInstall serializes the npm install of axe-core: the browser tests
+// run in parallel, and two npm installs into one folder at once leave
+// it half written for the other's check (a fresh clone has none yet).
+var axeInstall sync.Mutex
+
 func axeSource(t *testing.T) string {
 	t.Helper()
+	axeInstall.Lock()
+	defer axeInstall.Unlock()
 	dir := filepath.Join(repoRoot, ".cache", "axe")
 	pkg := filepath.Join(dir, "node_modules", "axe-core")
 	installed := func() bool {
