@@ -117,10 +117,26 @@ func rackStep(name string) (k, after string, array bool) {
 	switch {
 	case after == "[":
 		return name, "", false
-	case strings.HasPrefix(after, "[]"):
+	case rackArray(after):
 		return k, after[2:], true
 	}
 	return k, after, false
+}
+
+// rackArray reports whether Rack 2 reads after (what follows a key) as
+// an array: "[]" alone, "[][key]", or "[]" and more that its regular
+// expression \[\](.+) takes, whose "." takes no newline.
+func rackArray(after string) bool {
+	rest, ok := strings.CutPrefix(after, "[]")
+	switch {
+	case !ok:
+		return false
+	case rest == "":
+		return true
+	case len(rest) > 2 && rest[0] == '[' && rest[len(rest)-1] == ']' && !strings.ContainsAny(rest[1:len(rest)-1], "[]"):
+		return true // [][key]
+	}
+	return !strings.Contains(rest, "\n")
 }
 
 // rackPath returns a name's folded path as Rack 2 reads it: "[a]",
