@@ -245,9 +245,13 @@ func (ps *Params) index(n string, header bool) int {
 	return i
 }
 
-// lookup is index without the memory.
+// lookup is index without the memory. A transport header reads as
+// none of the names.
 func (ps *Params) lookup(n string, header bool) int {
 	if header {
+		if transportHeader(n) {
+			return -1
+		}
 		n = SpringHeaderName(n)
 	}
 	p := readName(n)
@@ -280,9 +284,10 @@ func (ps *Params) Elsewhere(r *http.Request) (int, string) {
 	}
 	// A header's values do not change how its name reads: once per key.
 	for k, vs := range r.Header {
-		if len(vs) == 0 || transportHeader(k) {
+		if len(vs) == 0 {
 			continue
 		}
+		// Transport headers are remembered as none (lookup).
 		if found = ps.index(k, true); found >= 0 {
 			return found, InHeader
 		}
